@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what Motif needs from the OS, only when it is missing, and say what was done.
+# Needs: libfluidsynth3 (the synthesiser) and a General MIDI soundfont (FluidR3_GM is best).
+set -euo pipefail
+
+need=()
+if ! ldconfig -p 2>/dev/null | grep -q 'libfluidsynth\.so\.3'; then
+  need+=(libfluidsynth3)
+fi
+if [ -z "${MOTIF_SOUNDFONT:-}" ] && [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then
+  need+=(fluid-soundfont-gm)
+fi
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "system: libfluidsynth3 and a GM soundfont are present"
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "system: missing ${need[*]}; this machine has no apt-get." >&2
+  echo "  install FluidSynth 2.x (the shared library libfluidsynth.so.3) and a General MIDI" >&2
+  echo "  soundfont (FluidR3_GM.sf2), then point MOTIF_SOUNDFONT at the .sf2 file." >&2
+  exit 1
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "system: installing ${need[*]} with apt-get"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+echo "system: installed ${need[*]}"
