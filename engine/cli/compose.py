@@ -1,0 +1,94 @@
+"""`python -m engine compose [SEED.mid] --bars N --candidates K --temperature T --seed S --out DIR`.
+
+Writes DIR/candidate-<i>.mid, DIR/candidate-<i>.ogg and DIR/pianoroll.png; with --json the
+last line printed is one JSON object describing them. A bad seed exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.instruments import INSTRUMENTS, program_of
+
+DEFAULTS = {"bars": 16, "candidates": 4, "temperature": 1.0, "top_p": 0.95}
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("compose", help="continue a seed (or start from nothing)")
+    p.add_argument("seed_file", nargs="?", type=Path, metavar="SEED.mid")
+    p.add_argument("--bars", type=int, default=DEFAULTS["bars"])
+    p.add_argument("--candidates", type=int, default=DEFAULTS["candidates"])
+    p.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
+    p.add_argument("--top-p", type=float, default=DEFAULTS["top_p"])
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (same seed, same music)")
+    p.add_argument("--tempo", type=float, default=None, help="bpm (default: the seed's)")
+    p.add_argument("--instrument", default=None,
+                   help=f"GM program number or one of: {', '.join(INSTRUMENTS)}")
+    p.add_argument("--include-seed", action="store_true", help="output the seed too")
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=Path("out"))
+    p.add_argument("--json", action="store_true", help="print a JSON summary last")
+    p.set_defaults(run=run)
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.errors import BadRequest, BadSeed
+
+    try:
+        program = program_of(args.instrument) if args.instrument else None
+    except ValueError as exc:
+        return fail(str(exc))
+    seed_bytes = None
+    if args.seed_file is not None:
+        try:
+            seed_bytes = args.seed_file.read_bytes()
+        except OSError as exc:
+            return fail(f"cannot read {args.seed_file}: {exc.strerror}")
+
+    # Heavy imports after the cheap checks, so a typo fails fast.
+    from engine.checkpoint import BASE_CHECKPOINT
+    from engine.composer import ComposeParams, Composer
+    from engine.device import configure_threads
+
+    configure_threads()
+    try:
+        params = ComposeParams(bars=args.bars, candidates=args.candidates,
+                               temperature=args.temperature, top_p=args.top_p, seed=args.seed,
+                               tempo=args.tempo, program=program,
+                               include_seed=args.include_seed)
+        composer = Composer(args.checkpoint or BASE_CHECKPOINT)
+        plan = composer.plan(seed_bytes, params)  # validates the seed before writing anything
+        result = composer.finish(plan, composer.decode(plan))
+    except (BadSeed, BadRequest) as exc:
+        return fail(str(exc))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for i, cand in enumerate(result.candidates, start=1):
+        midi, audio = args.out / f"candidate-{i}.mid", args.out / f"candidate-{i}.ogg"
+        midi.write_bytes(cand.midi)
+        audio.write_bytes(cand.audio)
+        summary.append({"midi": str(midi), "audio": str(audio), "seconds": round(cand.seconds, 3),
+                        "notes": cand.notes, "tokens": cand.tokens,
+                        "invalid_rate": round(cand.invalid_rate, 4)})
+    pianoroll = args.out / "pianoroll.png"
+    pianoroll.write_bytes(result.pianoroll)
+    timings = {k: round(v, 3) for k, v in plan.timings.items()}
+    if args.json:
+        print(json.dumps({"candidates": summary, "pianoroll": str(pianoroll),
+                          "timings": timings, "invalid_rate": round(result.invalid_rate, 4)}))
+    else:
+        for item in summary:
+            print(f"{item['audio']}  {item['seconds']:.1f}s  {item['notes']} notes  "
+                  f"(MIDI: {item['midi']})")
+        print(f"{pianoroll}  piano roll")
+        print(f"timings: {timings}")
+    return 0

@@ -1,0 +1,144 @@
+"""`python -m engine train`: tokenizer, token streams, LSTM, n-gram baseline, shipped checkpoint.
+
+`make train` runs this with the defaults below; that is how engine/checkpoints/base.pt was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from engine.paths import default_data_dir
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("train", help="train the base model on the corpus")
+    p.add_argument("--data-dir", type=Path, default=default_data_dir())
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--vocab-size", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--time-budget", type=float, default=55.0,
+                   help="minutes; the LR schedule follows wall time and ends on time (0: off)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--embed", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--ngram-order", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run)
+
+
+def _streams(data_dir: Path, tokenizer, tokenizer_path: Path):
+    from engine.corpus import split_paths
+    from engine.data import TokenStream, build_stream, stream_path
+
+    digest = hashlib.sha1(tokenizer_path.read_bytes()).hexdigest()[:10]
+    streams = {}
+    for split in ("train", "valid"):
+        path = stream_path(data_dir, f"{digest}/{split}")
+        if path.with_suffix(".npy").exists():
+            streams[split] = TokenStream.load(path)
+            continue
+        stream = build_stream(split_paths(data_dir, split), tokenizer, tokenizer_path,
+                              workers=os.cpu_count() or 2, desc=f"tokenize {split}")
+        stream.save(path)
+        streams[split] = stream
+    return streams["train"], streams["valid"]
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from engine.checkpoint import Checkpoint, save_checkpoint, write_record
+    from engine.corpus import load_manifest, split_paths
+    from engine.model import LSTMLanguageModel, ModelConfig
+    from engine.ngram import NGramModel
+    from engine.plots import draw_loss_curve
+    from engine.tokenizer import MidiTokenizer
+    from engine.train import TrainConfig, evaluate_bits, train
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    manifest = load_manifest(args.data_dir)
+    work = args.data_dir / "training"
+    work.mkdir(parents=True, exist_ok=True)
+    tokenizer_path = work / f"tokenizer-{args.vocab_size}.json"
+    started = time.perf_counter()
+    if tokenizer_path.exists():
+        tokenizer = MidiTokenizer.load(tokenizer_path)
+    else:
+        print(f"training BPE ({args.vocab_size} ids) on the training split ...")
+        tokenizer = MidiTokenizer.train(split_paths(args.data_dir, "train"), args.vocab_size)
+        tokenizer.save(tokenizer_path)
+    train_stream, valid_stream = _streams(args.data_dir, tokenizer, tokenizer_path)
+    print(f"tokens: train {len(train_stream.ids):,} valid {len(valid_stream.ids):,}")
+
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                         lr=args.lr, eval_every=args.eval_every, seed=args.seed,
+                         time_budget_seconds=args.time_budget * 60 or None)
+    model = LSTMLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size,
+                                          embed_dim=args.embed, hidden_dim=args.hidden,
+                                          num_layers=args.layers))
+    working = work / "best.pt"
+    bar = tqdm(total=config.steps, desc="train", unit="step", mininterval=10)
+
+    def on_step(step: int, bits: float, lr: float) -> None:
+        bar.update(1)
+        bar.set_postfix(bits=f"{bits:.3f}", lr=f"{lr:.1e}")
+
+    def on_eval(step: int, bits: float, best: bool) -> None:
+        bar.write(f"step {step}: held-out {bits:.4f} bits/token{' (best)' if best else ''}")
+        if best:
+            save_checkpoint(working, Checkpoint(model, tokenizer, {"step": step}))
+
+    result = train(model, train_stream.ids, valid_stream.ids, config,
+                   on_step=on_step, on_eval=on_eval)
+    bar.close()
+
+    from engine.checkpoint import load_checkpoint
+
+    best = load_checkpoint(working)
+    # The shipped weights are half precision: measure the model as shipped.
+    best.model.half().float()
+    valid_bits = evaluate_bits(best.model, valid_stream.ids)
+    per_note = valid_bits * len(valid_stream.ids) / valid_stream.notes
+    print("fitting the n-gram baseline ...")
+    ngram = NGramModel(args.ngram_order, tokenizer.vocab_size).fit(train_stream.ids)
+    ngram_bits = ngram.bits_per_token(valid_stream.ids)
+    meta = {
+        "data": {"source": manifest["source"], "pieces_train": train_stream.pieces,
+                 "pieces_valid": valid_stream.pieces, "tokens_train": len(train_stream.ids),
+                 "tokens_valid": len(valid_stream.ids), "notes_valid": valid_stream.notes,
+                 "collections": manifest["collections"],
+                 "split": f"{manifest['valid_percent']}% of pieces by hash of their id"},
+        "tokenizer": {"kind": "MidiTok REMI + BPE", "vocab_size": tokenizer.vocab_size},
+        "model": best.model.config.to_dict() | {"parameters": best.model.num_parameters()},
+        "train": config.to_dict() | {"steps_done": result.steps_done,
+                                     "best_step": result.best_step,
+                                     "wall_seconds": round(result.wall_seconds, 1)},
+        "total_wall_seconds": round(time.perf_counter() - started, 1),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "heldout": {"nll_bits_per_token": round(valid_bits, 4),
+                    "nll_bits_per_note": round(per_note, 4)},
+        "ngram_baseline": {"order": args.ngram_order, "nll_bits_per_token": round(ngram_bits, 4),
+                           "nll_bits_per_note": round(
+                               ngram_bits * len(valid_stream.ids) / valid_stream.notes, 4)},
+        "history": result.history,
+    }
+    best.meta = meta
+    save_checkpoint(args.out, best, half=True)
+    write_record(args.out, meta)
+    best.tokenizer.save(args.out.parent / "tokenizer.json")
+    draw_loss_curve(result.history, args.out.with_name(args.out.stem + "-loss.png"))
+    print(json.dumps({k: meta[k] for k in ("heldout", "ngram_baseline", "train")}, indent=1))
+    return 0

@@ -1,0 +1,178 @@
+"""One composition, start to finish: seed -> prompt -> candidates -> MIDI, OGG, piano roll.
+
+The stages are separate methods so the engine server can run `plan`, join the decode batch
+it shares with other requests, then `finish`; `compose` chains them for one request.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from symusic import Score, Tempo
+
+from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
+from engine.device import pick_device
+from engine.errors import BadRequest
+from engine.grammar import Grammar
+from engine.pianoroll import draw_pianoroll
+from engine.prompt import Prompt, bars_length_ticks, build_prompt
+from engine.render import SAMPLE_RATE, Renderer, encode_ogg
+from engine.sample import Row, SamplingOptions, generate
+from engine.seed import read_seed
+
+MAX_CANDIDATES = 4
+ENCODER_THREADS = min(4, os.cpu_count() or 1)
+TEMPO_RANGE = (20.0, 400.0)
+
+
+@dataclass
+class ComposeParams:
+    bars: int = 16
+    candidates: int = 4
+    temperature: float = 1.0
+    top_p: float = 0.95
+    seed: int | None = None  # sampling seed: same seed, same music
+    tempo: float | None = None  # bpm; None keeps the seed's
+    program: int | None = None  # GM program for the new notes; None: as the model/seed wants
+    include_seed: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise BadRequest(f"candidates must be within 1 and {MAX_CANDIDATES} "
+                             f"(received {self.candidates})")
+        if self.tempo is not None and not TEMPO_RANGE[0] <= self.tempo <= TEMPO_RANGE[1]:
+            raise BadRequest(f"tempo must be within {TEMPO_RANGE[0]:.0f} and "
+                             f"{TEMPO_RANGE[1]:.0f} bpm (received {self.tempo})")
+        try:
+            self.sampling(0)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+
+    def sampling(self, time_signature: int) -> SamplingOptions:
+        return SamplingOptions(bars=self.bars, temperature=self.temperature, top_p=self.top_p,
+                               program=self.program, time_signature=time_signature)
+
+
+@dataclass
+class Plan:
+    params: ComposeParams
+    prompt: Prompt
+    options: SamplingOptions
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Candidate:
+    midi: bytes
+    audio: bytes
+    seconds: float
+    notes: int
+    tokens: int
+    invalid_rate: float  # probability mass the model put on invalid ids, per step
+    audio_note: str | None = None  # e.g. "shortened to fit the upload limit"
+
+
+@dataclass
+class Composition:
+    candidates: list[Candidate]
+    pianoroll: bytes
+    seed_seconds: float | None
+    timings: dict[str, float]
+
+    @property
+    def invalid_rate(self) -> float:
+        return sum(c.invalid_rate for c in self.candidates) / max(1, len(self.candidates))
+
+
+class Composer:
+    """Holds the model, tokenizer, grammar and synth; not thread-safe (one per worker)."""
+
+    def __init__(self, checkpoint: Path = BASE_CHECKPOINT, *, device: str | None = None,
+                 renderer: Renderer | None = None) -> None:
+        self.device = pick_device(device)
+        ckpt = load_checkpoint(checkpoint, device=self.device)
+        self.model, self.tokenizer, self.meta = ckpt.model, ckpt.tokenizer, ckpt.meta
+        self.grammar = Grammar.build(self.tokenizer).to(self.device)
+        self.renderer = renderer or Renderer()
+        self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
+                                            thread_name_prefix="ogg-encoder")
+
+    def close(self) -> None:
+        self._encoders.shutdown(wait=True)
+        self.renderer.close()
+
+    def plan(self, seed_midi: bytes | None, params: ComposeParams) -> Plan:
+        started = time.perf_counter()
+        seed = read_seed(seed_midi) if seed_midi is not None else None
+        prompt = build_prompt(self.tokenizer, self.grammar, seed, tempo=params.tempo)
+        plan = Plan(params, prompt, params.sampling(prompt.time_signature))
+        plan.timings["tokenize"] = time.perf_counter() - started
+        return plan
+
+    def decode(self, plan: Plan) -> list[Row]:
+        started = time.perf_counter()
+        rows = generate(self.model, self.grammar, plan.prompt.ids, plan.params.candidates,
+                        plan.options, seed=plan.params.seed)
+        plan.timings["sample"] = time.perf_counter() - started
+        return rows
+
+    def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
+               ) -> Composition:
+        started = time.perf_counter()
+        scores = [self.to_score(plan, row.tokens) for row in rows]
+        plan.timings["decode_midi"] = time.perf_counter() - started
+        started = time.perf_counter()
+        # The synth renders one clip at a time while earlier clips encode on other cores
+        # (libsndfile releases the GIL), so encoding mostly hides behind rendering.
+        encoding = [self._encoders.submit(encode_ogg, self.renderer.render(score), SAMPLE_RATE,
+                                          max_bytes=max_audio_bytes) for score in scores]
+        candidates = []
+        for row, score, job in zip(rows, scores, encoding, strict=True):
+            audio = job.result()
+            candidates.append(Candidate(
+                midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
+                notes=score.note_num(), tokens=len(row.tokens),
+                invalid_rate=row.invalid_mass / max(1, row.steps), audio_note=audio.note))
+        plan.timings["render"] = time.perf_counter() - started
+        started = time.perf_counter()
+        seed_seconds = (self._ticks_to_seconds(plan.prompt.seed_ticks, plan.prompt.tempo)
+                        if plan.params.include_seed and plan.prompt.seed_ids else None)
+        png = draw_pianoroll(scores, seed_seconds=seed_seconds)
+        plan.timings["pianoroll"] = time.perf_counter() - started
+        return Composition(candidates, png, seed_seconds, dict(plan.timings))
+
+    def compose(self, seed_midi: bytes | None, params: ComposeParams,
+                *, max_audio_bytes: int | None = None) -> Composition:
+        started = time.perf_counter()
+        plan = self.plan(seed_midi, params)
+        composition = self.finish(plan, self.decode(plan), max_audio_bytes=max_audio_bytes)
+        composition.timings["total"] = time.perf_counter() - started
+        return composition
+
+    def to_score(self, plan: Plan, tokens: list[int]) -> Score:
+        """Decode a candidate; the whole piece is at one tempo (the seed's, or the chosen one)."""
+        ids = [*plan.prompt.seed_ids, *tokens] if plan.params.include_seed else tokens
+        score = self.tokenizer.decode(ids)
+        score.tempos = [Tempo(0, plan.prompt.tempo)]
+        # The piece ends on its last bar line: notes still sounding there are cut, so the
+        # clip lasts the bars asked for (plus the renderer's release tail).
+        end = bars_length_ticks(self.tokenizer, ids)
+        for track in score.tracks:
+            for note in track.notes:
+                if note.time + note.duration > end:
+                    note.duration = max(1, end - note.time)
+        return score
+
+    def _ticks_to_seconds(self, ticks: int, bpm: float) -> float:
+        return ticks / self.tokenizer.remi.time_division * 60.0 / bpm
+
+
+@torch.no_grad()
+def warm_up(composer: Composer) -> None:
+    """One tiny composition, so the first member's request does not pay for lazy init."""
+    composer.compose(None, ComposeParams(bars=1, candidates=1, seed=0))

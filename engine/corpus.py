@@ -1,0 +1,241 @@
+"""Build the training corpus from music21's bundled scores (offline).
+
+Folk collections in ABC go through the `abc2midi` binary that symusic ships (thousands a
+second); polyphonic scores go through music21 in a process pool, with a per-file time limit
+because a few (Beethoven quartets) take a minute each. Output lands in the data dir:
+
+    <data>/corpus/midi/<collection>/<piece>.mid
+    <data>/corpus/manifest.json   counts, split and the list of pieces
+
+The held-out split is fixed by hashing the piece's id, so it never moves between builds and
+one piece never straddles train and validation. Re-running resumes: converted files are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+# Collections in ABC: monophonic folk tunes (with abc2midi's guitar-chord accompaniment).
+ABC_SUFFIX = ".abc"
+# Formats music21 converts to MIDI; roman-numeral analyses (.rntxt) are not music to learn.
+SCORE_SUFFIXES = (".mxl", ".krn", ".xml", ".musicxml")
+# Collections whose pieces take about a minute each to convert and add little variety.
+SKIPPED_COLLECTIONS = frozenset({"beethoven"})
+SCORE_TIMEOUT_SECONDS = 20
+VALID_PERCENT = 5  # held-out share of pieces
+
+
+@dataclass(frozen=True)
+class Piece:
+    collection: str
+    name: str  # unique within its collection
+    path: Path  # the converted MIDI file
+
+    @property
+    def id(self) -> str:
+        return f"{self.collection}/{self.name}"
+
+    @property
+    def split(self) -> str:
+        return split_of(self.id)
+
+
+def split_of(piece_id: str) -> str:
+    """Stable train/valid assignment by piece id (not by file order or a random state)."""
+    digest = hashlib.sha1(piece_id.encode()).digest()
+    return "valid" if digest[0] * 100 // 256 < VALID_PERCENT else "train"
+
+
+def music21_corpus_dir() -> Path:
+    import music21
+
+    return Path(music21.__file__).parent / "corpus"
+
+
+def abc2midi_binary() -> Path:
+    import symusic
+
+    path = Path(symusic.__file__).parent / "bin" / "abc2midi"
+    if not path.exists():
+        raise FileNotFoundError(f"symusic's abc2midi is missing at {path}; reinstall symusic")
+    return path
+
+
+def corpus_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "corpus"
+
+
+def convert_abc_file(abc_path: Path, out_dir: Path, binary: Path) -> int:
+    """Convert every tune of one ABC file; abc2midi names them <stem><X>.mid."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = abc_path.stem
+    if any(out_dir.glob(f"{stem}*.mid")):
+        return 0  # resumed: this book is done
+    with tempfile.TemporaryDirectory() as tmp:
+        # abc2midi writes beside its input, so it works on a copy in a scratch dir.
+        local = Path(tmp) / abc_path.name
+        local.write_bytes(abc_path.read_bytes())
+        subprocess.run(
+            [str(binary), local.name, "-silent"],
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+            check=False,  # abc2midi exits non-zero on warnings yet writes good files
+        )
+        made = 0
+        for mid in Path(tmp).glob("*.mid"):
+            os.replace(mid, out_dir / mid.name)
+            made += 1
+    return made
+
+
+def _raise_timeout(signum, frame):  # pragma: no cover - signal handler
+    raise TimeoutError
+
+
+def convert_score_file(score_path: str, out_path: str) -> str | None:
+    """Worker: one music21 score to MIDI, or the reason it was skipped."""
+    import music21
+
+    signal.signal(signal.SIGALRM, _raise_timeout)
+    signal.alarm(SCORE_TIMEOUT_SECONDS)
+    try:
+        score = music21.converter.parse(score_path)
+        Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_path + ".part"
+        score.write("midi", fp=tmp)
+        os.replace(tmp, out_path)
+        return None
+    except TimeoutError:
+        return f"took over {SCORE_TIMEOUT_SECONDS}s"
+    except Exception as exc:  # music21 raises many types on odd scores; skip them
+        return f"{type(exc).__name__}: {exc}"[:200]
+    finally:
+        signal.alarm(0)
+
+
+def _score_jobs(src: Path, midi_dir: Path) -> list[tuple[str, str]]:
+    jobs = []
+    for path in sorted(src.rglob("*")):
+        if path.suffix not in SCORE_SUFFIXES:
+            continue
+        rel = path.relative_to(src)
+        collection = rel.parts[0]
+        if collection in SKIPPED_COLLECTIONS or collection.startswith("_"):
+            continue
+        name = "-".join(rel.with_suffix("").parts[1:]) or rel.stem
+        out = midi_dir / collection / f"{name}.mid"
+        if not out.exists():
+            jobs.append((str(path), str(out)))
+    return jobs
+
+
+def note_fingerprint(midi_path: Path) -> str | None:
+    """Hash of the notes (onset, pitch, duration in beats) to find duplicate tunes."""
+    import symusic
+
+    try:
+        score = symusic.Score(str(midi_path))
+    except Exception:
+        return None
+    tpq = score.ticks_per_quarter or 1
+    notes = sorted(
+        (n.time * 12 // tpq, n.pitch, n.duration * 12 // tpq)
+        for track in score.tracks
+        for n in track.notes
+    )
+    if not notes:
+        return None
+    return hashlib.sha1(repr(notes).encode()).hexdigest()
+
+
+def build_corpus(data_dir: Path, *, workers: int | None = None, scores: bool = True) -> dict:
+    """Convert, dedupe, split and write the manifest; returns the manifest."""
+    src = music21_corpus_dir()
+    out = corpus_dir(data_dir)
+    midi_dir = out / "midi"
+    midi_dir.mkdir(parents=True, exist_ok=True)
+
+    binary = abc2midi_binary()
+    abc_files = sorted(src.rglob(f"*{ABC_SUFFIX}"))
+    for abc in tqdm(abc_files, desc="folk (abc2midi)", unit="book"):
+        collection = abc.relative_to(src).parts[0]
+        convert_abc_file(abc, midi_dir / collection, binary)
+
+    skipped: dict[str, str] = {}
+    if scores:
+        jobs = _score_jobs(src, midi_dir)
+        workers = workers or max(1, (os.cpu_count() or 2))
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(convert_score_file, s, o): s for s, o in jobs}
+            for fut in tqdm(as_completed(futures), total=len(futures), desc="scores (music21)"):
+                reason = fut.result()
+                if reason:
+                    skipped[str(Path(futures[fut]).relative_to(src))] = reason
+
+    manifest = write_manifest(out, _collect_pieces(midi_dir), skipped)
+    return manifest
+
+
+def _collect_pieces(midi_dir: Path) -> Iterable[Piece]:
+    for path in sorted(midi_dir.rglob("*.mid")):
+        yield Piece(path.parent.name, path.stem, path)
+
+
+def write_manifest(out: Path, pieces: Iterable[Piece], skipped: dict[str, str]) -> dict:
+    seen: dict[str, str] = {}
+    entries, duplicates, empty = [], 0, 0
+    for piece in tqdm(list(pieces), desc="dedupe", unit="piece"):
+        fingerprint = note_fingerprint(piece.path)
+        if fingerprint is None:
+            empty += 1
+            continue
+        if fingerprint in seen:
+            duplicates += 1
+            continue
+        seen[fingerprint] = piece.id
+        entries.append(
+            {"id": piece.id, "path": str(piece.path.relative_to(out)), "split": piece.split}
+        )
+    counts: dict[str, dict[str, int]] = {}
+    for e in entries:
+        coll = e["id"].split("/")[0]
+        counts.setdefault(coll, {"train": 0, "valid": 0})[e["split"]] += 1
+    manifest = {
+        "source": "music21 bundled corpus",
+        "valid_percent": VALID_PERCENT,
+        "pieces": len(entries),
+        "train": sum(e["split"] == "train" for e in entries),
+        "valid": sum(e["split"] == "valid" for e in entries),
+        "duplicates_removed": duplicates,
+        "empty_removed": empty,
+        "skipped": skipped,
+        "collections": counts,
+        "entries": entries,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def load_manifest(data_dir: Path) -> dict:
+    path = corpus_dir(data_dir) / "manifest.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no corpus at {path.parent}: run `python -m engine data build`")
+    return json.loads(path.read_text())
+
+
+def split_paths(data_dir: Path, split: str) -> list[Path]:
+    root = corpus_dir(data_dir)
+    return [root / e["path"] for e in load_manifest(data_dir)["entries"] if e["split"] == split]

@@ -1,0 +1,40 @@
+"""The General MIDI instruments members can pick by name (light: no torch)."""
+
+from __future__ import annotations
+
+# A short list for Discord's choice menu (at most 25); any GM program number also works.
+INSTRUMENTS: dict[str, int] = {
+    "piano": 0,
+    "electric-piano": 4,
+    "harpsichord": 6,
+    "vibraphone": 11,
+    "organ": 19,
+    "guitar": 24,
+    "electric-guitar": 27,
+    "bass": 33,
+    "violin": 40,
+    "cello": 42,
+    "strings": 48,
+    "choir": 52,
+    "trumpet": 56,
+    "french-horn": 60,
+    "saxophone": 65,
+    "oboe": 68,
+    "clarinet": 71,
+    "flute": 73,
+    "recorder": 74,
+    "synth-lead": 80,
+    "synth-pad": 88,
+    "harp": 46,
+    "accordion": 21,
+}
+
+
+def program_of(name_or_number: str) -> int:
+    key = name_or_number.strip().lower()
+    if key in INSTRUMENTS:
+        return INSTRUMENTS[key]
+    if key.isdigit() and 0 <= int(key) <= 127:
+        return int(key)
+    raise ValueError(f"unknown instrument {name_or_number!r}: use a GM program 0-127 or one of "
+                     f"{', '.join(INSTRUMENTS)}")

@@ -1,0 +1,62 @@
+"""From a seed (or none) to the prompt ids and the facts the continuation must keep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from symusic import Score
+
+from engine.errors import BadSeed
+from engine.grammar import NONE, Grammar
+from engine.seed import seed_tempo, seed_time_signature
+from engine.tokenizer import MidiTokenizer
+
+MAX_PROMPT_TOKENS = 1024  # an LSTM's memory is shorter than this; prefill stays ~10 ms
+DEFAULT_TEMPO = 110.0  # bpm when neither the seed nor the member gives one
+
+
+@dataclass
+class Prompt:
+    ids: list[int]  # what the model is prefilled with
+    seed_ids: list[int]  # the whole seed, for output that includes it
+    tempo: float  # bpm the continuation is written at
+    time_signature: int  # grammar index of the metre to keep, or NONE
+    seed_ticks: int  # where the continuation starts in the decoded seed+continuation
+
+
+def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
+                 *, tempo: float | None = None) -> Prompt:
+    if seed is None:
+        return Prompt([tokenizer.bos_id], [], tempo or DEFAULT_TEMPO, NONE, 0)
+    ids = tokenizer.encode(seed)
+    if not ids:
+        raise BadSeed("the seed has no notes this model can read")
+    prompt = [tokenizer.bos_id, *ids]
+    if len(prompt) > MAX_PROMPT_TOKENS:
+        # Keep the seed's last bars, starting on a bar line as training windows often do.
+        tail = len(ids) - MAX_PROMPT_TOKENS
+        starts = [i for i in range(tail, len(ids)) if grammar.opens_bar[ids[i]]]
+        prompt = ids[starts[0]:] if starts else ids[tail:]
+    ts = seed_time_signature(seed)
+    return Prompt(
+        ids=prompt,
+        seed_ids=ids,
+        tempo=tempo or seed_tempo(seed) or DEFAULT_TEMPO,
+        time_signature=grammar.time_signature_index(ts) if ts else NONE,
+        seed_ticks=bars_length_ticks(tokenizer, ids),
+    )
+
+
+def bars_length_ticks(tokenizer: MidiTokenizer, ids: list[int]) -> int:
+    """Ticks (at the tokenizer resolution) spanned by the bars of `ids`."""
+    quarter = tokenizer.remi.time_division
+    total, bar = 0, 0
+    for token in tokenizer.to_base(ids):
+        kind, _, value = token.partition("_")
+        if kind == "Bar":
+            total += bar
+            bar = 4 * quarter  # 4/4 until a TimeSig says otherwise
+        elif kind == "TimeSig":
+            numerator, denominator = (int(x) for x in value.split("/"))
+            bar = numerator * quarter * 4 // denominator
+    return total + bar

@@ -1,0 +1,215 @@
+"""Sampling continuations: prefill once, then decode every sequence of a batch together.
+
+A `DecodeBatch` holds the running rows (one per candidate) with their LSTM state, grammar
+state and sampling options as (B, ...) tensors. Rows join after their prompt is prefilled
+and leave as soon as they finish, so the same structure serves one request (all its
+candidates in one batch) and the engine server's continuous batching of many requests.
+Randomness comes from one generator per request, so a request's output depends on its
+sampling seed only, not on what else shares the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from engine.grammar import NONE, Grammar, GrammarState
+from engine.model import LSTMLanguageModel
+
+MAX_TOKENS_PER_BAR = 96  # a cap, far above the ~10-40 learned tokens of a dense bar
+MIN_BARS, MAX_BARS = 1, 64
+
+
+@dataclass
+class SamplingOptions:
+    bars: int = 16
+    temperature: float = 1.0
+    top_p: float = 0.95
+    program: int | None = None  # force every generated note onto this GM program
+    time_signature: int = NONE  # grammar index of the metre to keep; NONE: first one chosen
+    keep_tempo: bool = True  # no Tempo tokens: the seed's (or the chosen) tempo holds
+
+    def __post_init__(self) -> None:
+        if not MIN_BARS <= self.bars <= MAX_BARS:
+            raise ValueError(f"bars must be within {MIN_BARS} and {MAX_BARS} "
+                             f"(received {self.bars})")
+        if not 0.05 <= self.temperature <= 3.0:
+            raise ValueError(f"temperature must be within 0.05 and 3 (received {self.temperature})")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be within (0, 1] (received {self.top_p})")
+        if self.program is not None and not 0 <= self.program <= 127:
+            raise ValueError(f"program must be within 0 and 127 (received {self.program})")
+
+
+@dataclass
+class Row:
+    """One sequence being generated; `tokens` grows as it decodes."""
+
+    request: object  # who asked (the batch groups random draws by it)
+    generator: torch.Generator
+    options: SamplingOptions
+    tokens: list[int] = field(default_factory=list)
+    invalid_mass: float = 0.0  # summed probability the model gave to invalid ids
+    steps: int = 0
+    done: bool = False
+    stop_reason: str = ""
+
+
+def _cat(a: torch.Tensor | None, b: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    return b if a is None else torch.cat([a, b], dim=dim)
+
+
+class DecodeBatch:
+    def __init__(self, model: LSTMLanguageModel, grammar: Grammar) -> None:
+        self.model, self.grammar = model, grammar
+        self.device = next(model.parameters()).device
+        self.rows: list[Row] = []
+        self.h: torch.Tensor | None = None  # (L, B, H)
+        self.c: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None  # (B, V): the next token's logits
+        self.gstate: GrammarState | None = None
+        self._opts: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @torch.no_grad()
+    def prefill(self, prompt: list[int]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Run a prompt in one pass: (last logits (V,), state (L, 1, H) x2)."""
+        tokens = torch.tensor([prompt], dtype=torch.long, device=self.device)  # (1, T)
+        logits, state = self.model(tokens)
+        return logits[0, -1], state
+
+    @torch.no_grad()
+    def add(self, prompt: list[int], rows: list[Row], *, open_bar: bool = True) -> None:
+        """Prefill `prompt` once and start every row of `rows` from it.
+
+        With `open_bar` the first generated token starts a new bar, so the continuation
+        begins on a bar line even when the seed stops mid-bar.
+        """
+        last, (h, c) = self.prefill(prompt)
+        n = len(rows)
+        self.h = _cat(self.h, h.expand(-1, n, -1).contiguous(), dim=1)
+        self.c = _cat(self.c, c.expand(-1, n, -1).contiguous(), dim=1)
+        self.logits = _cat(self.logits, last.expand(n, -1).clone())
+        g = GrammarState.after(self.grammar, [prompt] * n, self.device)
+        if self.gstate is None:
+            self.gstate = g
+        else:
+            for name in GrammarState.FIELDS:
+                setattr(self.gstate, name, torch.cat([getattr(self.gstate, name),
+                                                      getattr(g, name)]))
+        o = [r.options for r in rows]
+        new = {
+            "temperature": torch.tensor([x.temperature for x in o], device=self.device),
+            "top_p": torch.tensor([x.top_p for x in o], device=self.device),
+            "bars": torch.tensor([x.bars for x in o], device=self.device),
+            "time_signature": torch.tensor([x.time_signature for x in o], device=self.device),
+            "keep_tempo": torch.tensor([x.keep_tempo for x in o], device=self.device),
+            "program": torch.tensor([NONE if x.program is None else x.program for x in o],
+                                    device=self.device),
+            "open_bar": torch.full((n,), open_bar, dtype=torch.bool, device=self.device),
+        }
+        for k, v in new.items():
+            self._opts[k] = _cat(self._opts.get(k), v)
+        self.rows.extend(rows)
+
+    def _draws(self) -> torch.Tensor:
+        """One uniform number per row, from its own request's generator."""
+        out = torch.empty(len(self.rows))
+        i = 0
+        while i < len(self.rows):
+            j = i
+            while j < len(self.rows) and self.rows[j].request is self.rows[i].request:
+                j += 1
+            out[i:j] = torch.rand(j - i, generator=self.rows[i].generator)
+            i = j
+        return out.to(self.device)
+
+    @torch.no_grad()
+    def step(self) -> list[Row]:
+        """Sample one token for every row; returns (and drops) the rows that finished."""
+        if not self.rows:
+            return []
+        g, o = self.grammar, self._opts
+        st = self.gstate
+        assert st is not None and self.logits is not None
+        mask = st.allowed(g, want_time_signature=o["time_signature"], keep_tempo=o["keep_tempo"],
+                          want_program=o["program"], must_open_bar=o["open_bar"])
+        logits = self.logits.float()
+        raw = torch.softmax(logits, dim=-1)
+        invalid = (raw * ~mask).sum(-1)  # (B,)
+        logits = (logits / o["temperature"][:, None]).masked_fill(~mask, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        # Top-p: keep the smallest set of ids whose mass reaches p (always the best one).
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        cum = sorted_p.cumsum(-1)
+        sorted_p = sorted_p.masked_fill(cum - sorted_p >= o["top_p"][:, None], 0.0)
+        cdf = sorted_p.cumsum(-1)
+        u = self._draws() * cdf[:, -1]
+        pick = torch.searchsorted(cdf, u[:, None]).clamp(max=cdf.shape[1] - 1)
+        tokens = order.gather(1, pick)[:, 0]  # (B,)
+        dead = ~mask.any(-1)
+        # A token that opens the bar after the last requested one ends the row unsent.
+        ends = (g.opens_bar[tokens] & (st.bars >= o["bars"])) | dead
+        # The first time signature chosen (when none was asked) holds for the rest.
+        ts = g.time_signature[tokens]
+        o["time_signature"] = torch.where((o["time_signature"] == NONE) & (ts != NONE), ts,
+                                          o["time_signature"])
+        o["open_bar"] = torch.zeros_like(o["open_bar"])
+        st.advance(g, tokens)
+        tok_list, ends_list, inv_list = tokens.tolist(), ends.tolist(), invalid.tolist()
+        dead_list = dead.tolist()
+        for row, tok, end, inv, is_dead in zip(self.rows, tok_list, ends_list, inv_list,
+                                                dead_list, strict=True):
+            row.invalid_mass += inv
+            row.steps += 1
+            if end:
+                row.done, row.stop_reason = True, "dead end" if is_dead else "bars"
+                continue
+            row.tokens.append(tok)
+            if len(row.tokens) >= row.options.bars * MAX_TOKENS_PER_BAR:
+                row.done, row.stop_reason = True, "token cap"
+        finished = [r for r in self.rows if r.done]
+        keep = torch.tensor([not r.done for r in self.rows], device=self.device)
+        if finished:
+            self._select(keep)
+        if self.rows:
+            live = tokens[keep] if finished else tokens
+            assert self.h is not None and self.c is not None
+            self.logits, (self.h, self.c) = self.model.step(live, (self.h, self.c))
+        return finished
+
+    def _select(self, keep: torch.Tensor) -> None:
+        self.rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]
+        assert self.h is not None and self.c is not None and self.gstate is not None
+        self.h, self.c = self.h[:, keep], self.c[:, keep]
+        self.logits = self.logits[keep] if self.logits is not None else None
+        for name in GrammarState.FIELDS:
+            setattr(self.gstate, name, getattr(self.gstate, name)[keep])
+        for k in self._opts:
+            self._opts[k] = self._opts[k][keep]
+
+    def cancel(self, request: object) -> int:
+        """Drop every row of `request` (its caller went away); returns how many."""
+        keep = torch.tensor([r.request is not request for r in self.rows], device=self.device)
+        dropped = int((~keep).sum())
+        if dropped:
+            self._select(keep)
+        return dropped
+
+
+def generate(model: LSTMLanguageModel, grammar: Grammar, prompt: list[int], n: int,
+             options: SamplingOptions, *, seed: int | None = None,
+             must_open_bar: bool = True) -> list[Row]:
+    """All `n` candidates of one request, decoded as one batch."""
+    gen = torch.Generator()
+    gen.manual_seed(seed if seed is not None else torch.seed())
+    request = object()
+    rows = [Row(request=request, generator=gen, options=options) for _ in range(n)]
+    batch = DecodeBatch(model, grammar)
+    batch.add(prompt, rows, open_bar=must_open_bar)
+    while len(batch):
+        batch.step()
+    return rows
