@@ -1,0 +1,158 @@
+"""Bot settings, read from the environment and validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATA_DIR = Path("data")
+# Long enough that one member cannot flood a channel, short enough not to feel like a ban.
+DEFAULT_COMPOSE_COOLDOWN_SECONDS = 10.0
+# A server may have a couple of compositions in flight; more would starve other servers.
+DEFAULT_MAX_INFLIGHT_PER_GUILD = 2
+# "auto" lets the engine take a GPU when there is one and the CPU otherwise.
+DEFAULT_DEVICE = "auto"
+# Waiting this long for SQLite's single write lock covers bursts of votes without hanging.
+DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 10_000
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# The drivers the bot runs on; plain URLs are mapped to them so operators can paste the
+# URL their hosting gives them (often postgres:// or postgresql://).
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def default_database_url(data_dir: Path) -> str:
+    # Absolute, so that the bot and its engine subprocess agree whatever their cwd is.
+    return f"sqlite+aiosqlite:///{(data_dir / 'motif.db').resolve()}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Return `url` with the async driver the bot uses; raise ValueError when unusable.
+
+    Errors show the URL without its password, since they end up in logs.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        scheme = url.split("://", 1)[0] if "://" in url else url[:20]
+        raise ValueError(
+            "DATABASE_URL must look like sqlite+aiosqlite:///path/motif.db or "
+            f"postgresql+asyncpg://user:pass@host/db (received a URL starting {scheme!r})"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    backend = "postgresql" if backend == "postgres" else backend
+    if backend not in _ASYNC_DRIVERS:
+        raise ValueError(f"DATABASE_URL must be a SQLite or PostgreSQL URL (received {shown!r})")
+    driver = _ASYNC_DRIVERS[backend]
+    if "+" in parsed.drivername and parsed.drivername != driver:
+        raise ValueError(f"DATABASE_URL must use the {driver} driver (received {shown!r})")
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the bot reads from its environment; invalid values fail at construction."""
+
+    discord_token: str | None = field(default=None, repr=False)
+    data_dir: Path = DEFAULT_DATA_DIR
+    # Empty means "SQLite in data_dir"; after construction it always holds a usable URL.
+    database_url: str = field(default="", repr=False)
+    device: str = DEFAULT_DEVICE
+    compose_cooldown_seconds: float = DEFAULT_COMPOSE_COOLDOWN_SECONDS
+    max_inflight_per_guild: int = DEFAULT_MAX_INFLIGHT_PER_GUILD
+    sqlite_busy_timeout_ms: int = DEFAULT_SQLITE_BUSY_TIMEOUT_MS
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        # frozen: normalized values are written with object.__setattr__.
+        token = self.discord_token.strip() if self.discord_token else None
+        object.__setattr__(self, "discord_token", token or None)
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        url = self.database_url or default_database_url(self.data_dir)
+        object.__setattr__(self, "database_url", normalize_database_url(url))
+        if not _DEVICE_RE.match(self.device):
+            raise ValueError(
+                f"MOTIF_DEVICE must be auto, cpu, mps, cuda or cuda:N (received {self.device!r})"
+            )
+        if not 0 <= self.compose_cooldown_seconds <= 3600:
+            raise ValueError(
+                "MOTIF_COMPOSE_COOLDOWN_SECONDS must be within 0 and 3600 "
+                f"(received {self.compose_cooldown_seconds})"
+            )
+        if not 1 <= self.max_inflight_per_guild <= 100:
+            raise ValueError(
+                "MOTIF_MAX_INFLIGHT_PER_GUILD must be within 1 and 100 "
+                f"(received {self.max_inflight_per_guild})"
+            )
+        if not 0 <= self.sqlite_busy_timeout_ms <= 600_000:
+            raise ValueError(
+                "MOTIF_SQLITE_BUSY_TIMEOUT_MS must be within 0 and 600000 "
+                f"(received {self.sqlite_busy_timeout_ms})"
+            )
+        level = self.log_level.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(
+                f"MOTIF_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} "
+                f"(received {self.log_level!r})"
+            )
+        object.__setattr__(self, "log_level", level)
+
+    @property
+    def redacted_database_url(self) -> str:
+        """The database URL without its password, for logs and error messages."""
+        return make_url(self.database_url).render_as_string(hide_password=True)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `env` (default: os.environ); unset or empty means default."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        kwargs: dict[str, object] = {}
+        if (token := get("DISCORD_TOKEN")) is not None:
+            kwargs["discord_token"] = token
+        if (data_dir := get("MOTIF_DATA_DIR")) is not None:
+            kwargs["data_dir"] = Path(data_dir).expanduser()
+        if (url := get("DATABASE_URL")) is not None:
+            kwargs["database_url"] = url
+        if (device := get("MOTIF_DEVICE")) is not None:
+            kwargs["device"] = device
+        if (level := get("MOTIF_LOG_LEVEL")) is not None:
+            kwargs["log_level"] = level
+        if (cooldown := get("MOTIF_COMPOSE_COOLDOWN_SECONDS")) is not None:
+            kwargs["compose_cooldown_seconds"] = _parse_float(
+                "MOTIF_COMPOSE_COOLDOWN_SECONDS", cooldown
+            )
+        if (cap := get("MOTIF_MAX_INFLIGHT_PER_GUILD")) is not None:
+            kwargs["max_inflight_per_guild"] = _parse_int("MOTIF_MAX_INFLIGHT_PER_GUILD", cap)
+        if (busy := get("MOTIF_SQLITE_BUSY_TIMEOUT_MS")) is not None:
+            kwargs["sqlite_busy_timeout_ms"] = _parse_int("MOTIF_SQLITE_BUSY_TIMEOUT_MS", busy)
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _parse_int(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer (received {value!r})") from None
+
+
+def _parse_float(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number (received {value!r})") from None
+    if number != number:  # NaN slips through every range check
+        raise ValueError(f"{name} must be a number (received {value!r})")
+    return number

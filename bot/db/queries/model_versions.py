@@ -1,0 +1,143 @@
+"""A server's model versions: record a fine-tuned checkpoint, choose which one serves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.db.errors import ModelVersionNotFound, ModelVersionRejected, NoEarlierModelVersion
+from bot.db.models import Guild, ModelVersion, ModelVersionStatus
+from bot.db.queries._tx import check_id, check_snowflake, ensure_guild, lock_guild, reading, writing
+
+
+async def add_model_version(
+    session: AsyncSession,
+    *,
+    guild_id: int,
+    path: str,
+    parent_id: int | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    status: ModelVersionStatus = ModelVersionStatus.READY,
+) -> ModelVersion:
+    """Record a checkpoint fine-tuned for the server (not activated: see activate).
+
+    `parent_id` is the version it was tuned from (None: the base model); `status` says
+    whether it passed the quality gate.
+    """
+    check_snowflake("guild_id", guild_id)
+    if not path:
+        raise ValueError("a model version needs a checkpoint path (received an empty one)")
+    status = ModelVersionStatus(status)
+    version = ModelVersion(
+        guild_id=guild_id,
+        path=path,
+        parent_id=parent_id,
+        metrics=dict(metrics or {}),
+        status=status.value,
+    )
+    async with writing(session):
+        await ensure_guild(session, guild_id)
+        if parent_id is not None:
+            await _get(session, guild_id, parent_id)
+        session.add(version)
+    return version
+
+
+async def list_model_versions(
+    session: AsyncSession, *, guild_id: int, limit: int | None = None
+) -> list[ModelVersion]:
+    """The server's versions, newest first."""
+    check_snowflake("guild_id", guild_id)
+    query = (
+        select(ModelVersion)
+        .where(ModelVersion.guild_id == guild_id)
+        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    async with reading(session):
+        return list((await session.scalars(query)).all())
+
+
+async def get_model_version(
+    session: AsyncSession, *, guild_id: int, version_id: int
+) -> ModelVersion:
+    check_snowflake("guild_id", guild_id)
+    async with reading(session):
+        return await _get(session, guild_id, version_id)
+
+
+async def get_active_model_version(session: AsyncSession, *, guild_id: int) -> ModelVersion | None:
+    """The version that serves the server's compositions; None means the base model."""
+    check_snowflake("guild_id", guild_id)
+    async with reading(session):
+        return (
+            await session.scalars(
+                select(ModelVersion)
+                .join(Guild, Guild.active_model_version_id == ModelVersion.id)
+                .where(Guild.id == guild_id, ModelVersion.guild_id == guild_id)
+            )
+        ).one_or_none()
+
+
+async def activate_model_version(
+    session: AsyncSession, *, guild_id: int, version_id: int | None
+) -> ModelVersion | None:
+    """Serve the server's compositions with `version_id` (None: the base model).
+
+    ModelVersionNotFound if it is not this server's, ModelVersionRejected if it failed the
+    quality gate.
+    """
+    check_snowflake("guild_id", guild_id)
+    async with writing(session):
+        guild = await lock_guild(session, guild_id)
+        version = None
+        if version_id is not None:
+            version = await _get(session, guild_id, version_id)
+            if version.status != ModelVersionStatus.READY:
+                raise ModelVersionRejected(version_id)
+        guild.active_model_version_id = version_id
+    return version
+
+
+async def rollback_model_version(session: AsyncSession, *, guild_id: int) -> ModelVersion | None:
+    """Go back to the version the active one was tuned from (None: the base model),
+    skipping rejected ancestors.
+
+    NoEarlierModelVersion when the server already uses the base model. To jump further back,
+    activate that version directly.
+    """
+    check_snowflake("guild_id", guild_id)
+    async with writing(session):
+        guild = await lock_guild(session, guild_id)
+        if guild.active_model_version_id is None:
+            raise NoEarlierModelVersion()
+        current = await _get(session, guild_id, guild.active_model_version_id)
+        previous = None
+        parent_id = current.parent_id
+        # Skip ancestors that cannot serve (rejected); parent ids only point to older
+        # versions, so the walk ends.
+        while parent_id is not None:
+            previous = await _get(session, guild_id, parent_id)
+            if previous.status == ModelVersionStatus.READY:
+                break
+            parent_id, previous = previous.parent_id, None
+        guild.active_model_version_id = previous.id if previous else None
+    return previous
+
+
+async def _get(session: AsyncSession, guild_id: int, version_id: int) -> ModelVersion:
+    check_id("version_id", version_id)
+    version = (
+        await session.scalars(
+            select(ModelVersion).where(
+                ModelVersion.id == version_id, ModelVersion.guild_id == guild_id
+            )
+        )
+    ).one_or_none()
+    if version is None:
+        raise ModelVersionNotFound(version_id)
+    return version

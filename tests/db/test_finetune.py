@@ -1,0 +1,135 @@
+"""Fine-tuning runs: one in progress per server, progress reports, the latest run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db import (
+    FinetuneRun,
+    FinetuneStatus,
+    add_model_version,
+    create_finetune_run,
+    fail_interrupted_finetune_runs,
+    get_finetune_run,
+    get_latest_finetune_run,
+    update_finetune_run,
+)
+from bot.db.errors import (
+    FinetuneAlreadyRunning,
+    FinetuneRunFinished,
+    FinetuneRunNotFound,
+    ModelVersionNotFound,
+)
+
+from .helpers import ALICE, GUILD_A, GUILD_B, ON_SESSION_LOOP
+
+pytestmark = ON_SESSION_LOOP
+
+
+async def test_a_run_from_queue_to_success(session: AsyncSession) -> None:
+    assert await get_latest_finetune_run(session, guild_id=GUILD_A) is None
+    run = await create_finetune_run(session, guild_id=GUILD_A, requester_id=ALICE)
+    assert (run.status, run.progress, run.metrics, run.started_at) == ("queued", 0.0, {}, None)
+
+    running = await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=run.id, status=FinetuneStatus.RUNNING, progress=0.25
+    )
+    assert (running.status, running.progress) == ("running", 0.25)
+    assert running.started_at is not None and running.finished_at is None
+
+    await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=run.id, progress=0.5, metrics={"loss": 2.0}
+    )
+    version = await add_model_version(session, guild_id=GUILD_A, path="/ft.pt")
+    done = await update_finetune_run(
+        session,
+        guild_id=GUILD_A,
+        run_id=run.id,
+        status=FinetuneStatus.SUCCEEDED,
+        metrics={"nll_bits_per_note": 2.9},
+        model_version_id=version.id,
+    )
+    assert (done.status, done.progress, done.model_version_id) == ("succeeded", 1.0, version.id)
+    assert done.metrics == {"loss": 2.0, "nll_bits_per_note": 2.9}  # merged
+    assert done.finished_at is not None and done.finished_at >= done.started_at  # type: ignore[operator]
+
+    latest = await get_latest_finetune_run(session, guild_id=GUILD_A)
+    assert latest is not None and (latest.id, latest.status) == (run.id, "succeeded")
+    fetched = await get_finetune_run(session, guild_id=GUILD_A, run_id=run.id)
+    assert fetched.requester_id == ALICE
+
+    with pytest.raises(FinetuneRunFinished, match="already succeeded"):
+        await update_finetune_run(session, guild_id=GUILD_A, run_id=run.id, progress=0.1)
+
+
+async def test_one_run_in_progress_per_server(session: AsyncSession) -> None:
+    first = await create_finetune_run(session, guild_id=GUILD_A)
+    with pytest.raises(FinetuneAlreadyRunning) as error:
+        await create_finetune_run(session, guild_id=GUILD_A)
+    assert error.value.run_id == first.id
+    await create_finetune_run(session, guild_id=GUILD_B)  # another server is not blocked
+
+    await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=first.id, status=FinetuneStatus.FAILED, error="OOM"
+    )
+    second = await create_finetune_run(session, guild_id=GUILD_A)
+    latest = await get_latest_finetune_run(session, guild_id=GUILD_A)
+    assert latest is not None and latest.id == second.id
+    failed = await get_finetune_run(session, guild_id=GUILD_A, run_id=first.id)
+    assert (failed.status, failed.error) == ("failed", "OOM")
+
+
+async def test_concurrent_requests_start_one_run(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    async def request() -> FinetuneRun | FinetuneAlreadyRunning:
+        async with sessions() as session:
+            try:
+                return await create_finetune_run(session, guild_id=GUILD_A)
+            except FinetuneAlreadyRunning as exc:
+                return exc
+
+    outcomes = await asyncio.gather(*(request() for _ in range(10)))
+    runs = [o for o in outcomes if isinstance(o, FinetuneRun)]
+    assert len(runs) == 1
+    assert all(o.run_id == runs[0].id for o in outcomes if isinstance(o, FinetuneAlreadyRunning))
+
+
+async def test_bad_updates_are_refused(session: AsyncSession) -> None:
+    run = await create_finetune_run(session, guild_id=GUILD_A)
+    await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=run.id, status=FinetuneStatus.RUNNING
+    )
+    with pytest.raises(ValueError, match="running run cannot become queued"):
+        await update_finetune_run(
+            session, guild_id=GUILD_A, run_id=run.id, status=FinetuneStatus.QUEUED
+        )
+    with pytest.raises(ValueError, match="received 1.5"):
+        await update_finetune_run(session, guild_id=GUILD_A, run_id=run.id, progress=1.5)
+    with pytest.raises(ValueError):
+        await update_finetune_run(session, guild_id=GUILD_A, run_id=run.id, status="paused")  # type: ignore[arg-type]
+    with pytest.raises(ModelVersionNotFound):
+        await update_finetune_run(session, guild_id=GUILD_A, run_id=run.id, model_version_id=10**6)
+    with pytest.raises(FinetuneRunNotFound):
+        await update_finetune_run(session, guild_id=GUILD_A, run_id=10**6, progress=0.5)
+    unchanged = await get_finetune_run(session, guild_id=GUILD_A, run_id=run.id)
+    assert (unchanged.status, unchanged.progress, unchanged.model_version_id) == (
+        "running",
+        0.0,
+        None,
+    )
+
+
+async def test_restart_fails_the_runs_left_in_progress(session: AsyncSession) -> None:
+    a = await create_finetune_run(session, guild_id=GUILD_A)
+    await update_finetune_run(session, guild_id=GUILD_A, run_id=a.id, status=FinetuneStatus.RUNNING)
+    await create_finetune_run(session, guild_id=GUILD_B)
+    assert await fail_interrupted_finetune_runs(session) == 2
+    after = await get_finetune_run(session, guild_id=GUILD_A, run_id=a.id)
+    assert after.status == "failed" and after.error and "restarted" in after.error
+    assert after.finished_at is not None
+    assert await fail_interrupted_finetune_runs(session) == 0
+    await create_finetune_run(session, guild_id=GUILD_A)  # no longer blocked
