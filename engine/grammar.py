@@ -37,7 +37,13 @@ FOLLOWS = {
 }
 NONE = -1  # "this token has no such thing"
 NO_LIMIT = 1 << 20  # bar length before any time signature is known
+# Learned ids in one bar before the bar must close: the densest corpus bars use ~40, and a
+# model stuck repeating chords at one position would otherwise never reach its bar count.
+BAR_TOKEN_CAP = 64
+# Types that begin a new event in a bar (as opposed to finishing the note under way).
+_EVENT_STARTS = ("Position", "Tempo", "Program", "ProgramDrum")
 MIXED = -2  # "this token has several programs"
+DRUMS = 128  # the drum "program" (REMI's Program_-1, which must not read as NONE)
 
 
 def _type_and_value(token: str) -> tuple[str, str]:
@@ -67,6 +73,7 @@ class Grammar:
     time_signature: torch.Tensor  # (V,) long index into time_signatures, or NONE
     program: torch.Tensor  # (V,) long: the program of its notes, NONE or MIXED
     notes: torch.Tensor  # (V,) long: notes the id contains
+    starts_event: torch.Tensor  # (V,) bool: begins a position, tempo or note
     bar_positions: torch.Tensor  # (S,) positions in a bar of each time signature
     time_signatures: list[str]
 
@@ -108,7 +115,7 @@ class Grammar:
                         time_signatures.append(value)
                     cols["time_signature"][token_id] = time_signatures.index(value)
                 elif kind in ("Program", "ProgramDrum"):
-                    programs.add(int(value))
+                    programs.add(DRUMS if kind == "ProgramDrum" else int(value))
                 elif kind in ("Pitch", "PitchDrum"):
                     notes += 1
             cols["last_position"][token_id] = position
@@ -118,9 +125,12 @@ class Grammar:
             flags["internally_valid"][token_id] = valid and kinds[0][0] not in ("PAD", "BOS")
             flags["opens_bar"][token_id] = kinds[0][0] == "Bar"
             flags["has_tempo"][token_id] = any(k == "Tempo" for k, _ in kinds)
+        starts_event = torch.zeros(size, dtype=torch.bool)
+        for kind in _EVENT_STARTS:
+            starts_event |= cols["first_type"] == T[kind]
         bar_positions = torch.tensor([positions_per_bar(ts, per_beat) for ts in time_signatures])
         return cls(follows=follows, time_signatures=time_signatures,
-                   bar_positions=bar_positions, **cols, **flags)
+                   bar_positions=bar_positions, starts_event=starts_event, **cols, **flags)
 
     def to(self, device: torch.device | str) -> Grammar:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -139,8 +149,9 @@ class GrammarState:
     position: torch.Tensor  # last position set in the current bar, NONE right after a Bar
     limit: torch.Tensor  # positions in the current bar (from its time signature)
     bars: torch.Tensor  # bars opened since generation began
+    bar_tokens: torch.Tensor  # ids since the current bar opened
 
-    FIELDS = ("last_type", "position", "limit", "bars")
+    FIELDS = ("last_type", "position", "limit", "bars", "bar_tokens")
 
     @classmethod
     def after(cls, grammar: Grammar, prompts: list[list[int]], device) -> GrammarState:
@@ -158,8 +169,8 @@ class GrammarState:
             position.append(pos)
             limit.append(lim)
         as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
-        return cls(as_long(last_type), as_long(position), as_long(limit),
-                   as_long([0] * len(prompts)))
+        zeros = as_long([0] * len(prompts))
+        return cls(as_long(last_type), as_long(position), as_long(limit), zeros, zeros.clone())
 
     def allowed(self, grammar: Grammar, *, want_time_signature: torch.Tensor,
                 keep_tempo: torch.Tensor, want_program: torch.Tensor,
@@ -180,6 +191,9 @@ class GrammarState:
         prog = grammar.program
         ok &= (prog == NONE) | (want_program[:, None] == NONE) | (prog == want_program[:, None])
         ok &= grammar.opens_bar | ~must_open_bar[:, None]
+        # A crowded bar may finish its note under way, then only close.
+        crowded = self.bar_tokens >= BAR_TOKEN_CAP
+        ok &= ~(crowded[:, None] & grammar.starts_event)
         ok[:, grammar.first_type == T["EOS"]] = False  # length is ours to decide, in bars
         return ok
 
@@ -193,4 +207,5 @@ class GrammarState:
         ts = grammar.time_signature[ids]
         self.limit = torch.where(ts != NONE, grammar.bar_positions[ts.clamp(min=0)], self.limit)
         self.bars = self.bars + opens.long()
+        self.bar_tokens = torch.where(opens, torch.ones_like(self.bar_tokens), self.bar_tokens + 1)
         self.last_type = grammar.last_type[ids]

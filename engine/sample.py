@@ -17,7 +17,8 @@ import torch
 from engine.grammar import NONE, Grammar, GrammarState
 from engine.model import LSTMLanguageModel
 
-MAX_TOKENS_PER_BAR = 96  # a cap, far above the ~10-40 learned tokens of a dense bar
+# A last resort only: the grammar closes a bar after BAR_TOKEN_CAP ids, well below this.
+MAX_TOKENS_PER_BAR = 96
 MIN_BARS, MAX_BARS = 1, 64
 
 

@@ -85,3 +85,14 @@ def test_prompt_state_tracks_the_seed_end(base_checkpoint, grammar, waltz_prompt
 def test_options_reject_out_of_range_values(field, value):
     with pytest.raises(ValueError, match=field):
         SamplingOptions(**{field: value})
+
+
+def test_instrument_option_excludes_drums_after_a_drum_seed(base_checkpoint, grammar, examples):
+    tok = base_checkpoint.tokenizer
+    prompt = build_prompt(tok, grammar, Score(examples / "band.mid"))
+    rows = generate(base_checkpoint.model, grammar, prompt.ids, 2,
+                    SamplingOptions(bars=4, program=73), seed=5)
+    for row in rows:
+        base = tok.to_base(row.tokens)
+        assert not any(t.startswith("PitchDrum") for t in base)
+        assert {t for t in base if t.startswith("Program")} <= {"Program_73"}

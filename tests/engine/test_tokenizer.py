@@ -31,7 +31,7 @@ def test_ids_are_in_vocabulary_and_bpe_compresses(base_checkpoint, examples):
     tok = base_checkpoint.tokenizer
     ids = tok.encode(Score(examples / "band.mid"))
     assert all(0 <= i < tok.vocab_size for i in ids)
-    assert len(tok.to_base(ids)) > 1.5 * len(ids)
+    assert len(tok.to_base(ids)) > 1.2 * len(ids)  # drums compress least
 
 
 def test_base_tokens_of_specials(base_checkpoint):
