@@ -62,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.checkpoint import Checkpoint, save_checkpoint, write_record
     from engine.corpus import load_manifest, split_paths
+    from engine.device import configure_threads
     from engine.model import LSTMLanguageModel, ModelConfig
     from engine.ngram import NGramModel
     from engine.plots import draw_loss_curve
     from engine.tokenizer import MidiTokenizer
     from engine.train import TrainConfig, evaluate_bits, train
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    configure_threads(decoding=False)
     manifest = load_manifest(args.data_dir)
     work = args.data_dir / "training"
     work.mkdir(parents=True, exist_ok=True)
