@@ -43,6 +43,10 @@ FLUID_BLOCK = 64  # FluidSynth's FLUID_BUFSIZE: it synthesises this many frames 
 # Opus is preferred (better sound per byte) though it encodes at ~35x real time on this CPU,
 # Vorbis at ~60x: for a 30 s clip 0.9 s against 0.5 s, more than the render itself (0.3 s).
 OPUS_RATES = frozenset({8_000, 12_000, 16_000, 24_000, 48_000})
+# Vorbis by default: libsndfile encodes it in 0.65 s per 39 s clip against Opus's 0.99 s on
+# this CPU, at about the same size (~600 KB) and both play inline in Discord; encoding is
+# the largest cost of a composition, so the faster codec wins (bench/decode_speed.py).
+DEFAULT_CODEC = "vorbis"
 # libsndfile maps compression_level onto Opus bitrate / Vorbis quality. Measured on a 4-track
 # piece: Opus default 122, then 88, 63, 38 kb/s; Vorbis default 130, then 93, 77, 62 kb/s.
 # Below that, shortening the clip serves listeners better than more artefacts.
@@ -165,10 +169,11 @@ class Renderer:
             self._write_float(synth.synth, count, buf, 2 * start, 2, buf, 2 * start + 1, 2)
 
     def render_to_ogg(
-        self, midi: bytes | symusic.Score, *, max_bytes: int | None = None
+        self, midi: bytes | symusic.Score, *, max_bytes: int | None = None,
+        codec: str = DEFAULT_CODEC,
     ) -> EncodedAudio:
         """Render at the default rate and encode, fitting into max_bytes when given."""
-        return encode_ogg(self.render(midi), SAMPLE_RATE, max_bytes=max_bytes)
+        return encode_ogg(self.render(midi), SAMPLE_RATE, max_bytes=max_bytes, codec=codec)
 
 
 def _in_seconds(midi: bytes | symusic.Score) -> symusic.Score:
@@ -218,13 +223,18 @@ def _track_rows(track: symusic.Track, channel: int, sample_rate: int) -> list[np
     ]
 
 
-def encode_ogg(pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = None) -> EncodedAudio:
-    """Encode PCM (N, channels) to OGG: Opus when libsndfile has it at this rate, else Vorbis.
+def encode_ogg(pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = None,
+               codec: str = DEFAULT_CODEC) -> EncodedAudio:
+    """Encode PCM (N, channels) to OGG Vorbis, or Opus when asked and libsndfile has it at this
+    rate (Vorbis otherwise).
 
     If max_bytes is given, the quality is lowered step by step until the file fits; if even the
     lowest step does not fit, the clip is shortened (with a short fade-out). `note` says which.
     """
-    subtype = "OPUS" if sample_rate in OPUS_RATES and sf.check_format("OGG", "OPUS") else "VORBIS"
+    if codec not in ("vorbis", "opus"):
+        raise ValueError(f"codec must be vorbis or opus (received {codec!r})")
+    opus_ok = sample_rate in OPUS_RATES and sf.check_format("OGG", "OPUS")
+    subtype = "OPUS" if codec == "opus" and opus_ok else "VORBIS"
     codec = subtype.lower()
     seconds = len(pcm) / sample_rate
     for level in QUALITY_STEPS[subtype]:
