@@ -51,6 +51,7 @@ DEFAULT_CODEC = "vorbis"
 # piece: Opus default 122, then 88, 63, 38 kb/s; Vorbis default 130, then 93, 77, 62 kb/s.
 # Below that, shortening the clip serves listeners better than more artefacts.
 QUALITY_STEPS = {"OPUS": (None, 0.85, 0.9, 0.95), "VORBIS": (None, 0.8, 0.9, 1.0)}
+WRITE_BLOCK_FRAMES = 1 << 16
 FADE_SECONDS = 0.05  # fade applied when a clip must be shortened, so it does not end in a click
 
 # Event kinds, in the order they apply at one instant: controllers first, then note-offs before
@@ -258,7 +259,12 @@ def encode_ogg(pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = Non
 def _encode(pcm: np.ndarray, sample_rate: int, subtype: str, level: float | None) -> bytes:
     out = io.BytesIO()
     options = {} if level is None else {"compression_level": level}
-    sf.write(out, pcm, sample_rate, format="OGG", subtype=subtype, **options)
+    # libsndfile 1.2.2's Vorbis encoder dies (SIGSEGV) when one write carries ~2.5 M frames
+    # (a 53 s clip at 48 kHz): feed it in blocks.
+    with sf.SoundFile(out, "w", sample_rate, pcm.shape[1], format="OGG", subtype=subtype,
+                      **options) as f:
+        for start in range(0, len(pcm), WRITE_BLOCK_FRAMES):
+            f.write(pcm[start:start + WRITE_BLOCK_FRAMES])
     return out.getvalue()
 
 

@@ -165,3 +165,11 @@ def test_missing_libfluidsynth_says_what_to_install(monkeypatch):
             Renderer()
     finally:
         render._fluidsynth.cache_clear()
+
+
+def test_long_clip_encodes(renderer, build_score):
+    """libsndfile's Vorbis encoder crashed on one write of ~2.5 M frames (a 53 s clip)."""
+    notes = [(beat, 1, 60 + beat % 12) for beat in range(0, 140, 2)]  # 70 s at 120 bpm
+    encoded = renderer.render_to_ogg(build_score([(0, False, notes)]))
+    pcm, rate = decode(encoded.data)
+    assert len(pcm) / rate == pytest.approx(139 * 0.5 + 1.0, abs=TOLERANCE)
