@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from engine.prompt import Prompt, bars_length_ticks, build_prompt
 from engine.render import SAMPLE_RATE, Renderer, encode_ogg
 from engine.sample import Row, SamplingOptions, generate
 from engine.seed import read_seed
+from engine.tokenizer import MidiTokenizer
 
 MAX_CANDIDATES = 4
 ENCODER_THREADS = min(4, os.cpu_count() or 1)
@@ -107,12 +108,7 @@ class Composer:
         self.renderer.close()
 
     def plan(self, seed_midi: bytes | None, params: ComposeParams) -> Plan:
-        started = time.perf_counter()
-        seed = read_seed(seed_midi) if seed_midi is not None else None
-        prompt = build_prompt(self.tokenizer, self.grammar, seed, tempo=params.tempo)
-        plan = Plan(params, prompt, params.sampling(prompt.time_signature))
-        plan.timings["tokenize"] = time.perf_counter() - started
-        return plan
+        return plan_composition(self.tokenizer, self.grammar, seed_midi, params)
 
     def decode(self, plan: Plan) -> list[Row]:
         started = time.perf_counter()
@@ -126,25 +122,9 @@ class Composer:
         started = time.perf_counter()
         scores = [self.to_score(plan, row.tokens) for row in rows]
         plan.timings["decode_midi"] = time.perf_counter() - started
-        started = time.perf_counter()
-        # The synth renders one clip at a time while earlier clips encode on other cores
-        # (libsndfile releases the GIL), so encoding mostly hides behind rendering.
-        encoding = [self._encoders.submit(encode_ogg, self.renderer.render(score), SAMPLE_RATE,
-                                          max_bytes=max_audio_bytes) for score in scores]
-        candidates = []
-        for row, score, job in zip(rows, scores, encoding, strict=True):
-            audio = job.result()
-            candidates.append(Candidate(
-                midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
-                notes=score.note_num(), tokens=len(row.tokens),
-                invalid_rate=row.invalid_mass / max(1, row.steps), audio_note=audio.note))
-        plan.timings["render"] = time.perf_counter() - started
-        started = time.perf_counter()
-        seed_seconds = (self._ticks_to_seconds(plan.prompt.seed_ticks, plan.prompt.tempo)
-                        if plan.params.include_seed and plan.prompt.seed_ids else None)
-        png = draw_pianoroll(scores, seed_seconds=seed_seconds)
-        plan.timings["pianoroll"] = time.perf_counter() - started
-        return Composition(candidates, png, seed_seconds, dict(plan.timings))
+        return render_composition(plan, rows, scores, seed_seconds(self.tokenizer, plan),
+                                  renderer=self.renderer, encoders=self._encoders,
+                                  max_audio_bytes=max_audio_bytes)
 
     def compose(self, seed_midi: bytes | None, params: ComposeParams,
                 *, max_audio_bytes: int | None = None) -> Composition:
@@ -155,21 +135,65 @@ class Composer:
         return composition
 
     def to_score(self, plan: Plan, tokens: list[int]) -> Score:
-        """Decode a candidate; the whole piece is at one tempo (the seed's, or the chosen one)."""
-        ids = [*plan.prompt.seed_ids, *tokens] if plan.params.include_seed else tokens
-        score = self.tokenizer.decode(ids)
-        score.tempos = [Tempo(0, plan.prompt.tempo)]
-        # The piece ends on its last bar line: notes still sounding there are cut, so the
-        # clip lasts the bars asked for (plus the renderer's release tail).
-        end = bars_length_ticks(self.tokenizer, ids)
-        for track in score.tracks:
-            for note in track.notes:
-                if note.time + note.duration > end:
-                    note.duration = max(1, end - note.time)
-        return score
+        return to_score(self.tokenizer, plan, tokens)
 
-    def _ticks_to_seconds(self, ticks: int, bpm: float) -> float:
-        return ticks / self.tokenizer.remi.time_division * 60.0 / bpm
+
+# The stages as functions of what they need, so the engine server can run them on its own
+# threads (planning beside the decode loop, rendering on the thread that owns the synth).
+
+def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
+                     params: ComposeParams) -> Plan:
+    started = time.perf_counter()
+    seed = read_seed(seed_midi) if seed_midi is not None else None
+    prompt = build_prompt(tokenizer, grammar, seed, tempo=params.tempo)
+    plan = Plan(params, prompt, params.sampling(prompt.time_signature))
+    plan.timings["tokenize"] = time.perf_counter() - started
+    return plan
+
+
+def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int]) -> Score:
+    """Decode a candidate; the whole piece is at one tempo (the seed's, or the chosen one)."""
+    ids = [*plan.prompt.seed_ids, *tokens] if plan.params.include_seed else tokens
+    score = tokenizer.decode(ids)
+    score.tempos = [Tempo(0, plan.prompt.tempo)]
+    # The piece ends on its last bar line: notes still sounding there are cut, so the
+    # clip lasts the bars asked for (plus the renderer's release tail).
+    end = bars_length_ticks(tokenizer, ids)
+    for track in score.tracks:
+        for note in track.notes:
+            if note.time + note.duration > end:
+                note.duration = max(1, end - note.time)
+    return score
+
+
+def seed_seconds(tokenizer: MidiTokenizer, plan: Plan) -> float | None:
+    """Where the seed ends in the output, when the output includes it."""
+    if not (plan.params.include_seed and plan.prompt.seed_ids):
+        return None
+    return plan.prompt.seed_ticks / tokenizer.remi.time_division * 60.0 / plan.prompt.tempo
+
+
+def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
+                       seed_seconds: float | None, *, renderer: Renderer,
+                       encoders: Executor, max_audio_bytes: int | None = None) -> Composition:
+    """Render, encode and draw the decoded candidates (on the thread that owns `renderer`)."""
+    started = time.perf_counter()
+    # The synth renders one clip at a time while earlier clips encode on other cores
+    # (libsndfile releases the GIL), so encoding mostly hides behind rendering.
+    encoding = [encoders.submit(encode_ogg, renderer.render(score), SAMPLE_RATE,
+                                max_bytes=max_audio_bytes) for score in scores]
+    candidates = []
+    for row, score, job in zip(rows, scores, encoding, strict=True):
+        audio = job.result()
+        candidates.append(Candidate(
+            midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
+            notes=score.note_num(), tokens=len(row.tokens),
+            invalid_rate=row.invalid_mass / max(1, row.steps), audio_note=audio.note))
+    plan.timings["render"] = time.perf_counter() - started
+    started = time.perf_counter()
+    png = draw_pianoroll(scores, seed_seconds=seed_seconds)
+    plan.timings["pianoroll"] = time.perf_counter() - started
+    return Composition(candidates, png, seed_seconds, dict(plan.timings))
 
 
 @torch.no_grad()

@@ -1,0 +1,64 @@
+"""`python -m engine serve --fd N`: the engine process the bot's EngineClient starts.
+
+It talks msgpack over the socket it inherited as file descriptor N (see engine.transport),
+loads the model once, keeps the synth loaded, and stops when that socket closes. Settings come
+from the environment so the bot's operators set them in one place: MOTIF_CHECKPOINT (default:
+the shipped base model), MOTIF_DEVICE (default: cuda when present), MOTIF_MAX_ROWS,
+MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import os
+import sys
+from pathlib import Path
+
+
+def add_parser(commands) -> None:
+    p = commands.add_parser("serve", help="serve compose jobs to an EngineClient")
+    p.add_argument("--fd", type=int, required=True,
+                   help="file descriptor of the socket to serve (inherited from the client)")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="base model (default: MOTIF_CHECKPOINT, else the shipped base.pt)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: MOTIF_DEVICE)")
+    p.add_argument("--max-rows", type=int, default=None,
+                   help="sequences decoding at once (default: MOTIF_MAX_ROWS, else 64 on CPU)")
+    p.add_argument("--render-threads", type=int, default=None,
+                   help="FluidSynth threads (default: MOTIF_RENDER_THREADS, else cores / 4)")
+    p.set_defaults(run=run)
+
+
+def checkpoint_from_env() -> Path:
+    from engine.checkpoint import BASE_CHECKPOINT
+
+    return Path(os.environ.get("MOTIF_CHECKPOINT") or BASE_CHECKPOINT)
+
+
+def run(args: argparse.Namespace) -> int:
+    # A crash in native code (torch, FluidSynth, symusic) leaves every thread's stack in the
+    # log before the client restarts the engine.
+    faulthandler.enable()
+    logging.basicConfig(
+        level=os.environ.get("MOTIF_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+        format="%(asctime)s engine[%(process)d] %(levelname)s %(name)s: %(message)s")
+    from engine.device import configure_threads
+    from engine.models import budget_from_env
+    from engine.render import RendererUnavailable
+    from engine.server import Server
+    from engine.transport import SocketChannel
+    from soundfonts import SoundfontNotFound
+
+    configure_threads()
+    channel = SocketChannel.from_fd(args.fd)
+    try:
+        server = Server(channel, checkpoint=args.checkpoint or checkpoint_from_env(),
+                        device=args.device, max_rows=args.max_rows,
+                        render_threads=args.render_threads, model_budget_bytes=budget_from_env())
+    except (FileNotFoundError, SoundfontNotFound, RendererUnavailable) as exc:
+        # A setup problem, not a bug: one line for the operator, no traceback.
+        logging.getLogger("engine.serve").error("cannot start: %s", exc)
+        return 2
+    return server.run()

@@ -1,0 +1,139 @@
+"""The engine's models: the base model plus per-guild checkpoints, kept under a memory budget.
+
+A checkpoint is loaded on a loader thread, so a guild whose fine-tuned model is not in memory
+yet never stalls the decode batch that other guilds share. Models are evicted least recently
+used first, but never while a job holds them (`acquire` / `release`), and never the base.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from engine.checkpoint import load_checkpoint
+from engine.grammar import Grammar
+from engine.model import LSTMLanguageModel
+from engine.tokenizer import MidiTokenizer
+
+log = logging.getLogger(__name__)
+
+# A 2x512 LSTM over 2,000 ids weighs ~25 MB in float32: a GB holds dozens of guilds' models.
+DEFAULT_BUDGET_MB = 1024
+
+
+def budget_from_env() -> int:
+    """MOTIF_MODEL_CACHE_MB, in bytes."""
+    return int(os.environ.get("MOTIF_MODEL_CACHE_MB", DEFAULT_BUDGET_MB)) * 1024 * 1024
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    key: str  # the checkpoint's resolved path
+    model: LSTMLanguageModel
+    tokenizer: MidiTokenizer
+    grammar: Grammar
+    nbytes: int
+    # MidiTok's tokenizer is not documented thread-safe; planning and MIDI decoding run on
+    # different threads, so they take turns.
+    tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0  # jobs holding the model (guarded by the cache's lock)
+
+
+def _tensor_bytes(model: LSTMLanguageModel, grammar: Grammar) -> int:
+    tensors = [*model.parameters(), *model.buffers(),
+               *(v for v in vars(grammar).values() if isinstance(v, torch.Tensor))]
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def load_model(path: Path, device: torch.device) -> LoadedModel:
+    ckpt = load_checkpoint(path, device=device)
+    grammar = Grammar.build(ckpt.tokenizer).to(device)
+    return LoadedModel(str(path), ckpt.model, ckpt.tokenizer, grammar,
+                       _tensor_bytes(ckpt.model, grammar))
+
+
+class ModelCache:
+    def __init__(self, base: Path, device: torch.device, *, budget_bytes: int) -> None:
+        self.device = device
+        self.budget_bytes = budget_bytes
+        self._lock = threading.Lock()
+        self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU order: oldest first
+        self._loading: dict[str, Future[LoadedModel]] = {}
+        self._waiters: dict[str, int] = {}  # callers of get() waiting for each load
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self.base = load_model(Path(base).resolve(), device)  # at startup, before serving
+        self._loaded[self.base.key] = self.base
+
+    def close(self) -> None:
+        self._loader.shutdown(wait=True, cancel_futures=True)
+
+    def key_of(self, checkpoint: str | None) -> str:
+        return self.base.key if checkpoint is None else str(Path(checkpoint).resolve())
+
+    def get(self, checkpoint: str | None) -> Future[LoadedModel]:
+        """The model for `checkpoint` (None: the base), loading it in the background if needed.
+
+        The model is acquired for the caller, who must `release` it once done.
+        """
+        key = self.key_of(checkpoint)
+        with self._lock:
+            if key in self._loaded:
+                loaded = self._loaded[key]
+                self._loaded.move_to_end(key)
+                loaded.users += 1
+                done: Future[LoadedModel] = Future()
+                done.set_result(loaded)
+                return done
+            pending = self._loading.get(key)
+            if pending is None:
+                pending = self._loader.submit(self._load, key)
+                self._loading[key] = pending
+            # Counted now, under the lock the loader takes to publish the model, so that no
+            # eviction can slip between the load and the waiters' acquiring it.
+            self._waiters[key] = self._waiters.get(key, 0) + 1
+        return pending
+
+    def _load(self, key: str) -> LoadedModel:
+        log.info("loading model %s", key)
+        try:
+            loaded = load_model(Path(key), self.device)
+        except BaseException:
+            with self._lock:
+                self._loading.pop(key, None)
+                self._waiters.pop(key, None)
+            raise
+        with self._lock:
+            self._loading.pop(key, None)
+            loaded.users += self._waiters.pop(key, 0)
+            self._loaded[key] = loaded
+            self._evict()
+        log.info("loaded model %s (%.1f MB)", key, loaded.nbytes / 1e6)
+        return loaded
+
+    def release(self, loaded: LoadedModel) -> None:
+        with self._lock:
+            loaded.users -= 1
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop idle models, oldest first, until the loaded ones fit the budget."""
+        total = sum(m.nbytes for m in self._loaded.values())
+        for key, loaded in list(self._loaded.items()):
+            if total <= self.budget_bytes:
+                break
+            if loaded is self.base or loaded.users > 0:
+                continue
+            del self._loaded[key]
+            total -= loaded.nbytes
+            log.info("evicted model %s (%.1f MB)", key, loaded.nbytes / 1e6)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._loaded)

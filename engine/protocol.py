@@ -1,0 +1,189 @@
+"""What the bot and the engine process say to each other (light: no torch).
+
+Messages are plain dicts of msgpack types, so any transport (a socket to a local subprocess
+today, a Redis job queue later) carries them as they are. Every message has a "type"; job
+messages carry the client's job "id".
+
+    client -> engine  compose {id, request}   render {id, midi, max_audio_bytes}
+                      cancel {id}   ping {id}
+    engine -> client  ready {pid, device, model}   progress {id, event}   result {id, result}
+                      error {id, kind, message}   pong {id, stats}
+
+A compose result is `ComposeResult.to_wire()`; a render result is {audio, seconds, note}.
+
+The dataclasses below are the typed faces of those dicts, with `to_wire` / `from_wire`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+
+# The defaults of a composition; tests/engine/test_client.py checks that they agree with
+# engine.composer.ComposeParams (which imports torch, so the client cannot import it).
+DEFAULT_BARS = 16
+DEFAULT_CANDIDATES = 4
+DEFAULT_TEMPERATURE = 1.0
+DEFAULT_TOP_P = 0.95
+
+
+@dataclass(frozen=True)
+class ComposeRequest:
+    seed_midi: bytes | None = None  # the MIDI to continue; None starts from nothing
+    bars: int = DEFAULT_BARS
+    candidates: int = DEFAULT_CANDIDATES
+    temperature: float = DEFAULT_TEMPERATURE
+    seed: int | None = None  # sampling seed: same seed, same music
+    top_p: float = DEFAULT_TOP_P
+    tempo: float | None = None  # bpm; None keeps the seed's
+    program: int | None = None  # GM program of the new notes
+    include_seed: bool = False
+    guild_id: int | None = None  # whose turn it is in the engine's fair queue
+    max_audio_bytes: int | None = None  # each OGG fits this (the server's upload limit)
+    checkpoint: str | None = None  # the guild's fine-tuned model; None: the base model
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, data: object) -> ComposeRequest:
+        """Check the types of an incoming request (ranges are the composer's job)."""
+        if not isinstance(data, dict):
+            raise BadRequest(f"a compose request must be a map (received {type(data).__name__})")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise BadRequest(f"unknown compose options: {', '.join(unknown)}")
+        for name, value in data.items():
+            _check_type(name, value)
+        return cls(**data)
+
+
+# Allowed wire types per field; bool is excluded from the numbers on purpose (True is an int).
+_NUMBER = (int, float)
+_TYPES: dict[str, tuple[tuple[type, ...], bool]] = {  # name: (types, may be None)
+    "seed_midi": ((bytes,), True),
+    "bars": ((int,), False),
+    "candidates": ((int,), False),
+    "temperature": (_NUMBER, False),
+    "seed": ((int,), True),
+    "top_p": (_NUMBER, False),
+    "tempo": (_NUMBER, True),
+    "program": ((int,), True),
+    "include_seed": ((bool,), False),
+    "guild_id": ((int,), True),
+    "max_audio_bytes": ((int,), True),
+    "checkpoint": ((str,), True),
+}
+
+
+def _check_type(name: str, value: object) -> None:
+    types, nullable = _TYPES[name]
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        wanted = " or ".join(t.__name__ for t in types) + (" or nothing" if nullable else "")
+        raise BadRequest(f"{name} must be {wanted} (received {value!r:.40})")
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    midi: bytes
+    audio: bytes  # OGG (Opus, or Vorbis where libsndfile lacks Opus)
+    seconds: float
+    notes: int
+    tokens: int
+    invalid_rate: float  # probability mass the model put on invalid ids, per step
+    audio_note: str | None = None  # what was given up to fit max_audio_bytes
+
+
+@dataclass(frozen=True)
+class ComposeResult:
+    candidates: list[CandidateResult]
+    pianoroll: bytes  # PNG of every candidate
+    seed_seconds: float | None = None  # where the seed ends, when it is included
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def invalid_rate(self) -> float:
+        return sum(c.invalid_rate for c in self.candidates) / max(1, len(self.candidates))
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"candidates": [{f.name: getattr(c, f.name) for f in fields(c)}
+                               for c in self.candidates],
+                "pianoroll": self.pianoroll, "seed_seconds": self.seed_seconds,
+                "timings": self.timings}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> ComposeResult:
+        return cls(candidates=[CandidateResult(**c) for c in data["candidates"]],
+                   pianoroll=data["pianoroll"], seed_seconds=data["seed_seconds"],
+                   timings=dict(data["timings"]))
+
+
+# Progress events, newest wins: a slow callback sees the latest one, not a backlog.
+@dataclass(frozen=True)
+class Queued:
+    position: int  # 1: the next composition to start
+
+
+@dataclass(frozen=True)
+class Composing:
+    percent: float  # bars written / bars requested, over every candidate
+
+
+@dataclass(frozen=True)
+class Rendering:
+    pass
+
+
+ProgressEvent = Queued | Composing | Rendering
+
+
+def progress_to_wire(event: ProgressEvent) -> dict[str, Any]:
+    if isinstance(event, Queued):
+        return {"stage": "queued", "position": event.position}
+    if isinstance(event, Composing):
+        return {"stage": "composing", "percent": event.percent}
+    return {"stage": "rendering"}
+
+
+def progress_from_wire(data: dict[str, Any]) -> ProgressEvent:
+    stage = data["stage"]
+    if stage == "queued":
+        return Queued(int(data["position"]))
+    if stage == "composing":
+        return Composing(float(data["percent"]))
+    if stage == "rendering":
+        return Rendering()
+    raise ValueError(f"unknown progress stage {stage!r}")
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    pid: int
+    device: str
+    active_rows: int  # sequences in the decode batch now
+    max_rows: int
+    active_jobs: int
+    queued_jobs: int
+    rendering_jobs: int
+    jobs: int  # every job the engine holds, from arrival to reply
+    models: list[str]  # loaded model keys, most recently used last
+    steps: int  # decode steps since start
+
+
+# Errors cross the wire by class name; anything else becomes a plain EngineError.
+_ERRORS: dict[str, type[EngineError]] = {
+    cls.__name__: cls for cls in (BadSeed, BadRequest, EngineUnavailable, EngineError)}
+
+
+def error_to_wire(job_id: int | None, exc: BaseException) -> dict[str, Any]:
+    kind = type(exc).__name__ if type(exc).__name__ in _ERRORS else "EngineError"
+    return {"type": "error", "id": job_id, "kind": kind, "message": str(exc)}
+
+
+def error_from_wire(data: dict[str, Any]) -> EngineError:
+    return _ERRORS.get(str(data.get("kind")), EngineError)(str(data.get("message", "")))

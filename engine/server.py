@@ -1,0 +1,420 @@
+"""The engine process: reads jobs from its channel, batches their decoding, renders, replies.
+
+Threads, each with one job:
+    main       reads messages, validates them, registers jobs, routes cancels and pings
+    planner    reads the seed and builds the prompt (slow seeds never stall the batch)
+    scheduler  owns the decode batches (engine.scheduler)
+    renderer-i each owns a FluidSynth synth (engine.render is not thread-safe): MIDI, audio,
+               OGG, piano roll, so rendering overlaps decoding (MOTIF_RENDER_THREADS of them)
+    loader     loads per-guild checkpoints (engine.models)
+A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
+a new one, retrying its jobs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.composer import (
+    ENCODER_THREADS,
+    ComposeParams,
+    Composition,
+    Plan,
+    plan_composition,
+    render_composition,
+    seed_seconds,
+    to_score,
+)
+from engine.device import pick_device
+from engine.errors import BadRequest, BadSeed, EngineError
+from engine.models import LoadedModel, ModelCache
+from engine.protocol import (
+    CandidateResult,
+    ComposeRequest,
+    ComposeResult,
+    ProgressEvent,
+    error_to_wire,
+    progress_to_wire,
+)
+from engine.render import EncodedAudio, Renderer
+from engine.sample import Row, generate
+from engine.scheduler import Job, Scheduler
+from engine.seed import read_seed
+from engine.transport import SocketChannel
+
+log = logging.getLogger(__name__)
+
+# Rows decoding at once. A CPU step costs about linearly in rows past a few dozen; a GPU
+# step costs about the same up to hundreds.
+DEFAULT_MAX_ROWS = {"cpu": 64, "cuda": 256}
+MIN_AUDIO_BYTES = 32_000  # below this even a short, low-quality clip does not fit
+# A whole piece renders on the thread compositions render on: keep it from holding them long.
+MAX_RENDER_MINUTES = 10
+
+
+def max_rows_from_env(device: torch.device) -> int:
+    default = DEFAULT_MAX_ROWS.get(device.type, DEFAULT_MAX_ROWS["cpu"])
+    return int(os.environ.get("MOTIF_MAX_ROWS", default))
+
+
+@dataclass(eq=False)
+class AudioJob:
+    """A whole MIDI file to render (seed previews, piece exports): nothing to decode."""
+
+    id: int
+    midi: bytes
+    max_audio_bytes: int | None
+    cancelled: bool = False
+    model: None = None  # holds no model; the server ends every kind of job alike
+
+
+def render_threads_from_env() -> int:
+    # FluidSynth renders a clip on one core and the OGG encoders take others: on a small
+    # machine one render thread keeps the cores busy; a GPU host decodes faster than that.
+    default = max(1, (os.cpu_count() or 1) // 4)
+    return int(os.environ.get("MOTIF_RENDER_THREADS", default))
+
+
+class RenderPool:
+    """The render threads, each owning a renderer: decoded jobs in, compositions out."""
+
+    def __init__(self, *, deliver: Callable[[Job, Composition], None],
+                 deliver_audio: Callable[[AudioJob, EncodedAudio], None],
+                 fail: Callable[[Job | AudioJob, BaseException], None],
+                 drop: Callable[[Job | AudioJob], None], release: Callable[[Job], None],
+                 threads: int = 1) -> None:
+        self._deliver, self._deliver_audio = deliver, deliver_audio
+        self._fail, self._drop, self._release = fail, drop, release
+        self._jobs: queue.SimpleQueue[Job | AudioJob | None] = queue.SimpleQueue()
+        self._pending = 0  # jobs handed over and not yet done (read by stats)
+        self._pending_lock = threading.Lock()
+        # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
+        self._renderers = [Renderer() for _ in range(threads)]
+        self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
+                                            thread_name_prefix="ogg-encoder")
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def put(self, job: Job | AudioJob) -> None:
+        with self._pending_lock:
+            self._pending += 1
+        self._jobs.put(job)
+
+    @property
+    def threads(self) -> int:
+        return len(self._renderers)
+
+    def stop(self) -> None:
+        for _ in self._renderers:
+            self._jobs.put(None)
+
+    def close(self) -> None:
+        self._encoders.shutdown(wait=True)
+        for renderer in self._renderers:
+            renderer.close()
+
+    def run(self, index: int) -> None:
+        """The loop of render thread `index`, the only user of renderer `index`."""
+        while (job := self._jobs.get()) is not None:
+            reply = self._render(job, self._renderers[index])
+            with self._pending_lock:
+                self._pending -= 1
+            reply()  # after the count, so a ping that follows the reply sees the job gone
+
+    def _render(self, job: Job | AudioJob, renderer: Renderer) -> Callable[[], None]:
+        """Do the job; returns how to report it."""
+        if job.cancelled:
+            return functools.partial(self._drop, job)
+        if isinstance(job, AudioJob):
+            return self._render_audio(job, renderer)
+        assert job.plan is not None and job.model is not None
+        try:
+            composition = self.render(job.plan, job.rows, job.model, job.request.max_audio_bytes,
+                                      renderer, release=lambda: self._release(job))
+        except Exception:
+            log.exception("job %s could not be rendered", job.id)
+            return functools.partial(self._fail, job, EngineError(
+                "the engine could not render this composition"))
+        return functools.partial(self._deliver, job, composition)
+
+    def _render_audio(self, job: AudioJob, renderer: Renderer) -> Callable[[], None]:
+        try:
+            score = read_seed(job.midi)
+            minutes = score.to("second").end() / 60
+            if minutes > MAX_RENDER_MINUTES:
+                raise BadSeed(f"that MIDI lasts {minutes:.0f} minutes; audio is made for "
+                              f"pieces of up to {MAX_RENDER_MINUTES} minutes")
+            audio = renderer.render_to_ogg(score, max_bytes=job.max_audio_bytes)
+        except BadSeed as exc:
+            return functools.partial(self._fail, job, exc)
+        except Exception:
+            log.exception("render job %s failed", job.id)
+            return functools.partial(self._fail, job, EngineError(
+                "the engine could not render this MIDI file"))
+        return functools.partial(self._deliver_audio, job, audio)
+
+    def warm_up(self, plan: Plan, rows: list[Row], model: LoadedModel) -> None:
+        """Render once with every renderer; call before the threads start (no overlap)."""
+        for renderer in self._renderers:
+            self.render(plan, rows, model, None, renderer)
+
+    def render(self, plan: Plan, rows: list[Row], model: LoadedModel,
+               max_audio_bytes: int | None, renderer: Renderer, *,
+               release: Callable[[], None] = lambda: None) -> Composition:
+        """Decode to MIDI and render; `release` frees the model once it is no longer needed."""
+        started = time.perf_counter()
+        with model.tokenizer_lock:
+            scores = [to_score(model.tokenizer, plan, row.tokens) for row in rows]
+            seed_s = seed_seconds(model.tokenizer, plan)
+        release()
+        plan.timings["decode_midi"] = time.perf_counter() - started
+        return render_composition(plan, rows, scores, seed_s, renderer=renderer,
+                                  encoders=self._encoders, max_audio_bytes=max_audio_bytes)
+
+
+class Server:
+    def __init__(self, channel: SocketChannel, *, checkpoint: Path,
+                 device: str | None = None, max_rows: int | None = None,
+                 render_threads: int | None = None, model_budget_bytes: int) -> None:
+        self._channel = channel
+        self.device = pick_device(device)
+        self._lock = threading.Lock()  # guards _jobs and every job's model hand-back
+        self._jobs: dict[int, Job | AudioJob] = {}
+        self._stopping = threading.Event()
+        self._fatal: str | None = None
+        self._models = ModelCache(checkpoint, self.device, budget_bytes=model_budget_bytes)
+        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
+        self._renderer = RenderPool(deliver=self._deliver, deliver_audio=self._deliver_audio,
+                                      fail=self._fail, drop=self._drop, release=self._release,
+                                      threads=render_threads or render_threads_from_env())
+        self._scheduler = Scheduler(max_rows=max_rows or max_rows_from_env(self.device),
+                                    emit=self._progress, on_decoded=self._renderer.put,
+                                    on_failed=self._fail, on_dropped=self._drop)
+
+    def run(self) -> int:
+        """Serve until the client closes the channel; the exit code for the process."""
+        self._warm_up()
+        workers: list[tuple[str, Callable[[], None]]] = [("scheduler", self._scheduler.run)]
+        workers += [(f"renderer-{i}", functools.partial(self._renderer.run, i))
+                    for i in range(self._renderer.threads)]
+        threads = [threading.Thread(target=self._guarded, args=(name, target), name=name)
+                   for name, target in workers]
+        for thread in threads:
+            thread.start()
+        self._channel.send({"type": "ready", "pid": os.getpid(), "device": str(self.device),
+                            "model": self._models.base.key})
+        log.info("serving on %s with the model %s", self.device, self._models.base.key)
+        try:
+            while (message := self._channel.receive()) is not None:
+                self._handle(message)
+        finally:
+            self._stopping.set()
+            self._scheduler.stop()
+            self._planner.shutdown(wait=True, cancel_futures=True)
+            self._renderer.stop()
+            for thread in threads:
+                thread.join()
+            self._renderer.close()
+            self._models.close()
+            self._channel.close()
+        if self._fatal:
+            log.error("stopped because the %s thread crashed", self._fatal)
+            return 1
+        log.info("channel closed; stopped")
+        return 0
+
+    def _guarded(self, name: str, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException:
+            # Logged here and answered by stopping: the client restarts the engine and
+            # retries its jobs (re-raising would only print the traceback twice).
+            log.exception("the %s thread crashed; stopping the engine", name)
+            self._fatal = name
+            self._channel.shutdown()  # wakes the main thread, which stops everything
+
+    @torch.inference_mode()
+    def _warm_up(self) -> None:
+        """One tiny composition, so the first member does not pay for lazy initialisation."""
+        started = time.perf_counter()
+        base = self._models.base
+        plan = plan_composition(base.tokenizer, base.grammar, None,
+                                ComposeParams(bars=1, candidates=1, seed=0))
+        rows = generate(base.model, base.grammar, plan.prompt.ids, 1, plan.options, seed=0)
+        self._renderer.warm_up(plan, rows, base)
+        log.info("warmed up in %.2f s", time.perf_counter() - started)
+
+    # Messages from the client (main thread).
+    def _handle(self, message: object) -> None:
+        if not isinstance(message, dict):
+            self._send_error(None, BadRequest(
+                f"a message must be a map (received {type(message).__name__})"))
+            return
+        kind, job_id = message.get("type"), message.get("id")
+        handlers = {"compose": self._on_compose, "render": self._on_render,
+                    "cancel": self._on_cancel, "ping": self._on_ping}
+        handler = handlers.get(kind) if isinstance(kind, str) else None
+        if not isinstance(job_id, int) or isinstance(job_id, bool):
+            self._send_error(None, BadRequest(f"a {kind!r} message needs an integer id "
+                                              f"(received {job_id!r:.40})"))
+        elif handler is None:
+            self._send_error(job_id, BadRequest(f"unknown message type {kind!r:.40}"))
+        else:
+            try:
+                handler(job_id, message)
+            except Exception:
+                # One odd message must not stop the engine every other job runs on.
+                log.exception("could not handle %s message %s", kind, job_id)
+                if kind == "compose":
+                    with self._lock:
+                        self._jobs.pop(job_id, None)
+                self._send_error(job_id, EngineError(f"the engine could not handle this {kind}"))
+
+    def _on_compose(self, job_id: int, message: dict[str, Any]) -> None:
+        try:
+            request = ComposeRequest.from_wire(message.get("request"))
+            if request.max_audio_bytes is not None and request.max_audio_bytes < MIN_AUDIO_BYTES:
+                raise BadRequest(f"max_audio_bytes must be at least {MIN_AUDIO_BYTES} "
+                                 f"(received {request.max_audio_bytes})")
+            params = ComposeParams(
+                bars=request.bars, candidates=request.candidates,
+                temperature=float(request.temperature), top_p=float(request.top_p),
+                seed=request.seed, tempo=None if request.tempo is None else float(request.tempo),
+                program=request.program, include_seed=request.include_seed)
+        except BadRequest as exc:
+            self._send_error(job_id, exc)
+            return
+        job = Job(job_id, request, params, guild=request.guild_id)
+        if self._register(job):
+            self._models.get(request.checkpoint).add_done_callback(
+                lambda loading: self._to_planner(job, loading))
+
+    def _on_render(self, job_id: int, message: dict[str, Any]) -> None:
+        midi, max_bytes = message.get("midi"), message.get("max_audio_bytes")
+        if not isinstance(midi, bytes):
+            self._send_error(job_id, BadRequest("a render request needs the MIDI as bytes"))
+        elif max_bytes is not None and (not isinstance(max_bytes, int)
+                                        or max_bytes < MIN_AUDIO_BYTES):
+            self._send_error(job_id, BadRequest(f"max_audio_bytes must be at least "
+                                                f"{MIN_AUDIO_BYTES} (received {max_bytes!r:.40})"))
+        else:
+            job = AudioJob(job_id, midi, max_bytes)
+            if self._register(job):
+                self._renderer.put(job)
+
+    def _register(self, job: Job | AudioJob) -> bool:
+        with self._lock:
+            fresh = job.id not in self._jobs
+            if fresh:
+                self._jobs[job.id] = job
+        if not fresh:
+            self._send_error(job.id, BadRequest(f"job id {job.id} is already in use"))
+        return fresh
+
+    def _to_planner(self, job: Job, loading: Future[LoadedModel]) -> None:
+        if self._stopping.is_set():
+            if loading.exception() is None:
+                self._models.release(loading.result())
+            return
+        self._planner.submit(self._plan, job, loading)
+
+    def _plan(self, job: Job, loading: Future[LoadedModel]) -> None:
+        try:
+            model = loading.result()
+        except Exception as exc:
+            log.exception("job %s: model %s could not be loaded", job.id, job.request.checkpoint)
+            self._fail(job, EngineError(f"this server's model could not be loaded ({exc})"))
+            return
+        job.model = model
+        if job.cancelled:
+            self._drop(job)
+            return
+        try:
+            with model.tokenizer_lock:
+                job.plan = plan_composition(model.tokenizer, model.grammar,
+                                            job.request.seed_midi, job.params)
+        except (BadSeed, BadRequest) as exc:
+            self._fail(job, exc)
+            return
+        except Exception:
+            log.exception("job %s: planning failed", job.id)
+            self._fail(job, EngineError("the engine could not read this seed"))
+            return
+        self._scheduler.submit(job)
+
+    def _on_cancel(self, job_id: int, message: dict[str, Any]) -> None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None:
+            job.cancelled = True
+            if isinstance(job, Job):
+                self._scheduler.cancel(job)
+
+    def _on_ping(self, job_id: int, message: dict[str, Any]) -> None:
+        def reply(stats: dict[str, Any]) -> None:
+            with self._lock:
+                jobs = len(self._jobs)
+            self._channel.send({"type": "pong", "id": job_id, "stats": stats | {
+                "pid": os.getpid(), "device": str(self.device), "jobs": jobs,
+                "rendering_jobs": self._renderer.pending, "models": self._models.keys()}})
+
+        self._scheduler.stats(reply)
+
+    # A job's ends (any thread). Each job ends exactly once: the registry says whether it has.
+    def _release(self, job: Job | AudioJob) -> None:
+        with self._lock:
+            model, job.model = job.model, None
+        if model is not None:
+            self._models.release(model)
+
+    def _end(self, job: Job | AudioJob) -> bool:
+        self._release(job)
+        with self._lock:
+            return self._jobs.pop(job.id, None) is job
+
+    def _drop(self, job: Job | AudioJob) -> None:
+        self._end(job)
+
+    def _fail(self, job: Job | AudioJob, exc: BaseException) -> None:
+        if self._end(job) and not job.cancelled:
+            self._send_error(job.id, exc)
+
+    def _deliver(self, job: Job, composition: Composition) -> None:
+        if not self._end(job) or job.cancelled:
+            return
+        timings = {**job.timings, **composition.timings,
+                   "total": time.perf_counter() - job.received}
+        result = ComposeResult(
+            candidates=[CandidateResult(c.midi, c.audio, c.seconds, c.notes, c.tokens,
+                                        c.invalid_rate, c.audio_note)
+                        for c in composition.candidates],
+            pianoroll=composition.pianoroll, seed_seconds=composition.seed_seconds,
+            timings={k: round(v, 4) for k, v in timings.items()})
+        self._channel.send({"type": "result", "id": job.id, "result": result.to_wire()})
+
+    def _deliver_audio(self, job: AudioJob, audio: EncodedAudio) -> None:
+        if self._end(job) and not job.cancelled:
+            self._channel.send({"type": "result", "id": job.id, "result": {
+                "audio": audio.data, "seconds": audio.seconds, "note": audio.note}})
+
+    def _progress(self, job: Job, event: ProgressEvent) -> None:
+        if not job.cancelled:
+            self._channel.send({"type": "progress", "id": job.id,
+                                "event": progress_to_wire(event)})
+
+    def _send_error(self, job_id: int | None, exc: BaseException) -> None:
+        self._channel.send(error_to_wire(job_id, exc))

@@ -1,0 +1,155 @@
+"""The engine process spoken to in raw protocol messages: what any client may send it."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from symusic import Score
+
+from engine.checkpoint import BASE_CHECKPOINT
+from engine.transport import SubprocessTransport
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# Every engine in these tests runs the shipped model, as members get it.
+CHECKPOINT = BASE_CHECKPOINT
+SERVE = [sys.executable, "-m", "engine", "serve", "--checkpoint", str(CHECKPOINT)]
+STARTUP_TIMEOUT = 120.0
+
+
+async def receive_until(transport: SubprocessTransport, predicate, timeout: float = 60.0
+                        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Read messages until one matches; returns it and every message read before it."""
+    import asyncio
+
+    seen: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await asyncio.wait_for(transport.receive(), deadline - time.monotonic())
+        if predicate(message):
+            return message, seen
+        seen.append(message)
+
+
+def reply_to(job_id: int, *types: str):
+    return lambda m: m.get("id") == job_id and m.get("type") in types
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def engine() -> AsyncIterator[SubprocessTransport]:
+    transport = SubprocessTransport([*SERVE, "--max-rows", "8"])
+    await transport.open()
+    ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
+    assert ready["type"] == "ready" and ready["model"] == str(CHECKPOINT.resolve())
+    yield transport
+    await transport.close(timeout=10.0)
+    assert transport.describe_exit() == "exited with code 0"
+
+
+async def ping(engine: SubprocessTransport, job_id: int) -> dict[str, Any]:
+    await engine.send({"type": "ping", "id": job_id})
+    pong, _ = await receive_until(engine, reply_to(job_id, "pong"))
+    return pong["stats"]
+
+
+@pytest.mark.parametrize("message,reason", [
+    ([1, 2, 3], "must be a map"),
+    ({"type": "compose", "request": {}}, "integer id"),
+    ({"type": "compose", "id": "7", "request": {}}, "integer id"),
+    ({"type": "dance", "id": 11}, "unknown message type"),
+    ({"type": ["compose"], "id": 9}, "unknown message type"),
+    ({1: 2, "id": 8, "type": "ping "}, "unknown message type"),
+    ({"type": "render", "id": 10, "midi": None}, "MIDI as bytes"),
+    ({"type": "compose", "id": 12, "request": "bars=4"}, "must be a map"),
+    ({"type": "compose", "id": 13, "request": {"bars": "four"}}, "bars must be int"),
+    ({"type": "compose", "id": 14, "request": {"bars": True}}, "bars must be int"),
+    ({"type": "compose", "id": 15, "request": {"colour": "blue"}}, "unknown compose options"),
+    ({"type": "compose", "id": 16, "request": {"bars": 0}}, "bars must be within"),
+    ({"type": "compose", "id": 17, "request": {"candidates": 9}}, "candidates must be within"),
+    ({"type": "compose", "id": 18, "request": {"temperature": 50}}, "temperature"),
+    ({"type": "compose", "id": 19, "request": {"seed_midi": "MThd"}}, "seed_midi must be bytes"),
+    ({"type": "compose", "id": 20, "request": {"max_audio_bytes": 10}}, "max_audio_bytes"),
+])
+async def test_malformed_message_gets_an_error(engine, message, reason):
+    await engine.send(message)
+    expected_id = message.get("id") if isinstance(message, dict) else None
+    expected_id = expected_id if isinstance(expected_id, int) else None
+    error, _ = await receive_until(engine, lambda m: m.get("type") == "error")
+    assert error["id"] == expected_id
+    assert error["kind"] == "BadRequest" and reason in error["message"], error
+
+
+async def test_bad_seed_is_reported_with_its_reason(engine):
+    await engine.send({"type": "compose", "id": 30, "request": {"seed_midi": b"RIFF...."}})
+    error, _ = await receive_until(engine, reply_to(30, "error", "result"))
+    assert error["kind"] == "BadSeed" and "not a MIDI file" in error["message"]
+
+
+async def test_keeps_serving_after_bad_messages(engine, examples):
+    seed = (examples / "motif.mid").read_bytes()
+    await engine.send({"type": "compose", "id": 40,
+                       "request": {"seed_midi": seed, "bars": 2, "candidates": 2, "seed": 3}})
+    result, before = await receive_until(engine, reply_to(40, "result", "error"))
+    assert result["type"] == "result", result
+    candidates = result["result"]["candidates"]
+    assert len(candidates) == 2
+    for cand in candidates:
+        assert Score.from_midi(cand["midi"]).note_num() == cand["notes"] > 0
+        assert cand["audio"][:4] == b"OggS"
+    assert result["result"]["pianoroll"][:4] == b"\x89PNG"
+    stages = [m["event"]["stage"] for m in before if reply_to(40, "progress")(m)]
+    assert stages[-2:] == ["composing", "rendering"]
+
+
+async def test_cancel_frees_the_rows_at_once(engine):
+    await engine.send({"type": "compose", "id": 50,
+                       "request": {"bars": 64, "candidates": 4, "guild_id": 1, "seed": 0}})
+    await receive_until(engine, lambda m: reply_to(50, "progress")(m)
+                        and m["event"]["stage"] == "composing")
+    assert (await ping(engine, 51))["active_rows"] == 4
+    await engine.send({"type": "cancel", "id": 50})
+    # Pings are answered by the scheduler after the commands sent before them.
+    stats = await ping(engine, 52)
+    assert stats["active_rows"] == 0 and stats["jobs"] == 0, stats
+
+
+async def test_queue_reports_positions_and_starts_jobs_as_rows_free(engine):
+    # max_rows is 8: two 4-row jobs decode, the third waits first in the queue.
+    for job_id, bars in ((60, 16), (61, 16), (62, 2)):
+        await engine.send({"type": "compose", "id": job_id,
+                           "request": {"bars": bars, "candidates": 4, "guild_id": job_id,
+                                       "seed": job_id}})
+    done: dict[int, dict[str, Any]] = {}
+    seen: list[dict[str, Any]] = []
+    while len(done) < 3:
+        message, before = await receive_until(engine, lambda m: m.get("type") in ("result",
+                                                                                   "error"))
+        seen += before
+        done[message["id"]] = message
+    assert all(m["type"] == "result" for m in done.values()), done
+    queued = [(m["id"], m["event"]["position"]) for m in seen
+              if m["type"] == "progress" and m["event"]["stage"] == "queued"]
+    assert queued == [(62, 1)]
+
+
+async def test_guild_checkpoint_decodes_beside_the_base_model(engine, tmp_path):
+    guild_model = tmp_path / "guild-7.pt"
+    shutil.copy(CHECKPOINT, guild_model)
+    requests = {70: {"bars": 8, "candidates": 2, "checkpoint": str(guild_model), "seed": 1},
+                71: {"bars": 8, "candidates": 2, "seed": 1},
+                72: {"bars": 2, "candidates": 1, "checkpoint": str(tmp_path / "missing.pt")}}
+    for job_id, request in requests.items():
+        await engine.send({"type": "compose", "id": job_id, "request": request})
+    replies = {}
+    while len(replies) < 3:
+        message, _ = await receive_until(engine, lambda m: m.get("type") in ("result", "error"))
+        replies[message["id"]] = message
+    assert replies[70]["type"] == replies[71]["type"] == "result"
+    assert replies[72]["kind"] == "EngineError" and "could not be loaded" in replies[72]["message"]
+    assert str(guild_model) in (await ping(engine, 73))["models"]
