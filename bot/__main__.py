@@ -4,6 +4,8 @@
     python -m bot db upgrade [REV]       migrate up (default: the latest revision)
     python -m bot db downgrade [REV]     migrate down (default: one step; "base": all)
     python -m bot db current             print the database's revision
+    python -m bot sync [--guild ID]      publish the slash commands (globally, or to one
+                                         server at once while testing)
 
 The db commands need no Discord token. Errors an operator can fix are one line on stderr
 (exit status 2 for configuration, 1 for a failed database operation), not a traceback.
@@ -12,7 +14,7 @@ The db commands need no Discord token. Errors an operator can fix are one line o
 from __future__ import annotations
 
 import argparse
-import importlib
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -38,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if args.command == "db":
         return _db(settings, args.action, args.revision)
+    if args.command == "sync":
+        return _sync(settings, args.guild)
     return _run(settings)
 
 
@@ -50,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
         "revision",
         nargs="?",
         help='upgrade: target (default "head"); downgrade: target (default "-1", or "base")',
+    )
+    sync = commands.add_parser("sync", help="publish the slash commands to Discord")
+    sync.add_argument(
+        "--guild",
+        type=int,
+        metavar="ID",
+        help="sync to this server only (instant; global commands can take a while to appear)",
     )
     return parser
 
@@ -82,17 +93,45 @@ def _run(settings: Settings) -> int:
         return _fail(
             "DISCORD_TOKEN is not set; the bot needs it to connect to Discord", EXIT_CONFIG
         )
-    try:
-        # Lazily: discord.py is heavy, and the db commands must work without it.
-        app = importlib.import_module("bot.app")
-    except ModuleNotFoundError as exc:
-        if exc.name != "bot.app":
-            raise
-        return _fail("the Discord bot is not built yet (bot/app.py is missing)", EXIT_CONFIG)
-    bot = app.create_bot(settings)
+    # Lazily: discord.py is heavy, and the db commands must work without it.
+    from bot.app import create_bot
+
+    bot = create_bot(settings)
     # discord.py's run() owns the event loop; logging is already configured above.
     bot.run(settings.discord_token, log_handler=None)
     return 0
+
+
+def _sync(settings: Settings, guild_id: int | None) -> int:
+    if settings.discord_token is None:
+        return _fail("DISCORD_TOKEN is not set; syncing commands needs it", EXIT_CONFIG)
+    try:
+        names = asyncio.run(_sync_commands(settings, guild_id))
+    except Exception as exc:
+        log.debug("sync failed", exc_info=True)
+        return _fail(f"syncing the commands failed: {_one_line(exc)}", EXIT_FAILED)
+    where = f"server {guild_id}" if guild_id is not None else "all servers (global)"
+    print(f"synced {len(names)} commands to {where}: {', '.join(sorted(names))}")
+    return 0
+
+
+async def _sync_commands(settings: Settings, guild_id: int | None) -> list[str]:
+    """Publish the slash commands globally, or to one server (instant: handy for testing)."""
+    import discord
+
+    from bot.app import create_bot
+
+    assert settings.discord_token is not None
+    bot = create_bot(settings, start_engine=False)  # the definitions need no music engine
+    async with bot:
+        await bot.login(settings.discord_token)  # runs setup_hook, which loads the cogs
+        if guild_id is None:
+            synced = await bot.tree.sync()
+        else:
+            guild = discord.Object(id=guild_id)
+            bot.tree.copy_global_to(guild=guild)
+            synced = await bot.tree.sync(guild=guild)
+    return [command.name for command in synced]
 
 
 def _one_line(exc: BaseException) -> str:

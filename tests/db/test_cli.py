@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from bot.db import migrate
 
@@ -51,17 +48,6 @@ def test_run_without_a_token_upgrades_then_fails_in_one_line(tmp_path: Path) -> 
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: DISCORD_TOKEN is not set; the bot needs it to connect to Discord"]
     assert migrate.current(f"sqlite+aiosqlite:///{tmp_path / 'motif.db'}") == migrate.head()
-
-
-@pytest.mark.skipif(
-    importlib.util.find_spec("bot.app") is not None,
-    reason="bot.app exists: running with a token would connect to Discord",
-)
-def test_run_before_the_bot_exists_says_so(tmp_path: Path) -> None:
-    result = run_bot(data_dir=tmp_path, DISCORD_TOKEN="not-a-real-token")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "error: the Discord bot is not built yet" in result.stderr
 
 
 def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:

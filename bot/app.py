@@ -1,0 +1,113 @@
+"""The bot class: wires the database, the engine client and the persistent buttons once.
+
+    from bot import create_bot, Settings
+    bot = create_bot(Settings.from_env())   # not connected; bot.run(token) or a test drives it
+
+The database must already be migrated (`python -m bot` does it before building the bot).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AbstractAsyncContextManager
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bot import errors
+from bot.config import Settings
+from bot.db import create_engine, create_sessionmaker
+from bot.engine_port import Engine, open_engine
+from bot.limits import ComposeLimits
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (
+    "bot.cogs.compose",
+    "bot.cogs.votes",
+    "bot.cogs.seeds",
+    "bot.cogs.top",
+    "bot.cogs.pieces",
+)
+
+
+class MotifTree(app_commands.CommandTree):
+    """Every slash command's error goes to the one place that maps errors to messages."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await errors.report(interaction, error)
+
+
+class MotifBot(commands.Bot):
+    """Slash commands and buttons only: no message content, no privileged intents."""
+
+    db: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    engine: Engine
+
+    def __init__(
+        self, settings: Settings, *, engine: Engine | None = None, start_engine: bool = True
+    ) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # channels and permissions of the servers the bot is in
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=MotifTree,
+        )
+        self.settings = settings
+        self.limits = ComposeLimits(
+            cooldown_seconds=settings.compose_cooldown_seconds,
+            max_inflight_per_guild=settings.max_inflight_per_guild,
+        )
+        # An engine passed in belongs to the caller (tests share one across bots); otherwise
+        # setup_hook starts the embedded one and close() stops it.
+        self._given_engine = engine
+        # `python -m bot sync` only needs the command definitions, not a music engine.
+        self._start_engine = start_engine
+        self._engine_context: AbstractAsyncContextManager[Engine] | None = None
+        self._db_ready = False
+
+    async def setup_hook(self) -> None:
+        self.db = create_engine(
+            self.settings.database_url, sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms
+        )
+        self.sessions = create_sessionmaker(self.db)
+        self._db_ready = True
+        if self._given_engine is not None:
+            self.engine = self._given_engine
+        elif self._start_engine:
+            self._engine_context = open_engine(self.settings)
+            self.engine = await self._engine_context.__aenter__()
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+
+    async def close(self) -> None:
+        try:
+            # The engine first, while Discord is still connected: it lets the compositions in
+            # flight finish (and be posted) and fails the rest with a clear message.
+            if self._engine_context is not None:
+                context, self._engine_context = self._engine_context, None
+                await context.__aexit__(None, None, None)
+            await super().close()
+        finally:
+            if self._db_ready:
+                self._db_ready = False
+                await self.db.dispose()
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s to %d servers", self.user, len(self.guilds))
+
+
+def create_bot(
+    settings: Settings, *, engine: Engine | None = None, start_engine: bool = True
+) -> MotifBot:
+    """The bot, not connected. `engine`: an already open engine client to use (and not close);
+    `start_engine=False`: no engine at all (for syncing commands)."""
+    return MotifBot(settings, engine=engine, start_engine=start_engine)

@@ -1,0 +1,82 @@
+"""One composition from request to message, shared by /compose, Continue and Reroll."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.cogs.compose import _message
+from bot.cogs.compose._job import ComposeJob
+from bot.cogs.compose._progress import ProgressMessage
+from bot.db import get_active_model_version, record_composition, set_composition_message
+from bot.db.queries import NewCandidate
+from bot.views import composition_view
+
+if TYPE_CHECKING:
+    from bot.app import MotifBot
+
+log = logging.getLogger(__name__)
+
+
+async def compose_and_post(
+    bot: MotifBot,
+    interaction: discord.Interaction,
+    resolve: Callable[[], Awaitable[ComposeJob]],
+) -> None:
+    """Check the limits, defer, resolve the seed, compose, store, post one message.
+
+    `resolve` runs after the deferral (it may download an attachment). Errors propagate to
+    the caller's error handler, which removes the public "thinking..." message.
+    """
+    guild_id, channel_id = interaction.guild_id, interaction.channel_id
+    user_id = interaction.user.id
+    assert guild_id is not None and channel_id is not None, "the commands are guild-only"
+    # Refusals come before the deferral, so they are a plain ephemeral answer.
+    with bot.limits.slot(guild_id, user_id):
+        await interaction.response.defer(thinking=True)
+        job = await resolve()
+        async with bot.sessions() as session:
+            version = await get_active_model_version(session, guild_id=guild_id)
+        request = job.request(
+            guild_id=guild_id,
+            max_audio_bytes=_message.audio_budget(interaction.filesize_limit, job.candidates),
+            checkpoint=version.path if version is not None else None,
+        )
+        async with ProgressMessage(interaction) as progress:
+            result = await bot.engine.compose(request, on_progress=progress.update)
+        async with bot.sessions() as session:
+            composition = await record_composition(
+                session,
+                guild_id=guild_id,
+                channel_id=channel_id,
+                requester_id=user_id,
+                candidates=[NewCandidate(c.midi, c.seconds, c.notes) for c in result.candidates],
+                params=job.params(),
+                seed_id=job.seed_id,
+                # A continuation's seed is its parent candidate; other seeds keep their bytes.
+                seed_midi=job.seed_midi if job.parent_candidate_id is None else None,
+                parent_candidate_id=job.parent_candidate_id,
+                model_version_id=version.id if version is not None else None,
+            )
+        model = f"server version #{version.id}" if version is not None else "base model"
+        view = composition_view(composition.id, [c.id for c in composition.candidates], {})
+        message = await interaction.edit_original_response(
+            content=None,
+            embed=_message.embed(composition.id, job, result, model=model),
+            attachments=_message.files(result),
+            view=view,
+        )
+        async with bot.sessions() as session:
+            await set_composition_message(
+                session, guild_id=guild_id, composition_id=composition.id, message_id=message.id
+            )
+        log.info(
+            "guild %s: composition #%s posted (%d candidates, %.1f s)",
+            guild_id,
+            composition.id,
+            len(result.candidates),
+            result.timings.get("total", 0.0),
+        )

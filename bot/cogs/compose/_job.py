@@ -1,0 +1,84 @@
+"""What one composition asks of the engine, and how it is stored so a reroll can repeat it."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bot.engine_port import ComposeRequest
+from engine.instruments import INSTRUMENTS
+
+DEFAULT_BARS = 16
+DEFAULT_CANDIDATES = 4
+DEFAULT_TEMPERATURE = 1.0
+# The instrument choice that keeps whatever the seed (or the model) plays.
+AS_IN_SEED = "seed"
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeJob:
+    seed_midi: bytes | None
+    seed_label: str  # shown in the embed: "saved seed "intro"", "none", ...
+    seed_id: int | None = None
+    parent_candidate_id: int | None = None
+    bars: int = DEFAULT_BARS
+    candidates: int = DEFAULT_CANDIDATES
+    temperature: float = DEFAULT_TEMPERATURE
+    tempo: int | None = None  # bpm; None keeps the seed's
+    instrument: str = AS_IN_SEED
+    include_seed: bool = False
+    # A fresh sampling seed per job: a reroll differs, and the stored value can replay it.
+    sampling_seed: int = 0
+
+    @property
+    def program(self) -> int | None:
+        return None if self.instrument == AS_IN_SEED else INSTRUMENTS[self.instrument]
+
+    def request(
+        self, *, guild_id: int, max_audio_bytes: int, checkpoint: str | None
+    ) -> ComposeRequest:
+        return ComposeRequest(
+            seed_midi=self.seed_midi,
+            bars=self.bars,
+            candidates=self.candidates,
+            temperature=self.temperature,
+            seed=self.sampling_seed,
+            tempo=float(self.tempo) if self.tempo is not None else None,
+            program=self.program,
+            include_seed=self.include_seed and self.seed_midi is not None,
+            guild_id=guild_id,
+            max_audio_bytes=max_audio_bytes,
+            checkpoint=checkpoint,
+        )
+
+    def params(self) -> dict[str, Any]:
+        """JSON stored with the composition (everything but the seed, which has columns)."""
+        return {
+            "bars": self.bars,
+            "candidates": self.candidates,
+            "temperature": self.temperature,
+            "tempo": self.tempo,
+            "instrument": self.instrument,
+            "include_seed": self.include_seed,
+            "sampling_seed": self.sampling_seed,
+            "seed_label": self.seed_label,
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], **seed: Any) -> ComposeJob:
+        """A new job with a stored composition's options and the given seed fields."""
+        instrument = params.get("instrument", AS_IN_SEED)
+        job = cls(
+            bars=int(params.get("bars", DEFAULT_BARS)),
+            candidates=int(params.get("candidates", DEFAULT_CANDIDATES)),
+            temperature=float(params.get("temperature", DEFAULT_TEMPERATURE)),
+            tempo=params.get("tempo"),
+            instrument=instrument if instrument in INSTRUMENTS else AS_IN_SEED,
+            include_seed=bool(params.get("include_seed", False)),
+            **{"seed_label": params.get("seed_label", "unknown"), "seed_midi": None, **seed},
+        )
+        return job.fresh()
+
+    def fresh(self) -> ComposeJob:
+        return replace(self, sampling_seed=random.randrange(2**31))

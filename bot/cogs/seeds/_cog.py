@@ -1,0 +1,129 @@
+"""/seed add|list|play|remove: a server's library of motifs to compose from."""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.cogs._attachments import read_midi_attachment
+from bot.cogs.compose._cog import saved_seed_names
+from bot.db import add_seed, get_seed, list_seeds, remove_seed
+from bot.errors import UserFacingError, defer_privately
+
+if TYPE_CHECKING:
+    from bot.app import MotifBot
+
+LIST_LIMIT = 100
+# Discord's embed descriptions hold 4096 characters; the rest is room for the "more" line.
+DESCRIPTION_BUDGET = 3900
+MORE = "...and more: type a name's first letters in /compose saved_seed to find it."
+
+
+def _audio_budget(interaction: discord.Interaction) -> int:
+    # The MIDI beside the clip is a few KB; keep a margin for it and the request itself.
+    return interaction.filesize_limit - 256 * 1024
+
+
+def _file_name(name: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name).strip("-")
+    return safe or "seed"
+
+
+@app_commands.guild_only()
+class SeedsCog(commands.GroupCog, group_name="seed", group_description="This server's seeds."):
+    def __init__(self, bot: MotifBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    @app_commands.command(name="add", description="Save a MIDI motif as a server seed.")
+    @app_commands.describe(file="A short MIDI file", name="How members will pick it")
+    async def add(
+        self,
+        interaction: discord.Interaction,
+        file: discord.Attachment,
+        name: app_commands.Range[str, 1, 64],
+    ) -> None:
+        await defer_privately(interaction)
+        midi = await read_midi_attachment(file)
+        async with self.bot.sessions() as session:
+            seed = await add_seed(
+                session,
+                guild_id=self._guild(interaction),
+                name=name,
+                uploader_id=interaction.user.id,
+                midi=midi.data,
+                notes=midi.notes,
+                seconds=midi.seconds,
+            )
+        await interaction.followup.send(
+            f'Saved the seed "{seed.name}" ({midi.notes} notes, {midi.seconds:.1f} s).',
+            ephemeral=True,
+        )
+
+    @app_commands.command(name="list", description="The server's saved seeds.")
+    async def list_(self, interaction: discord.Interaction) -> None:
+        async with self.bot.sessions() as session:
+            seeds = await list_seeds(session, guild_id=self._guild(interaction), limit=LIST_LIMIT)
+        if not seeds:
+            await interaction.response.send_message(
+                "This server has no seeds yet. Add one with /seed add.", ephemeral=True
+            )
+            return
+        lines: list[str] = []
+        for seed in seeds:
+            figures = f" ({seed.notes} notes, {seed.seconds:.0f} s)" if seed.notes else ""
+            name = discord.utils.escape_markdown(seed.name)
+            line = f"**{name}**{figures} by <@{seed.uploader_id}>"
+            if sum(len(x) + 1 for x in lines) + len(line) > DESCRIPTION_BUDGET:
+                lines.append(MORE)
+                break
+            lines.append(line)
+        embed = discord.Embed(title="Seeds", description="\n".join(lines))
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="play", description="Listen to a saved seed.")
+    @app_commands.describe(name="The seed")
+    async def play(self, interaction: discord.Interaction, name: str) -> None:
+        await interaction.response.defer(thinking=True)
+        async with self.bot.sessions() as session:
+            seed = await get_seed(session, guild_id=self._guild(interaction), name=name)
+        # Each file must fit the upload limit; the engine lowers quality or shortens to fit.
+        audio = await self.bot.engine.render(seed.midi, max_audio_bytes=_audio_budget(interaction))
+        stem = _file_name(seed.name)
+        files = [
+            discord.File(io.BytesIO(audio), filename=f"{stem}.ogg"),
+            discord.File(io.BytesIO(seed.midi), filename=f"{stem}.mid"),
+        ]
+        await interaction.followup.send(f'The seed "{seed.name}":', files=files)
+
+    @app_commands.command(name="remove", description="Delete a seed (its uploader or a manager).")
+    @app_commands.describe(name="The seed")
+    async def remove(self, interaction: discord.Interaction, name: str) -> None:
+        guild_id = self._guild(interaction)
+        async with self.bot.sessions() as session:
+            seed = await get_seed(session, guild_id=guild_id, name=name)
+            member = interaction.user
+            manager = isinstance(member, discord.Member) and member.guild_permissions.manage_guild
+            if seed.uploader_id != member.id and not manager:
+                raise UserFacingError(
+                    f'Only the member who added "{seed.name}" or someone with Manage Server '
+                    "can remove it."
+                )
+            await remove_seed(session, guild_id=guild_id, name=seed.name)
+        await interaction.response.send_message(f'Removed the seed "{seed.name}".', ephemeral=True)
+
+    @play.autocomplete("name")
+    @remove.autocomplete("name")
+    async def _name(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await saved_seed_names(self.bot, interaction, current)
+
+    @staticmethod
+    def _guild(interaction: discord.Interaction) -> int:
+        assert interaction.guild_id is not None, "the seed commands are guild-only"
+        return interaction.guild_id

@@ -1,0 +1,60 @@
+"""The little the bot needs from the engine, as a Protocol, so cogs never depend on a backend.
+
+`engine.client.EngineClient` (a subprocess today, a job queue later) satisfies it. The request
+and result types come from `engine.protocol`, which is light: no torch in the bot process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Protocol
+
+from engine.protocol import (
+    CandidateResult,
+    ComposeRequest,
+    ComposeResult,
+    Composing,
+    ProgressEvent,
+    Queued,
+    Rendering,
+)
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+__all__ = [
+    "CandidateResult",
+    "ComposeRequest",
+    "ComposeResult",
+    "Composing",
+    "Engine",
+    "ProgressEvent",
+    "Queued",
+    "Rendering",
+    "open_engine",
+]
+
+ProgressCallback = Callable[[ProgressEvent], object]
+
+
+class Engine(Protocol):
+    async def compose(
+        self, request: ComposeRequest, *, on_progress: ProgressCallback | None = None
+    ) -> ComposeResult:
+        """Candidates for the request; BadSeed/BadRequest carry text for the member."""
+        ...
+
+    async def render(self, midi: bytes, *, max_audio_bytes: int | None = None) -> bytes:
+        """A whole MIDI file as OGG (seed previews, piece exports)."""
+        ...
+
+
+def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
+    """The embedded engine: a subprocess the client starts, watches and restarts."""
+    # Imported on use: only a bot that starts its own engine needs the client and transport.
+    from engine.client import EngineClient
+
+    # "auto" is the engine's own default: it takes a GPU when there is one.
+    device = None if settings.device == "auto" else settings.device
+    return EngineClient.local(device=device)

@@ -1,0 +1,72 @@
+"""The bot's wiring: the contract `from bot import create_bot, Settings`, no torch, limits."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import discord
+import pytest
+
+from bot import Settings, create_bot
+from bot.views import composition_view
+from engine.errors import EngineUnavailable
+
+
+def test_the_bot_process_never_imports_torch() -> None:
+    # A fresh interpreter: this test session itself has imported torch for the engine tests.
+    code = (
+        "import sys, bot, bot.app, bot.__main__, bot.cogs.compose, bot.cogs.votes, "
+        "bot.cogs.seeds, bot.cogs.top, bot.cogs.pieces\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_create_bot_returns_an_unconnected_bot(tmp_path) -> None:
+    bot = create_bot(Settings(data_dir=tmp_path))
+    assert bot.user is None and not bot.is_ready()
+    assert bot.intents.message_content is False  # slash commands need no privileged intent
+
+
+def test_a_composition_view_keeps_within_discords_limits() -> None:
+    view = composition_view(7, [11, 12, 13, 14], {12: 3})
+    rows: dict[int, list[discord.ui.Item[discord.ui.View]]] = {}
+    for item in view.children:
+        rows.setdefault(item._rendered_row or 0, []).append(item)  # type: ignore[attr-defined]
+    assert len(rows) <= 5 and all(len(items) <= 5 for items in rows.values())
+    custom_ids = [item.custom_id for item in view.children]  # type: ignore[attr-defined]
+    assert len(set(custom_ids)) == len(custom_ids)
+    assert all(len(custom_id) <= 100 for custom_id in custom_ids)
+    assert "Vote 2 · 3" in [item.label for item in view.children]  # type: ignore[attr-defined]
+
+
+def test_sync_without_a_token_is_a_one_line_error(tmp_path) -> None:
+    env = {"MOTIF_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "sync", "--guild", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: DISCORD_TOKEN is not set; syncing commands needs it"
+    ]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_bot_starts_its_own_engine_and_stops_it_on_close(settings) -> None:
+    # The production wiring (no engine passed in), without Discord: setup_hook is what
+    # login() runs before connecting.
+    bot = create_bot(settings)
+    await bot.setup_hook()
+    try:
+        assert {"compose", "seed", "top", "piece"} <= {c.name for c in bot.tree.get_commands()}
+        stats = await bot.engine.stats()
+        assert stats.pid > 0
+    finally:
+        await bot.close()
+    with pytest.raises(EngineUnavailable):
+        await bot.engine.stats()

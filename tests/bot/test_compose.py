@@ -1,0 +1,129 @@
+"""/compose through SimCord with the real engine: one message with clips, image and buttons."""
+
+from __future__ import annotations
+
+import pytest
+import simcord
+
+from bot.db import Composition, get_composition
+from bot.errors import UserFacingError
+from engine.errors import BadSeed
+from tests.bot.helpers import (
+    BOT_TEST,
+    MOTIF,
+    SMALL,
+    WALTZ,
+    assert_audible,
+    counts,
+    labels,
+    raised,
+    read,
+    reply,
+)
+
+pytestmark = BOT_TEST
+
+
+async def check_composition_message(world, result: simcord.InteractionResult, n: int) -> None:
+    assert result.acknowledged
+    message = result.response
+    assert message is not None and not message.ephemeral
+    clips = [a for a in message.attachments if a.filename.endswith(".ogg")]
+    assert [a.filename for a in clips] == [f"candidate-{i}.ogg" for i in range(1, n + 1)]
+    for clip in clips:
+        assert_audible(await read(clip))
+    assert any(a.filename == "pianoroll.png" for a in message.attachments)
+    (embed,) = message.embeds
+    assert embed.image.url and embed.image.url.endswith("pianoroll.png")
+    fields = {f.name: f.value for f in embed.fields}
+    assert fields["Bars"] == "4" and fields["Model"] == "base model"
+    buttons = labels(message)
+    assert [f"Vote {i} · 0" for i in range(1, n + 1)] == buttons[:n]
+    assert {"MIDI", "Reroll", *(f"Continue {i}" for i in range(1, n + 1))} <= set(buttons)
+    # The stored composition points at this message.
+    composition_id = int(embed.title.removeprefix("Composition #"))
+    async with world.bot.sessions() as session:
+        stored = await get_composition(
+            session, guild_id=world.guild.id, composition_id=composition_id
+        )
+    assert stored.message_id == message.id and len(stored.candidates) == n
+
+
+async def test_compose_without_a_seed(world) -> None:
+    result = await world.alice.slash(world.channel, "compose", **SMALL)
+    await check_composition_message(world, result, 2)
+    embed = result.response.embeds[0]
+    assert "none" in (embed.description or "")
+    # While the engine worked, the "thinking..." message showed its progress.
+    shown = [
+        (r.json or {}).get("content") or ""
+        for r in world.env.http_requests
+        if r.method == "PATCH" and r.path.endswith("/messages/@original")
+    ]
+    assert any(text.startswith(("Waiting for the composer", "Composing")) for text in shown)
+
+
+async def test_compose_with_an_attached_seed(world) -> None:
+    result = await world.alice.slash(
+        world.channel,
+        "compose",
+        seed=("motif.mid", MOTIF),
+        bars=4,
+        candidates=1,
+        instrument="violin",
+        temperature=0.8,
+    )
+    await check_composition_message(world, result, 1)
+    embed = result.response.embeds[0]
+    assert 'attached "motif.mid"' in (embed.description or "")
+    assert {f.name: f.value for f in embed.fields}["Instrument"] == "violin"
+
+
+async def test_compose_with_a_saved_seed(world) -> None:
+    added = await world.alice.slash(
+        world.channel, "seed add", file=("waltz.mid", WALTZ), name="waltz"
+    )
+    assert reply(added).ephemeral
+    choices = await world.bob.autocomplete(world.channel, "compose", "saved_seed", "wa")
+    assert [c["value"] for c in choices] == ["waltz"]
+    result = await world.bob.slash(
+        world.channel, "compose", saved_seed="waltz", include_seed=True, **SMALL
+    )
+    await check_composition_message(world, result, 2)
+    assert 'saved seed "waltz"' in (result.response.embeds[0].description or "")
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "says", "error_type"),
+    [
+        ("notes.txt", b"these are not notes" * 10, "not a MIDI file", BadSeed),
+        ("broken.mid", MOTIF[:40], "broken or truncated", BadSeed),
+        ("huge.mid", b"MThd" + bytes(5_000_000), "5.0 MB", UserFacingError),
+    ],
+    ids=["not-midi", "broken-midi", "5-MB"],
+)
+async def test_a_bad_seed_gets_an_ephemeral_error_and_no_rows(
+    world, filename, data, says, error_type
+) -> None:
+    before = await counts(world.bot)
+    result = await world.alice.slash(world.channel, "compose", seed=(filename, data), **SMALL)
+    error = reply(result)
+    assert error.ephemeral and says in error.content
+    # The public "thinking..." message is gone: nothing public remains of the attempt.
+    assert result.response is None
+    assert await counts(world.bot) == before
+    added = await world.alice.slash(world.channel, "seed add", file=(filename, data), name="x")
+    assert reply(added).ephemeral and says in reply(added).content
+    assert await counts(world.bot) == before
+    assert raised(world.env) == [error_type, error_type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"bars": 65}, {"bars": 3}, {"candidates": 5}, {"temperature": 1.6}, {"tempo": 300}],
+    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo"],
+)
+async def test_out_of_range_options_are_refused_by_discord(world, options) -> None:
+    with pytest.raises(simcord.OptionError):
+        await world.alice.slash(world.channel, "compose", **options)
+    assert (await counts(world.bot))[Composition.__name__] == 0
