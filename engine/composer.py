@@ -97,7 +97,7 @@ class Composer:
                  renderer: Renderer | None = None) -> None:
         self.device = pick_device(device)
         ckpt = load_checkpoint(checkpoint, device=self.device)
-        self.model, self.tokenizer, self.meta = ckpt.model, ckpt.tokenizer, ckpt.meta
+        self.model, self.tokenizer = ckpt.model, ckpt.tokenizer
         self.grammar = Grammar.build(self.tokenizer).to(self.device)
         self.renderer = renderer or Renderer()
         self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
@@ -120,7 +120,7 @@ class Composer:
     def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
                ) -> Composition:
         started = time.perf_counter()
-        scores = [self.to_score(plan, row.tokens) for row in rows]
+        scores = [to_score(self.tokenizer, plan, row.tokens) for row in rows]
         plan.timings["decode_midi"] = time.perf_counter() - started
         return render_composition(plan, rows, scores, seed_seconds(self.tokenizer, plan),
                                   renderer=self.renderer, encoders=self._encoders,
@@ -133,9 +133,6 @@ class Composer:
         composition = self.finish(plan, self.decode(plan), max_audio_bytes=max_audio_bytes)
         composition.timings["total"] = time.perf_counter() - started
         return composition
-
-    def to_score(self, plan: Plan, tokens: list[int]) -> Score:
-        return to_score(self.tokenizer, plan, tokens)
 
 
 # The stages as functions of what they need, so the engine server can run them on its own

@@ -72,7 +72,6 @@ class Grammar:
     has_tempo: torch.Tensor  # (V,) bool
     time_signature: torch.Tensor  # (V,) long index into time_signatures, or NONE
     program: torch.Tensor  # (V,) long: the program of its notes, NONE or MIXED
-    notes: torch.Tensor  # (V,) long: notes the id contains
     starts_event: torch.Tensor  # (V,) bool: begins a position, tempo or note
     bar_positions: torch.Tensor  # (S,) positions in a bar of each time signature
     time_signatures: list[str]
@@ -86,7 +85,7 @@ class Grammar:
         size = tokenizer.vocab_size
         cols = {name: torch.full((size,), NONE, dtype=torch.long) for name in (
             "first_type", "last_type", "first_position", "last_position", "time_signature",
-            "program", "notes")}
+            "program")}
         flags = {name: torch.zeros(size, dtype=torch.bool) for name in (
             "internally_valid", "opens_bar", "has_tempo")}
         time_signatures: list[str] = []
@@ -99,7 +98,7 @@ class Grammar:
             cols["first_type"][token_id] = types[0]
             cols["last_type"][token_id] = types[-1]
             valid = all(follows[a, b] for a, b in zip(types, types[1:], strict=False))
-            position, programs, notes, limit = NONE, set(), 0, None
+            position, programs, limit = NONE, set(), None
             for kind, value in kinds:
                 if kind == "Bar":
                     position, limit = NONE, None
@@ -116,10 +115,7 @@ class Grammar:
                     cols["time_signature"][token_id] = time_signatures.index(value)
                 elif kind in ("Program", "ProgramDrum"):
                     programs.add(DRUMS if kind == "ProgramDrum" else int(value))
-                elif kind in ("Pitch", "PitchDrum"):
-                    notes += 1
             cols["last_position"][token_id] = position
-            cols["notes"][token_id] = notes
             if programs:
                 cols["program"][token_id] = programs.pop() if len(programs) == 1 else MIXED
             flags["internally_valid"][token_id] = valid and kinds[0][0] not in ("PAD", "BOS")
