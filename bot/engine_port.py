@@ -15,9 +15,13 @@ from engine.protocol import (
     ComposeRequest,
     ComposeResult,
     Composing,
+    FinetuneRequest,
+    FinetuneResult,
+    PreferencePair,
     ProgressEvent,
     Queued,
     Rendering,
+    Training,
 )
 
 if TYPE_CHECKING:
@@ -29,9 +33,13 @@ __all__ = [
     "ComposeResult",
     "Composing",
     "Engine",
+    "FinetuneRequest",
+    "FinetuneResult",
+    "PreferencePair",
     "ProgressEvent",
     "Queued",
     "Rendering",
+    "Training",
     "open_engine",
 ]
 
@@ -49,6 +57,12 @@ class Engine(Protocol):
         """A whole MIDI file as OGG (seed previews, piece exports)."""
         ...
 
+    async def finetune(
+        self, request: FinetuneRequest, *, on_progress: ProgressCallback | None = None
+    ) -> FinetuneResult:
+        """Tune the server's model (minutes); cancelling the awaiting task stops the run."""
+        ...
+
 
 def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     """The embedded engine: a subprocess the client starts, watches and restarts."""
@@ -57,4 +71,6 @@ def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
 
     # "auto" is the engine's own default: it takes a GPU when there is one.
     device = None if settings.device == "auto" else settings.device
-    return EngineClient.local(device=device)
+    # The engine keeps the servers' checkpoints (and the corpus it replays) in the data dir.
+    env = {"MOTIF_DATA_DIR": str(settings.data_dir.resolve())}
+    return EngineClient.local(device=device, env=env)

@@ -4,6 +4,8 @@
         result = await engine.compose(ComposeRequest(seed_midi=data, bars=8), on_progress=show)
 
 `render(midi)` turns a whole MIDI file into OGG (seed previews, piece exports).
+`finetune(request)` tunes a server's model in the background of the engine (minutes), with
+Training progress events; cancelling the awaiting task stops the run.
 `local()` starts `python -m engine serve` as a subprocess and watches it. When the engine dies,
 a supervisor task restarts it with backoff and sends each in-flight job again, once; a job
 whose engine died twice, or that no restart could reach, fails with EngineUnavailable. A
@@ -31,9 +33,13 @@ from engine.protocol import (
     ComposeResult,
     Composing,
     EngineStats,
+    FinetuneRequest,
+    FinetuneResult,
+    PreferencePair,
     ProgressEvent,
     Queued,
     Rendering,
+    Training,
     error_from_wire,
     progress_from_wire,
 )
@@ -41,7 +47,8 @@ from engine.transport import SubprocessTransport, Transport, TransportClosed
 
 __all__ = ["BadRequest", "BadSeed", "CandidateResult", "ComposeRequest", "ComposeResult",
            "Composing", "EngineClient", "EngineError", "EngineStats", "EngineUnavailable",
-           "ProgressEvent", "Queued", "Rendering"]
+           "FinetuneRequest", "FinetuneResult", "PreferencePair", "ProgressEvent", "Queued",
+           "Rendering", "Training"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +150,13 @@ class EngineClient:
         """A whole MIDI file as OGG (seed previews, piece exports); BadSeed if it is unfit."""
         body = {"type": "render", "midi": midi, "max_audio_bytes": max_audio_bytes}
         return await self._run(body, lambda result: result["audio"], None)
+
+    async def finetune(self, request: FinetuneRequest, *,
+                       on_progress: ProgressCallback | None = None) -> FinetuneResult:
+        """A new checkpoint for the server and the quality gate's verdict on it; BadRequest
+        when the data cannot be used (the message says what is missing)."""
+        body = {"type": "finetune", "request": request.to_wire()}
+        return await self._run(body, FinetuneResult.from_wire, on_progress)
 
     async def _run(self, body: dict[str, Any], decode: Callable[[Any], Any],
                    on_progress: ProgressCallback | None) -> Any:

@@ -77,5 +77,27 @@ def stream_path(data_dir: Path, split: str) -> Path:
 def random_windows(ids: np.ndarray, batch: int, length: int, rng: np.random.Generator
                    ) -> np.ndarray:
     """(batch, length + 1) windows: inputs are [:, :-1], targets [:, 1:]."""
+    if len(ids) < length + 2:
+        # A small server's pieces may be shorter than one window: repeat them end to end.
+        ids = np.tile(ids, -(-(length + 2) // len(ids)))
     starts = rng.integers(0, len(ids) - length - 1, size=batch)
     return np.stack([ids[s:s + length + 1] for s in starts])
+
+
+class MixedWindows:
+    """Windows drawn from several streams in fixed shares: fine-tuning mixes a server's
+    pieces with replay of the base corpus, so a small server does not teach the model to
+    copy its seeds."""
+
+    def __init__(self, streams: Sequence[tuple[np.ndarray, float]]) -> None:
+        total = sum(share for _, share in streams)
+        if not streams or total <= 0:
+            raise ValueError("MixedWindows needs at least one stream with a positive share")
+        self._streams = [(ids, share / total) for ids, share in streams if share > 0]
+
+    def __call__(self, batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+        counts = [round(batch * share) for _, share in self._streams]
+        counts[0] += batch - sum(counts)  # rounding leftovers go to the first stream
+        parts = [random_windows(ids, n, length, rng)
+                 for (ids, _), n in zip(self._streams, counts, strict=True) if n > 0]
+        return np.concatenate(parts)

@@ -5,11 +5,12 @@ today, a Redis job queue later) carries them as they are. Every message has a "t
 messages carry the client's job "id".
 
     client -> engine  compose {id, request}   render {id, midi, max_audio_bytes}
-                      cancel {id}   ping {id}
+                      finetune {id, request}   cancel {id}   ping {id}
     engine -> client  ready {pid, device, model}   progress {id, event}   result {id, result}
                       error {id, kind, message}   pong {id, stats}
 
-A compose result is `ComposeResult.to_wire()`; a render result is {audio, seconds, note}.
+A compose result is `ComposeResult.to_wire()`; a render result is {audio, seconds, note}; a
+finetune result is `FinetuneResult.to_wire()`.
 
 The dataclasses below are the typed faces of those dicts, with `to_wire` / `from_wire`.
 """
@@ -123,6 +124,79 @@ class ComposeResult:
                    timings=dict(data["timings"]))
 
 
+@dataclass(frozen=True)
+class PreferencePair:
+    chosen: bytes  # MIDI of the candidate the members voted for
+    rejected: bytes  # MIDI of another candidate of the same composition
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    """Tune a server's model on its pieces (seeds and winners) and its members' preferences.
+
+    The engine owns where checkpoints live (under its data dir, per guild); `start_from` is the
+    server's active version (None: the base model) and `keep` lists the checkpoints that must
+    survive pruning (the versions the bot may still serve or roll back to).
+    """
+
+    guild_id: int
+    pieces: list[bytes]
+    pairs: list[PreferencePair] = field(default_factory=list)
+    start_from: str | None = None
+    keep: list[str] = field(default_factory=list)
+    steps: int | None = None  # tuning steps; None: the engine's default
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"guild_id": self.guild_id, "pieces": list(self.pieces),
+                "pairs": [[p.chosen, p.rejected] for p in self.pairs],
+                "start_from": self.start_from, "keep": list(self.keep), "steps": self.steps}
+
+    @classmethod
+    def from_wire(cls, data: object) -> FinetuneRequest:
+        if not isinstance(data, dict):
+            raise BadRequest(f"a finetune request must be a map (received {type(data).__name__})")
+        try:
+            pairs = [PreferencePair(bytes(c), bytes(r)) for c, r in data.get("pairs") or []]
+            request = cls(guild_id=data["guild_id"], pieces=list(data["pieces"]), pairs=pairs,
+                          start_from=data.get("start_from"), keep=list(data.get("keep") or []),
+                          steps=data.get("steps"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(f"malformed finetune request ({exc!r:.80})") from None
+        if not isinstance(request.guild_id, int) or isinstance(request.guild_id, bool):
+            raise BadRequest("a finetune request needs an integer guild_id")
+        if not all(isinstance(p, bytes) for p in request.pieces):
+            raise BadRequest("finetune pieces must be MIDI bytes")
+        if not all(isinstance(k, str) for k in request.keep) or not (
+                request.start_from is None or isinstance(request.start_from, str)):
+            raise BadRequest("finetune checkpoints must be paths")
+        if request.steps is not None and (not isinstance(request.steps, int)
+                                          or not 1 <= request.steps <= 100_000):
+            raise BadRequest(f"steps must be within 1 and 100000 (received {request.steps!r})")
+        return request
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a run produced. `accepted`: the quality gate let the checkpoint serve; otherwise
+    `reason` says why not. The checkpoint is kept either way (its figures are the record)
+    until a later run prunes it."""
+
+    accepted: bool
+    reason: str
+    checkpoint: str
+    metrics: dict[str, Any]
+    pruned: list[str] = field(default_factory=list)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> FinetuneResult:
+        return cls(accepted=bool(data["accepted"]), reason=str(data["reason"]),
+                   checkpoint=str(data["checkpoint"]), metrics=dict(data["metrics"]),
+                   pruned=list(data.get("pruned") or []))
+
+
 # Progress events, newest wins: a slow callback sees the latest one, not a backlog.
 @dataclass(frozen=True)
 class Queued:
@@ -139,7 +213,15 @@ class Rendering:
     pass
 
 
-ProgressEvent = Queued | Composing | Rendering
+@dataclass(frozen=True)
+class Training:
+    phase: str  # one of TRAINING_PHASES
+    percent: float  # of the whole run, phases weighted by their expected time
+
+
+TRAINING_PHASES = ("preparing", "tuning", "preferences", "gate")
+
+ProgressEvent = Queued | Composing | Rendering | Training
 
 
 def progress_to_wire(event: ProgressEvent) -> dict[str, Any]:
@@ -147,6 +229,8 @@ def progress_to_wire(event: ProgressEvent) -> dict[str, Any]:
         return {"stage": "queued", "position": event.position}
     if isinstance(event, Composing):
         return {"stage": "composing", "percent": event.percent}
+    if isinstance(event, Training):
+        return {"stage": "training", "phase": event.phase, "percent": event.percent}
     return {"stage": "rendering"}
 
 
@@ -158,6 +242,8 @@ def progress_from_wire(data: dict[str, Any]) -> ProgressEvent:
         return Composing(float(data["percent"]))
     if stage == "rendering":
         return Rendering()
+    if stage == "training":
+        return Training(str(data["phase"]), float(data["percent"]))
     raise ValueError(f"unknown progress stage {stage!r}")
 
 
@@ -173,6 +259,7 @@ class EngineStats:
     jobs: int  # every job the engine holds, from arrival to reply
     models: list[str]  # loaded model keys, most recently used last
     steps: int  # decode steps since start
+    training_jobs: int = 0  # fine-tunes running in the background
 
 
 # Errors cross the wire by class name; anything else becomes a plain EngineError.

@@ -7,6 +7,7 @@ Threads, each with one job:
     renderer-i each owns a FluidSynth synth (engine.render is not thread-safe): MIDI, audio,
                OGG, piano roll, so rendering overlaps decoding (MOTIF_RENDER_THREADS of them)
     loader     loads per-guild checkpoints (engine.models)
+    finetune-i watches one fine-tune child process (engine.tuning_jobs)
 A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
 a new one, retrying its jobs.
 """
@@ -40,10 +41,12 @@ from engine.composer import (
 from engine.device import pick_device
 from engine.errors import BadRequest, BadSeed, EngineError
 from engine.models import LoadedModel, ModelCache
+from engine.paths import default_data_dir
 from engine.protocol import (
     CandidateResult,
     ComposeRequest,
     ComposeResult,
+    FinetuneRequest,
     ProgressEvent,
     error_to_wire,
     progress_to_wire,
@@ -53,6 +56,7 @@ from engine.sample import Row, generate
 from engine.scheduler import Job, Scheduler
 from engine.seed import read_seed
 from engine.transport import SocketChannel
+from engine.tuning_jobs import TuningJobs
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +193,8 @@ class RenderPool:
 class Server:
     def __init__(self, channel: SocketChannel, *, checkpoint: Path,
                  device: str | None = None, max_rows: int | None = None,
-                 render_threads: int | None = None, model_budget_bytes: int) -> None:
+                 render_threads: int | None = None, model_budget_bytes: int,
+                 data_dir: Path | None = None) -> None:
         self._channel = channel
         self.device = pick_device(device)
         self._lock = threading.Lock()  # guards _jobs and every job's model hand-back
@@ -204,6 +209,7 @@ class Server:
         self._scheduler = Scheduler(max_rows=max_rows or max_rows_from_env(self.device),
                                     emit=self._progress, on_decoded=self._renderer.put,
                                     on_failed=self._fail, on_dropped=self._drop)
+        self._tuning = TuningJobs(data_dir or default_data_dir(), channel.send)
 
     def run(self) -> int:
         """Serve until the client closes the channel; the exit code for the process."""
@@ -223,6 +229,7 @@ class Server:
                 self._handle(message)
         finally:
             self._stopping.set()
+            self._tuning.close()
             self._scheduler.stop()
             self._planner.shutdown(wait=True, cancel_futures=True)
             self._renderer.stop()
@@ -266,7 +273,8 @@ class Server:
             return
         kind, job_id = message.get("type"), message.get("id")
         handlers = {"compose": self._on_compose, "render": self._on_render,
-                    "cancel": self._on_cancel, "ping": self._on_ping}
+                    "finetune": self._on_finetune, "cancel": self._on_cancel,
+                    "ping": self._on_ping}
         handler = handlers.get(kind) if isinstance(kind, str) else None
         if not isinstance(job_id, int) or isinstance(job_id, bool):
             self._send_error(None, BadRequest(f"a {kind!r} message needs an integer id "
@@ -316,6 +324,12 @@ class Server:
             if self._register(job):
                 self._renderer.put(job)
 
+    def _on_finetune(self, job_id: int, message: dict[str, Any]) -> None:
+        try:
+            self._tuning.start(job_id, FinetuneRequest.from_wire(message.get("request")))
+        except BadRequest as exc:
+            self._send_error(job_id, exc)
+
     def _register(self, job: Job | AudioJob) -> bool:
         with self._lock:
             fresh = job.id not in self._jobs
@@ -357,6 +371,8 @@ class Server:
         self._scheduler.submit(job)
 
     def _on_cancel(self, job_id: int, message: dict[str, Any]) -> None:
+        if self._tuning.cancel(job_id):
+            return
         with self._lock:
             job = self._jobs.get(job_id)
         if job is not None:
@@ -370,7 +386,8 @@ class Server:
                 jobs = len(self._jobs)
             self._channel.send({"type": "pong", "id": job_id, "stats": stats | {
                 "pid": os.getpid(), "device": str(self.device), "jobs": jobs,
-                "rendering_jobs": self._renderer.pending, "models": self._models.keys()}})
+                "rendering_jobs": self._renderer.pending, "models": self._models.keys(),
+                "training_jobs": self._tuning.running}})
 
         self._scheduler.stats(reply)
 

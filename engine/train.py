@@ -19,6 +19,8 @@ from torch import nn
 from engine.data import random_windows
 
 LN2 = math.log(2)
+# Draws (batch, length + 1) token windows; fine-tuning passes one that mixes streams.
+WindowSampler = Callable[[int, int, np.random.Generator], np.ndarray]
 
 
 @dataclass
@@ -33,6 +35,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 250
     eval_max_tokens: int = 100_000  # periodic evals on a prefix; the final one on everything
+    eval_parts: int = 16  # lanes the held-out stream is cut into (1: one pass, for short ones)
     seed: int = 0
     # With a budget the schedule follows wall time, so training ends on time on a busy
     # machine too: progress = max(step / steps, elapsed / budget).
@@ -98,11 +101,21 @@ def evaluate_bits(model: nn.Module, ids: np.ndarray, *, max_tokens: int | None =
     return total / count / LN2
 
 
-def train(model: nn.Module, train_ids: np.ndarray, valid_ids: np.ndarray, config: TrainConfig,
-          *, on_step: Callable[[int, float, float], None] | None = None,
+def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np.ndarray,
+          config: TrainConfig, *, on_step: Callable[[int, float, float], None] | None = None,
           on_eval: Callable[[int, float, bool], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
-    """Train in place. on_step(step, loss_bits, lr); on_eval(step, valid_bits, is_best)."""
+    """Train in place. on_step(step, loss_bits, lr); on_eval(step, valid_bits, is_best).
+
+    `train_ids` is one token stream, or a sampler of windows (see engine.data.MixedWindows).
+    """
+    if isinstance(train_ids, np.ndarray):
+        stream = train_ids
+
+        def windows(batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
+            return random_windows(stream, batch, length, rng)
+    else:
+        windows = train_ids
     device = next(model.parameters()).device
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -121,7 +134,7 @@ def train(model: nn.Module, train_ids: np.ndarray, valid_ids: np.ndarray, config
         lr = config.lr_at(step, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = torch.as_tensor(random_windows(train_ids, config.batch_size, config.seq_len, rng),
+        batch = torch.as_tensor(windows(config.batch_size, config.seq_len, rng),
                                 dtype=torch.long, device=device)
         logits, _ = model(batch[:, :-1])
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
@@ -134,7 +147,8 @@ def train(model: nn.Module, train_ids: np.ndarray, valid_ids: np.ndarray, config
             on_step(step + 1, loss.item() / LN2, lr)
         last = config.progress(step + 1, time.perf_counter() - started) >= 1.0
         if (step + 1) % config.eval_every == 0 or last:
-            bits = evaluate_bits(model, valid_ids, max_tokens=config.eval_max_tokens)
+            bits = evaluate_bits(model, valid_ids, max_tokens=config.eval_max_tokens,
+                                 parts=config.eval_parts)
             improved = bits < result.best_valid_bits
             if improved:
                 result.best_valid_bits, result.best_step = bits, step + 1

@@ -36,3 +36,22 @@ def composer():
     from engine.composer import Composer
 
     return Composer()
+
+
+@pytest.fixture(scope="session")
+def engine_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An engine data dir with the folk corpus built (seconds): fine-tuning replays it and
+    gates on its held-out split. The full corpus (with scores) takes minutes; not needed here."""
+    from engine.corpus import build_corpus
+
+    data_dir = tmp_path_factory.mktemp("engine-data")
+    build_corpus(data_dir, scores=False)
+    return data_dir
+
+
+@pytest.fixture(scope="session")
+def chorale_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Eight Bach chorales from music21's corpus as MIDI: one server's taste."""
+    from engine.chorales import convert_chorales
+
+    return convert_chorales(8, tmp_path_factory.mktemp("chorales"))

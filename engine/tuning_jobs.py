@@ -1,0 +1,250 @@
+"""Fine-tunes inside the engine: each a child process (`python -m engine finetune`) at lower
+CPU priority, so compositions keep flowing while a server's model trains.
+
+One run per server at a time. The child reports progress as JSON lines, which go to the client
+as Training events; cancelling the job stops the child (SIGTERM, then SIGKILL). Checkpoints
+live under <data dir>/models/<guild id>/; after a run, the ones the client did not ask to keep
+(and that are neither the start nor the new one) are deleted and listed in the result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import BadRequest, EngineError
+from engine.protocol import (
+    FinetuneRequest,
+    FinetuneResult,
+    Training,
+    error_to_wire,
+    progress_to_wire,
+)
+
+log = logging.getLogger(__name__)
+
+NICENESS = 10  # below composing, which runs at the engine's own priority
+STOP_GRACE_SECONDS = 10.0
+CANCELLED_EXIT = 130
+BAD_DATA_EXIT = 2
+
+
+def tuning_threads_from_env() -> int:
+    # Half the cores: the engine's decode thread and render threads keep the rest.
+    return int(os.environ.get("MOTIF_FINETUNE_THREADS", max(1, (os.cpu_count() or 2) // 2)))
+
+
+@dataclass(eq=False)
+class TuningJob:
+    id: int
+    guild_id: int
+    workdir: Path
+    out: Path
+    start_from: Path | None
+    keep: set[Path]
+    process: subprocess.Popen | None = None
+    cancelled: bool = False
+    result: dict[str, Any] | None = None
+    last_percent: float = -1.0
+    stderr_tail: list[str] = field(default_factory=list)
+
+
+class TuningJobs:
+    def __init__(self, data_dir: Path, send: Callable[[dict[str, Any]], None], *,
+                 python: str = sys.executable, threads: int | None = None) -> None:
+        self._data_dir = Path(data_dir).resolve()
+        self._send = send
+        self._python = python
+        self._threads = threads or tuning_threads_from_env()
+        self._lock = threading.Lock()
+        self._jobs: dict[int, TuningJob] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._jobs)
+
+    def models_dir(self, guild_id: int) -> Path:
+        return self._data_dir / "models" / str(guild_id)
+
+    def start(self, job_id: int, request: FinetuneRequest) -> None:
+        """Start the child; BadRequest if the server already has a run or the paths are not
+        the server's own."""
+        models = self.models_dir(request.guild_id)
+        start_from = self._own_checkpoint(models, request.start_from)
+        with self._lock:
+            if any(j.guild_id == request.guild_id for j in self._jobs.values()):
+                raise BadRequest("this server's model is already being fine-tuned")
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            job = TuningJob(id=job_id, guild_id=request.guild_id,
+                            workdir=self._data_dir / "finetune" / str(request.guild_id)
+                            / f"{stamp}-{job_id}",
+                            out=models / f"{stamp}-{job_id}.pt", start_from=start_from,
+                            keep={Path(k).resolve() for k in request.keep})
+            self._jobs[job_id] = job
+        try:
+            self._write_data(job.workdir / "data", request)
+            job.process = self._spawn(job, request.steps)
+        except Exception:
+            with self._lock:
+                self._jobs.pop(job_id, None)
+            shutil.rmtree(job.workdir, ignore_errors=True)
+            raise
+        threading.Thread(target=self._watch, args=(job,), name=f"finetune-{job_id}",
+                         daemon=True).start()
+
+    def cancel(self, job_id: int) -> bool:
+        """Stop the job if it is one of ours; True if it was."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            return False
+        job.cancelled = True
+        self._stop(job)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancelled = True
+            self._stop(job)
+
+    # Starting.
+    def _own_checkpoint(self, models: Path, path: str | None) -> Path | None:
+        """A client may start from its own server's checkpoints only (or the base model)."""
+        if path is None:
+            return None
+        resolved = Path(path).resolve()
+        if resolved.parent != models.resolve() or not resolved.is_file():
+            raise BadRequest("fine-tuning can only start from this server's own model versions")
+        return resolved
+
+    @staticmethod
+    def _write_data(folder: Path, request: FinetuneRequest) -> None:
+        pieces = folder / "pieces"
+        pieces.mkdir(parents=True)
+        for i, midi in enumerate(request.pieces):
+            (pieces / f"{i:05d}.mid").write_bytes(midi)
+        for i, pair in enumerate(request.pairs):
+            pair_dir = folder / "pairs" / f"{i:05d}"
+            pair_dir.mkdir(parents=True)
+            (pair_dir / "chosen.mid").write_bytes(pair.chosen)
+            (pair_dir / "rejected.mid").write_bytes(pair.rejected)
+
+    def _spawn(self, job: TuningJob, steps: int | None) -> subprocess.Popen:
+        argv = [self._python, "-m", "engine", "finetune", "--data", str(job.workdir / "data"),
+                "--out", str(job.out), "--data-dir", str(self._data_dir), "--json",
+                "--progress-json", "--nice", str(NICENESS)]
+        if job.start_from is not None:
+            argv += ["--from", str(job.start_from)]
+        if steps is not None:
+            argv += ["--steps", str(steps)]
+        env = {**os.environ, "MOTIF_THREADS": str(self._threads)}
+        log.info("fine-tune %d for guild %d: %s", job.id, job.guild_id, " ".join(argv[1:]))
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, env=env, text=True)
+
+    # Watching (one thread per job).
+    def _watch(self, job: TuningJob) -> None:
+        assert job.process is not None
+        stderr = threading.Thread(target=self._read_stderr, args=(job,), daemon=True)
+        stderr.start()
+        code: int | None = None
+        try:
+            for line in job.process.stdout or ():
+                self._on_line(job, line)
+            code = job.process.wait()
+            stderr.join()
+        except Exception:
+            log.exception("fine-tune %d: watching the child failed", job.id)
+        finally:
+            # Done before replying: the server may start its next run as soon as it hears.
+            with self._lock:
+                self._jobs.pop(job.id, None)
+            shutil.rmtree(job.workdir, ignore_errors=True)
+        if code is None:
+            self._reply_error(job, EngineError("the fine-tune failed in the engine"))
+        else:
+            self._finish(job, code)
+
+    def _read_stderr(self, job: TuningJob) -> None:
+        for line in job.process.stderr or ():  # type: ignore[union-attr]
+            line = line.rstrip()
+            log.info("fine-tune %d: %s", job.id, line)
+            job.stderr_tail = [*job.stderr_tail[-19:], line]
+
+    def _on_line(self, job: TuningJob, line: str) -> None:
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("fine-tune %d said: %s", job.id, line.rstrip())
+            return
+        if "progress" in message:
+            event = Training(str(message["progress"]["phase"]),
+                             float(message["progress"]["percent"]))
+            if event.percent - job.last_percent >= 1.0 or event.percent >= 100:
+                job.last_percent = event.percent
+                if not job.cancelled:
+                    self._send({"type": "progress", "id": job.id,
+                                "event": progress_to_wire(event)})
+        else:
+            job.result = message
+
+    def _finish(self, job: TuningJob, code: int) -> None:
+        if job.cancelled:
+            log.info("fine-tune %d cancelled", job.id)
+            job.out.unlink(missing_ok=True)
+            return
+        if code == 0 and job.result is not None:
+            result = FinetuneResult(accepted=bool(job.result["accepted"]),
+                                    reason=str(job.result["reason"]),
+                                    checkpoint=str(job.out), metrics=job.result["metrics"],
+                                    pruned=self._prune(job))
+            self._send({"type": "result", "id": job.id, "result": result.to_wire()})
+        elif code == BAD_DATA_EXIT:
+            reason = next((line.removeprefix("error: ") for line in reversed(job.stderr_tail)
+                           if line.startswith("error: ")), "the data could not be used")
+            self._reply_error(job, BadRequest(reason))
+        else:
+            log.error("fine-tune %d exited with %s:\n%s", job.id, code,
+                      "\n".join(job.stderr_tail))
+            self._reply_error(job, EngineError(
+                f"the fine-tune stopped with an error (exit status {code})"))
+
+    def _prune(self, job: TuningJob) -> list[str]:
+        keep = job.keep | {job.out.resolve()} | ({job.start_from} if job.start_from else set())
+        pruned = []
+        for path in sorted(job.out.parent.glob("*.pt")):
+            if path.resolve() not in keep:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".json").unlink(missing_ok=True)
+                pruned.append(str(path))
+        return pruned
+
+    def _stop(self, job: TuningJob) -> None:
+        process = job.process
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        threading.Thread(target=self._kill_later, args=(process,), daemon=True).start()
+
+    @staticmethod
+    def _kill_later(process: subprocess.Popen) -> None:
+        try:
+            process.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    def _reply_error(self, job: TuningJob, exc: BaseException) -> None:
+        if not job.cancelled:
+            self._send(error_to_wire(job.id, exc))

@@ -1,0 +1,158 @@
+"""`python -m engine finetune` on real chorales, with the real base model and corpus replay:
+the run completes, the gate judges it, and it refuses runs that would make things worse."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from symusic import Note, Score, Track
+
+from engine.checkpoint import load_checkpoint
+
+# Small batches keep each run to seconds; the defaults are for real servers.
+FAST = ["--batch-size", "8", "--seq-len", "128", "--base-eval-tokens", "8000",
+        "--replay-pieces", "200"]
+
+
+def finetune(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "finetune", *map(str, args), "--data-dir",
+         str(data_dir), "--json", *FAST],
+        capture_output=True, text=True, timeout=600)
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def chorale_dir(chorale_files, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("server-chorales")
+    for path in chorale_files:
+        shutil.copy(path, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tuned(chorale_dir, engine_data_dir, tmp_path_factory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("tuned") / "v1.pt"
+    proc = finetune("--data", chorale_dir, "--out", out, "--steps", "12", "--eval-every", "4",
+                    "--progress-json", data_dir=engine_data_dir)
+    lines = proc.stdout.strip().splitlines()
+    progress = [json.loads(line)["progress"] for line in lines[:-1]]
+    assert [p["percent"] for p in progress] == sorted(p["percent"] for p in progress)
+    assert {p["phase"] for p in progress} >= {"preparing", "tuning", "gate"}
+    return last_json(proc), out
+
+
+def test_chorales_fine_tune_passes_the_gate(tuned):
+    result, out = tuned
+    m = result["metrics"]
+    assert result["accepted"], result["reason"]
+    assert m["server_nll_after"] < m["server_nll_before"]
+    assert m["base_nll_after"] <= m["base_nll_limit"] == pytest.approx(
+        m["base_nll_reference"] * 1.05, abs=1e-3)
+    assert m["train_pieces"] + m["heldout_pieces"] == 8 and m["heldout_pieces"] >= 1
+    assert 1 <= m["best_step"] <= m["tuning_steps"] <= 12
+    # The checkpoint is self-describing: the figures and verdict travel with it.
+    ckpt = load_checkpoint(out)
+    assert ckpt.meta["finetune"]["accepted"] is True
+    assert json.loads(out.with_suffix(".json").read_text())["metrics"] == m
+
+
+def test_eval_contract_agrees_with_the_gate_on_the_tuned_model(tuned, chorale_dir):
+    """`engine eval --json` on the tuned checkpoint scores the chorales better than base."""
+    _, out = tuned
+
+    def nll(*checkpoint: str) -> float:
+        proc = subprocess.run([sys.executable, "-m", "engine", "eval", *checkpoint, "--data",
+                               str(chorale_dir), "--json"], capture_output=True, text=True,
+                              timeout=300)
+        return last_json(proc)["nll_bits_per_token"]
+
+    assert nll("--checkpoint", str(out)) < nll()
+
+
+def test_tuning_from_a_tuned_version_starts_from_it(tuned, chorale_dir, engine_data_dir,
+                                                    tmp_path):
+    result, first = tuned
+    proc = finetune("--data", chorale_dir, "--out", tmp_path / "v2.pt", "--from", first,
+                    "--steps", "4", "--eval-every", "2", data_dir=engine_data_dir)
+    second = last_json(proc)
+    # The gate measures the start (v1) on the same held-out pieces v1's gate measured it on.
+    assert second["metrics"]["server_nll_before"] == pytest.approx(
+        result["metrics"]["server_nll_after"], abs=2e-3)
+    assert load_checkpoint(tmp_path / "v2.pt").meta["parent"] == str(first)
+
+
+def _noise_piece(rng: np.random.Generator) -> Score:
+    score, track = Score(480), Track(program=0)
+    for i in range(300):
+        track.notes.append(Note(int(rng.integers(0, 64)) * 120 + (i // 4) * 480,
+                                int(rng.integers(1, 8)) * 60, int(rng.integers(30, 100)),
+                                int(rng.integers(20, 127))))
+    score.tracks.append(track)
+    return score
+
+
+def test_gate_rejects_a_model_that_forgets_music(engine_data_dir, tmp_path):
+    """Random notes, no replay, a high rate: the server's own held-out noise gets likelier,
+    but music in general gets much less likely, so the gate refuses it."""
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        _noise_piece(rng).dump_midi(tmp_path / f"noise-{i}.mid")
+    proc = finetune("--data", tmp_path, "--out", tmp_path / "out" / "v.pt", "--steps", "20",
+                    "--eval-every", "10", "--server-share", "1.0", "--lr", "3e-3",
+                    data_dir=engine_data_dir)
+    result = last_json(proc)
+    m = result["metrics"]
+    assert not result["accepted"]
+    assert m["server_nll_after"] < m["server_nll_before"]  # it did learn the noise
+    assert m["base_nll_after"] > m["base_nll_limit"]
+    assert "forgot too much" in result["reason"]
+    assert load_checkpoint(tmp_path / "out" / "v.pt").meta["finetune"]["accepted"] is False
+
+
+def test_gate_rejects_a_run_that_never_improves(chorale_dir, engine_data_dir, tmp_path):
+    """An absurd learning rate wrecks every evaluated step: early stopping keeps nothing
+    better than the start, and the gate says so."""
+    proc = finetune("--data", chorale_dir, "--out", tmp_path / "v.pt", "--steps", "4",
+                    "--eval-every", "2", "--lr", "0.5", data_dir=engine_data_dir)
+    result = last_json(proc)
+    assert not result["accepted"]
+    assert result["metrics"]["best_step"] == 0
+    assert "did not fit this server's held-out pieces better" in result["reason"]
+
+
+@pytest.mark.parametrize("files, message", [
+    ({}, "at least 3 different pieces"),
+    ({"a.mid": "chorale", "b.mid": "chorale", "c.mid": "chorale"}, "at least 3 different"),
+    ({"a.mid": b"not midi", "b.mid": b"MThd broken", "c.mid": b"MThd\x00\x00\x00"},
+     "could be read"),
+])
+def test_unusable_data_exits_2_with_one_line_and_writes_nothing(
+        files, message, chorale_files, engine_data_dir, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, content in files.items():
+        data = chorale_files[0].read_bytes() if content == "chorale" else content
+        (folder / name).write_bytes(data)
+    proc = finetune("--data", folder, "--out", tmp_path / "v.pt", data_dir=engine_data_dir)
+    assert proc.returncode == 2
+    assert message in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "v.pt").exists()
+
+
+@pytest.mark.parametrize("option", [["--steps", "0"], ["--lr", "5"], ["--server-share", "0"]])
+def test_out_of_range_options_exit_2(option, chorale_dir, engine_data_dir, tmp_path):
+    proc = finetune("--data", chorale_dir, "--out", tmp_path / "v.pt", *option,
+                    data_dir=engine_data_dir)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+    assert not (tmp_path / "v.pt").exists()

@@ -1,0 +1,125 @@
+"""Fine-tuning through the engine process, as the bot asks for it: progress, the result and
+its checkpoint serving compositions, one run per server, cancelling, pruning, and paths that
+belong to another server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from engine.client import (
+    BadRequest,
+    ComposeRequest,
+    EngineClient,
+    FinetuneRequest,
+    PreferencePair,
+    Training,
+)
+
+session_loop = pytest.mark.asyncio(loop_scope="session")
+GUILD, OTHER_GUILD = 111, 222
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def engine(engine_data_dir) -> AsyncIterator[EngineClient]:
+    async with EngineClient.local(device="cpu", max_rows=8,
+                                  env={"MOTIF_DATA_DIR": str(engine_data_dir)}) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def pieces(chorale_files) -> list[bytes]:
+    return [p.read_bytes() for p in chorale_files]
+
+
+async def wait_for_no_training(engine: EngineClient, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (await engine.stats()).training_jobs:
+        assert time.monotonic() < deadline, "the fine-tune child is still running"
+        await asyncio.sleep(0.2)
+
+
+@session_loop
+async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
+                                                                engine_data_dir):
+    models = engine_data_dir / "models" / str(GUILD)
+    models.mkdir(parents=True, exist_ok=True)
+    (models / "stale.pt").write_bytes(b"an old version nobody keeps")
+    (models / "kept.pt").write_bytes(b"the version the bot may roll back to")
+    events: list[Training] = []
+    result = await engine.finetune(
+        FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=4,
+                        keep=[str(models / "kept.pt")]),
+        on_progress=events.append)
+
+    assert result.accepted, result.reason
+    assert {"server_nll_before", "server_nll_after", "base_nll_reference",
+            "base_nll_after"} <= result.metrics.keys()
+    checkpoint = Path(result.checkpoint)
+    assert checkpoint.parent == models.resolve() and checkpoint.is_file()
+    assert events and all(isinstance(e, Training) for e in events)
+    assert events[-1].percent == 100.0
+    # Pruned: what was neither kept nor new; the working copy of the data is gone too.
+    assert result.pruned == [str(models.resolve() / "stale.pt")]
+    assert not (models / "stale.pt").exists() and (models / "kept.pt").exists()
+    assert not any((engine_data_dir / "finetune" / str(GUILD)).iterdir())
+
+    composed = await engine.compose(ComposeRequest(bars=2, candidates=1, seed=1,
+                                                   guild_id=GUILD, checkpoint=str(checkpoint)))
+    assert composed.candidates[0].notes > 0
+    assert str(checkpoint) in (await engine.stats()).models
+
+
+@session_loop
+async def test_preference_pairs_reach_the_preference_step(engine, pieces):
+    pairs = [PreferencePair(chosen=pieces[i % 8], rejected=pieces[(i + 3) % 8])
+             for i in range(8)]
+    result = await engine.finetune(FinetuneRequest(guild_id=OTHER_GUILD, pieces=pieces,
+                                                   pairs=pairs, steps=2))
+    assert result.metrics["preference_pairs"] == 8
+    assert result.metrics["preference_steps"] >= 1
+    assert 0 <= result.metrics["preference_accuracy_after"] <= 1
+
+
+@session_loop
+async def test_one_run_per_server_and_cancelling_stops_the_child(engine, pieces):
+    first = asyncio.create_task(engine.finetune(
+        FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=500)))
+    deadline = time.monotonic() + 30
+    while not (await engine.stats()).training_jobs:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.1)
+    with pytest.raises(BadRequest, match="already being fine-tuned"):
+        await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    await wait_for_no_training(engine)
+
+
+@session_loop
+async def test_a_server_cannot_start_from_another_servers_checkpoint(engine, pieces,
+                                                                     engine_data_dir):
+    theirs = engine_data_dir / "models" / str(OTHER_GUILD)
+    victim = next(theirs.glob("*.pt"))
+    with pytest.raises(BadRequest, match="own model versions"):
+        await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces,
+                                              start_from=str(victim), steps=1))
+    assert (await engine.stats()).training_jobs == 0
+
+
+@session_loop
+async def test_too_little_data_is_a_bad_request_with_the_reason(engine, pieces):
+    with pytest.raises(BadRequest, match="at least 3 different pieces"):
+        await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces[:2], steps=1))
+
+
+@session_loop
+async def test_malformed_finetune_requests_are_refused(engine):
+    with pytest.raises(BadRequest):
+        await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=[b"x"] * 3, steps=0))
