@@ -134,6 +134,7 @@ def run_finetune(pieces: list[bytes], pairs: list[tuple[bytes, bytes]], out: Pat
                      "skipped_pieces": data.skipped, "tuning_steps": tuning.steps_done,
                      "best_step": best["step"], "train_tokens": int(len(data.train)),
                      "heldout_tokens": int(len(data.heldout)),
+                     "heldout_notes": data.heldout_notes,
                      "preference_pairs": len(data.pairs), "stage": "tuning"}
 
     def figures() -> GateFigures:

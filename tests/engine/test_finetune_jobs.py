@@ -87,7 +87,7 @@ async def test_preference_pairs_reach_the_preference_step(engine, pieces):
 
 
 @session_loop
-async def test_one_run_per_server_and_cancelling_stops_the_child(engine, pieces):
+async def test_compositions_flow_while_a_server_trains_and_cancelling_stops_it(engine, pieces):
     first = asyncio.create_task(engine.finetune(
         FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=500)))
     deadline = time.monotonic() + 30
@@ -96,6 +96,10 @@ async def test_one_run_per_server_and_cancelling_stops_the_child(engine, pieces)
         await asyncio.sleep(0.1)
     with pytest.raises(BadRequest, match="already being fine-tuned"):
         await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
+    composed = await engine.compose(ComposeRequest(bars=2, candidates=2, seed=3,
+                                                   guild_id=OTHER_GUILD))
+    assert all(c.notes > 0 for c in composed.candidates)
+    assert (await engine.stats()).training_jobs == 1  # still training meanwhile
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -105,8 +109,10 @@ async def test_one_run_per_server_and_cancelling_stops_the_child(engine, pieces)
 @session_loop
 async def test_a_server_cannot_start_from_another_servers_checkpoint(engine, pieces,
                                                                      engine_data_dir):
-    theirs = engine_data_dir / "models" / str(OTHER_GUILD)
-    victim = next(theirs.glob("*.pt"))
+    theirs = engine_data_dir / "models" / "333"
+    theirs.mkdir(parents=True, exist_ok=True)
+    victim = theirs / "their-version.pt"
+    victim.write_bytes(b"another server's model")
     with pytest.raises(BadRequest, match="own model versions"):
         await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces,
                                               start_from=str(victim), steps=1))
