@@ -69,6 +69,14 @@ class ModelVersionRejected(StorageError):
         )
 
 
+class ModelVersionPruned(StorageError):
+    def __init__(self, version_id: int) -> None:
+        super().__init__(
+            f"Model version #{version_id}'s checkpoint was deleted to save space (only the most "
+            "recent versions keep theirs); it cannot be used any more."
+        )
+
+
 class NoEarlierModelVersion(StorageError):
     def __init__(self) -> None:
         super().__init__("This server already uses the base model; there is nothing to roll back.")

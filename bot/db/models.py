@@ -57,6 +57,7 @@ ACTIVE_FINETUNE_STATUSES = (FinetuneStatus.QUEUED, FinetuneStatus.RUNNING)
 class ModelVersionStatus(StrEnum):
     READY = "ready"  # passed the held-out quality gate; may be activated
     REJECTED = "rejected"  # kept for its figures, never served
+    PRUNED = "pruned"  # was ready, but the engine deleted its checkpoint: figures only
 
 
 def _sql_in(values: tuple[str, ...] | type[StrEnum]) -> str:
@@ -235,6 +236,8 @@ class FinetuneRun(Base):
     id: Mapped[int] = mapped_column(IdType, primary_key=True)
     guild_id: Mapped[int] = mapped_column(ForeignKey("guild.id", ondelete="CASCADE"))
     requester_id: Mapped[int | None] = mapped_column(SnowflakeType)
+    # Where the result is announced (None: nowhere, e.g. runs from before the column).
+    channel_id: Mapped[int | None] = mapped_column(SnowflakeType)
     status: Mapped[str] = mapped_column(String(16), default=FinetuneStatus.QUEUED.value)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)

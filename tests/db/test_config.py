@@ -17,6 +17,9 @@ def test_defaults_put_sqlite_in_the_data_dir() -> None:
     assert settings.device == "auto"
     assert settings.compose_cooldown_seconds > 0
     assert settings.max_inflight_per_guild >= 1
+    # Fine-tuning starts only when an admin asks, with the engine's own step count.
+    assert (settings.finetune_auto_after, settings.finetune_steps) == (0, None)
+    assert settings.finetune_keep_versions >= 1
 
 
 def test_reads_every_variable(tmp_path: Path) -> None:
@@ -30,6 +33,9 @@ def test_reads_every_variable(tmp_path: Path) -> None:
             "MOTIF_MAX_INFLIGHT_PER_GUILD": "4",
             "MOTIF_SQLITE_BUSY_TIMEOUT_MS": "2000",
             "MOTIF_LOG_LEVEL": "debug",
+            "MOTIF_FINETUNE_AUTO_AFTER": "25",
+            "MOTIF_FINETUNE_KEEP_VERSIONS": "5",
+            "MOTIF_FINETUNE_STEPS": "60",
         }
     )
     assert settings.discord_token == "abc.def"
@@ -39,6 +45,8 @@ def test_reads_every_variable(tmp_path: Path) -> None:
     assert (settings.device, settings.compose_cooldown_seconds) == ("cuda:1", 2.5)
     assert (settings.max_inflight_per_guild, settings.sqlite_busy_timeout_ms) == (4, 2000)
     assert settings.log_level == "DEBUG"
+    assert (settings.finetune_auto_after, settings.finetune_keep_versions) == (25, 5)
+    assert settings.finetune_steps == 60
 
 
 def test_data_dir_moves_the_default_database(tmp_path: Path) -> None:
@@ -69,6 +77,11 @@ def test_plain_urls_get_the_async_driver(given: str, expected: str) -> None:
         ("MOTIF_MAX_INFLIGHT_PER_GUILD", "2.5", "'2.5'"),
         ("MOTIF_SQLITE_BUSY_TIMEOUT_MS", "-5", "-5"),
         ("MOTIF_LOG_LEVEL", "loud", "'loud'"),
+        ("MOTIF_FINETUNE_AUTO_AFTER", "-1", "-1"),
+        ("MOTIF_FINETUNE_AUTO_AFTER", "some", "'some'"),
+        ("MOTIF_FINETUNE_KEEP_VERSIONS", "0", "0"),
+        ("MOTIF_FINETUNE_STEPS", "0", "0"),
+        ("MOTIF_FINETUNE_STEPS", "1e9", "'1e9'"),
         ("DATABASE_URL", "mysql://u:pw@h/db", "mysql://u:***@h/db"),
         ("DATABASE_URL", "postgresql+psycopg2://h/db", "postgresql+psycopg2://h/db"),
         ("DATABASE_URL", "not a url", "'not a url'"),

@@ -1,4 +1,5 @@
-"""Fine-tuning runs: one in progress per server, progress reports, the latest run."""
+"""Fine-tuning runs: one in progress per server, progress reports, the latest run, and
+the new material an automatic run waits for."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from bot.db import (
     FinetuneRun,
     FinetuneStatus,
     add_model_version,
+    add_seed,
+    cast_vote,
+    count_new_finetune_material,
     create_finetune_run,
     fail_interrupted_finetune_runs,
     get_finetune_run,
@@ -24,7 +28,16 @@ from bot.db.errors import (
     ModelVersionNotFound,
 )
 
-from .helpers import ALICE, GUILD_A, GUILD_B, ON_SESSION_LOOP
+from .helpers import (
+    ALICE,
+    BOB,
+    CHANNEL,
+    GUILD_A,
+    GUILD_B,
+    ON_SESSION_LOOP,
+    fake_midi,
+    make_composition,
+)
 
 pytestmark = ON_SESSION_LOOP
 
@@ -133,3 +146,44 @@ async def test_restart_fails_the_runs_left_in_progress(session: AsyncSession) ->
     assert after.finished_at is not None
     assert await fail_interrupted_finetune_runs(session) == 0
     await create_finetune_run(session, guild_id=GUILD_A)  # no longer blocked
+
+
+async def test_a_run_remembers_where_to_announce(session: AsyncSession) -> None:
+    run = await create_finetune_run(
+        session, guild_id=GUILD_A, requester_id=ALICE, channel_id=CHANNEL
+    )
+    fetched = await get_finetune_run(session, guild_id=GUILD_A, run_id=run.id)
+    assert (fetched.channel_id, fetched.requester_id) == (CHANNEL, ALICE)
+    automatic = await create_finetune_run(session, guild_id=GUILD_B)
+    assert (automatic.channel_id, automatic.requester_id) == (None, None)
+
+
+async def test_new_material_counts_seeds_and_votes_since_the_latest_run(
+    session: AsyncSession,
+) -> None:
+    assert await count_new_finetune_material(session, guild_id=GUILD_A) == 0
+    await add_seed(session, guild_id=GUILD_A, name="a", uploader_id=ALICE, midi=fake_midi())
+    composition = await make_composition(session)
+    first, second = composition.candidates[0].id, composition.candidates[1].id
+    for user in (ALICE, BOB):
+        await cast_vote(
+            session,
+            guild_id=GUILD_A,
+            composition_id=composition.id,
+            candidate_id=first,
+            user_id=user,
+        )
+    assert await count_new_finetune_material(session, guild_id=GUILD_A) == 3
+    assert await count_new_finetune_material(session, guild_id=GUILD_B) == 0
+
+    run = await create_finetune_run(session, guild_id=GUILD_A)
+    assert await count_new_finetune_material(session, guild_id=GUILD_A) == 0
+    # A vote that moves is not new material; a new seed is, whatever the run's outcome.
+    await cast_vote(
+        session, guild_id=GUILD_A, composition_id=composition.id, candidate_id=second, user_id=BOB
+    )
+    await add_seed(session, guild_id=GUILD_A, name="b", uploader_id=BOB, midi=fake_midi())
+    await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=run.id, status=FinetuneStatus.FAILED, error="x"
+    )
+    assert await count_new_finetune_material(session, guild_id=GUILD_A) == 1

@@ -21,6 +21,8 @@ from bot.db import (
     add_seed,
     autocomplete_seed_names,
     cast_vote,
+    checkpoints_to_keep,
+    count_new_finetune_material,
     create_finetune_run,
     export_finetune_data,
     forget_guild,
@@ -37,6 +39,7 @@ from bot.db import (
     get_tallies,
     list_model_versions,
     list_seeds,
+    mark_model_versions_pruned,
     remove_seed,
     rollback_model_version,
     save_candidate_as_seed,
@@ -176,12 +179,18 @@ async def test_another_server_sees_nothing(session: AsyncSession) -> None:
         await rollback_model_version(session, guild_id=GUILD_B)
     assert await get_latest_finetune_run(session, guild_id=GUILD_B) is None
     assert (await export_finetune_data(session, guild_id=GUILD_B)).is_empty
+    assert await count_new_finetune_material(session, guild_id=GUILD_B) == 0
+    assert await checkpoints_to_keep(session, guild_id=GUILD_B, recent=5) == []
+    assert await mark_model_versions_pruned(session, guild_id=GUILD_B, paths=[a.version.path]) == 0
 
     # Guild B may reuse guild A's seed names and bytes, and A's run does not block B's.
     await add_seed(session, guild_id=GUILD_B, name="theme", uploader_id=BOB, midi=a.seed.midi)
     await create_finetune_run(session, guild_id=GUILD_B)
     # And A still sees all of its own.
     assert [s.name for s in await list_seeds(session, guild_id=GUILD_A)] == ["theme"]
+    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=5) == [a.version.path]
+    kept = await get_model_version(session, guild_id=GUILD_A, version_id=a.version.id)
+    assert kept.status == "ready"
     assert len(await top_candidates(session, guild_id=GUILD_A)) == 2
     assert (await get_active_model_version(session, guild_id=GUILD_A)).id == a.version.id  # type: ignore[union-attr]
 
@@ -198,6 +207,9 @@ def test_every_query_function_is_covered_here() -> None:
         "rollback_model_version",
         "get_latest_finetune_run",
         "export_finetune_data",
+        "count_new_finetune_material",
+        "checkpoints_to_keep",
+        "mark_model_versions_pruned",
         "add_seed",
         "create_finetune_run",
         "forget_guild",

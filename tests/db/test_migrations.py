@@ -78,3 +78,140 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(
 def test_in_memory_sqlite_is_refused() -> None:
     with pytest.raises(ValueError, match="must be a file"):
         create_engine("sqlite+aiosqlite:///:memory:")
+
+
+# --- the revision that added pruned versions and finetune_run.channel_id ------------------
+
+PREVIOUS_REVISION = "3cbe342a2758"
+PRUNED_REVISION = "f97311720a7d"
+
+
+def _describe_schema(sync_connection) -> dict[str, dict[str, object]]:  # type: ignore[no-untyped-def]
+    """Every table's columns, keys, indexes (with partial WHERE clauses) and checks, in an
+    order-free form: a rebuilt table must describe itself exactly as the original did."""
+    inspector = inspect(sync_connection)
+
+    def where(options: dict[str, object]) -> dict[str, str]:
+        return {k: " ".join(str(v).split()) for k, v in options.items() if v is not None}
+
+    schema = {}
+    for table in sorted(inspector.get_table_names()):
+        if table == "alembic_version":
+            continue
+        schema[table] = {
+            "columns": sorted(
+                (c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)
+            ),
+            "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign_keys": sorted(
+                (
+                    fk["name"],
+                    tuple(fk["constrained_columns"]),
+                    fk["referred_table"],
+                    tuple(fk["referred_columns"]),
+                    fk["options"].get("ondelete"),
+                )
+                for fk in inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (
+                    ix["name"],
+                    tuple(ix["column_names"]),
+                    bool(ix["unique"]),
+                    sorted(where(ix.get("dialect_options", {})).items()),
+                )
+                for ix in inspector.get_indexes(table)
+            ),
+            "checks": sorted(
+                (ck["name"], " ".join(ck["sqltext"].split()))
+                for ck in inspector.get_check_constraints(table)
+            ),
+        }
+    return schema
+
+
+async def _run(url: str, statements: list[str]) -> list[list[tuple[object, ...]]]:
+    """Execute `statements` in one transaction; the rows of each."""
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            results = []
+            for statement in statements:
+                result = await connection.execute(text(statement))
+                results.append([tuple(row) for row in result] if result.returns_rows else [])
+            return results
+    finally:
+        await engine.dispose()
+
+
+async def _schema(url: str) -> dict[str, dict[str, object]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(_describe_schema)
+    finally:
+        await engine.dispose()
+
+
+NEW_VERSION = (
+    "INSERT INTO model_version (guild_id, path, metrics, status, created_at) "
+    "VALUES (1, '/v.pt', '{}', 'ready', CURRENT_TIMESTAMP)"
+)
+
+
+def test_the_pruned_revision_keeps_data_and_restores_the_schema(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    migrate.upgrade(url, PREVIOUS_REVISION)
+    schema_before = asyncio.run(_schema(url))
+    asyncio.run(
+        _run(
+            url,
+            [
+                "INSERT INTO guild (id, created_at) VALUES (1, CURRENT_TIMESTAMP)",
+                NEW_VERSION,  # ids 1, 2, 3
+                NEW_VERSION,
+                NEW_VERSION,
+                "DELETE FROM model_version WHERE id = 3",
+                "UPDATE guild SET active_model_version_id = 1",
+                "INSERT INTO finetune_run (guild_id, status, progress, metrics, model_version_id,"
+                " created_at, updated_at) VALUES (1, 'running', 0.5, '{}', 1,"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            ],
+        )
+    )
+
+    migrate.upgrade(url, PRUNED_REVISION)
+    versions, runs, guild = asyncio.run(
+        _run(
+            url,
+            [
+                "UPDATE model_version SET status = 'pruned' WHERE id = 2",
+                "UPDATE finetune_run SET channel_id = 1105000000000000100",
+                "SELECT id, status FROM model_version ORDER BY id",
+                "SELECT status, channel_id FROM finetune_run",
+                "SELECT active_model_version_id FROM guild",
+            ],
+        )
+    )[2:]
+    assert versions == [(1, "ready"), (2, "pruned")]
+    assert runs == [("running", 1105000000000000100)] and guild == [(1,)]
+
+    migrate.downgrade(url, PREVIOUS_REVISION)
+    assert asyncio.run(_schema(url)) == schema_before
+    versions, guild, runs, _, new_id = asyncio.run(
+        _run(
+            url,
+            [
+                "SELECT id, status FROM model_version ORDER BY id",
+                "SELECT active_model_version_id FROM guild",
+                "SELECT status, progress FROM finetune_run",
+                NEW_VERSION,
+                "SELECT MAX(id) FROM model_version",
+            ],
+        )
+    )
+    # A pruned version must still never serve: the older schema's word for that is rejected.
+    assert versions == [(1, "ready"), (2, "rejected")]
+    assert guild == [(1,)] and runs == [("running", 0.5)]
+    # Ids are never reused, even after SQLite rebuilt the table: 3 was taken once.
+    assert new_id == [(4,)]

@@ -1,4 +1,4 @@
-"""Model versions: add, list, activate, roll back."""
+"""Model versions: add, list, activate, roll back, prune."""
 
 from __future__ import annotations
 
@@ -9,12 +9,19 @@ from bot.db import (
     ModelVersionStatus,
     activate_model_version,
     add_model_version,
+    checkpoints_to_keep,
     get_active_model_version,
     get_model_version,
     list_model_versions,
+    mark_model_versions_pruned,
     rollback_model_version,
 )
-from bot.db.errors import ModelVersionNotFound, ModelVersionRejected, NoEarlierModelVersion
+from bot.db.errors import (
+    ModelVersionNotFound,
+    ModelVersionPruned,
+    ModelVersionRejected,
+    NoEarlierModelVersion,
+)
 
 from .helpers import GUILD_A, ON_SESSION_LOOP
 
@@ -82,3 +89,56 @@ async def test_rejected_versions_never_serve(session: AsyncSession) -> None:
     with pytest.raises(ModelVersionNotFound):
         await activate_model_version(session, guild_id=GUILD_A, version_id=10**6)
     assert (await get_active_model_version(session, guild_id=GUILD_A)).id == v1.id  # type: ignore[union-attr]
+
+
+async def test_pruned_versions_never_serve_and_rollback_skips_them(session: AsyncSession) -> None:
+    v1 = await add_model_version(session, guild_id=GUILD_A, path="/1.pt")
+    v2 = await add_model_version(session, guild_id=GUILD_A, path="/2.pt", parent_id=v1.id)
+    bad = await add_model_version(
+        session,
+        guild_id=GUILD_A,
+        path="/bad.pt",
+        parent_id=v2.id,
+        status=ModelVersionStatus.REJECTED,
+    )
+    v4 = await add_model_version(session, guild_id=GUILD_A, path="/4.pt", parent_id=v2.id)
+    await activate_model_version(session, guild_id=GUILD_A, version_id=v4.id)
+
+    # The engine deleted v2's, the rejected one's and (wrongly) the active one's checkpoint:
+    # only the ready, inactive v2 becomes pruned.
+    paths = ["/2.pt", "/bad.pt", "/4.pt", "/unknown.pt"]
+    assert await mark_model_versions_pruned(session, guild_id=GUILD_A, paths=paths) == 1
+    statuses = {v.id: v.status for v in await list_model_versions(session, guild_id=GUILD_A)}
+    assert statuses == {v1.id: "ready", v2.id: "pruned", bad.id: "rejected", v4.id: "ready"}
+    assert await mark_model_versions_pruned(session, guild_id=GUILD_A, paths=[]) == 0
+
+    with pytest.raises(ModelVersionPruned, match="deleted"):
+        await activate_model_version(session, guild_id=GUILD_A, version_id=v2.id)
+    back = await rollback_model_version(session, guild_id=GUILD_A)
+    assert back is not None and back.id == v1.id  # skipped the pruned parent
+
+
+async def test_checkpoints_to_keep_are_the_newest_ready_ones_and_the_active_one(
+    session: AsyncSession,
+) -> None:
+    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=3) == []
+    v1 = await add_model_version(session, guild_id=GUILD_A, path="/1.pt")
+    await activate_model_version(session, guild_id=GUILD_A, version_id=v1.id)
+    for n in (2, 3, 4):
+        await add_model_version(session, guild_id=GUILD_A, path=f"/{n}.pt")
+    await add_model_version(
+        session, guild_id=GUILD_A, path="/5.pt", status=ModelVersionStatus.REJECTED
+    )
+    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=2) == [
+        "/4.pt",
+        "/3.pt",
+        "/1.pt",
+    ]
+    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=10) == [
+        "/4.pt",
+        "/3.pt",
+        "/2.pt",
+        "/1.pt",
+    ]
+    with pytest.raises(ValueError, match="received 0"):
+        await checkpoints_to_keep(session, guild_id=GUILD_A, recent=0)

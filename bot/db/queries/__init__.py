@@ -21,6 +21,7 @@ from bot.db.queries.export import (
     export_finetune_data,
 )
 from bot.db.queries.finetune import (
+    count_new_finetune_material,
     create_finetune_run,
     fail_interrupted_finetune_runs,
     get_finetune_run,
@@ -31,9 +32,11 @@ from bot.db.queries.guilds import forget_guild
 from bot.db.queries.model_versions import (
     activate_model_version,
     add_model_version,
+    checkpoints_to_keep,
     get_active_model_version,
     get_model_version,
     list_model_versions,
+    mark_model_versions_pruned,
     rollback_model_version,
 )
 from bot.db.queries.seeds import (
@@ -73,6 +76,8 @@ __all__ = [
     "add_seed",
     "autocomplete_seed_names",
     "cast_vote",
+    "checkpoints_to_keep",
+    "count_new_finetune_material",
     "create_finetune_run",
     "export_finetune_data",
     "fail_interrupted_finetune_runs",
@@ -90,6 +95,7 @@ __all__ = [
     "get_tallies",
     "list_model_versions",
     "list_seeds",
+    "mark_model_versions_pruned",
     "midi_sha256",
     "normalize_seed_name",
     "record_composition",

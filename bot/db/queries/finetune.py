@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +16,15 @@ from bot.db.errors import (
     FinetuneRunNotFound,
     ModelVersionNotFound,
 )
-from bot.db.models import ACTIVE_FINETUNE_STATUSES, FinetuneRun, FinetuneStatus, ModelVersion
+from bot.db.models import (
+    ACTIVE_FINETUNE_STATUSES,
+    Composition,
+    FinetuneRun,
+    FinetuneStatus,
+    ModelVersion,
+    Seed,
+    Vote,
+)
 from bot.db.queries._tx import check_id, check_snowflake, ensure_guild, reading, writing
 from bot.db.types import utcnow
 
@@ -30,16 +38,27 @@ INTERRUPTED_ERROR = "interrupted: the bot restarted while the run was in progres
 
 
 async def create_finetune_run(
-    session: AsyncSession, *, guild_id: int, requester_id: int | None = None
+    session: AsyncSession,
+    *,
+    guild_id: int,
+    requester_id: int | None = None,
+    channel_id: int | None = None,
 ) -> FinetuneRun:
-    """Queue a fine-tuning run; FinetuneAlreadyRunning if the server has one in progress."""
+    """Queue a fine-tuning run; FinetuneAlreadyRunning if the server has one in progress.
+
+    `requester_id`: who asked (None: started automatically); `channel_id`: where its result
+    is announced.
+    """
     check_snowflake("guild_id", guild_id)
     if requester_id is not None:
         check_snowflake("requester_id", requester_id)
+    if channel_id is not None:
+        check_snowflake("channel_id", channel_id)
     now = utcnow()
     run = FinetuneRun(
         guild_id=guild_id,
         requester_id=requester_id,
+        channel_id=channel_id,
         status=FinetuneStatus.QUEUED.value,
         progress=0.0,
         metrics={},
@@ -161,6 +180,31 @@ async def get_latest_finetune_run(session: AsyncSession, *, guild_id: int) -> Fi
                 .limit(1)
             )
         ).one_or_none()
+
+
+async def count_new_finetune_material(session: AsyncSession, *, guild_id: int) -> int:
+    """Seeds saved plus votes cast on the server since its latest run was created (since
+    ever, if it never had one): what an automatic fine-tune waits for. A vote that moves
+    counts once, when it was first cast."""
+    check_snowflake("guild_id", guild_id)
+    async with reading(session):
+        since = await session.scalar(
+            select(FinetuneRun.created_at)
+            .where(FinetuneRun.guild_id == guild_id)
+            .order_by(FinetuneRun.created_at.desc(), FinetuneRun.id.desc())
+            .limit(1)
+        )
+        seeds = select(func.count()).select_from(Seed).where(Seed.guild_id == guild_id)
+        votes = (
+            select(func.count())
+            .select_from(Vote)
+            .join(Composition, Composition.id == Vote.composition_id)
+            .where(Composition.guild_id == guild_id)
+        )
+        if since is not None:
+            seeds = seeds.where(Seed.created_at > since)
+            votes = votes.where(Vote.created_at > since)
+        return int(await session.scalar(seeds) or 0) + int(await session.scalar(votes) or 0)
 
 
 async def fail_interrupted_finetune_runs(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.db.errors import ModelVersionNotFound, ModelVersionRejected, NoEarlierModelVersion
+from bot.db.errors import (
+    ModelVersionNotFound,
+    ModelVersionPruned,
+    ModelVersionRejected,
+    NoEarlierModelVersion,
+)
 from bot.db.models import Guild, ModelVersion, ModelVersionStatus
 from bot.db.queries._tx import check_id, check_snowflake, ensure_guild, lock_guild, reading, writing
 
@@ -89,7 +94,7 @@ async def activate_model_version(
     """Serve the server's compositions with `version_id` (None: the base model).
 
     ModelVersionNotFound if it is not this server's, ModelVersionRejected if it failed the
-    quality gate.
+    quality gate, ModelVersionPruned if its checkpoint is gone.
     """
     check_snowflake("guild_id", guild_id)
     async with writing(session):
@@ -97,6 +102,8 @@ async def activate_model_version(
         version = None
         if version_id is not None:
             version = await _get(session, guild_id, version_id)
+            if version.status == ModelVersionStatus.PRUNED:
+                raise ModelVersionPruned(version_id)
             if version.status != ModelVersionStatus.READY:
                 raise ModelVersionRejected(version_id)
         guild.active_model_version_id = version_id
@@ -105,7 +112,7 @@ async def activate_model_version(
 
 async def rollback_model_version(session: AsyncSession, *, guild_id: int) -> ModelVersion | None:
     """Go back to the version the active one was tuned from (None: the base model),
-    skipping rejected ancestors.
+    skipping ancestors that cannot serve (rejected or pruned).
 
     NoEarlierModelVersion when the server already uses the base model. To jump further back,
     activate that version directly.
@@ -118,8 +125,8 @@ async def rollback_model_version(session: AsyncSession, *, guild_id: int) -> Mod
         current = await _get(session, guild_id, guild.active_model_version_id)
         previous = None
         parent_id = current.parent_id
-        # Skip ancestors that cannot serve (rejected); parent ids only point to older
-        # versions, so the walk ends.
+        # Skip ancestors that cannot serve; parent ids only point to older versions, so the
+        # walk ends.
         while parent_id is not None:
             previous = await _get(session, guild_id, parent_id)
             if previous.status == ModelVersionStatus.READY:
@@ -127,6 +134,56 @@ async def rollback_model_version(session: AsyncSession, *, guild_id: int) -> Mod
             parent_id, previous = previous.parent_id, None
         guild.active_model_version_id = previous.id if previous else None
     return previous
+
+
+async def checkpoints_to_keep(session: AsyncSession, *, guild_id: int, recent: int) -> list[str]:
+    """The checkpoint paths a fine-tune must not prune: the server's `recent` newest ready
+    versions (what a rollback or an activation may still want) and the active one."""
+    check_snowflake("guild_id", guild_id)
+    if recent < 1:
+        raise ValueError(f"recent must be at least 1 (received {recent})")
+    newest_ready = (
+        select(ModelVersion.path)
+        .where(
+            ModelVersion.guild_id == guild_id, ModelVersion.status == ModelVersionStatus.READY.value
+        )
+        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+        .limit(recent)
+    )
+    active = (
+        select(ModelVersion.path)
+        .join(Guild, Guild.active_model_version_id == ModelVersion.id)
+        .where(Guild.id == guild_id, ModelVersion.guild_id == guild_id)
+    )
+    async with reading(session):
+        paths = list((await session.scalars(newest_ready)).all())
+        paths += (await session.scalars(active)).all()
+    return list(dict.fromkeys(paths))
+
+
+async def mark_model_versions_pruned(
+    session: AsyncSession, *, guild_id: int, paths: Sequence[str]
+) -> int:
+    """Record that the engine deleted these checkpoints of the server: its ready versions with
+    those paths become pruned (never served again; their figures stay). Rejected versions
+    keep their status, and the active version is never touched (its checkpoint is always
+    kept). Returns how many versions changed."""
+    check_snowflake("guild_id", guild_id)
+    if not paths:
+        return 0
+    async with writing(session):
+        active_id = await session.scalar(
+            select(Guild.active_model_version_id).where(Guild.id == guild_id)
+        )
+        query = update(ModelVersion).where(
+            ModelVersion.guild_id == guild_id,
+            ModelVersion.path.in_(list(paths)),
+            ModelVersion.status == ModelVersionStatus.READY.value,
+        )
+        if active_id is not None:
+            query = query.where(ModelVersion.id != active_id)
+        result = await session.execute(query.values(status=ModelVersionStatus.PRUNED.value))
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def _get(session: AsyncSession, guild_id: int, version_id: int) -> ModelVersion:
