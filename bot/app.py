@@ -17,6 +17,7 @@ from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import errors
+from bot.cogs.tuning import FinetuneRunner
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker
 from bot.engine_port import Engine, open_engine
@@ -30,6 +31,7 @@ EXTENSIONS = (
     "bot.cogs.seeds",
     "bot.cogs.top",
     "bot.cogs.pieces",
+    "bot.cogs.tuning",
 )
 
 
@@ -48,6 +50,7 @@ class MotifBot(commands.Bot):
     db: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     engine: Engine
+    tuning: FinetuneRunner
 
     def __init__(
         self, settings: Settings, *, engine: Engine | None = None, start_engine: bool = True
@@ -80,17 +83,24 @@ class MotifBot(commands.Bot):
         )
         self.sessions = create_sessionmaker(self.db)
         self._db_ready = True
+        self.tuning = FinetuneRunner(self)
         if self._given_engine is not None:
             self.engine = self._given_engine
         elif self._start_engine:
             self._engine_context = open_engine(self.settings)
             self.engine = await self._engine_context.__aenter__()
+        if self._given_engine is not None or self._start_engine:
+            # Only a bot that will run jobs: `sync` must not touch the runs of a running bot.
+            await self.tuning.recover()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
 
     async def close(self) -> None:
         try:
-            # The engine first, while Discord is still connected: it lets the compositions in
+            # Fine-tuning runs first: they take minutes, and the engine would wait for them.
+            if self._db_ready:
+                await self.tuning.close()
+            # The engine next, while Discord is still connected: it lets the compositions in
             # flight finish (and be posted) and fails the rest with a clear message.
             if self._engine_context is not None:
                 context, self._engine_context = self._engine_context, None

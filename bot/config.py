@@ -20,6 +20,12 @@ DEFAULT_MAX_INFLIGHT_PER_GUILD = 2
 DEFAULT_DEVICE = "auto"
 # Waiting this long for SQLite's single write lock covers bursts of votes without hanging.
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 10_000
+# 0: fine-tuning starts only when an admin asks (/finetune start).
+DEFAULT_FINETUNE_AUTO_AFTER = 0
+# Enough to roll back a couple of times without a server's checkpoints filling the disk.
+DEFAULT_FINETUNE_KEEP_VERSIONS = 3
+# The engine's own bound on a run's steps.
+MAX_FINETUNE_STEPS = 100_000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -70,6 +76,13 @@ class Settings:
     max_inflight_per_guild: int = DEFAULT_MAX_INFLIGHT_PER_GUILD
     sqlite_busy_timeout_ms: int = DEFAULT_SQLITE_BUSY_TIMEOUT_MS
     log_level: str = "INFO"
+    # Start a server's fine-tune by itself once this many seeds and votes are new since its
+    # last run (0: never).
+    finetune_auto_after: int = DEFAULT_FINETUNE_AUTO_AFTER
+    # How many of a server's newest versions keep their checkpoint (the active one always does).
+    finetune_keep_versions: int = DEFAULT_FINETUNE_KEEP_VERSIONS
+    # Tuning steps per run; None lets the engine choose.
+    finetune_steps: int | None = None
 
     def __post_init__(self) -> None:
         # frozen: normalized values are written with object.__setattr__.
@@ -96,6 +109,21 @@ class Settings:
             raise ValueError(
                 "MOTIF_SQLITE_BUSY_TIMEOUT_MS must be within 0 and 600000 "
                 f"(received {self.sqlite_busy_timeout_ms})"
+            )
+        if not 0 <= self.finetune_auto_after <= 1_000_000:
+            raise ValueError(
+                "MOTIF_FINETUNE_AUTO_AFTER must be within 0 (off) and 1000000 "
+                f"(received {self.finetune_auto_after})"
+            )
+        if not 1 <= self.finetune_keep_versions <= 1000:
+            raise ValueError(
+                "MOTIF_FINETUNE_KEEP_VERSIONS must be within 1 and 1000 "
+                f"(received {self.finetune_keep_versions})"
+            )
+        if self.finetune_steps is not None and not 1 <= self.finetune_steps <= MAX_FINETUNE_STEPS:
+            raise ValueError(
+                f"MOTIF_FINETUNE_STEPS must be within 1 and {MAX_FINETUNE_STEPS} "
+                f"(received {self.finetune_steps})"
             )
         level = self.log_level.upper()
         if level not in LOG_LEVELS:
@@ -134,11 +162,20 @@ class Settings:
             kwargs["compose_cooldown_seconds"] = _parse_float(
                 "MOTIF_COMPOSE_COOLDOWN_SECONDS", cooldown
             )
-        if (cap := get("MOTIF_MAX_INFLIGHT_PER_GUILD")) is not None:
-            kwargs["max_inflight_per_guild"] = _parse_int("MOTIF_MAX_INFLIGHT_PER_GUILD", cap)
-        if (busy := get("MOTIF_SQLITE_BUSY_TIMEOUT_MS")) is not None:
-            kwargs["sqlite_busy_timeout_ms"] = _parse_int("MOTIF_SQLITE_BUSY_TIMEOUT_MS", busy)
+        for name, field_name in _INT_VARIABLES.items():
+            if (value := get(name)) is not None:
+                kwargs[field_name] = _parse_int(name, value)
         return cls(**kwargs)  # type: ignore[arg-type]
+
+
+# Integer variables read as they are (their ranges are checked by Settings itself).
+_INT_VARIABLES = {
+    "MOTIF_MAX_INFLIGHT_PER_GUILD": "max_inflight_per_guild",
+    "MOTIF_SQLITE_BUSY_TIMEOUT_MS": "sqlite_busy_timeout_ms",
+    "MOTIF_FINETUNE_AUTO_AFTER": "finetune_auto_after",
+    "MOTIF_FINETUNE_KEEP_VERSIONS": "finetune_keep_versions",
+    "MOTIF_FINETUNE_STEPS": "finetune_steps",
+}
 
 
 def _parse_int(name: str, value: str) -> int:

@@ -49,10 +49,20 @@ def friendly_message(error: BaseException) -> str | None:
     if isinstance(error, app_commands.NoPrivateMessage):
         return "Motif works in servers, not in direct messages."
     if isinstance(error, app_commands.MissingPermissions):
-        return "You need the " + ", ".join(error.missing_permissions) + " permission for that."
+        names = " and ".join(permission_label(p) for p in error.missing_permissions)
+        return f"You need the {names} permission for that."
     if isinstance(error, app_commands.CommandOnCooldown):
         return f"Slow down a little: try again in {error.retry_after:.0f} s."
     return None
+
+
+# Discord's own labels where they differ from the API's names.
+_PERMISSION_LABELS = {"manage_guild": "Manage Server"}
+
+
+def permission_label(name: str) -> str:
+    """The name a member sees in Discord's settings: manage_guild -> Manage Server."""
+    return _PERMISSION_LABELS.get(name, name.replace("_", " ").title())
 
 
 # Set on an interaction that was deferred ephemerally, so `report` knows its thinking message

@@ -67,6 +67,8 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=VOTE_T
         await interaction.followup.send(
             _ACTION_TEXT[result.action].format(position=position), ephemeral=True
         )
+        if result.action == "added":
+            await bot.tuning.notice_activity(guild_id=guild_id, channel_id=interaction.channel_id)
 
 
 class Votes(commands.Cog):

@@ -36,9 +36,12 @@ def bot_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="session")
-async def music_engine() -> AsyncIterator[EngineClient]:
-    """The real engine process with the shipped checkpoint, shared by every bot test."""
-    async with EngineClient.local(device="cpu") as client:
+async def music_engine(engine_data_dir: Path) -> AsyncIterator[EngineClient]:
+    """The real engine process with the shipped checkpoint, shared by every bot test. Its
+    data dir holds the folk corpus, which fine-tuning replays and gates on."""
+    async with EngineClient.local(
+        device="cpu", env={"MOTIF_DATA_DIR": str(engine_data_dir)}
+    ) as client:
         yield client
 
 
@@ -49,9 +52,20 @@ def limits() -> dict[str, float]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, bot_db_template: Path, limits: dict[str, float]) -> Settings:
+def tuning_options() -> dict[str, int]:
+    """Fine-tuning settings: a few steps, so that a run takes seconds (overridden by tests)."""
+    return {"finetune_steps": 8}
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path,
+    bot_db_template: Path,
+    limits: dict[str, float],
+    tuning_options: dict[str, int],
+) -> Settings:
     shutil.copyfile(bot_db_template, tmp_path / "motif.db")
-    return Settings(data_dir=tmp_path, log_level="DEBUG", **limits)  # type: ignore[arg-type]
+    return Settings(data_dir=tmp_path, log_level="DEBUG", **limits, **tuning_options)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -90,4 +104,6 @@ async def world(simcord_env: simcord.Env, simcord_bot: MotifBot) -> AsyncIterato
         yield world
     finally:
         # SimCord detaches the bot without closing it; the shared engine is not the bot's.
+        # A fine-tuning run a test left behind stops here, while the database is open.
+        await simcord_bot.tuning.close()
         await simcord_bot.db.dispose()

@@ -9,6 +9,7 @@ import discord
 import pytest
 
 from bot import Settings, create_bot
+from bot.db import create_engine, create_finetune_run, create_sessionmaker, get_finetune_run
 from bot.views import composition_view
 from engine.errors import EngineUnavailable
 
@@ -17,7 +18,7 @@ def test_the_bot_process_never_imports_torch() -> None:
     # A fresh interpreter: this test session itself has imported torch for the engine tests.
     code = (
         "import sys, bot, bot.app, bot.__main__, bot.cogs.compose, bot.cogs.votes, "
-        "bot.cogs.seeds, bot.cogs.top, bot.cogs.pieces\n"
+        "bot.cogs.seeds, bot.cogs.top, bot.cogs.pieces, bot.cogs.tuning\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
@@ -63,10 +64,45 @@ async def test_the_bot_starts_its_own_engine_and_stops_it_on_close(settings) -> 
     bot = create_bot(settings)
     await bot.setup_hook()
     try:
-        assert {"compose", "seed", "top", "piece"} <= {c.name for c in bot.tree.get_commands()}
+        commands = {c.name for c in bot.tree.get_commands()}
+        assert {"compose", "seed", "top", "piece", "finetune", "model"} <= commands
         stats = await bot.engine.stats()
         assert stats.pid > 0
     finally:
         await bot.close()
     with pytest.raises(EngineUnavailable):
         await bot.engine.stats()
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_bot_that_starts_fails_the_runs_its_predecessor_left(
+    settings, music_engine
+) -> None:
+    guild_id = 1_105_000_000_000_000_001
+    db = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(db)() as session:
+            run = await create_finetune_run(session, guild_id=guild_id)
+    finally:
+        await db.dispose()
+
+    async def status() -> tuple[str, str | None]:
+        async with bot.sessions() as session:
+            found = await get_finetune_run(session, guild_id=guild_id, run_id=run.id)
+        return found.status, found.error
+
+    # `python -m bot sync` builds a bot without an engine: it must not touch a running
+    # bot's runs.
+    bot = create_bot(settings, start_engine=False)
+    await bot.setup_hook()
+    try:
+        assert await status() == ("queued", None)
+    finally:
+        await bot.close()
+    bot = create_bot(settings, engine=music_engine)
+    await bot.setup_hook()
+    try:
+        state, error = await status()
+        assert state == "failed" and "the bot restarted" in (error or "")
+    finally:
+        await bot.close()

@@ -40,7 +40,7 @@ def test_the_embed_states_parameters_seed_model_and_any_audio_reduction() -> Non
         instrument="flute",
         include_seed=True,
     )
-    shown = embed(12, job, result(None, "shortened to fit the upload limit"), model="base model")
+    shown = embed(12, job, result(None, "shortened to fit the upload limit"), model_version_id=None)
     assert shown.title == "Composition #12"
     assert 'saved seed "intro"' in (shown.description or "")
     fields = {f.name: f.value for f in shown.fields}
@@ -50,3 +50,9 @@ def test_the_embed_states_parameters_seed_model_and_any_audio_reduction() -> Non
         "Candidate 2: shortened to fit the upload limit"
     )
     assert shown.image.url == "attachment://pianoroll.png"
+
+
+def test_the_embed_names_the_servers_model_version() -> None:
+    job = ComposeJob(seed_midi=None, seed_label="none")
+    shown = embed(3, job, result(None), model_version_id=17)
+    assert {f.name: f.value for f in shown.fields}["Model"] == "v17"

@@ -174,6 +174,7 @@ class SaveSeedModal(discord.ui.Modal, title="Save as a server seed"):
         await interaction.response.send_message(
             f'Saved as the seed "{seed.name}". Use it with /compose saved_seed.', ephemeral=True
         )
+        await bot.tuning.notice_activity(guild_id=guild_id, channel_id=interaction.channel_id)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         await report(interaction, error)

@@ -61,11 +61,12 @@ async def compose_and_post(
                 parent_candidate_id=job.parent_candidate_id,
                 model_version_id=version.id if version is not None else None,
             )
-        model = f"server version #{version.id}" if version is not None else "base model"
         view = composition_view(composition.id, [c.id for c in composition.candidates], {})
         message = await interaction.edit_original_response(
             content=None,
-            embed=_message.embed(composition.id, job, result, model=model),
+            embed=_message.embed(
+                composition.id, job, result, model_version_id=composition.model_version_id
+            ),
             attachments=_message.files(result),
             view=view,
         )

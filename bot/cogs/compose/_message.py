@@ -6,6 +6,7 @@ import io
 
 import discord
 
+from bot.cogs._versions import version_name
 from bot.cogs.compose._job import AS_IN_SEED, ComposeJob
 from bot.engine_port import ComposeResult
 
@@ -31,8 +32,9 @@ def files(result: ComposeResult) -> list[discord.File]:
 
 
 def embed(
-    composition_id: int, job: ComposeJob, result: ComposeResult, *, model: str
+    composition_id: int, job: ComposeJob, result: ComposeResult, *, model_version_id: int | None
 ) -> discord.Embed:
+    """`model_version_id`: the server's version that composed it (None: the base model)."""
     e = discord.Embed(
         title=f"Composition #{composition_id}",
         description=f"Seed: {job.seed_label}",
@@ -44,7 +46,7 @@ def embed(
     e.add_field(name="Tempo", value=f"{job.tempo} bpm" if job.tempo else "as in the seed")
     instrument = "as in the seed" if job.instrument == AS_IN_SEED else job.instrument
     e.add_field(name="Instrument", value=instrument)
-    e.add_field(name="Model", value=model)
+    e.add_field(name="Model", value=version_name(model_version_id))
     if job.include_seed and job.seed_midi is not None:
         e.add_field(name="Clips", value="start with the seed", inline=False)
     notes = [

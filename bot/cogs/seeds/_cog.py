@@ -63,6 +63,9 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
             f'Saved the seed "{seed.name}" ({midi.notes} notes, {midi.seconds:.1f} s).',
             ephemeral=True,
         )
+        await self.bot.tuning.notice_activity(
+            guild_id=seed.guild_id, channel_id=interaction.channel_id
+        )
 
     @app_commands.command(name="list", description="The server's saved seeds.")
     async def list_(self, interaction: discord.Interaction) -> None:

@@ -1,0 +1,107 @@
+"""How a run ends: its result recorded (a new version, serving if the gate let it), or why
+it failed; then said in the channel the run was started from."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.cogs.tuning._job import TuningJob
+from bot.db import (
+    FinetuneStatus,
+    ModelVersion,
+    ModelVersionStatus,
+    activate_model_version,
+    add_model_version,
+    mark_model_versions_pruned,
+    update_finetune_run,
+)
+from bot.db.errors import FinetuneRunFinished
+from bot.engine_port import FinetuneResult
+from engine.errors import BadRequest, EngineError, EngineUnavailable
+
+if TYPE_CHECKING:
+    from bot.app import MotifBot
+
+log = logging.getLogger(__name__)
+
+# Stored beside the engine's figures: the gate's verdict in a sentence.
+GATE_REASON = "gate_reason"
+ENGINE_DOWN = "the music engine was not available (it is restarting or down); try again later"
+UNEXPECTED = "something went wrong on our side; it has been logged"
+
+
+async def record_result(bot: MotifBot, job: TuningJob, result: FinetuneResult) -> ModelVersion:
+    """The run's checkpoint becomes a version of the server (serving at once if accepted);
+    the checkpoints the engine pruned are marked so; the run succeeds."""
+    metrics = {**result.metrics, "accepted": result.accepted, GATE_REASON: result.reason}
+    status = ModelVersionStatus.READY if result.accepted else ModelVersionStatus.REJECTED
+    guild_id = job.guild_id
+    async with bot.sessions() as session:
+        version = await add_model_version(
+            session,
+            guild_id=guild_id,
+            path=result.checkpoint,
+            parent_id=job.parent_id,
+            metrics=metrics,
+            status=status,
+        )
+        if result.accepted:
+            await activate_model_version(session, guild_id=guild_id, version_id=version.id)
+        pruned = await mark_model_versions_pruned(session, guild_id=guild_id, paths=result.pruned)
+        await update_finetune_run(
+            session,
+            guild_id=guild_id,
+            run_id=job.run_id,
+            status=FinetuneStatus.SUCCEEDED,
+            metrics=metrics,
+            model_version_id=version.id,
+        )
+    log.info(
+        "guild %s: run #%s %s v%s (%d older checkpoints pruned)",
+        guild_id,
+        job.run_id,
+        "accepted" if result.accepted else "rejected",
+        version.id,
+        pruned,
+    )
+    return version
+
+
+def failure_reason(error: BaseException) -> str:
+    """What to tell the admins about an error that ended a run (bugs are logged here)."""
+    if isinstance(error, BadRequest):
+        return f"the engine could not use this server's data: {error}"
+    if isinstance(error, EngineUnavailable):
+        return ENGINE_DOWN
+    if isinstance(error, EngineError):
+        return f"the music engine failed: {error}"
+    log.error("fine-tuning run failed unexpectedly", exc_info=error)
+    return UNEXPECTED
+
+
+async def record_end(bot: MotifBot, job: TuningJob, *, status: FinetuneStatus, error: str) -> bool:
+    """Finish the run as failed or cancelled with `error`; False if it had finished already."""
+    try:
+        async with bot.sessions() as session:
+            await update_finetune_run(
+                session, guild_id=job.guild_id, run_id=job.run_id, status=status, error=error
+            )
+    except FinetuneRunFinished:
+        return False
+    return True
+
+
+async def announce(bot: MotifBot, job: TuningJob, embed: discord.Embed) -> None:
+    """Post in the run's channel; a channel that is gone or closed to the bot is logged."""
+    if job.channel_id is None:
+        return
+    channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+    try:
+        await channel.send(embed=embed)
+    except discord.HTTPException:
+        log.warning(
+            "could not announce run #%s in channel %s", job.run_id, job.channel_id, exc_info=True
+        )
