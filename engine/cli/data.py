@@ -15,15 +15,19 @@ def add_parser(commands) -> None:
     build = sub.add_parser("build", help="convert music21's corpus to MIDI (resumable)")
     build.add_argument("--data-dir", type=Path, default=default_data_dir())
     build.add_argument("--workers", type=int, default=None)
-    build.add_argument("--folk-only", action="store_true",
+    which = build.add_mutually_exclusive_group()
+    which.add_argument("--folk-only", action="store_true",
                        help="skip the polyphonic scores (seconds instead of minutes)")
+    which.add_argument("--scores", nargs="+", metavar="COLLECTION",
+                       help="convert only these collections of scores (e.g. bach)")
     build.set_defaults(run=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
     from engine.corpus import build_corpus
 
-    manifest = build_corpus(args.data_dir, workers=args.workers, scores=not args.folk_only)
+    manifest = build_corpus(args.data_dir, workers=args.workers, scores=not args.folk_only,
+                            score_collections=args.scores)
     summary = {k: v for k, v in manifest.items() if k not in ("entries", "skipped")}
     summary["skipped"] = len(manifest["skipped"])
     print(json.dumps(summary, indent=1))
