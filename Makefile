@@ -35,6 +35,9 @@ train: setup
 	$(BIN)/python -m engine data build
 	$(BIN)/python -m engine train
 
+bench: setup
+	$(BIN)/python -m bench
+
 lint: setup
 	$(BIN)/ruff check .
 
