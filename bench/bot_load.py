@@ -80,11 +80,90 @@ def timing_of(result: simcord.InteractionResult, started: float, log: TimedLog) 
                   sum(a.size for a in message.attachments) / 2**20)
 
 
+# Code that is the simulation, not the bot: SimCord, and this file, which drives it.
+SIMULATION_CODE = (f"{Path(simcord.__file__).parent}/", __file__)
+ORIGINS = ("bot", "simulation")
+
+
+def _code(handle: asyncio.Handle):
+    """The code a callback runs: its task's coroutine, or the function itself."""
+    callback = handle._callback  # noqa: SLF001
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        return getattr(owner.get_coro(), "cr_code", None)
+    return getattr(callback, "__code__", None)
+
+
+def _origin(code) -> str:
+    """"simulation" for SimCord's callbacks and tasks and this file's (the simulated Discord,
+    its virtual clock and the members' commands share the bot's loop), else "bot"."""
+    filename = code.co_filename if code is not None else ""
+    return "simulation" if filename.startswith(SIMULATION_CODE) else "bot"
+
+
+def _describe(code) -> str:
+    if code is None:
+        return "a builtin callback"
+    return f"{code.co_qualname} ({Path(code.co_filename).name})"
+
+
+class CallbackTimes:
+    """Times every callback the loop runs, by origin, while installed (it patches asyncio's
+    Handle._run and the loop's _run_once). One pass of the loop runs every callback that is
+    ready, so a pass's total is how long a timer due then waits: the worst pass counting only
+    the bot's callbacks is the lag the bot itself would cause without SimCord beside it."""
+
+    def __init__(self) -> None:
+        self.longest = dict.fromkeys(ORIGINS, 0.0)  # one callback
+        self.worst_pass = dict.fromkeys(ORIGINS, 0.0)  # one pass of the loop
+        self.total = dict.fromkeys(ORIGINS, 0.0)
+        self._this_pass = dict.fromkeys(ORIGINS, 0.0)
+        self.longest_bot_callback = ""
+        self._run = asyncio.Handle._run  # noqa: SLF001
+        self._loop = asyncio.get_running_loop()
+
+    def install(self) -> None:
+        run_handle, run_once, times = self._run, self._loop._run_once, self  # noqa: SLF001
+
+        def timed_run(handle: asyncio.Handle) -> None:
+            started = time.perf_counter()
+            try:
+                run_handle(handle)
+            finally:
+                spent = time.perf_counter() - started
+                code = _code(handle)
+                origin = _origin(code)
+                times.total[origin] += spent
+                times._this_pass[origin] += spent
+                if spent > times.longest[origin]:
+                    times.longest[origin] = spent
+                    if origin == "bot":
+                        times.longest_bot_callback = _describe(code)
+
+        def timed_pass() -> None:
+            times._this_pass = dict.fromkeys(ORIGINS, 0.0)
+            run_once()
+            for origin, spent in times._this_pass.items():
+                times.worst_pass[origin] = max(times.worst_pass[origin], spent)
+
+        asyncio.Handle._run = timed_run  # type: ignore[method-assign]  # noqa: SLF001
+        self._loop._run_once = timed_pass  # type: ignore[attr-defined]  # noqa: SLF001
+
+    def uninstall(self) -> dict:
+        asyncio.Handle._run = self._run  # type: ignore[method-assign]  # noqa: SLF001
+        del self._loop._run_once  # back to the class's own  # noqa: SLF001
+        return {"worst_pass_seconds": self.worst_pass, "longest_seconds": self.longest,
+                "total_seconds": self.total, "longest_bot_callback": self.longest_bot_callback}
+
+
 class LoopLag:
-    """How late a task sleeping TICK_SECONDS at a time wakes up, at worst."""
+    """How late a task sleeping TICK_SECONDS at a time wakes up, at worst; and which
+    callbacks kept the loop busy (CallbackTimes)."""
 
     def __init__(self) -> None:
         self.worst, self.ticks = 0.0, 0
+        self.callbacks = CallbackTimes()
+        self.callbacks.install()
         self._task = asyncio.create_task(self._tick())
 
     async def _tick(self) -> None:
@@ -94,9 +173,10 @@ class LoopLag:
             self.worst = max(self.worst, time.perf_counter() - started - TICK_SECONDS)
             self.ticks += 1
 
-    def stop(self) -> dict[str, float]:
+    def stop(self) -> dict:
         self._task.cancel()
-        return {"worst_seconds": self.worst, "ticks": self.ticks}
+        return {"worst_seconds": self.worst, "ticks": self.ticks,
+                "callbacks": self.callbacks.uninstall()}
 
 
 async def compose_together(env: simcord.Env, members: list, seed: bytes, log: TimedLog

@@ -89,7 +89,9 @@ def run(quick: bool) -> Report:
     alone_p50 = p([t["final"] for t in alone], 50)
     together_p50 = p([t["final"] for t in together], 50)
     slowdown = together_p50 / alone_p50
-    lag = figures["lag"]["together"]["worst_seconds"]
+    ticker = figures["lag"]["together"]["worst_seconds"]
+    callbacks = figures["lag"]["together"]["callbacks"]
+    lag = callbacks["worst_pass_seconds"]["bot"]  # SimCord does not run beside a real bot
     rss = figures["rss_mb"]
     bot_peak = rss["bot"]["peak"]
     posted = sum(t["posted_mb"] for t in figures["warm_up"] + alone + together)
@@ -100,7 +102,8 @@ def run(quick: bool) -> Report:
         [f"{CONCURRENT} at once vs alone, p50 time to the final message", ratio(slowdown),
          f"within {ratio(GOAL_TOGETHER_RATIO)}",
          met(slowdown <= GOAL_TOGETHER_RATIO, f"{slowdown / GOAL_TOGETHER_RATIO:.1f}x over")],
-        [f"bot event loop, worst lag with {CONCURRENT} at once", f"{lag * 1000:.0f} ms",
+        [f"bot event loop, worst lag the bot's own callbacks cause with {CONCURRENT} at once",
+         f"{lag * 1000:.0f} ms",
          f"under {GOAL_LAG_SECONDS * 1000:.0f} ms",
          met(lag < GOAL_LAG_SECONDS, f"{(lag - GOAL_LAG_SECONDS) * 1000:+.0f} ms")],
         ["bot process, peak resident memory", f"{bot_peak:.0f} MB",
@@ -130,17 +133,30 @@ def run(quick: bool) -> Report:
         goals,
         f"Memory (resident set from /proc). The bot process never imported torch "
         f"(checked). Its figure includes SimCord, which keeps every posted file in memory: "
-        f"{posted:.0f} MB of clips and piano rolls in this run. The event-loop lag is the "
-        f"latest a task sleeping {TICK_SECONDS * 1000:.0f} ms woke up (alone: "
-        f"{figures['lag']['alone']['worst_seconds'] * 1000:.0f} ms).",
+        f"{posted:.0f} MB of clips and piano rolls in this run.",
         memory,
+        f"Event-loop lag. SimCord's simulated Discord, its virtual clock and the members' "
+        f"commands run on the bot's own event loop, so every callback the loop ran was timed "
+        f"and put down to the simulation (SimCord's code and this benchmark's) or to the bot "
+        f"(everything else: discord.py, the bot, the engine client, the database; SimCord's "
+        f"simulated HTTP calls run inside the bot's tasks and count as the bot's). One pass "
+        f"of the loop runs every callback that is ready, so the worst pass is how late a "
+        f"timer can fire. With {CONCURRENT} at once the simulation kept the loop busy for "
+        f"{callbacks['total_seconds']['simulation']:.1f} s (worst pass "
+        f"{callbacks['worst_pass_seconds']['simulation'] * 1000:.0f} ms) and the bot for "
+        f"{callbacks['total_seconds']['bot']:.2f} s (worst pass {lag * 1000:.0f} ms; its "
+        f"longest callback: {callbacks['longest_bot_callback'] or 'none'}). A task sleeping "
+        f"{TICK_SECONDS * 1000:.0f} ms at a time woke up at worst {ticker * 1000:.0f} ms late "
+        f"(alone: {figures['lag']['alone']['worst_seconds'] * 1000:.0f} ms): that figure "
+        f"is mostly the simulation's, which a real bot does not carry.",
     ])
     return Report(markdown, [
         Headline("/compose 4 x 16 bars through the bot, alone (p50)", seconds(alone_p50),
                  f"goal: under {GOAL_ALONE_SECONDS:.0f} s"),
         Headline(f"{CONCURRENT} /compose at once vs alone (p50)", ratio(slowdown),
                  f"goal: within {ratio(GOAL_TOGETHER_RATIO)}"),
-        Headline("bot event loop, worst lag under load", f"{lag * 1000:.0f} ms",
+        Headline("bot event loop, worst lag its own callbacks cause under load",
+                 f"{lag * 1000:.0f} ms (with SimCord's: {ticker * 1000:.0f} ms)",
                  f"goal: under {GOAL_LAG_SECONDS * 1000:.0f} ms"),
         Headline("bot process, peak memory", f"{bot_peak:.0f} MB",
                  f"goal: under {GOAL_BOT_MB:.0f} MB"),
