@@ -148,7 +148,9 @@ def run(quick: bool) -> Report:
         f"longest callback: {callbacks['longest_bot_callback'] or 'none'}). A task sleeping "
         f"{TICK_SECONDS * 1000:.0f} ms at a time woke up at worst {ticker * 1000:.0f} ms late "
         f"(alone: {figures['lag']['alone']['worst_seconds'] * 1000:.0f} ms): that figure "
-        f"is mostly the simulation's, which a real bot does not carry.",
+        f"is mostly the simulation's, which a real bot does not carry. The simulation's busy "
+        f"time is also CPU taken from the engine on the same cores, so the times with "
+        f"{CONCURRENT} at once above are somewhat pessimistic.",
     ])
     return Report(markdown, [
         Headline("/compose 4 x 16 bars through the bot, alone (p50)", seconds(alone_p50),

@@ -105,6 +105,9 @@ def style_table(tuned_path: Path, heldout: list[bytes]) -> tuple[str, int, dict]
                      "yes" if closer else "no"])
     markdown = table(["feature", "chorales (real)", "base model", "tuned model",
                       "overlap: base", "overlap: tuned", "tuned closer?"], rows)
+    closer = sum(row[-1] == "yes" for row in rows)
+    markdown += (f"\n\nThe tuned model's continuations are closer to the chorales' in mean on "
+                 f"{closer} of {len(rows)} features.")
     return markdown, len(openings), overlap
 
 
