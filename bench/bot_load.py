@@ -25,7 +25,7 @@ from pathlib import Path
 
 import simcord
 
-from bench.machine import resident_mb
+from bench.machine import cpu_seconds, resident_mb
 from bot import Settings, create_bot
 from bot.db import migrate
 from engine.client import EngineClient
@@ -222,14 +222,19 @@ async def measure(quick: bool) -> dict:
                              "engine": resident_mb(engine.engine_info["pid"])}
                 warm_up = await compose_together(env, members[:1], seed, log)  # not counted
 
+                engine_pid = engine.engine_info["pid"]
                 lag = LoopLag()
+                cpu_before = cpu_seconds(engine_pid)
                 alone = [(await compose_together(env, members[:1], seed, log))[0]
                          for _ in range(QUICK_ALONE if quick else ALONE)]
                 alone_lag = lag.stop()
+                cpu_alone = cpu_seconds(engine_pid) - cpu_before
                 lag = LoopLag()
+                cpu_before = cpu_seconds(engine_pid)
                 together = [await compose_together(env, members, seed, log)
                             for _ in range(QUICK_ROUNDS if quick else ROUNDS)]
                 together_lag = lag.stop()
+                cpu_together = cpu_seconds(engine_pid) - cpu_before
             await bot.db.dispose()
             engine_rss = resident_mb(engine.engine_info["pid"])
             engine_info = {k: engine.engine_info.get(k) for k in ("device", "pid")}
@@ -241,6 +246,8 @@ async def measure(quick: bool) -> dict:
         "alone": [asdict(t) for t in alone],
         "together": [[asdict(t) for t in round_] for round_ in together],
         "lag": {"alone": alone_lag, "together": together_lag},
+        # The engine process's CPU time (all its threads) over each phase.
+        "engine_cpu_seconds": {"alone": cpu_alone, "together": cpu_together},
         "rss_mb": {"ready": ready_rss, "bot": resident_mb(), "engine": engine_rss},
         "engine": engine_info,
         "torch_imported": "torch" in sys.modules,

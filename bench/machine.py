@@ -79,3 +79,11 @@ def resident_mb(pid: int | str = "self") -> dict[str, float]:
         if value:
             out[name] = int(value.split()[0]) / 1024
     return out
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """CPU time a process has used so far, user and system (Linux /proc), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # The command name (field 2) may hold spaces: count the fields after its ")".
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
