@@ -12,6 +12,7 @@ from bot.cogs.tuning._figures import figure_lines, plural, short_figures
 from bot.cogs.tuning._job import TuningJob
 from bot.cogs.tuning._outcome import GATE_REASON
 from bot.db import FinetuneRun, FinetuneStatus, ModelVersion, ModelVersionStatus
+from bot.db.models import ACTIVE_FINETUNE_STATUSES
 
 # Versions listed by /model info: enough to choose a rollback, short enough to read.
 LISTED_VERSIONS = 5
@@ -96,7 +97,7 @@ def _when(run: FinetuneRun) -> str:
 def status_embed(run: FinetuneRun) -> discord.Embed:
     status = FinetuneStatus(run.status)
     state = status.value
-    if status in (FinetuneStatus.QUEUED, FinetuneStatus.RUNNING):
+    if status in ACTIVE_FINETUNE_STATUSES:
         phase = run.metrics.get("phase")
         state += f": {phase}, " if isinstance(phase, str) else ", "
         state += f"{run.progress:.0%}"
@@ -112,7 +113,7 @@ def status_embed(run: FinetuneRun) -> discord.Embed:
         reason = run.metrics.get(GATE_REASON)
         text = f"{version_name(run.model_version_id)}, {verdict}"
         embed.add_field(name="Result", value=f"{text}: {reason}" if reason else text, inline=False)
-    if status not in (FinetuneStatus.QUEUED, FinetuneStatus.RUNNING):
+    if status not in ACTIVE_FINETUNE_STATUSES:
         _add_figures(embed, run.metrics)
     if run.error:
         embed.add_field(name="Error", value=run.error[:1000], inline=False)
