@@ -58,6 +58,7 @@ DOWN_RETRY_SECONDS = 30.0  # once those are spent, keep trying this often in the
 STARTUP_TIMEOUT = 120.0  # importing torch, loading the model and the soundfont, warming up
 STOP_TIMEOUT = 10.0  # an engine told to stop that is still running after this is killed
 HEARTBEAT_SECONDS = 10.0  # while jobs are in flight, the engine must answer a ping this often
+CLOSE_TIMEOUT = 60.0  # closing lets the jobs in flight finish for this long, then fails them
 
 ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
 
@@ -78,11 +79,13 @@ class EngineClient:
     def __init__(self, transport_factory: Callable[[], Transport], *,
                  restart_delays: Sequence[float] = RESTART_DELAYS,
                  startup_timeout: float = STARTUP_TIMEOUT,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 close_timeout: float = CLOSE_TIMEOUT) -> None:
         self._new_transport = transport_factory
         self._restart_delays = tuple(restart_delays)
         self._startup_timeout = startup_timeout
         self._heartbeat = heartbeat_seconds
+        self._close_timeout = close_timeout
         self._ids = itertools.count(1)
         self._jobs: dict[int, _Job] = {}
         self._pings: dict[int, asyncio.Future[EngineStats]] = {}
@@ -131,13 +134,18 @@ class EngineClient:
         self._supervisor.add_done_callback(self._supervisor_ended)
 
     def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return  # aclose()
+        if task.cancelled() or task.exception() is None:
+            return  # aclose(), or the engine stopped while closing
         exc = task.exception()
         # A bug in this module: say so loudly and fail the jobs rather than leave them hanging.
         log.error("the engine supervisor stopped", exc_info=exc)
         self._down = True
         self._fail_all(EngineUnavailable("the music engine client failed; try again later"))
+
+    @property
+    def restarts(self) -> int:
+        """How many times an engine that went away was replaced since start()."""
+        return max(0, self._generation - 1)
 
     # Public calls.
     async def compose(self, request: ComposeRequest, *,
@@ -186,12 +194,13 @@ class EngineClient:
         await asyncio.wait_for(self._up.wait(), timeout)
         return await asyncio.wait_for(self._ping(), timeout)
 
-    async def aclose(self, timeout: float = 60.0) -> None:
-        """Stop accepting jobs, let in-flight ones finish for up to `timeout` seconds, fail the
-        rest with EngineUnavailable, then stop the engine."""
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop accepting jobs, let in-flight ones finish for up to `timeout` seconds (default:
+        the client's close_timeout), fail the rest with EngineUnavailable, stop the engine."""
         if self._closing:
             return
         self._closing = True
+        timeout = self._close_timeout if timeout is None else timeout
         pending = [job.future for job in self._jobs.values() if not job.future.done()]
         if pending:
             log.info("waiting up to %.0f s for %d compositions in flight", timeout, len(pending))
@@ -240,6 +249,10 @@ class EngineClient:
             self._up.clear()
             self._transport = None
             self._engine_lost()
+            if self._closing:  # stopped with the bot (e.g. its service's SIGTERM): no restart
+                self._fail_all(EngineUnavailable(
+                    "the music engine stopped while shutting down; try again soon"))
+                return
             transport = await self._restart()
 
     async def _serve(self, transport: Transport) -> None:

@@ -260,6 +260,7 @@ class EngineStats:
     models: list[str]  # loaded model keys, most recently used last
     steps: int  # decode steps since start
     training_jobs: int = 0  # fine-tunes running in the background
+    tokens: int = 0  # tokens sampled since start (each step samples one per active row)
 
 
 # Errors cross the wire by class name; anything else becomes a plain EngineError.

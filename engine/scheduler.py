@@ -116,6 +116,7 @@ class Scheduler:
         self._active: dict[Job, LoadedModel] = {}
         self._active_rows = 0
         self._steps = 0
+        self._tokens = 0  # one per row per step: what "decode tokens/s" is measured in
         self._last_report = 0.0
         self._queue_changed = False
 
@@ -192,7 +193,7 @@ class Scheduler:
     def _on_stats(self, reply: Callable[[dict[str, Any]], None]) -> None:
         reply({"active_rows": self._active_rows, "max_rows": self.max_rows,
                "active_jobs": len(self._active), "queued_jobs": len(self._queue),
-               "steps": self._steps})
+               "steps": self._steps, "tokens": self._tokens})
 
     def _admit(self) -> None:
         while (job := self._queue.peek()) is not None and (
@@ -226,6 +227,7 @@ class Scheduler:
 
     def _step(self) -> None:
         for model, batch in list(self._batches.items()):
+            rows = len(batch)
             try:
                 finished = batch.step()
             except Exception as exc:
@@ -238,6 +240,7 @@ class Scheduler:
                     self._on_failed(job, exc)
                 continue
             self._steps += 1
+            self._tokens += rows
             for row in finished:
                 job = row.request
                 assert isinstance(job, Job)

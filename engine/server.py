@@ -10,6 +10,11 @@ Threads, each with one job:
     finetune-i watches one fine-tune child process (engine.tuning_jobs)
 A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
 a new one, retrying its jobs.
+
+SIGTERM (or SIGINT) drains: new jobs are refused with EngineUnavailable, fine-tunes are
+stopped (reported as failed), the jobs in flight finish and are delivered, then the engine
+exits 0. systemd's default KillMode signals every process of the service, the engine too:
+a stop then loses no composition the bot was waiting for.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import functools
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -39,7 +45,7 @@ from engine.composer import (
     to_score,
 )
 from engine.device import pick_device
-from engine.errors import BadRequest, BadSeed, EngineError
+from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 from engine.models import LoadedModel, ModelCache
 from engine.paths import default_data_dir
 from engine.protocol import (
@@ -66,6 +72,9 @@ DEFAULT_MAX_ROWS = {"cpu": 64, "cuda": 256}
 MIN_AUDIO_BYTES = 32_000  # below this even a short, low-quality clip does not fit
 # A whole piece renders on the thread compositions render on: keep it from holding them long.
 MAX_RENDER_MINUTES = 10
+# How often a draining engine looks whether its last job has gone.
+DRAIN_POLL_SECONDS = 0.05
+NEW_WORK = ("compose", "render", "finetune")
 
 
 def max_rows_from_env(device: torch.device) -> int:
@@ -200,6 +209,7 @@ class Server:
         self._lock = threading.Lock()  # guards _jobs and every job's model hand-back
         self._jobs: dict[int, Job | AudioJob] = {}
         self._stopping = threading.Event()
+        self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
         self._models = ModelCache(checkpoint, self.device, budget_bytes=model_budget_bytes)
         self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
@@ -224,6 +234,8 @@ class Server:
         self._channel.send({"type": "ready", "pid": os.getpid(), "device": str(self.device),
                             "model": self._models.base.key})
         log.info("serving on %s with the model %s", self.device, self._models.base.key)
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, self._on_stop_signal)
         try:
             while (message := self._channel.receive()) is not None:
                 self._handle(message)
@@ -241,8 +253,32 @@ class Server:
         if self._fatal:
             log.error("stopped because the %s thread crashed", self._fatal)
             return 1
-        log.info("channel closed; stopped")
+        log.info("stopped after finishing its jobs" if self._draining.is_set()
+                 else "channel closed; stopped")
         return 0
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        """Runs on the main thread: start draining, which a helper thread ends."""
+        if self._draining.is_set():
+            return
+        self._draining.set()
+        with self._lock:
+            jobs = len(self._jobs)
+        log.info("%s: refusing new jobs, finishing %d in flight, then stopping",
+                 signal.Signals(signum).name, jobs)
+        # Minutes of training cannot finish in a stop's grace: they end now, as failures.
+        self._tuning.interrupt(EngineUnavailable(
+            "the music engine stopped during this fine-tune; start it again later"))
+        threading.Thread(target=self._stop_when_idle, name="drain", daemon=True).start()
+
+    def _stop_when_idle(self) -> None:
+        while True:
+            with self._lock:
+                idle = not self._jobs
+            if idle and not self._tuning.running:
+                break
+            time.sleep(DRAIN_POLL_SECONDS)
+        self._channel.shutdown()  # wakes the main thread, which stops everything
 
     def _guarded(self, name: str, target: Callable[[], None]) -> None:
         try:
@@ -281,6 +317,9 @@ class Server:
                                               f"(received {job_id!r:.40})"))
         elif handler is None:
             self._send_error(job_id, BadRequest(f"unknown message type {kind!r:.40}"))
+        elif kind in NEW_WORK and self._draining.is_set():
+            self._send_error(job_id, EngineUnavailable(
+                "the music engine is stopping; try again in a minute"))
         else:
             try:
                 handler(job_id, message)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 import subprocess
 import threading
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 1 << 16
 # Results hold every candidate's OGG: a few MB; this bounds what a broken peer can make us buffer.
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# The engine's main thread wakes this often while idle, to run signal handlers (SIGTERM).
+SIGNAL_POLL_SECONDS = 0.5
 
 
 class TransportClosed(ConnectionError):
@@ -180,8 +183,12 @@ class SocketChannel:
                 log.error("malformed data on the channel, closing it: %s", exc)
                 return None
             try:
+                # Waiting in select with a timeout, not in recv, lets the main thread run a
+                # signal handler even when the signal was delivered to another thread.
+                while not select.select([self._sock], [], [], SIGNAL_POLL_SECONDS)[0]:
+                    pass
                 data = self._sock.recv(READ_CHUNK)
-            except OSError:  # shut down by shutdown() from another thread
+            except (OSError, ValueError):  # shut down by shutdown() from another thread
                 return None
             if not data:
                 return None

@@ -119,6 +119,15 @@ class TuningJobs:
             job.cancelled = True
             self._stop(job)
 
+    def interrupt(self, exc: BaseException) -> None:
+        """Stop every run and answer each with `exc` (the engine is stopping)."""
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            self._reply_error(job, exc)
+            job.cancelled = True
+            self._stop(job)
+
     # Starting.
     def _own_checkpoint(self, models: Path, path: str | None) -> Path | None:
         """A client may start from its own server's checkpoints only (or the base model)."""

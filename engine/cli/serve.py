@@ -41,9 +41,14 @@ def run(args: argparse.Namespace) -> int:
     # A crash in native code (torch, FluidSynth, symusic) leaves every thread's stack in the
     # log before the client restarts the engine.
     faulthandler.enable()
-    logging.basicConfig(
-        level=os.environ.get("MOTIF_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-        format="%(asctime)s engine[%(process)d] %(levelname)s %(name)s: %(message)s")
+    from engine.logs import configure_logging
+
+    try:
+        configure_logging(level=os.environ.get("MOTIF_LOG_LEVEL", "INFO"), process="engine",
+                          log_format=os.environ.get("MOTIF_LOG_FORMAT") or "text")
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from engine.device import configure_threads
     from engine.models import budget_from_env
     from engine.render import RendererUnavailable
