@@ -261,6 +261,7 @@ class EngineStats:
     steps: int  # decode steps since start
     training_jobs: int = 0  # fine-tunes running in the background
     tokens: int = 0  # tokens sampled since start (each step samples one per active row)
+    draining: bool = False  # told to stop (SIGTERM): finishing its jobs, refusing new ones
 
 
 # Errors cross the wire by class name; anything else becomes a plain EngineError.

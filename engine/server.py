@@ -426,7 +426,7 @@ class Server:
             self._channel.send({"type": "pong", "id": job_id, "stats": stats | {
                 "pid": os.getpid(), "device": str(self.device), "jobs": jobs,
                 "rendering_jobs": self._renderer.pending, "models": self._models.keys(),
-                "training_jobs": self._tuning.running}})
+                "training_jobs": self._tuning.running, "draining": self._draining.is_set()}})
 
         self._scheduler.stats(reply)
 
