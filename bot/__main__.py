@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.config import Settings
+from engine.logs import configure_logging
 
 log = logging.getLogger("bot")
 
@@ -33,9 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ValueError as exc:
         return _fail(str(exc), EXIT_CONFIG)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
+    configure_logging(level=settings.log_level, log_format=settings.log_format, process="bot")
     # Alembic announces its plugins at INFO on every run; the migrations it runs stay visible.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if args.command == "db":
@@ -94,12 +93,11 @@ def _run(settings: Settings) -> int:
             "DISCORD_TOKEN is not set; the bot needs it to connect to Discord", EXIT_CONFIG
         )
     # Lazily: discord.py is heavy, and the db commands must work without it.
+    from bot import lifecycle
     from bot.app import create_bot
 
-    bot = create_bot(settings)
-    # discord.py's run() owns the event loop; logging is already configured above.
-    bot.run(settings.discord_token, log_handler=None)
-    return 0
+    # Serves until SIGTERM or SIGINT, then drains (bot.lifecycle); logging is set up above.
+    return lifecycle.run(create_bot(settings), settings.discord_token)
 
 
 def _sync(settings: Settings, guild_id: int | None) -> int:

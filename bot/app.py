@@ -8,6 +8,7 @@ The database must already be migrated (`python -m bot` does it before building t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
 
@@ -16,12 +17,14 @@ from discord import app_commands
 from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot import errors
+from bot import discord_api, errors
 from bot.cogs.tuning import FinetuneRunner
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker
 from bot.engine_port import Engine, open_engine
+from bot.lifecycle import Lifecycle
 from bot.limits import ComposeLimits
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,16 @@ class MotifBot(commands.Bot):
         self._start_engine = start_engine
         self._engine_context: AbstractAsyncContextManager[Engine] | None = None
         self._db_ready = False
+        # Stopping (SIGTERM, Ctrl-C) drains instead of dropping work: see bot.lifecycle.
+        self.lifecycle = Lifecycle(self, grace_seconds=settings.shutdown_grace_seconds)
+        self.lifecycle.install_gate()
+        self.metrics = Metrics(in_flight=lambda: self.lifecycle.in_flight)
+        if settings.discord_api_base is not None:
+            discord_api.use_api_base(settings.discord_api_base)
 
     async def setup_hook(self) -> None:
+        if self.settings.discord_api_base is not None:
+            await discord_api.use_api_gateway(self.http)
         self.db = create_engine(
             self.settings.database_url, sqlite_busy_timeout_ms=self.settings.sqlite_busy_timeout_ms
         )
@@ -97,19 +108,26 @@ class MotifBot(commands.Bot):
 
     async def close(self) -> None:
         try:
-            # Fine-tuning runs first: they take minutes, and the engine would wait for them.
-            if self._db_ready:
-                await self.tuning.close()
-            # The engine next, while Discord is still connected: it lets the compositions in
-            # flight finish (and be posted) and fails the rest with a clear message.
-            if self._engine_context is not None:
-                context, self._engine_context = self._engine_context, None
-                await context.__aexit__(None, None, None)
+            # While Discord stays connected (results are posted, newcomers told "restarting"):
+            # compositions in flight get the grace (bot.lifecycle) while fine-tuning runs stop
+            # (they take minutes) and are recorded as interrupted. Then our engine stops.
+            await asyncio.gather(self.lifecycle.drain(), self._stop_tuning())
+            await self._stop_engine()
+            await self.lifecycle.finish()
             await super().close()
         finally:
             if self._db_ready:
                 self._db_ready = False
                 await self.db.dispose()
+
+    async def _stop_tuning(self) -> None:
+        if self._db_ready:
+            await self.tuning.close()
+
+    async def _stop_engine(self) -> None:
+        if self._engine_context is not None:
+            context, self._engine_context = self._engine_context, None
+            await context.__aexit__(None, None, None)
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds))

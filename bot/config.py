@@ -11,6 +11,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from engine.logs import LOG_FORMATS
+
 DEFAULT_DATA_DIR = Path("data")
 # Long enough that one member cannot flood a channel, short enough not to feel like a ban.
 DEFAULT_COMPOSE_COOLDOWN_SECONDS = 10.0
@@ -27,6 +29,13 @@ DEFAULT_FINETUNE_KEEP_VERSIONS = 3
 # The engine's own bound on a run's steps.
 MAX_FINETUNE_STEPS = 100_000
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# How long a stopping bot lets compositions in flight finish before it fails them. Below
+# Kubernetes' default 30 s (then SIGKILL), leaving 10 s to fail the rest, stop the engine and
+# close the gateway; a composition alone takes a few seconds, a busy queue longer.
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 20.0
+MAX_SHUTDOWN_GRACE_SECONDS = 3600.0
+# The health and metrics endpoint listens on the loopback interface unless told otherwise.
+DEFAULT_METRICS_HOST = "127.0.0.1"
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # The drivers the bot runs on; plain URLs are mapped to them so operators can paste the
@@ -83,6 +92,14 @@ class Settings:
     finetune_keep_versions: int = DEFAULT_FINETUNE_KEEP_VERSIONS
     # Tuning steps per run; None lets the engine choose.
     finetune_steps: int | None = None
+    # "json": one JSON object per log line (bot and engine).
+    log_format: str = "text"
+    shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    # The /healthz, /readyz and /metrics endpoint; None: off.
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    # Discord's REST base (e.g. an API proxy: http://proxy:8080/api/v10); None: Discord's own.
+    discord_api_base: str | None = None
 
     def __post_init__(self) -> None:
         # frozen: normalized values are written with object.__setattr__.
@@ -132,6 +149,27 @@ class Settings:
                 f"(received {self.log_level!r})"
             )
         object.__setattr__(self, "log_level", level)
+        if self.log_format not in LOG_FORMATS:
+            raise ValueError(
+                f"MOTIF_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)} "
+                f"(received {self.log_format!r})"
+            )
+        if not 0 <= self.shutdown_grace_seconds <= MAX_SHUTDOWN_GRACE_SECONDS:
+            raise ValueError(
+                "MOTIF_SHUTDOWN_GRACE_SECONDS must be within 0 and "
+                f"{MAX_SHUTDOWN_GRACE_SECONDS:.0f} (received {self.shutdown_grace_seconds})"
+            )
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise ValueError(
+                f"MOTIF_METRICS_PORT must be within 1 and 65535 (received {self.metrics_port})"
+            )
+        if self.discord_api_base is not None and not re.match(
+            r"^https?://[^/\s]+(/\S*)?$", self.discord_api_base
+        ):
+            raise ValueError(
+                "DISCORD_API_BASE must be an http(s) URL such as http://proxy:8080/api/v10 "
+                f"(received {self.discord_api_base!r})"
+            )
 
     @property
     def redacted_database_url(self) -> str:
@@ -158,6 +196,14 @@ class Settings:
             kwargs["device"] = device
         if (level := get("MOTIF_LOG_LEVEL")) is not None:
             kwargs["log_level"] = level
+        if (log_format := get("MOTIF_LOG_FORMAT")) is not None:
+            kwargs["log_format"] = log_format.lower()
+        if (grace := get("MOTIF_SHUTDOWN_GRACE_SECONDS")) is not None:
+            kwargs["shutdown_grace_seconds"] = _parse_float("MOTIF_SHUTDOWN_GRACE_SECONDS", grace)
+        if (metrics_host := get("MOTIF_METRICS_HOST")) is not None:
+            kwargs["metrics_host"] = metrics_host
+        if (api_base := get("DISCORD_API_BASE")) is not None:
+            kwargs["discord_api_base"] = api_base.rstrip("/")
         if (cooldown := get("MOTIF_COMPOSE_COOLDOWN_SECONDS")) is not None:
             kwargs["compose_cooldown_seconds"] = _parse_float(
                 "MOTIF_COMPOSE_COOLDOWN_SECONDS", cooldown
@@ -175,6 +221,7 @@ _INT_VARIABLES = {
     "MOTIF_FINETUNE_AUTO_AFTER": "finetune_auto_after",
     "MOTIF_FINETUNE_KEEP_VERSIONS": "finetune_keep_versions",
     "MOTIF_FINETUNE_STEPS": "finetune_steps",
+    "MOTIF_METRICS_PORT": "metrics_port",
 }
 
 

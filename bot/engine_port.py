@@ -15,6 +15,7 @@ from engine.protocol import (
     ComposeRequest,
     ComposeResult,
     Composing,
+    EngineStats,
     FinetuneRequest,
     FinetuneResult,
     PreferencePair,
@@ -33,6 +34,7 @@ __all__ = [
     "ComposeResult",
     "Composing",
     "Engine",
+    "EngineStats",
     "FinetuneRequest",
     "FinetuneResult",
     "PreferencePair",
@@ -63,6 +65,15 @@ class Engine(Protocol):
         """Tune the server's model (minutes); cancelling the awaiting task stops the run."""
         ...
 
+    async def stats(self, timeout: float = 10.0) -> EngineStats:
+        """The engine's figures (queue, rows, tokens decoded); EngineUnavailable when down."""
+        ...
+
+    @property
+    def restarts(self) -> int:
+        """How many times the engine was replaced after it went away."""
+        ...
+
 
 def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     """The embedded engine: a subprocess the client starts, watches and restarts."""
@@ -73,4 +84,8 @@ def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     device = None if settings.device == "auto" else settings.device
     # The engine keeps the servers' checkpoints (and the corpus it replays) in the data dir.
     env = {"MOTIF_DATA_DIR": str(settings.data_dir.resolve())}
-    return EngineClient.local(device=device, env=env)
+    # The bot closes its engine after its drain (bot.lifecycle) has spent the grace on the
+    # compositions: what is left then (a seed preview, a piece export) gets a few seconds.
+    from bot.lifecycle import FAIL_SECONDS
+
+    return EngineClient.local(device=device, env=env, close_timeout=FAIL_SECONDS)

@@ -13,6 +13,7 @@ from bot.cogs.compose._job import ComposeJob
 from bot.cogs.compose._progress import ProgressMessage
 from bot.db import get_active_model_version, record_composition, set_composition_message
 from bot.db.queries import NewCandidate
+from bot.lifecycle import tracked_composition
 from bot.views import composition_view
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@tracked_composition  # a stopping bot waits for it; the metrics count it
 async def compose_and_post(
     bot: MotifBot,
     interaction: discord.Interaction,

@@ -121,6 +121,7 @@ class FinetuneRunner:
             steps=settings.finetune_steps,
         )
         running = self._running[guild_id] = _Running(job)
+        self._bot.metrics.finetune("started")
         running.task = asyncio.create_task(self._drive(running), name=f"motif-finetune-{guild_id}")
         log.info(
             "guild %s: fine-tuning run #%s started (%d pieces, %d pairs)",
@@ -199,11 +200,13 @@ class FinetuneRunner:
             except Exception as error:  # noqa: BLE001
                 await self._failed(job, failure_reason(error))
                 return
+            self._bot.metrics.finetune("succeeded" if result.accepted else "rejected")
             await announce(self._bot, job, _report.result_embed(job, version))
         finally:
             del self._running[job.guild_id]
 
     async def _failed(self, job: TuningJob, error: str) -> None:
+        self._bot.metrics.finetune("failed")
         log.warning("guild %s: fine-tuning run #%s failed: %s", job.guild_id, job.run_id, error)
         if await record_end(self._bot, job, status=FinetuneStatus.FAILED, error=error):
             await announce(
@@ -213,6 +216,8 @@ class FinetuneRunner:
     async def _stopped(self, running: _Running) -> None:
         status, error, tell = running.stop
         job = running.job
+        cancelled = status is FinetuneStatus.CANCELLED
+        self._bot.metrics.finetune("cancelled" if cancelled else "interrupted")
         log.info("guild %s: fine-tuning run #%s stopped: %s", job.guild_id, job.run_id, error)
         if await record_end(self._bot, job, status=status, error=error) and tell:
             await announce(self._bot, job, _report.failure_embed(job, error, status=status))
