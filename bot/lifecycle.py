@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec
 import discord
 
 from bot.errors import UserFacingError
+from bot.health import OpsServer
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -200,6 +201,9 @@ def run(bot: MotifBot, token: str) -> int:
     """Connect and serve until SIGTERM or SIGINT, then drain and close; the exit status."""
     try:
         return asyncio.run(_serve(bot, token))
+    except discord.LoginFailure as exc:
+        log.error("Discord refused the token in DISCORD_TOKEN: %s", exc)
+        return 2
     except Exception:
         # Through logging, so that a JSON log keeps one object per line, traceback included.
         log.exception("the bot stopped on an error")
@@ -223,8 +227,6 @@ async def _serve(bot: MotifBot, token: str) -> int:
 
     for stop_signal in STOP_SIGNALS:
         loop.add_signal_handler(stop_signal, on_signal, stop_signal)
-    from bot.health import OpsServer  # aiohttp: already loaded with discord.py
-
     ops = OpsServer.from_settings(bot)
     async with bot:
         if ops is not None:

@@ -258,20 +258,21 @@ class Server:
         return 0
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
-        """Runs on the main thread: start draining, which a helper thread ends."""
+        """Runs on the main thread, between any two of its bytecodes (maybe while it holds
+        the channel's send lock): it only flags the drain and starts the thread that does it."""
         if self._draining.is_set():
             return
         self._draining.set()
+        threading.Thread(target=self._stop_when_idle, args=(signal.Signals(signum).name,),
+                         name="drain", daemon=True).start()
+
+    def _stop_when_idle(self, signal_name: str) -> None:
         with self._lock:
             jobs = len(self._jobs)
-        log.info("%s: refusing new jobs, finishing %d in flight, then stopping",
-                 signal.Signals(signum).name, jobs)
+        log.info("%s: refusing new jobs, finishing %d in flight, then stopping", signal_name, jobs)
         # Minutes of training cannot finish in a stop's grace: they end now, as failures.
         self._tuning.interrupt(EngineUnavailable(
             "the music engine stopped during this fine-tune; start it again later"))
-        threading.Thread(target=self._stop_when_idle, name="drain", daemon=True).start()
-
-    def _stop_when_idle(self) -> None:
         while True:
             with self._lock:
                 idle = not self._jobs

@@ -4,7 +4,8 @@ It talks msgpack over the socket it inherited as file descriptor N (see engine.t
 loads the model once, keeps the synth loaded, and stops when that socket closes. Settings come
 from the environment so the bot's operators set them in one place: MOTIF_CHECKPOINT (default:
 the shipped base model), MOTIF_DEVICE (default: cuda when present), MOTIF_MAX_ROWS,
-MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL.
+MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL, MOTIF_LOG_FORMAT. SIGTERM drains it
+(engine.server): the jobs in flight are delivered, then it exits 0.
 """
 
 from __future__ import annotations

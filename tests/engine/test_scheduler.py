@@ -106,7 +106,9 @@ def test_rows_join_a_running_batch_and_leave_when_done(model):
     scheduler.submit(long)
     for _ in range(5):
         scheduler.tick()
-    assert stats(scheduler)["active_rows"] == 3
+    figures = stats(scheduler)
+    assert figures["active_rows"] == 3
+    assert figures["tokens"] == 3 * figures["steps"] > 0  # each step samples a token a row
     short = make_job(model, 2, bars=1, candidates=2)
     scheduler.submit(short)
     scheduler.tick()
@@ -121,8 +123,9 @@ def test_rows_join_a_running_batch_and_leave_when_done(model):
     assert percents and percents == sorted(percents)
     long.cancelled = True
     scheduler.cancel(long)
-    assert stats(scheduler) | {"steps": 0} == {"active_rows": 0, "max_rows": 16,
-                                               "active_jobs": 0, "queued_jobs": 0, "steps": 0}
+    assert stats(scheduler) | {"steps": 0, "tokens": 0} == {
+        "active_rows": 0, "max_rows": 16, "active_jobs": 0, "queued_jobs": 0, "steps": 0,
+        "tokens": 0}
 
 
 def test_cancel_frees_rows_and_queue_places(model):
@@ -143,8 +146,9 @@ def test_cancel_frees_rows_and_queue_places(model):
     scheduler.cancel(running)
     scheduler.tick()  # the freed rows go to the next job at once
     assert rec.dropped == [2, 1]
-    assert stats(scheduler) | {"steps": 0} == {"active_rows": 4, "max_rows": 4,
-                                               "active_jobs": 1, "queued_jobs": 0, "steps": 0}
+    assert stats(scheduler) | {"steps": 0, "tokens": 0} == {
+        "active_rows": 4, "max_rows": 4, "active_jobs": 1, "queued_jobs": 0, "steps": 0,
+        "tokens": 0}
     scheduler.stop()
     assert not scheduler.tick()
     assert rec.dropped == [2, 1, 3] and not rec.failed
