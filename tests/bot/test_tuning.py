@@ -138,6 +138,11 @@ def shown(embed: object) -> str:
 # --- who may, and with what ------------------------------------------------------------------
 
 
+def finetunes(bot: MotifBot, outcome: str) -> float | None:
+    """The bot's count of fine-tunes with this outcome (bot.metrics)."""
+    return bot.metrics.registry.get_sample_value("motif_finetunes_total", {"outcome": outcome})
+
+
 async def test_only_members_with_manage_server_see_and_run_the_commands(world) -> None:
     assert set(COMMANDS) <= set(world.admin.available_commands(world.channel))
     assert not set(COMMANDS) & set(world.bob.available_commands(world.channel))
@@ -191,6 +196,7 @@ async def test_too_little_data_fails_the_run_with_the_engines_reason(world, chor
     assert "failed" in announced.title and "at least 3 different pieces" in shown(announced)
     assert await versions(world.bot, world.guild.id) == []
     assert await active_version(world.bot, world.guild.id) is None
+    assert (finetunes(world.bot, "started"), finetunes(world.bot, "failed")) == (1, 1)
 
 
 async def test_an_unavailable_engine_fails_the_run_clearly(world, chorale_files) -> None:
@@ -302,6 +308,7 @@ async def test_a_gate_rejection_is_announced_and_the_server_keeps_its_model(
     assert version.status == "rejected" and version.metrics["accepted"] is False
     assert version.metrics["server_nll_after"] >= version.metrics["server_nll_before"]
     assert await active_version(world.bot, guild_id) is None
+    assert (finetunes(world.bot, "rejected"), finetunes(world.bot, "succeeded")) == (1, 0)
     (announced,) = bot_embeds(world.channel)
     assert announced.title == f"Fine-tuning run #{run.id}: not used"
     assert (announced.description or "").startswith(
@@ -375,6 +382,7 @@ async def test_closing_the_bot_fails_the_run_in_progress_and_says_so(
     refused = reply(await world.admin.slash(world.channel, "finetune start"))
     assert "restarting" in refused.content
     assert raised_names(world) == ["ShuttingDown"]
+    assert (finetunes(world.bot, "started"), finetunes(world.bot, "interrupted")) == (1, 1)
     await wait_for_idle_engine(world.bot.engine)
 
 
