@@ -40,6 +40,14 @@ FINETUNE_OUTCOMES = ("started", "succeeded", "rejected", "failed", "cancelled", 
 # Seconds from the request to the posted message: a few seconds alone, tens under load.
 TIME_TO_POST_BUCKETS = (1, 2, 3, 5, 8, 13, 20, 30, 45, 60, 90, 120, 300)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The engine's figures exported as they are (EngineStats field: help text).
+ENGINE_GAUGES = {
+    "queued_jobs": "Compositions waiting for room in the decode batch",
+    "active_rows": "Sequences decoding together now",
+    "max_rows": "The cap on sequences decoding together",
+    "rendering_jobs": "Compositions being rendered to audio",
+    "training_jobs": "Fine-tunes running in the engine",
+}
 
 
 def failure_reason(error: BaseException) -> str:
@@ -97,19 +105,10 @@ class Metrics:
         self.engine_up = Gauge(
             "motif_engine_up", "1 when the engine answered the last scrape's ping",
             registry=registry)
-        self.engine_queued_jobs = Gauge(
-            "motif_engine_queued_jobs", "Compositions waiting for room in the decode batch",
-            registry=registry)
-        self.engine_active_rows = Gauge(
-            "motif_engine_active_rows", "Sequences decoding together now", registry=registry)
-        self.engine_max_rows = Gauge(
-            "motif_engine_max_rows", "The cap on sequences decoding together",
-            registry=registry)
-        self.engine_rendering_jobs = Gauge(
-            "motif_engine_rendering_jobs", "Compositions being rendered to audio",
-            registry=registry)
-        self.engine_training_jobs = Gauge(
-            "motif_engine_training_jobs", "Fine-tunes running in the engine", registry=registry)
+        self.engine_figures = {
+            field: Gauge(f"motif_engine_{field}", text, registry=registry)
+            for field, text in ENGINE_GAUGES.items()
+        }
         self.engine_restarts = Counter(
             "motif_engine_restarts", "Times the engine went away and was started again",
             registry=registry)
@@ -152,11 +151,8 @@ class Metrics:
         self.engine_up.set(0 if stats is None else 1)
         if stats is None:
             return
-        self.engine_queued_jobs.set(stats.queued_jobs)
-        self.engine_active_rows.set(stats.active_rows)
-        self.engine_max_rows.set(stats.max_rows)
-        self.engine_rendering_jobs.set(stats.rendering_jobs)
-        self.engine_training_jobs.set(stats.training_jobs or 0)
+        for field, gauge in self.engine_figures.items():
+            gauge.set(getattr(stats, field) or 0)
         tokens, steps = stats.tokens or 0, stats.steps or 0
         if stats.pid != self._engine_pid:  # a new engine process counts from 0
             self._engine_pid, self._engine_tokens, self._engine_steps = stats.pid, 0, 0
