@@ -6,6 +6,9 @@ per segment on its pitched notes (drum tracks are left out), and two sets of seg
 compared by the overlapping area of each feature's kernel density estimate. Keys are found
 with the Krumhansl-Schmuckler algorithm on the Krumhansl-Kessler profiles.
 
+What a continuation keeps of its seed (its instruments, drums, scale, groove, bars, dynamics)
+is measured bar by bar on every note, drums included (`BarNotes` and the functions after it).
+
 Pure numpy and symusic (no torch), so anything may import it. Times are in quarter notes
 ("beats" below), whatever the MIDI resolution.
 """
@@ -28,6 +31,12 @@ DRUMS = 128  # the "program" of a drum track in `instruments`
 KDE_POINTS = 2048
 MIDI_DEFAULT_TEMPO, MIDI_DEFAULT_METRE = 120.0, "4/4"  # what a file without them plays at
 TEMPO_TOLERANCE = 1.0  # bpm: MIDI stores microseconds per beat, so tempos round a little
+# Onsets are placed on a grid of twelfths of a beat: sixteenths (3 steps) and eighth-note
+# triplets (4 steps) both fall on it, so straight and swung grooves keep their shape.
+STEPS_PER_BEAT = 12
+# A bar matches another when this share of its (onset, pitch) pairs, and of the other's, match.
+BAR_MATCH_SHARE = 0.8
+LOUD_VELOCITY = 120  # notes this loud or louder are the model's overshoot, rarely a seed's
 
 # Feature name -> what a table or a plot calls it.
 FEATURES = {
@@ -79,6 +88,11 @@ class Key:
         profile correlations often mistake a key for its relative on a few bars."""
         return (self.tonic + 3) % PITCH_CLASSES if self.minor else self.tonic
 
+    @property
+    def scale(self) -> frozenset[int]:
+        """Pitch classes of the key signature's diatonic scale (a minor key: natural minor)."""
+        return frozenset((self.signature + step) % PITCH_CLASSES for step in MAJOR_SCALE)
+
 
 def pitch_class_histogram(notes: Notes, *, by_duration: bool = False) -> np.ndarray:
     """Share of notes (or of sounding time) on each pitch class; zeros when there are none."""
@@ -104,6 +118,21 @@ def scale_consistency(notes: Notes) -> float:
     in_scale = max(int(counts[[(tonic + d) % PITCH_CLASSES for d in MAJOR_SCALE]].sum())
                    for tonic in range(PITCH_CLASSES))
     return in_scale / len(notes)
+
+
+def in_scale_share(notes: Notes, key: Key) -> float | None:
+    """Share of the notes whose pitch class is in `key`'s scale; None without notes."""
+    if not len(notes):
+        return None
+    return float(np.isin(notes.pitch % PITCH_CLASSES, sorted(key.scale)).mean())
+
+
+def pitch_class_distance(a: Notes, b: Notes) -> float:
+    """L1 distance between the two pitch-class histograms (shares of notes): 0 for the same
+    mix of pitch classes, 2 for disjoint ones. A side without notes shares nothing: 2."""
+    if not len(a) or not len(b):
+        return 2.0
+    return float(np.abs(pitch_class_histogram(a) - pitch_class_histogram(b)).sum())
 
 
 def find_key(notes: Notes) -> Key | None:
@@ -245,6 +274,135 @@ def seed_consistency(seed: Score, continuation: Score) -> dict[str, bool | None]
                                                       or MIDI_DEFAULT_METRE},
         "instruments": instruments(continuation) <= instruments(seed),
     }
+
+
+# A continuation against its seed, bar by bar, on every note (drums included).
+
+@dataclass(frozen=True)
+class BarNotes:
+    """The notes that start in a score's first `bars` bars, drum hits included, each placed
+    on the STEPS_PER_BEAT grid: its bar and its step from that bar's line. An onset a hair
+    before a bar line snaps onto it, so it counts in the bar it is heard in."""
+
+    bar: np.ndarray
+    step: np.ndarray
+    pitch: np.ndarray
+    velocity: np.ndarray
+    drum: np.ndarray  # bool
+    bar_steps: np.ndarray  # (bars,) length of each bar in steps
+    bars: int
+
+    @classmethod
+    def of(cls, score: Score, bars: int) -> BarNotes:
+        tpq = score.ticks_per_quarter
+        lines = np.round(np.array(bar_lines(score, bars)) * STEPS_PER_BEAT / tpq)
+        tracks = [t for t in score.tracks if t.note_num()]
+        arrays = [t.notes.numpy() for t in tracks]
+        if not arrays:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(empty, empty, empty, empty, empty.astype(bool),
+                       np.diff(lines).astype(np.int64), bars)
+        steps = np.round(np.concatenate([a["time"] for a in arrays]) * STEPS_PER_BEAT / tpq)
+        bar = np.searchsorted(lines, steps, side="right") - 1
+        inside = bar < bars
+        bar = bar[inside]
+        return cls(
+            bar=bar,
+            step=(steps[inside] - lines[bar]).astype(np.int64),
+            pitch=np.concatenate([a["pitch"] for a in arrays]).astype(np.int64)[inside],
+            velocity=np.concatenate([a["velocity"] for a in arrays]).astype(np.int64)[inside],
+            drum=np.concatenate([np.full(len(a["time"]), t.is_drum) for t, a in
+                                 zip(tracks, arrays, strict=True)])[inside],
+            bar_steps=np.diff(lines).astype(np.int64),
+            bars=bars,
+        )
+
+    def __len__(self) -> int:
+        return len(self.bar)
+
+    def per_bar(self) -> float:
+        return len(self) / self.bars if self.bars else 0.0
+
+
+def bars_written(score: Score) -> int:
+    """Bars from the start to the end of the last note (in the score's metres)."""
+    ends = [int((a["time"] + a["duration"]).max()) for a in
+            (t.notes.numpy() for t in score.tracks if t.note_num())]
+    if not ends:
+        return 0
+    tpq = score.ticks_per_quarter
+    shortest = min([tpq * 4 * ts.numerator // ts.denominator for ts in score.time_signatures]
+                   or [tpq * 4])
+    lines = bar_lines(score, max(ends) // max(1, shortest) + 2)
+    return int(np.searchsorted(lines, max(ends), side="left"))
+
+
+def drum_bar_share(notes: BarNotes) -> float:
+    """Share of the bars in which a drum is hit."""
+    if not notes.bars:
+        return 0.0
+    return len(np.unique(notes.bar[notes.drum])) / notes.bars
+
+
+def onset_profile(notes: BarNotes) -> np.ndarray:
+    """Where in the bar the notes start: shares per grid step, as long as the longest bar."""
+    length = int(notes.bar_steps.max(initial=0))
+    counts = np.bincount(notes.step.clip(0, max(0, length - 1)), minlength=length)[:length]
+    return counts / counts.sum() if counts.sum() else counts.astype(float)
+
+
+def profile_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Total variation between two onset profiles (half their L1 distance, the shorter one
+    padded with silence): 0 when the notes start at the same places in the bar in the same
+    proportions, 1 when they never start at the same places."""
+    length = max(len(a), len(b))
+    a, b = np.pad(a, (0, length - len(a))), np.pad(b, (0, length - len(b)))
+    if not a.any() or not b.any():
+        return 1.0
+    return float(np.abs(a - b).sum() / 2)
+
+
+def bar_patterns(notes: BarNotes) -> list[frozenset[tuple[bool, int, int]]]:
+    """Each bar's (drum, onset step, pitch) triples."""
+    patterns: list[set[tuple[bool, int, int]]] = [set() for _ in range(notes.bars)]
+    for bar, drum, step, pitch in zip(notes.bar.tolist(), notes.drum.tolist(),
+                                      notes.step.tolist(), notes.pitch.tolist(), strict=True):
+        patterns[bar].add((drum, step, pitch))
+    return [frozenset(p) for p in patterns]
+
+
+def bars_match(a: frozenset, b: frozenset) -> bool:
+    """At least BAR_MATCH_SHARE of each bar's (onset, pitch) pairs are in the other one."""
+    return bool(a) and bool(b) and len(a & b) >= BAR_MATCH_SHARE * max(len(a), len(b))
+
+
+def repeated_bar_share(patterns: list[frozenset]) -> float | None:
+    """Share of the bars with notes that match an earlier bar; None without notes."""
+    played = [i for i, p in enumerate(patterns) if p]
+    if not played:
+        return None
+    repeats = sum(any(bars_match(patterns[i], patterns[j]) for j in range(i)) for i in played)
+    return repeats / len(played)
+
+
+def reused_bar_share(patterns: list[frozenset], seed: list[frozenset]) -> float | None:
+    """Share of the bars with notes that match a bar of the seed; None without notes."""
+    played = [p for p in patterns if p]
+    if not played:
+        return None
+    return sum(any(bars_match(p, s) for s in seed) for p in played) / len(played)
+
+
+def loud_share(notes: BarNotes) -> float | None:
+    """Share of the notes at velocity LOUD_VELOCITY or above; None without notes."""
+    return float((notes.velocity >= LOUD_VELOCITY).mean()) if len(notes) else None
+
+
+def instruments_kept(seed: Score, continuation: Score) -> float:
+    """Share of the seed's instruments (GM programs, drums as DRUMS) that play in the
+    continuation."""
+    wanted = instruments(seed)
+    return len(wanted & instruments(continuation)) / len(wanted) if wanted else 1.0
 
 
 # Comparing two sets of values of one feature.

@@ -11,18 +11,31 @@ from symusic import Note, Score, Tempo, TimeSignature, Track
 from engine.musical_stats import (
     DRUMS,
     FEATURES,
+    BarNotes,
     Key,
     Notes,
     bar_lines,
+    bar_patterns,
+    bars_match,
+    bars_written,
+    drum_bar_share,
     empty_beat_rate,
     features,
     find_key,
+    in_scale_share,
     instruments,
+    instruments_kept,
     kde,
+    loud_share,
+    onset_profile,
     overlapping_area,
+    pitch_class_distance,
     pitch_class_entropy,
     pitch_range,
     polyphony,
+    profile_distance,
+    repeated_bar_share,
+    reused_bar_share,
     scale_consistency,
     seed_consistency,
     segment,
@@ -202,3 +215,104 @@ def test_seed_consistency():
     assert seed_consistency(bare, bare)["tempo"] and seed_consistency(bare, bare)["metre"]
     assert seed_consistency(score(track([])), bare)["key"] is None
     assert seed_consistency(score(track([])), bare)["key_signature"] is None
+
+
+def test_a_keys_scale_is_its_key_signatures_diatonic_set():
+    assert Key(0, minor=False).scale == {0, 2, 4, 5, 7, 9, 11}
+    assert Key(9, minor=True).scale == Key(0, minor=False).scale  # A minor: no sharps either
+    assert Key(2, minor=False).scale == {2, 4, 6, 7, 9, 11, 1}  # D major: F# and C#
+
+
+def test_notes_in_a_keys_scale():
+    c_major = Key(0, minor=False)
+    assert in_scale_share(melody(scale(60, MAJOR_STEPS)), c_major) == 1.0
+    assert in_scale_share(melody(list(range(60, 72))), c_major) == pytest.approx(7 / 12)
+    assert in_scale_share(melody([61, 63, 66, 60]), c_major) == 0.25
+    assert in_scale_share(melody([]), c_major) is None
+
+
+def test_pitch_class_distance():
+    assert pitch_class_distance(melody([60, 64, 67]), melody([72, 76, 55])) == 0.0  # octaves
+    assert pitch_class_distance(melody([60, 60]), melody([62])) == 2.0  # nothing in common
+    # Half C, half D against all C: |0.5 - 1| + |0.5 - 0| = 1.
+    assert pitch_class_distance(melody([60, 62]), melody([60])) == pytest.approx(1.0)
+    assert pitch_class_distance(melody([]), melody([60])) == 2.0
+
+
+def test_bar_notes_place_every_note_in_its_bar_drums_included():
+    s = score(track([(0, 1, 60), (1.5, 1, 62), (2.99, 1, 64), (6, 1, 65)]),
+              track([(3, 0.1, 36)], drum=True), metre=(3, 4))
+    notes = BarNotes.of(s, 2)  # bars of 3 beats: [0, 3), [3, 6); the note at 6 is outside
+    assert notes.bars == 2 and notes.bar_steps.tolist() == [36, 36]
+    # The onset a hundredth of a beat before the bar line is heard on it: bar 1, step 0.
+    placed = sorted(zip(notes.bar.tolist(), notes.step.tolist(), notes.pitch.tolist(),
+                        notes.drum.tolist(), strict=True))
+    assert placed == [(0, 0, 60, False), (0, 18, 62, False), (1, 0, 36, True),
+                      (1, 0, 64, False)]
+    assert len(notes) == 4 and notes.per_bar() == 2.0
+    assert len(BarNotes.of(score(), 4)) == 0 and BarNotes.of(score(), 4).per_bar() == 0.0
+
+
+def test_bars_written_count_to_the_end_of_the_last_note():
+    assert bars_written(score(track([(0, 1, 60), (7, 1, 62)]))) == 2  # ends on bar line 2
+    assert bars_written(score(track([(0, 1, 60), (7, 1.5, 62)]))) == 3  # rings into bar 3
+    assert bars_written(score(track([(0, 1, 60), (7, 1, 62)]), metre=(6, 8))) == 3  # 3-beat bars
+    assert bars_written(score()) == 0
+
+
+def test_drum_bar_share():
+    s = score(track([(b, 1, 60) for b in range(16)]),
+              track([(0, 0.1, 36), (0.5, 0.1, 42), (9, 0.1, 38)], drum=True))
+    assert drum_bar_share(BarNotes.of(s, 4)) == 0.5  # drums in bars 0 and 2 of 4
+    assert drum_bar_share(BarNotes.of(s, 8)) == 0.25  # bars the score never reaches count
+
+
+def test_onset_profiles_compare_where_notes_start_in_the_bar():
+    on_beats = BarNotes.of(score(track([(b, 1, 60) for b in range(8)])), 2)
+    profile = onset_profile(on_beats)
+    assert len(profile) == 48 and profile[[0, 12, 24, 36]].tolist() == [0.25] * 4
+    other_pitches = BarNotes.of(score(track([(b, 1, 70 + b) for b in range(8)])), 2)
+    assert profile_distance(profile, onset_profile(other_pitches)) == 0.0
+    offbeats = BarNotes.of(score(track([(b + 0.5, 0.5, 60) for b in range(8)])), 2)
+    assert profile_distance(profile, onset_profile(offbeats)) == 1.0
+    half = BarNotes.of(score(track([(b * 0.5, 0.5, 60) for b in range(16)])), 2)
+    assert profile_distance(profile, onset_profile(half)) == pytest.approx(0.5)
+    # A 6/8 bar (36 steps) of dotted quarters against 4/4 on the beat: only beat 1 is shared.
+    six_eight = BarNotes.of(score(track([(b * 1.5, 1.5, 60) for b in range(4)]),
+                                  metre=(6, 8)), 2)
+    assert len(onset_profile(six_eight)) == 36
+    assert profile_distance(profile, onset_profile(six_eight)) == pytest.approx(0.75)
+    assert profile_distance(profile, onset_profile(BarNotes.of(score(), 2))) == 1.0
+
+
+def test_repeated_and_reused_bars():
+    riff = [(0, 0.5, 60), (0.5, 0.5, 62), (1, 1, 64), (2, 1, 65), (3, 1, 67)]
+    varied = riff[:4] + [(3, 1, 69)]  # 4 of 5 pairs kept: a repeat
+    new = riff[:3] + [(2, 1, 71), (3, 1, 72)]  # 3 of 5: not one
+    bars = [riff, new, varied, new[:2], []]
+    piece = score(track([(4 * b + t, d, p) for b, notes in enumerate(bars) for t, d, p in notes]))
+    patterns = bar_patterns(BarNotes.of(piece, 5))
+    assert [len(p) for p in patterns] == [5, 5, 5, 2, 0]
+    assert bars_match(patterns[0], patterns[2]) and not bars_match(patterns[0], patterns[1])
+    assert not bars_match(patterns[1], patterns[3])  # a subset is not a repeat
+    # Of the 4 bars with notes, bar 2 repeats bar 0; the silent bar does not count.
+    assert repeated_bar_share(patterns) == 0.25
+    seed = bar_patterns(BarNotes.of(score(track(new)), 1))
+    assert reused_bar_share(patterns, seed) == 0.25  # bar 1; bar 3 is only a part of it
+    seed = bar_patterns(BarNotes.of(score(track(new + [(4 + t, d, p) for t, d, p in riff])), 2))
+    assert reused_bar_share(patterns, seed) == 0.75  # bars 0 and 2 match the riff, 1 the other
+    assert repeated_bar_share([frozenset()]) is None
+    assert reused_bar_share([frozenset()], seed) is None
+
+
+def test_loud_notes_and_kept_instruments():
+    loud = Track(program=0)
+    for i, velocity in enumerate([127, 100, 120, 64]):
+        loud.notes.append(Note(i * TPQ, TPQ, 60, velocity))
+    assert loud_share(BarNotes.of(score(loud), 1)) == 0.5
+    assert loud_share(BarNotes.of(score(), 1)) is None
+    seed = score(track([(0, 1, 60)]), track([(0, 1, 36)], program=33),
+                 track([(0, 1, 38)], drum=True))
+    assert instruments_kept(seed, score(track([(0, 1, 60)]), track([(0, 1, 60)], program=40))
+                            ) == pytest.approx(1 / 3)
+    assert instruments_kept(seed, seed) == 1.0
