@@ -26,6 +26,7 @@ SECTIONS = [
     "bench.render_speed",
     "bench.compose_e2e",
     "bench.finetune",
+    "bench.out_of_domain",
 ]
 OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 

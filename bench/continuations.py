@@ -26,7 +26,7 @@ BARS = 8  # short keeps 200 continuations within a minute on a CPU
 @dataclass
 class Opening:
     piece_id: str
-    seed: Score  # the first SEED_BARS bars
+    seed: Score  # the first SEED_BARS bars (or as many as asked)
     reference: Score  # the next BARS bars as written
     beats: float  # the reference's length in quarter notes
 
@@ -39,13 +39,15 @@ class Continuation:
     score: Score | None  # None when the tokens did not decode to valid MIDI
 
 
-def opening_of(piece_id: str, piece: Score) -> Opening | None:
-    """Seed and reference of a piece long enough to have notes in both, else None."""
-    lines = bar_lines(piece, SEED_BARS + BARS)
+def opening_of(piece_id: str, piece: Score, *, seed_bars: int = SEED_BARS,
+               bars: int = BARS) -> Opening | None:
+    """Seed (the first `seed_bars` bars) and reference (the next `bars`) of a piece long
+    enough to have notes in both, else None."""
+    lines = bar_lines(piece, seed_bars + bars)
     if piece.end() <= lines[-2]:  # the piece must reach into the reference's last bar
         return None
-    seed, _ = segment(piece, 0, SEED_BARS)
-    reference, beats = segment(piece, SEED_BARS, BARS)
+    seed, _ = segment(piece, 0, seed_bars)
+    reference, beats = segment(piece, seed_bars, bars)
     if not len(Notes.of(seed)) or not len(Notes.of(reference)):
         return None
     return Opening(piece_id, seed, reference, beats)

@@ -1,0 +1,154 @@
+"""What a continuation keeps of its seed, as the out-of-domain bench counts it: one dict of
+figures per continuation (engine/musical_stats.py has the definitions), and the level of a
+rendered clip.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+from symusic import Score
+
+from bench.ood_seeds import BARS, OodSeed
+from engine.musical_stats import (
+    DRUMS,
+    MIDI_DEFAULT_TEMPO,
+    BarNotes,
+    Key,
+    Notes,
+    bar_lines,
+    bar_patterns,
+    bars_written,
+    drum_bar_share,
+    find_key,
+    in_scale_share,
+    instruments,
+    instruments_kept,
+    loud_share,
+    onset_profile,
+    pitch_class_distance,
+    profile_distance,
+    repeated_bar_share,
+    reused_bar_share,
+    seed_consistency,
+    tempo_at,
+)
+
+DENSITY_TOLERANCE = 1.3  # notes per bar within this factor of the seed's
+# Until the engine has a BS.1770 meter, clips are compared by their RMS level over 400 ms
+# blocks, leaving out blocks of silence as BS.1770's absolute gate does.
+LEVEL_BLOCK_SECONDS = 0.4
+LEVEL_GATE_DBFS = -70.0
+LEVEL_UNIT = "dB RMS"
+
+Figures = dict[str, float | bool | None]
+
+
+@dataclass(frozen=True)
+class SeedFacts:
+    """What every continuation of one seed is measured against, computed once."""
+
+    seed: OodSeed
+    score: Score
+    key: Key | None
+    instruments: frozenset[int]
+    notes: BarNotes
+    patterns: list[frozenset]
+    profile: np.ndarray
+    reference_notes: Notes | None
+
+    @classmethod
+    def of(cls, seed: OodSeed) -> SeedFacts:
+        score = seed.score
+        notes = BarNotes.of(score, seed.bars)
+        return cls(seed, score, find_key(Notes.of(score)), instruments(score), notes,
+                   bar_patterns(notes), onset_profile(notes),
+                   Notes.of(seed.reference) if seed.reference is not None else None)
+
+    @property
+    def drums(self) -> bool:
+        return DRUMS in self.instruments
+
+    @property
+    def loud_share(self) -> float | None:
+        return loud_share(self.notes)
+
+    @property
+    def tempo(self) -> float:
+        """Quarter notes per minute at the seed's end, where the continuation starts."""
+        return tempo_at(self.score, self.score.end()) or MIDI_DEFAULT_TEMPO
+
+
+def measure(facts: SeedFacts, continuation: Score) -> Figures:
+    """Every figure of one continuation of `facts.seed` (BARS bars asked for)."""
+    notes = BarNotes.of(continuation, BARS)
+    pitched = Notes.of(continuation)
+    kept = seed_consistency(facts.score, continuation)
+    density = notes.per_bar() / facts.notes.per_bar()
+    return {
+        "full_bars": bars_written(continuation) == BARS,
+        "drums_kept": drum_bar_share(notes) if facts.drums else None,
+        "instruments_kept": instruments_kept(facts.score, continuation),
+        "only_seed_instruments": instruments(continuation) <= facts.instruments,
+        "in_scale": in_scale_share(pitched, facts.key) if facts.key else None,
+        "key": kept["key"],
+        "key_signature": kept["key_signature"],
+        "density": density,
+        "density_within": 1 / DENSITY_TOLERANCE <= density <= DENSITY_TOLERANCE,
+        "rhythm": profile_distance(facts.profile, onset_profile(notes)),
+        "repeated": repeated_bar_share(bar_patterns(notes)),
+        "reused": reused_bar_share(bar_patterns(notes), facts.patterns),
+        "loud": loud_share(notes),
+        "pitch_class_distance": (pitch_class_distance(pitched, facts.reference_notes)
+                                 if facts.reference_notes is not None else None),
+    }
+
+
+def seconds_at(score: Score, tick: int) -> float:
+    """Where `tick` falls in seconds, through the score's tempo changes."""
+    tpq = score.ticks_per_quarter
+    seconds, time, qpm = 0.0, 0, MIDI_DEFAULT_TEMPO
+    for tempo in sorted(score.tempos, key=lambda t: t.time):
+        if tempo.time >= tick:
+            break
+        seconds += (tempo.time - time) / tpq * 60 / qpm
+        time, qpm = tempo.time, tempo.qpm
+    return seconds + (tick - time) / tpq * 60 / qpm
+
+
+def seed_seconds(facts: SeedFacts) -> float:
+    """The seed's length in seconds, as a MIDI player plays its bars."""
+    return seconds_at(facts.score, bar_lines(facts.score, facts.seed.bars)[-1])
+
+
+def continuation_seconds(facts: SeedFacts) -> float:
+    """BARS bars in the seed's last metre at the tempo in force at its end."""
+    score, end = facts.score, facts.score.end()
+    metre = Score(score.ticks_per_quarter)
+    metre.time_signatures = [ts for ts in score.time_signatures if ts.time <= end][-1:]
+    for ts in metre.time_signatures:
+        ts.time = 0
+    beats = bar_lines(metre, BARS)[-1] / score.ticks_per_quarter
+    return beats * 60 / facts.tempo
+
+
+def read_audio(data: bytes) -> tuple[np.ndarray, int]:
+    pcm, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    return pcm, rate
+
+
+def level(pcm: np.ndarray, rate: int) -> float:
+    """RMS level in dBFS of the blocks above the gate; silence (or less than a block) reads
+    as the gate's level, so that a silent clip counts as very quiet, not as infinitely."""
+    block = round(LEVEL_BLOCK_SECONDS * rate)
+    count = len(pcm) // block
+    if not count:
+        return LEVEL_GATE_DBFS
+    power = (pcm[: count * block].astype(np.float64) ** 2).reshape(count, block, -1)
+    blocks = power.mean(axis=(1, 2))
+    with np.errstate(divide="ignore"):
+        audible = blocks[10 * np.log10(blocks) > LEVEL_GATE_DBFS]
+    return float(10 * np.log10(audible.mean())) if len(audible) else LEVEL_GATE_DBFS
