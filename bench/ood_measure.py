@@ -58,14 +58,15 @@ class SeedFacts:
     notes: BarNotes
     patterns: list[frozenset]
     profile: np.ndarray
+    pitched_per_bar: float  # notes per bar, drums left out
     reference_notes: Notes | None
 
     @classmethod
     def of(cls, seed: OodSeed) -> SeedFacts:
         score = seed.score
-        notes = BarNotes.of(score, seed.bars)
-        return cls(seed, score, find_key(Notes.of(score)), instruments(score), notes,
-                   bar_patterns(notes), onset_profile(notes),
+        notes, pitched = BarNotes.of(score, seed.bars), Notes.of(score)
+        return cls(seed, score, find_key(pitched), instruments(score), notes,
+                   bar_patterns(notes), onset_profile(notes), len(pitched) / seed.bars,
                    Notes.of(seed.reference) if seed.reference is not None else None)
 
     @property
@@ -98,6 +99,8 @@ def measure(facts: SeedFacts, continuation: Score) -> Figures:
         "key_signature": kept["key_signature"],
         "density": density,
         "density_within": 1 / DENSITY_TOLERANCE <= density <= DENSITY_TOLERANCE,
+        "pitched_density": (len(pitched) / BARS / facts.pitched_per_bar
+                            if facts.pitched_per_bar else None),
         "rhythm": profile_distance(facts.profile, onset_profile(notes)),
         "repeated": repeated_bar_share(bar_patterns(notes)),
         "reused": reused_bar_share(bar_patterns(notes), facts.patterns),
