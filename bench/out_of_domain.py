@@ -189,9 +189,10 @@ def summary_table(uploads: list[SeedRun], controls: list[SeedRun]) -> str:
                 abs(d) <= 60 / r.facts.tempo for d in r.lengths], "%", "100%"),
             (f"loudness spread across the clips of a composition ({LEVEL_UNIT})",
              lambda r: r.spreads, "db", f"<= {SPREAD_GOAL_LU:.0f} LU"),
-            (f"seam jump with include_seed, |continuation - seed| ({LEVEL_UNIT})",
+            ("seam jump with include_seed: continuation side vs seed side, absolute "
+             f"({LEVEL_UNIT})",
              lambda r: [abs(j) for j in r.seam_jumps], "db", f"<= {SEAM_GOAL_LU:.0f} LU"),
-            ("seam position with include_seed, |seam - the seed's length| (s)",
+            ("seam position with include_seed: off the seed's length by (s)",
              lambda r: [abs(o) for o in r.seam_offsets], "d", "0")):
         rows.append([label, fmt(group_value(uploads, pick), kind), "-", "-", "-",
                      fmt(group_value(controls, pick), kind), "-", goal])
