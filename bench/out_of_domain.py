@@ -196,9 +196,9 @@ def summary_table(uploads: list[SeedRun], controls: list[SeedRun]) -> str:
              lambda r: [abs(o) for o in r.seam_offsets], "d", "0")):
         rows.append([label, fmt(group_value(uploads, pick), kind), "-", "-", "-",
                      fmt(group_value(controls, pick), kind), "-", goal])
-    return table(["", "uploads: model", "uploads: real next 16 bars", "uploads: repeat the seed",
-                  "uploads: random notes in scale", "controls: model", "controls: real",
-                  "goal"], rows)
+    return table(["", "uploads: model", f"uploads: real next {BARS} bars",
+                  "uploads: repeat the seed", "uploads: random notes in scale",
+                  "controls: model", "controls: real", "goal"], rows)
 
 
 def distance_rows(groups: dict[str, list[SeedRun]]) -> tuple[str, dict[str, tuple]]:
