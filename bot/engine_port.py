@@ -11,6 +11,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
 from engine.protocol import (
+    DRUMS,
+    MAX_RENDER_SECONDS,
     CandidateResult,
     ComposeRequest,
     ComposeResult,
@@ -22,6 +24,8 @@ from engine.protocol import (
     ProgressEvent,
     Queued,
     Rendering,
+    RenderResult,
+    Restarting,
     Training,
 )
 
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
     from bot.config import Settings
 
 __all__ = [
+    "DRUMS",
+    "MAX_RENDER_SECONDS",
     "CandidateResult",
     "ComposeRequest",
     "ComposeResult",
@@ -40,7 +46,9 @@ __all__ = [
     "PreferencePair",
     "ProgressEvent",
     "Queued",
+    "RenderResult",
     "Rendering",
+    "Restarting",
     "Training",
     "open_engine",
 ]
@@ -55,8 +63,11 @@ class Engine(Protocol):
         """Candidates for the request; BadSeed/BadRequest carry text for the member."""
         ...
 
-    async def render(self, midi: bytes, *, max_audio_bytes: int | None = None) -> bytes:
-        """A whole MIDI file as OGG (seed previews, piece exports)."""
+    async def render(
+        self, midi: bytes, *, max_audio_bytes: int | None = None, max_seconds: float | None = None
+    ) -> RenderResult:
+        """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
+        `max_seconds` (MAX_RENDER_SECONDS at most) of it; the result says what was cut."""
         ...
 
     async def finetune(

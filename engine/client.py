@@ -3,7 +3,7 @@
     async with EngineClient.local() as engine:
         result = await engine.compose(ComposeRequest(seed_midi=data, bars=8), on_progress=show)
 
-`render(midi)` turns a whole MIDI file into OGG (seed previews, piece exports).
+`render(midi)` turns a whole MIDI file into OGG (seed previews, parts of piece exports).
 `finetune(request)` tunes a server's model in the background of the engine (minutes), with
 Training progress events; cancelling the awaiting task stops the run.
 `local()` starts `python -m engine serve` as a subprocess and watches it. When the engine dies,
@@ -39,6 +39,8 @@ from engine.protocol import (
     ProgressEvent,
     Queued,
     Rendering,
+    RenderResult,
+    Restarting,
     Training,
     error_from_wire,
     progress_from_wire,
@@ -48,7 +50,7 @@ from engine.transport import SubprocessTransport, Transport, TransportClosed
 __all__ = ["BadRequest", "BadSeed", "CandidateResult", "ComposeRequest", "ComposeResult",
            "Composing", "EngineClient", "EngineError", "EngineStats", "EngineUnavailable",
            "FinetuneRequest", "FinetuneResult", "PreferencePair", "ProgressEvent", "Queued",
-           "Rendering", "Training"]
+           "RenderResult", "Rendering", "Restarting", "Training"]
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +156,14 @@ class EngineClient:
         body = {"type": "compose", "request": request.to_wire()}
         return await self._run(body, ComposeResult.from_wire, on_progress)
 
-    async def render(self, midi: bytes, *, max_audio_bytes: int | None = None) -> bytes:
-        """A whole MIDI file as OGG (seed previews, piece exports); BadSeed if it is unfit."""
-        body = {"type": "render", "midi": midi, "max_audio_bytes": max_audio_bytes}
-        return await self._run(body, lambda result: result["audio"], None)
+    async def render(self, midi: bytes, *, max_audio_bytes: int | None = None,
+                     max_seconds: float | None = None) -> RenderResult:
+        """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
+        `max_seconds` (and never more than MAX_RENDER_SECONDS) of it, fitted into
+        `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit."""
+        body = {"type": "render", "midi": midi, "max_audio_bytes": max_audio_bytes,
+                "max_seconds": max_seconds}
+        return await self._run(body, RenderResult.from_wire, None)
 
     async def finetune(self, request: FinetuneRequest, *,
                        on_progress: ProgressCallback | None = None) -> FinetuneResult:
@@ -189,10 +195,19 @@ class EngineClient:
                 pump.cancel()
 
     async def stats(self, timeout: float = 10.0) -> EngineStats:
-        """The engine's figures (rows in the batch, queue, ...); answered after earlier cancels."""
+        """The engine's figures (rows in the batch, queue, ...); answered after earlier cancels.
+        EngineUnavailable when the engine is not up, or does not answer, within `timeout`."""
         self._check_accepting()
-        await asyncio.wait_for(self._up.wait(), timeout)
-        return await asyncio.wait_for(self._ping(), timeout)
+        try:
+            await asyncio.wait_for(self._up.wait(), timeout)
+        except TimeoutError:
+            raise EngineUnavailable(f"the music engine is restarting and was not back within "
+                                    f"{timeout:g} s") from None
+        try:
+            return await asyncio.wait_for(self._ping(), timeout)
+        except TimeoutError:
+            raise EngineUnavailable(f"the music engine did not answer within {timeout:g} s "
+                                    "(it may be stuck; it is restarted if it stays so)") from None
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting jobs, let in-flight ones finish for up to `timeout` seconds (default:
@@ -313,6 +328,11 @@ class EngineClient:
             if job.sent_to is not None and job.attempts >= MAX_ATTEMPTS:
                 self._settle(job, exception=EngineUnavailable(
                     "the music engine crashed twice while composing this; try again later"))
+            elif job.sent_to is not None and not job.future.done():
+                # It starts again from the beginning on the next engine (seconds away): say
+                # so, rather than leave the last progress standing still.
+                job.progress = Restarting()
+                job.progress_changed.set()
 
     async def _resend(self) -> None:
         """Send the jobs that this engine has not seen (new ones, or their engine died)."""

@@ -21,6 +21,7 @@ from engine.errors import BadRequest
 from engine.grammar import Grammar
 from engine.pianoroll import draw_pianoroll
 from engine.prompt import Prompt, bars_length_ticks, build_prompt
+from engine.protocol import DRUMS
 from engine.render import SAMPLE_RATE, Renderer, encode_ogg
 from engine.sample import Row, SamplingOptions, generate
 from engine.seed import read_seed
@@ -76,6 +77,9 @@ class Candidate:
     tokens: int
     invalid_rate: float  # probability mass the model put on invalid ids, per step
     audio_note: str | None = None  # e.g. "shortened to fit the upload limit"
+    audio_quality_lowered: bool = False
+    audio_cut_from: float | None = None  # the clip's length before it was shortened to fit
+    programs: list[int] = field(default_factory=list)  # GM programs heard; DRUMS for a kit
 
 
 @dataclass
@@ -84,6 +88,7 @@ class Composition:
     pianoroll: bytes
     seed_seconds: float | None
     timings: dict[str, float]
+    tempo: float | None = None  # bpm the candidates were written at
 
     @property
     def invalid_rate(self) -> float:
@@ -185,12 +190,22 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
         candidates.append(Candidate(
             midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
             notes=score.note_num(), tokens=len(row.tokens),
-            invalid_rate=row.invalid_mass / max(1, row.steps), audio_note=audio.note))
+            invalid_rate=row.invalid_mass / max(1, row.steps), audio_note=audio.note,
+            audio_quality_lowered=audio.quality_lowered, audio_cut_from=audio.cut_from,
+            programs=programs_heard(score)))
     plan.timings["render"] = time.perf_counter() - started
     started = time.perf_counter()
     png = draw_pianoroll(scores, seed_seconds=seed_seconds)
     plan.timings["pianoroll"] = time.perf_counter() - started
-    return Composition(candidates, png, seed_seconds, dict(plan.timings))
+    return Composition(candidates, png, seed_seconds, dict(plan.timings),
+                       tempo=float(plan.prompt.tempo))
+
+
+def programs_heard(score: Score) -> list[int]:
+    """The GM programs of the score's tracks with notes (DRUMS for a drum kit), in order."""
+    heard = [DRUMS if track.is_drum else int(track.program)
+             for track in score.tracks if len(track.notes)]
+    return list(dict.fromkeys(heard))
 
 
 @torch.no_grad()

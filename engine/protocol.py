@@ -9,8 +9,8 @@ messages carry the client's job "id".
     engine -> client  ready {pid, device, model}   progress {id, event}   result {id, result}
                       error {id, kind, message}   pong {id, stats}
 
-A compose result is `ComposeResult.to_wire()`; a render result is {audio, seconds, note}; a
-finetune result is `FinetuneResult.to_wire()`.
+A compose result is `ComposeResult.to_wire()`; a render result is `RenderResult.to_wire()`;
+a finetune result is `FinetuneResult.to_wire()`.
 
 The dataclasses below are the typed faces of those dicts, with `to_wire` / `from_wire`.
 """
@@ -28,6 +28,10 @@ DEFAULT_BARS = 16
 DEFAULT_CANDIDATES = 4
 DEFAULT_TEMPERATURE = 1.0
 DEFAULT_TOP_P = 0.95
+# A render job (a seed played, a part of an exported piece) makes at most this much audio:
+# 5 minutes of stereo float PCM at 48 kHz is ~115 MB in the engine. Longer MIDI is cut on a
+# bar line and the result says so; the bot exports long pieces in parts of this length.
+MAX_RENDER_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,16 @@ class CandidateResult:
     notes: int
     tokens: int
     invalid_rate: float  # probability mass the model put on invalid ids, per step
-    audio_note: str | None = None  # what was given up to fit max_audio_bytes
+    audio_note: str | None = None  # what was given up to fit max_audio_bytes (engine's words)
+    # The same as facts, for the bot to put in members' words: the encoder's quality was
+    # lowered, and the clip was shortened from this many seconds (None: it was not).
+    audio_quality_lowered: bool = False
+    audio_cut_from: float | None = None
+    programs: list[int] = field(default_factory=list)  # GM programs heard; DRUMS for a kit
+
+
+# How `CandidateResult.programs` names a drum kit (GM programs are 0-127).
+DRUMS = -1
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,7 @@ class ComposeResult:
     pianoroll: bytes  # PNG of every candidate
     seed_seconds: float | None = None  # where the seed ends, when it is included
     timings: dict[str, float] = field(default_factory=dict)
+    tempo: float | None = None  # the bpm the candidates were written at
 
     @property
     def invalid_rate(self) -> float:
@@ -115,13 +129,37 @@ class ComposeResult:
         return {"candidates": [{f.name: getattr(c, f.name) for f in fields(c)}
                                for c in self.candidates],
                 "pianoroll": self.pianoroll, "seed_seconds": self.seed_seconds,
-                "timings": self.timings}
+                "timings": self.timings, "tempo": self.tempo}
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> ComposeResult:
         return cls(candidates=[CandidateResult(**c) for c in data["candidates"]],
                    pianoroll=data["pianoroll"], seed_seconds=data["seed_seconds"],
-                   timings=dict(data["timings"]))
+                   timings=dict(data["timings"]), tempo=data.get("tempo"))
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """A whole MIDI file as audio, and what was given up on the way."""
+
+    audio: bytes  # OGG
+    seconds: float  # how long the audio plays
+    full_seconds: float  # how long the whole MIDI plays (with the release tail)
+    quality_lowered: bool = False  # to fit max_audio_bytes
+    # Where in the music the audio stops, when it stops before the end, and why: "length"
+    # (the job's bound on seconds) or "size" (shortened to fit max_audio_bytes).
+    cut_at: float | None = None
+    cut_for: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> RenderResult:
+        return cls(audio=data["audio"], seconds=float(data["seconds"]),
+                   full_seconds=float(data["full_seconds"]),
+                   quality_lowered=bool(data.get("quality_lowered")), cut_at=data.get("cut_at"),
+                   cut_for=data.get("cut_for"))
 
 
 @dataclass(frozen=True)
@@ -214,6 +252,12 @@ class Rendering:
 
 
 @dataclass(frozen=True)
+class Restarting:
+    """The engine died while this job was in flight; a new one is starting and will take the
+    job again from the beginning (the client sends it once more)."""
+
+
+@dataclass(frozen=True)
 class Training:
     phase: str  # one of TRAINING_PHASES
     percent: float  # of the whole run, phases weighted by their expected time
@@ -221,7 +265,7 @@ class Training:
 
 TRAINING_PHASES = ("preparing", "tuning", "preferences", "gate")
 
-ProgressEvent = Queued | Composing | Rendering | Training
+ProgressEvent = Queued | Composing | Rendering | Restarting | Training
 
 
 def progress_to_wire(event: ProgressEvent) -> dict[str, Any]:
@@ -231,6 +275,8 @@ def progress_to_wire(event: ProgressEvent) -> dict[str, Any]:
         return {"stage": "composing", "percent": event.percent}
     if isinstance(event, Training):
         return {"stage": "training", "phase": event.phase, "percent": event.percent}
+    if isinstance(event, Restarting):
+        return {"stage": "restarting"}
     return {"stage": "rendering"}
 
 
@@ -242,6 +288,8 @@ def progress_from_wire(data: dict[str, Any]) -> ProgressEvent:
         return Composing(float(data["percent"]))
     if stage == "rendering":
         return Rendering()
+    if stage == "restarting":
+        return Restarting()
     if stage == "training":
         return Training(str(data["phase"]), float(data["percent"]))
     raise ValueError(f"unknown progress stage {stage!r}")

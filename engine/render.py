@@ -69,6 +69,9 @@ class EncodedAudio:
     seconds: float
     codec: str  # "opus" or "vorbis"
     note: str | None  # what was given up to fit max_bytes, None when nothing was
+    # The same as facts, for callers that word it their own way (the bot, for members).
+    quality_lowered: bool = False
+    cut_from: float | None = None  # the clip's length before it was shortened to fit
 
 
 @functools.cache
@@ -242,7 +245,7 @@ def encode_ogg(pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = Non
         data = _encode(pcm, sample_rate, subtype, level)
         if max_bytes is None or len(data) <= max_bytes:
             note = None if level is None else f"quality lowered to fit {max_bytes} bytes"
-            return EncodedAudio(data, seconds, codec, note)
+            return EncodedAudio(data, seconds, codec, note, quality_lowered=level is not None)
 
     lowest, frames = QUALITY_STEPS[subtype][-1], len(pcm)
     while len(data) > max_bytes:
@@ -253,7 +256,7 @@ def encode_ogg(pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = Non
         data = _encode(_fade_out(pcm[:frames], sample_rate), sample_rate, subtype, lowest)
     kept = frames / sample_rate
     note = f"quality lowered and cut from {seconds:.1f} s to {kept:.1f} s to fit {max_bytes} bytes"
-    return EncodedAudio(data, kept, codec, note)
+    return EncodedAudio(data, kept, codec, note, quality_lowered=True, cut_from=seconds)
 
 
 def _encode(pcm: np.ndarray, sample_rate: int, subtype: str, level: float | None) -> bytes:

@@ -49,18 +49,20 @@ from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 from engine.models import LoadedModel, ModelCache
 from engine.paths import default_data_dir
 from engine.protocol import (
+    MAX_RENDER_SECONDS,
     CandidateResult,
     ComposeRequest,
     ComposeResult,
     FinetuneRequest,
     ProgressEvent,
+    RenderResult,
     error_to_wire,
     progress_to_wire,
 )
-from engine.render import EncodedAudio, Renderer
+from engine.render import Renderer
+from engine.render_job import render_midi
 from engine.sample import Row, generate
 from engine.scheduler import Job, Scheduler
-from engine.seed import read_seed
 from engine.transport import SocketChannel
 from engine.tuning_jobs import TuningJobs
 
@@ -70,8 +72,6 @@ log = logging.getLogger(__name__)
 # step costs about the same up to hundreds.
 DEFAULT_MAX_ROWS = {"cpu": 64, "cuda": 256}
 MIN_AUDIO_BYTES = 32_000  # below this even a short, low-quality clip does not fit
-# A whole piece renders on the thread compositions render on: keep it from holding them long.
-MAX_RENDER_MINUTES = 10
 # How often a draining engine looks whether its last job has gone.
 DRAIN_POLL_SECONDS = 0.05
 NEW_WORK = ("compose", "render", "finetune")
@@ -84,11 +84,13 @@ def max_rows_from_env(device: torch.device) -> int:
 
 @dataclass(eq=False)
 class AudioJob:
-    """A whole MIDI file to render (seed previews, piece exports): nothing to decode."""
+    """A whole MIDI file to render (seed previews, parts of piece exports): nothing to decode.
+    It renders at most `max_seconds` of audio (engine.render_job bounds it)."""
 
     id: int
     midi: bytes
     max_audio_bytes: int | None
+    max_seconds: float = MAX_RENDER_SECONDS
     cancelled: bool = False
     model: None = None  # holds no model; the server ends every kind of job alike
 
@@ -104,7 +106,7 @@ class RenderPool:
     """The render threads, each owning a renderer: decoded jobs in, compositions out."""
 
     def __init__(self, *, deliver: Callable[[Job, Composition], None],
-                 deliver_audio: Callable[[AudioJob, EncodedAudio], None],
+                 deliver_audio: Callable[[AudioJob, RenderResult], None],
                  fail: Callable[[Job | AudioJob, BaseException], None],
                  drop: Callable[[Job | AudioJob], None], release: Callable[[Job], None],
                  threads: int = 1) -> None:
@@ -166,19 +168,15 @@ class RenderPool:
 
     def _render_audio(self, job: AudioJob, renderer: Renderer) -> Callable[[], None]:
         try:
-            score = read_seed(job.midi)
-            minutes = score.to("second").end() / 60
-            if minutes > MAX_RENDER_MINUTES:
-                raise BadSeed(f"that MIDI lasts {minutes:.0f} minutes; audio is made for "
-                              f"pieces of up to {MAX_RENDER_MINUTES} minutes")
-            audio = renderer.render_to_ogg(score, max_bytes=job.max_audio_bytes)
-        except BadSeed as exc:
+            rendered = render_midi(renderer, job.midi, max_audio_bytes=job.max_audio_bytes,
+                                   max_seconds=job.max_seconds)
+        except BadRequest as exc:
             return functools.partial(self._fail, job, exc)
         except Exception:
             log.exception("render job %s failed", job.id)
             return functools.partial(self._fail, job, EngineError(
                 "the engine could not render this MIDI file"))
-        return functools.partial(self._deliver_audio, job, audio)
+        return functools.partial(self._deliver_audio, job, rendered)
 
     def warm_up(self, plan: Plan, rows: list[Row], model: LoadedModel) -> None:
         """Render once with every renderer; call before the threads start (no overlap)."""
@@ -353,14 +351,22 @@ class Server:
 
     def _on_render(self, job_id: int, message: dict[str, Any]) -> None:
         midi, max_bytes = message.get("midi"), message.get("max_audio_bytes")
+        max_seconds = message.get("max_seconds")
+        if max_seconds is None:
+            max_seconds = MAX_RENDER_SECONDS
         if not isinstance(midi, bytes):
             self._send_error(job_id, BadRequest("a render request needs the MIDI as bytes"))
         elif max_bytes is not None and (not isinstance(max_bytes, int)
                                         or max_bytes < MIN_AUDIO_BYTES):
             self._send_error(job_id, BadRequest(f"max_audio_bytes must be at least "
                                                 f"{MIN_AUDIO_BYTES} (received {max_bytes!r:.40})"))
+        elif (not isinstance(max_seconds, int | float) or isinstance(max_seconds, bool)
+              or not 0 < max_seconds <= MAX_RENDER_SECONDS):
+            self._send_error(job_id, BadRequest(
+                f"max_seconds must be within 0 and {MAX_RENDER_SECONDS:.0f} "
+                f"(received {max_seconds!r:.40})"))
         else:
-            job = AudioJob(job_id, midi, max_bytes)
+            job = AudioJob(job_id, midi, max_bytes, float(max_seconds))
             if self._register(job):
                 self._renderer.put(job)
 
@@ -457,16 +463,16 @@ class Server:
                    "total": time.perf_counter() - job.received}
         result = ComposeResult(
             candidates=[CandidateResult(c.midi, c.audio, c.seconds, c.notes, c.tokens,
-                                        c.invalid_rate, c.audio_note)
+                                        c.invalid_rate, c.audio_note, c.audio_quality_lowered,
+                                        c.audio_cut_from, c.programs)
                         for c in composition.candidates],
             pianoroll=composition.pianoroll, seed_seconds=composition.seed_seconds,
-            timings={k: round(v, 4) for k, v in timings.items()})
+            timings={k: round(v, 4) for k, v in timings.items()}, tempo=composition.tempo)
         self._channel.send({"type": "result", "id": job.id, "result": result.to_wire()})
 
-    def _deliver_audio(self, job: AudioJob, audio: EncodedAudio) -> None:
+    def _deliver_audio(self, job: AudioJob, rendered: RenderResult) -> None:
         if self._end(job) and not job.cancelled:
-            self._channel.send({"type": "result", "id": job.id, "result": {
-                "audio": audio.data, "seconds": audio.seconds, "note": audio.note}})
+            self._channel.send({"type": "result", "id": job.id, "result": rendered.to_wire()})
 
     def _progress(self, job: Job, event: ProgressEvent) -> None:
         if not job.cancelled:
