@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker
 from bot.engine_port import Engine, open_engine
 from bot.lifecycle import Lifecycle
-from bot.limits import ComposeLimits
+from bot.limits import EngineWorkLimits
 from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ class MotifBot(commands.Bot):
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels and permissions of the servers the bot is in
+        # Motif never joins a voice channel: discord.py's start-up warnings about the voice
+        # libraries (PyNaCl, davey) it lacks would only worry operators. These class flags are
+        # discord.py's own switch for them.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=intents,
@@ -68,7 +73,7 @@ class MotifBot(commands.Bot):
             tree_cls=MotifTree,
         )
         self.settings = settings
-        self.limits = ComposeLimits(
+        self.limits = EngineWorkLimits(
             cooldown_seconds=settings.compose_cooldown_seconds,
             max_inflight_per_guild=settings.max_inflight_per_guild,
         )

@@ -104,9 +104,15 @@ async def _send_ephemeral(interaction: discord.Interaction, text: str) -> None:
     ):
         # A public "thinking..." message must not turn into a public error. While it thinks,
         # a follow-up would replace it (keeping it public), so: end the thinking, tell only
-        # the member, then remove the public message.
-        with contextlib.suppress(discord.HTTPException):
+        # the member, then remove the public message. (Commands check what they can before
+        # deferring, so this is the rare refusal that came later.)
+        try:
             await interaction.edit_original_response(content="This did not work out.")
+        except discord.HTTPException:
+            # Discord takes no edit of it: the follow-up is then the only way left to tell
+            # the member, and it takes the thinking message's place. It must stay.
+            await interaction.followup.send(text, ephemeral=True)
+            return
         await interaction.followup.send(text, ephemeral=True)
         with contextlib.suppress(discord.NotFound):
             await interaction.delete_original_response()

@@ -1,69 +1,151 @@
-"""How often a member may compose, and how many compositions a server may have in flight.
+"""Limits on engine work: how often a member may start some, how much a server may have running.
 
-In memory on purpose: both limits protect the engine from bursts, and forgetting them on a
-restart costs nothing. A sharded deployment keeps them per shard, which is per guild anyway.
+Every command that costs the engine work (a composition from /compose, Continue or Reroll, a
+seed played, a piece exported) holds a `slot` while it runs: one per-member cooldown between
+starts and one per-server cap on work in flight, whatever the kind, so no command is a way
+around them. In memory on purpose: both protect the engine from bursts, and forgetting them
+on a restart costs nothing. A sharded deployment keeps them per shard, which is per guild.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
 
 from bot.errors import UserFacingError
+from engine.errors import BadRequest, BadSeed
+
+
+class Work(StrEnum):
+    """What a slot is for, in the words members read."""
+
+    COMPOSITION = "composition"
+    SEED_PLAY = "seed playback"
+    PIECE_EXPORT = "piece export"
+
+
+def describe(running: Counter[Work]) -> str:
+    """'1 composition and 2 piece exports' (kinds in a stable order)."""
+    parts = [f"{n} {kind}{'' if n == 1 else 's'}" for kind in Work if (n := running[kind])]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 class OnCooldown(UserFacingError):
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self, last: Work, retry_after: float) -> None:
         super().__init__(
-            f"You composed a moment ago; you can start another in {max(1, round(retry_after))} s."
+            f"You started a {last} a moment ago; you can start another in "
+            f"{max(1, round(retry_after))} s."
         )
         self.retry_after = retry_after
 
 
 class TooManyInFlight(UserFacingError):
-    def __init__(self, cap: int) -> None:
-        plural = "composition" if cap == 1 else "compositions"
+    def __init__(self, cap: int, running: Counter[Work]) -> None:
         super().__init__(
-            f"This server already has {cap} {plural} being written. "
-            "Wait for one to be posted, then try again."
+            f"This server already has {describe(running)} under way, as many as it may have at "
+            "once. Wait for one to finish, then try again."
         )
         self.cap = cap
 
 
-class ComposeLimits:
-    """A per-member cooldown and a per-guild cap on compositions in flight."""
+@dataclass(eq=False)
+class Slot:
+    kind: Work
+    started: bool = False
+
+    def start(self) -> None:
+        """The engine is about to work. Until then a slot that ends (a seed refused, a file
+        too large) gives the member's cooldown back; from here it counts."""
+        self.started = True
+
+
+def _engine_refused(error: BaseException) -> bool:
+    """The engine refused the request before working on it (directly, or as the cause of a
+    message the cog worded for the member)."""
+    return isinstance(error, BadSeed | BadRequest) or isinstance(
+        error.__cause__, BadSeed | BadRequest
+    )
+
+
+class EngineWorkLimits:
+    """A per-member cooldown and a per-guild cap on engine work in flight."""
 
     def __init__(self, *, cooldown_seconds: float, max_inflight_per_guild: int) -> None:
         self.cooldown_seconds = cooldown_seconds
         self.max_inflight_per_guild = max_inflight_per_guild
-        self._last_start: dict[tuple[int, int], float] = {}
-        self._inflight: defaultdict[int, int] = defaultdict(int)
+        # Oldest start first (a member's new start moves to the end), so expired entries are
+        # pruned from the front.
+        self._last_start: dict[tuple[int, int], tuple[float, Work]] = {}
+        self._running: dict[int, Counter[Work]] = {}
 
     def inflight(self, guild_id: int) -> int:
-        return self._inflight[guild_id]
+        return self._running[guild_id].total() if guild_id in self._running else 0
+
+    @property
+    def remembered_members(self) -> int:
+        """Members whose last start is remembered (those still within their cooldown, and a
+        few that may not have been pruned yet)."""
+        return len(self._last_start)
 
     @contextmanager
-    def slot(self, guild_id: int, user_id: int) -> Iterator[None]:
-        """Hold one of the guild's in-flight slots for a composition by `user_id`.
+    def slot(self, guild_id: int, user_id: int, kind: Work = Work.COMPOSITION) -> Iterator[Slot]:
+        """Hold one of the guild's in-flight slots for `kind` of work by `user_id`.
 
-        Raises OnCooldown or TooManyInFlight before taking anything. The cooldown starts when
-        a composition is accepted, so a refused attempt does not extend it.
+        Raises OnCooldown or TooManyInFlight before taking anything. The cooldown runs from
+        now (so a second request while this one is being checked is refused too), but is
+        given back if the slot ends before `Slot.start` or the engine refuses the request:
+        a refused request costs the member nothing.
         """
         # time.monotonic is looked up at each call (not bound at import) so that a test clock
         # that replaces it is honoured.
         now = time.monotonic()
-        last = self._last_start.get((guild_id, user_id))
-        if last is not None and now - last < self.cooldown_seconds:
-            raise OnCooldown(self.cooldown_seconds - (now - last))
-        if self._inflight[guild_id] >= self.max_inflight_per_guild:
-            raise TooManyInFlight(self.max_inflight_per_guild)
-        self._last_start[(guild_id, user_id)] = now
-        self._inflight[guild_id] += 1
+        self._prune(now)
+        key = (guild_id, user_id)
+        previous = self._last_start.get(key)
+        if previous is not None and now - previous[0] < self.cooldown_seconds:
+            raise OnCooldown(previous[1], self.cooldown_seconds - (now - previous[0]))
+        running = self._running.setdefault(guild_id, Counter())
+        if running.total() >= self.max_inflight_per_guild:
+            raise TooManyInFlight(self.max_inflight_per_guild, Counter(running))
+        self._last_start.pop(key, None)
+        self._last_start[key] = (now, kind)
+        running[kind] += 1
+        slot = Slot(kind)
         try:
-            yield
+            yield slot
+        except BaseException as error:
+            if not slot.started or _engine_refused(error):
+                self._give_back(key, now, previous)
+            raise
+        else:
+            if not slot.started:
+                self._give_back(key, now, previous)
         finally:
-            self._inflight[guild_id] -= 1
-            if not self._inflight[guild_id]:
-                del self._inflight[guild_id]
+            running[kind] -= 1
+            if not +running:
+                self._running.pop(guild_id, None)
+
+    def _give_back(
+        self, key: tuple[int, int], stamped: float, previous: tuple[float, Work] | None
+    ) -> None:
+        if self._last_start.get(key, (None,))[0] != stamped:
+            return  # a later start of the member's own stands
+        if previous is None:
+            del self._last_start[key]
+        else:
+            self._last_start[key] = previous
+
+    def _prune(self, now: float) -> None:
+        """Forget members whose cooldown is over: the map stays as small as the recent
+        activity, however many members ever composed."""
+        expired = []
+        for key, (started, _) in self._last_start.items():
+            if now - started < self.cooldown_seconds:
+                break
+            expired.append(key)
+        for key in expired:
+            del self._last_start[key]

@@ -42,14 +42,16 @@ class SeedNotFound(NotFound):
         super().__init__(f"There is no seed {what} on this server.")
 
 
+# Worded for both a number a member typed that never existed and one that did and was
+# removed: the server cannot tell them apart (nor may it say another server has that number).
 class CompositionNotFound(NotFound):
     def __init__(self, composition_id: int) -> None:
-        super().__init__(f"Composition #{composition_id} does not exist on this server any more.")
+        super().__init__(f"There is no composition #{composition_id} on this server.")
 
 
 class CandidateNotFound(NotFound):
     def __init__(self, candidate_id: int) -> None:
-        super().__init__(f"Candidate #{candidate_id} does not exist on this server any more.")
+        super().__init__(f"There is no candidate #{candidate_id} on this server.")
 
 
 class ModelVersionNotFound(NotFound):

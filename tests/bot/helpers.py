@@ -72,6 +72,27 @@ def reply(result: simcord.InteractionResult) -> simcord.ResponseMessage:
     return message
 
 
+def refused_privately(result: simcord.InteractionResult) -> bool:
+    """The bot's first and only answer was a private message (no public "thinking...")."""
+    return (
+        result.ephemeral
+        and not result.deferred
+        and result.response is not None
+        and result.response.ephemeral
+        and not result.followups
+    )
+
+
+def public_edits(env: simcord.Env) -> list[str]:
+    """What the bot wrote into its public "thinking..." messages (progress, results,
+    or a public "This did not work out.")."""
+    return [
+        (r.json or {}).get("content") or ""
+        for r in env.http_requests
+        if r.method == "PATCH" and r.path.endswith("/messages/@original")
+    ]
+
+
 def composition_id(message: simcord.ResponseMessage) -> int:
     """The composition a message shows (its embed's title is "Composition #N")."""
     title = message.embeds[0].title or ""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import simcord
 
+from bot.cogs.compose._flow import NotPosted
 from bot.db import Composition, get_composition
 from bot.errors import UserFacingError
 from engine.errors import BadSeed
@@ -16,8 +19,10 @@ from tests.bot.helpers import (
     assert_audible,
     counts,
     labels,
+    public_edits,
     raised,
     read,
+    refused_privately,
     reply,
 )
 
@@ -54,6 +59,10 @@ async def test_compose_without_a_seed(world) -> None:
     await check_composition_message(world, result, 2)
     embed = result.response.embeds[0]
     assert "none" in (embed.description or "")
+    # There is no seed to be "as in": the message says what the composer really used.
+    fields = {f.name: f.value for f in embed.fields}
+    assert re.fullmatch(r"\d+ bpm", fields["Tempo"]), fields["Tempo"]
+    assert fields["Instrument"] and "seed" not in fields["Instrument"]
     # While the engine worked, the "thinking..." message showed its progress.
     shown = [
         (r.json or {}).get("content") or ""
@@ -96,26 +105,37 @@ async def test_compose_with_a_saved_seed(world) -> None:
 @pytest.mark.parametrize(
     ("filename", "data", "says", "error_type"),
     [
-        ("notes.txt", b"these are not notes" * 10, "not a MIDI file", BadSeed),
+        ("notes.txt", b"these are not notes" * 10, "not a MIDI file", UserFacingError),
+        ("notes.mid", b"these are not notes" * 10, "not a MIDI file", BadSeed),
         ("broken.mid", MOTIF[:40], "broken or truncated", BadSeed),
         ("huge.mid", b"MThd" + bytes(5_000_000), "5.0 MB", UserFacingError),
     ],
-    ids=["not-midi", "broken-midi", "5-MB"],
+    ids=["text-file", "not-midi", "broken-midi", "5-MB"],
 )
-async def test_a_bad_seed_gets_an_ephemeral_error_and_no_rows(
+async def test_a_bad_seed_gets_a_private_refusal_and_no_rows(
     world, filename, data, says, error_type
 ) -> None:
     before = await counts(world.bot)
     result = await world.alice.slash(world.channel, "compose", seed=(filename, data), **SMALL)
-    error = reply(result)
-    assert error.ephemeral and says in error.content
-    # The public "thinking..." message is gone: nothing public remains of the attempt.
-    assert result.response is None
+    # Refused privately from the first word: no public "thinking..." (nor a public "This did
+    # not work out.") ever showed in the channel.
+    assert refused_privately(result) and says in result.response.content
+    assert public_edits(world.env) == []
     assert await counts(world.bot) == before
     added = await world.alice.slash(world.channel, "seed add", file=(filename, data), name="x")
     assert reply(added).ephemeral and says in reply(added).content
     assert await counts(world.bot) == before
     assert raised(world.env) == [error_type, error_type]
+
+
+async def test_a_file_name_shows_as_it_is_named_not_as_markdown_or_a_mention(world) -> None:
+    name = "**@everyone** look_at_this_" + "x" * 80 + ".mid"
+    result = await world.alice.slash(world.channel, "compose", seed=(name, MOTIF), **SMALL)
+    description = result.response.embeds[0].description or ""
+    assert "\\*\\*@\u200beveryone\\*\\* look\\_at\\_this\\_" in description
+    assert "**" not in description.replace("\\*", "") and "@everyone" not in description
+    # The name is cut to a bounded length.
+    assert "…" in description and len(description) < 120
 
 
 @pytest.mark.parametrize(
@@ -127,3 +147,19 @@ async def test_out_of_range_options_are_refused_by_discord(world, options) -> No
     with pytest.raises(simcord.OptionError):
         await world.alice.slash(world.channel, "compose", **options)
     assert (await counts(world.bot))[Composition.__name__] == 0
+
+
+async def test_a_composition_discord_will_not_post_is_not_kept_and_the_member_is_told(
+    world,
+) -> None:
+    before = await counts(world.bot)
+    # Discord refuses every edit of the "thinking..." message, the final one included.
+    world.env.inject_error("PATCH", "/webhooks/*/messages/@original", status=500, times=None)
+    result = await world.alice.slash(world.channel, "compose", **SMALL)
+    # The follow-up is the only way left to tell the member (it takes the place of the
+    # "thinking..." message Discord would not let the bot edit).
+    told = reply(result)
+    assert "nothing of it was kept" in told.content
+    # No composition row stays behind that nobody can see, vote on or continue.
+    assert await counts(world.bot) == before
+    assert raised(world.env) == [NotPosted]

@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs._attachments import read_midi_attachment
+from bot.cogs._attachments import read_midi_attachment, short_name
 from bot.cogs.compose._flow import compose_and_post
 from bot.cogs.compose._job import AS_IN_SEED, ComposeJob
 from bot.db import autocomplete_seed_names, get_seed
@@ -82,7 +82,7 @@ class ComposeCog(commands.Cog):
             )
             if seed is not None:
                 midi = await read_midi_attachment(seed)
-                label = f'attached "{seed.filename}"'
+                label = f'attached "{short_name(seed.filename)}"'
                 return ComposeJob(seed_midi=midi.data, seed_label=label, **options).fresh()
             if saved_seed is not None:
                 async with self.bot.sessions() as session:

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import discord
 
+from bot.cogs._deferral import check_then_defer
 from bot.cogs.compose import _message
 from bot.cogs.compose._job import ComposeJob
 from bot.cogs.compose._progress import ProgressMessage
-from bot.db import get_active_model_version, record_composition, set_composition_message
+from bot.db import (
+    Composition,
+    delete_composition,
+    get_active_model_version,
+    record_composition,
+    set_composition_message,
+)
 from bot.db.queries import NewCandidate
+from bot.engine_port import ComposeResult
+from bot.errors import UserFacingError
 from bot.lifecycle import tracked_composition
+from bot.limits import Work
 from bot.views import composition_view
 
 if TYPE_CHECKING:
@@ -28,18 +39,18 @@ async def compose_and_post(
     interaction: discord.Interaction,
     resolve: Callable[[], Awaitable[ComposeJob]],
 ) -> None:
-    """Check the limits, defer, resolve the seed, compose, store, post one message.
+    """Check the limits, resolve the seed, defer, compose, store, post one message.
 
-    `resolve` runs after the deferral (it may download an attachment). Errors propagate to
-    the caller's error handler, which removes the public "thinking..." message.
+    `resolve` runs before the deferral when it is quick (see _deferral): a seed it refuses
+    is answered privately and gives the member's cooldown back. Errors propagate to the
+    caller's error handler.
     """
     guild_id, channel_id = interaction.guild_id, interaction.channel_id
     user_id = interaction.user.id
     assert guild_id is not None and channel_id is not None, "the commands are guild-only"
     # Refusals come before the deferral, so they are a plain ephemeral answer.
-    with bot.limits.slot(guild_id, user_id):
-        await interaction.response.defer(thinking=True)
-        job = await resolve()
+    with bot.limits.slot(guild_id, user_id, Work.COMPOSITION) as slot:
+        job = await check_then_defer(interaction, resolve())
         async with bot.sessions() as session:
             version = await get_active_model_version(session, guild_id=guild_id)
         request = job.request(
@@ -47,6 +58,7 @@ async def compose_and_post(
             max_audio_bytes=_message.audio_budget(interaction.filesize_limit, job.candidates),
             checkpoint=version.path if version is not None else None,
         )
+        slot.start()
         async with ProgressMessage(interaction) as progress:
             result = await bot.engine.compose(request, on_progress=progress.update)
         async with bot.sessions() as session:
@@ -63,15 +75,7 @@ async def compose_and_post(
                 parent_candidate_id=job.parent_candidate_id,
                 model_version_id=version.id if version is not None else None,
             )
-        view = composition_view(composition.id, [c.id for c in composition.candidates], {})
-        message = await interaction.edit_original_response(
-            content=None,
-            embed=_message.embed(
-                composition.id, job, result, model_version_id=composition.model_version_id
-            ),
-            attachments=_message.files(result),
-            view=view,
-        )
+        message = await _post(bot, interaction, composition, job, result)
         async with bot.sessions() as session:
             await set_composition_message(
                 session, guild_id=guild_id, composition_id=composition.id, message_id=message.id
@@ -82,4 +86,56 @@ async def compose_and_post(
             composition.id,
             len(result.candidates),
             result.timings.get("total", 0.0),
+        )
+
+
+class NotPosted(UserFacingError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Discord did not take the message with your composition, so nothing of it was "
+            "kept. Please try again in a moment."
+        )
+
+
+async def _post(
+    bot: MotifBot,
+    interaction: discord.Interaction,
+    composition: Composition,
+    job: ComposeJob,
+    result: ComposeResult,
+) -> discord.InteractionMessage:
+    """Post the stored composition; if that fails, remove it again (a composition nobody can
+    see, vote on or continue must not count anywhere) and tell the member."""
+    view = composition_view(composition.id, [c.id for c in composition.candidates], {})
+    try:
+        return await interaction.edit_original_response(
+            content=None,
+            embed=_message.embed(
+                composition.id,
+                job,
+                result,
+                model_version_id=composition.model_version_id,
+                upload_limit=interaction.filesize_limit,
+            ),
+            attachments=_message.files(result),
+            view=view,
+        )
+    except BaseException as error:
+        log.warning(
+            "guild %s: composition #%s could not be posted; removing it",
+            composition.guild_id,
+            composition.id,
+            exc_info=not isinstance(error, asyncio.CancelledError),
+        )
+        # Shielded: a cancelled post (the bot shutting down) must still not leave the row.
+        await asyncio.shield(_forget(bot, composition))
+        if isinstance(error, discord.HTTPException):
+            raise NotPosted() from error
+        raise
+
+
+async def _forget(bot: MotifBot, composition: Composition) -> None:
+    async with bot.sessions() as session:
+        await delete_composition(
+            session, guild_id=composition.guild_id, composition_id=composition.id
         )

@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 
 import discord
+import pretty_midi
 
+from bot.cogs._audio import upload_limit_text
+from bot.cogs._text import escaped
 from bot.cogs._versions import version_name
 from bot.cogs.compose._job import AS_IN_SEED, ComposeJob
-from bot.engine_port import ComposeResult
+from bot.engine_port import DRUMS, CandidateResult, ComposeResult
 
 PIANOROLL = "pianoroll.png"
 # Room kept for the piano roll and the request's own overhead within the upload limit.
@@ -32,30 +35,35 @@ def files(result: ComposeResult) -> list[discord.File]:
 
 
 def embed(
-    composition_id: int, job: ComposeJob, result: ComposeResult, *, model_version_id: int | None
+    composition_id: int,
+    job: ComposeJob,
+    result: ComposeResult,
+    *,
+    model_version_id: int | None,
+    upload_limit: int,
 ) -> discord.Embed:
-    """`model_version_id`: the server's version that composed it (None: the base model)."""
+    """`model_version_id`: the server's version that composed it (None: the base model);
+    `upload_limit`: the interaction's, in bytes (named when a clip had to fit it)."""
     e = discord.Embed(
         title=f"Composition #{composition_id}",
-        description=f"Seed: {job.seed_label}",
+        # The label holds a member's file or seed name.
+        description=f"Seed: {escaped(job.seed_label)}",
         colour=discord.Colour.blurple(),
     )
     e.add_field(name="Bars", value=str(job.bars))
     e.add_field(name="Candidates", value=str(len(result.candidates)))
     e.add_field(name="Temperature", value=f"{job.temperature:g}")
-    e.add_field(name="Tempo", value=f"{job.tempo} bpm" if job.tempo else "as in the seed")
-    instrument = "as in the seed" if job.instrument == AS_IN_SEED else job.instrument
-    e.add_field(name="Instrument", value=instrument)
+    e.add_field(name="Tempo", value=tempo_text(job, result))
+    e.add_field(name="Instrument", value=instrument_text(job, result))
     e.add_field(name="Model", value=version_name(model_version_id))
     if job.include_seed and job.seed_midi is not None:
         e.add_field(name="Clips", value="start with the seed", inline=False)
     notes = [
-        f"Candidate {i}: {c.audio_note}"
+        f"Candidate {i}: {note}"
         for i, c in enumerate(result.candidates, start=1)
-        if c.audio_note
+        if (note := fitted_text(c, upload_limit))
     ]
     if notes:
-        # The engine lowered the quality or shortened a clip to fit the upload limit; say so.
         e.add_field(name="Audio fitted to the upload limit", value="\n".join(notes), inline=False)
     e.set_image(url=f"attachment://{PIANOROLL}")
     e.set_footer(
@@ -63,3 +71,54 @@ def embed(
         f"/piece export composition:{composition_id} gets it whole."
     )
     return e
+
+
+def tempo_text(job: ComposeJob, result: ComposeResult) -> str:
+    """The tempo the candidates were written at, and whose it was."""
+    if job.tempo:
+        return f"{job.tempo} bpm"
+    if result.tempo is None:  # an engine that does not say
+        return "as in the seed" if job.seed_midi is not None else "the composer's"
+    bpm = f"{result.tempo:.0f} bpm"
+    return f"{bpm} (the seed's)" if job.seed_midi is not None else bpm
+
+
+# Instruments named in the embed before "and N more".
+MAX_NAMED_INSTRUMENTS = 4
+
+
+def instrument_text(job: ComposeJob, result: ComposeResult) -> str:
+    """The instrument asked for; else the seed's; else what the model chose to play."""
+    if job.instrument != AS_IN_SEED:
+        return job.instrument.replace("-", " ")
+    if job.seed_midi is not None:
+        return "as in the seed"
+    heard = list(dict.fromkeys(p for c in result.candidates for p in c.programs))
+    if not heard:
+        return "chosen by the composer"
+    names = [instrument_name(p) for p in heard[:MAX_NAMED_INSTRUMENTS]]
+    if len(heard) > MAX_NAMED_INSTRUMENTS:
+        names.append(f"{len(heard) - MAX_NAMED_INSTRUMENTS} more")
+    return ", ".join(names)
+
+
+def instrument_name(program: int) -> str:
+    """A GM program as members know it: 'acoustic grand piano', 'drums'."""
+    if program == DRUMS:
+        return "drums"
+    if not 0 <= program <= 127:
+        return f"program {program}"
+    return pretty_midi.program_to_instrument_name(program).lower()
+
+
+def fitted_text(candidate: CandidateResult, upload_limit: int) -> str | None:
+    """What a clip gave up to fit the server's upload limit, in members' words."""
+    limit = upload_limit_text(upload_limit)
+    if candidate.audio_cut_from is not None:
+        return (
+            f"lower audio quality, and shortened from {candidate.audio_cut_from:.0f} s to "
+            f"{candidate.seconds:.0f} s, to fit {limit}"
+        )
+    if candidate.audio_quality_lowered:
+        return f"lower audio quality to fit {limit}"
+    return None

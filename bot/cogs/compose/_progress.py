@@ -7,7 +7,7 @@ import logging
 import discord
 
 from bot.cogs._throttled import Throttled
-from bot.engine_port import Composing, ProgressEvent, Queued, Rendering
+from bot.engine_port import Composing, ProgressEvent, Queued, Rendering, Restarting
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,8 @@ def describe(event: ProgressEvent) -> str:
         return f"Composing... {event.percent:.0f}%"
     if isinstance(event, Rendering):
         return "Rendering the audio..."
+    if isinstance(event, Restarting):
+        return "The composer restarted; your composition is starting again..."
     return "Composing..."
 
 

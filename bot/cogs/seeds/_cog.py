@@ -10,9 +10,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs._attachments import read_midi_attachment
+from bot.cogs._audio import cut_text
+from bot.cogs._deferral import check_then_defer
+from bot.cogs._text import escaped
 from bot.cogs.compose._cog import saved_seed_names
-from bot.db import add_seed, get_seed, list_seeds, remove_seed
+from bot.db import Seed, add_seed, get_seed, list_seeds, remove_seed
 from bot.errors import UserFacingError, defer_privately
+from bot.limits import Work
+from engine.errors import BadRequest
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -91,17 +96,30 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
     @app_commands.command(name="play", description="Listen to a saved seed.")
     @app_commands.describe(name="The seed")
     async def play(self, interaction: discord.Interaction, name: str) -> None:
-        await interaction.response.defer(thinking=True)
-        async with self.bot.sessions() as session:
-            seed = await get_seed(session, guild_id=self._guild(interaction), name=name)
-        # Each file must fit the upload limit; the engine lowers quality or shortens to fit.
-        audio = await self.bot.engine.render(seed.midi, max_audio_bytes=_audio_budget(interaction))
+        guild_id = self._guild(interaction)
+        with self.bot.limits.slot(guild_id, interaction.user.id, Work.SEED_PLAY) as slot:
+            seed = await check_then_defer(interaction, self._seed(guild_id, name))
+            slot.start()
+            try:
+                # The file must fit the upload limit; the engine lowers quality or cuts to fit.
+                rendered = await self.bot.engine.render(
+                    seed.midi, max_audio_bytes=_audio_budget(interaction)
+                )
+            except BadRequest as error:
+                raise UserFacingError(f"That seed cannot be played: {error}.") from error
         stem = _file_name(seed.name)
         files = [
-            discord.File(io.BytesIO(audio), filename=f"{stem}.ogg"),
+            discord.File(io.BytesIO(rendered.audio), filename=f"{stem}.ogg"),
             discord.File(io.BytesIO(seed.midi), filename=f"{stem}.mid"),
         ]
-        await interaction.followup.send(f'The seed "{seed.name}":', files=files)
+        text = f'The seed "{escaped(seed.name)}"'
+        if (cut := cut_text(rendered, interaction.filesize_limit)) is not None:
+            text += f" ({cut}; the MIDI has all of it)"
+        await interaction.followup.send(text + ":", files=files)
+
+    async def _seed(self, guild_id: int, name: str) -> Seed:
+        async with self.bot.sessions() as session:
+            return await get_seed(session, guild_id=guild_id, name=name)
 
     @app_commands.command(name="remove", description="Delete a seed (its uploader or a manager).")
     @app_commands.describe(name="The seed")

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import literal, select, update
+from sqlalchemy import delete, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Load, aliased, defer, selectinload
 
@@ -153,6 +153,21 @@ async def set_composition_message(
             update(Composition)
             .where(Composition.id == composition_id, Composition.guild_id == guild_id)
             .values(message_id=message_id)
+        )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise CompositionNotFound(composition_id)
+
+
+async def delete_composition(session: AsyncSession, *, guild_id: int, composition_id: int) -> None:
+    """Remove a composition and its candidates: one that was stored but could never be posted.
+    CompositionNotFound if the server has no such composition."""
+    check_snowflake("guild_id", guild_id)
+    check_id("composition_id", composition_id)
+    async with writing(session):
+        result = await session.execute(
+            delete(Composition).where(
+                Composition.id == composition_id, Composition.guild_id == guild_id
+            )
         )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise CompositionNotFound(composition_id)

@@ -1,0 +1,38 @@
+"""EngineWorkLimits on its own: what SimCord cannot show in a few interactions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from bot.limits import EngineWorkLimits, TooManyInFlight, Work
+
+
+def test_the_cooldown_map_forgets_members_whose_cooldown_is_over(monkeypatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    limits = EngineWorkLimits(cooldown_seconds=10, max_inflight_per_guild=5)
+    for member in range(1, 1001):
+        with limits.slot(1, member) as slot:
+            slot.start()
+        clock[0] += 0.001
+    assert limits.remembered_members == 1000  # all within their cooldown
+    clock[0] += 10
+    with limits.slot(1, 5000) as slot:
+        slot.start()
+    # Only the member who just started is remembered; the thousand before are forgotten.
+    assert limits.remembered_members == 1
+
+
+def test_the_cap_message_names_what_is_running() -> None:
+    limits = EngineWorkLimits(cooldown_seconds=0, max_inflight_per_guild=3)
+    with (
+        limits.slot(1, 1, Work.COMPOSITION),
+        limits.slot(1, 2, Work.PIECE_EXPORT),
+        limits.slot(1, 3, Work.PIECE_EXPORT),
+        pytest.raises(TooManyInFlight) as refused,
+    ):
+        limits.slot(1, 4, Work.SEED_PLAY).__enter__()
+    assert "already has 1 composition and 2 piece exports under way" in refused.value.message
+    assert limits.inflight(1) == 0
