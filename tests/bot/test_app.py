@@ -30,6 +30,23 @@ def test_create_bot_returns_an_unconnected_bot(tmp_path) -> None:
     assert bot.intents.message_content is False  # slash commands need no privileged intent
 
 
+def test_a_bot_start_logs_no_warning_about_voice_libraries(tmp_path) -> None:
+    # A fresh interpreter: discord.py warns once per process, at the first client it makes.
+    code = (
+        "import logging, sys\n"
+        "logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)\n"
+        "from bot import Settings, create_bot\n"
+        f"create_bot(Settings(data_dir={str(tmp_path)!r}))\n"
+        "logging.getLogger('discord.client').warning('a warning still shows')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "a warning still shows" in done.stderr  # the check below can see warnings
+    assert "voice will NOT be supported" not in done.stderr
+    assert "PyNaCl" not in done.stderr and "davey" not in done.stderr
+
+
 def test_a_composition_view_keeps_within_discords_limits() -> None:
     view = composition_view(7, [11, 12, 13, 14], {12: 3})
     rows: dict[int, list[discord.ui.Item[discord.ui.View]]] = {}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot.cogs.compose._job import ComposeJob
 from bot.cogs.compose._message import PIANOROLL_RESERVE_BYTES, audio_budget, embed
-from bot.engine_port import DRUMS, CandidateResult, ComposeResult
+from bot.cogs.compose._progress import describe
+from bot.engine_port import DRUMS, CandidateResult, ComposeResult, Composing, Restarting
 
 TEN_MIB = 10 * 1024 * 1024
 EIGHT_MIB = 8 * 1024 * 1024
@@ -97,3 +98,9 @@ def test_the_embed_names_the_servers_model_version() -> None:
     job = ComposeJob(seed_midi=None, seed_label="none")
     shown = embed(3, job, result(candidate()), model_version_id=17, upload_limit=EIGHT_MIB)
     assert fields_of(shown)["Model"] == "v17"
+
+
+def test_the_thinking_message_says_when_the_composer_restarted() -> None:
+    # The engine client's event for jobs whose engine died: they start again on a new one.
+    assert describe(Restarting()) == "The composer restarted; your composition is starting again..."
+    assert describe(Composing(40.0)) == "Composing... 40%"

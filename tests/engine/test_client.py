@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import os
 import signal
 import subprocess
@@ -13,7 +14,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from symusic import Score
+import soundfile
+from symusic import Note, Score, Tempo, Track
 
 from engine.client import (
     BadRequest,
@@ -24,7 +26,9 @@ from engine.client import (
     EngineUnavailable,
     Queued,
     Rendering,
+    Restarting,
 )
+from engine.protocol import MAX_RENDER_SECONDS
 from tests.engine.test_server import CHECKPOINT
 
 # One event loop for the module: the shared engine fixture lives on it.
@@ -94,10 +98,53 @@ async def test_bad_seed_and_bad_options_raise_with_their_message(engine):
 
 @session_loop
 async def test_render_a_whole_midi_file(engine, examples):
-    audio = await engine.render((examples / "band.mid").read_bytes())
-    assert audio[:4] == b"OggS"
-    with pytest.raises(BadSeed, match="no notes"):
+    rendered = await engine.render((examples / "band.mid").read_bytes())
+    assert rendered.audio[:4] == b"OggS" and rendered.cut_at is None
+    assert rendered.seconds == pytest.approx(rendered.full_seconds, abs=0.01)
+    with pytest.raises(BadRequest, match="no notes"):
         await engine.render(Score(480).dumps_midi())
+
+
+def long_piece(minutes: float) -> bytes:
+    """A piano line at 120 bpm, a note every beat, lasting `minutes`."""
+    score = Score(480)
+    score.tempos.append(Tempo(0, 120.0))
+    track = Track("piano", 0, False)
+    for beat in range(int(minutes * 120)):
+        track.notes.append(Note(beat * 480, 480, 48 + beat % 24, 80))
+    score.tracks.append(track)
+    return score.dumps_midi()
+
+
+@session_loop
+async def test_a_midi_longer_than_a_render_job_makes_is_cut_and_says_so(engine):
+    # 26 minutes: refused outright before ("audio is made for pieces of up to 10 minutes"),
+    # holding ~600 MB of PCM on the way; now the engine makes its first 5 minutes.
+    rendered = await engine.render(long_piece(26))
+    assert rendered.cut_for == "length" and rendered.cut_at == MAX_RENDER_SECONDS
+    assert rendered.full_seconds == pytest.approx(26 * 60 + 1, abs=1)
+    assert soundfile.info(io.BytesIO(rendered.audio)).duration == pytest.approx(
+        MAX_RENDER_SECONDS + 1, abs=0.1)  # the cut, then the release tail
+    shorter = await engine.render(long_piece(26), max_seconds=30)
+    assert shorter.cut_at == 30 and shorter.seconds == pytest.approx(31, abs=0.1)
+    # A tight upload limit shortens it further, and says that is why.
+    fitted = await engine.render(long_piece(26), max_audio_bytes=200_000)
+    assert len(fitted.audio) <= 200_000 and fitted.quality_lowered
+    assert fitted.cut_for == "size" and fitted.cut_at < MAX_RENDER_SECONDS
+    with pytest.raises(BadRequest, match="max_seconds must be within 0 and 300"):
+        await engine.render(long_piece(1), max_seconds=301)
+
+
+@session_loop
+async def test_stats_of_a_hung_engine_is_engine_unavailable_with_a_reason(engine):
+    pid = engine.engine_info["pid"]
+    os.kill(pid, signal.SIGSTOP)  # hangs it: alive, answering nothing
+    try:
+        with pytest.raises(EngineUnavailable, match="did not answer within 0.5 s"):
+            await engine.stats(timeout=0.5)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert (await engine.stats()).pid == pid
 
 
 @session_loop
@@ -121,11 +168,15 @@ async def test_cancelled_request_frees_its_batch_rows(engine):
     assert stats.active_rows == 0 and stats.jobs == 0, stats
 
 
-async def compose_and_kill(client: EngineClient, kills: int) -> tuple[object, float]:
-    """Compose, killing the engine (-9) the first `kills` times the job starts decoding."""
+async def compose_and_kill(client: EngineClient, kills: int,
+                           events: list | None = None) -> tuple[object, float]:
+    """Compose, killing the engine (-9) the first `kills` times the job starts decoding;
+    the progress events seen go to `events`."""
     killed: list[int] = []
 
     def on_progress(event) -> None:
+        if events is not None:
+            events.append(event)
         pid = client.engine_info["pid"]
         if isinstance(event, Composing) and len(killed) < kills and pid not in killed:
             killed.append(pid)
@@ -145,9 +196,15 @@ async def compose_and_kill(client: EngineClient, kills: int) -> tuple[object, fl
 async def test_kill_9_restarts_and_retries_the_job_once():
     async with local() as client:
         first_pid = client.engine_info["pid"]
-        outcome, seconds = await compose_and_kill(client, kills=1)
+        events: list = []
+        outcome, seconds = await compose_and_kill(client, kills=1, events=events)
         assert seconds < 30
         check(outcome, 4)  # retried on the new engine
+        # While the new engine started, the job heard why its progress stood still, then
+        # progressed again from the start.
+        kinds = [type(e) for e in events]
+        assert Restarting in kinds
+        assert Composing in kinds[kinds.index(Restarting):]
         assert client.engine_info["pid"] != first_pid
         outcome, seconds = await compose_and_kill(client, kills=2)
         assert seconds < 30
