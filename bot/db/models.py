@@ -39,6 +39,7 @@ NAMING_CONVENTION = {
 }
 
 SEED_NAME_MAX_LENGTH = 64
+RUN_OWNER_MAX_LENGTH = 64
 SHA256_HEX_LENGTH = 64
 
 
@@ -249,3 +250,8 @@ class FinetuneRun(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The bot process that runs it, and when that process last renewed its lease on it: a
+    # process starting beside a live one fails only the runs whose owner is gone. NULL:
+    # owned by no live process (a run from before these columns, or created by hand).
+    owner: Mapped[str | None] = mapped_column(String(RUN_OWNER_MAX_LENGTH))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -19,6 +19,7 @@ import pytest
 import simcord
 from sqlalchemy import select
 
+from bot import create_bot
 from bot.app import MotifBot
 from bot.db import (
     Composition,
@@ -412,3 +413,38 @@ async def test_a_run_starts_by_itself_after_enough_new_seeds_and_votes(
     for name, midi in (("motif", MOTIF), ("third", chorale_files[2].read_bytes())):
         await world.alice.slash(world.channel, "seed add", file=(f"{name}.mid", midi), name=name)
     assert len(await runs(world.bot, guild_id)) == 1
+
+
+# --- two bot processes on one database -------------------------------------------------------
+
+
+async def test_a_second_bot_on_the_database_leaves_the_first_ones_live_run_alone(
+    world, settings, music_engine, chorale_files
+) -> None:
+    guild_id = world.guild.id
+    await add_seeds(world.bot, guild_id, world.alice.id, chorale_files[:4])
+    job = await world.bot.tuning.start(
+        guild_id=guild_id, channel_id=world.channel.id, requester_id=world.admin.id
+    )
+    await wait_until_running(world.bot, guild_id)
+    # A second bot process starts on the same database (a restart overlapping the old
+    # process, or another shard): its start-up recovery runs while the first one tunes.
+    second = create_bot(settings, engine=music_engine)
+    await second.setup_hook()
+    try:
+        (run,) = await runs(world.bot, guild_id)
+        assert run.status == "running" and run.error is None
+    finally:
+        await second.close()
+    # The first bot's run goes on to its result, recorded whole: the run, the version and
+    # the server's model agree.
+    deadline = time.monotonic() + 300
+    while world.bot.tuning.is_running(guild_id):
+        assert time.monotonic() < deadline, "the run did not finish"
+        await asyncio.sleep(0.5)
+    (run,) = await runs(world.bot, guild_id)
+    (version,) = await versions(world.bot, guild_id)
+    assert run.id == job.run_id and run.status == "succeeded"
+    assert run.model_version_id == version.id
+    expected = version.id if version.status == "ready" else None
+    assert await active_version(world.bot, guild_id) == expected

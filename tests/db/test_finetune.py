@@ -4,21 +4,29 @@ the new material an automatic run waits for."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import (
     FinetuneRun,
     FinetuneStatus,
+    activate_model_version,
     add_model_version,
     add_seed,
     cast_vote,
     count_new_finetune_material,
     create_finetune_run,
-    fail_interrupted_finetune_runs,
+    fail_abandoned_finetune_runs,
+    get_active_model_version,
     get_finetune_run,
     get_latest_finetune_run,
+    get_model_version,
+    list_model_versions,
+    record_finetune_result,
+    renew_finetune_lease,
     update_finetune_run,
 )
 from bot.db.errors import (
@@ -27,6 +35,8 @@ from bot.db.errors import (
     FinetuneRunNotFound,
     ModelVersionNotFound,
 )
+from bot.db.queries.finetune import RUN_LEASE_SECONDS
+from bot.db.types import utcnow
 
 from .helpers import (
     ALICE,
@@ -40,6 +50,11 @@ from .helpers import (
 )
 
 pytestmark = ON_SESSION_LOOP
+
+GUILD_C = 1_105_000_000_000_000_003
+# Two bot processes sharing the database, as FinetuneRunner names them.
+PROCESS_A = "host-a:101:0f0f0f0f"
+PROCESS_B = "host-b:202:1e1e1e1e"
 
 
 async def test_a_run_from_queue_to_success(session: AsyncSession) -> None:
@@ -140,12 +155,131 @@ async def test_restart_fails_the_runs_left_in_progress(session: AsyncSession) ->
     a = await create_finetune_run(session, guild_id=GUILD_A)
     await update_finetune_run(session, guild_id=GUILD_A, run_id=a.id, status=FinetuneStatus.RUNNING)
     await create_finetune_run(session, guild_id=GUILD_B)
-    assert await fail_interrupted_finetune_runs(session) == 2
+    assert await fail_abandoned_finetune_runs(session) == 2
     after = await get_finetune_run(session, guild_id=GUILD_A, run_id=a.id)
     assert after.status == "failed" and after.error and "restarted" in after.error
     assert after.finished_at is not None
-    assert await fail_interrupted_finetune_runs(session) == 0
+    assert await fail_abandoned_finetune_runs(session) == 0
     await create_finetune_run(session, guild_id=GUILD_A)  # no longer blocked
+
+
+async def rewind_heartbeat(session: AsyncSession, run_id: int, seconds: float) -> None:
+    """As if the run's owner had last renewed its lease `seconds` ago."""
+    async with session.begin():
+        await session.execute(
+            update(FinetuneRun)
+            .where(FinetuneRun.id == run_id)
+            .values(heartbeat_at=utcnow() - timedelta(seconds=seconds))
+        )
+
+
+async def test_recovery_claims_only_runs_whose_owner_is_gone(session: AsyncSession) -> None:
+    # Guild A's run belongs to a live process (it just renewed its lease); guild B's owner
+    # went silent 10 minutes ago; guild C's run is from before runs had owners.
+    live = await create_finetune_run(session, guild_id=GUILD_A, owner=PROCESS_A)
+    await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=live.id, status=FinetuneStatus.RUNNING
+    )
+    await rewind_heartbeat(session, live.id, RUN_LEASE_SECONDS - 30)
+    assert await renew_finetune_lease(session, guild_id=GUILD_A, run_id=live.id, owner=PROCESS_A)
+    silent = await create_finetune_run(session, guild_id=GUILD_B, owner=PROCESS_B)
+    await rewind_heartbeat(session, silent.id, 600)
+    ownerless = await create_finetune_run(session, guild_id=GUILD_C)
+
+    # A second bot process starts on this database.
+    assert await fail_abandoned_finetune_runs(session) == 2
+    statuses = {
+        run.id: (await get_finetune_run(session, guild_id=guild, run_id=run.id)).status
+        for guild, run in ((GUILD_A, live), (GUILD_B, silent), (GUILD_C, ownerless))
+    }
+    assert statuses == {live.id: "running", silent.id: "failed", ownerless.id: "failed"}
+    # Only the owner renews its lease, and only while the run is in progress.
+    assert not await renew_finetune_lease(
+        session, guild_id=GUILD_A, run_id=live.id, owner=PROCESS_B
+    )
+    assert not await renew_finetune_lease(
+        session, guild_id=GUILD_B, run_id=silent.id, owner=PROCESS_B
+    )
+    # The live run goes on to its result.
+    version, _ = await record_finetune_result(
+        session,
+        guild_id=GUILD_A,
+        run_id=live.id,
+        path="/a.pt",
+        parent_id=None,
+        metrics={},
+        accepted=True,
+    )
+    assert (await get_active_model_version(session, guild_id=GUILD_A)).id == version.id  # type: ignore[union-attr]
+
+
+async def test_a_result_is_recorded_whole_in_one_transaction(session: AsyncSession) -> None:
+    old = await add_model_version(session, guild_id=GUILD_A, path="/old.pt")
+    await activate_model_version(session, guild_id=GUILD_A, version_id=old.id)
+    run = await create_finetune_run(session, guild_id=GUILD_A, owner=PROCESS_A)
+    await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=run.id, status=FinetuneStatus.RUNNING
+    )
+    version, pruned = await record_finetune_result(
+        session,
+        guild_id=GUILD_A,
+        run_id=run.id,
+        path="/new.pt",
+        parent_id=old.id,
+        metrics={"gate_reason": "better"},
+        accepted=True,
+        pruned_paths=["/old.pt"],
+    )
+    assert (version.status, version.parent_id, version.metrics) == (
+        "ready",
+        old.id,
+        {"gate_reason": "better"},
+    )
+    done = await get_finetune_run(session, guild_id=GUILD_A, run_id=run.id)
+    assert (done.status, done.progress, done.model_version_id) == ("succeeded", 1.0, version.id)
+    assert done.metrics == {"gate_reason": "better"}
+    assert (await get_active_model_version(session, guild_id=GUILD_A)).id == version.id  # type: ignore[union-attr]
+    assert pruned == 1
+    assert (
+        await get_model_version(session, guild_id=GUILD_A, version_id=old.id)
+    ).status == "pruned"
+
+
+async def test_a_result_of_a_run_ended_meanwhile_changes_nothing(session: AsyncSession) -> None:
+    run = await create_finetune_run(session, guild_id=GUILD_A, owner=PROCESS_A)
+    await update_finetune_run(
+        session, guild_id=GUILD_A, run_id=run.id, status=FinetuneStatus.RUNNING
+    )
+    # Its owner went silent past its lease; another process failed it.
+    await rewind_heartbeat(session, run.id, RUN_LEASE_SECONDS + 1)
+    assert await fail_abandoned_finetune_runs(session) == 1
+    # Then the owner comes back with a result: nothing of it is recorded, nothing serves.
+    with pytest.raises(FinetuneRunFinished, match="already failed"):
+        await record_finetune_result(
+            session,
+            guild_id=GUILD_A,
+            run_id=run.id,
+            path="/late.pt",
+            parent_id=None,
+            metrics={},
+            accepted=True,
+        )
+    assert await list_model_versions(session, guild_id=GUILD_A) == []
+    assert await get_active_model_version(session, guild_id=GUILD_A) is None
+    # A step that fails half-way (its parent is not this server's) leaves no part behind.
+    again = await create_finetune_run(session, guild_id=GUILD_A, owner=PROCESS_A)
+    with pytest.raises(ModelVersionNotFound):
+        await record_finetune_result(
+            session,
+            guild_id=GUILD_A,
+            run_id=again.id,
+            path="/orphan.pt",
+            parent_id=10**6,
+            metrics={},
+            accepted=True,
+        )
+    assert await list_model_versions(session, guild_id=GUILD_A) == []
+    assert (await get_finetune_run(session, guild_id=GUILD_A, run_id=again.id)).status == "queued"
 
 
 async def test_a_run_remembers_where_to_announce(session: AsyncSession) -> None:

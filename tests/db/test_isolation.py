@@ -24,7 +24,9 @@ from bot.db import (
     checkpoints_to_keep,
     count_new_finetune_material,
     create_finetune_run,
+    delete_composition,
     export_finetune_data,
+    fail_abandoned_finetune_runs,
     forget_guild,
     get_active_model_version,
     get_candidate,
@@ -40,7 +42,9 @@ from bot.db import (
     list_model_versions,
     list_seeds,
     mark_model_versions_pruned,
+    record_finetune_result,
     remove_seed,
+    renew_finetune_lease,
     rollback_model_version,
     save_candidate_as_seed,
     set_composition_message,
@@ -134,6 +138,18 @@ FOREIGN_LOOKUPS = {
     "update_finetune_run": lambda s, a: update_finetune_run(
         s, guild_id=GUILD_B, run_id=a.run.id, progress=0.9
     ),
+    "record_finetune_result": lambda s, a: record_finetune_result(
+        s,
+        guild_id=GUILD_B,
+        run_id=a.run.id,
+        path="/b.pt",
+        parent_id=None,
+        metrics={},
+        accepted=True,
+    ),
+    "delete_composition": lambda s, a: delete_composition(
+        s, guild_id=GUILD_B, composition_id=a.root.id
+    ),
     "record_composition(seed)": lambda s, a: make_composition(s, GUILD_B, seed_id=a.seed.id),
     "record_composition(parent)": lambda s, a: make_composition(
         s, GUILD_B, parent_candidate_id=a.root.candidates[0].id
@@ -182,6 +198,11 @@ async def test_another_server_sees_nothing(session: AsyncSession) -> None:
     assert await count_new_finetune_material(session, guild_id=GUILD_B) == 0
     assert await checkpoints_to_keep(session, guild_id=GUILD_B, recent=5) == []
     assert await mark_model_versions_pruned(session, guild_id=GUILD_B, paths=[a.version.path]) == 0
+    # A's run (it has no owner: abandoned) is neither renewed nor failed by B's calls.
+    owner = "b-process"
+    assert not await renew_finetune_lease(session, guild_id=GUILD_B, run_id=a.run.id, owner=owner)
+    assert await fail_abandoned_finetune_runs(session, guild_id=GUILD_B) == 0
+    assert (await get_finetune_run(session, guild_id=GUILD_A, run_id=a.run.id)).status == "queued"
 
     # Guild B may reuse guild A's seed names and bytes, and A's run does not block B's.
     await add_seed(session, guild_id=GUILD_B, name="theme", uploader_id=BOB, midi=a.seed.midi)
@@ -213,10 +234,11 @@ def test_every_query_function_is_covered_here() -> None:
         "add_seed",
         "create_finetune_run",
         "forget_guild",
-        # Not server data: pure helpers and the start-up sweep over every server.
+        "renew_finetune_lease",
+        "fail_abandoned_finetune_runs",
+        # Not server data: pure helpers.
         "midi_sha256",
         "normalize_seed_name",
-        "fail_interrupted_finetune_runs",
     }
     functions = {
         name for name in bot.db.__all__ if name[0].islower() and callable(getattr(bot.db, name))

@@ -9,6 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.db import Base, create_engine, migrate
@@ -215,3 +216,64 @@ def test_the_pruned_revision_keeps_data_and_restores_the_schema(fresh_database_u
     assert guild == [(1,)] and runs == [("running", 0.5)]
     # Ids are never reused, even after SQLite rebuilt the table: 3 was taken once.
     assert new_id == [(4,)]
+
+
+# --- the revision that added finetune_run.owner and heartbeat_at ---------------------------
+
+LEASE_REVISION = "5a72fe5768c7"
+NEW_RUN = (
+    "INSERT INTO finetune_run (guild_id, status, progress, metrics, created_at, updated_at)"
+    " VALUES (1, '{status}', 0.5, '{{}}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+)
+
+
+def test_the_lease_revision_keeps_runs_and_restores_the_schema(fresh_database_url: str) -> None:
+    url = fresh_database_url
+    migrate.upgrade(url, PRUNED_REVISION)
+    schema_before = asyncio.run(_schema(url))
+    asyncio.run(
+        _run(
+            url,
+            [
+                "INSERT INTO guild (id, created_at) VALUES (1, CURRENT_TIMESTAMP)",
+                NEW_RUN.format(status="succeeded"),  # ids 1, 2
+                NEW_RUN.format(status="failed"),
+                "DELETE FROM finetune_run WHERE id = 2",
+                NEW_RUN.format(status="running"),  # id 3
+            ],
+        )
+    )
+
+    migrate.upgrade(url, LEASE_REVISION)
+    # Runs from before the revision have no owner: start-up recovery may claim them.
+    runs = asyncio.run(
+        _run(
+            url,
+            [
+                "UPDATE finetune_run SET owner = 'host:1:ab', heartbeat_at = CURRENT_TIMESTAMP"
+                " WHERE id = 1",
+                "SELECT id, status, owner, heartbeat_at IS NULL FROM finetune_run ORDER BY id",
+            ],
+        )
+    )[1]
+    assert runs == [(1, "succeeded", "host:1:ab", False), (3, "running", None, True)]
+
+    migrate.downgrade(url, PRUNED_REVISION)
+    assert asyncio.run(_schema(url)) == schema_before
+    runs, _, new_id, active = asyncio.run(
+        _run(
+            url,
+            [
+                "SELECT id, status, progress FROM finetune_run ORDER BY id",
+                NEW_RUN.format(status="cancelled"),
+                "SELECT MAX(id) FROM finetune_run",
+                # The partial unique index still allows one active run per server.
+                "SELECT COUNT(*) FROM finetune_run WHERE status IN ('queued', 'running')",
+            ],
+        )
+    )
+    assert runs == [(1, "succeeded", 0.5), (3, "running", 0.5)]
+    # Ids are never reused, even after SQLite rebuilt the table: 4 is the next.
+    assert new_id == [(4,)] and active == [(1,)]
+    with pytest.raises(IntegrityError):
+        asyncio.run(_run(url, [NEW_RUN.format(status="queued")]))

@@ -12,10 +12,7 @@ from bot.cogs.tuning._job import TuningJob
 from bot.db import (
     FinetuneStatus,
     ModelVersion,
-    ModelVersionStatus,
-    activate_model_version,
-    add_model_version,
-    mark_model_versions_pruned,
+    record_finetune_result,
     update_finetune_run,
 )
 from bot.db.errors import FinetuneRunFinished
@@ -35,29 +32,20 @@ UNEXPECTED = "something went wrong on our side; it has been logged"
 
 async def record_result(bot: MotifBot, job: TuningJob, result: FinetuneResult) -> ModelVersion:
     """The run's checkpoint becomes a version of the server (serving at once if accepted);
-    the checkpoints the engine pruned are marked so; the run succeeds."""
+    the checkpoints the engine pruned are marked so; the run succeeds. One transaction:
+    FinetuneRunFinished (and nothing recorded) if the run was ended meanwhile."""
     metrics = {**result.metrics, "accepted": result.accepted, GATE_REASON: result.reason}
-    status = ModelVersionStatus.READY if result.accepted else ModelVersionStatus.REJECTED
     guild_id = job.guild_id
     async with bot.sessions() as session:
-        version = await add_model_version(
-            session,
-            guild_id=guild_id,
-            path=result.checkpoint,
-            parent_id=job.parent_id,
-            metrics=metrics,
-            status=status,
-        )
-        if result.accepted:
-            await activate_model_version(session, guild_id=guild_id, version_id=version.id)
-        pruned = await mark_model_versions_pruned(session, guild_id=guild_id, paths=result.pruned)
-        await update_finetune_run(
+        version, pruned = await record_finetune_result(
             session,
             guild_id=guild_id,
             run_id=job.run_id,
-            status=FinetuneStatus.SUCCEEDED,
+            path=result.checkpoint,
+            parent_id=job.parent_id,
             metrics=metrics,
-            model_version_id=version.id,
+            accepted=result.accepted,
+            pruned_paths=result.pruned,
         )
     log.info(
         "guild %s: run #%s %s v%s (%d older checkpoints pruned)",

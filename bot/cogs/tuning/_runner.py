@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,10 +26,12 @@ from bot.db import (
     count_new_finetune_material,
     create_finetune_run,
     export_finetune_data,
-    fail_interrupted_finetune_runs,
+    fail_abandoned_finetune_runs,
     get_active_model_version,
+    renew_finetune_lease,
 )
-from bot.db.errors import FinetuneAlreadyRunning
+from bot.db.errors import FinetuneAlreadyRunning, FinetuneRunFinished
+from bot.db.queries.finetune import RUN_HEARTBEAT_SECONDS
 from bot.errors import UserFacingError
 
 if TYPE_CHECKING:
@@ -74,18 +79,28 @@ class _Running:
     stop: tuple[FinetuneStatus, str, bool] = (FinetuneStatus.FAILED, SHUTDOWN_ERROR, True)
 
 
+def process_owner_id() -> str:
+    """Names this bot process as the owner of its runs: host, pid and a random part (a pid
+    is reused after a restart, and two machines may share a database)."""
+    host = socket.gethostname()[:40]
+    return f"{host}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class FinetuneRunner:
     def __init__(self, bot: MotifBot) -> None:
         self._bot = bot
         self._running: dict[int, _Running] = {}
         self._closing = False
+        self.owner = process_owner_id()
 
     async def recover(self) -> None:
-        """At start-up: runs a previous process left in progress will never report again."""
+        """At start-up: fail the runs whose owner is gone (they will never report again).
+        Another live bot process's runs on the same database are left alone: it renews
+        their lease."""
         async with self._bot.sessions() as session:
-            failed = await fail_interrupted_finetune_runs(session)
+            failed = await fail_abandoned_finetune_runs(session)
         if failed:
-            log.warning("marked %d interrupted fine-tuning runs as failed", failed)
+            log.warning("marked %d abandoned fine-tuning runs as failed", failed)
 
     def is_running(self, guild_id: int) -> bool:
         return guild_id in self._running
@@ -108,8 +123,17 @@ class FinetuneRunner:
             keep = await checkpoints_to_keep(
                 session, guild_id=guild_id, recent=settings.finetune_keep_versions
             )
+            # A run whose process died after this one started would block the server for good.
+            if failed := await fail_abandoned_finetune_runs(session, guild_id=guild_id):
+                log.warning(
+                    "guild %s: marked %d abandoned fine-tuning runs as failed", guild_id, failed
+                )
             run = await create_finetune_run(
-                session, guild_id=guild_id, requester_id=requester_id, channel_id=channel_id
+                session,
+                guild_id=guild_id,
+                requester_id=requester_id,
+                channel_id=channel_id,
+                owner=self.owner,
             )
         job = TuningJob.from_export(
             export,
@@ -185,6 +209,9 @@ class FinetuneRunner:
 
     async def _drive(self, running: _Running) -> None:
         job = running.job
+        lease = asyncio.create_task(
+            self._keep_lease(job), name=f"motif-finetune-{job.run_id}-lease"
+        )
         try:
             try:
                 result = await tune(self._bot, job)
@@ -197,13 +224,41 @@ class FinetuneRunner:
             running.cancellable = False
             try:
                 version = await record_result(self._bot, job, result)
+            except FinetuneRunFinished as error:
+                # Another bot process found this run abandoned (this one went silent for
+                # longer than the lease) and failed it: its result is not used.
+                log.warning(
+                    "guild %s: run #%s ended elsewhere (%s); its result is not used",
+                    job.guild_id,
+                    job.run_id,
+                    error.status,
+                )
+                return
             except Exception as error:  # noqa: BLE001
                 await self._failed(job, failure_reason(error))
                 return
             self._bot.metrics.finetune("succeeded" if result.accepted else "rejected")
             await announce(self._bot, job, _report.result_embed(job, version))
         finally:
+            lease.cancel()
+            await asyncio.wait([lease])
             del self._running[job.guild_id]
+
+    async def _keep_lease(self, job: TuningJob) -> None:
+        """Renew this process's lease on the run while it goes on, so that another bot
+        process starting on the same database leaves it alone."""
+        while True:
+            await asyncio.sleep(RUN_HEARTBEAT_SECONDS)
+            try:
+                async with self._bot.sessions() as session:
+                    alive = await renew_finetune_lease(
+                        session, guild_id=job.guild_id, run_id=job.run_id, owner=self.owner
+                    )
+            except Exception:  # noqa: BLE001 - the next beat may succeed; the lease is long
+                log.warning("could not renew the lease of run #%s", job.run_id, exc_info=True)
+                continue
+            if not alive:
+                return  # it has finished (or been failed elsewhere): nothing to keep
 
     async def _failed(self, job: TuningJob, error: str) -> None:
         self._bot.metrics.finetune("failed")

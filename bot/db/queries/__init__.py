@@ -24,9 +24,11 @@ from bot.db.queries.export import (
 from bot.db.queries.finetune import (
     count_new_finetune_material,
     create_finetune_run,
-    fail_interrupted_finetune_runs,
+    fail_abandoned_finetune_runs,
     get_finetune_run,
     get_latest_finetune_run,
+    record_finetune_result,
+    renew_finetune_lease,
     update_finetune_run,
 )
 from bot.db.queries.guilds import forget_guild
@@ -82,7 +84,7 @@ __all__ = [
     "create_finetune_run",
     "delete_composition",
     "export_finetune_data",
-    "fail_interrupted_finetune_runs",
+    "fail_abandoned_finetune_runs",
     "forget_guild",
     "get_active_model_version",
     "get_candidate",
@@ -101,7 +103,9 @@ __all__ = [
     "midi_sha256",
     "normalize_seed_name",
     "record_composition",
+    "record_finetune_result",
     "remove_seed",
+    "renew_finetune_lease",
     "rollback_model_version",
     "save_candidate_as_seed",
     "set_composition_message",

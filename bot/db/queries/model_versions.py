@@ -32,23 +32,43 @@ async def add_model_version(
     `parent_id` is the version it was tuned from (None: the base model); `status` says
     whether it passed the quality gate.
     """
+    version = new_model_version(
+        guild_id=guild_id, path=path, parent_id=parent_id, metrics=metrics, status=status
+    )
+    async with writing(session):
+        await insert_model_version(session, version)
+    return version
+
+
+def new_model_version(
+    *,
+    guild_id: int,
+    path: str,
+    parent_id: int | None,
+    metrics: Mapping[str, Any] | None,
+    status: ModelVersionStatus,
+) -> ModelVersion:
+    """A version row, checked, not yet stored (see insert_model_version)."""
     check_snowflake("guild_id", guild_id)
     if not path:
         raise ValueError("a model version needs a checkpoint path (received an empty one)")
-    status = ModelVersionStatus(status)
-    version = ModelVersion(
+    return ModelVersion(
         guild_id=guild_id,
         path=path,
         parent_id=parent_id,
         metrics=dict(metrics or {}),
-        status=status.value,
+        status=ModelVersionStatus(status).value,
     )
-    async with writing(session):
-        await ensure_guild(session, guild_id)
-        if parent_id is not None:
-            await _get(session, guild_id, parent_id)
-        session.add(version)
-    return version
+
+
+async def insert_model_version(session: AsyncSession, version: ModelVersion) -> None:
+    """Store `version` within the caller's transaction (its parent must be the server's);
+    it has its id on return."""
+    await ensure_guild(session, version.guild_id)
+    if version.parent_id is not None:
+        await _get(session, version.guild_id, version.parent_id)
+    session.add(version)
+    await session.flush()
 
 
 async def list_model_versions(
@@ -98,15 +118,22 @@ async def activate_model_version(
     """
     check_snowflake("guild_id", guild_id)
     async with writing(session):
-        guild = await lock_guild(session, guild_id)
-        version = None
-        if version_id is not None:
-            version = await _get(session, guild_id, version_id)
-            if version.status == ModelVersionStatus.PRUNED:
-                raise ModelVersionPruned(version_id)
-            if version.status != ModelVersionStatus.READY:
-                raise ModelVersionRejected(version_id)
-        guild.active_model_version_id = version_id
+        return await activate_in_transaction(session, guild_id, version_id)
+
+
+async def activate_in_transaction(
+    session: AsyncSession, guild_id: int, version_id: int | None
+) -> ModelVersion | None:
+    """activate_model_version's work, within the caller's transaction."""
+    guild = await lock_guild(session, guild_id)
+    version = None
+    if version_id is not None:
+        version = await _get(session, guild_id, version_id)
+        if version.status == ModelVersionStatus.PRUNED:
+            raise ModelVersionPruned(version_id)
+        if version.status != ModelVersionStatus.READY:
+            raise ModelVersionRejected(version_id)
+    guild.active_model_version_id = version_id
     return version
 
 
@@ -172,17 +199,26 @@ async def mark_model_versions_pruned(
     if not paths:
         return 0
     async with writing(session):
-        active_id = await session.scalar(
-            select(Guild.active_model_version_id).where(Guild.id == guild_id)
-        )
-        query = update(ModelVersion).where(
-            ModelVersion.guild_id == guild_id,
-            ModelVersion.path.in_(list(paths)),
-            ModelVersion.status == ModelVersionStatus.READY.value,
-        )
-        if active_id is not None:
-            query = query.where(ModelVersion.id != active_id)
-        result = await session.execute(query.values(status=ModelVersionStatus.PRUNED.value))
+        return await mark_pruned_in_transaction(session, guild_id, paths)
+
+
+async def mark_pruned_in_transaction(
+    session: AsyncSession, guild_id: int, paths: Sequence[str]
+) -> int:
+    """mark_model_versions_pruned's work, within the caller's transaction."""
+    if not paths:
+        return 0
+    active_id = await session.scalar(
+        select(Guild.active_model_version_id).where(Guild.id == guild_id)
+    )
+    query = update(ModelVersion).where(
+        ModelVersion.guild_id == guild_id,
+        ModelVersion.path.in_(list(paths)),
+        ModelVersion.status == ModelVersionStatus.READY.value,
+    )
+    if active_id is not None:
+        query = query.where(ModelVersion.id != active_id)
+    result = await session.execute(query.values(status=ModelVersionStatus.PRUNED.value))
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
