@@ -162,4 +162,6 @@ async def test_a_composition_discord_will_not_post_is_not_kept_and_the_member_is
     assert "nothing of it was kept" in told.content
     # No composition row stays behind that nobody can see, vote on or continue.
     assert await counts(world.bot) == before
-    assert raised(world.env) == [NotPosted]
+    # By name: a bot closed earlier in the session unloaded the cog modules, so this file's
+    # NotPosted may be an older import of the class the bot raised.
+    assert [error.__name__ for error in raised(world.env)] == [NotPosted.__name__]
