@@ -15,6 +15,7 @@ from tests.bot.helpers import (
     counts,
     raised,
     read,
+    refused_privately,
     reply,
 )
 
@@ -70,13 +71,13 @@ async def test_another_server_sees_none_of_the_first_servers_seeds(world) -> Non
     assert await carol.autocomplete(hall, "seed play", "name", "wa") == []
 
     played = await carol.slash(hall, "seed play", name="waltz")
-    assert reply(played).ephemeral
+    # Refused before any public "thinking..." message: the channel saw nothing of it.
+    assert refused_privately(played)
     assert 'no seed named "waltz"' in reply(played).content
-    assert played.response is None  # the public "thinking..." message was removed
 
     before = await counts(world.bot)
     composed = await carol.slash(hall, "compose", saved_seed="waltz", **SMALL)
-    assert reply(composed).ephemeral
+    assert refused_privately(composed)
     assert 'no seed named "waltz"' in reply(composed).content
     assert await counts(world.bot) == before
     assert await count(world.bot, Composition) == 0
