@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+import discord
 import pytest
 import simcord
 
@@ -165,3 +167,28 @@ async def test_a_composition_discord_will_not_post_is_not_kept_and_the_member_is
     # By name: a bot closed earlier in the session unloaded the cog modules, so this file's
     # NotPosted may be an older import of the class the bot raised.
     assert [error.__name__ for error in raised(world.env)] == [NotPosted.__name__]
+
+
+async def test_a_seed_slower_to_fetch_than_discord_waits_still_composes_or_is_refused(
+    world, monkeypatch
+) -> None:
+    # Discord's CDN stalls: the attachment takes 5 s to download, longer than the bot may
+    # wait before its first answer, so it defers first.
+    download = discord.Attachment.read
+
+    async def stalled(self, **kwargs):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(5)
+        return await download(self, **kwargs)
+
+    monkeypatch.setattr(discord.Attachment, "read", stalled)
+    result = await world.alice.slash(world.channel, "compose", seed=("motif.mid", MOTIF), **SMALL)
+    await check_composition_message(world, result, 2)
+    refused = await world.alice.slash(
+        world.channel, "compose", seed=("broken.mid", MOTIF[:40]), **SMALL
+    )
+    # This refusal comes after the bot deferred (the channel saw "thinking..."): it still
+    # reaches the member, privately, and the thinking message is removed.
+    told = reply(refused)
+    assert told.ephemeral and "broken or truncated" in told.content
+    assert refused.response is None
+    assert raised(world.env) == [BadSeed]
