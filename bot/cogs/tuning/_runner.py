@@ -227,6 +227,7 @@ class FinetuneRunner:
             except FinetuneRunFinished as error:
                 # Another bot process found this run abandoned (this one went silent for
                 # longer than the lease) and failed it: its result is not used.
+                self._bot.metrics.finetune("interrupted")
                 log.warning(
                     "guild %s: run #%s ended elsewhere (%s); its result is not used",
                     job.guild_id,
