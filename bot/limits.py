@@ -35,7 +35,7 @@ def describe(running: Counter[Work]) -> str:
 
 
 class OnCooldown(UserFacingError):
-    def __init__(self, last: Work, retry_after: float) -> None:
+    def __init__(self, retry_after: float, last: Work = Work.COMPOSITION) -> None:
         super().__init__(
             f"You started a {last} a moment ago; you can start another in "
             f"{max(1, round(retry_after))} s."
@@ -44,7 +44,8 @@ class OnCooldown(UserFacingError):
 
 
 class TooManyInFlight(UserFacingError):
-    def __init__(self, cap: int, running: Counter[Work]) -> None:
+    def __init__(self, cap: int, running: Counter[Work] | None = None) -> None:
+        running = running if running is not None else Counter({Work.COMPOSITION: cap})
         super().__init__(
             f"This server already has {describe(running)} under way, as many as it may have at "
             "once. Wait for one to finish, then try again."
@@ -107,7 +108,7 @@ class EngineWorkLimits:
         key = (guild_id, user_id)
         previous = self._last_start.get(key)
         if previous is not None and now - previous[0] < self.cooldown_seconds:
-            raise OnCooldown(previous[1], self.cooldown_seconds - (now - previous[0]))
+            raise OnCooldown(self.cooldown_seconds - (now - previous[0]), previous[1])
         running = self._running.setdefault(guild_id, Counter())
         if running.total() >= self.max_inflight_per_guild:
             raise TooManyInFlight(self.max_inflight_per_guild, Counter(running))
