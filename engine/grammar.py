@@ -42,6 +42,9 @@ NO_LIMIT = 1 << 20  # bar length before any time signature is known
 BAR_TOKEN_CAP = 64
 # Types that begin a new event in a bar (as opposed to finishing the note under way).
 _EVENT_STARTS = ("Position", "Tempo", "Program", "ProgramDrum")
+# Where a row stands against the cap (rows of Grammar.crowd_allows): room left; crowded
+# between notes; crowded right after a Position or Tempo, with the note still to write.
+ROOMY, CROWDED, CROWDED_MID_EVENT = 0, 1, 2
 MIXED = -2  # "this token has several programs"
 DRUMS = 128  # the drum "program" (REMI's Program_-1, which must not read as NONE)
 
@@ -51,6 +54,29 @@ def _type_and_value(token: str) -> tuple[str, str]:
     if kind == "Program" and value == "-1":
         kind = "ProgramDrum"
     return kind, value
+
+
+def _crowd_allows(tokenizer: MidiTokenizer, first_type: torch.Tensor,
+                  opens_bar: torch.Tensor) -> torch.Tensor:
+    """(3, V): which ids a row may take at each crowd level (ROOMY, CROWDED, ...).
+
+    A crowded bar must close in a few ids whatever the model wants, so it takes no new event:
+    only ids with no Position, Tempo or Program in them, which finish the note under way
+    (Pitch, Velocity, Duration), or ids that open the next bar. Right after a Position (or its
+    Tempo) REMI wants a note, so there an id may also start with the note's Program, as long
+    as nothing else in it starts an event. Then Duration -> Bar ends the bar within 5 ids.
+    BPE ids are judged by every REMI token they merge, not by their first one alone: an id
+    starting with a Velocity may carry a later Position.
+    """
+    size = len(first_type)
+    starts = torch.tensor([sum(_type_and_value(t)[0] in _EVENT_STARTS
+                               for t in tokenizer.base_tokens(i)) for i in range(size)])
+    quiet = starts == 0
+    note = (first_type == T["Program"]) | (first_type == T["ProgramDrum"])
+    allows = torch.ones(3, size, dtype=torch.bool)
+    allows[CROWDED] = opens_bar | quiet
+    allows[CROWDED_MID_EVENT] = opens_bar | quiet | (note & (starts == 1))
+    return allows
 
 
 def positions_per_bar(time_signature: str, positions_per_beat: int) -> int:
@@ -72,7 +98,7 @@ class Grammar:
     has_tempo: torch.Tensor  # (V,) bool
     time_signature: torch.Tensor  # (V,) long index into time_signatures, or NONE
     program: torch.Tensor  # (V,) long: the program of its notes, NONE or MIXED
-    starts_event: torch.Tensor  # (V,) bool: begins a position, tempo or note
+    crowd_allows: torch.Tensor  # (3, V) bool: ids allowed at ROOMY, CROWDED, CROWDED_MID_EVENT
     bar_positions: torch.Tensor  # (S,) positions in a bar of each time signature
     time_signatures: list[str]
 
@@ -121,12 +147,10 @@ class Grammar:
             flags["internally_valid"][token_id] = valid and kinds[0][0] not in ("PAD", "BOS")
             flags["opens_bar"][token_id] = kinds[0][0] == "Bar"
             flags["has_tempo"][token_id] = any(k == "Tempo" for k, _ in kinds)
-        starts_event = torch.zeros(size, dtype=torch.bool)
-        for kind in _EVENT_STARTS:
-            starts_event |= cols["first_type"] == T[kind]
         bar_positions = torch.tensor([positions_per_bar(ts, per_beat) for ts in time_signatures])
+        crowd_allows = _crowd_allows(tokenizer, cols["first_type"], flags["opens_bar"])
         return cls(follows=follows, time_signatures=time_signatures,
-                   bar_positions=bar_positions, starts_event=starts_event, **cols, **flags)
+                   bar_positions=bar_positions, crowd_allows=crowd_allows, **cols, **flags)
 
     def to(self, device: torch.device | str) -> Grammar:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -146,12 +170,18 @@ class GrammarState:
     limit: torch.Tensor  # positions in the current bar (from its time signature)
     bars: torch.Tensor  # bars opened since generation began
     bar_tokens: torch.Tensor  # ids since the current bar opened
+    time_signature: torch.Tensor  # metre every new bar states; NONE: the first one chosen
+    open_bar: torch.Tensor  # bool: the next id must open a bar
 
-    FIELDS = ("last_type", "position", "limit", "bars", "bar_tokens")
+    FIELDS = ("last_type", "position", "limit", "bars", "bar_tokens", "time_signature",
+              "open_bar")
 
     @classmethod
-    def after(cls, grammar: Grammar, prompts: list[list[int]], device) -> GrammarState:
-        """The state at the end of each prompt."""
+    def after(cls, grammar: Grammar, prompts: list[list[int]], device, *,
+              time_signatures: list[int] | None = None, open_bar: bool = False
+              ) -> GrammarState:
+        """The state at the end of each prompt; `time_signatures` are the metres to keep
+        (NONE, the default: the first one the row chooses), `open_bar` starts on a bar line."""
         last_type, position, limit = [], [], []
         for ids in prompts:
             kind, pos, lim = T["BOS"], NONE, NO_LIMIT
@@ -166,12 +196,24 @@ class GrammarState:
             limit.append(lim)
         as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
         zeros = as_long([0] * len(prompts))
-        return cls(as_long(last_type), as_long(position), as_long(limit), zeros, zeros.clone())
+        metres = as_long(time_signatures if time_signatures is not None else [NONE] * len(prompts))
+        opens = torch.full((len(prompts),), open_bar, dtype=torch.bool, device=device)
+        return cls(as_long(last_type), as_long(position), as_long(limit), zeros, zeros.clone(),
+                   metres, opens)
 
-    def allowed(self, grammar: Grammar, *, want_time_signature: torch.Tensor,
-                keep_tempo: torch.Tensor, want_program: torch.Tensor,
-                must_open_bar: torch.Tensor) -> torch.Tensor:
-        """(B, V) bool mask of the ids each sequence may take next."""
+    def crowd(self) -> torch.Tensor:
+        """(B,) each row's row of Grammar.crowd_allows."""
+        crowded = (self.bar_tokens >= BAR_TOKEN_CAP).long()
+        mid_event = (self.last_type == T["Position"]) | (self.last_type == T["Tempo"])
+        return crowded * (CROWDED + mid_event.long())
+
+    def allowed(self, grammar: Grammar, *, keep_tempo: torch.Tensor,
+                want_program: torch.Tensor) -> torch.Tensor:
+        """(B, V) bool mask of the ids each sequence may take next.
+
+        Never empty: from every state the grammar can reach, some id leads on to the next
+        bar line within a bounded number of ids (tests/engine/test_grammar.py walks them all).
+        """
         ok = grammar.follows[self.last_type][:, grammar.first_type]  # (B, V)
         ok &= grammar.internally_valid
         first_pos = grammar.first_position
@@ -181,15 +223,15 @@ class GrammarState:
         ok &= (grammar.last_position == NONE) | grammar.opens_bar | (
             grammar.last_position < self.limit[:, None])
         ok &= ~(grammar.has_tempo & keep_tempo[:, None])
-        ts = grammar.time_signature
-        ok &= (ts == NONE) | (want_time_signature[:, None] == NONE) | (
-            ts == want_time_signature[:, None])
+        ts, want_ts = grammar.time_signature, self.time_signature[:, None]
+        ok &= (ts == NONE) | (want_ts == NONE) | (ts == want_ts)
         prog = grammar.program
         ok &= (prog == NONE) | (want_program[:, None] == NONE) | (prog == want_program[:, None])
-        ok &= grammar.opens_bar | ~must_open_bar[:, None]
+        # A prompt that stops mid-note finishes that note before its bar line.
+        must_open = self.open_bar & grammar.follows[self.last_type, T["Bar"]]
+        ok &= grammar.opens_bar | ~must_open[:, None]
         # A crowded bar may finish its note under way, then only close.
-        crowded = self.bar_tokens >= BAR_TOKEN_CAP
-        ok &= ~(crowded[:, None] & grammar.starts_event)
+        ok &= grammar.crowd_allows[self.crowd()]
         ok[:, grammar.first_type == T["EOS"]] = False  # length is ours to decide, in bars
         return ok
 
@@ -202,6 +244,10 @@ class GrammarState:
                                                     self.position))
         ts = grammar.time_signature[ids]
         self.limit = torch.where(ts != NONE, grammar.bar_positions[ts.clamp(min=0)], self.limit)
+        # The first time signature chosen (when none was asked) holds for the rest.
+        self.time_signature = torch.where((self.time_signature == NONE) & (ts != NONE), ts,
+                                          self.time_signature)
+        self.open_bar = self.open_bar & ~opens
         self.bars = self.bars + opens.long()
         self.bar_tokens = torch.where(opens, torch.ones_like(self.bar_tokens), self.bar_tokens + 1)
         self.last_type = grammar.last_type[ids]

@@ -17,7 +17,7 @@ import torch
 from engine.grammar import NONE, Grammar, GrammarState
 from engine.model import LSTMLanguageModel
 
-# A last resort only: the grammar closes a bar after BAR_TOKEN_CAP ids, well below this.
+# A last resort only: the grammar closes a bar within BAR_TOKEN_CAP + 5 ids, well below this.
 MAX_TOKENS_PER_BAR = 96
 MIN_BARS, MAX_BARS = 1, 64
 
@@ -54,7 +54,8 @@ class Row:
     invalid_mass: float = 0.0  # summed probability the model gave to invalid ids
     steps: int = 0
     done: bool = False
-    stop_reason: str = ""
+    stop_reason: str = ""  # "bars" (all written), "token cap" or "dead end" (both: a bug)
+    bars: int = 0  # bars written, the last maybe cut short; set when the row finishes
 
 
 def _cat(a: torch.Tensor | None, b: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -94,23 +95,22 @@ class DecodeBatch:
         self.h = _cat(self.h, h.expand(-1, n, -1).contiguous(), dim=1)
         self.c = _cat(self.c, c.expand(-1, n, -1).contiguous(), dim=1)
         self.logits = _cat(self.logits, last.expand(n, -1).clone())
-        g = GrammarState.after(self.grammar, [prompt] * n, self.device)
+        o = [r.options for r in rows]
+        g = GrammarState.after(self.grammar, [prompt] * n, self.device,
+                               time_signatures=[x.time_signature for x in o], open_bar=open_bar)
         if self.gstate is None:
             self.gstate = g
         else:
             for name in GrammarState.FIELDS:
                 setattr(self.gstate, name, torch.cat([getattr(self.gstate, name),
                                                       getattr(g, name)]))
-        o = [r.options for r in rows]
         new = {
             "temperature": torch.tensor([x.temperature for x in o], device=self.device),
             "top_p": torch.tensor([x.top_p for x in o], device=self.device),
             "bars": torch.tensor([x.bars for x in o], device=self.device),
-            "time_signature": torch.tensor([x.time_signature for x in o], device=self.device),
             "keep_tempo": torch.tensor([x.keep_tempo for x in o], device=self.device),
             "program": torch.tensor([NONE if x.program is None else x.program for x in o],
                                     device=self.device),
-            "open_bar": torch.full((n,), open_bar, dtype=torch.bool, device=self.device),
         }
         for k, v in new.items():
             self._opts[k] = _cat(self._opts.get(k), v)
@@ -136,8 +136,7 @@ class DecodeBatch:
         g, o = self.grammar, self._opts
         st = self.gstate
         assert st is not None and self.logits is not None
-        mask = st.allowed(g, want_time_signature=o["time_signature"], keep_tempo=o["keep_tempo"],
-                          want_program=o["program"], must_open_bar=o["open_bar"])
+        mask = st.allowed(g, keep_tempo=o["keep_tempo"], want_program=o["program"])
         logits = self.logits.float()
         raw = torch.softmax(logits, dim=-1)
         invalid = (raw * ~mask).sum(-1)  # (B,)
@@ -154,24 +153,22 @@ class DecodeBatch:
         dead = ~mask.any(-1)
         # A token that opens the bar after the last requested one ends the row unsent.
         ends = (g.opens_bar[tokens] & (st.bars >= o["bars"])) | dead
-        # The first time signature chosen (when none was asked) holds for the rest.
-        ts = g.time_signature[tokens]
-        o["time_signature"] = torch.where((o["time_signature"] == NONE) & (ts != NONE), ts,
-                                          o["time_signature"])
-        o["open_bar"] = torch.zeros_like(o["open_bar"])
+        before = st.bars
         st.advance(g, tokens)
         tok_list, ends_list, inv_list = tokens.tolist(), ends.tolist(), invalid.tolist()
         dead_list = dead.tolist()
-        for row, tok, end, inv, is_dead in zip(self.rows, tok_list, ends_list, inv_list,
-                                                dead_list, strict=True):
+        for i, (row, tok, end, inv, is_dead) in enumerate(zip(
+                self.rows, tok_list, ends_list, inv_list, dead_list, strict=True)):
             row.invalid_mass += inv
             row.steps += 1
-            if end:
+            if end:  # the id that ended the row is not written, nor is its bar
                 row.done, row.stop_reason = True, "dead end" if is_dead else "bars"
+                row.bars = int(before[i])
                 continue
             row.tokens.append(tok)
             if len(row.tokens) >= row.options.bars * MAX_TOKENS_PER_BAR:
                 row.done, row.stop_reason = True, "token cap"
+                row.bars = int(st.bars[i])
         finished = [r for r in self.rows if r.done]
         keep = torch.tensor([not r.done for r in self.rows], device=self.device)
         if finished:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from symusic import Score
 
-from engine.grammar import NONE, GrammarState
+from bench import member_seeds
+from engine.grammar import BAR_TOKEN_CAP, NONE, GrammarState
 from engine.prompt import build_prompt
 from engine.sample import SamplingOptions, generate
+from engine.seed import read_seed
 
 
 def _bars(tokenizer, ids) -> int:
@@ -28,6 +30,36 @@ def test_generates_exactly_the_requested_bars(base_checkpoint, grammar, bars):
         assert row.stop_reason == "bars"
         assert _bars(tok, row.tokens) == bars
         assert tok.to_base(row.tokens)[0] == "Bar_None"
+
+
+# Seeds like members upload, with a sampling seed that once stopped a candidate short: a bar
+# crowded with BAR_TOKEN_CAP ids right after a Position allowed no id at all ("dead end"),
+# 1-4 bars into the 4 asked.
+DENSE_SEEDS = [
+    ("band loop", lambda: member_seeds.band_loop(bars=4), 0),
+    ("6/8 tune", lambda: member_seeds.six_eight_tune(bars=4), 8),
+    ("5/4 groove", lambda: member_seeds.five_four_groove(bars=4), 10),
+    ("3/4 piano", lambda: member_seeds.waltz_piano(bars=4), 2),
+    ("dense piano", lambda: member_seeds.dense_piano(bars=4), 5),
+    ("band.mid", lambda: Score(member_seeds.EXAMPLES / "band.mid"), 6),
+]
+
+
+@pytest.mark.parametrize("make,sampling_seed", [(m, s) for _, m, s in DENSE_SEEDS],
+                         ids=[name for name, _, _ in DENSE_SEEDS])
+def test_every_candidate_of_a_dense_seed_reaches_the_bars_asked(base_checkpoint, grammar, make,
+                                                                 sampling_seed):
+    tok = base_checkpoint.tokenizer
+    prompt = build_prompt(tok, grammar, read_seed(member_seeds.midi_bytes(make())))
+    rows = generate(base_checkpoint.model, grammar, prompt.ids, 2,
+                    SamplingOptions(bars=4, time_signature=prompt.time_signature),
+                    seed=sampling_seed)
+    for row in rows:
+        assert (row.stop_reason, row.bars, _bars(tok, row.tokens)) == ("bars", 4, 4)
+        assert tok.remi.tokens_errors(tok.to_base(row.tokens)) == 0
+        opened = [i for i, t in enumerate(row.tokens) if grammar.opens_bar[t]]
+        longest = max(b - a for a, b in zip(opened, [*opened[1:], len(row.tokens)], strict=True))
+        assert longest <= BAR_TOKEN_CAP + 5  # a crowded bar closes within a note
 
 
 def test_generated_sequences_are_valid_remi(base_checkpoint, grammar, waltz_prompt):
