@@ -6,6 +6,7 @@ it shares with other requests, then `finish`; `compose` chains them for one requ
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from symusic import Score, Tempo
+from symusic import Score, Tempo, TextMeta
 
 from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
 from engine.device import pick_device
@@ -27,9 +28,12 @@ from engine.sample import Row, SamplingOptions, generate
 from engine.seed import read_seed
 from engine.tokenizer import MidiTokenizer
 
+log = logging.getLogger(__name__)
+
 MAX_CANDIDATES = 4
 ENCODER_THREADS = min(4, os.cpu_count() or 1)
 TEMPO_RANGE = (20.0, 400.0)
+END_MARKER = "End"  # a MIDI marker on the last bar line: where the piece ends
 
 
 @dataclass
@@ -76,6 +80,7 @@ class Candidate:
     notes: int
     tokens: int
     invalid_rate: float  # probability mass the model put on invalid ids, per step
+    bars: int  # bars written: the bars asked, unless sampling had to stop early
     audio_note: str | None = None  # e.g. "shortened to fit the upload limit"
     audio_quality_lowered: bool = False
     audio_cut_from: float | None = None  # the clip's length before it was shortened to fit
@@ -154,17 +159,21 @@ def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: byte
 
 
 def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int]) -> Score:
-    """Decode a candidate; the whole piece is at one tempo (the seed's, or the chosen one)."""
+    """Decode a candidate; the whole piece is at one tempo (the seed's, or the chosen one).
+
+    The piece ends on its last bar line, whatever its last notes do: notes still sounding
+    there are cut, and an end marker there makes the MIDI file (and so the rendered clip,
+    which lasts to the score's end plus the release tail) span every bar, quiet ones too.
+    """
     ids = [*plan.prompt.seed_ids, *tokens] if plan.params.include_seed else tokens
     score = tokenizer.decode(ids)
     score.tempos = [Tempo(0, plan.prompt.tempo)]
-    # The piece ends on its last bar line: notes still sounding there are cut, so the
-    # clip lasts the bars asked for (plus the renderer's release tail).
     end = bars_length_ticks(tokenizer, ids)
     for track in score.tracks:
         for note in track.notes:
             if note.time + note.duration > end:
                 note.duration = max(1, end - note.time)
+    score.markers.append(TextMeta(end, END_MARKER))
     return score
 
 
@@ -187,12 +196,15 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
     candidates = []
     for row, score, job in zip(rows, scores, encoding, strict=True):
         audio = job.result()
+        if row.bars < plan.params.bars:  # a bug: the grammar leaves every bar a way to close
+            log.warning("a candidate stopped after %d of %d bars (%s)", row.bars,
+                        plan.params.bars, row.stop_reason)
         candidates.append(Candidate(
             midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
             notes=score.note_num(), tokens=len(row.tokens),
-            invalid_rate=row.invalid_mass / max(1, row.steps), audio_note=audio.note,
-            audio_quality_lowered=audio.quality_lowered, audio_cut_from=audio.cut_from,
-            programs=programs_heard(score)))
+            invalid_rate=row.invalid_mass / max(1, row.steps), bars=row.bars,
+            audio_note=audio.note, audio_quality_lowered=audio.quality_lowered,
+            audio_cut_from=audio.cut_from, programs=programs_heard(score)))
     plan.timings["render"] = time.perf_counter() - started
     started = time.perf_counter()
     png = draw_pianoroll(scores, seed_seconds=seed_seconds)

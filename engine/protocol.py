@@ -107,6 +107,7 @@ class CandidateResult:
     audio_quality_lowered: bool = False
     audio_cut_from: float | None = None
     programs: list[int] = field(default_factory=list)  # GM programs heard; DRUMS for a kit
+    bars: int | None = None  # bars written (None: not reported); fewer than asked: cut short
 
 
 # How `CandidateResult.programs` names a drum kit (GM programs are 0-127).

@@ -464,7 +464,7 @@ class Server:
         result = ComposeResult(
             candidates=[CandidateResult(c.midi, c.audio, c.seconds, c.notes, c.tokens,
                                         c.invalid_rate, c.audio_note, c.audio_quality_lowered,
-                                        c.audio_cut_from, c.programs)
+                                        c.audio_cut_from, c.programs, bars=c.bars)
                         for c in composition.candidates],
             pianoroll=composition.pianoroll, seed_seconds=composition.seed_seconds,
             timings={k: round(v, 4) for k, v in timings.items()}, tempo=composition.tempo)

@@ -12,7 +12,11 @@ EIGHT_MIB = 8 * 1024 * 1024
 
 
 def candidate(
-    *, quality_lowered: bool = False, cut_from: float | None = None, programs=()
+    *,
+    quality_lowered: bool = False,
+    cut_from: float | None = None,
+    programs=(),
+    bars: int | None = None,
 ) -> CandidateResult:
     return CandidateResult(
         midi=b"MThd",
@@ -26,6 +30,7 @@ def candidate(
         audio_quality_lowered=quality_lowered,
         audio_cut_from=cut_from,
         programs=list(programs),
+        bars=bars,
     )
 
 
@@ -104,3 +109,14 @@ def test_the_thinking_message_says_when_the_composer_restarted() -> None:
     # The engine client's event for jobs whose engine died: they start again on a new one.
     assert describe(Restarting()) == "The composer restarted; your composition is starting again..."
     assert describe(Composing(40.0)) == "Composing... 40%"
+
+
+def test_the_embed_says_which_candidate_stopped_before_the_bars_asked() -> None:
+    job = ComposeJob(seed_midi=None, seed_label="none", bars=16)
+    cut = result(candidate(bars=16), candidate(bars=3), candidate())
+    shown = fields_of(embed(5, job, cut, model_version_id=None, upload_limit=EIGHT_MIB))
+    assert shown["Shorter than asked"] == "Candidate 2 stopped after 3 of 16 bars"
+    whole = result(candidate(bars=16), candidate(bars=16))
+    assert "Shorter than asked" not in fields_of(
+        embed(6, job, whole, model_version_id=None, upload_limit=EIGHT_MIB)
+    )

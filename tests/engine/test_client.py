@@ -81,6 +81,7 @@ async def test_eight_concurrent_compositions(engine, examples):
         engine.compose(r, on_progress=events[i].append) for i, r in enumerate(requests)))
     for i, (request, result) in enumerate(zip(requests, results, strict=True)):
         check(result, request.candidates)
+        assert [c.bars for c in result.candidates] == [request.bars] * request.candidates
         assert isinstance(events[i][-1], Rendering)
         assert all(isinstance(e, Queued | Composing | Rendering) for e in events[i])
     stats = await engine.stats()

@@ -21,7 +21,7 @@ def _walk(grammar, ids, **constraints):
     return None
 
 
-def _single(tok, token: str) -> int:
+def single_id(tok, token: str) -> int:
     """The id of one REMI token alone (BPE keeps the base vocabulary)."""
     ids = [i for i in range(tok.vocab_size) if tok.base_tokens(i) == [token]]
     assert ids, token
@@ -40,7 +40,7 @@ def test_mask_refuses_a_second_note_start_and_backward_positions(base_checkpoint
     remi = tok.remi
 
     def single(token: str) -> int:
-        return _single(tok, token)
+        return single_id(tok, token)
 
     bar, ts = single("Bar_None"), single("TimeSig_4/4")
     p12, p6 = single("Position_12"), single("Position_6")
@@ -131,9 +131,9 @@ def test_a_crowded_bar_after_a_position_still_gets_its_note(base_checkpoint, gra
     Position just written. REMI wants a note there; the old rule forbade every note start."""
     tok = base_checkpoint.tokenizer
     state = GrammarState.after(grammar, [[tok.bos_id]], "cpu")
-    state.advance(grammar, torch.tensor([_single(tok, "Bar_None")]))
-    state.advance(grammar, torch.tensor([_single(tok, "TimeSig_4/4")]))
-    state.advance(grammar, torch.tensor([_single(tok, "Position_12")]))
+    state.advance(grammar, torch.tensor([single_id(tok, "Bar_None")]))
+    state.advance(grammar, torch.tensor([single_id(tok, "TimeSig_4/4")]))
+    state.advance(grammar, torch.tensor([single_id(tok, "Position_12")]))
     state.bar_tokens[:] = BAR_TOKEN_CAP
     mask = state.allowed(grammar, keep_tempo=torch.tensor([True]),
                          want_program=torch.tensor([NONE]))[0]

@@ -65,6 +65,15 @@ def embed(
     ]
     if notes:
         e.add_field(name="Audio fitted to the upload limit", value="\n".join(notes), inline=False)
+    short = [
+        f"Candidate {i} stopped after {c.bars} of {job.bars} bars"
+        for i, c in enumerate(result.candidates, start=1)
+        if c.bars is not None and c.bars < job.bars
+    ]
+    if short:
+        # Should not happen (the engine's grammar leaves every bar a way to close): if a
+        # candidate still ended early, the member hears why its clip is short.
+        e.add_field(name="Shorter than asked", value="\n".join(short), inline=False)
     e.set_image(url=f"attachment://{PIANOROLL}")
     e.set_footer(
         text=f"Vote for your favourite. Continue grows the piece; "

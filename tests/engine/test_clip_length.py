@@ -1,0 +1,74 @@
+"""A candidate's clip and MIDI span exactly the bars asked, even when its last bars are quiet."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from symusic import Score
+
+from bench import member_seeds
+from engine.composer import ComposeParams
+from engine.protocol import CandidateResult, ComposeResult
+from engine.render import FLUID_BLOCK, SAMPLE_RATE, SILENCE, TAIL_SECONDS
+from tests.engine.test_grammar import single_id
+
+# (seed, seconds per bar at its tempo): 4/4 at 120, 3/4 at 96, 6/8 at 116 (three quarters).
+SEEDS = [
+    ("band.mid", lambda: Score(member_seeds.EXAMPLES / "band.mid"), 2.0),
+    ("waltz-violin.mid", lambda: Score(member_seeds.EXAMPLES / "waltz-violin.mid"), 3 * 60 / 96),
+    ("6/8 tune", lambda: member_seeds.six_eight_tune(bars=4), 3 * 60 / 116),
+]
+
+
+def _pcm(audio: bytes) -> np.ndarray:
+    pcm, rate = sf.read(io.BytesIO(audio), dtype="float32")
+    assert rate == SAMPLE_RATE
+    return pcm
+
+
+def _assert_spans(candidate, bars: int, bar_seconds: float) -> None:
+    due = bars * bar_seconds
+    midi_end = Score.from_midi(candidate.midi).to("second").end()
+    assert midi_end == pytest.approx(due, abs=1e-3)
+    pcm = _pcm(candidate.audio)
+    assert abs(len(pcm) - (due + TAIL_SECONDS) * SAMPLE_RATE) <= FLUID_BLOCK
+    assert candidate.seconds == pytest.approx(due + TAIL_SECONDS, abs=FLUID_BLOCK / SAMPLE_RATE)
+    assert np.abs(pcm).max() > 100 * SILENCE
+
+
+@pytest.mark.parametrize("make,bar_seconds", [(m, b) for _, m, b in SEEDS],
+                         ids=[name for name, _, _ in SEEDS])
+def test_every_clip_lasts_its_bars_plus_the_tail(composer, make, bar_seconds):
+    seed = member_seeds.midi_bytes(make())
+    composition = composer.compose(seed, ComposeParams(bars=3, candidates=2, seed=11))
+    for candidate in composition.candidates:
+        assert candidate.bars == 3
+        _assert_spans(candidate, 3, bar_seconds)
+
+
+def test_a_clip_whose_last_bars_are_quiet_still_lasts_every_bar(composer, examples):
+    """A candidate that falls silent after its first bar: its clip used to stop at the last
+    note (+ tail), so members heard 3 s of the 9 s composed."""
+    plan = composer.plan((examples / "band.mid").read_bytes(),
+                         ComposeParams(bars=4, candidates=1, seed=5))
+    [row] = composer.decode(plan)
+    grammar, tok = composer.grammar, composer.tokenizer
+    opened = [i for i, t in enumerate(row.tokens) if grammar.opens_bar[t]]
+    empty_bar = [single_id(tok, "Bar_None"), single_id(tok, "TimeSig_4/4")]
+    row.tokens = row.tokens[:opened[1]] + empty_bar * 3  # bar 1 as written, then 3 quiet bars
+    [candidate] = composer.finish(plan, [row]).candidates
+    last_note = max(n.time + n.duration for t in Score.from_midi(candidate.midi).to("second")
+                    .tracks for n in t.notes)
+    assert last_note <= 2.0  # the music stops within the first bar ...
+    _assert_spans(candidate, 4, 2.0)  # ... and the clip still lasts all four
+
+
+def test_bars_written_cross_the_wire_and_old_results_still_read():
+    made = CandidateResult(b"MThd", b"OggS", 8.0, 12, 40, 0.0, bars=7)
+    wire = ComposeResult([made], b"\x89PNG").to_wire()
+    assert ComposeResult.from_wire(wire).candidates[0].bars == 7
+    del wire["candidates"][0]["bars"]  # an engine from before the field
+    assert ComposeResult.from_wire(wire).candidates[0].bars is None
