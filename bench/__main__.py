@@ -27,6 +27,7 @@ SECTIONS = [
     "bench.compose_e2e",
     "bench.finetune",
     "bench.out_of_domain",
+    "bench.bar_counts",
 ]
 OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 
