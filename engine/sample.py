@@ -55,7 +55,7 @@ class Row:
     steps: int = 0
     done: bool = False
     stop_reason: str = ""  # "bars" (all written), "token cap" or "dead end" (both: a bug)
-    bars: int = 0  # bars written, the last maybe cut short; set when the row finishes
+    bars: int = 0  # bars written to their end; set when the row finishes
 
 
 def _cat(a: torch.Tensor | None, b: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -161,14 +161,15 @@ class DecodeBatch:
                 self.rows, tok_list, ends_list, inv_list, dead_list, strict=True)):
             row.invalid_mass += inv
             row.steps += 1
-            if end:  # the id that ended the row is not written, nor is its bar
+            if end:  # the id that ended the row is not written
                 row.done, row.stop_reason = True, "dead end" if is_dead else "bars"
-                row.bars = int(before[i])
+                # Reaching the next bar line finishes the last bar; a dead end leaves it open.
+                row.bars = max(0, int(before[i]) - int(is_dead))
                 continue
             row.tokens.append(tok)
             if len(row.tokens) >= row.options.bars * MAX_TOKENS_PER_BAR:
                 row.done, row.stop_reason = True, "token cap"
-                row.bars = int(st.bars[i])
+                row.bars = max(0, int(st.bars[i]) - 1)  # the bar under way is left open
         finished = [r for r in self.rows if r.done]
         keep = torch.tensor([not r.done for r in self.rows], device=self.device)
         if finished:

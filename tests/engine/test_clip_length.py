@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import soundfile as sf
 from symusic import Score
 
 from bench import member_seeds
+from engine import sample
 from engine.composer import ComposeParams
 from engine.protocol import CandidateResult, ComposeResult
 from engine.render import FLUID_BLOCK, SAMPLE_RATE, SILENCE, TAIL_SECONDS
@@ -64,6 +66,22 @@ def test_a_clip_whose_last_bars_are_quiet_still_lasts_every_bar(composer, exampl
                     .tracks for n in t.notes)
     assert last_note <= 2.0  # the music stops within the first bar ...
     _assert_spans(candidate, 4, 2.0)  # ... and the clip still lasts all four
+
+
+def test_a_candidate_cut_short_by_the_token_cap_says_how_many_bars_it_finished(
+        composer, examples, monkeypatch, caplog):
+    """The cap stays as a last resort; a row it stops reports its finished bars, which the
+    composition message then shows, and the engine logs it."""
+    monkeypatch.setattr(sample, "MAX_TOKENS_PER_BAR", 8)  # 32 ids for 4 bars: too few
+    plan = composer.plan((examples / "band.mid").read_bytes(),
+                         ComposeParams(bars=4, candidates=1, seed=5))
+    [row] = composer.decode(plan)
+    opened = sum(bool(composer.grammar.opens_bar[t]) for t in row.tokens)
+    assert (row.stop_reason, len(row.tokens), row.bars) == ("token cap", 32, opened - 1)
+    with caplog.at_level(logging.WARNING, logger="engine.composer"):
+        [candidate] = composer.finish(plan, [row]).candidates
+    assert candidate.bars == row.bars < 4
+    assert f"stopped after {row.bars} of 4 bars (token cap)" in caplog.text
 
 
 def test_bars_written_cross_the_wire_and_old_results_still_read():
