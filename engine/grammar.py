@@ -183,14 +183,18 @@ class GrammarState:
         """The state at the end of each prompt; `time_signatures` are the metres to keep
         (NONE, the default: the first one the row chooses), `open_bar` starts on a bar line."""
         last_type, position, limit = [], [], []
-        for ids in prompts:
+        for prompt in prompts:
+            ids = torch.tensor(prompt, dtype=torch.long, device=grammar.last_type.device)
             kind, pos, lim = T["BOS"], NONE, NO_LIMIT
-            for i in ids:
-                kind = int(grammar.last_type[i])
-                lp = int(grammar.last_position[i])
-                pos = lp if lp != NONE else (NONE if grammar.opens_bar[i] else pos)
-                ts = int(grammar.time_signature[i])
-                lim = int(grammar.bar_positions[ts]) if ts != NONE else lim
+            if len(ids):
+                kind = int(grammar.last_type[ids[-1]])
+                # The last id that set a position or opened a bar (which clears it) holds.
+                last_pos = grammar.last_position[ids]
+                sets = ((last_pos != NONE) | grammar.opens_bar[ids]).nonzero()
+                pos = int(last_pos[sets[-1, 0]]) if len(sets) else NONE
+                metres = grammar.time_signature[ids]
+                stated = (metres != NONE).nonzero()
+                lim = int(grammar.bar_positions[metres[stated[-1, 0]]]) if len(stated) else lim
             last_type.append(kind)
             position.append(pos)
             limit.append(lim)

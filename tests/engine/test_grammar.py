@@ -6,7 +6,9 @@ import pytest
 import torch
 from symusic import Score
 
+from bench.member_seeds import SEEDS, bundled
 from engine.grammar import BAR_TOKEN_CAP, NO_LIMIT, NONE, TYPES, GrammarState, T
+from engine.prompt import build_prompt
 
 
 def _walk(grammar, ids, **constraints):
@@ -143,3 +145,18 @@ def test_a_crowded_bar_after_a_position_still_gets_its_note(base_checkpoint, gra
     for tokens in allowed:
         starts = [t for t in tokens if t.split("_")[0] in ("Position", "Program", "Tempo")]
         assert len(starts) == 1 and tokens[0].startswith("Program"), tokens
+
+
+def test_the_state_after_a_prompt_is_the_state_its_ids_lead_to(base_checkpoint, grammar):
+    """GrammarState.after reads a prompt at once; stepping through its ids must agree."""
+    tok = base_checkpoint.tokenizer
+    scores = [make(bars=4) for make in SEEDS.values()] + list(bundled().values())
+    prompts = [build_prompt(tok, grammar, score).ids for score in scores]
+    prompts += [p[:cut] for p in prompts for cut in (1, 2, 3, len(p) // 3, len(p) // 2 + 1)]
+    at_once = GrammarState.after(grammar, prompts, "cpu")
+    for row, prompt in enumerate(prompts):
+        state = GrammarState.after(grammar, [[]], "cpu")
+        for i in prompt:
+            state.advance(grammar, torch.tensor([i]))
+        for name in ("last_type", "position", "limit"):
+            assert int(getattr(at_once, name)[row]) == int(getattr(state, name)[0]), name
