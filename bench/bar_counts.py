@@ -4,7 +4,8 @@
 
 Compositions from the bundled seeds, seeds like members upload (bench/member_seeds.py: band
 loop with drums, 6/8, 5/4, 3/4, dense performed piano, sax, a 320-bar song) and no seed, at
-temperatures from 0.5 to 1.5 and 1, 4, 16 and 64 bars. They decode as the engine does
+temperatures from 0.5 to 1.5 and 1, 4, 16 and 64 bars, and with the other options members
+pick (an instrument; a tempo with the seed at the clip's start). They decode as the engine does
 (planned by the Composer, continuously batched in one DecodeBatch) and every candidate is
 rendered with FluidSynth as it would be posted (not OGG-encoded: encoding keeps the length).
 Bars and clip lengths are counted from the output, not taken from the engine's own
@@ -26,7 +27,7 @@ import torch
 from bench import member_seeds
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section, main
-from engine.composer import ComposeParams, Composer, Plan, to_score
+from engine.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
 from engine.device import configure_threads
 from engine.grammar import BAR_TOKEN_CAP
 from engine.render import FLUID_BLOCK, SAMPLE_RATE, SILENCE, TAIL_SECONDS
@@ -38,13 +39,20 @@ QUICK_TEMPERATURES = (0.5, 1.0, 1.5)
 # get more candidates; one 64-bar candidate costs as much as sixteen of 4 bars.
 MIX = ((1, 4, 2), (4, 4, 2), (16, 4, 1), (64, 1, 1))
 QUICK_MIX = ((1, 2, 1), (4, 2, 1), (16, 1, 1))
+# Per seed, at temperature 1, compositions of 4 x 4 bars with the members' other options.
+OPTIONS: dict[str, dict[str, object]] = {
+    "instrument (flute)": {"program": 73},
+    "tempo 90 bpm, clip starts with the seed": {"tempo": 90.0, "include_seed": True},
+}
 MAX_ROWS = 64  # rows decoding at once, as the engine's default cap
 NO_SEED = "no seed"
+DEFAULTS = "defaults"
 
 
 @dataclass(eq=False)  # one per composition, told apart by identity
 class Case:
     seed_name: str
+    options: str
     plan: Plan
     rows: list[Row] = field(default_factory=list)
 
@@ -52,6 +60,7 @@ class Case:
 @dataclass
 class Outcome:
     seed_name: str
+    options: str
     bars_asked: int
     bars_written: int
     stop_reason: str
@@ -88,7 +97,10 @@ def plan_cases(composer: Composer, quick: bool) -> list[Case]:
                 for _ in range(compositions):
                     params = ComposeParams(bars=bars, candidates=candidates,
                                            temperature=temperature, seed=len(cases))
-                    cases.append(Case(name, composer.plan(seed, params)))
+                    cases.append(Case(name, DEFAULTS, composer.plan(seed, params)))
+        for label, options in OPTIONS.items():
+            params = ComposeParams(bars=4, candidates=4, seed=len(cases), **options)
+            cases.append(Case(name, label, composer.plan(seed, params)))
     return cases
 
 
@@ -124,15 +136,17 @@ def bar_seconds(composer: Composer, plan: Plan, row: Row) -> float:
 
 def measure(composer: Composer, case: Case) -> list[Outcome]:
     tok, opens = composer.tokenizer, composer.grammar.opens_bar
+    # A clip that starts with the seed lasts the seed's bars first.
+    seed_part = seed_seconds(tok, case.plan) or 0.0
     outcomes = []
     for row in case.rows:
         opened = [i for i, t in enumerate(row.tokens) if opens[t]]
         pcm = composer.renderer.render(to_score(tok, case.plan, row.tokens))
         outcomes.append(Outcome(
-            seed_name=case.seed_name, bars_asked=case.plan.params.bars,
+            seed_name=case.seed_name, options=case.options, bars_asked=case.plan.params.bars,
             bars_written=len(opened), stop_reason=row.stop_reason,
-            due_seconds=case.plan.params.bars * bar_seconds(composer, case.plan, row)
-            + TAIL_SECONDS,
+            due_seconds=seed_part + case.plan.params.bars
+            * bar_seconds(composer, case.plan, row) + TAIL_SECONDS,
             clip_seconds=len(pcm) / SAMPLE_RATE,
             silent=float(abs(pcm).max(initial=0.0)) <= SILENCE,
             token_errors=tok.remi.tokens_errors(tok.to_base(row.tokens)),
@@ -168,6 +182,16 @@ def by_seed_table(outcomes: list[Outcome], density: dict[str, float]) -> str:
     return table(["seed", "candidates", "exactly the bars asked", "clip = bars + tail",
                   "seed: ids per bar", "candidates: ids per bar",
                   f"bars closed by the {BAR_TOKEN_CAP}-id cap"], rows)
+
+
+def by_options_table(outcomes: list[Outcome]) -> str:
+    rows = []
+    for options in dict.fromkeys(o.options for o in outcomes):
+        mine = [o for o in outcomes if o.options == options]
+        rows.append([options, len(mine), percent(sum(o.exact for o in mine) / len(mine)),
+                     percent(sum(o.fits for o in mine) / len(mine))])
+    return table(["options", "candidates", "exactly the bars asked", "clip = bars + tail"],
+                 rows)
 
 
 def by_bars_table(outcomes: list[Outcome]) -> str:
@@ -229,11 +253,13 @@ def run(quick: bool) -> Report:
         f"{n:,} candidates in {len(cases)} compositions: {seeds_count} seeds (the bundled "
         f"examples, seeds like members upload from bench/member_seeds.py, and no seed) x "
         f"temperatures {', '.join(f'{t:g}' for t in temperatures)} x compositions of "
-        f"({mix} candidates). Shipped model, {threads} torch thread(s) decoding, at most "
+        f"({mix} candidates), and per seed 4 x 4 bars with each of: "
+        f"{'; '.join(OPTIONS)}. Shipped model, {threads} torch thread(s) decoding, at most "
         f"{MAX_ROWS} rows at once; FluidSynth renders on a second thread meanwhile.",
         summary,
         by_seed_table(outcomes, density),
         by_bars_table(outcomes),
+        by_options_table(outcomes),
         f"A bar crowded with {BAR_TOKEN_CAP} ids takes only the note under way, then closes. "
         f"Short candidates: {len(short)}"
         + (f" ({', '.join(f'{o.seed_name} {o.bars_written}/{o.bars_asked}' for o in short[:8])})"
