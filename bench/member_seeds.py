@@ -6,18 +6,19 @@ bars. Each function returns a symusic Score; `SEEDS` names them for benchmarks a
 `midi_bytes` gives what a member's upload would be. Everything is deterministic: the same
 call gives the same notes.
 
-Light on purpose (symusic only): the bot-side benchmarks import it too.
+Light on purpose (symusic, no torch): the bot-side benchmarks may import it too.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from pathlib import Path
 
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "engine" / "examples"  # the bundled seeds
+from engine.paths import REPO_ROOT
+
+EXAMPLES = REPO_ROOT / "engine" / "examples"  # the bundled seeds
 TPQ = 480
 KICK, SNARE, CLOSED_HAT, OPEN_HAT, RIDE, CLAP = 36, 38, 42, 46, 51, 39
 PIANO, E_PIANO, NYLON_GUITAR, FINGER_BASS, ALTO_SAX, STRINGS = 0, 4, 24, 33, 65, 48
