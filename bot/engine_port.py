@@ -64,10 +64,16 @@ class Engine(Protocol):
         ...
 
     async def render(
-        self, midi: bytes, *, max_audio_bytes: int | None = None, max_seconds: float | None = None
+        self,
+        midi: bytes,
+        *,
+        max_audio_bytes: int | None = None,
+        max_seconds: float | None = None,
+        guild_id: int | None = None,
     ) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
-        `max_seconds` (MAX_RENDER_SECONDS at most) of it; the result says what was cut."""
+        `max_seconds` (MAX_RENDER_SECONDS at most) of it; the result says what was cut.
+        `guild_id`: whose turn it is among the engine's whole-file renders."""
         ...
 
     async def finetune(

@@ -157,12 +157,14 @@ class EngineClient:
         return await self._run(body, ComposeResult.from_wire, on_progress)
 
     async def render(self, midi: bytes, *, max_audio_bytes: int | None = None,
-                     max_seconds: float | None = None) -> RenderResult:
+                     max_seconds: float | None = None,
+                     guild_id: int | None = None) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
         `max_seconds` (and never more than MAX_RENDER_SECONDS) of it, fitted into
-        `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit."""
+        `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit.
+        `guild_id`: whose turn it is among the engine's whole-file renders."""
         body = {"type": "render", "midi": midi, "max_audio_bytes": max_audio_bytes,
-                "max_seconds": max_seconds}
+                "max_seconds": max_seconds, "guild_id": guild_id}
         return await self._run(body, RenderResult.from_wire, None)
 
     async def finetune(self, request: FinetuneRequest, *,

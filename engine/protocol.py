@@ -4,7 +4,8 @@ Messages are plain dicts of msgpack types, so any transport (a socket to a local
 today, a Redis job queue later) carries them as they are. Every message has a "type"; job
 messages carry the client's job "id".
 
-    client -> engine  compose {id, request}   render {id, midi, max_audio_bytes, max_seconds}
+    client -> engine  compose {id, request}   render {id, midi, max_audio_bytes, max_seconds,
+                      guild_id}
                       finetune {id, request}   cancel {id}   ping {id}
     engine -> client  ready {pid, device, model}   progress {id, event}   result {id, result}
                       error {id, kind, message}   pong {id, stats}

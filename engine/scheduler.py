@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any
 
 import torch
 
 from engine.composer import ComposeParams, Plan
+from engine.fairness import FairQueue
 from engine.models import LoadedModel
 from engine.protocol import ComposeRequest, Composing, ProgressEvent, Queued, Rendering
 from engine.sample import DecodeBatch, Row
@@ -27,59 +27,6 @@ from engine.sample import DecodeBatch, Row
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.5  # seconds between percent updates of a job; Discord edits are slower
-
-
-class HasGuild(Protocol):
-    guild: Hashable
-
-
-T = TypeVar("T", bound=HasGuild)
-
-
-class FairQueue(Generic[T]):
-    """FIFO within a guild, round-robin between guilds: one guild's burst cannot starve another.
-
-    Guilds take turns in the order they (re)joined the queue; a guild whose turn came goes to
-    the back if it still has jobs waiting.
-    """
-
-    def __init__(self) -> None:
-        self._guilds: dict[Hashable, deque[T]] = {}  # insertion order is the turn order
-
-    def __len__(self) -> int:
-        return sum(len(q) for q in self._guilds.values())
-
-    def push(self, item: T) -> None:
-        self._guilds.setdefault(item.guild, deque()).append(item)
-
-    def peek(self) -> T | None:
-        return next(iter(self._guilds.values()))[0] if self._guilds else None
-
-    def pop(self) -> T:
-        guild, items = next(iter(self._guilds.items()))
-        item = items.popleft()
-        del self._guilds[guild]
-        if items:
-            self._guilds[guild] = items  # to the back of the turn order
-        return item
-
-    def remove(self, item: T) -> bool:
-        items = self._guilds.get(item.guild)
-        if items is None or item not in items:
-            return False
-        items.remove(item)
-        if not items:
-            del self._guilds[item.guild]
-        return True
-
-    def __iter__(self) -> Iterator[T]:
-        """The order pop() would give, without popping."""
-        queues = list(self._guilds.values())
-        depth = max((len(q) for q in queues), default=0)
-        for turn in range(depth):
-            for items in queues:
-                if turn < len(items):
-                    yield items[turn]
 
 
 @dataclass(eq=False)

@@ -5,11 +5,24 @@ Threads, each with one job:
     planner    reads the seed and builds the prompt (slow seeds never stall the batch)
     scheduler  owns the decode batches (engine.scheduler)
     renderer-i each owns a FluidSynth synth (engine.render is not thread-safe): MIDI, audio,
-               OGG, piano roll, so rendering overlaps decoding (MOTIF_RENDER_THREADS of them)
+               OGG, piano roll of compositions, so rendering overlaps decoding
+               (MOTIF_RENDER_THREADS of them)
+    files-i    each owns a synth for whole MIDI files (seed plays, piece exports)
     loader     loads per-guild checkpoints (engine.models)
     finetune-i watches one fine-tune child process (engine.tuning_jobs)
 A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
 a new one, retrying its jobs.
+
+Every stage is fair between servers (guilds), so one server's flood only delays another's
+request by the one job of it that is already running at each stage, never by its backlog:
+- planning: one lane (engine.fairness.FairLane) taking guilds in turn;
+- decoding: the scheduler's queue takes guilds in turn (engine.scheduler);
+- rendering: two lanes, each taking guilds in turn. Compositions render on their own
+  threads; whole files (seed plays, exports) on threads of their own, so a long export never
+  holds a composition back, and those threads run at a lower CPU priority (nice), so on a
+  busy machine a composition's render and decoding get the cores first. Whole files are
+  long and nobody watches them being made the way a composition's progress is watched:
+  they can wait; a composition is what members sit in front of.
 
 SIGTERM (or SIGINT) drains: new jobs are refused with EngineUnavailable, fine-tunes are
 stopped (reported as failed), the jobs in flight finish and are delivered, then the engine
@@ -22,11 +35,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import queue
 import signal
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +59,7 @@ from engine.composer import (
 )
 from engine.device import pick_device
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+from engine.fairness import FairLane
 from engine.models import LoadedModel, ModelCache
 from engine.paths import default_data_dir
 from engine.protocol import (
@@ -75,6 +89,10 @@ MIN_AUDIO_BYTES = 32_000  # below this even a short, low-quality clip does not f
 # How often a draining engine looks whether its last job has gone.
 DRAIN_POLL_SECONDS = 0.05
 NEW_WORK = ("compose", "render", "finetune")
+# Whole files (seed plays, exports) render one at a time, apart from compositions, at this
+# many steps of nice below the engine: they use idle cores, not the ones members wait on.
+WHOLE_FILE_THREADS = 1
+WHOLE_FILE_NICENESS = 10
 
 
 def max_rows_from_env(device: torch.device) -> int:
@@ -91,6 +109,7 @@ class AudioJob:
     midi: bytes
     max_audio_bytes: int | None
     max_seconds: float = MAX_RENDER_SECONDS
+    guild: Hashable = None  # whose turn it is in the whole-file lane
     cancelled: bool = False
     model: None = None  # holds no model; the server ends every kind of job alike
 
@@ -102,53 +121,102 @@ def render_threads_from_env() -> int:
     return int(os.environ.get("MOTIF_RENDER_THREADS", default))
 
 
+def lower_thread_priority(niceness: int) -> None:
+    """Make the calling thread `niceness` steps nicer than it is, where that is possible.
+
+    On Linux the nice value belongs to each thread (setpriority(2), NOTES), so this leaves
+    the engine's other threads as they are; elsewhere the thread keeps its priority.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread,
+                       os.getpriority(os.PRIO_PROCESS, thread) + niceness)
+    except OSError as exc:
+        log.warning("could not lower the priority of thread %s: %s", thread, exc)
+
+
 class RenderPool:
-    """The render threads, each owning a renderer: decoded jobs in, compositions out."""
+    """The render threads, each owning a renderer: decoded jobs in, compositions out.
+
+    Two lanes, each fair between guilds: compositions on `threads` renderers, whole files
+    (AudioJob) on `file_threads` renderers of their own at a lower CPU priority.
+    """
 
     def __init__(self, *, deliver: Callable[[Job, Composition], None],
                  deliver_audio: Callable[[AudioJob, RenderResult], None],
                  fail: Callable[[Job | AudioJob, BaseException], None],
                  drop: Callable[[Job | AudioJob], None], release: Callable[[Job], None],
-                 threads: int = 1) -> None:
+                 threads: int = 1, file_threads: int = WHOLE_FILE_THREADS) -> None:
         self._deliver, self._deliver_audio = deliver, deliver_audio
         self._fail, self._drop, self._release = fail, drop, release
-        self._jobs: queue.SimpleQueue[Job | AudioJob | None] = queue.SimpleQueue()
-        self._pending = 0  # jobs handed over and not yet done (read by stats)
-        self._pending_lock = threading.Lock()
+        self._compositions: FairLane[Job] = FairLane()
+        self._files: FairLane[AudioJob] = FairLane()
         # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
         self._renderers = [Renderer() for _ in range(threads)]
+        self._file_renderers = [Renderer() for _ in range(file_threads)]
         self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
                                             thread_name_prefix="ogg-encoder")
 
     @property
     def pending(self) -> int:
-        return self._pending
+        """Jobs handed over and not yet done, in both lanes (read by stats)."""
+        return self._compositions.pending + self._files.pending
 
     def put(self, job: Job | AudioJob) -> None:
-        with self._pending_lock:
-            self._pending += 1
-        self._jobs.put(job)
+        accepted = (self._files.put(job) if isinstance(job, AudioJob)
+                    else self._compositions.put(job))
+        if not accepted:  # stopping: nobody is left to render it
+            self._drop(job)
 
-    @property
-    def threads(self) -> int:
-        return len(self._renderers)
+    def workers(self) -> list[tuple[str, Callable[[], None]]]:
+        """(thread name, loop) of every render thread, for the server to start."""
+        return ([(f"renderer-{i}", functools.partial(self.run, i))
+                 for i in range(len(self._renderers))]
+                + [(f"files-{i}", functools.partial(self.run_files, i))
+                   for i in range(len(self._file_renderers))])
 
     def stop(self) -> None:
-        for _ in self._renderers:
-            self._jobs.put(None)
+        """Wake the render threads to stop; what was still queued is dropped."""
+        for job in [*self._compositions.stop(), *self._files.stop()]:
+            self._drop(job)
 
     def close(self) -> None:
         self._encoders.shutdown(wait=True)
-        for renderer in self._renderers:
+        for renderer in [*self._renderers, *self._file_renderers]:
             renderer.close()
 
     def run(self, index: int) -> None:
-        """The loop of render thread `index`, the only user of renderer `index`."""
-        while (job := self._jobs.get()) is not None:
-            reply = self._render(job, self._renderers[index])
-            with self._pending_lock:
-                self._pending -= 1
-            reply()  # after the count, so a ping that follows the reply sees the job gone
+        """The loop of composition render thread `index`, the only user of renderer `index`."""
+        while self.render_next(index):
+            pass
+
+    def run_files(self, index: int) -> None:
+        """The loop of whole-file render thread `index`, at a lower CPU priority."""
+        lower_thread_priority(WHOLE_FILE_NICENESS)
+        while self.render_next_file(index):
+            pass
+
+    def render_next(self, index: int) -> bool:
+        """Render the next composition in guild turns with renderer `index` (waiting for one);
+        False once stopped."""
+        return self._next(self._compositions, self._renderers[index])
+
+    def render_next_file(self, index: int) -> bool:
+        """Render the next whole file in guild turns with whole-file renderer `index`."""
+        return self._next(self._files, self._file_renderers[index])
+
+    def _next(self, lane: FairLane[Any], renderer: Renderer) -> bool:
+        job = lane.take()
+        if job is None:
+            return False
+        try:
+            reply = self._render(job, renderer)
+        finally:
+            lane.finished()
+        reply()  # after the count, so a ping that follows the reply sees the job gone
+        return True
 
     def _render(self, job: Job | AudioJob, renderer: Renderer) -> Callable[[], None]:
         """Do the job; returns how to report it."""
@@ -180,7 +248,7 @@ class RenderPool:
 
     def warm_up(self, plan: Plan, rows: list[Row], model: LoadedModel) -> None:
         """Render once with every renderer; call before the threads start (no overlap)."""
-        for renderer in self._renderers:
+        for renderer in [*self._renderers, *self._file_renderers]:
             self.render(plan, rows, model, None, renderer)
 
     def render(self, plan: Plan, rows: list[Row], model: LoadedModel,
@@ -197,6 +265,18 @@ class RenderPool:
                                   encoders=self._encoders, max_audio_bytes=max_audio_bytes)
 
 
+@dataclass(eq=False)
+class PlanTask:
+    """A compose job whose model is loaded (or failed to load), waiting for the planner."""
+
+    job: Job
+    loading: Future[LoadedModel]
+
+    @property
+    def guild(self) -> Hashable:
+        return self.job.guild
+
+
 class Server:
     def __init__(self, channel: SocketChannel, *, checkpoint: Path,
                  device: str | None = None, max_rows: int | None = None,
@@ -210,7 +290,7 @@ class Server:
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
         self._models = ModelCache(checkpoint, self.device, budget_bytes=model_budget_bytes)
-        self._planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="planner")
+        self._planning: FairLane[PlanTask] = FairLane()
         self._renderer = RenderPool(deliver=self._deliver, deliver_audio=self._deliver_audio,
                                       fail=self._fail, drop=self._drop, release=self._release,
                                       threads=render_threads or render_threads_from_env())
@@ -222,9 +302,9 @@ class Server:
     def run(self) -> int:
         """Serve until the client closes the channel; the exit code for the process."""
         self._warm_up()
-        workers: list[tuple[str, Callable[[], None]]] = [("scheduler", self._scheduler.run)]
-        workers += [(f"renderer-{i}", functools.partial(self._renderer.run, i))
-                    for i in range(self._renderer.threads)]
+        workers: list[tuple[str, Callable[[], None]]] = [("planner", self._run_planner),
+                                                         ("scheduler", self._scheduler.run)]
+        workers += self._renderer.workers()
         threads = [threading.Thread(target=self._guarded, args=(name, target), name=name)
                    for name, target in workers]
         for thread in threads:
@@ -241,7 +321,8 @@ class Server:
             self._stopping.set()
             self._tuning.close()
             self._scheduler.stop()
-            self._planner.shutdown(wait=True, cancel_futures=True)
+            for task in self._planning.stop():
+                self._drop_unplanned(task)
             self._renderer.stop()
             for thread in threads:
                 thread.join()
@@ -354,6 +435,7 @@ class Server:
         max_seconds = message.get("max_seconds")
         if max_seconds is None:
             max_seconds = MAX_RENDER_SECONDS
+        guild_id = message.get("guild_id")
         if not isinstance(midi, bytes):
             self._send_error(job_id, BadRequest("a render request needs the MIDI as bytes"))
         elif max_bytes is not None and (not isinstance(max_bytes, int)
@@ -365,8 +447,11 @@ class Server:
             self._send_error(job_id, BadRequest(
                 f"max_seconds must be within 0 and {MAX_RENDER_SECONDS:.0f} "
                 f"(received {max_seconds!r:.40})"))
+        elif guild_id is not None and (not isinstance(guild_id, int) or isinstance(guild_id, bool)):
+            self._send_error(job_id, BadRequest(f"guild_id must be int or nothing "
+                                                f"(received {guild_id!r:.40})"))
         else:
-            job = AudioJob(job_id, midi, max_bytes, float(max_seconds))
+            job = AudioJob(job_id, midi, max_bytes, float(max_seconds), guild=guild_id)
             if self._register(job):
                 self._renderer.put(job)
 
@@ -386,11 +471,30 @@ class Server:
         return fresh
 
     def _to_planner(self, job: Job, loading: Future[LoadedModel]) -> None:
-        if self._stopping.is_set():
-            if loading.exception() is None:
-                self._models.release(loading.result())
-            return
-        self._planner.submit(self._plan, job, loading)
+        """Queue the job for planning once its model is loaded (on the loader's thread)."""
+        task = PlanTask(job, loading)
+        if self._stopping.is_set() or not self._planning.put(task):
+            self._drop_unplanned(task)
+
+    def _drop_unplanned(self, task: PlanTask) -> None:
+        if task.loading.exception() is None:
+            self._models.release(task.loading.result())
+        self._drop(task.job)
+
+    def _run_planner(self) -> None:
+        while self.plan_next():
+            pass
+
+    def plan_next(self) -> bool:
+        """Plan the next job in guild turns (waiting for one); False once stopped."""
+        task = self._planning.take()
+        if task is None:
+            return False
+        try:
+            self._plan(task.job, task.loading)
+        finally:
+            self._planning.finished()
+        return True
 
     def _plan(self, job: Job, loading: Future[LoadedModel]) -> None:
         try:

@@ -99,7 +99,7 @@ async def test_bad_seed_and_bad_options_raise_with_their_message(engine):
 
 @session_loop
 async def test_render_a_whole_midi_file(engine, examples):
-    rendered = await engine.render((examples / "band.mid").read_bytes())
+    rendered = await engine.render((examples / "band.mid").read_bytes(), guild_id=5)
     assert rendered.audio[:4] == b"OggS" and rendered.cut_at is None
     assert rendered.seconds == pytest.approx(rendered.full_seconds, abs=0.01)
     with pytest.raises(BadRequest, match="no notes"):

@@ -1,8 +1,6 @@
-"""The scheduler in-process, driven one tick at a time: queue fairness, joining, leaving."""
+"""The scheduler in-process, driven one tick at a time: guild turns, joining, leaving."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -10,36 +8,8 @@ import torch
 from engine.composer import ComposeParams, plan_composition
 from engine.models import LoadedModel, load_model
 from engine.protocol import ComposeRequest, Composing, Queued, Rendering
-from engine.scheduler import FairQueue, Job, Scheduler
+from engine.scheduler import Job, Scheduler
 from tests.engine.test_server import CHECKPOINT
-
-
-@dataclass(eq=False)
-class Item:
-    guild: int | None
-    name: str
-
-
-def test_fair_queue_takes_guilds_in_turn():
-    q: FairQueue[Item] = FairQueue()
-    for guild, name in [(1, "a1"), (1, "a2"), (1, "a3"), (2, "b1"), (3, "c1"), (3, "c2")]:
-        q.push(Item(guild, name))
-    assert [i.name for i in q] == ["a1", "b1", "c1", "a2", "c2", "a3"]
-    assert q.pop().name == "a1"
-    q.push(Item(2, "b2"))  # guild 2 is already waiting: its new job queues behind its turn
-    q.push(Item(4, "d1"))  # a new guild waits for one turn of the others, not their backlog
-    assert [i.name for i in q] == ["b1", "c1", "a2", "d1", "b2", "c2", "a3"]
-    assert [q.pop().name for _ in range(len(q))] == ["b1", "c1", "a2", "d1", "b2", "c2", "a3"]
-    assert q.peek() is None and len(q) == 0
-
-
-def test_fair_queue_remove_and_no_guild():
-    q: FairQueue[Item] = FairQueue()
-    items = [Item(None, "x1"), Item(5, "e1"), Item(None, "x2")]
-    for item in items:
-        q.push(item)
-    assert q.remove(items[1]) and not q.remove(items[1])
-    assert [i.name for i in q] == ["x1", "x2"]  # requests without a guild share one turn
 
 
 @pytest.fixture(scope="module")

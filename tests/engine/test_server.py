@@ -66,6 +66,7 @@ async def ping(engine: SubprocessTransport, job_id: int) -> dict[str, Any]:
     ({"type": ["compose"], "id": 9}, "unknown message type"),
     ({1: 2, "id": 8, "type": "ping "}, "unknown message type"),
     ({"type": "render", "id": 10, "midi": None}, "MIDI as bytes"),
+    ({"type": "render", "id": 21, "midi": b"MThd", "guild_id": "7"}, "guild_id must be int"),
     ({"type": "compose", "id": 12, "request": "bars=4"}, "must be a map"),
     ({"type": "compose", "id": 13, "request": {"bars": "four"}}, "bars must be int"),
     ({"type": "compose", "id": 14, "request": {"bars": True}}, "bars must be int"),

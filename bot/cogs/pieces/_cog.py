@@ -165,7 +165,9 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
     ) -> RenderResult | str:
         """The part's audio, or why there is none (the MIDI is sent either way)."""
         try:
-            return await self.bot.engine.render(part.midi, max_audio_bytes=budget)
+            return await self.bot.engine.render(
+                part.midi, max_audio_bytes=budget, guild_id=interaction.guild_id
+            )
         except EngineError as error:
             log.warning(
                 "guild %s: audio of %s could not be made: %s",

@@ -103,7 +103,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
             try:
                 # The file must fit the upload limit; the engine lowers quality or cuts to fit.
                 rendered = await self.bot.engine.render(
-                    seed.midi, max_audio_bytes=_audio_budget(interaction)
+                    seed.midi, max_audio_bytes=_audio_budget(interaction), guild_id=guild_id
                 )
             except BadRequest as error:
                 raise UserFacingError(f"That seed cannot be played: {error}.") from error
