@@ -60,10 +60,7 @@ def load_checkpoint(path: Path = BASE_CHECKPOINT, *, device: str | torch.device 
     model.load_state_dict({k: v.float() if v.is_floating_point() else v
                            for k, v in payload["state_dict"].items()})
     model.to(device).eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        tok_path = Path(tmp) / "tokenizer.json"
-        tok_path.write_text(payload["tokenizer"])
-        tokenizer = MidiTokenizer.load(tok_path)
+    tokenizer = MidiTokenizer.from_json(payload["tokenizer"])
     return Checkpoint(model=model, tokenizer=tokenizer, meta=payload.get("meta", {}))
 
 

@@ -21,11 +21,11 @@ from engine.device import pick_device
 from engine.errors import BadRequest
 from engine.grammar import Grammar
 from engine.pianoroll import draw_pianoroll
-from engine.prompt import Prompt, bars_length_ticks, build_prompt
+from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
 from engine.protocol import DRUMS
 from engine.render import SAMPLE_RATE, Renderer, encode_ogg
 from engine.sample import Row, SamplingOptions, generate
-from engine.seed import read_seed
+from engine.seed_reader import SeedTokens
 from engine.tokenizer import MidiTokenizer
 
 log = logging.getLogger(__name__)
@@ -151,8 +151,14 @@ class Composer:
 def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
                      params: ComposeParams) -> Plan:
     started = time.perf_counter()
-    seed = read_seed(seed_midi) if seed_midi is not None else None
-    prompt = build_prompt(tokenizer, grammar, seed, tempo=params.tempo)
+    seed = SeedTokens.of(tokenizer, seed_midi) if seed_midi is not None else None
+    return plan_from_seed(tokenizer, grammar, seed, params, started=started)
+
+
+def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
+                   params: ComposeParams, *, started: float) -> Plan:
+    """The plan of a seed tokenized already (`started`: when its reading began)."""
+    prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
     plan = Plan(params, prompt, params.sampling(prompt.time_signature))
     plan.timings["tokenize"] = time.perf_counter() - started
     return plan

@@ -9,6 +9,7 @@ from symusic import Score
 from engine.errors import BadSeed
 from engine.grammar import NONE, Grammar
 from engine.seed import seed_tempo, seed_time_signature
+from engine.seed_reader import SeedTokens
 from engine.tokenizer import MidiTokenizer
 
 MAX_PROMPT_TOKENS = 1024  # an LSTM's memory is shorter than this; prefill stays ~10 ms
@@ -26,9 +27,17 @@ class Prompt:
 
 def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
                  *, tempo: float | None = None) -> Prompt:
+    tokens = None if seed is None else SeedTokens(
+        tokenizer.encode(seed), seed_tempo(seed), seed_time_signature(seed))
+    return prompt_from_seed(tokenizer, grammar, tokens, tempo=tempo)
+
+
+def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
+                     *, tempo: float | None = None) -> Prompt:
+    """The prompt of an already tokenized seed (engine.seed_reader tokenizes them apart)."""
     if seed is None:
         return Prompt([tokenizer.bos_id], [], tempo or DEFAULT_TEMPO, NONE, 0)
-    ids = tokenizer.encode(seed)
+    ids = seed.ids
     if not ids:
         raise BadSeed("the seed has no notes this model can read")
     prompt = [tokenizer.bos_id, *ids]
@@ -37,11 +46,11 @@ def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
         tail = len(ids) - MAX_PROMPT_TOKENS
         starts = [i for i in range(tail, len(ids)) if grammar.opens_bar[ids[i]]]
         prompt = ids[starts[0]:] if starts else ids[tail:]
-    ts = seed_time_signature(seed)
+    ts = seed.time_signature
     return Prompt(
         ids=prompt,
         seed_ids=ids,
-        tempo=tempo or seed_tempo(seed) or DEFAULT_TEMPO,
+        tempo=tempo or seed.tempo or DEFAULT_TEMPO,
         time_signature=grammar.time_signature_index(ts) if ts else NONE,
         seed_ticks=bars_length_ticks(tokenizer, ids),
     )

@@ -2,7 +2,8 @@
 
 Threads, each with one job:
     main       reads messages, validates them, registers jobs, routes cancels and pings
-    planner    reads the seed and builds the prompt (slow seeds never stall the batch)
+    planner    has the seed read (in a child process, engine.seed_reader) and builds the
+               prompt, so slow seeds never stall the batch
     scheduler  owns the decode batches (engine.scheduler)
     renderer-i each owns a FluidSynth synth (engine.render is not thread-safe): MIDI, audio,
                OGG, piano roll of compositions, so rendering overlaps decoding
@@ -53,6 +54,7 @@ from engine.composer import (
     Composition,
     Plan,
     plan_composition,
+    plan_from_seed,
     render_composition,
     seed_seconds,
     to_score,
@@ -77,6 +79,7 @@ from engine.render import Renderer
 from engine.render_job import render_midi
 from engine.sample import Row, generate
 from engine.scheduler import Job, Scheduler
+from engine.seed_reader import SeedReader
 from engine.transport import SocketChannel
 from engine.tuning_jobs import TuningJobs
 
@@ -93,6 +96,7 @@ NEW_WORK = ("compose", "render", "finetune")
 # many steps of nice below the engine: they use idle cores, not the ones members wait on.
 WHOLE_FILE_THREADS = 1
 WHOLE_FILE_NICENESS = 10
+WARM_UP_SEED = Path(__file__).parent / "examples" / "motif.mid"
 
 
 def max_rows_from_env(device: torch.device) -> int:
@@ -291,6 +295,7 @@ class Server:
         self._fatal: str | None = None
         self._models = ModelCache(checkpoint, self.device, budget_bytes=model_budget_bytes)
         self._planning: FairLane[PlanTask] = FairLane()
+        self._seeds = SeedReader()  # used by the planner thread only
         self._renderer = RenderPool(deliver=self._deliver, deliver_audio=self._deliver_audio,
                                       fail=self._fail, drop=self._drop, release=self._release,
                                       threads=render_threads or render_threads_from_env())
@@ -327,6 +332,7 @@ class Server:
             for thread in threads:
                 thread.join()
             self._renderer.close()
+            self._seeds.close()
             self._models.close()
             self._channel.close()
         if self._fatal:
@@ -379,6 +385,7 @@ class Server:
                                 ComposeParams(bars=1, candidates=1, seed=0))
         rows = generate(base.model, base.grammar, plan.prompt.ids, 1, plan.options, seed=0)
         self._renderer.warm_up(plan, rows, base)
+        self._seeds.read(base.tokenizer, WARM_UP_SEED.read_bytes())  # starts the child
         log.info("warmed up in %.2f s", time.perf_counter() - started)
 
     # Messages from the client (main thread).
@@ -508,9 +515,14 @@ class Server:
             self._drop(job)
             return
         try:
+            started = time.perf_counter()
+            # Read in the seed reader's process: a slow seed holds neither the GIL nor the
+            # tokenizer that MIDI decoding (on the render threads) needs.
+            seed = (None if job.request.seed_midi is None
+                    else self._seeds.read(model.tokenizer, job.request.seed_midi))
             with model.tokenizer_lock:
-                job.plan = plan_composition(model.tokenizer, model.grammar,
-                                            job.request.seed_midi, job.params)
+                job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.params,
+                                          started=started)
         except (BadSeed, BadRequest) as exc:
             self._fail(job, exc)
             return

@@ -8,6 +8,8 @@ bar line and a Bar can only open a token: that keeps bar counting exact while sa
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,6 +74,22 @@ class MidiTokenizer:
         if path.suffix != ".json":
             path = path / TOKENIZER_FILE
         self.remi.save(path)
+
+    @functools.cached_property
+    def params_json(self) -> str:
+        """The JSON `save` writes and `load` reads (made once: the seed reader child is sent
+        it; a tokenizer is never changed once trained)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / TOKENIZER_FILE
+            self.save(path)
+            return path.read_text()
+
+    @classmethod
+    def from_json(cls, params: str) -> MidiTokenizer:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / TOKENIZER_FILE
+            path.write_text(params)
+            return cls.load(path)
 
     @property
     def vocab_size(self) -> int:

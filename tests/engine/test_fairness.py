@@ -121,6 +121,7 @@ def server(tmp_path: Path) -> Iterator[tuple[Server, Replies]]:
     replies = Replies(SocketChannel(ours))
     yield engine, replies
     engine._renderer.close()
+    engine._seeds.close()
     theirs.close()
     ours.close()
 

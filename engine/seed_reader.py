@@ -1,0 +1,193 @@
+"""Seeds are read and tokenized in a child process of the engine (`python -m engine.seed_reader`).
+
+Tokenizing a seed at the note limit is most of a second of pure Python. In the engine's own
+process that second holds the GIL that the decode loop takes back after every torch call, so
+one server's big seeds slowed every other server's decoding about fourfold (bench.fairness).
+In a child they only take a core, and at a lower priority (SEED_READER_NICENESS). The child
+also shields the engine from the seed itself: a file that crashes or hangs the MIDI parser
+costs that child (restarted for the next seed), never the engine and its batch.
+
+The child imports no torch (MidiTok works without it), so it starts in about a second and
+holds ~100 MB. It speaks msgpack on its stdin/stdout:
+    engine -> child  {key (a hash of the tokenizer), seed, [tokenizer (its JSON)]}
+    child -> engine  {ids, tempo, time_signature} | {bad_seed: message} | {error: message}
+                     | {need_tokenizer: true} (then the engine asks again with the JSON)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import select
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import msgpack
+
+from engine.child_env import child_environment
+from engine.errors import BadSeed, EngineError
+
+if TYPE_CHECKING:
+    from engine.tokenizer import MidiTokenizer
+
+log = logging.getLogger(__name__)
+
+SEED_READER_NICENESS = 10  # below decoding and rendering, which members wait on
+# Reading the largest seed allowed takes about a second; far beyond that the parser is stuck.
+READ_TIMEOUT_SECONDS = 60.0
+START_TIMEOUT_SECONDS = 60.0
+READ_CHUNK = 1 << 16
+
+
+@dataclass
+class SeedTokens:
+    """What the prompt needs from a seed: its ids, and the tempo and metre it ends in."""
+
+    ids: list[int]
+    tempo: float | None
+    time_signature: str | None  # "3/4", or None when the seed has none
+
+    @classmethod
+    def of(cls, tokenizer: MidiTokenizer, data: bytes) -> SeedTokens:
+        """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit."""
+        from engine.seed import read_seed, seed_tempo, seed_time_signature
+
+        score = read_seed(data)
+        return cls(tokenizer.encode(score), seed_tempo(score), seed_time_signature(score))
+
+
+class SeedReader:
+    """The engine's side: one child, used by one thread at a time (the planner).
+
+    `read` sends a seed and waits for its tokens. A child that dies or takes longer than
+    READ_TIMEOUT_SECONDS is killed and the seed refused; the next read starts a new child.
+    """
+
+    def __init__(self, *, python: str = sys.executable,
+                 timeout: float = READ_TIMEOUT_SECONDS) -> None:
+        self._python = python
+        self._timeout = timeout
+        self._process: subprocess.Popen[bytes] | None = None
+        self._unpacker = msgpack.Unpacker(raw=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the child now (at the engine's warm-up) rather than on the first seed."""
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [self._python, "-m", "engine.seed_reader"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, bufsize=0, env=child_environment())
+            self._unpacker = msgpack.Unpacker(raw=False)
+            log.info("seed reader pid %d started", self._process.pid)
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()  # EOF: the child exits by itself
+        try:
+            process.wait(5.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def read(self, tokenizer: MidiTokenizer, seed: bytes) -> SeedTokens:
+        """The seed's tokens under `tokenizer`; BadSeed when the seed is unfit or the child
+        could not read it."""
+        self.start()
+        # Tokenizers go by their content: every server's fine-tuned model shares the base
+        # model's, so the child keeps one. It is sent only when the child asks for it.
+        key = hashlib.sha256(tokenizer.params_json.encode()).hexdigest()
+        reply = self._ask({"key": key, "seed": seed})
+        if reply.get("need_tokenizer"):
+            reply = self._ask({"key": key, "seed": seed, "tokenizer": tokenizer.params_json})
+        if "bad_seed" in reply:
+            raise BadSeed(str(reply["bad_seed"]))
+        if "error" in reply:
+            log.error("the seed reader failed: %s", reply["error"])
+            raise EngineError("the engine could not read this seed")
+        return SeedTokens(list(reply["ids"]), reply["tempo"], reply["time_signature"])
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        process = self._process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(msgpack.packb(request, use_bin_type=True))
+        except OSError:
+            self._lost("it stopped before reading the seed")
+        deadline = time.monotonic() + self._timeout
+        while True:
+            for reply in self._unpacker:
+                return reply
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
+                self._lost(f"it read for over {self._timeout:.0f} s", BadSeed(
+                    "that MIDI file takes too long to read; try exporting it again"))
+            data = os.read(process.stdout.fileno(), READ_CHUNK)
+            if not data:
+                self._lost("it stopped while reading the seed")
+            self._unpacker.feed(data)
+
+    def _lost(self, why: str, error: EngineError | None = None) -> NoReturn:
+        """Give up on the child (the next read starts another) and refuse the seed."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            code = process.wait()
+            log.error("seed reader pid %d lost: %s (exit status %s)", process.pid, why, code)
+        raise error or BadSeed("that MIDI file could not be read; try exporting it again")
+
+
+# The child.
+TOKENIZERS_KEPT = 4  # different tokenizers in use at once: one, unless a base model changed
+
+
+def _serve() -> None:
+    # MidiTok imports torch when it can, for its datasets only: without it the child starts
+    # in a second instead of four and holds a third of the memory.
+    sys.modules["torch"] = None  # type: ignore[assignment]
+    # Replies go to the engine on the original stdout; anything a library prints goes to
+    # stderr (the engine's log) instead of corrupting them.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    os.nice(SEED_READER_NICENESS)
+    tokenizers: OrderedDict[str, MidiTokenizer] = OrderedDict()
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=64 * 1024 * 1024)
+    while data := os.read(sys.stdin.fileno(), READ_CHUNK):
+        unpacker.feed(data)
+        for request in unpacker:
+            out.write(msgpack.packb(_answer(request, tokenizers), use_bin_type=True))
+
+
+def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
+            ) -> dict[str, Any]:
+    from engine.tokenizer import MidiTokenizer
+
+    try:
+        key = request["key"]
+        if "tokenizer" in request:
+            tokenizers[key] = MidiTokenizer.from_json(request["tokenizer"])
+            while len(tokenizers) > TOKENIZERS_KEPT:
+                tokenizers.popitem(last=False)
+        if key not in tokenizers:
+            return {"need_tokenizer": True}
+        tokenizers.move_to_end(key)
+        seed = SeedTokens.of(tokenizers[key], request["seed"])
+    except BadSeed as exc:
+        return {"bad_seed": str(exc)}
+    except Exception as exc:  # a bug, or a seed the tokenizer chokes on: the engine decides
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    return {"ids": seed.ids, "tempo": seed.tempo, "time_signature": seed.time_signature}
+
+
+if __name__ == "__main__":
+    _serve()
