@@ -19,13 +19,13 @@ import asyncio
 import inspect
 import itertools
 import logging
-import os
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.child_env import child_environment
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 from engine.protocol import (
     CandidateResult,
@@ -108,6 +108,8 @@ class EngineClient:
 
         checkpoint/device/max_rows default to the engine's environment (MOTIF_CHECKPOINT,
         MOTIF_DEVICE, MOTIF_MAX_ROWS); `options` go to EngineClient (restart delays, ...).
+        The engine inherits only the allowed part of this process's environment (no
+        DISCORD_TOKEN, no DATABASE_URL: engine.child_env), plus `env` as given.
         """
         argv = [python, "-m", "engine", "serve"]
         if checkpoint is not None:
@@ -116,7 +118,7 @@ class EngineClient:
             argv += ["--device", device]
         if max_rows is not None:
             argv += ["--max-rows", str(max_rows)]
-        environ = {**os.environ, **(env or {})}
+        environ = child_environment(env)
         return cls(lambda: SubprocessTransport(argv, env=environ), **options)
 
     async def __aenter__(self) -> EngineClient:

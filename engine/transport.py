@@ -22,6 +22,8 @@ from typing import Any
 
 import msgpack
 
+from engine.child_env import child_environment
+
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 16
@@ -71,11 +73,14 @@ class Transport(ABC):
 
 
 class SubprocessTransport(Transport):
-    """`python -m engine serve --fd N` as a child process; the socket pair is the channel."""
+    """`python -m engine serve --fd N` as a child process; the socket pair is the channel.
+
+    `env` is the child's whole environment; by default the allowed part of ours
+    (engine.child_env: the bot's secrets stay in the bot)."""
 
     def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
         self._argv = list(argv)
-        self._env = dict(env) if env is not None else None
+        self._env = dict(env) if env is not None else child_environment()
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.child_env import child_environment
 from engine.errors import BadRequest, EngineError
 from engine.protocol import (
     FinetuneRequest,
@@ -158,7 +159,9 @@ class TuningJobs:
             argv += ["--from", str(job.start_from)]
         if steps is not None:
             argv += ["--steps", str(steps)]
-        env = {**os.environ, "MOTIF_THREADS": str(self._threads)}
+        # Only what a fine-tune needs: the engine may have been started with the bot's whole
+        # environment (engine.child_env says why that matters).
+        env = child_environment({"MOTIF_THREADS": str(self._threads)})
         log.info("fine-tune %d for guild %d: %s", job.id, job.guild_id, " ".join(argv[1:]))
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 stdin=subprocess.DEVNULL, env=env, text=True)

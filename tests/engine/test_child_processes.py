@@ -1,0 +1,94 @@
+"""The engine's processes as the operating system sees them: what they inherit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.child_env import child_environment
+from engine.client import EngineClient, FinetuneRequest
+
+session_loop = pytest.mark.asyncio(loop_scope="session")
+SECRETS = {"DISCORD_TOKEN": "the-bot-token-stays-in-the-bot",
+           "DATABASE_URL": "postgresql+asyncpg://motif:hunter2@db.example/motif"}
+GUILD = 4242
+LONG_RUN = 5000  # steps: the run is still going whatever the test does meanwhile
+
+
+@pytest.fixture(scope="module")
+def pieces(chorale_files) -> list[bytes]:
+    return [p.read_bytes() for p in chorale_files]
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Live child processes of `pid` and their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(
+                    b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue  # it exited while we looked
+    return found
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def wait_until(predicate, what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.2)
+    return value
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
+@session_loop
+async def test_the_bots_secrets_reach_neither_the_engine_nor_its_children(
+        monkeypatch, engine_data_dir, pieces):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    async with EngineClient.local(device="cpu", max_rows=8,
+                                  env={"MOTIF_DATA_DIR": str(engine_data_dir)}) as engine:
+        run = asyncio.create_task(engine.finetune(
+            FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)))
+        pid = engine.engine_info["pid"]
+        children = await wait_until(
+            lambda: (found := children_of(pid)) and any(" finetune " in c for c in found.values())
+            and found, "the engine runs a fine-tune child")
+        assert any("engine.seed_reader" in command for command in children.values())
+        for process in [pid, *children]:
+            env = environ_of(process)
+            assert not SECRETS.keys() & env.keys(), (process, children.get(process))
+            assert env["MOTIF_DATA_DIR"] == str(engine_data_dir) and "PATH" in env
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+
+def test_the_allow_list_keeps_what_children_need_and_nothing_else():
+    env = child_environment({"MOTIF_DATA_DIR": "/srv/motif"}, base={
+        "PATH": "/usr/bin", "HOME": "/home/motif", "LC_ALL": "C.UTF-8", "MOTIF_DEVICE": "cpu",
+        "CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "2", "PYTHONPATH": "/srv",
+        "DISCORD_TOKEN": "x", "DATABASE_URL": "y", "MOTIF_DATABASE_URL": "z",
+        "AWS_SECRET_ACCESS_KEY": "k", "MOTIF_API_TOKEN": "t", "HTTPS_PROXY": "http://u:p@proxy",
+        "SSH_AUTH_SOCK": "/tmp/agent"})
+    assert env == {"PATH": "/usr/bin", "HOME": "/home/motif", "LC_ALL": "C.UTF-8",
+                   "MOTIF_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "2",
+                   "PYTHONPATH": "/srv", "MOTIF_DATA_DIR": "/srv/motif"}
