@@ -5,6 +5,9 @@ One run per server at a time. The child reports progress as JSON lines, which go
 as Training events; cancelling the job stops the child (SIGTERM, then SIGKILL). Checkpoints
 live under <data dir>/models/<guild id>/; after a run, the ones the client did not ask to keep
 (and that are neither the start nor the new one) are deleted and listed in the result.
+The server's MIDI is copied for the child into <data dir>/finetune/<guild id>/<stamp>-<id>/,
+removed when the run ends however it ends; an engine that died mid-run cannot remove it, so
+every engine sweeps, at its start, the folders no live engine owns (engine.owned_dirs).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,6 +26,7 @@ from typing import Any
 
 from engine.child_env import child_environment
 from engine.errors import BadRequest, EngineError
+from engine.owned_dirs import OwnedDir, sweep
 from engine.protocol import (
     FinetuneRequest,
     FinetuneResult,
@@ -49,7 +52,7 @@ def tuning_threads_from_env() -> int:
 class TuningJob:
     id: int
     guild_id: int
-    workdir: Path
+    workdir: OwnedDir  # the server's MIDI for this run; removed whatever the run's end
     out: Path
     start_from: Path | None
     keep: set[Path]
@@ -58,6 +61,7 @@ class TuningJob:
     result: dict[str, Any] | None = None
     last_percent: float = -1.0
     stderr_tail: list[str] = field(default_factory=list)
+    watcher: threading.Thread | None = None
 
 
 class TuningJobs:
@@ -69,6 +73,7 @@ class TuningJobs:
         self._threads = threads or tuning_threads_from_env()
         self._lock = threading.Lock()
         self._jobs: dict[int, TuningJob] = {}
+        self._sweep()
 
     @property
     def running(self) -> int:
@@ -86,22 +91,23 @@ class TuningJobs:
             if any(j.guild_id == request.guild_id for j in self._jobs.values()):
                 raise BadRequest("this server's model is already being fine-tuned")
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            job = TuningJob(id=job_id, guild_id=request.guild_id,
-                            workdir=self._data_dir / "finetune" / str(request.guild_id)
-                            / f"{stamp}-{job_id}",
+            workdir = OwnedDir.create(self._workdirs / str(request.guild_id)
+                                      / f"{stamp}-{job_id}")
+            job = TuningJob(id=job_id, guild_id=request.guild_id, workdir=workdir,
                             out=models / f"{stamp}-{job_id}.pt", start_from=start_from,
                             keep={Path(k).resolve() for k in request.keep})
             self._jobs[job_id] = job
         try:
-            self._write_data(job.workdir / "data", request)
+            self._write_data(job.workdir.path / "data", request)
             job.process = self._spawn(job, request.steps)
         except Exception:
             with self._lock:
                 self._jobs.pop(job_id, None)
-            shutil.rmtree(job.workdir, ignore_errors=True)
+            job.workdir.remove()
             raise
-        threading.Thread(target=self._watch, args=(job,), name=f"finetune-{job_id}",
-                         daemon=True).start()
+        job.watcher = threading.Thread(target=self._watch, args=(job,),
+                                       name=f"finetune-{job_id}", daemon=True)
+        job.watcher.start()
 
     def cancel(self, job_id: int) -> bool:
         """Stop the job if it is one of ours; True if it was."""
@@ -114,11 +120,29 @@ class TuningJobs:
         return True
 
     def close(self) -> None:
+        """Stop every run and wait (a bounded time) for its child to exit and its work folder
+        to go; one that outlives the wait is swept at the next start."""
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
             job.cancelled = True
             self._stop(job)
+        for job in jobs:
+            if job.watcher is not None:
+                job.watcher.join(STOP_GRACE_SECONDS + 5.0)
+
+    @property
+    def _workdirs(self) -> Path:
+        return self._data_dir / "finetune"
+
+    def _sweep(self) -> None:
+        """Remove the work folders of runs no live engine owns (this engine owns none yet):
+        an engine that died mid-run left its server's MIDI there."""
+        if not self._workdirs.is_dir():
+            return
+        for guild in sorted(self._workdirs.iterdir()):
+            for folder in sweep(guild) if guild.is_dir() else ():
+                log.info("removed the work folder of a fine-tune that did not end: %s", folder)
 
     def interrupt(self, exc: BaseException) -> None:
         """Stop every run and answer each with `exc` (the engine is stopping)."""
@@ -152,7 +176,8 @@ class TuningJobs:
             (pair_dir / "rejected.mid").write_bytes(pair.rejected)
 
     def _spawn(self, job: TuningJob, steps: int | None) -> subprocess.Popen:
-        argv = [self._python, "-m", "engine", "finetune", "--data", str(job.workdir / "data"),
+        argv = [self._python, "-m", "engine", "finetune", "--data",
+                str(job.workdir.path / "data"),
                 "--out", str(job.out), "--data-dir", str(self._data_dir), "--json",
                 "--progress-json", "--nice", str(NICENESS)]
         if job.start_from is not None:
@@ -183,7 +208,7 @@ class TuningJobs:
             # Done before replying: the server may start its next run as soon as it hears.
             with self._lock:
                 self._jobs.pop(job.id, None)
-            shutil.rmtree(job.workdir, ignore_errors=True)
+            job.workdir.remove()
         if code is None:
             self._reply_error(job, EngineError("the fine-tune failed in the engine"))
         else:

@@ -1,8 +1,11 @@
-"""The engine's processes as the operating system sees them: what they inherit."""
+"""The engine's processes as the operating system sees them: what they inherit, and what a run
+leaves on disk when the engine ends, cleanly or killed."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,10 @@ import pytest
 
 from engine.child_env import child_environment
 from engine.client import EngineClient, FinetuneRequest
+from engine.errors import EngineError
+from engine.transport import SubprocessTransport
+from engine.tuning_jobs import TuningJobs
+from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, receive_until, reply_to
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
 SECRETS = {"DISCORD_TOKEN": "the-bot-token-stays-in-the-bot",
@@ -92,3 +99,66 @@ def test_the_allow_list_keeps_what_children_need_and_nothing_else():
     assert env == {"PATH": "/usr/bin", "HOME": "/home/motif", "LC_ALL": "C.UTF-8",
                    "MOTIF_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "2",
                    "PYTHONPATH": "/srv", "MOTIF_DATA_DIR": "/srv/motif"}
+
+
+# Fine-tune work folders.
+
+async def start_engine(data_dir: Path) -> tuple[SubprocessTransport, int]:
+    transport = SubprocessTransport([*SERVE, "--max-rows", "8"],
+                                    env=child_environment({"MOTIF_DATA_DIR": str(data_dir)}))
+    await transport.open()
+    ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
+    assert ready["type"] == "ready", ready
+    return transport, ready["pid"]
+
+
+async def start_run(engine: SubprocessTransport, job_id: int, pieces: list[bytes]) -> None:
+    request = FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)
+    await engine.send({"type": "finetune", "id": job_id, "request": request.to_wire()})
+    await receive_until(engine, lambda m: reply_to(job_id, "progress")(m)
+                        and m["event"]["stage"] == "training", timeout=STARTUP_TIMEOUT)
+
+
+def run_folders(data_dir: Path) -> list[Path]:
+    guild = data_dir / "finetune" / str(GUILD)
+    return sorted(guild.iterdir()) if guild.is_dir() else []
+
+
+@session_loop
+async def test_work_folders_of_a_killed_engine_are_swept_at_the_next_start(
+        engine_data_dir, pieces):
+    first, first_pid = await start_engine(engine_data_dir)
+    await start_run(first, 1, pieces)
+    [folder, lock] = run_folders(engine_data_dir)
+    assert (folder / "data" / "pieces").is_dir() and lock.name == f"{folder.name}.lock"
+    [child] = [p for p, c in children_of(first_pid).items() if " finetune " in c]
+
+    # Another engine starting on the same data dir (a restart overlap) leaves a live run be.
+    second, _ = await start_engine(engine_data_dir)
+    await second.close(timeout=10.0)
+    assert folder.is_dir()
+
+    os.kill(first_pid, signal.SIGKILL)
+    await first.wait_exit(10.0)
+    assert first.describe_exit() == "killed by signal 9"
+    assert folder.is_dir()  # nobody could remove it: the server's MIDI is still on disk
+    third, _ = await start_engine(engine_data_dir)
+    try:
+        assert run_folders(engine_data_dir) == []
+        # The orphaned child notices its engine is gone and stops.
+        await wait_until(lambda: not is_running(child), "the orphaned fine-tune stops")
+        # A clean stop in the middle of a run removes that run's folder too.
+        await start_run(third, 2, pieces)
+        assert len(run_folders(engine_data_dir)) == 2
+    finally:
+        await third.close(timeout=30.0)
+    assert third.describe_exit() == "exited with code 0"
+    assert run_folders(engine_data_dir) == []
+
+
+def test_a_failed_spawn_leaves_no_folder(engine_data_dir, pieces):
+    replies: list[dict] = []
+    jobs = TuningJobs(engine_data_dir, replies.append, python="/nonexistent/python")
+    with pytest.raises((OSError, EngineError)):
+        jobs.start(7, FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
+    assert run_folders(engine_data_dir) == [] and jobs.running == 0 and not replies

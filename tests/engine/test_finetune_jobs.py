@@ -87,7 +87,8 @@ async def test_preference_pairs_reach_the_preference_step(engine, pieces):
 
 
 @session_loop
-async def test_compositions_flow_while_a_server_trains_and_cancelling_stops_it(engine, pieces):
+async def test_compositions_flow_while_a_server_trains_and_cancelling_stops_it(engine, pieces,
+                                                                                engine_data_dir):
     first = asyncio.create_task(engine.finetune(
         FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=500)))
     deadline = time.monotonic() + 30
@@ -104,6 +105,7 @@ async def test_compositions_flow_while_a_server_trains_and_cancelling_stops_it(e
     with pytest.raises(asyncio.CancelledError):
         await first
     await wait_for_no_training(engine)
+    assert not any((engine_data_dir / "finetune" / str(GUILD)).iterdir())  # its MIDI is gone
 
 
 @session_loop
