@@ -40,7 +40,10 @@ def fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Cheapest checks first: a bad seed or option is refused in a fraction of a second,
+    # before torch is imported and the model and soundfont are loaded (seconds).
     from engine.errors import BadRequest, BadSeed
+    from engine.seed import read_seed
 
     try:
         program = program_of(args.instrument) if args.instrument else None
@@ -52,20 +55,29 @@ def run(args: argparse.Namespace) -> int:
             seed_bytes = args.seed_file.read_bytes()
         except OSError as exc:
             return fail(f"cannot read {args.seed_file}: {exc.strerror}")
+        try:
+            read_seed(seed_bytes)  # symusic only; the model's own reading follows
+        except BadSeed as exc:
+            return fail(str(exc))
 
-    # Heavy imports after the cheap checks, so a typo fails fast.
     from engine.checkpoint import BASE_CHECKPOINT
     from engine.composer import ComposeParams, Composer
     from engine.device import configure_threads
 
-    configure_threads()
     try:
         params = ComposeParams(bars=args.bars, candidates=args.candidates,
                                temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                                tempo=args.tempo, program=program,
                                include_seed=args.include_seed)
+    except BadRequest as exc:
+        return fail(str(exc))
+    configure_threads()
+    try:
         composer = Composer(args.checkpoint or BASE_CHECKPOINT)
-        plan = composer.plan(seed_bytes, params)  # validates the seed before writing anything
+    except FileNotFoundError as exc:
+        return fail(str(exc))
+    try:
+        plan = composer.plan(seed_bytes, params)  # what only the model's tokenizer can see
         result = composer.finish(plan, composer.decode(plan))
     except (BadSeed, BadRequest) as exc:
         return fail(str(exc))

@@ -112,3 +112,36 @@ def test_out_of_range_options_exit_with_one_line(tmp_path, args, reason):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and reason in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kind", ["not midi", "truncated", "absurd tempo"])
+def test_bad_seed_is_refused_before_torch_and_the_model_load(tmp_path, examples, kind):
+    from tests.engine.test_seed import bad_seeds
+
+    data, reason = bad_seeds(examples)[kind]
+    seed = tmp_path / "seed.mid"
+    seed.write_bytes(data)
+    # The checkpoint does not exist: had the CLI tried to load it, it would say so instead.
+    code = ("import json, sys\n"
+            "from engine.__main__ import main\n"
+            f"code = main(['compose', {str(seed)!r}, '--out', {str(tmp_path / 'out')!r},"
+            f" '--checkpoint', {str(tmp_path / 'missing.pt')!r}])\n"
+            "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"code": 2, "torch": False}
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and reason in lines[0], run.stderr
+
+
+def test_bad_options_are_refused_before_the_model_load(tmp_path):
+    run = compose("--bars", 0, "--checkpoint", tmp_path / "missing.pt", "--out", tmp_path / "o")
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: bars"), lines
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path):
+    run = compose("--checkpoint", tmp_path / "missing.pt", "--out", tmp_path / "out")
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"no checkpoint at {tmp_path / 'missing.pt'}" in lines[0], lines
