@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from symusic import Score
 
 from engine.errors import BadSeed
@@ -15,10 +17,17 @@ TEMPO_LIMITS_BPM = (20.0, 400.0)  # beyond these no musician would call it a tem
 def read_seed(data: bytes) -> Score:
     """The seed as a symusic Score (ticks), or BadSeed saying what is wrong with it."""
     if len(data) > MAX_SEED_BYTES:
-        raise BadSeed(f"the seed is {len(data) / 1e6:.1f} MB; seeds must be under "
-                      f"{MAX_SEED_BYTES // 1_000_000} MB")
+        limit_mb = MAX_SEED_BYTES / 1_000_000
+        raise BadSeed(f"the seed is {_beyond(len(data) / 1_000_000, limit_mb)} MB; seeds must "
+                      f"be at most {limit_mb:g} MB")
     if len(data) < 14 or not data.startswith(b"MThd"):
         raise BadSeed("that file is not a MIDI file (it does not start with a MIDI header)")
+    if data[12] & 0x80:
+        raise BadSeed("that MIDI file counts time in SMPTE frames, which Motif cannot read; "
+                      "export it with ticks per beat (the usual setting)")
+    if data[12:14] == b"\0\0":
+        raise BadSeed("that MIDI file is broken (its header says a beat lasts 0 ticks); "
+                      "try exporting it again")
     try:
         score = Score.from_midi(data)
     except Exception:  # symusic raises plain RuntimeErrors on broken files
@@ -29,15 +38,30 @@ def read_seed(data: bytes) -> Score:
     if notes > MAX_SEED_NOTES:
         raise BadSeed(f"the seed has {notes:,} notes; seeds may have at most "
                       f"{MAX_SEED_NOTES:,}")
+    low, high = TEMPO_LIMITS_BPM
     for tempo in score.tempos:
-        if not TEMPO_LIMITS_BPM[0] <= tempo.qpm <= TEMPO_LIMITS_BPM[1]:
-            raise BadSeed(f"the seed's tempo of {tempo.qpm:.0f} bpm is outside "
-                          f"{TEMPO_LIMITS_BPM[0]:.0f}-{TEMPO_LIMITS_BPM[1]:.0f} bpm")
+        bpm = float(tempo.qpm)
+        if not math.isfinite(bpm):
+            raise BadSeed("that MIDI file is broken (a tempo event says a beat lasts 0 "
+                          "microseconds); try exporting it again")
+        if bpm < low or bpm > high:
+            raise BadSeed(f"the seed's tempo is {_beyond(bpm, low if bpm < low else high)} bpm; "
+                          f"a seed's tempo must be within {low:g} and {high:g} bpm")
     seconds = score.to("second").end()
     if seconds > MAX_SEED_SECONDS:
-        raise BadSeed(f"the seed lasts {seconds / 60:.0f} minutes; seeds may last at most "
-                      f"{MAX_SEED_SECONDS // 60} minutes")
+        limit_minutes = MAX_SEED_SECONDS / 60
+        raise BadSeed(f"the seed lasts {_beyond(seconds / 60, limit_minutes)} minutes; seeds may "
+                      f"last at most {limit_minutes:g} minutes")
     return score
+
+
+def _beyond(value: float, limit: float) -> str:
+    """`value` as precisely as it takes to show it is not `limit`: 19.6 (not 20, beside a
+    limit of 20), or "just under 20" when a tenth is not enough."""
+    for digits in (0, 1):
+        if round(value, digits) != limit:
+            return f"{value:,.{digits}f}"
+    return f"just {'under' if value < limit else 'over'} {limit:,g}"
 
 
 def seed_tempo(score: Score) -> float | None:
