@@ -66,7 +66,8 @@ def _raw_midi(*, division: int = 480, tempo_mspq: int | None = None) -> bytes:
     (_raw_midi(division=0xE728), "counts time in SMPTE frames"),
     (b"MThd" + b"\0" * (MAX_SEED_BYTES - 3), "the seed is just over 1 MB; seeds must be at most"),
     (_midi(notes=2, start_beat=2 * 60 * 30.2), "the seed lasts 30.2 minutes; seeds may last at"),
-])
+], ids=["19.6 bpm", "19.96 bpm", "400.4 bpm", "1000 bpm", "tempo 0", "division 0", "SMPTE",
+        "1 MB + 3 bytes", "30.2 minutes"])
 def test_refusals_say_precisely_what_is_wrong(data, expected):
     with pytest.raises(BadSeed) as info:
         read_seed(data)
