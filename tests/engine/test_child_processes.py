@@ -79,11 +79,11 @@ async def test_the_bots_secrets_reach_neither_the_engine_nor_its_children(
         children = await wait_until(
             lambda: (found := children_of(pid)) and any(" finetune " in c for c in found.values())
             and found, "the engine runs a fine-tune child")
-        assert any("engine.seed_reader" in command for command in children.values())
         for process in [pid, *children]:
             env = environ_of(process)
             assert not SECRETS.keys() & env.keys(), (process, children.get(process))
             assert env["MOTIF_DATA_DIR"] == str(engine_data_dir) and "PATH" in env
+        assert any("engine.seed_reader" in command for command in children.values())
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
             await run
