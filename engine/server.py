@@ -14,9 +14,12 @@ Threads, each with one job:
 A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
 a new one, retrying its jobs.
 
-Every stage is fair between servers (guilds), so one server's flood only delays another's
-request by the one job of it that is already running at each stage, never by its backlog:
-- planning: one lane (engine.fairness.FairLane) taking guilds in turn;
+Every stage is fair between servers (guilds): one server's flood delays another's request by
+the one job of it already under way at each stage, never by its backlog (bench.fairness):
+- planning: one lane (engine.fairness.FairLane) taking guilds in turn. The seed itself is
+  read and tokenized in a child process at a lower CPU priority: in this process, a big
+  seed's second of pure Python held the GIL that the decode loop takes back after every
+  torch call, which slowed every server's decoding about fourfold;
 - decoding: the scheduler's queue takes guilds in turn (engine.scheduler);
 - rendering: two lanes, each taking guilds in turn. Compositions render on their own
   threads; whole files (seed plays, exports) on threads of their own, so a long export never

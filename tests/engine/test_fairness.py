@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from symusic import Note, Score, Tempo, Track
 
+from bench.fairness import slow_seed  # the benchmark's flood: seeds at the note limit
 from engine.fairness import FairLane, FairQueue
 from engine.server import Server
 from engine.transport import SocketChannel
@@ -73,18 +73,6 @@ def test_fair_lane_serves_threads_in_guild_turns_and_stops():
 # started), so the order in which each stage takes the jobs is exact, not a race.
 
 FLOOD, VICTIM, BYSTANDER = 1, 2, 3
-
-
-def slow_seed(notes: int = 19_000) -> bytes:
-    """A seed at the note limit, in eight-note chords: reading and tokenizing it takes the
-    planner most of a second."""
-    score = Score(480)
-    score.tempos.append(Tempo(0, 120))
-    track = Track("chords", 0, False)
-    for i in range(notes):
-        track.notes.append(Note((i // 8) * 120, 120, 48 + (i * 7) % 36, 80))
-    score.tracks.append(track)
-    return score.dumps_midi()
 
 
 class Replies:
