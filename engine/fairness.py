@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Container, Hashable, Iterator
 from typing import Generic, Protocol, TypeVar
 
 
@@ -39,13 +39,17 @@ class FairQueue(Generic[T]):
     def peek(self) -> T | None:
         return next(iter(self._guilds.values()))[0] if self._guilds else None
 
-    def pop(self) -> T:
-        guild, items = next(iter(self._guilds.items()))
+    def pop(self, skip: Container[Hashable] = ()) -> T:
+        """The next item in guild turns, passing over the guilds in `skip`."""
+        guild = next(g for g in self._guilds if g not in skip)
+        items = self._guilds.pop(guild)
         item = items.popleft()
-        del self._guilds[guild]
         if items:
             self._guilds[guild] = items  # to the back of the turn order
         return item
+
+    def has_other_than(self, skip: Container[Hashable]) -> bool:
+        return any(g not in skip for g in self._guilds)
 
     def remove(self, item: T) -> bool:
         items = self._guilds.get(item.guild)
@@ -69,13 +73,18 @@ class FairQueue(Generic[T]):
 class FairLane(Generic[T]):
     """A FairQueue shared by threads: any thread puts, worker threads take in guild turns.
 
-    `pending` counts items put and not yet marked `finished`, so it includes the ones a worker
-    is busy with. After `stop`, take() returns None and put() refuses.
+    With `one_per_guild`, a guild's next item waits until the worker busy with its last one
+    has `finished` it, so the other workers stay free for the other guilds: with two workers,
+    one server's backlog never makes another server's request wait at all.
+    `pending` counts items put and not yet finished (the ones being worked on too). After
+    `stop`, take() returns None and put() refuses.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, one_per_guild: bool = False) -> None:
         self._queue: FairQueue[T] = FairQueue()
         self._changed = threading.Condition()
+        self._one_per_guild = one_per_guild
+        self._busy: dict[Hashable, int] = {}  # guild -> items being worked on
         self._pending = 0
         self._stopped = False
 
@@ -90,25 +99,29 @@ class FairLane(Generic[T]):
                 return False
             self._queue.push(item)
             self._pending += 1
-            self._changed.notify()
+            self._changed.notify_all()
         return True
 
     def take(self) -> T | None:
         """The next item in guild turns, waiting for one; None once the lane is stopped."""
+        skip = self._busy if self._one_per_guild else ()
         with self._changed:
-            while not self._queue and not self._stopped:
+            while not self._queue.has_other_than(skip) and not self._stopped:
                 self._changed.wait()
-            return None if self._stopped else self._queue.pop()
+            if self._stopped:
+                return None
+            item = self._queue.pop(skip)
+            self._busy[item.guild] = self._busy.get(item.guild, 0) + 1
+            return item
 
-    def finished(self) -> None:
+    def finished(self, item: T) -> None:
         """A worker is done with an item it took."""
         with self._changed:
             self._pending -= 1
-
-    def waiting(self) -> list[T]:
-        """What is queued, in the order take() would give it."""
-        with self._changed:
-            return list(self._queue)
+            self._busy[item.guild] -= 1
+            if not self._busy[item.guild]:
+                del self._busy[item.guild]
+            self._changed.notify_all()  # that guild's next item may go now
 
     def stop(self) -> list[T]:
         """Wake every worker (take() returns None from now on); returns what was still queued."""

@@ -120,8 +120,10 @@ class SeedReader:
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         process = self._process
         assert process is not None and process.stdin is not None and process.stdout is not None
+        message = memoryview(msgpack.packb(request, use_bin_type=True))
         try:
-            process.stdin.write(msgpack.packb(request, use_bin_type=True))
+            while message:  # a pipe may take a large seed in several writes
+                message = message[os.write(process.stdin.fileno(), message):]
         except OSError:
             self._lost("it stopped before reading the seed")
         deadline = time.monotonic() + self._timeout
@@ -157,7 +159,7 @@ def _serve() -> None:
     sys.modules["torch"] = None  # type: ignore[assignment]
     # Replies go to the engine on the original stdout; anything a library prints goes to
     # stderr (the engine's log) instead of corrupting them.
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     os.nice(SEED_READER_NICENESS)
     tokenizers: OrderedDict[str, MidiTokenizer] = OrderedDict()
@@ -166,6 +168,7 @@ def _serve() -> None:
         unpacker.feed(data)
         for request in unpacker:
             out.write(msgpack.packb(_answer(request, tokenizers), use_bin_type=True))
+            out.flush()
 
 
 def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]

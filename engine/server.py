@@ -2,8 +2,8 @@
 
 Threads, each with one job:
     main       reads messages, validates them, registers jobs, routes cancels and pings
-    planner    has the seed read (in a child process, engine.seed_reader) and builds the
-               prompt, so slow seeds never stall the batch
+    planner-i  has the seed read (by its child process, engine.seed_reader) and builds the
+               prompt, so slow seeds never stall the batch (SEED_READERS of them)
     scheduler  owns the decode batches (engine.scheduler)
     renderer-i each owns a FluidSynth synth (engine.render is not thread-safe): MIDI, audio,
                OGG, piano roll of compositions, so rendering overlaps decoding
@@ -16,10 +16,12 @@ a new one, retrying its jobs.
 
 Every stage is fair between servers (guilds): one server's flood delays another's request by
 the one job of it already under way at each stage, never by its backlog (bench.fairness):
-- planning: one lane (engine.fairness.FairLane) taking guilds in turn. The seed itself is
-  read and tokenized in a child process at a lower CPU priority: in this process, a big
-  seed's second of pure Python held the GIL that the decode loop takes back after every
-  torch call, which slowed every server's decoding about fourfold;
+- planning: one lane (engine.fairness.FairLane) taking guilds in turn, served by two planner
+  threads, and a guild's seeds are read one at a time: a server flooding big seeds holds one
+  planner, another server's seed goes to the other at once. Each planner's seed is read and
+  tokenized by its own child process at a lower CPU priority: in this process, a big seed's
+  second of pure Python held the GIL that the decode loop takes back after every torch call,
+  which slowed every server's decoding about fourfold;
 - decoding: the scheduler's queue takes guilds in turn (engine.scheduler);
 - rendering: two lanes, each taking guilds in turn. Compositions render on their own
   threads; whole files (seed plays, exports) on threads of their own, so a long export never
@@ -100,6 +102,9 @@ NEW_WORK = ("compose", "render", "finetune")
 WHOLE_FILE_THREADS = 1
 WHOLE_FILE_NICENESS = 10
 WARM_UP_SEED = Path(__file__).parent / "examples" / "motif.mid"
+# Planner threads, each with a seed reader child (~100 MB): two, so that while one server's
+# seeds keep one busy, every other server's seed is read by the other at once.
+SEED_READERS = 2
 
 
 def max_rows_from_env(device: torch.device) -> int:
@@ -221,7 +226,7 @@ class RenderPool:
         try:
             reply = self._render(job, renderer)
         finally:
-            lane.finished()
+            lane.finished(job)
         reply()  # after the count, so a ping that follows the reply sees the job gone
         return True
 
@@ -297,8 +302,10 @@ class Server:
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
         self._models = ModelCache(checkpoint, self.device, budget_bytes=model_budget_bytes)
-        self._planning: FairLane[PlanTask] = FairLane()
-        self._seeds = SeedReader()  # used by the planner thread only
+        # A guild's seeds are read one at a time, so a flooding guild holds one reader and
+        # another guild's seed goes to the other at once.
+        self._planning: FairLane[PlanTask] = FairLane(one_per_guild=True)
+        self._seeds = [SeedReader() for _ in range(SEED_READERS)]  # one per planner thread
         self._renderer = RenderPool(deliver=self._deliver, deliver_audio=self._deliver_audio,
                                       fail=self._fail, drop=self._drop, release=self._release,
                                       threads=render_threads or render_threads_from_env())
@@ -310,8 +317,9 @@ class Server:
     def run(self) -> int:
         """Serve until the client closes the channel; the exit code for the process."""
         self._warm_up()
-        workers: list[tuple[str, Callable[[], None]]] = [("planner", self._run_planner),
-                                                         ("scheduler", self._scheduler.run)]
+        workers: list[tuple[str, Callable[[], None]]] = [("scheduler", self._scheduler.run)]
+        workers += [(f"planner-{i}", functools.partial(self._run_planner, i))
+                    for i in range(len(self._seeds))]
         workers += self._renderer.workers()
         threads = [threading.Thread(target=self._guarded, args=(name, target), name=name)
                    for name, target in workers]
@@ -335,7 +343,8 @@ class Server:
             for thread in threads:
                 thread.join()
             self._renderer.close()
-            self._seeds.close()
+            for reader in self._seeds:
+                reader.close()
             self._models.close()
             self._channel.close()
         if self._fatal:
@@ -388,7 +397,8 @@ class Server:
                                 ComposeParams(bars=1, candidates=1, seed=0))
         rows = generate(base.model, base.grammar, plan.prompt.ids, 1, plan.options, seed=0)
         self._renderer.warm_up(plan, rows, base)
-        self._seeds.read(base.tokenizer, WARM_UP_SEED.read_bytes())  # starts the child
+        for reader in self._seeds:  # starts the children
+            reader.read(base.tokenizer, WARM_UP_SEED.read_bytes())
         log.info("warmed up in %.2f s", time.perf_counter() - started)
 
     # Messages from the client (main thread).
@@ -491,22 +501,23 @@ class Server:
             self._models.release(task.loading.result())
         self._drop(task.job)
 
-    def _run_planner(self) -> None:
-        while self.plan_next():
+    def _run_planner(self, index: int) -> None:
+        while self.plan_next(index):
             pass
 
-    def plan_next(self) -> bool:
-        """Plan the next job in guild turns (waiting for one); False once stopped."""
+    def plan_next(self, index: int) -> bool:
+        """Plan the next job in guild turns with seed reader `index` (waiting for one);
+        False once stopped."""
         task = self._planning.take()
         if task is None:
             return False
         try:
-            self._plan(task.job, task.loading)
+            self._plan(task.job, task.loading, self._seeds[index])
         finally:
-            self._planning.finished()
+            self._planning.finished(task)
         return True
 
-    def _plan(self, job: Job, loading: Future[LoadedModel]) -> None:
+    def _plan(self, job: Job, loading: Future[LoadedModel], reader: SeedReader) -> None:
         try:
             model = loading.result()
         except Exception as exc:
@@ -522,7 +533,7 @@ class Server:
             # Read in the seed reader's process: a slow seed holds neither the GIL nor the
             # tokenizer that MIDI decoding (on the render threads) needs.
             seed = (None if job.request.seed_midi is None
-                    else self._seeds.read(model.tokenizer, job.request.seed_midi))
+                    else reader.read(model.tokenizer, job.request.seed_midi))
             with model.tokenizer_lock:
                 job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.params,
                                           started=started)

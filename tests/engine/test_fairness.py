@@ -47,6 +47,21 @@ def test_fair_queue_remove_and_no_guild():
     assert [i.name for i in q] == ["x1", "x2"]  # requests without a guild share one turn
 
 
+def test_one_per_guild_keeps_a_worker_free_for_the_other_guilds():
+    lane: FairLane[Item] = FairLane(one_per_guild=True)
+    for guild, name in [(1, "a1"), (1, "a2"), (1, "a3"), (2, "b1")]:
+        lane.put(Item(guild, name))
+    a1 = lane.take()
+    assert a1 is not None and a1.name == "a1"
+    b1 = lane.take()  # guild 1 is busy with a1: the second worker gets guild 2's item
+    assert b1 is not None and b1.name == "b1"
+    lane.finished(b1)
+    lane.finished(a1)  # now guild 1's next item may go
+    a2 = lane.take()
+    assert a2 is not None and a2.name == "a2" and lane.pending == 2  # a2, and a3 waiting
+    assert [item.name for item in lane.stop()] == ["a3"]
+
+
 def test_fair_lane_serves_threads_in_guild_turns_and_stops():
     lane: FairLane[Item] = FairLane()
     for guild, name in [(1, "a1"), (1, "a2"), (2, "b1")]:
@@ -56,7 +71,7 @@ def test_fair_lane_serves_threads_in_guild_turns_and_stops():
     def worker() -> None:
         while (item := lane.take()) is not None:
             taken.append(item.name)
-            lane.finished()
+            lane.finished(item)
             if len(taken) == 3:
                 return
 
@@ -109,7 +124,8 @@ def server(tmp_path: Path) -> Iterator[tuple[Server, Replies]]:
     replies = Replies(SocketChannel(ours))
     yield engine, replies
     engine._renderer.close()
-    engine._seeds.close()
+    for reader in engine._seeds:
+        reader.close()
     theirs.close()
     ours.close()
 
@@ -134,7 +150,7 @@ def test_every_stage_takes_guilds_in_turn_under_a_flood(server, examples):
     # Seed reading: the victim's seed is read right after the flood's first, not its last.
     planned: list[int] = []
     for _ in range(4):
-        assert engine.plan_next()
+        assert engine.plan_next(0)
         planned += [job_id for job_id, job in engine._jobs.items()
                     if getattr(job, "plan", None) is not None and job_id not in planned]
     assert planned == [1, 20, 2, 3]

@@ -1,0 +1,91 @@
+"""The seed reader child as the engine's planner uses it: same tokens as reading in-process,
+refusals with their reason, and a child that hangs or dies costs one seed, not the engine."""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import signal
+import termios
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from engine.errors import BadSeed
+from engine.seed_reader import SeedReader, SeedTokens
+
+
+def unread_input(pid: int) -> int:
+    """Bytes waiting in the standard input pipe of process `pid`."""
+    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        count = array.array("i", [0])
+        fcntl.ioctl(fd, termios.FIONREAD, count)
+        return count[0]
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def reader() -> Iterator[SeedReader]:
+    seeds = SeedReader(timeout=30.0)
+    yield seeds
+    seeds.close()
+
+
+def test_reads_what_the_engine_would_read_itself(reader, base_checkpoint, examples):
+    tokenizer = base_checkpoint.tokenizer
+    for name in ("motif.mid", "waltz-violin.mid", "band.mid"):
+        data = (examples / name).read_bytes()
+        assert reader.read(tokenizer, data) == SeedTokens.of(tokenizer, data)
+
+
+def test_a_bad_seed_is_refused_with_its_reason(reader, base_checkpoint):
+    with pytest.raises(BadSeed, match="not a MIDI file"):
+        reader.read(base_checkpoint.tokenizer, b"RIFF, not a MIDI file")
+
+
+def test_a_reader_that_hangs_is_replaced_and_only_that_seed_is_refused(base_checkpoint,
+                                                                     examples):
+    tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
+    reader = SeedReader(timeout=5.0)  # how long the test waits for a stopped process
+    try:
+        reader.read(tokenizer, seed)
+        stuck = reader.pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)  # as stuck as a parser in an endless loop
+        with pytest.raises(BadSeed, match="takes too long to read"):
+            reader.read(tokenizer, seed)
+        assert reader.read(tokenizer, seed).ids and reader.pid != stuck
+    finally:
+        reader.close()
+
+
+def test_a_reader_that_dies_costs_the_seed_it_was_reading_only(reader, base_checkpoint,
+                                                                examples):
+    tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
+    reader.read(tokenizer, seed)
+    dying = reader.pid
+    os.kill(dying, signal.SIGSTOP)
+    outcome: list[BaseException | SeedTokens] = []
+
+    def read() -> None:
+        try:
+            outcome.append(reader.read(tokenizer, seed))
+        except BadSeed as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not unread_input(dying):  # the request is in the stopped child's pipe
+        assert time.monotonic() < deadline and thread.is_alive(), outcome
+        time.sleep(0.01)
+    os.kill(dying, signal.SIGKILL)  # a crash in the middle of reading it
+    thread.join(60)
+    assert len(outcome) == 1 and isinstance(outcome[0], BadSeed), outcome
+    assert "could not be read" in str(outcome[0])
+    assert reader.read(tokenizer, seed).ids and reader.pid != dying
