@@ -25,6 +25,7 @@ SECTIONS = [
     "bench.decode_speed",
     "bench.render_speed",
     "bench.compose_e2e",
+    "bench.fairness",
     "bench.finetune",
     "bench.out_of_domain",
     "bench.bar_counts",
