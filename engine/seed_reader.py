@@ -20,6 +20,7 @@ import hashlib
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -162,6 +163,10 @@ def _serve() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     os.nice(SEED_READER_NICENESS)
+    # A service manager's stop signals every process of the service: the engine then drains,
+    # and the seeds of the jobs it finishes still need reading. It closes our stdin after.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, signal.SIG_IGN)
     tokenizers: OrderedDict[str, MidiTokenizer] = OrderedDict()
     unpacker = msgpack.Unpacker(raw=False, max_buffer_size=64 * 1024 * 1024)
     while data := os.read(sys.stdin.fileno(), READ_CHUNK):

@@ -89,3 +89,12 @@ def test_a_reader_that_dies_costs_the_seed_it_was_reading_only(reader, base_chec
     assert len(outcome) == 1 and isinstance(outcome[0], BadSeed), outcome
     assert "could not be read" in str(outcome[0])
     assert reader.read(tokenizer, seed).ids and reader.pid != dying
+
+
+def test_a_stop_signal_leaves_the_reader_to_its_draining_engine(reader, base_checkpoint,
+                                                                examples):
+    tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
+    reader.read(tokenizer, seed)
+    pid = reader.pid
+    os.kill(pid, signal.SIGTERM)  # what systemd sends every process of a service it stops
+    assert reader.read(tokenizer, seed).ids and reader.pid == pid
