@@ -6,8 +6,9 @@ Through the real engine process (`EngineClient.local()`, the shipped model): the
 server's composition (4 candidates x 16 bars of engine/examples/motif.mid, /compose's defaults)
 is timed alone, then while another server keeps FLOOD_IN_FLIGHT requests of one kind in flight
 at every moment: slow seeds (seeds at the 20,000-note limit, composed for 1 bar: reading them is
-the work), seed plays (a 2-minute band loop), piece exports (a 9-minute one, just under the
-longest the engine renders), then all three kinds at once. Each flooded composition is paired
+the work), seed plays (a 2-minute band loop), piece exports (parts of MAX_RENDER_SECONDS, the
+most audio one render job makes: the bot exports a long piece in such parts), then all three
+kinds at once. Each flooded composition is paired
 with one alone just before it, and the median of the pairs' ratios is kept (goal: within 1.5x).
 The bot caps a server at 2 requests in flight (MOTIF_MAX_INFLIGHT_PER_GUILD): these floods are
 harsher than the bot lets one server be.
@@ -27,6 +28,7 @@ from bench.markdown import ratio, seconds, table
 from bench.section import Headline, Report, Section, main
 from engine.client import ComposeRequest, EngineClient, EngineError
 from engine.paths import REPO_ROOT
+from engine.protocol import MAX_RENDER_SECONDS
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 LOOP = REPO_ROOT / "engine" / "examples" / "band.mid"
@@ -34,7 +36,7 @@ VICTIM, FLOOD = 1, 2
 BARS, CANDIDATES = 16, 4
 FLOOD_IN_FLIGHT = 4  # per kind of request; twice the bot's default cap per server
 SLOW_SEED_NOTES = 19_000  # just under the engine's limit of 20,000
-PLAY_SECONDS, EXPORT_SECONDS = 120, 540  # the export just under the engine's 10 minutes
+PLAY_SECONDS, EXPORT_SECONDS = 120, MAX_RENDER_SECONDS
 AUDIO_BUDGET = 10 * 1024 * 1024  # Discord's upload limit for a server without boosts
 REPEATS, QUICK_REPEATS = 3, 1
 FLOOD_HEAD_START = 2.0  # seconds the flood runs before the victim composes: every queue fills
@@ -57,7 +59,7 @@ def looped(seconds: float) -> bytes:
     """The bundled band loop (piano, bass, flute, drums) repeated to last `seconds`."""
     loop = Score.from_file(str(LOOP))
     length = loop.end()
-    repeats = round(seconds / loop.to("second").end())
+    repeats = int(seconds // loop.to("second").end())  # never past `seconds`
     piece = loop.copy()
     for track, source in zip(piece.tracks, loop.tracks, strict=True):
         for r in range(1, repeats):
@@ -182,11 +184,12 @@ def run(quick: bool) -> Report:
         f"{FLOOD_IN_FLIGHT} requests of each kind in flight (twice the bot's default cap per "
         f"server; the flood starts {FLOOD_HEAD_START:.0f} s ahead): slow seeds "
         f"({SLOW_SEED_NOTES:,}-note seeds composed for 1 bar), seed plays "
-        f"({PLAY_SECONDS // 60}-minute band loop), exports ({EXPORT_SECONDS // 60}-minute band "
-        f"loop), then all three. {repeats} rounds; in each, every flood is paired with a "
-        f"composition alone just before it, and the ratio is the median of the pairs' ratios "
-        f"(so the machine's drift cancels out). The last four columns are the engine's own "
-        f"timings of the victim's composition (medians). Goal: within {GOAL_RATIO}x of alone.",
+        f"({PLAY_SECONDS // 60:.0f}-minute band loop), exports ({EXPORT_SECONDS // 60:.0f}-minute "
+        f"parts of a band loop, the most one render job makes), then all three. {repeats} "
+        f"rounds; in each, every flood is paired with a composition alone just before it, and "
+        f"the ratio is the median of the pairs' ratios (so the machine's drift cancels out). "
+        f"The last four columns are the engine's own timings of the victim's composition "
+        f"(medians). Goal: within {GOAL_RATIO}x of alone.",
         table(["victim's composition", "wall", "vs alone", "flood requests served",
                "queued", "seed read", "sampled", "rendered"], rows),
     ])
