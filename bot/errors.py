@@ -29,6 +29,9 @@ ENGINE_DOWN = (
 class UserFacingError(Exception):
     """An expected refusal (a limit, a bad file, a missing permission) with text for the member."""
 
+    # The `reason` label of a composition that ended with it (bot.metrics.FAILURE_REASONS).
+    metrics_reason = "refused"
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message

@@ -67,7 +67,9 @@ def failure_reason(error: BaseException) -> str:
         return "engine_error"
     if isinstance(error, TimeoutError):
         return "timeout"
-    if isinstance(error, UserFacingError | StorageError):
+    if isinstance(error, UserFacingError):
+        return error.metrics_reason
+    if isinstance(error, StorageError):
         return "refused"
     if isinstance(error, discord.HTTPException):
         return "discord"

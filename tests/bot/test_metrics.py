@@ -8,6 +8,7 @@ import discord
 import pytest
 from discord import app_commands
 
+from bot.cogs.compose._flow import NotPosted
 from bot.db.errors import SeedNotFound
 from bot.engine_port import EngineStats
 from bot.errors import UserFacingError
@@ -34,6 +35,7 @@ def _stats(pid: int, tokens: int, steps: int, **figures: int) -> EngineStats:
         (TimeoutError(), "timeout"),
         (SeedNotFound("intro"), "refused"),
         (UserFacingError("Give either an attached seed or a saved seed, not both."), "refused"),
+        (NotPosted(), "discord"),
         (asyncio.CancelledError(), "shutdown"),
         (KeyError("bug"), "bug"),
     ],

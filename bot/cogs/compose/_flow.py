@@ -90,6 +90,8 @@ async def compose_and_post(
 
 
 class NotPosted(UserFacingError):
+    metrics_reason = "discord"  # Discord refused the post: not the member's doing
+
     def __init__(self) -> None:
         super().__init__(
             "Discord did not take the message with your composition, so nothing of it was "
