@@ -38,3 +38,19 @@ def program_of(name_or_number: str) -> int:
         return int(key)
     raise ValueError(f"unknown instrument {name_or_number!r}: use a GM program 0-127 or one of "
                      f"{', '.join(INSTRUMENTS)}")
+
+# The sixteen General MIDI families of eight programs each, and drums (program -1 in tokens).
+GM_FAMILIES = ("piano", "chromatic percussion", "organ", "guitar", "bass", "strings",
+               "ensemble", "brass", "reed", "pipe", "synth lead", "synth pad", "synth effects",
+               "ethnic", "percussive", "sound effects")
+DRUMS = "drums"
+
+
+def family_of(program: int, *, is_drum: bool = False) -> str:
+    """The GM family of a program (0-127); drums for a drum track or program -1."""
+    if is_drum or program == -1:
+        return DRUMS
+    if not 0 <= program <= 127:
+        raise ValueError(f"program must be within 0 and 127, or -1 for drums "
+                         f"(received {program})")
+    return GM_FAMILIES[program // 8]
