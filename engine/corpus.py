@@ -5,10 +5,12 @@ second); polyphonic scores go through music21 in a process pool, with a per-file
 because a few (Beethoven quartets) take a minute each. Output lands in the data dir:
 
     <data>/corpus/midi/<collection>/<piece>.mid
-    <data>/corpus/manifest.json   counts, split and the list of pieces
+    <data>/corpus/augmented-v<N>/<collection>/<piece>~<copy>.mid   (engine/augment.py)
+    <data>/corpus/manifest.json   counts, split and the list of pieces (and their copies)
 
 The held-out split is fixed by hashing the piece's id, so it never moves between builds and
-one piece never straddles train and validation. Re-running resumes: converted files are kept.
+one piece never straddles train and validation; an augmented copy takes its piece's split.
+Re-running resumes: converted and augmented files are kept.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SCORE_SUFFIXES = (".mxl", ".krn", ".xml", ".musicxml")
 SKIPPED_COLLECTIONS = frozenset({"beethoven"})
 SCORE_TIMEOUT_SECONDS = 20
 VALID_PERCENT = 5  # held-out share of pieces
+# Augmented copies of every piece that `engine data build` writes beside the piece itself
+# (which stays as it is): the plain corpus is a third of what the model trains on.
+AUGMENTED_COPIES = 2
 
 
 @dataclass(frozen=True)
@@ -165,11 +170,13 @@ def note_fingerprint(midi_path: Path) -> str | None:
 
 
 def build_corpus(data_dir: Path, *, workers: int | None = None, scores: bool = True,
-                 score_collections: Collection[str] | None = None) -> dict:
-    """Convert, dedupe, split and write the manifest; returns the manifest.
+                 score_collections: Collection[str] | None = None, copies: int = 0) -> dict:
+    """Convert, dedupe, split, augment and write the manifest; returns the manifest.
 
     `score_collections` converts only those collections of scores (e.g. {"bach"}: about 400
-    polyphonic pieces in a couple of minutes instead of all of them)."""
+    polyphonic pieces in a couple of minutes instead of all of them). `copies` augmented
+    copies of every piece are written too (engine/augment.py; `engine data build` asks for
+    AUGMENTED_COPIES, fine-tuning's replay corpus for none)."""
     src = music21_corpus_dir()
     out = corpus_dir(data_dir)
     midi_dir = out / "midi"
@@ -193,6 +200,8 @@ def build_corpus(data_dir: Path, *, workers: int | None = None, scores: bool = T
                     skipped[str(Path(futures[fut]).relative_to(src))] = reason
 
     manifest = write_manifest(out, _collect_pieces(midi_dir), skipped)
+    if copies:
+        manifest = augment_corpus(out, manifest, copies, workers=workers)
     return manifest
 
 
@@ -232,7 +241,73 @@ def write_manifest(out: Path, pieces: Iterable[Piece], skipped: dict[str, str]) 
         "collections": counts,
         "entries": entries,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    _save_manifest(out, manifest)
+    return manifest
+
+
+def _save_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / "manifest.json.part"
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / "manifest.json")
+
+
+def augmented_dir(out: Path) -> Path:
+    from engine.augment import AUGMENT_VERSION
+
+    return Path(out) / f"augmented-v{AUGMENT_VERSION}"
+
+
+def augment_file(source: str, target: str, piece_id: str, copy: int) -> bool:
+    """Worker: write one augmented copy (kept if already there); False if it has no notes."""
+    from symusic import Score
+
+    from engine.augment import augment
+
+    if Path(target).exists():
+        return True
+    try:
+        score = augment(Score(source), piece_id, copy)
+    except Exception:  # a file symusic cannot read again is left out, as in tokenizing
+        return False
+    if not score.note_num():
+        return False
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    score.dump_midi(target + ".part")
+    os.replace(target + ".part", target)
+    return True
+
+
+def augment_corpus(out: Path, manifest: dict, copies: int, *, workers: int | None = None
+                   ) -> dict:
+    """Write `copies` augmented copies of every piece and list them in the manifest."""
+    from engine.augment import AUGMENT_VERSION
+
+    if copies < 0:
+        raise ValueError(f"copies must be 0 or more (received {copies})")
+    folder = augmented_dir(out)
+    jobs = []
+    for e in manifest["entries"]:
+        collection, name = e["id"].split("/", 1)
+        for copy in range(1, copies + 1):
+            target = folder / collection / f"{name}~{copy}.mid"
+            jobs.append(({"id": f"{e['id']}~{copy}", "source": e["id"],
+                          "path": str(target.relative_to(out)), "split": e["split"]},
+                         (str(out / e["path"]), str(target), e["id"], copy)))
+    entries = []
+    with ProcessPoolExecutor(max_workers=workers or max(1, os.cpu_count() or 2)) as pool:
+        done = pool.map(augment_file, *zip(*(args for _, args in jobs), strict=True),
+                        chunksize=64) if jobs else []
+        for (entry, _), ok in tqdm(zip(jobs, done, strict=True), total=len(jobs),
+                                   desc="augment", unit="copy"):
+            if ok:
+                entries.append(entry)
+    manifest["augmented"] = {
+        "version": AUGMENT_VERSION, "copies": copies, "pieces": len(entries),
+        "train": sum(e["split"] == "train" for e in entries),
+        "valid": sum(e["split"] == "valid" for e in entries),
+        "entries": entries,
+    }
+    _save_manifest(out, manifest)
     return manifest
 
 
@@ -244,5 +319,13 @@ def load_manifest(data_dir: Path) -> dict:
 
 
 def split_paths(data_dir: Path, split: str) -> list[Path]:
+    """The pieces of a split as converted (no augmented copies)."""
     root = corpus_dir(data_dir)
     return [root / e["path"] for e in load_manifest(data_dir)["entries"] if e["split"] == split]
+
+
+def augmented_paths(data_dir: Path, split: str) -> list[Path]:
+    """The augmented copies of a split's pieces (none if the corpus was built without)."""
+    root = corpus_dir(data_dir)
+    entries = load_manifest(data_dir).get("augmented", {}).get("entries", [])
+    return [root / e["path"] for e in entries if e["split"] == split]

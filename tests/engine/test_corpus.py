@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from engine.corpus import (
     Piece,
     abc2midi_binary,
@@ -53,3 +55,29 @@ def test_duplicates_are_removed_and_split_is_stable(tmp_path):
     assert splits == {"train", "valid"}
     share = sum(split_of(f"c/{i}") == "valid" for i in range(2000)) / 2000
     assert 0.02 < share < 0.09
+
+
+def test_augmented_copies_follow_their_piece_and_are_resumed(tmp_path):
+    from symusic import Score
+
+    from engine.corpus import augment_corpus, augmented_paths
+
+    book = tmp_path / "book.abc"
+    book.write_text(TUNES)
+    out = tmp_path / "corpus"
+    convert_abc_file(book, out / "midi" / "folk", abc2midi_binary())
+    pieces = [Piece("folk", p.stem, p) for p in sorted((out / "midi" / "folk").glob("*.mid"))]
+    manifest = augment_corpus(out, write_manifest(out, pieces, {}), 2, workers=1)
+    copies = manifest["augmented"]["entries"]
+    assert [c["id"] for c in copies] == ["folk/book1~1", "folk/book1~2", "folk/book2~1",
+                                         "folk/book2~2"]
+    assert all(c["split"] == split_of(c["source"]) for c in copies)
+    for c in copies:
+        copy, source = Score(out / c["path"]), Score(out / f"midi/{c['source']}.mid")
+        assert copy.note_num() == source.note_num()
+    assert json.loads((out / "manifest.json").read_text())["augmented"]["pieces"] == 4
+    assert sorted(augmented_paths(tmp_path, "train") + augmented_paths(tmp_path, "valid")) == \
+        sorted(out / c["path"] for c in copies)
+    stamp = (out / copies[0]["path"]).stat().st_mtime_ns
+    augment_corpus(out, manifest, 2, workers=1)
+    assert (out / copies[0]["path"]).stat().st_mtime_ns == stamp  # resumed, not rewritten
