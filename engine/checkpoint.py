@@ -1,8 +1,9 @@
 """Self-describing checkpoints: the model, its tokenizer and how it was made, in one file.
 
 A checkpoint holds the model config, the weights (stored in half precision when shipped), the
-tokenizer's parameters and a `meta` dict (data, steps, wall time, held-out NLL). The model is
-rebuilt from the file alone; `tokenizer.json` and `<name>.json` beside it are for people.
+tokenizer's parameters and a `meta` dict (data, steps, wall time, held-out NLL, and the notes
+per GM program it trained on: see `Checkpoint.coverage`). The model is rebuilt from the file
+alone; `tokenizer.json` and `<name>.json` beside it are for people.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from engine.coverage import ProgramCoverage
 from engine.model import LSTMLanguageModel, ModelConfig
 from engine.tokenizer import MidiTokenizer
 
@@ -27,6 +29,14 @@ class Checkpoint:
     model: LSTMLanguageModel
     tokenizer: MidiTokenizer
     meta: dict = field(default_factory=dict)
+
+    @property
+    def coverage(self) -> ProgramCoverage | None:
+        """Training notes and pieces per GM program (-1: drums), so a caller can tell an
+        instrument the model learned (`coverage.learned(65)`) from one it never saw; None for
+        a checkpoint that does not record them (made before they were recorded)."""
+        record = self.meta.get("programs")
+        return ProgramCoverage.from_record(record) if record else None
 
 
 def save_checkpoint(path: Path, ckpt: Checkpoint, *, half: bool = False) -> None:

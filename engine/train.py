@@ -104,10 +104,13 @@ def evaluate_bits(model: nn.Module, ids: np.ndarray, *, max_tokens: int | None =
 def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np.ndarray,
           config: TrainConfig, *, on_step: Callable[[int, float, float], None] | None = None,
           on_eval: Callable[[int, float, bool], None] | None = None,
-          should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          should_stop: Callable[[], bool] | None = None,
+          also_evaluate: dict[str, np.ndarray] | None = None) -> TrainResult:
     """Train in place. on_step(step, loss_bits, lr); on_eval(step, valid_bits, is_best).
 
     `train_ids` is one token stream, or a sampler of windows (see engine.data.MixedWindows).
+    `valid_ids` picks the best step; each stream of `also_evaluate` is measured beside it at
+    every evaluation (history: `valid_bits_<name>`), for the record only.
     """
     if isinstance(train_ids, np.ndarray):
         stream = train_ids
@@ -152,8 +155,11 @@ def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np
             improved = bits < result.best_valid_bits
             if improved:
                 result.best_valid_bits, result.best_step = bits, step + 1
+            others = {f"valid_bits_{name}": evaluate_bits(
+                model, ids, max_tokens=config.eval_max_tokens, parts=config.eval_parts)
+                for name, ids in (also_evaluate or {}).items()}
             result.history.append({"step": step + 1, "train_bits": loss.item() / LN2,
-                                   "valid_bits": bits, "lr": lr,
+                                   "valid_bits": bits, **others, "lr": lr,
                                    "seconds": time.perf_counter() - started})
             if on_eval:
                 on_eval(step + 1, bits, improved)

@@ -1,6 +1,10 @@
 """`python -m engine train`: tokenizer, token streams, LSTM, n-gram baseline, shipped checkpoint.
 
 `make train` runs this with the defaults below; that is how engine/checkpoints/base.pt was made.
+The model trains on the training pieces as converted and their augmented copies
+(engine/augment.py); it is measured on the held-out pieces as converted (the figures the
+README compares across models) and on their augmented copies. A fixed number of steps, not
+a time budget, so that the result does not depend on how busy the machine is.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 from engine.paths import default_data_dir
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
+DEFAULT_STEPS = 2400  # ~2 passes over the training pieces and their copies
+AUGMENTED = "augmented"  # name of the augmented held-out copies in the record and the plot
 
 
 def add_parser(commands) -> None:
@@ -23,9 +29,10 @@ def add_parser(commands) -> None:
     p.add_argument("--data-dir", type=Path, default=default_data_dir())
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--vocab-size", type=int, default=2000)
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--time-budget", type=float, default=55.0,
-                   help="minutes; the LR schedule follows wall time and ends on time (0: off)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--time-budget", type=float, default=0.0,
+                   help="minutes; the LR schedule follows wall time and ends on time "
+                        "(default 0: off, the steps decide)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -38,22 +45,39 @@ def add_parser(commands) -> None:
     p.set_defaults(run=run)
 
 
-def _streams(data_dir: Path, tokenizer, tokenizer_path: Path):
-    from engine.corpus import split_paths
+def _files_digest(paths: list[Path]) -> str:
+    return hashlib.sha1("\n".join(map(str, paths)).encode()).hexdigest()[:10]
+
+
+def _streams(data_dir: Path, tokenizer, tokenizer_path: Path) -> dict:
+    """Token streams (cached in the data dir per tokenizer and file list): train (the pieces
+    and their augmented copies), valid (the held-out pieces), valid-augmented (their copies)."""
+    from engine.corpus import augmented_paths, split_paths
     from engine.data import TokenStream, build_stream, stream_path
 
     digest = hashlib.sha1(tokenizer_path.read_bytes()).hexdigest()[:10]
+    files = {"train": split_paths(data_dir, "train") + augmented_paths(data_dir, "train"),
+             "valid": split_paths(data_dir, "valid"),
+             f"valid-{AUGMENTED}": augmented_paths(data_dir, "valid")}
     streams = {}
-    for split in ("train", "valid"):
-        path = stream_path(data_dir, f"{digest}/{split}")
-        if path.with_suffix(".npy").exists():
-            streams[split] = TokenStream.load(path)
+    for name, paths in files.items():
+        if not paths:
             continue
-        stream = build_stream(split_paths(data_dir, split), tokenizer, tokenizer_path,
-                              workers=os.cpu_count() or 2, desc=f"tokenize {split}")
+        path = stream_path(data_dir, f"{digest}/{name}-{_files_digest(paths)}")
+        if path.with_suffix(".npy").exists():
+            streams[name] = TokenStream.load(path)
+            continue
+        stream = build_stream(paths, tokenizer, tokenizer_path,
+                              workers=os.cpu_count() or 2, desc=f"tokenize {name}")
         stream.save(path)
-        streams[split] = stream
-    return streams["train"], streams["valid"]
+        streams[name] = stream
+    return streams
+
+
+def _nll(bits_per_token: float, stream) -> dict:
+    return {"nll_bits_per_token": round(bits_per_token, 4),
+            "nll_bits_per_note": round(bits_per_token * len(stream.ids) / stream.notes, 4),
+            "tokens": len(stream.ids), "notes": stream.notes, "pieces": stream.pieces}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.checkpoint import Checkpoint, save_checkpoint, write_record
-    from engine.corpus import load_manifest, split_paths
+    from engine.corpus import augmented_paths, load_manifest, split_paths
+    from engine.coverage import count_programs
     from engine.device import configure_threads
     from engine.model import LSTMLanguageModel, ModelConfig
     from engine.ngram import NGramModel
@@ -73,16 +98,22 @@ def run(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.data_dir)
     work = args.data_dir / "training"
     work.mkdir(parents=True, exist_ok=True)
-    tokenizer_path = work / f"tokenizer-{args.vocab_size}.json"
+    bpe_files = split_paths(args.data_dir, "train") + augmented_paths(args.data_dir, "train")
+    tokenizer_path = work / f"tokenizer-{args.vocab_size}-{_files_digest(bpe_files)}.json"
     started = time.perf_counter()
     if tokenizer_path.exists():
         tokenizer = MidiTokenizer.load(tokenizer_path)
     else:
-        print(f"training BPE ({args.vocab_size} ids) on the training split ...")
-        tokenizer = MidiTokenizer.train(split_paths(args.data_dir, "train"), args.vocab_size)
+        print(f"training BPE ({args.vocab_size} ids) on {len(bpe_files):,} training pieces "
+              f"and copies ...")
+        tokenizer = MidiTokenizer.train(bpe_files, args.vocab_size)
         tokenizer.save(tokenizer_path)
-    train_stream, valid_stream = _streams(args.data_dir, tokenizer, tokenizer_path)
-    print(f"tokens: train {len(train_stream.ids):,} valid {len(valid_stream.ids):,}")
+    streams = _streams(args.data_dir, tokenizer, tokenizer_path)
+    train_stream, valid_stream = streams["train"], streams["valid"]
+    augmented_valid = streams.get(f"valid-{AUGMENTED}")
+    print(f"tokens: train {len(train_stream.ids):,} valid {len(valid_stream.ids):,}"
+          + (f" valid ({AUGMENTED}) {len(augmented_valid.ids):,}" if augmented_valid else ""))
+    coverage = count_programs(train_stream.ids, tokenizer)
 
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                          lr=args.lr, eval_every=args.eval_every, seed=args.seed,
@@ -103,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
             save_checkpoint(working, Checkpoint(model, tokenizer, {"step": step}))
 
     result = train(model, train_stream.ids, valid_stream.ids, config,
-                   on_step=on_step, on_eval=on_eval)
+                   on_step=on_step, on_eval=on_eval,
+                   also_evaluate={AUGMENTED: augmented_valid.ids} if augmented_valid else None)
     bar.close()
 
     from engine.checkpoint import load_checkpoint
@@ -111,29 +143,43 @@ def run(args: argparse.Namespace) -> int:
     best = load_checkpoint(working)
     # The shipped weights are half precision: measure the model as shipped.
     best.model.half().float()
-    valid_bits = evaluate_bits(best.model, valid_stream.ids)
-    per_note = valid_bits * len(valid_stream.ids) / valid_stream.notes
+    heldout = {"plain": _nll(evaluate_bits(best.model, valid_stream.ids), valid_stream)}
+    if augmented_valid:
+        heldout[AUGMENTED] = _nll(evaluate_bits(best.model, augmented_valid.ids),
+                                  augmented_valid)
     print("fitting the n-gram baseline ...")
     ngram = NGramModel(args.ngram_order, tokenizer.vocab_size).fit(train_stream.ids)
-    ngram_bits = ngram.bits_per_token(valid_stream.ids)
+    baseline = {"order": args.ngram_order,
+                "plain": _nll(ngram.bits_per_token(valid_stream.ids), valid_stream)}
+    if augmented_valid:
+        baseline[AUGMENTED] = _nll(ngram.bits_per_token(augmented_valid.ids), augmented_valid)
+    augmented = manifest.get("augmented", {})
     meta = {
         "data": {"source": manifest["source"], "pieces_train": train_stream.pieces,
                  "pieces_valid": valid_stream.pieces, "tokens_train": len(train_stream.ids),
                  "tokens_valid": len(valid_stream.ids), "notes_valid": valid_stream.notes,
+                 "notes_train": train_stream.notes,
+                 "augmented": {"version": augmented.get("version"),
+                               "copies_per_piece": augmented.get("copies", 0),
+                               "copies_train": augmented.get("train", 0),
+                               "copies_valid": augmented.get("valid", 0)},
                  "collections": manifest["collections"],
-                 "split": f"{manifest['valid_percent']}% of pieces by hash of their id"},
+                 "split": f"{manifest['valid_percent']}% of pieces by hash of their id "
+                          "(a piece's augmented copies go with it)"},
         "tokenizer": {"kind": "MidiTok REMI + BPE", "vocab_size": tokenizer.vocab_size},
         "model": best.model.config.to_dict() | {"parameters": best.model.num_parameters()},
         "train": config.to_dict() | {"steps_done": result.steps_done,
                                      "best_step": result.best_step,
                                      "wall_seconds": round(result.wall_seconds, 1)},
         "total_wall_seconds": round(time.perf_counter() - started, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
-        "heldout": {"nll_bits_per_token": round(valid_bits, 4),
-                    "nll_bits_per_note": round(per_note, 4)},
-        "ngram_baseline": {"order": args.ngram_order, "nll_bits_per_token": round(ngram_bits, 4),
-                           "nll_bits_per_note": round(
-                               ngram_bits * len(valid_stream.ids) / valid_stream.notes, 4)},
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores "
+                   f"({torch.get_num_threads()} torch threads), torch {torch.__version__}",
+        # "plain": the held-out pieces as converted; "augmented": their augmented copies.
+        "heldout": heldout,
+        "ngram_baseline": baseline,
+        # Notes and pieces per GM program (-1: drums) in the training stream: what the model
+        # can write (engine.checkpoint.Checkpoint.coverage).
+        "programs": coverage.to_record(),
         "history": result.history,
     }
     best.meta = meta

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from engine.checkpoint import BASE_CHECKPOINT, Checkpoint, load_checkpoint, save_checkpoint
+from engine.coverage import count_programs
 from engine.data import MixedWindows
 from engine.finetune import base_data, server_data
 from engine.finetune.defaults import DEFAULTS
@@ -165,6 +166,8 @@ def run_finetune(pieces: list[bytes], pairs: list[tuple[bytes, bytes]], out: Pat
     metrics |= gate.to_dict() | {"wall_seconds": round(time.perf_counter() - started, 1)}
     meta = {"finetune": metrics | {"accepted": accepted, "reason": reason},
             "parent": str(start_path), "config": config.to_dict()}
+    if ckpt.coverage is not None:  # what the model learned: its parent's data and the server's
+        meta["programs"] = ckpt.coverage.plus(count_programs(data.train, tokenizer)).to_record()
     save_checkpoint(out, Checkpoint(model, tokenizer, meta), half=True)
     report("gate", 1.0)
     return FinetuneOutcome(accepted, reason, Path(out), metrics)

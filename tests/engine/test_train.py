@@ -38,6 +38,21 @@ def test_tiny_training_run_lowers_the_loss(base_checkpoint, examples):
     assert result.best_valid_bits == min(e[1] for e in evals)
 
 
+def test_other_held_out_sets_are_measured_beside_the_one_that_picks_the_best(
+        base_checkpoint, examples):
+    ids = _stream(base_checkpoint, examples)
+    other = ids[::-1].copy()
+    model = LSTMLanguageModel(ModelConfig(vocab_size=base_checkpoint.tokenizer.vocab_size,
+                                          embed_dim=16, hidden_dim=16))
+    result = train(model, ids, ids, TrainConfig(steps=4, batch_size=2, seq_len=16,
+                                                eval_every=2),
+                   also_evaluate={"augmented": other})
+    assert [h["step"] for h in result.history] == [2, 4]
+    for h in result.history:
+        assert h["valid_bits_augmented"] > 0
+        assert h["valid_bits_augmented"] != h["valid_bits"]
+
+
 def test_should_stop_ends_training_early(base_checkpoint, examples):
     ids = _stream(base_checkpoint, examples)
     model = LSTMLanguageModel(ModelConfig(vocab_size=base_checkpoint.tokenizer.vocab_size,
