@@ -22,6 +22,7 @@ from bench.section import Report
 SECTIONS = [
     "bench.nll",
     "bench.quality",
+    "bench.programs",
     "bench.decode_speed",
     "bench.render_speed",
     "bench.compose_e2e",
