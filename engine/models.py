@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from engine.checkpoint import load_checkpoint
+from engine.coverage import ProgramCoverage
 from engine.grammar import Grammar
 from engine.model import LSTMLanguageModel
 from engine.tokenizer import MidiTokenizer
@@ -40,6 +41,8 @@ class LoadedModel:
     tokenizer: MidiTokenizer
     grammar: Grammar
     nbytes: int
+    # Notes per GM program the model trained on (Checkpoint.coverage); None: not recorded.
+    coverage: ProgramCoverage | None = None
     # MidiTok's tokenizer is not documented thread-safe; planning and MIDI decoding run on
     # different threads, so they take turns.
     tokenizer_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,7 +59,7 @@ def load_model(path: Path, device: torch.device) -> LoadedModel:
     ckpt = load_checkpoint(path, device=device)
     grammar = Grammar.build(ckpt.tokenizer).to(device)
     return LoadedModel(str(path), ckpt.model, ckpt.tokenizer, grammar,
-                       _tensor_bytes(ckpt.model, grammar))
+                       _tensor_bytes(ckpt.model, grammar), coverage=ckpt.coverage)
 
 
 class ModelCache:

@@ -6,7 +6,9 @@ import shutil
 
 import torch
 
-from engine.models import ModelCache
+from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from engine.coverage import ProgramCoverage
+from engine.models import ModelCache, load_model
 from tests.engine.test_server import CHECKPOINT
 
 
@@ -32,3 +34,17 @@ def test_models_in_use_stay_and_idle_ones_leave_least_recent_first(tmp_path):
         assert cache.keys() == [base, str(b)]
     finally:
         cache.close()
+
+
+def test_a_loaded_model_says_which_instruments_it_learned(tmp_path):
+    ckpt = load_checkpoint(CHECKPOINT)
+    recorded, bare = tmp_path / "recorded.pt", tmp_path / "bare.pt"
+    save_checkpoint(bare, Checkpoint(ckpt.model, ckpt.tokenizer, {"step": 1}))
+    ckpt.meta = {"programs": ProgramCoverage({0: 90_000, 65: 4_000, 33: 12},
+                                             {0: 300, 65: 20, 33: 1}).to_record()}
+    save_checkpoint(recorded, ckpt)
+    coverage = load_model(recorded, torch.device("cpu")).coverage
+    assert coverage is not None
+    assert coverage.learned_programs() == frozenset({0, 65})
+    assert coverage.notes_of(33) == 12 and not coverage.learned(-1)
+    assert load_model(bare, torch.device("cpu")).coverage is None
