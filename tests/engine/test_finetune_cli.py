@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from symusic import Note, Score, Track
 
-from engine.checkpoint import load_checkpoint
+from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint, save_checkpoint
+from engine.coverage import DRUMS, ProgramCoverage
 
 # Small batches keep each run to seconds; the defaults are for real servers.
 FAST = ["--batch-size", "8", "--seq-len", "128", "--base-eval-tokens", "8000",
@@ -90,6 +91,31 @@ def test_tuning_from_a_tuned_version_starts_from_it(tuned, chorale_dir, engine_d
     assert second["metrics"]["server_nll_before"] == pytest.approx(
         result["metrics"]["server_nll_after"], abs=2e-3)
     assert load_checkpoint(tmp_path / "v2.pt").meta["parent"] == str(first)
+
+
+def test_a_tuned_version_records_its_parents_instruments_and_the_servers(
+        chorale_dir, engine_data_dir, tmp_path):
+    parent = load_checkpoint(BASE_CHECKPOINT)
+    parent.meta = {"programs": ProgramCoverage({0: 90_000, 65: 4_000},
+                                               {0: 300, 65: 20}).to_record()}
+    save_checkpoint(tmp_path / "parent.pt", parent, half=True)
+    last_json(finetune("--data", chorale_dir, "--out", tmp_path / "v.pt", "--from",
+                       tmp_path / "parent.pt", "--steps", "2", "--eval-every", "2",
+                       data_dir=engine_data_dir))
+    coverage = load_checkpoint(tmp_path / "v.pt").coverage
+    assert coverage is not None
+    server: dict[int, int] = {}
+    for path in chorale_dir.glob("*.mid"):
+        for track in Score(path).tracks:
+            program = DRUMS if track.is_drum else track.program
+            server[program] = server.get(program, 0) + track.note_num()
+    added = {p: coverage.notes_of(p) - n for p, n in ((p, {0: 90_000, 65: 4_000}.get(p, 0))
+                                                    for p in range(-1, 128))}
+    # The server's pieces it tuned on, not the ones its gate held out.
+    assert {p for p, n in added.items() if n} == set(server)
+    assert all(0 < added[p] <= server[p] for p in server)
+    assert sum(added.values()) < sum(server.values())
+    assert coverage.notes_of(65) == 4_000 + server.get(65, 0)
 
 
 def _noise_piece(rng: np.random.Generator) -> Score:
