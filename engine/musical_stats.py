@@ -135,20 +135,23 @@ def pitch_class_distance(a: Notes, b: Notes) -> float:
     return float(np.abs(pitch_class_histogram(a) - pitch_class_histogram(b)).sum())
 
 
-def find_key(notes: Notes) -> Key | None:
-    """Krumhansl-Schmuckler: the key whose profile correlates best with the duration-weighted
-    pitch-class histogram; None without notes or with all twelve classes equally long."""
+def key_correlations(notes: Notes) -> dict[Key, float]:
+    """Krumhansl-Schmuckler: how well each of the 24 keys' profiles correlates with the
+    duration-weighted pitch-class histogram; empty without notes or with all twelve classes
+    equally long."""
     histogram = pitch_class_histogram(notes, by_duration=True)
     if not histogram.any() or np.ptp(histogram) == 0:
-        return None
-    best: tuple[float, Key] | None = None
-    for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE)):
-        for tonic in range(PITCH_CLASSES):
-            r = float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1])
-            if best is None or r > best[0]:
-                best = (r, Key(tonic, minor))
-    assert best is not None
-    return best[1]
+        return {}
+    return {Key(tonic, minor): float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1])
+            for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE))
+            for tonic in range(PITCH_CLASSES)}
+
+
+def find_key(notes: Notes) -> Key | None:
+    """The key whose profile correlates best (Krumhansl-Schmuckler); None without notes or
+    with all twelve classes equally long."""
+    correlations = key_correlations(notes)
+    return max(correlations, key=correlations.__getitem__) if correlations else None
 
 
 def polyphony(notes: Notes) -> float:
