@@ -317,3 +317,19 @@ def _one_line(rows: np.ndarray, *, lowest: bool) -> np.ndarray:
     gaps = np.append(rows[1:, 0] - rows[:-1, 0], rows[-1, 1])
     rows[:, 1] = np.minimum(rows[:, 1], gaps)
     return rows
+
+
+def keep_one_line(output: Score, programs: set[int], *, start: int = 0) -> None:
+    """The tracks of monophonic instruments play one note at a time from `start` on (a sax
+    cannot play the chords a model may give it): the top note of each onset, each held at
+    most until the next."""
+    for track in output.tracks:
+        if track.is_drum or track.program not in programs or not track.note_num():
+            continue
+        n = track.notes.numpy()
+        rows = np.stack([n[k] for k in ("time", "duration", "pitch", "velocity")],
+                        axis=1).astype(np.int64)
+        after = rows[:, 0] >= start
+        line = _one_line(rows[after], lowest=False)
+        kept = np.concatenate([rows[~after], line])
+        _set_notes(track, kept, int((kept[:, 0] + kept[:, 1]).max()))

@@ -6,6 +6,7 @@ it shares with other requests, then `finish`; `compose` chains them for one requ
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -13,18 +14,22 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from symusic import Score, Tempo, TextMeta
 
+from engine.arrange import BarGrid
 from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
 from engine.device import pick_device
 from engine.errors import BadRequest
+from engine.form import DEFAULT_FORM, plan_form
 from engine.grammar import Grammar
+from engine.keep_seed import SeedPlan, arrange_candidate, guide
 from engine.pianoroll import draw_pianoroll
 from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
 from engine.protocol import DRUMS
 from engine.render import SAMPLE_RATE, Renderer, encode_ogg
-from engine.sample import Row, SamplingOptions, generate
+from engine.sample import Guidance, Row, SamplingOptions, generate
 from engine.seed_reader import SeedTokens
 from engine.tokenizer import MidiTokenizer
 
@@ -46,6 +51,7 @@ class ComposeParams:
     tempo: float | None = None  # bpm; None keeps the seed's
     program: int | None = None  # GM program for the new notes; None: as the model/seed wants
     include_seed: bool = False
+    form: str = DEFAULT_FORM  # which bars come back (engine.form)
 
     def __post_init__(self) -> None:
         if not 1 <= self.candidates <= MAX_CANDIDATES:
@@ -56,6 +62,7 @@ class ComposeParams:
                              f"{TEMPO_RANGE[1]:.0f} bpm (received {self.tempo})")
         try:
             self.sampling(0)
+            plan_form(self.form, bars=self.bars, seed_bars=0)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
 
@@ -70,6 +77,13 @@ class Plan:
     prompt: Prompt
     options: SamplingOptions
     timings: dict[str, float] = field(default_factory=dict)
+    seed: SeedPlan | None = None  # what the continuation keeps of its seed
+    seed_material: bytes | None = None  # the seed as clean MIDI (continued parts come from it)
+    guidance: Guidance | None = None
+
+    @functools.cached_property
+    def seed_score(self) -> Score | None:
+        return None if self.seed_material is None else Score.from_midi(self.seed_material)
 
 
 @dataclass
@@ -123,14 +137,15 @@ class Composer:
     def decode(self, plan: Plan) -> list[Row]:
         started = time.perf_counter()
         rows = generate(self.model, self.grammar, plan.prompt.ids, plan.params.candidates,
-                        plan.options, seed=plan.params.seed)
+                        plan.options, seed=plan.params.seed, guidance=plan.guidance)
         plan.timings["sample"] = time.perf_counter() - started
         return rows
 
     def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
                ) -> Composition:
         started = time.perf_counter()
-        scores = [to_score(self.tokenizer, plan, row.tokens) for row in rows]
+        scores = [to_score(self.tokenizer, plan, row.tokens, index=i)
+                  for i, row in enumerate(rows)]
         plan.timings["decode_midi"] = time.perf_counter() - started
         return render_composition(plan, rows, scores, seed_seconds(self.tokenizer, plan),
                                   renderer=self.renderer, encoders=self._encoders,
@@ -160,12 +175,21 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
     """The plan of a seed tokenized already (`started`: when its reading began)."""
     prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
     plan = Plan(params, prompt, params.sampling(prompt.time_signature))
+    if seed is not None and seed.profile is not None:
+        plan.seed = guide(seed.profile, seed.ids, grammar, bars=params.bars, form=params.form,
+                          instrument=params.program)
+        plan.seed_material = seed.material
+        plan.guidance = Guidance(plan.seed.steering, plan.seed.form, plan.seed.seed_bars)
+    elif seed is None:  # without a seed, the first phrase is the theme that returns
+        plan.guidance = Guidance(form=plan_form(params.form, bars=params.bars, seed_bars=0))
     plan.timings["tokenize"] = time.perf_counter() - started
     return plan
 
 
-def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int]) -> Score:
-    """Decode a candidate; the whole piece is at one tempo (the seed's, or the chosen one).
+def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: int = 0
+             ) -> Score:
+    """Decode candidate `index`; the whole piece is at one tempo (the seed's, or the chosen
+    one), arranged like its seed (engine.keep_seed).
 
     The piece ends on its last bar line, whatever its last notes do: notes still sounding
     there are cut, and an end marker there makes the MIDI file (and so the rendered clip,
@@ -175,6 +199,12 @@ def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int]) -> Score:
     score = tokenizer.decode(ids)
     score.tempos = [Tempo(0, plan.prompt.tempo)]
     end = bars_length_ticks(tokenizer, ids)
+    if plan.seed is not None:
+        start = plan.prompt.seed_ticks if plan.params.include_seed else 0
+        grid = BarGrid(start, (end - start) // max(1, plan.params.bars), plan.params.bars)
+        if grid.bar_ticks > 0:
+            rng = np.random.default_rng([plan.params.seed or 0, index])
+            arrange_candidate(score, plan.seed_score, plan.seed, grid, rng)
     for track in score.tracks:
         for note in track.notes:
             if note.time + note.duration > end:

@@ -10,10 +10,10 @@ never does (0.1% of its bars repeat an earlier one, against 14% in real continua
 - `AABA`, `ABAB`: phrases of four bars (two in long metres) repeated in that order, each repeat
   with a varied last bar.
 
-A planned bar names where its material may come from (the seed's bars, or bars generated
+A planned bar names where its material comes from (a bar of the seed, or a bar generated
 earlier in the same row) and whether it is `varied`: only its first half is copied, the model
-writes the rest. The sampler chooses among the candidates the one the model finds most likely
-in context (engine.sample), so a return sounds prepared rather than pasted.
+writes the rest. The sampler feeds the copied ids through the model like its own (engine.sample),
+so what follows a return is written knowing it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ LONG_BAR_BEATS = 6  # metres longer than this make two-bar phrases (12/8, 7/4...
 
 @dataclass(frozen=True)
 class Reuse:
-    """Bar material to copy: from the seed (`seed_bars`, indices into the seed's bars) and/or
-    from bars written earlier in this continuation (`own_bars`)."""
+    """Bar material to copy: a bar of the seed (`seed_bar`, an index into the seed's bars in
+    its final metre) or a bar written earlier in this continuation (`own_bar`)."""
 
-    seed_bars: tuple[int, ...] = ()
-    own_bars: tuple[int, ...] = ()
+    seed_bar: int | None = None
+    own_bar: int | None = None
     varied: bool = False  # copy the first half only
 
 
@@ -62,30 +62,31 @@ def plan_form(form: str, *, bars: int, seed_bars: int, phrase: int = PHRASE_BARS
         source = first[letter] * phrase
         for k in range(phrase):
             bar = index * phrase + k
-            plan[bar] = Reuse(own_bars=(source + k,), varied=k == phrase - 1)
+            plan[bar] = Reuse(own_bar=source + k, varied=k == phrase - 1)
     return plan
 
 
 def _returning(plan: list[Reuse | None], bars: int, seed_bars: int, phrase: int
                ) -> list[Reuse | None]:
-    """The seed's opening comes back at the second phrase, its material again in the last
-    phrase; within the third phrase, its first bar returns at its third (a call and answer)."""
-    seed = tuple(range(seed_bars))
+    """The seed's last phrase comes back varied at the second phrase and again in the last
+    phrase; within the third phrase, its first bar returns at its third (a call and answer).
+    Without a seed, the first phrase is the theme that returns."""
     phrases = bars // phrase
-    if seed and phrases >= 2:
-        plan[phrase] = Reuse(seed_bars=seed, varied=True)
-    if seed and phrases >= 3:
+    theme = max(0, seed_bars - phrase)  # the first bar of the seed's last phrase
+    if seed_bars and phrases >= 2:
+        plan[phrase] = Reuse(seed_bar=theme, varied=True)
+    if phrases >= 3:
         last = (phrases - 1) * phrase
-        plan[last] = Reuse(seed_bars=seed)
-        plan[last + 1] = Reuse(seed_bars=seed, varied=True)
+        if seed_bars:
+            plan[last] = Reuse(seed_bar=theme)
+            plan[last + 1] = Reuse(seed_bar=min(theme + 1, seed_bars - 1), varied=True)
+        else:
+            plan[last] = Reuse(own_bar=0)
+            plan[last + 1] = Reuse(own_bar=1, varied=True)
     if phrases >= 3 and phrase >= 3:
         start = 2 * phrase if phrases > 3 else phrase
         if plan[start + 2] is None:
-            plan[start + 2] = Reuse(own_bars=(start,), varied=True)
-    if not seed and phrases >= 2:  # without a seed, the first phrase is the theme
-        last = (phrases - 1) * phrase
-        plan[last] = Reuse(own_bars=(0,))
-        plan[last + 1] = Reuse(own_bars=(1,), varied=True)
+            plan[start + 2] = Reuse(own_bar=start, varied=True)
     return plan
 
 

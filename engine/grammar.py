@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.steering import SteeringTables
 from engine.tokenizer import MidiTokenizer
 
 TYPES = ["BOS", "EOS", "PAD", "Bar", "TimeSig", "Position", "Tempo", "Program", "ProgramDrum",
@@ -101,6 +102,8 @@ class Grammar:
     crowd_allows: torch.Tensor  # (3, V) bool: ids allowed at ROOMY, CROWDED, CROWDED_MID_EVENT
     bar_positions: torch.Tensor  # (S,) positions in a bar of each time signature
     time_signatures: list[str]
+    # Which valid ids fit a seed (instruments, key, dynamics...): engine.steering.
+    steering: SteeringTables | None = None
 
     @classmethod
     def build(cls, tokenizer: MidiTokenizer) -> Grammar:
@@ -150,10 +153,11 @@ class Grammar:
         bar_positions = torch.tensor([positions_per_bar(ts, per_beat) for ts in time_signatures])
         crowd_allows = _crowd_allows(tokenizer, cols["first_type"], flags["opens_bar"])
         return cls(follows=follows, time_signatures=time_signatures,
-                   bar_positions=bar_positions, crowd_allows=crowd_allows, **cols, **flags)
+                   bar_positions=bar_positions, crowd_allows=crowd_allows,
+                   steering=SteeringTables.build(tokenizer), **cols, **flags)
 
     def to(self, device: torch.device | str) -> Grammar:
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor | SteeringTables) else v)
                  for k, v in vars(self).items()}
         return Grammar(**moved)
 

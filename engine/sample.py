@@ -6,6 +6,11 @@ and leave as soon as they finish, so the same structure serves one request (all 
 candidates in one batch) and the engine server's continuous batching of many requests.
 Randomness comes from one generator per request, so a request's output depends on its
 sampling seed only, not on what else shares the batch.
+
+A request's `Guidance` steers its rows toward the seed (engine.steering: a mask and a bias on
+top of the grammar's mask) and plans its form (engine.form): at a planned bar, the row takes
+the ids of an earlier bar (the seed's or its own) instead of sampling them, and the model
+reads them like its own, so what follows a return is written knowing it.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from dataclasses import dataclass, field
 
 import torch
 
+from engine.form import Reuse, split_bars
 from engine.grammar import NONE, Grammar, GrammarState
 from engine.model import LSTMLanguageModel
+from engine.steering import RowSteering, SteeringRows
 
 # A last resort only: the grammar closes a bar within BAR_TOKEN_CAP + 5 ids, well below this.
 MAX_TOKENS_PER_BAR = 96
@@ -44,6 +51,34 @@ class SamplingOptions:
 
 
 @dataclass
+class Guidance:
+    """What a request asks of its rows beyond valid ids (shared by the request's rows)."""
+
+    steering: RowSteering = field(default_factory=RowSteering)
+    form: list[Reuse | None] = field(default_factory=list)  # per continuation bar
+    # The seed's bars' ids (in its final metre), for Reuse.seed_bar; None: a bar the rows may
+    # not copy (another metre, or instruments they may not write).
+    seed_bars: list[list[int] | None] = field(default_factory=list)
+
+    def material(self, bar: int, written: list[int], opens_bar: list[bool]) -> list[int]:
+        """The ids bar `bar` (0-based) of a row copies; [] to write it freely."""
+        reuse = self.form[bar] if bar < len(self.form) else None
+        if reuse is None:
+            return []
+        ids: list[int] | None = None
+        if reuse.seed_bar is not None and reuse.seed_bar < len(self.seed_bars):
+            ids = self.seed_bars[reuse.seed_bar]
+        elif reuse.own_bar is not None and reuse.own_bar < bar:
+            own = split_bars(written, opens_bar)
+            ids = own[reuse.own_bar] if reuse.own_bar < len(own) else None
+        if not ids:
+            return []
+        # Varied: the first half of the bar's ids; the model writes the rest from wherever
+        # they stop (the grammar state follows copied ids like sampled ones).
+        return list(ids[: max(1, (len(ids) + 1) // 2)]) if reuse.varied else list(ids)
+
+
+@dataclass
 class Row:
     """One sequence being generated; `tokens` grows as it decodes."""
 
@@ -56,6 +91,9 @@ class Row:
     done: bool = False
     stop_reason: str = ""  # "bars" (all written), "token cap" or "dead end" (both: a bug)
     bars: int = 0  # bars written to their end; set when the row finishes
+    guidance: Guidance | None = None
+    forced: list[int] = field(default_factory=list)  # ids still to copy in this bar
+    copied: int = 0  # ids copied from earlier bars (form), not sampled
 
 
 def _cat(a: torch.Tensor | None, b: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -71,7 +109,9 @@ class DecodeBatch:
         self.c: torch.Tensor | None = None
         self.logits: torch.Tensor | None = None  # (B, V): the next token's logits
         self.gstate: GrammarState | None = None
+        self.steer: SteeringRows | None = None
         self._opts: dict[str, torch.Tensor] = {}
+        self._opens_bar: list[bool] = grammar.opens_bar.tolist()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -114,6 +154,12 @@ class DecodeBatch:
         }
         for k, v in new.items():
             self._opts[k] = _cat(self._opts.get(k), v)
+        if self.grammar.steering is not None:
+            guidance = rows[0].guidance if rows else None
+            steer = SteeringRows.of(self.grammar.steering,
+                                    guidance.steering if guidance else RowSteering(), n,
+                                    self.device)
+            self.steer = steer if self.steer is None else self.steer.cat(steer)
         self.rows.extend(rows)
 
     def _draws(self) -> torch.Tensor:
@@ -140,7 +186,14 @@ class DecodeBatch:
         logits = self.logits.float()
         raw = torch.softmax(logits, dim=-1)
         invalid = (raw * ~mask).sum(-1)  # (B,)
-        logits = (logits / o["temperature"][:, None]).masked_fill(~mask, float("-inf"))
+        logits = logits / o["temperature"][:, None]
+        if self.steer is not None and g.steering is not None:
+            fits = mask & self.steer.mask(g.steering)
+            # Steering narrows what is valid, never to nothing: the grammar's mask always
+            # leads to the next bar line, a steered one might not from every state.
+            mask = torch.where(fits.any(-1, keepdim=True), fits, mask)
+            logits = logits + self.steer.bias(g.steering)
+        logits = logits.masked_fill(~mask, float("-inf"))
         probs = torch.softmax(logits, dim=-1)
         # Top-p: keep the smallest set of ids whose mass reaches p (always the best one).
         sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -150,11 +203,14 @@ class DecodeBatch:
         u = self._draws() * cdf[:, -1]
         pick = torch.searchsorted(cdf, u[:, None]).clamp(max=cdf.shape[1] - 1)
         tokens = order.gather(1, pick)[:, 0]  # (B,)
+        tokens = self._copy_planned_bars(tokens, st.bars)
         dead = ~mask.any(-1)
         # A token that opens the bar after the last requested one ends the row unsent.
         ends = (g.opens_bar[tokens] & (st.bars >= o["bars"])) | dead
         before = st.bars
         st.advance(g, tokens)
+        if self.steer is not None and g.steering is not None:
+            self.steer.advance(g.steering, tokens)
         tok_list, ends_list, inv_list = tokens.tolist(), ends.tolist(), invalid.tolist()
         dead_list = dead.tolist()
         for i, (row, tok, end, inv, is_dead) in enumerate(zip(
@@ -180,6 +236,27 @@ class DecodeBatch:
             self.logits, (self.h, self.c) = self.model.step(live, (self.h, self.c))
         return finished
 
+    def _copy_planned_bars(self, tokens: torch.Tensor, bars: torch.Tensor) -> torch.Tensor:
+        """Replace sampled ids by copied ones where the form plans a bar of earlier material:
+        a row that just opened such a bar takes that bar's ids instead, one per step."""
+        changed = False
+        picked = tokens.tolist()
+        opened = bars.tolist()
+        for i, row in enumerate(self.rows):
+            if row.forced:
+                picked[i] = row.forced.pop(0)
+            elif (row.guidance is not None and row.guidance.form
+                  and self._opens_bar[picked[i]] and opened[i] < row.options.bars):
+                material = row.guidance.material(opened[i], row.tokens, self._opens_bar)
+                if not material:
+                    continue
+                picked[i], row.forced = material[0], material[1:]
+            else:
+                continue
+            row.copied += 1
+            changed = True
+        return torch.tensor(picked, device=tokens.device) if changed else tokens
+
     def _select(self, keep: torch.Tensor) -> None:
         self.rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]
         assert self.h is not None and self.c is not None and self.gstate is not None
@@ -189,6 +266,8 @@ class DecodeBatch:
             setattr(self.gstate, name, getattr(self.gstate, name)[keep])
         for k in self._opts:
             self._opts[k] = self._opts[k][keep]
+        if self.steer is not None:
+            self.steer = self.steer.select(keep)
 
     def cancel(self, request: object) -> int:
         """Drop every row of `request` (its caller went away); returns how many."""
@@ -201,12 +280,13 @@ class DecodeBatch:
 
 def generate(model: LSTMLanguageModel, grammar: Grammar, prompt: list[int], n: int,
              options: SamplingOptions, *, seed: int | None = None,
-             must_open_bar: bool = True) -> list[Row]:
+             must_open_bar: bool = True, guidance: Guidance | None = None) -> list[Row]:
     """All `n` candidates of one request, decoded as one batch."""
     gen = torch.Generator()
     gen.manual_seed(seed if seed is not None else torch.seed())
     request = object()
-    rows = [Row(request=request, generator=gen, options=options) for _ in range(n)]
+    rows = [Row(request=request, generator=gen, options=options, guidance=guidance)
+            for _ in range(n)]
     batch = DecodeBatch(model, grammar)
     batch.add(prompt, rows, open_bar=must_open_bar)
     while len(batch):

@@ -160,7 +160,8 @@ class Scheduler:
         job.timings["queue"] = started - job.received
         generator = torch.Generator()
         generator.manual_seed(job.params.seed if job.params.seed is not None else torch.seed())
-        job.rows = [Row(request=job, generator=generator, options=job.plan.options)
+        job.rows = [Row(request=job, generator=generator, options=job.plan.options,
+                        guidance=job.plan.guidance)
                     for _ in range(job.params.candidates)]
         batch = self._batches.get(job.model)
         if batch is None:

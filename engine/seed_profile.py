@@ -84,6 +84,32 @@ class SeedProfile:
         return sum(p.notes_per_bar for p in self.pitched
                    if programs is None or p.program in programs)
 
+    def velocity_range(self, programs: frozenset[int] | None = None) -> tuple[int, int]:
+        """The dynamics of the given pitched parts (default: the whole seed)."""
+        parts = [p for p in self.pitched if programs is None or p.program in programs]
+        if not parts:
+            return self.velocity_low, self.velocity_high
+        return min(p.velocity_low for p in parts), max(p.velocity_high for p in parts)
+
+    def to_record(self) -> dict:
+        """Plain values (the seed reader sends a profile to the engine as msgpack)."""
+        record = {k: v for k, v in vars(self).items() if k not in ("parts", "key")}
+        record["parts"] = [list(vars(p).values()) for p in self.parts]
+        record["key"] = None if self.key is None else [self.key.tonic, self.key.minor]
+        record["scale"] = sorted(self.scale)
+        record["onset_profile"] = [float(x) for x in self.onset_profile]
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict) -> SeedProfile:
+        fields = dict(record)
+        fields["parts"] = tuple(Part(*values) for values in record["parts"])
+        fields["key"] = None if record["key"] is None else Key(int(record["key"][0]),
+                                                               bool(record["key"][1]))
+        fields["scale"] = frozenset(record["scale"])
+        fields["onset_profile"] = np.asarray(record["onset_profile"], dtype=np.float64)
+        return cls(**fields)
+
 
 def profile_seed(score: Score, *, positions_per_beat: int = 12) -> SeedProfile:
     """The profile of a seed (ticks at any resolution)."""

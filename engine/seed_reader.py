@@ -10,7 +10,8 @@ costs that child (restarted for the next seed), never the engine and its batch.
 The child imports no torch (MidiTok works without it), so it starts in about a second and
 holds ~100 MB. It speaks msgpack on its stdin/stdout:
     engine -> child  {key (a hash of the tokenizer), seed, [tokenizer (its JSON)]}
-    child -> engine  {ids, tempo, time_signature} | {bad_seed: message} | {error: message}
+    child -> engine  {ids, tempo, time_signature, profile, material} | {bad_seed: message}
+                     | {error: message}
                      | {need_tokenizer: true} (then the engine asks again with the JSON)
 """
 
@@ -32,6 +33,7 @@ import msgpack
 
 from engine.child_env import child_environment
 from engine.errors import BadSeed, EngineError
+from engine.seed_profile import SeedProfile, profile_seed
 
 if TYPE_CHECKING:
     from engine.tokenizer import MidiTokenizer
@@ -47,11 +49,15 @@ READ_CHUNK = 1 << 16
 
 @dataclass
 class SeedTokens:
-    """What the prompt needs from a seed: its ids, and the tempo and metre it ends in."""
+    """What a composition needs from a seed: its ids, the tempo and metre it ends in, what a
+    continuation should keep of it (its profile) and its notes as a clean MIDI file (the
+    `material` the parts the model does not write go on from)."""
 
     ids: list[int]
     tempo: float | None
     time_signature: str | None  # "3/4", or None when the seed has none
+    profile: SeedProfile | None = None
+    material: bytes | None = None
 
     @classmethod
     def of(cls, tokenizer: MidiTokenizer, data: bytes) -> SeedTokens:
@@ -59,7 +65,20 @@ class SeedTokens:
         from engine.seed import read_seed, seed_tempo, seed_time_signature
 
         score = read_seed(data)
-        return cls(tokenizer.encode(score), seed_tempo(score), seed_time_signature(score))
+        return cls(tokenizer.encode(score), seed_tempo(score), seed_time_signature(score),
+                   profile_seed(score), score.dumps_midi())
+
+    def to_record(self) -> dict[str, Any]:
+        return {"ids": self.ids, "tempo": self.tempo, "time_signature": self.time_signature,
+                "profile": None if self.profile is None else self.profile.to_record(),
+                "material": self.material}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> SeedTokens:
+        profile = record.get("profile")
+        return cls(list(record["ids"]), record["tempo"], record["time_signature"],
+                   None if profile is None else SeedProfile.from_record(profile),
+                   record.get("material"))
 
 
 class SeedReader:
@@ -116,7 +135,7 @@ class SeedReader:
         if "error" in reply:
             log.error("the seed reader failed: %s", reply["error"])
             raise EngineError("the engine could not read this seed")
-        return SeedTokens(list(reply["ids"]), reply["tempo"], reply["time_signature"])
+        return SeedTokens.from_record(reply)
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         process = self._process
@@ -194,7 +213,7 @@ def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
         return {"bad_seed": str(exc)}
     except Exception as exc:  # a bug, or a seed the tokenizer chokes on: the engine decides
         return {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    return {"ids": seed.ids, "tempo": seed.tempo, "time_signature": seed.time_signature}
+    return seed.to_record()
 
 
 if __name__ == "__main__":

@@ -269,7 +269,8 @@ class RenderPool:
         """Decode to MIDI and render; `release` frees the model once it is no longer needed."""
         started = time.perf_counter()
         with model.tokenizer_lock:
-            scores = [to_score(model.tokenizer, plan, row.tokens) for row in rows]
+            scores = [to_score(model.tokenizer, plan, row.tokens, index=i)
+                      for i, row in enumerate(rows)]
             seed_s = seed_seconds(model.tokenizer, plan)
         release()
         plan.timings["decode_midi"] = time.perf_counter() - started

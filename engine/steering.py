@@ -135,19 +135,23 @@ class SteeringTables:
 
 @dataclass
 class SteeringRows:
-    """The rows' steering as (B, ...) tensors, kept beside the decode batch's rows."""
+    """The rows' steering as (B, ...) tensors, kept beside the decode batch's rows.
 
-    allowed_programs: torch.Tensor  # (B, 129) bool
-    off_scale: torch.Tensor  # (B, 12) float: cost of each pitch class (0 in scale)
+    What does not change while a row decodes (its instruments, dynamics, key and groove) is
+    folded into one (B, V) mask and one (B, V) bias when the row joins; a step only adds what
+    depends on the row's state (chords in a monophonic part, notes already in the bar).
+    """
+
+    fixed_mask: torch.Tensor  # (B, V) bool: programs and velocities that fit
+    fixed_bias: torch.Tensor  # (B, V) float: key and groove
     allowed_velocities: torch.Tensor  # (B, L) bool
     monophonic: torch.Tensor  # (B,) bool
     density_target: torch.Tensor  # (B,) float, 0: free
-    groove: torch.Tensor  # (B, P) float: bias of each position
     notes_in_bar: torch.Tensor  # (B,) float: notes begun in the current bar
     after_note: torch.Tensor  # (B,) bool: the last id finished a note (no Position since)
 
-    FIELDS = ("allowed_programs", "off_scale", "allowed_velocities", "monophonic",
-              "density_target", "groove", "notes_in_bar", "after_note")
+    FIELDS = ("fixed_mask", "fixed_bias", "allowed_velocities", "monophonic",
+              "density_target", "notes_in_bar", "after_note")
 
     @classmethod
     def of(cls, tables: SteeringTables, steering: RowSteering, rows: int,
@@ -172,16 +176,21 @@ class SteeringRows:
         if steering.onsets is not None and len(steering.onsets):
             groove[: len(steering.onsets)] = torch.from_numpy(
                 groove_bias(steering.onsets, steering.positions_per_beat)).float()
+        cpu = tables.to("cpu")
+        bad_program = (programs.logical_not().float() @ cpu.programs.T) > 0
+        bad_velocity = (velocities.logical_not().float() @ cpu.velocities.T) > 0
+        fixed_mask = ~(bad_program | bad_velocity)
+        fixed_bias = -(off_scale @ cpu.pitch_classes.T) + groove @ cpu.positions.T
 
         def rep(t: torch.Tensor) -> torch.Tensor:
             return t.to(device).unsqueeze(0).expand(rows, *t.shape).clone()
 
         return cls(
-            allowed_programs=rep(programs), off_scale=rep(off_scale),
+            fixed_mask=rep(fixed_mask), fixed_bias=rep(fixed_bias),
             allowed_velocities=rep(velocities),
             monophonic=torch.full((rows,), steering.monophonic, dtype=torch.bool, device=device),
             density_target=torch.full((rows,), float(steering.notes_per_bar), device=device),
-            groove=rep(groove), notes_in_bar=torch.zeros(rows, device=device),
+            notes_in_bar=torch.zeros(rows, device=device),
             after_note=torch.zeros(rows, dtype=torch.bool, device=device))
 
     def cat(self, other: SteeringRows) -> SteeringRows:
@@ -193,23 +202,20 @@ class SteeringRows:
 
     def mask(self, tables: SteeringTables) -> torch.Tensor:
         """(B, V) bool: the ids that fit each row."""
-        bad_program = (self.allowed_programs.logical_not().float() @ tables.programs.T) > 0
-        bad_velocity = (self.allowed_velocities.logical_not().float() @ tables.velocities.T) > 0
+        if not bool(self.monophonic.any()):
+            return self.fixed_mask
         chord = tables.stacks[None, :] | (self.after_note[:, None]
                                           & tables.starts_with_program[None, :])
-        return ~(bad_program | bad_velocity | (self.monophonic[:, None] & chord))
+        return self.fixed_mask & ~(self.monophonic[:, None] & chord)
 
     def bias(self, tables: SteeringTables) -> torch.Tensor:
         """(B, V) float nats added to each row's scaled logits."""
-        bias = -(self.off_scale @ tables.pitch_classes.T)
-        bias += self.groove @ tables.positions.T
         target = self.density_target[:, None] * DENSITY_SLACK
         added = (tables.note_starts + tables.pending_note)[None, :]
         current = torch.where(tables.opens_bar[None, :], torch.zeros_like(added),
                               self.notes_in_bar[:, None])
         excess = (current + added - target).clamp(min=0).minimum(added)
-        bias -= DENSITY_COST * excess * (self.density_target[:, None] > 0)
-        return bias
+        return self.fixed_bias - DENSITY_COST * excess * (self.density_target[:, None] > 0)
 
     def advance(self, tables: SteeringTables, ids: torch.Tensor) -> None:
         starts = tables.note_starts[ids]
