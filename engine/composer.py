@@ -52,6 +52,7 @@ class ComposeParams:
     program: int | None = None  # GM program for the new notes; None: as the model/seed wants
     include_seed: bool = False
     form: str = DEFAULT_FORM  # which bars come back (engine.form)
+    follow_key: bool = True  # lean toward the seed's key (passing notes stay possible)
 
     def __post_init__(self) -> None:
         if not 1 <= self.candidates <= MAX_CANDIDATES:
@@ -177,7 +178,7 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
     plan = Plan(params, prompt, params.sampling(prompt.time_signature))
     if seed is not None and seed.profile is not None:
         plan.seed = guide(seed.profile, seed.ids, grammar, bars=params.bars, form=params.form,
-                          instrument=params.program)
+                          instrument=params.program, follow_key=params.follow_key)
         plan.seed_material = seed.material
         plan.guidance = Guidance(plan.seed.steering, plan.seed.form, plan.seed.seed_bars)
     elif seed is None:  # without a seed, the first phrase is the theme that returns

@@ -47,12 +47,13 @@ class SeedPlan:
 
 
 def guide(profile: SeedProfile, seed_ids: Sequence[int], grammar: Grammar, *, bars: int,
-          form: str, instrument: int | None,
+          form: str, instrument: int | None, follow_key: bool = True,
           known: frozenset[int] = ANY_PITCHED) -> SeedPlan:
     arrangement = plan_arrangement(profile, known, instrument)
     written = arrangement.written
     parts = [p for p in profile.pitched if p.program in written]
-    key_strength = KEY_STRENGTH * profile.key_confidence if profile.key is not None else 0.0
+    key_strength = (KEY_STRENGTH * profile.key_confidence
+                    if follow_key and profile.key is not None else 0.0)
     steering = RowSteering(
         programs=written or None,
         scale=profile.scale if key_strength > 0 else None,

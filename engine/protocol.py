@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+from engine.form import DEFAULT_FORM
 
 # The defaults of a composition; tests/engine/test_client.py checks that they agree with
 # engine.composer.ComposeParams (which imports torch, so the client cannot import it).
@@ -46,6 +47,8 @@ class ComposeRequest:
     tempo: float | None = None  # bpm; None keeps the seed's
     program: int | None = None  # GM program of the new notes
     include_seed: bool = False
+    form: str = DEFAULT_FORM  # which bars come back: return, free, AABA, ABAB (engine.form)
+    follow_key: bool = True  # lean toward the seed's key
     guild_id: int | None = None  # whose turn it is in the engine's fair queue
     max_audio_bytes: int | None = None  # each OGG fits this (the server's upload limit)
     checkpoint: str | None = None  # the guild's fine-tuned model; None: the base model
@@ -79,6 +82,8 @@ _TYPES: dict[str, tuple[tuple[type, ...], bool]] = {  # name: (types, may be Non
     "tempo": (_NUMBER, True),
     "program": ((int,), True),
     "include_seed": ((bool,), False),
+    "form": ((str,), False),
+    "follow_key": ((bool,), False),
     "guild_id": ((int,), True),
     "max_audio_bytes": ((int,), True),
     "checkpoint": ((str,), True),

@@ -60,11 +60,13 @@ class Guidance:
     # not copy (another metre, or instruments they may not write).
     seed_bars: list[list[int] | None] = field(default_factory=list)
 
-    def material(self, bar: int, written: list[int], opens_bar: list[bool]) -> list[int]:
-        """The ids bar `bar` (0-based) of a row copies; [] to write it freely."""
+    def material(self, bar: int, written: list[int], opens_bar: list[bool]
+                 ) -> tuple[list[int], bool]:
+        """The ids bar `bar` (0-based) of a row copies ([] to write it freely), and whether
+        they are the whole bar (then the bar closes after them)."""
         reuse = self.form[bar] if bar < len(self.form) else None
         if reuse is None:
-            return []
+            return [], False
         ids: list[int] | None = None
         if reuse.seed_bar is not None and reuse.seed_bar < len(self.seed_bars):
             ids = self.seed_bars[reuse.seed_bar]
@@ -72,10 +74,12 @@ class Guidance:
             own = split_bars(written, opens_bar)
             ids = own[reuse.own_bar] if reuse.own_bar < len(own) else None
         if not ids:
-            return []
+            return [], False
         # Varied: the first half of the bar's ids; the model writes the rest from wherever
         # they stop (the grammar state follows copied ids like sampled ones).
-        return list(ids[: max(1, (len(ids) + 1) // 2)]) if reuse.varied else list(ids)
+        if reuse.varied:
+            return list(ids[: max(1, (len(ids) + 1) // 2)]), False
+        return list(ids), True
 
 
 @dataclass
@@ -93,6 +97,7 @@ class Row:
     bars: int = 0  # bars written to their end; set when the row finishes
     guidance: Guidance | None = None
     forced: list[int] = field(default_factory=list)  # ids still to copy in this bar
+    close_after_copy: bool = False  # the copy is a whole bar: the next id opens a bar
     copied: int = 0  # ids copied from earlier bars (form), not sampled
 
 
@@ -211,6 +216,7 @@ class DecodeBatch:
         st.advance(g, tokens)
         if self.steer is not None and g.steering is not None:
             self.steer.advance(g.steering, tokens)
+        self._close_copied_bars(st)
         tok_list, ends_list, inv_list = tokens.tolist(), ends.tolist(), invalid.tolist()
         dead_list = dead.tolist()
         for i, (row, tok, end, inv, is_dead) in enumerate(zip(
@@ -247,15 +253,26 @@ class DecodeBatch:
                 picked[i] = row.forced.pop(0)
             elif (row.guidance is not None and row.guidance.form
                   and self._opens_bar[picked[i]] and opened[i] < row.options.bars):
-                material = row.guidance.material(opened[i], row.tokens, self._opens_bar)
+                material, whole = row.guidance.material(opened[i], row.tokens,
+                                                        self._opens_bar)
                 if not material:
                     continue
                 picked[i], row.forced = material[0], material[1:]
+                row.close_after_copy = whole
             else:
                 continue
             row.copied += 1
             changed = True
         return torch.tensor(picked, device=tokens.device) if changed else tokens
+
+    def _close_copied_bars(self, st: GrammarState) -> None:
+        """A bar copied whole ends where its source ended: the row's next id opens a bar."""
+        closing = [i for i, row in enumerate(self.rows)
+                   if row.close_after_copy and not row.forced]
+        for i in closing:
+            self.rows[i].close_after_copy = False
+        if closing:
+            st.open_bar[closing] = True
 
     def _select(self, keep: torch.Tensor) -> None:
         self.rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]

@@ -442,7 +442,8 @@ class Server:
                 bars=request.bars, candidates=request.candidates,
                 temperature=float(request.temperature), top_p=float(request.top_p),
                 seed=request.seed, tempo=None if request.tempo is None else float(request.tempo),
-                program=request.program, include_seed=request.include_seed)
+                program=request.program, include_seed=request.include_seed,
+                form=request.form, follow_key=request.follow_key)
         except BadRequest as exc:
             self._send_error(job_id, exc)
             return

@@ -28,6 +28,10 @@ def add_parser(commands) -> None:
     p.add_argument("--instrument", default=None,
                    help=f"GM program number or one of: {', '.join(INSTRUMENTS)}")
     p.add_argument("--include-seed", action="store_true", help="output the seed too")
+    p.add_argument("--form", default="return", choices=("return", "free", "AABA", "ABAB"),
+                   help="which bars come back (default: the seed's material returns)")
+    p.add_argument("--ignore-key", action="store_true",
+                   help="do not lean toward the seed's key")
     p.add_argument("--checkpoint", type=Path, default=None)
     p.add_argument("--out", type=Path, default=Path("out"))
     p.add_argument("--json", action="store_true", help="print a JSON summary last")
@@ -68,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         params = ComposeParams(bars=args.bars, candidates=args.candidates,
                                temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                                tempo=args.tempo, program=program,
-                               include_seed=args.include_seed)
+                               include_seed=args.include_seed, form=args.form,
+                               follow_key=not args.ignore_key)
     except BadRequest as exc:
         return fail(str(exc))
     configure_threads()

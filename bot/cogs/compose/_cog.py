@@ -13,6 +13,7 @@ from bot.cogs.compose._flow import compose_and_post
 from bot.cogs.compose._job import AS_IN_SEED, ComposeJob
 from bot.db import autocomplete_seed_names, get_seed
 from bot.errors import UserFacingError
+from engine.form import DEFAULT_FORM, FORMS
 from engine.instruments import INSTRUMENTS
 
 if TYPE_CHECKING:
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 INSTRUMENT_CHOICES = [app_commands.Choice(name="as in the seed", value=AS_IN_SEED)] + [
     app_commands.Choice(name=name.replace("-", " "), value=name) for name in INSTRUMENTS
 ][:24]
+FORM_NAMES = {"return": "the seed's theme returns", "free": "free (no planned repeats)",
+              "AABA": "AABA", "ABAB": "ABAB"}
+FORM_CHOICES = [app_commands.Choice(name=FORM_NAMES[f], value=f) for f in FORMS]
 
 
 async def saved_seed_names(
@@ -52,8 +56,10 @@ class ComposeCog(commands.Cog):
         tempo="Beats per minute (default: the seed's)",
         instrument="Who plays the new notes",
         include_seed="Start each clip with the seed itself",
+        form="Which bars come back (default: the seed's theme returns)",
+        follow_key="Stay in the seed's key (default: yes)",
     )
-    @app_commands.choices(instrument=INSTRUMENT_CHOICES)
+    @app_commands.choices(instrument=INSTRUMENT_CHOICES, form=FORM_CHOICES)
     async def compose(
         self,
         interaction: discord.Interaction,
@@ -65,6 +71,8 @@ class ComposeCog(commands.Cog):
         tempo: app_commands.Range[int, 40, 240] | None = None,
         instrument: str = AS_IN_SEED,
         include_seed: bool = False,
+        form: str = DEFAULT_FORM,
+        follow_key: bool = True,
     ) -> None:
         if seed is not None and saved_seed is not None:
             raise UserFacingError("Give either an attached seed or a saved seed, not both.")
@@ -79,6 +87,8 @@ class ComposeCog(commands.Cog):
                 tempo=tempo,
                 instrument=instrument,
                 include_seed=include_seed,
+                form=form,
+                follow_key=follow_key,
             )
             if seed is not None:
                 midi = await read_midi_attachment(seed)

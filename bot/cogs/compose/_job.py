@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.engine_port import ComposeRequest
+from engine.form import DEFAULT_FORM, FORMS
 from engine.instruments import INSTRUMENTS
 
 DEFAULT_BARS = 16
@@ -28,6 +29,8 @@ class ComposeJob:
     tempo: int | None = None  # bpm; None keeps the seed's
     instrument: str = AS_IN_SEED
     include_seed: bool = False
+    form: str = DEFAULT_FORM  # which bars come back: return, free, AABA, ABAB
+    follow_key: bool = True
     # A fresh sampling seed per job: a reroll differs, and the stored value can replay it.
     sampling_seed: int = 0
 
@@ -47,6 +50,8 @@ class ComposeJob:
             tempo=float(self.tempo) if self.tempo is not None else None,
             program=self.program,
             include_seed=self.include_seed and self.seed_midi is not None,
+            form=self.form,
+            follow_key=self.follow_key,
             guild_id=guild_id,
             max_audio_bytes=max_audio_bytes,
             checkpoint=checkpoint,
@@ -61,6 +66,8 @@ class ComposeJob:
             "tempo": self.tempo,
             "instrument": self.instrument,
             "include_seed": self.include_seed,
+            "form": self.form,
+            "follow_key": self.follow_key,
             "sampling_seed": self.sampling_seed,
             "seed_label": self.seed_label,
         }
@@ -76,6 +83,8 @@ class ComposeJob:
             tempo=params.get("tempo"),
             instrument=instrument if instrument in INSTRUMENTS else AS_IN_SEED,
             include_seed=bool(params.get("include_seed", False)),
+            form=params.get("form") if params.get("form") in FORMS else DEFAULT_FORM,
+            follow_key=bool(params.get("follow_key", True)),
             **{"seed_label": params.get("seed_label", "unknown"), "seed_midi": None, **seed},
         )
         return job.fresh()

@@ -1,0 +1,144 @@
+"""Continuations keep their seed: instruments, drums, dynamics, texture, key and form, with
+the shipped model through the composer (and the sampler for the form)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from symusic import Score
+
+from bench import member_seeds
+from engine.composer import ComposeParams, plan_composition
+from engine.form import plan_form, split_bars
+from engine.grammar import NONE
+from engine.keep_seed import copyable_bars
+from engine.musical_stats import Notes, in_scale_share
+from engine.sample import Guidance, SamplingOptions, generate
+from engine.seed_profile import DRUMS, profile_seed
+from engine.seed_reader import SeedTokens
+from engine.steering import RowSteering
+
+
+def _programs(score: Score) -> set[int]:
+    return {DRUMS if t.is_drum else int(t.program) for t in score.tracks if t.note_num()}
+
+
+@pytest.fixture(scope="module")
+def band_composition(composer):
+    seed = member_seeds.band_loop(bars=4)
+    midi = member_seeds.midi_bytes(seed)
+    return seed, composer.compose(midi, ComposeParams(bars=8, candidates=2, seed=3))
+
+
+def test_every_instrument_of_a_band_seed_keeps_playing_and_none_appears(band_composition):
+    seed, composition = band_composition
+    wanted = _programs(seed)
+    assert DRUMS in wanted
+    for candidate in composition.candidates:
+        assert _programs(Score.from_midi(candidate.midi)) == wanted
+        assert candidate.bars == 8
+
+
+def test_the_drums_go_on_to_the_last_bar(band_composition):
+    seed, composition = band_composition
+    for candidate in composition.candidates:
+        score = Score.from_midi(candidate.midi)
+        drums = next(t for t in score.tracks if t.is_drum)
+        bar = score.ticks_per_quarter * 4
+        onsets = drums.notes.numpy()["time"]
+        assert set(range(8)) <= set((onsets // bar).tolist())  # a groove in every bar
+
+
+def test_a_sax_melody_stays_one_sax_line_in_the_seed_s_dynamics(composer):
+    seed = member_seeds.sax_melody(bars=4)
+    profile = profile_seed(seed)
+    composition = composer.compose(member_seeds.midi_bytes(seed),
+                                   ComposeParams(bars=8, candidates=2, seed=5))
+    low, high = profile.velocity_range()
+    for candidate in composition.candidates:
+        score = Score.from_midi(candidate.midi)
+        assert _programs(score) == {65}
+        notes = score.tracks[0].notes.numpy()
+        order = np.argsort(notes["time"], kind="stable")
+        ends = (notes["time"] + notes["duration"])[order]
+        assert (ends[:-1] <= notes["time"][order][1:]).all()  # one note at a time
+        # Velocities come from the tokenizer's levels nearest the seed's range.
+        assert notes["velocity"].min() >= low - 8 and notes["velocity"].max() <= high + 8
+
+
+def test_steering_toward_the_key_puts_more_notes_in_the_seed_s_scale(base_checkpoint, grammar):
+    tokenizer = base_checkpoint.tokenizer
+    seed = member_seeds.sax_melody(bars=4)
+    profile = profile_seed(seed)
+    assert profile.key is not None
+    params = ComposeParams(bars=8, candidates=4, seed=11)
+    plan = plan_composition(tokenizer, grammar, member_seeds.midi_bytes(seed), params)
+    shares = {}
+    for strength in (0.0, 2.0):
+        guidance = Guidance(RowSteering(scale=profile.scale, key_strength=strength))
+        rows = generate(base_checkpoint.model, grammar, plan.prompt.ids, 4, plan.options,
+                        seed=11, guidance=guidance)
+        notes = Notes.of(tokenizer.decode([i for r in rows for i in r.tokens]))
+        shares[strength] = in_scale_share(notes, profile.key)
+    assert shares[2.0] > shares[0.0]
+    assert shares[2.0] >= 0.9
+
+
+def test_an_aaba_form_repeats_its_first_phrase(base_checkpoint, grammar):
+    tokenizer = base_checkpoint.tokenizer
+    opens_bar = grammar.opens_bar.tolist()
+    guidance = Guidance(form=plan_form("AABA", bars=16, seed_bars=0))
+    rows = generate(base_checkpoint.model, grammar, [tokenizer.bos_id], 2,
+                    SamplingOptions(bars=16), seed=2, guidance=guidance)
+    for row in rows:
+        bars = split_bars(row.tokens, opens_bar)
+        assert len(bars) == 16
+        assert bars[4:7] == bars[0:3]  # A again (its last bar varied)
+        assert bars[12:15] == bars[0:3]
+        assert bars[7][: (len(bars[3]) + 1) // 2] == bars[3][: (len(bars[3]) + 1) // 2]
+        assert row.copied > 0
+
+
+def test_the_seed_s_theme_returns_by_default(base_checkpoint, grammar):
+    tokenizer = base_checkpoint.tokenizer
+    seed = member_seeds.six_eight_tune(bars=4)
+    seed_tokens = SeedTokens.of(tokenizer, member_seeds.midi_bytes(seed))
+    plan = plan_composition(tokenizer, grammar, member_seeds.midi_bytes(seed),
+                            ComposeParams(bars=12, candidates=2, seed=4))
+    assert plan.guidance is not None and plan.seed is not None
+    theme = plan.seed.form[8].seed_bar  # the last phrase starts with the seed's theme
+    seed_bar = copyable_bars(seed_tokens.ids, grammar, plan.seed.arrangement.written)[theme]
+    assert seed_bar is not None
+    rows = generate(base_checkpoint.model, grammar, plan.prompt.ids, 2, plan.options,
+                    seed=4, guidance=plan.guidance)
+    for row in rows:
+        assert split_bars(row.tokens, grammar.opens_bar.tolist())[8] == seed_bar
+
+
+def test_copyable_bars_leave_out_instruments_the_rows_may_not_write(base_checkpoint, grammar):
+    tokenizer = base_checkpoint.tokenizer
+    seed = member_seeds.band_loop(bars=4)
+    ids = SeedTokens.of(tokenizer, member_seeds.midi_bytes(seed)).ids
+    pitched = frozenset(p.program for p in profile_seed(seed).pitched)
+    assert all(bar is None for bar in copyable_bars(ids, grammar, pitched))  # drums in each
+    program_of = grammar.program.tolist()
+    keyboard_only = copyable_bars(ids, grammar, frozenset())  # any instrument
+    assert any(bar is not None and {program_of[i] for i in bar} - {NONE}
+               for bar in keyboard_only)
+
+
+def test_the_seed_reader_s_record_keeps_the_profile(base_checkpoint):
+    seed = member_seeds.band_loop(bars=4)
+    tokens = SeedTokens.of(base_checkpoint.tokenizer, member_seeds.midi_bytes(seed))
+    again = SeedTokens.from_record(tokens.to_record())
+    assert again.ids == tokens.ids and again.material == tokens.material
+    assert again.profile.parts == tokens.profile.parts
+    assert again.profile.key == tokens.profile.key
+    assert np.allclose(again.profile.onset_profile, tokens.profile.onset_profile)
+
+
+def test_an_unknown_form_is_refused_with_the_choices():
+    from engine.errors import BadRequest
+
+    with pytest.raises(BadRequest, match="form must be one of return, free, AABA, ABAB"):
+        ComposeParams(form="rondo")
