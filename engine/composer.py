@@ -177,8 +177,9 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
     prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
     plan = Plan(params, prompt, params.sampling(prompt.time_signature))
     if seed is not None and seed.profile is not None:
-        plan.seed = guide(seed.profile, seed.ids, grammar, bars=params.bars, form=params.form,
-                          instrument=params.program, follow_key=params.follow_key)
+        plan.seed = guide(seed.profile, seed.copyable_ids, grammar, bars=params.bars,
+                          form=params.form, instrument=params.program,
+                          follow_key=params.follow_key)
         plan.seed_material = seed.material
         plan.guidance = Guidance(plan.seed.steering, plan.seed.form, plan.seed.seed_bars)
     elif seed is None:  # without a seed, the first phrase is the theme that returns

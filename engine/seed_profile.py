@@ -66,6 +66,9 @@ class SeedProfile:
     # Share of the pitched onsets at each position of a bar, at `positions_per_beat`.
     onset_profile: np.ndarray = field(repr=False)
     positions_per_beat: int = 12
+    # Share of the pitched sounding time on each pitch class (C first): which notes of the
+    # scale the seed dwells on, its tonic and third above all.
+    pitch_class_shares: tuple[float, ...] = (1 / PITCH_CLASSES,) * PITCH_CLASSES
 
     @property
     def pitched(self) -> tuple[Part, ...]:
@@ -98,6 +101,7 @@ class SeedProfile:
         record["key"] = None if self.key is None else [self.key.tonic, self.key.minor]
         record["scale"] = sorted(self.scale)
         record["onset_profile"] = [float(x) for x in self.onset_profile]
+        record["pitch_class_shares"] = list(self.pitch_class_shares)
         return record
 
     @classmethod
@@ -108,6 +112,7 @@ class SeedProfile:
                                                                bool(record["key"][1]))
         fields["scale"] = frozenset(record["scale"])
         fields["onset_profile"] = np.asarray(record["onset_profile"], dtype=np.float64)
+        fields["pitch_class_shares"] = tuple(record["pitch_class_shares"])
         return cls(**fields)
 
 
@@ -135,7 +140,7 @@ def profile_seed(score: Score, *, positions_per_beat: int = 12) -> SeedProfile:
         parts=parts, bars=bars, numerator=numerator, denominator=denominator, key=key,
         key_confidence=confidence, scale=scale, velocity_low=low, velocity_high=high,
         onset_profile=_onset_profile(score, lines, numerator, denominator, positions_per_beat),
-        positions_per_beat=positions_per_beat)
+        positions_per_beat=positions_per_beat, pitch_class_shares=_pitch_class_shares(notes))
 
 
 def scale_of(key: Key) -> frozenset[int]:
@@ -146,6 +151,14 @@ def scale_of(key: Key) -> frozenset[int]:
         classes.add((key.tonic + 11) % PITCH_CLASSES)  # the leading tone of harmonic minor
         return frozenset(classes)
     return frozenset((key.tonic + d) % PITCH_CLASSES for d in MAJOR_SCALE)
+
+
+def _pitch_class_shares(notes: Notes) -> tuple[float, ...]:
+    weights = np.bincount(notes.pitch % PITCH_CLASSES, weights=notes.duration,
+                          minlength=PITCH_CLASSES).astype(np.float64)
+    if weights.sum() <= 0:
+        return (1 / PITCH_CLASSES,) * PITCH_CLASSES
+    return tuple(float(w) for w in weights / weights.sum())
 
 
 def _scale(notes: Notes, key: Key | None) -> frozenset[int]:

@@ -58,6 +58,9 @@ class SeedTokens:
     time_signature: str | None  # "3/4", or None when the seed has none
     profile: SeedProfile | None = None
     material: bytes | None = None
+    # The ids without the drums, when the seed has drums and more: the bars a continuation
+    # (which leaves drums to the arranger) may copy. None: the same as `ids`.
+    pitched_ids: list[int] | None = None
 
     @classmethod
     def of(cls, tokenizer: MidiTokenizer, data: bytes) -> SeedTokens:
@@ -65,20 +68,31 @@ class SeedTokens:
         from engine.seed import read_seed, seed_tempo, seed_time_signature
 
         score = read_seed(data)
+        pitched_ids = None
+        drums = [t.is_drum for t in score.tracks if t.note_num()]
+        if any(drums) and not all(drums):
+            pitched = score.copy()
+            pitched.tracks = [t for t in score.tracks if not t.is_drum]
+            pitched_ids = tokenizer.encode(pitched)
         return cls(tokenizer.encode(score), seed_tempo(score), seed_time_signature(score),
-                   profile_seed(score), score.dumps_midi())
+                   profile_seed(score), score.dumps_midi(), pitched_ids)
+
+    @property
+    def copyable_ids(self) -> list[int]:
+        return self.pitched_ids if self.pitched_ids is not None else self.ids
 
     def to_record(self) -> dict[str, Any]:
         return {"ids": self.ids, "tempo": self.tempo, "time_signature": self.time_signature,
                 "profile": None if self.profile is None else self.profile.to_record(),
-                "material": self.material}
+                "material": self.material, "pitched_ids": self.pitched_ids}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> SeedTokens:
         profile = record.get("profile")
+        pitched = record.get("pitched_ids")
         return cls(list(record["ids"]), record["tempo"], record["time_signature"],
                    None if profile is None else SeedProfile.from_record(profile),
-                   record.get("material"))
+                   record.get("material"), None if pitched is None else list(pitched))
 
 
 class SeedReader:

@@ -9,7 +9,8 @@ into one (B, V) mask and one (B, V) bias with a few matrix products:
 - dynamics: velocities within the seed's range (hard: a ff hit in a pp seed is a wrong note);
 - texture: a monophonic part writes one note at a time (hard);
 - key: each pitch class outside the seed's scale costs `key_strength` nats (soft, so passing
-  notes stay possible);
+  notes stay possible), and within the scale the ones the seed dwells on (its tonic, its
+  third) gain a little over the ones it touches in passing, so the key's centre holds too;
 - groove: positions the seed's onsets favour gain, the ones it never uses lose (soft);
 - density: every note beyond the seed's notes per bar costs `DENSITY_COST` nats (soft).
 """
@@ -33,6 +34,10 @@ KEY_STRENGTH = 2.0
 # busier than the seed's, not six times.
 DENSITY_COST = 1.0
 DENSITY_SLACK = 1.25
+# Within the scale, log(seed's share of a pitch class / uniform share) x this x key_strength,
+# clipped: a tonic the seed holds gains up to a nat, a scale note it never plays loses a little.
+TONAL_CENTRE_WEIGHT = 0.4
+TONAL_FLOOR, TONAL_CEILING = -1.5, 1.0
 # The groove bias is log(seed's share at a position / uniform share), scaled and clipped: a
 # position the seed never plays costs at most GROOVE_FLOOR nats, a favourite gains at most
 # GROOVE_CEILING.
@@ -50,6 +55,7 @@ class RowSteering:
     programs: frozenset[int] | None = None  # allowed programs (DRUMS for drums)
     scale: frozenset[int] | None = None  # pitch classes that fit; None: no key bias
     key_strength: float = 0.0  # nats per out-of-scale note
+    pitch_class_shares: tuple[float, ...] | None = None  # the seed's time on each pitch class
     velocities: tuple[int, int] | None = None  # allowed MIDI velocity range
     monophonic: bool = False  # one note at a time
     notes_per_bar: float = 0.0  # density target; 0: free
@@ -160,11 +166,12 @@ class SteeringRows:
         if steering.programs:
             programs = torch.zeros(PROGRAMS, dtype=torch.bool)
             programs[sorted(steering.programs)] = True
-        off_scale = torch.zeros(PITCH_CLASSES)
+        off_scale = torch.zeros(PITCH_CLASSES)  # a cost: positive is worse
         if steering.scale is not None and steering.key_strength > 0:
+            centre = tonal_centre_bias(steering.pitch_class_shares)
             for pc in range(PITCH_CLASSES):
-                if pc not in steering.scale:
-                    off_scale[pc] = steering.key_strength
+                off_scale[pc] = (steering.key_strength if pc not in steering.scale else
+                                 -TONAL_CENTRE_WEIGHT * steering.key_strength * centre[pc])
         levels = torch.tensor(tables.velocity_values)
         velocities = torch.ones(len(levels), dtype=torch.bool)
         if steering.velocities is not None:
@@ -221,6 +228,14 @@ class SteeringRows:
         starts = tables.note_starts[ids]
         self.notes_in_bar = torch.where(tables.opens_bar[ids], starts, self.notes_in_bar + starts)
         self.after_note = tables.ends_note[ids]
+
+
+def tonal_centre_bias(shares: tuple[float, ...] | None) -> np.ndarray:
+    """Per pitch class, log of the seed's (smoothed) share over the uniform share, clipped."""
+    if shares is None:
+        return np.zeros(PITCH_CLASSES)
+    smoothed = 0.8 * np.asarray(shares, dtype=np.float64) + 0.2 / PITCH_CLASSES
+    return np.clip(np.log(smoothed * PITCH_CLASSES), TONAL_FLOOR, TONAL_CEILING)
 
 
 def groove_bias(onsets: np.ndarray, positions_per_beat: int) -> np.ndarray:
