@@ -140,10 +140,25 @@ async def test_a_file_name_shows_as_it_is_named_not_as_markdown_or_a_mention(wor
     assert "…" in description and len(description) < 120
 
 
+async def test_form_and_key_options_reach_the_engine_and_are_kept_for_a_reroll(world) -> None:
+    result = await world.alice.slash(
+        world.channel, "compose", seed=("motif.mid", MOTIF), form="AABA", follow_key=False,
+        **SMALL,
+    )
+    await check_composition_message(world, result, 2)
+    composition_id = int(result.response.embeds[0].title.removeprefix("Composition #"))
+    async with world.bot.sessions() as session:
+        stored = await get_composition(
+            session, guild_id=world.guild.id, composition_id=composition_id
+        )
+    assert stored.params["form"] == "AABA" and stored.params["follow_key"] is False
+
+
 @pytest.mark.parametrize(
     "options",
-    [{"bars": 65}, {"bars": 3}, {"candidates": 5}, {"temperature": 1.6}, {"tempo": 300}],
-    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo"],
+    [{"bars": 65}, {"bars": 3}, {"candidates": 5}, {"temperature": 1.6}, {"tempo": 300},
+     {"form": "rondo"}],
+    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo", "form"],
 )
 async def test_out_of_range_options_are_refused_by_discord(world, options) -> None:
     with pytest.raises(simcord.OptionError):
