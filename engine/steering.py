@@ -231,11 +231,15 @@ class SteeringRows:
 
 
 def tonal_centre_bias(shares: tuple[float, ...] | None) -> np.ndarray:
-    """Per pitch class, log of the seed's (smoothed) share over the uniform share, clipped."""
+    """Per pitch class, log of the seed's (smoothed) share over the uniform share, clipped,
+    less its mean over the seed's notes: a note drawn like the seed's gains nothing on
+    average, so the bias moves notes between pitch classes without thinning them out."""
     if shares is None:
         return np.zeros(PITCH_CLASSES)
-    smoothed = 0.8 * np.asarray(shares, dtype=np.float64) + 0.2 / PITCH_CLASSES
-    return np.clip(np.log(smoothed * PITCH_CLASSES), TONAL_FLOOR, TONAL_CEILING)
+    weights = np.asarray(shares, dtype=np.float64)
+    smoothed = 0.8 * weights + 0.2 / PITCH_CLASSES
+    bias = np.clip(np.log(smoothed * PITCH_CLASSES), TONAL_FLOOR, TONAL_CEILING)
+    return bias - float((weights * bias).sum() / max(weights.sum(), 1e-9))
 
 
 def groove_bias(onsets: np.ndarray, positions_per_beat: int) -> np.ndarray:
