@@ -199,7 +199,7 @@ def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: 
     """
     ids = [*plan.prompt.seed_ids, *tokens] if plan.params.include_seed else tokens
     score = tokenizer.decode(ids)
-    score.tempos = [Tempo(0, plan.prompt.tempo)]
+    score.tempos = tempo_map(plan, score.ticks_per_quarter)
     end = bars_length_ticks(tokenizer, ids)
     if plan.seed is not None:
         start = plan.prompt.seed_ticks if plan.params.include_seed else 0
@@ -215,11 +215,32 @@ def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: 
     return score
 
 
+def tempo_map(plan: Plan, ticks_per_quarter: int) -> list[Tempo]:
+    """The output's tempos (ticks at the tokenizer's resolution): one for a continuation;
+    with the seed included, the seed's own tempo changes, then the continuation's tempo from
+    where it starts."""
+    seed = plan.seed_score if plan.params.include_seed else None
+    if seed is None or len(seed.tempos) < 2:
+        return [Tempo(0, plan.prompt.tempo)]
+    scale = ticks_per_quarter / seed.ticks_per_quarter
+    start = plan.prompt.seed_ticks
+    changes = [Tempo(int(t.time * scale), float(t.qpm)) for t in seed.tempos
+               if t.time * scale < start]
+    return [*changes, Tempo(start, plan.prompt.tempo)]
+
+
 def seed_seconds(tokenizer: MidiTokenizer, plan: Plan) -> float | None:
     """Where the seed ends in the output, when the output includes it."""
     if not (plan.params.include_seed and plan.prompt.seed_ids):
         return None
-    return plan.prompt.seed_ticks / tokenizer.remi.time_division * 60.0 / plan.prompt.tempo
+    quarter = tokenizer.remi.time_division
+    tempos = tempo_map(plan, quarter)
+    seconds = 0.0
+    for tempo, following in zip(tempos, [*tempos[1:], None], strict=True):
+        until = plan.prompt.seed_ticks if following is None else following.time
+        seconds += max(0, min(until, plan.prompt.seed_ticks) - tempo.time) / quarter * 60.0 / (
+            tempo.qpm)
+    return seconds
 
 
 def render_composition(plan: Plan, rows: list[Row], scores: list[Score],

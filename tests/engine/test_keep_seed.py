@@ -146,3 +146,18 @@ def test_an_unknown_form_is_refused_with_the_choices():
 
     with pytest.raises(BadRequest, match="form must be one of return, free, AABA, ABAB"):
         ComposeParams(form="rondo")
+
+
+def test_a_clip_with_its_seed_keeps_the_seed_s_tempo_changes(composer):
+    from symusic import Tempo
+
+    seed = member_seeds.sax_melody(bars=4)
+    seed.tempos = [Tempo(0, 90.0), Tempo(seed.ticks_per_quarter * 8, 120.0)]  # bar 3: faster
+    composition = composer.compose(member_seeds.midi_bytes(seed),
+                                   ComposeParams(bars=4, candidates=1, seed=2,
+                                                 include_seed=True))
+    score = Score.from_midi(composition.candidates[0].midi)
+    tpq = score.ticks_per_quarter
+    assert [(t.time / tpq, round(t.qpm)) for t in score.tempos] == [(0, 90), (8, 120), (16, 120)]
+    # The seed lasts 8 beats at 90 and 8 at 120: 5.33 + 4 seconds.
+    assert composition.seed_seconds == pytest.approx(8 * 60 / 90 + 8 * 60 / 120, abs=0.01)
