@@ -25,6 +25,9 @@ LOOP_PERIODS = (1, 2, 4, 8)
 # Two bars of a part are "the same" when this share of their notes match (onset and pitch).
 SAME_BAR = 0.8
 PHRASE_BARS = 4  # drums mark the end of every phrase this long with a fill
+# A part the seed plays in this share of its bars is an accompaniment that should not fall
+# silent: a bar where the model left it out is filled from the seed.
+STEADY_SHARE = 0.75
 # A pitched part keeps its loop order unless another seed bar fits the new harmony this much
 # better (cosine of pitch-class weights): loops should move only when the music does.
 HARMONY_MARGIN = 0.15
@@ -96,8 +99,10 @@ class BarGrid:
 
 
 def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iterable[Part],
-                   grid: BarGrid, rng: np.random.Generator) -> None:
-    """Add to `output` a track per part, going on from the seed's last bars."""
+                   grid: BarGrid, rng: np.random.Generator, *, gaps_only: bool = False) -> None:
+    """Add to `output` a track per part, going on from the seed's last bars. With
+    `gaps_only`, a part the output already plays only fills the bars where it is silent, and
+    only if the seed plays it steadily (an accompaniment; a melody may rest)."""
     seed = seed if seed.ticks_per_quarter == output.ticks_per_quarter else seed.resample(
         output.ticks_per_quarter, min_dur=1)
     seed_bars = _seed_bars(seed, profile, grid.bar_ticks)
@@ -106,17 +111,35 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         bars = [_bar_notes(seed, part.program, start, grid.bar_ticks) for start in seed_bars]
         if not any(len(b) for b in bars):
             continue
+        playing = _bars_played(output, part.program, grid) if gaps_only else set()
+        if gaps_only and sum(len(b) > 0 for b in bars) < STEADY_SHARE * len(bars):
+            continue
         track = Track(_name(seed, part.program), 0 if part.is_drums else part.program,
                       part.is_drums)
         rows = []
         for bar, source in enumerate(_sources(bars, written, part, grid.bars)):
+            if bar in playing:
+                continue
             notes = bars[source]
             if part.is_drums and _ends_phrase(len(bars) + bar, grid.bars - bar):
                 notes = _with_fill(notes, bars, grid.bar_ticks, profile, rng)
             rows.append(_shifted(notes, grid.line(bar), rng))
+        if not rows:
+            continue
         _set_notes(track, np.concatenate(rows), grid.end)
         if track.notes:
             output.tracks.append(track)
+
+
+def _bars_played(output: Score, program: int, grid: BarGrid) -> set[int]:
+    """The continuation bars in which `output` has notes of `program`."""
+    played: set[int] = set()
+    for track in output.tracks:
+        if (DRUMS if track.is_drum else track.program) != program or not track.note_num():
+            continue
+        bar = (track.notes.numpy()["time"].astype(np.int64) - grid.start) // grid.bar_ticks
+        played.update(int(b) for b in bar[(bar >= 0) & (bar < grid.bars)])
+    return played
 
 
 def _seed_bars(seed: Score, profile: SeedProfile, bar_ticks: int) -> list[int]:

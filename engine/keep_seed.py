@@ -4,7 +4,8 @@ and from a decoded candidate to the finished arrangement.
 Planning (`guide`): the arrangement says which parts the model writes; the steering asks the
 sampler for the seed's instruments, key, dynamics, texture, density and groove; the form plans
 which bars come back. Finishing (`arrange_candidate`): the parts the model does not write
-(drums above all) and the ones it dropped go on from the seed's own bars, a part the model
+(drums above all) and the ones it dropped go on from the seed's own bars (a steady
+accompaniment the model left out of some bars is filled there), a part the model
 wrote for the keyboard is voiced onto the seed's instruments, and a monophonic part keeps one
 line. Pure numpy and symusic: no torch.
 """
@@ -96,11 +97,14 @@ def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: B
     if arrangement.voiced:
         voice_by_register(output, arrangement.voiced, start=grid.start)
     heard = _programs_after(output, grid.start)
-    dropped = tuple(p for p in plan.profile.pitched
-                    if p.program in arrangement.written and p.program not in heard)
+    written = [p for p in plan.profile.pitched if p.program in arrangement.written]
+    dropped = tuple(p for p in written if p.program not in heard)
     if seed is not None and (arrangement.continued or dropped):
         continue_parts(output, seed, plan.profile, (*arrangement.continued, *dropped), grid,
                        rng)
+    kept = tuple(p for p in written if p.program in heard)
+    if seed is not None and kept:  # an accompaniment the model let fall silent in places
+        continue_parts(output, seed, plan.profile, kept, grid, rng, gaps_only=True)
     monophonic = {p.program for p in plan.profile.pitched if p.monophonic}
     keep_one_line(output, monophonic, start=grid.start)
 

@@ -111,3 +111,25 @@ def test_keyboard_notes_are_voiced_by_register_with_one_line_for_the_sax() -> No
     sax = by_program[65]
     assert sax["time"].tolist() == [0, TPQ]  # one note per onset...
     assert sax["pitch"].tolist() == [77, 76]  # ...the top one
+
+
+def test_a_steady_accompaniment_fills_only_the_bars_the_model_left_it_out_of() -> None:
+    seed = _band()
+    seed.tracks[2].notes = seed.tracks[2].notes.filter(lambda n: n.time < 4 * 480)
+    profile = profile_seed(seed)  # the sax plays the first of the two bars only
+    bass = next(p for p in profile.parts if p.program == 33)
+    sax = next(p for p in profile.parts if p.program == 65)
+    # The model wrote bass in bar 0 only and sax in bar 1 only, of four bars.
+    output = _score([_track(33, [(0, 40, 4, 90)]), _track(65, [(4, 79, 4, 80)])])
+    grid = BarGrid(0, 4 * TPQ, 4)
+    continue_parts(output, seed, profile, (bass, sax), grid, np.random.default_rng(0),
+                   gaps_only=True)
+    bar = 4 * TPQ
+    bass_bars = sorted({int(n.time // bar) for t in output.tracks if t.program == 33
+                        for n in t.notes})
+    sax_bars = sorted({int(n.time // bar) for t in output.tracks if t.program == 65
+                       for n in t.notes})
+    assert bass_bars == [0, 1, 2, 3]  # the bass plays every seed bar: filled where silent
+    new_bass = [n for t in output.tracks[2:] if t.program == 33 for n in t.notes]
+    assert new_bass and min(n.time for n in new_bass) >= bar  # bar 0 kept the model's bass
+    assert sax_bars == [1]  # the sax rests in half the seed: a melody may rest
