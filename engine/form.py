@@ -24,7 +24,7 @@ from dataclasses import dataclass
 FORMS = ("return", "free", "AABA", "ABAB")
 DEFAULT_FORM = "return"
 PHRASE_BARS = 4
-LONG_BAR_BEATS = 6  # metres longer than this make two-bar phrases (12/8, 7/4...)
+LONG_BAR_BEATS = 6  # metres this long (in quarter notes) make two-bar phrases (12/8, 7/4...)
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Reuse:
 
 def phrase_bars(numerator: int, denominator: int) -> int:
     beats = numerator * 4 / denominator
-    return 2 if beats > LONG_BAR_BEATS else PHRASE_BARS
+    return 2 if beats >= LONG_BAR_BEATS else PHRASE_BARS
 
 
 def plan_form(form: str, *, bars: int, seed_bars: int, phrase: int = PHRASE_BARS
@@ -68,13 +68,14 @@ def plan_form(form: str, *, bars: int, seed_bars: int, phrase: int = PHRASE_BARS
 
 def _returning(plan: list[Reuse | None], bars: int, seed_bars: int, phrase: int
                ) -> list[Reuse | None]:
-    """The seed's last phrase comes back varied at the second phrase and again in the last
-    phrase; within the third phrase, its first bar returns at its third (a call and answer).
+    """The seed's last phrase comes back, varied from its second bar, at the second phrase
+    and again in the last phrase; within the third phrase, its first bar returns at its third (a call and answer).
     Without a seed, the first phrase is the theme that returns."""
     phrases = bars // phrase
     theme = max(0, seed_bars - phrase)  # the first bar of the seed's last phrase
     if seed_bars and phrases >= 2:
-        plan[phrase] = Reuse(seed_bar=theme, varied=True)
+        plan[phrase] = Reuse(seed_bar=theme)
+        plan[phrase + 1] = Reuse(seed_bar=min(theme + 1, seed_bars - 1), varied=True)
     if phrases >= 3:
         last = (phrases - 1) * phrase
         if seed_bars:

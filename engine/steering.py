@@ -27,9 +27,9 @@ from engine.tokenizer import MidiTokenizer
 DRUMS = 128
 PROGRAMS = 129  # GM programs and drums
 PITCH_CLASSES = 12
-# Nats an out-of-scale pitch class costs at full key confidence: e^-2 makes a chromatic note
-# about 7x rarer than the model wanted, rare but possible (a passing note, a blue note).
-KEY_STRENGTH = 2.0
+# Nats an out-of-scale pitch class costs at full key confidence: e^-3 makes a chromatic note
+# about 20x rarer than the model wanted, rare but possible (a passing note, a blue note).
+KEY_STRENGTH = 3.0
 # Nats per note written beyond the seed's notes per bar (x DENSITY_SLACK): a bar may be a little
 # busier than the seed's, not six times.
 DENSITY_COST = 1.0
