@@ -115,7 +115,8 @@ def decode(composer: Composer, cases: list[Case], done: Callable[[Case], None]) 
             case = waiting.pop(0)
             generator = torch.Generator()
             generator.manual_seed(case.plan.params.seed or 0)
-            case.rows = [Row(request=case, generator=generator, options=case.plan.options)
+            case.rows = [Row(request=case, generator=generator, options=case.plan.options,
+                             guidance=case.plan.guidance)
                          for _ in range(case.plan.params.candidates)]
             batch.add(case.plan.prompt.ids, case.rows)
         for case in dict.fromkeys(row.request for row in batch.step()):

@@ -101,7 +101,8 @@ def continue_openings(composer: Composer, openings: list[Opening]) -> Generation
             continue
         generator = torch.Generator()
         generator.manual_seed(i)
-        row = Row(request=plan, generator=generator, options=plan.options)
+        row = Row(request=plan, generator=generator, options=plan.options,
+                  guidance=plan.guidance)
         batch.add(plan.prompt.ids, [row])
         planned.append((opening, plan, row))
     started = time.perf_counter()
