@@ -69,8 +69,8 @@ def plan_form(form: str, *, bars: int, seed_bars: int, phrase: int = PHRASE_BARS
 def _returning(plan: list[Reuse | None], bars: int, seed_bars: int, phrase: int
                ) -> list[Reuse | None]:
     """The seed's last phrase comes back, varied from its second bar, at the second phrase
-    and again in the last phrase; within the third phrase, its first bar returns at its third (a call and answer).
-    Without a seed, the first phrase is the theme that returns."""
+    and again in the last phrase; within the third phrase, its first bar returns at its
+    third (a call and answer). Without a seed, the first phrase is the theme that returns."""
     phrases = bars // phrase
     theme = max(0, seed_bars - phrase)  # the first bar of the seed's last phrase
     if seed_bars and phrases >= 2:

@@ -105,8 +105,17 @@ def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: B
     kept = tuple(p for p in written if p.program in heard)
     if seed is not None and kept:  # an accompaniment the model let fall silent in places
         continue_parts(output, seed, plan.profile, kept, grid, rng, gaps_only=True)
-    monophonic = {p.program for p in plan.profile.pitched if p.monophonic}
-    keep_one_line(output, monophonic, start=grid.start)
+    keep_one_line(output, solo_programs(plan.profile), start=grid.start)
+
+
+def solo_programs(profile: SeedProfile) -> set[int]:
+    """Programs played by one monophonic part of the seed (a sax line; not a chorale's four
+    voices on one organ, each monophonic but sounding together)."""
+    parts_of: dict[int, list] = {}
+    for part in profile.pitched:
+        parts_of.setdefault(part.program, []).append(part)
+    return {program for program, parts in parts_of.items()
+            if len(parts) == 1 and parts[0].monophonic}
 
 
 def _programs_after(output: Score, start: int) -> set[int]:

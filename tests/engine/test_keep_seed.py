@@ -161,3 +161,18 @@ def test_a_clip_with_its_seed_keeps_the_seed_s_tempo_changes(composer):
     assert [(t.time / tpq, round(t.qpm)) for t in score.tempos] == [(0, 90), (8, 120), (16, 120)]
     # The seed lasts 8 beats at 90 and 8 at 120: 5.33 + 4 seconds.
     assert composition.seed_seconds == pytest.approx(8 * 60 / 90 + 8 * 60 / 120, abs=0.01)
+
+
+def test_voices_sharing_a_program_may_sound_together() -> None:
+    from symusic import Note, Track
+
+    from engine.keep_seed import solo_programs
+
+    seed = member_seeds.sax_melody(bars=2)
+    assert solo_programs(profile_seed(seed)) == {65}
+    chorale = Score(480)
+    for low in (48, 55, 60, 67):  # four monophonic voices, all on the piano
+        track = Track("voice", 0, False)
+        track.notes.extend(Note(beat * 480, 480, low + beat % 3, 80) for beat in range(8))
+        chorale.tracks.append(track)
+    assert solo_programs(profile_seed(chorale)) == set()
