@@ -34,8 +34,6 @@ HARMONY_MARGIN = 0.15
 VELOCITY_JITTER = 4  # +- on copied notes, so a loop does not sound pasted
 SNARES_AND_TOMS = frozenset({37, 38, 39, 40, 41, 43, 45, 47, 48, 50})
 KEYBOARD = 0  # what the model writes when it knows none of the seed's pitched instruments
-# A program the model saw less than this share of its training notes is one it cannot write.
-MIN_TRAINED_SHARE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -70,14 +68,6 @@ def plan_arrangement(profile: SeedProfile | None, known: frozenset[int],
     if unknown:
         return Arrangement(frozenset({KEYBOARD}), drums, unknown)
     return Arrangement(frozenset(), drums, ())  # drums only: nothing for the model to write
-
-
-def known_programs(notes_by_program: dict[int, int]) -> frozenset[int]:
-    """The programs the model saw enough of in training to write (DRUMS included)."""
-    total = sum(notes_by_program.values())
-    if total <= 0:
-        return frozenset({KEYBOARD})
-    return frozenset(p for p, n in notes_by_program.items() if n / total >= MIN_TRAINED_SHARE)
 
 
 # Continuing parts from the seed's material.

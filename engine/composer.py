@@ -24,7 +24,7 @@ from engine.device import pick_device
 from engine.errors import BadRequest
 from engine.form import DEFAULT_FORM, plan_form
 from engine.grammar import Grammar
-from engine.keep_seed import SeedPlan, arrange_candidate, guide
+from engine.keep_seed import ANY_PITCHED, SeedPlan, arrange_candidate, guide, known_programs
 from engine.pianoroll import draw_pianoroll
 from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
 from engine.protocol import DRUMS
@@ -123,6 +123,7 @@ class Composer:
         self.device = pick_device(device)
         ckpt = load_checkpoint(checkpoint, device=self.device)
         self.model, self.tokenizer = ckpt.model, ckpt.tokenizer
+        self.known = known_programs(ckpt.coverage)  # the instruments it learned to write
         self.grammar = Grammar.build(self.tokenizer).to(self.device)
         self.renderer = renderer or Renderer()
         self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
@@ -133,7 +134,8 @@ class Composer:
         self.renderer.close()
 
     def plan(self, seed_midi: bytes | None, params: ComposeParams) -> Plan:
-        return plan_composition(self.tokenizer, self.grammar, seed_midi, params)
+        return plan_composition(self.tokenizer, self.grammar, seed_midi, params,
+                                known=self.known)
 
     def decode(self, plan: Plan) -> list[Row]:
         started = time.perf_counter()
@@ -165,21 +167,23 @@ class Composer:
 # threads (planning beside the decode loop, rendering on the thread that owns the synth).
 
 def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
-                     params: ComposeParams) -> Plan:
+                     params: ComposeParams, *, known: frozenset[int] = ANY_PITCHED) -> Plan:
     started = time.perf_counter()
     seed = SeedTokens.of(tokenizer, seed_midi) if seed_midi is not None else None
-    return plan_from_seed(tokenizer, grammar, seed, params, started=started)
+    return plan_from_seed(tokenizer, grammar, seed, params, started=started, known=known)
 
 
 def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
-                   params: ComposeParams, *, started: float) -> Plan:
-    """The plan of a seed tokenized already (`started`: when its reading began)."""
+                   params: ComposeParams, *, started: float,
+                   known: frozenset[int] = ANY_PITCHED) -> Plan:
+    """The plan of a seed tokenized already (`started`: when its reading began; `known`: the
+    programs the model learned to write)."""
     prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
     plan = Plan(params, prompt, params.sampling(prompt.time_signature))
     if seed is not None and seed.profile is not None:
         plan.seed = guide(seed.profile, seed.copyable_ids, grammar, bars=params.bars,
                           form=params.form, instrument=params.program,
-                          follow_key=params.follow_key)
+                          follow_key=params.follow_key, known=known)
         plan.seed_material = seed.material
         plan.guidance = Guidance(plan.seed.steering, plan.seed.form, plan.seed.seed_bars)
     elif seed is None:  # without a seed, the first phrase is the theme that returns

@@ -26,6 +26,7 @@ from engine.arrange import (
     plan_arrangement,
     voice_by_register,
 )
+from engine.coverage import ProgramCoverage
 from engine.form import phrase_bars, plan_form, split_bars
 from engine.grammar import MIXED, NONE, Grammar
 from engine.seed_profile import DRUMS, SeedProfile
@@ -34,6 +35,13 @@ from engine.steering import KEY_STRENGTH, RowSteering
 # Every pitched GM program: what a model that does not record its training instruments is
 # taken to write (it reads the seed's Program ids in context; drums it never learned).
 ANY_PITCHED = frozenset(range(128))
+
+
+def known_programs(coverage: ProgramCoverage | None) -> frozenset[int]:
+    """The programs a model learned to write (DRUMS for drums), from its checkpoint's record."""
+    if coverage is None:
+        return ANY_PITCHED
+    return frozenset(DRUMS if p == -1 else p for p in coverage.learned_programs())
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,7 @@ from engine.composer import (
 from engine.device import pick_device
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 from engine.fairness import FairLane
+from engine.keep_seed import known_programs
 from engine.models import LoadedModel, ModelCache
 from engine.paths import default_data_dir
 from engine.protocol import (
@@ -538,7 +539,7 @@ class Server:
                     else reader.read(model.tokenizer, job.request.seed_midi))
             with model.tokenizer_lock:
                 job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.params,
-                                          started=started)
+                                          started=started, known=known_programs(model.coverage))
         except (BadSeed, BadRequest) as exc:
             self._fail(job, exc)
             return

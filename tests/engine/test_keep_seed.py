@@ -176,3 +176,20 @@ def test_voices_sharing_a_program_may_sound_together() -> None:
         track.notes.extend(Note(beat * 480, 480, low + beat % 3, 80) for beat in range(8))
         chorale.tracks.append(track)
     assert solo_programs(profile_seed(chorale)) == set()
+
+
+def test_a_checkpoint_s_record_says_which_instruments_the_model_writes(grammar) -> None:
+    from engine.coverage import ProgramCoverage
+    from engine.keep_seed import ANY_PITCHED, guide, known_programs
+
+    record = ProgramCoverage({0: 90_000, 65: 5_000, 33: 10, -1: 3_000}, {})
+    assert known_programs(record) == {0, 65, DRUMS}
+    assert known_programs(None) == ANY_PITCHED  # no record: it reads any pitched program
+    seed = member_seeds.band_loop(bars=4)  # drums, bass (33), keys (4)
+    plan = guide(profile_seed(seed), [], grammar, bars=8, form="free", instrument=None,
+                 known=known_programs(record))
+    # Neither the bass nor the keys were learned: the model writes for the keyboard and its
+    # notes are voiced onto them; the drums go on from the seed's own bars.
+    assert plan.arrangement.written == {0}
+    assert {p.program for p in plan.arrangement.voiced} == {33, 4}
+    assert [p.program for p in plan.arrangement.continued] == [DRUMS]
