@@ -64,7 +64,7 @@ class SeedProfile:
     velocity_low: int
     velocity_high: int
     # Share of the pitched onsets at each position of a bar, at `positions_per_beat`.
-    onset_profile: np.ndarray = field(repr=False)
+    onset_profile: tuple[float, ...] = field(repr=False)
     positions_per_beat: int = 12
     # Share of the pitched sounding time on each pitch class (C first): which notes of the
     # scale the seed dwells on, its tonic and third above all.
@@ -111,7 +111,7 @@ class SeedProfile:
         fields["key"] = None if record["key"] is None else Key(int(record["key"][0]),
                                                                bool(record["key"][1]))
         fields["scale"] = frozenset(record["scale"])
-        fields["onset_profile"] = np.asarray(record["onset_profile"], dtype=np.float64)
+        fields["onset_profile"] = tuple(record["onset_profile"])
         fields["pitch_class_shares"] = tuple(record["pitch_class_shares"])
         return cls(**fields)
 
@@ -139,7 +139,8 @@ def profile_seed(score: Score, *, positions_per_beat: int = 12) -> SeedProfile:
     return SeedProfile(
         parts=parts, bars=bars, numerator=numerator, denominator=denominator, key=key,
         key_confidence=confidence, scale=scale, velocity_low=low, velocity_high=high,
-        onset_profile=_onset_profile(score, lines, numerator, denominator, positions_per_beat),
+        onset_profile=tuple(float(x) for x in _onset_profile(score, lines, numerator,
+                                                             denominator, positions_per_beat)),
         positions_per_beat=positions_per_beat, pitch_class_shares=_pitch_class_shares(notes))
 
 

@@ -17,6 +17,7 @@ into one (B, V) mask and one (B, V) bias with a few matrix products:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,7 @@ class RowSteering:
     velocities: tuple[int, int] | None = None  # allowed MIDI velocity range
     monophonic: bool = False  # one note at a time
     notes_per_bar: float = 0.0  # density target; 0: free
-    onsets: np.ndarray | None = None  # the seed's share of onsets at each position of a bar
+    onsets: Sequence[float] | None = None  # the seed's share of onsets at each position of a bar
     positions_per_beat: int = 12
 
 
@@ -242,7 +243,7 @@ def tonal_centre_bias(shares: tuple[float, ...] | None) -> np.ndarray:
     return bias - float((weights * bias).sum() / max(weights.sum(), 1e-9))
 
 
-def groove_bias(onsets: np.ndarray, positions_per_beat: int) -> np.ndarray:
+def groove_bias(onsets: Sequence[float], positions_per_beat: int) -> np.ndarray:
     """Nats for each position of a bar: log of the seed's onset share (mixed with a metric
     prior) over the uniform share, scaled and clipped."""
     size = len(onsets)
