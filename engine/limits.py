@@ -107,7 +107,8 @@ MAX_PROMPT_TOKENS = 1024
 # ---- Work one request may cost (checked when the plan is made, before any decoding) -------
 
 # The decode loop's last resort: a row ends after bars x this many ids (the grammar closes a
-# bar after 64 ids, so well-formed rows never reach it). Bounds a candidate's generated ids.
+# bar within BAR_TOKEN_CAP + 5 ids, so well-formed rows never reach it). Bounds a candidate's
+# generated ids.
 MAX_TOKENS_PER_BAR = 96
 # One clip. 64 bars in the widest metre the model may choose when the seed gives none (4/2)
 # last 279 s at the default 110 bpm; 16 bars of 4/4 fit at any tempo from 13 bpm. Longer is
@@ -115,9 +116,10 @@ MAX_TOKENS_PER_BAR = 96
 DEFAULT_MAX_CLIP_SECONDS = 300.0
 CLIP_SECONDS = Range(10.0, 3600.0, " s")
 # All candidates of a composition together: four of those longest default clips (1,117 s)
-# fit. The CPU a composition costs grows with its audio (rendering, encoding, and decoding the
-# notes: ~4 CPU-seconds per audio minute here), so this bounds a request to about a minute
-# and a half of CPU, where a 20 bpm seed asking for 64 bars of 4/2 cost eight minutes.
+# fit. A composition's CPU grows with its audio (decoding, rendering, encoding: about 1
+# CPU-second per audio minute for a sparse seed, 4 with a 20,000-note seed included; see
+# bench/work_limits.py), so this bounds a request to well under a minute of CPU, where a
+# 20 bpm seed asking for 64 bars of 4/2 (102 minutes of audio) once cost eight.
 DEFAULT_MAX_COMPOSITION_SECONDS = 1200.0
 COMPOSITION_SECONDS = Range(10.0, 4 * 3600.0, " s")
 # Generated ids of a composition, counted at the decode loop's cap (candidates x bars x
@@ -131,9 +133,18 @@ SEED_NOTES = Range(1, MAX_SEED_NOTES)
 
 # Below this even a short, low-quality clip does not fit: a request's max_audio_bytes.
 MIN_AUDIO_BYTES = 32_000
-# A whole MIDI rendered on its own (seed previews, piece exports) shares the thread that
-# renders compositions: keep it from holding them long.
-MAX_RENDER_MINUTES = 10
+
+# A render job (a saved seed played, a part of an exported piece: engine.render_job) makes at
+# most this much audio of a whole MIDI file, whatever its length: 5 minutes of stereo float
+# PCM at 48 kHz is ~115 MB in the engine (a 26-minute piece held ~600 MB before). Longer
+# MIDI is cut and the result says so; the bot exports long pieces in parts of this length.
+DEFAULT_MAX_RENDER_SECONDS = 300.0
+RENDER_SECONDS = Range(10.0, 1800.0, " s")  # half an hour holds ~700 MB of PCM
+# A render job's file: a piece of a thousand 64-bar rounds is a few MB of MIDI.
+MAX_RENDER_MIDI_BYTES = 16_000_000
+# Notes in the audio one render job makes: a dense piano piece plays ~40 a second, ~12,000 in
+# 5 minutes; the synth's cost grows with them, whatever the length.
+MAX_RENDER_NOTES = 100_000
 
 # ---- The engine process (MOTIF_* variables; engine.settings reads them) --------------------
 
@@ -141,6 +152,7 @@ DEVICES = "auto, cpu, mps, cuda or cuda:N"
 DEFAULT_DEVICE = "auto"  # a GPU when torch sees one, else the CPU
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_LOG_FORMAT = "text"  # for people; "json" for log collectors (engine.logs)
 
 # Rows decoding at once. A CPU step costs about linearly in rows past a few dozen; a GPU
 # step costs about the same up to hundreds.

@@ -15,11 +15,20 @@ from dataclasses import dataclass, field
 import torch
 
 from engine.grammar import NONE, Grammar, GrammarState
-from engine.model import LSTMLanguageModel
 
-# A last resort only: the grammar closes a bar within BAR_TOKEN_CAP + 5 ids, well below this.
-MAX_TOKENS_PER_BAR = 96
-MIN_BARS, MAX_BARS = 1, 64
+# MAX_TOKENS_PER_BAR: a last resort only; the grammar closes a bar within BAR_TOKEN_CAP + 5
+# ids, well below it.
+# MIN_BARS and MAX_BARS stay importable from here.
+from engine.limits import (  # noqa: F401
+    BARS,
+    MAX_BARS,
+    MAX_TOKENS_PER_BAR,
+    MIN_BARS,
+    PROGRAM,
+    TEMPERATURE,
+    TOP_P,
+)
+from engine.model import LSTMLanguageModel
 
 
 @dataclass
@@ -32,15 +41,11 @@ class SamplingOptions:
     keep_tempo: bool = True  # no Tempo tokens: the seed's (or the chosen) tempo holds
 
     def __post_init__(self) -> None:
-        if not MIN_BARS <= self.bars <= MAX_BARS:
-            raise ValueError(f"bars must be within {MIN_BARS} and {MAX_BARS} "
-                             f"(received {self.bars})")
-        if not 0.05 <= self.temperature <= 3.0:
-            raise ValueError(f"temperature must be within 0.05 and 3 (received {self.temperature})")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be within (0, 1] (received {self.top_p})")
-        if self.program is not None and not 0 <= self.program <= 127:
-            raise ValueError(f"program must be within 0 and 127 (received {self.program})")
+        BARS.check("bars", self.bars)
+        TEMPERATURE.check("temperature", self.temperature)
+        TOP_P.check("top_p", self.top_p)
+        if self.program is not None:
+            PROGRAM.check("program", self.program)
 
 
 @dataclass

@@ -9,8 +9,9 @@ costs that child (restarted for the next seed), never the engine and its batch.
 
 The child imports no torch (MidiTok works without it), so it starts in about a second and
 holds ~100 MB. It speaks msgpack on its stdin/stdout:
-    engine -> child  {key (a hash of the tokenizer), seed, [tokenizer (its JSON)]}
-    child -> engine  {ids, tempo, time_signature} | {bad_seed: message} | {error: message}
+    engine -> child  {key (a hash of the tokenizer), seed, max_notes, [tokenizer (its JSON)]}
+    child -> engine  {ids, tempo, time_signature, quarters} | {bad_seed: message}
+                     | {error: message}
                      | {need_tokenizer: true} (then the engine asks again with the JSON)
 """
 
@@ -32,6 +33,8 @@ import msgpack
 
 from engine.child_env import child_environment
 from engine.errors import BadSeed, EngineError
+from engine.limits import MAX_SEED_NOTES
+from engine.seed import SeedFacts
 
 if TYPE_CHECKING:
     from engine.tokenizer import MidiTokenizer
@@ -47,19 +50,21 @@ READ_CHUNK = 1 << 16
 
 @dataclass
 class SeedTokens:
-    """What the prompt needs from a seed: its ids, and the tempo and metre it ends in."""
+    """What the prompt and the work check need from a seed: its ids, and its facts (the
+    tempo and metre it ends in, how long it plays)."""
 
     ids: list[int]
-    tempo: float | None
-    time_signature: str | None  # "3/4", or None when the seed has none
+    facts: SeedFacts
 
     @classmethod
-    def of(cls, tokenizer: MidiTokenizer, data: bytes) -> SeedTokens:
-        """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit."""
-        from engine.seed import read_seed, seed_tempo, seed_time_signature
+    def of(cls, tokenizer: MidiTokenizer, data: bytes, *,
+           max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
+        """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit (over
+        `max_notes` too, before tokenizing)."""
+        from engine.seed import read_seed
 
-        score = read_seed(data)
-        return cls(tokenizer.encode(score), seed_tempo(score), seed_time_signature(score))
+        score = read_seed(data, max_notes=max_notes)
+        return cls(tokenizer.encode(score), SeedFacts.of(score))
 
 
 class SeedReader:
@@ -101,22 +106,25 @@ class SeedReader:
             process.kill()
             process.wait()
 
-    def read(self, tokenizer: MidiTokenizer, seed: bytes) -> SeedTokens:
-        """The seed's tokens under `tokenizer`; BadSeed when the seed is unfit or the child
-        could not read it."""
+    def read(self, tokenizer: MidiTokenizer, seed: bytes, *,
+             max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
+        """The seed's tokens under `tokenizer`; BadSeed when the seed is unfit (more than
+        `max_notes` too) or the child could not read it."""
         self.start()
         # Tokenizers go by their content: every server's fine-tuned model shares the base
         # model's, so the child keeps one. It is sent only when the child asks for it.
         key = hashlib.sha256(tokenizer.params_json.encode()).hexdigest()
-        reply = self._ask({"key": key, "seed": seed})
+        request = {"key": key, "seed": seed, "max_notes": max_notes}
+        reply = self._ask(request)
         if reply.get("need_tokenizer"):
-            reply = self._ask({"key": key, "seed": seed, "tokenizer": tokenizer.params_json})
+            reply = self._ask({**request, "tokenizer": tokenizer.params_json})
         if "bad_seed" in reply:
             raise BadSeed(str(reply["bad_seed"]))
         if "error" in reply:
             log.error("the seed reader failed: %s", reply["error"])
             raise EngineError("the engine could not read this seed")
-        return SeedTokens(list(reply["ids"]), reply["tempo"], reply["time_signature"])
+        return SeedTokens(list(reply["ids"]), SeedFacts(
+            reply["tempo"], reply["time_signature"], float(reply["quarters"])))
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         process = self._process
@@ -189,12 +197,15 @@ def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
         if key not in tokenizers:
             return {"need_tokenizer": True}
         tokenizers.move_to_end(key)
-        seed = SeedTokens.of(tokenizers[key], request["seed"])
+        seed = SeedTokens.of(tokenizers[key], request["seed"],
+                             max_notes=int(request.get("max_notes", MAX_SEED_NOTES)))
     except BadSeed as exc:
         return {"bad_seed": str(exc)}
     except Exception as exc:  # a bug, or a seed the tokenizer chokes on: the engine decides
         return {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    return {"ids": seed.ids, "tempo": seed.tempo, "time_signature": seed.time_signature}
+    facts = seed.facts
+    return {"ids": seed.ids, "tempo": facts.tempo, "time_signature": facts.time_signature,
+            "quarters": facts.quarters}
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ from engine.limits import (
     COMPOSITION_SECONDS,
     COMPOSITION_TOKENS,
     DEFAULT_DEVICE,
+    DEFAULT_LOG_FORMAT,
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_CLIP_SECONDS,
     DEFAULT_MAX_COMPOSITION_SECONDS,
     DEFAULT_MAX_COMPOSITION_TOKENS,
+    DEFAULT_MAX_RENDER_SECONDS,
     DEFAULT_MAX_ROWS,
     DEFAULT_MODEL_CACHE_MB,
     DEVICES,
@@ -33,6 +35,7 @@ from engine.limits import (
     MAX_ROWS,
     MAX_SEED_NOTES,
     MODEL_CACHE_MB,
+    RENDER_SECONDS,
     RENDER_THREADS,
     SEED_NOTES,
     TORCH_THREADS,
@@ -40,6 +43,7 @@ from engine.limits import (
     default_finetune_threads,
     default_render_threads,
 )
+from engine.logs import check_log_format
 
 DEFAULT_DATA_DIR = Path("data")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -91,12 +95,14 @@ def check_ranges(settings: object, variables: tuple[Variable, ...]) -> None:
 
 @dataclass(frozen=True)
 class WorkLimits:
-    """How much work one composition may cost; checked when its plan is made."""
+    """How much work one request may cost: a composition (checked when its plan is made,
+    before any decoding) or a render job (the audio it makes of a whole MIDI file)."""
 
     max_clip_seconds: float = DEFAULT_MAX_CLIP_SECONDS
     max_composition_seconds: float = DEFAULT_MAX_COMPOSITION_SECONDS
     max_composition_tokens: int = DEFAULT_MAX_COMPOSITION_TOKENS
     max_seed_notes: int = MAX_SEED_NOTES
+    max_render_seconds: float = DEFAULT_MAX_RENDER_SECONDS
 
     def __post_init__(self) -> None:
         check_ranges(self, WORK_VARIABLES)
@@ -109,6 +115,7 @@ WORK_VARIABLES = (
     Variable("MOTIF_MAX_COMPOSITION_TOKENS", "max_composition_tokens", int,
              COMPOSITION_TOKENS),
     Variable("MOTIF_MAX_SEED_NOTES", "max_seed_notes", int, SEED_NOTES),
+    Variable("MOTIF_MAX_RENDER_SECONDS", "max_render_seconds", float, RENDER_SECONDS),
 )
 
 
@@ -126,6 +133,7 @@ class EngineSettings:
     threads: int | None = None  # torch's; None: one to decode, every core for batch work
     finetune_threads: int = field(default_factory=default_finetune_threads)
     log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT  # "text" or "json" (engine.logs)
     work: WorkLimits = field(default_factory=WorkLimits)
 
     def __post_init__(self) -> None:
@@ -137,6 +145,7 @@ class EngineSettings:
             raise ValueError(f"MOTIF_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} "
                              f"(received {self.log_level!r})")
         object.__setattr__(self, "log_level", level)
+        object.__setattr__(self, "log_format", check_log_format(self.log_format))
         for name, path in (("MOTIF_CHECKPOINT", self.checkpoint),
                            ("MOTIF_SOUNDFONT", self.soundfont)):
             # A typo must not silently fall back to another model or another sound.
@@ -182,4 +191,5 @@ ENGINE_VARIABLES = (
     Variable("MOTIF_THREADS", "threads", int, TORCH_THREADS),
     Variable("MOTIF_FINETUNE_THREADS", "finetune_threads", int, TORCH_THREADS),
     Variable("MOTIF_LOG_LEVEL", "log_level", str),
+    Variable("MOTIF_LOG_FORMAT", "log_format", str),
 )

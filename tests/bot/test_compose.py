@@ -12,7 +12,8 @@ import simcord
 from bot.cogs.compose._flow import NotPosted
 from bot.db import Composition, get_composition
 from bot.errors import UserFacingError
-from engine.errors import BadSeed
+from engine.errors import BadRequest, BadSeed
+from engine.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
 from tests.bot.helpers import (
     BOT_TEST,
     MOTIF,
@@ -140,10 +141,29 @@ async def test_a_file_name_shows_as_it_is_named_not_as_markdown_or_a_mention(wor
     assert "…" in description and len(description) < 120
 
 
+async def test_a_request_over_the_engines_work_limits_is_refused_privately(world) -> None:
+    from tests.engine.test_workload import SLOW, refusal
+
+    before = await counts(world.bot)
+    result = await world.alice.slash(world.channel, "compose", seed=("slow.mid", SLOW), bars=64)
+    error = reply(result)
+    assert error.ephemeral and refusal(SLOW, bars=64) in error.content
+    assert result.response is None
+    assert await counts(world.bot) == before
+    assert raised(world.env) == [BadRequest]
+
+
 @pytest.mark.parametrize(
     "options",
-    [{"bars": 65}, {"bars": 3}, {"candidates": 5}, {"temperature": 1.6}, {"tempo": 300}],
-    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo"],
+    [
+        {"bars": BARS.high + 1},
+        {"bars": BARS.low - 1},
+        {"candidates": CANDIDATES.high + 1},
+        {"temperature": TEMPERATURE.high + 0.1},
+        {"tempo": int(TEMPO_BPM.high) + 1},
+        {"tempo": int(TEMPO_BPM.low) - 1},
+    ],
+    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo-high", "tempo-low"],
 )
 async def test_out_of_range_options_are_refused_by_discord(world, options) -> None:
     with pytest.raises(simcord.OptionError):

@@ -8,10 +8,8 @@ from typing import Any
 
 from bot.engine_port import ComposeRequest
 from engine.instruments import INSTRUMENTS
+from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
 
-DEFAULT_BARS = 16
-DEFAULT_CANDIDATES = 4
-DEFAULT_TEMPERATURE = 1.0
 # The instrument choice that keeps whatever the seed (or the model) plays.
 AS_IN_SEED = "seed"
 

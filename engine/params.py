@@ -1,0 +1,57 @@
+"""A composition's options, checked against engine.limits (light: no torch).
+
+Every way in (the CLI, the engine's wire requests, tests) builds one of these, so an option
+out of range is refused with the same sentence wherever it comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.errors import BadRequest
+from engine.limits import (
+    BARS,
+    CANDIDATES,
+    DEFAULT_BARS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    PROGRAM,
+    SAMPLING_SEED,
+    TEMPERATURE,
+    TEMPO_BPM,
+    TOP_P,
+)
+
+if TYPE_CHECKING:
+    from engine.sample import SamplingOptions
+
+
+@dataclass
+class ComposeParams:
+    bars: int = DEFAULT_BARS
+    candidates: int = DEFAULT_CANDIDATES
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
+    seed: int | None = None  # sampling seed: same seed, same music
+    tempo: float | None = None  # bpm; None keeps the seed's
+    program: int | None = None  # GM program for the new notes; None: as the model/seed wants
+    include_seed: bool = False
+
+    def __post_init__(self) -> None:
+        BARS.check("bars", self.bars, BadRequest)
+        CANDIDATES.check("candidates", self.candidates, BadRequest)
+        TEMPERATURE.check("temperature", self.temperature, BadRequest)
+        TOP_P.check("top_p", self.top_p, BadRequest)
+        for name, value, allowed in (("seed", self.seed, SAMPLING_SEED),
+                                     ("tempo", self.tempo, TEMPO_BPM),
+                                     ("program", self.program, PROGRAM)):
+            if value is not None:
+                allowed.check(name, value, BadRequest)
+
+    def sampling(self, time_signature: int) -> SamplingOptions:
+        from engine.sample import SamplingOptions
+
+        return SamplingOptions(bars=self.bars, temperature=self.temperature, top_p=self.top_p,
+                               program=self.program, time_signature=time_signature)
