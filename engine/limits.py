@@ -64,14 +64,15 @@ BARS = Range(1, 64)
 DEFAULT_BARS = 16
 MIN_BARS, MAX_BARS = BARS.low, BARS.high
 
-# A composition's message has a row of votes, one of continues and one of saves, one button
-# per candidate; Discord allows five to a row, and four clips are as many as a channel
-# listens to before voting.
+# A composition's buttons have a row per kind (vote, continue, save) with one button per
+# candidate (bot/views.py; Discord allows five to a row), and four clips are about as many as
+# a channel listens to before voting.
 CANDIDATES = Range(1, 4)
 DEFAULT_CANDIDATES = 4  # enough to choose between, all on one message
 
-# Below 0.5 sampling is nearly greedy and loops one figure; above 1.5 the continuation loses
-# the seed's key and groove. Members get the range where the choice changes the music.
+# The range members choose in ("lower is safer, higher is wilder"): towards 0 sampling turns
+# greedy and repeats itself, far above 1 the model's least likely ids take over. The CLI and
+# the engine hold the same range, so whatever one way in allows, the others do.
 TEMPERATURE = Range(0.5, 1.5)
 DEFAULT_TEMPERATURE = 1.0  # the model's own distribution
 
@@ -97,7 +98,8 @@ SAMPLING_SEED = Range(0, 2**63 - 1)
 # A DAW's export with controller automation runs to a few hundred KB; parsing 1 MB takes
 # milliseconds, and the note limit below bounds everything after parsing.
 MAX_SEED_BYTES = 1_000_000
-# A performed piano piece of several minutes; tokenizing this many notes takes under a second.
+# A performed piano piece of several minutes; tokenizing this many took 2 s on this 2-core
+# machine under load (before any decoding, on the engine's planner thread).
 MAX_SEED_NOTES = 20_000
 MAX_SEED_SECONDS = 30 * 60  # longer is not a seed but a whole recording
 # The prompt is the seed's last bars: an LSTM remembers less than this, and the prefill of
@@ -111,8 +113,8 @@ MAX_PROMPT_TOKENS = 1024
 # generated ids.
 MAX_TOKENS_PER_BAR = 96
 # One clip. 64 bars in the widest metre the model may choose when the seed gives none (4/2)
-# last 279 s at the default 110 bpm; 16 bars of 4/4 fit at any tempo from 13 bpm. Longer is
-# not listened to in a channel before a vote.
+# last 279 s at the default 110 bpm; 16 bars of 4/4 fit even at the slowest tempo (20 bpm:
+# 192 s). Longer is not listened to in a channel before a vote.
 DEFAULT_MAX_CLIP_SECONDS = 300.0
 CLIP_SECONDS = Range(10.0, 3600.0, " s")
 # All candidates of a composition together: four of those longest default clips (1,117 s)
