@@ -97,7 +97,9 @@ class ComposeCog(commands.Cog):
                 include_seed=include_seed,
             )
             if seed is not None:
-                midi = await read_midi_attachment(seed)
+                midi = await read_midi_attachment(
+                    seed, max_notes=self.bot.settings.engine.work.max_seed_notes
+                )
                 label = f'attached "{short_name(seed.filename)}"'
                 return ComposeJob(seed_midi=midi.data, seed_label=label, **options).fresh()
             if saved_seed is not None:
