@@ -172,8 +172,13 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
     ) -> RenderResult | str:
         """The part's audio, or why there is none (the MIDI is sent either way)."""
         try:
+            # Asked for explicitly: an engine with a lower bound refuses rather than cutting a
+            # part short unannounced.
             return await self.bot.engine.render(
-                part.midi, max_audio_bytes=budget, guild_id=interaction.guild_id
+                part.midi,
+                max_audio_bytes=budget,
+                max_seconds=self._part_seconds,
+                guild_id=interaction.guild_id,
             )
         except EngineError as error:
             log.warning(
