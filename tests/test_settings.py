@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -71,6 +72,23 @@ def test_every_variable_has_a_bad_value_tested_and_a_row_in_the_readme():
     table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     for name in ALL_VARIABLES:
         assert f"| `{name}` |" in table, f"{name} is missing from README's configuration"
+
+
+# MOTIF_* names in the code that are not settings: child_env's example of a secret-looking name
+# it never passes on.
+NOT_SETTINGS = {"MOTIF_DATABASE_URL"}
+
+
+def test_every_motif_variable_the_code_names_is_a_checked_setting_and_the_readme_lists_no_other():
+    named: set[str] = set()
+    for folder in ("bot", "engine", "soundfonts", "deploy"):
+        for path in (REPO / folder).rglob("*"):
+            if path.is_file() and path.suffix in {".py", ".example", ".service", ".md"}:
+                named |= set(re.findall(r"\bMOTIF_[A-Z0-9_]+", path.read_text()))
+    assert named - NOT_SETTINGS <= set(ALL_VARIABLES), named - NOT_SETTINGS - set(ALL_VARIABLES)
+    table = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", table, flags=re.M))
+    assert rows == set(ALL_VARIABLES)
 
 
 @pytest.mark.parametrize(("variable", "value", "shown"), BAD, ids=[f"{v}={x}" for v, x, _ in BAD])

@@ -64,6 +64,15 @@ def test_the_wheel_gives_a_working_motif_command(tmp_path: Path) -> None:
                "print(engine.__file__)", cwd=work)
     assert all(Path(p).is_relative_to(venv) for p in where.stdout.split()), where.stdout
 
+    helped = sh(motif, "--help", cwd=work)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: motif bot"), helped
+    # The migrations ship inside the package (not in a checkout's migrations/ folder).
+    listed = sh(venv / "bin" / "python", "-c", "from bot.db.migrate import MIGRATIONS_DIR as d;"
+                "print(d); print(len(list((d / 'versions').glob('2*.py'))))", cwd=work)
+    folder, count = listed.stdout.split()
+    revisions = list((REPO / "bot" / "db" / "migrations" / "versions").glob("2*.py"))
+    assert Path(folder).is_relative_to(venv) and int(count) == len(revisions), listed.stdout
+
     upgraded = sh(motif, "db", "upgrade", cwd=work)
     assert upgraded.returncode == 0, upgraded.stderr
     assert (work / "data" / "motif.db").is_file()
