@@ -99,7 +99,7 @@ SAMPLING_SEED = Range(0, 2**63 - 1)
 # milliseconds, and the note limit below bounds everything after parsing.
 MAX_SEED_BYTES = 1_000_000
 # A performed piano piece of several minutes; tokenizing this many took 2 s on this 2-core
-# machine under load (before any decoding, on the engine's planner thread).
+# machine under load (before any decoding, in the engine's seed reader child).
 MAX_SEED_NOTES = 20_000
 MAX_SEED_SECONDS = 30 * 60  # longer is not a seed but a whole recording
 # The prompt is the seed's last bars: an LSTM remembers less than this, and the prefill of
