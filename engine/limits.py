@@ -62,7 +62,6 @@ BARS = Range(1, 64)
 # Four phrases of four bars: long enough to hear where a continuation goes, short enough to
 # compose in a couple of seconds on a CPU.
 DEFAULT_BARS = 16
-MIN_BARS, MAX_BARS = BARS.low, BARS.high
 
 # A composition's buttons have a row per kind (vote, continue, save) with one button per
 # candidate (bot/views.py; Discord allows five to a row), and four clips are about as many as

@@ -18,12 +18,12 @@ from engine.grammar import NONE, Grammar, GrammarState
 
 # MAX_TOKENS_PER_BAR: a last resort only; the grammar closes a bar within BAR_TOKEN_CAP + 5
 # ids, well below it.
-# MIN_BARS and MAX_BARS stay importable from here.
-from engine.limits import (  # noqa: F401
+from engine.limits import (
     BARS,
-    MAX_BARS,
+    DEFAULT_BARS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
     MAX_TOKENS_PER_BAR,
-    MIN_BARS,
     PROGRAM,
     TEMPERATURE,
     TOP_P,
@@ -33,9 +33,9 @@ from engine.model import LSTMLanguageModel
 
 @dataclass
 class SamplingOptions:
-    bars: int = 16
-    temperature: float = 1.0
-    top_p: float = 0.95
+    bars: int = DEFAULT_BARS
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
     program: int | None = None  # force every generated note onto this GM program
     time_signature: int = NONE  # grammar index of the metre to keep; NONE: first one chosen
     keep_tempo: bool = True  # no Tempo tokens: the seed's (or the chosen) tempo holds
