@@ -25,6 +25,7 @@ from engine.limits import (
 )
 
 if TYPE_CHECKING:
+    from engine.protocol import ComposeRequest
     from engine.sample import SamplingOptions
 
 
@@ -49,6 +50,16 @@ class ComposeParams:
                                      ("program", self.program, PROGRAM)):
             if value is not None:
                 allowed.check(name, value, BadRequest)
+
+    @classmethod
+    def of(cls, request: ComposeRequest) -> ComposeParams:
+        """The options of a wire request (the engine's, and the bot's own check of one);
+        BadRequest when one is out of range."""
+        return cls(bars=request.bars, candidates=request.candidates,
+                   temperature=float(request.temperature), top_p=float(request.top_p),
+                   seed=request.seed,
+                   tempo=None if request.tempo is None else float(request.tempo),
+                   program=request.program, include_seed=request.include_seed)
 
     def sampling(self, time_signature: int) -> SamplingOptions:
         from engine.sample import SamplingOptions

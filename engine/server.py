@@ -426,11 +426,7 @@ class Server:
             if request.max_audio_bytes is not None and request.max_audio_bytes < MIN_AUDIO_BYTES:
                 raise BadRequest(f"max_audio_bytes must be at least {MIN_AUDIO_BYTES} "
                                  f"(received {request.max_audio_bytes})")
-            params = ComposeParams(
-                bars=request.bars, candidates=request.candidates,
-                temperature=float(request.temperature), top_p=float(request.top_p),
-                seed=request.seed, tempo=None if request.tempo is None else float(request.tempo),
-                program=request.program, include_seed=request.include_seed)
+            params = ComposeParams.of(request)
         except BadRequest as exc:
             self._send_error(job_id, exc)
             return

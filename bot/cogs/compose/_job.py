@@ -58,16 +58,8 @@ class ComposeJob:
         """BadSeed or BadRequest, saying what to change, when the seed or the work this job
         asks for is over the engine's limits (blocking: it reads the seed; run it in a
         thread). The engine checks again; this lets the bot refuse before it answers."""
-        request = self.request(guild_id=0, max_audio_bytes=0, checkpoint=None)
-        params = ComposeParams(
-            bars=request.bars,
-            candidates=request.candidates,
-            temperature=request.temperature,
-            tempo=request.tempo,
-            program=request.program,
-            include_seed=request.include_seed,
-        )
-        check_request(self.seed_midi, params, limits, vocabulary_metres())
+        request = self.request(guild_id=0, max_audio_bytes=0, checkpoint=None)  # options only
+        check_request(self.seed_midi, ComposeParams.of(request), limits, vocabulary_metres())
 
     def params(self) -> dict[str, Any]:
         """JSON stored with the composition (everything but the seed, which has columns)."""
