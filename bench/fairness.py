@@ -6,9 +6,9 @@ Through the real engine process (`EngineClient.local()`, the shipped model): the
 server's composition (4 candidates x 16 bars of engine/examples/motif.mid, /compose's defaults)
 is timed alone, then while another server keeps FLOOD_IN_FLIGHT requests of one kind in flight
 at every moment: slow seeds (seeds at the 20,000-note limit, composed for 1 bar: reading them is
-the work), seed plays (a 2-minute band loop), piece exports (parts of MAX_RENDER_SECONDS, the
-most audio one render job makes: the bot exports a long piece in such parts), then all three
-kinds at once. Each flooded composition is paired
+the work), seed plays (a 2-minute band loop), piece exports (parts of MOTIF_MAX_RENDER_SECONDS
+at its default, the most audio one render job makes: the bot exports a long piece in such
+parts), then all three kinds at once. Each flooded composition is paired
 with one alone just before it, and the median of the pairs' ratios is kept (goal: within 1.5x).
 The bot caps a server at 2 requests in flight (MOTIF_MAX_INFLIGHT_PER_GUILD): these floods are
 harsher than the bot lets one server be.
@@ -27,8 +27,8 @@ from symusic import Note, Score, Tempo, Track
 from bench.markdown import ratio, seconds, table
 from bench.section import Headline, Report, Section, main
 from engine.client import ComposeRequest, EngineClient, EngineError
+from engine.limits import DEFAULT_MAX_RENDER_SECONDS
 from engine.paths import REPO_ROOT
-from engine.protocol import MAX_RENDER_SECONDS
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 LOOP = REPO_ROOT / "engine" / "examples" / "band.mid"
@@ -36,7 +36,7 @@ VICTIM, FLOOD = 1, 2
 BARS, CANDIDATES = 16, 4
 FLOOD_IN_FLIGHT = 4  # per kind of request; twice the bot's default cap per server
 SLOW_SEED_NOTES = 19_000  # just under the engine's limit of 20,000
-PLAY_SECONDS, EXPORT_SECONDS = 120, MAX_RENDER_SECONDS
+PLAY_SECONDS, EXPORT_SECONDS = 120, DEFAULT_MAX_RENDER_SECONDS
 AUDIO_BUDGET = 10 * 1024 * 1024  # Discord's upload limit for a server without boosts
 REPEATS, QUICK_REPEATS = 3, 1
 FLOOD_HEAD_START = 2.0  # seconds the flood runs before the victim composes: every queue fills

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.corpus import build_corpus, corpus_dir, load_manifest, music21_corpus_dir
-from engine.paths import default_data_dir
+from engine.settings import EngineSettings
 
 SCORE_COLLECTIONS = ("bach",)
 
@@ -69,7 +69,7 @@ def folk_collections() -> frozenset[str]:
 
 @functools.cache
 def bench_corpus() -> Corpus:
-    data_dir = default_data_dir()
+    data_dir = EngineSettings.from_env().data_dir
     wanted = folk_collections() | set(SCORE_COLLECTIONS)
     try:
         have = set(load_manifest(data_dir)["collections"])

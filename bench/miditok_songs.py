@@ -17,7 +17,7 @@ from pathlib import Path
 
 from symusic import Score
 
-from engine.paths import default_data_dir
+from engine.settings import EngineSettings
 
 # MidiTok 3.1.0's sdist, pinned (PyPI's file address carries its BLAKE2b-256, checked once
 # by hand; the SHA-256 below is checked on every download).
@@ -63,7 +63,7 @@ SONGS = (
 
 
 def archive_path() -> Path:
-    return default_data_dir() / "bench" / SDIST_URL.rsplit("/", 1)[1]
+    return EngineSettings.from_env().data_dir / "bench" / SDIST_URL.rsplit("/", 1)[1]
 
 
 def sha256(path: Path) -> str:

@@ -1,14 +1,16 @@
-"""`python -m bot`: migrate the database, then run the bot.
+"""`python -m bot` (or `motif bot`): migrate the database, then run the bot.
 
     python -m bot                        upgrade the database, then connect to Discord
+                                         (refused first, touching nothing, without a token)
     python -m bot db upgrade [REV]       migrate up (default: the latest revision)
     python -m bot db downgrade [REV]     migrate down (default: one step; "base": all)
     python -m bot db current             print the database's revision
     python -m bot sync [--guild ID]      publish the slash commands (globally, or to one
                                          server at once while testing)
 
-The db commands need no Discord token. Errors an operator can fix are one line on stderr
-(exit status 2 for configuration, 1 for a failed database operation), not a traceback.
+The db commands need no Discord token. Every variable (the engine's too) is checked first.
+Errors an operator can fix are one line on stderr (exit status 2 for configuration, 1 for a
+failed database operation), not a traceback.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m bot") -> int:
+    args = _parser(prog).parse_args(argv)
     try:
         settings = Settings.from_env()
     except ValueError as exc:
@@ -44,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(settings)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bot", description="Run the Motif bot.")
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run the Motif bot.")
     commands = parser.add_subparsers(dest="command")
     db = commands.add_parser("db", help="manage the database schema (no Discord token needed)")
     db.add_argument("action", choices=["upgrade", "downgrade", "current"])
@@ -86,12 +88,13 @@ def _db(settings: Settings, action: str, revision: str | None) -> int:
 
 
 def _run(settings: Settings) -> int:
-    if (status := _db(settings, "upgrade", None)) != 0:
-        return status
+    # Before anything touches the disk: a bot that cannot connect must leave no database.
     if settings.discord_token is None:
         return _fail(
             "DISCORD_TOKEN is not set; the bot needs it to connect to Discord", EXIT_CONFIG
         )
+    if (status := _db(settings, "upgrade", None)) != 0:
+        return status
     # Lazily: discord.py is heavy, and the db commands must work without it.
     from bot import lifecycle
     from bot.app import create_bot

@@ -5,39 +5,46 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from engine.logs import LOG_FORMATS
+from engine.limits import (
+    DEFAULT_DEVICE,
+    DEFAULT_LOG_FORMAT,
+    DEFAULT_LOG_LEVEL,
+    FINETUNE_STEPS,
+    Range,
+)
+from engine.settings import DEFAULT_DATA_DIR, EngineSettings, Variable, check_ranges, read_env
 
-DEFAULT_DATA_DIR = Path("data")
 # Long enough that one member cannot flood a channel, short enough not to feel like a ban.
 DEFAULT_COMPOSE_COOLDOWN_SECONDS = 10.0
+COMPOSE_COOLDOWN_SECONDS = Range(0.0, 3600.0)
 # A server may have a couple of compositions in flight; more would starve other servers.
 DEFAULT_MAX_INFLIGHT_PER_GUILD = 2
-# "auto" lets the engine take a GPU when there is one and the CPU otherwise.
-DEFAULT_DEVICE = "auto"
+MAX_INFLIGHT_PER_GUILD = Range(1, 100)
 # Waiting this long for SQLite's single write lock covers bursts of votes without hanging.
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_BUSY_TIMEOUT_MS = Range(0, 600_000)
 # 0: fine-tuning starts only when an admin asks (/finetune start).
 DEFAULT_FINETUNE_AUTO_AFTER = 0
+FINETUNE_AUTO_AFTER = Range(0, 1_000_000)
 # Enough to roll back a couple of times without a server's checkpoints filling the disk.
 DEFAULT_FINETUNE_KEEP_VERSIONS = 3
-# The engine's own bound on a run's steps.
-MAX_FINETUNE_STEPS = 100_000
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+FINETUNE_KEEP_VERSIONS = Range(1, 1000)
 # How long a stopping bot lets compositions in flight finish before it fails them. Below
 # Kubernetes' default 30 s (then SIGKILL), leaving 10 s to fail the rest, stop the engine and
 # close the gateway; a composition alone takes a few seconds, a busy queue longer.
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 20.0
-MAX_SHUTDOWN_GRACE_SECONDS = 3600.0
+SHUTDOWN_GRACE_SECONDS = Range(0.0, 3600.0)
+METRICS_PORT = Range(1, 65535)
 # The health and metrics endpoint listens on the loopback interface unless told otherwise.
 DEFAULT_METRICS_HOST = "127.0.0.1"
+_API_BASE_RE = re.compile(r"^https?://[^/\s]+(/\S*)?$")
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # The drivers the bot runs on; plain URLs are mapped to them so operators can paste the
 # URL their hosting gives them (often postgres:// or postgresql://).
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
@@ -74,7 +81,12 @@ def normalize_database_url(url: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the bot reads from its environment; invalid values fail at construction."""
+    """Everything the bot reads from its environment; invalid values fail at construction.
+
+    `engine` holds the engine's own variables (engine.settings), checked here too: the bot
+    starts the engine, so a bad one must stop the bot at start, not every composition later.
+    The data dir, device, log level and log format are shared: the bot's are the engine's.
+    """
 
     discord_token: str | None = field(default=None, repr=False)
     data_dir: Path = DEFAULT_DATA_DIR
@@ -84,7 +96,7 @@ class Settings:
     compose_cooldown_seconds: float = DEFAULT_COMPOSE_COOLDOWN_SECONDS
     max_inflight_per_guild: int = DEFAULT_MAX_INFLIGHT_PER_GUILD
     sqlite_busy_timeout_ms: int = DEFAULT_SQLITE_BUSY_TIMEOUT_MS
-    log_level: str = "INFO"
+    log_level: str = DEFAULT_LOG_LEVEL
     # Start a server's fine-tune by itself once this many seeds and votes are new since its
     # last run (0: never).
     finetune_auto_after: int = DEFAULT_FINETUNE_AUTO_AFTER
@@ -93,83 +105,37 @@ class Settings:
     # Tuning steps per run; None lets the engine choose.
     finetune_steps: int | None = None
     # "json": one JSON object per log line (bot and engine).
-    log_format: str = "text"
+    log_format: str = DEFAULT_LOG_FORMAT
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     # The /healthz, /readyz and /metrics endpoint; None: off.
     metrics_port: int | None = None
     metrics_host: str = DEFAULT_METRICS_HOST
     # Discord's REST base (e.g. an API proxy: http://proxy:8080/api/v10); None: Discord's own.
     discord_api_base: str | None = None
+    engine: EngineSettings = field(default_factory=EngineSettings)
 
     def __post_init__(self) -> None:
         # frozen: normalized values are written with object.__setattr__.
         token = self.discord_token.strip() if self.discord_token else None
         object.__setattr__(self, "discord_token", token or None)
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        # Checks the device and the log level and format (the engine's variables too).
+        engine = replace(self.engine, data_dir=self.data_dir, device=self.device,
+                         log_level=self.log_level, log_format=self.log_format)
+        object.__setattr__(self, "engine", engine)
+        object.__setattr__(self, "log_level", engine.log_level)
+        object.__setattr__(self, "log_format", engine.log_format)
         url = self.database_url or default_database_url(self.data_dir)
         object.__setattr__(self, "database_url", normalize_database_url(url))
-        if not _DEVICE_RE.match(self.device):
-            raise ValueError(
-                f"MOTIF_DEVICE must be auto, cpu, mps, cuda or cuda:N (received {self.device!r})"
-            )
-        if not 0 <= self.compose_cooldown_seconds <= 3600:
-            raise ValueError(
-                "MOTIF_COMPOSE_COOLDOWN_SECONDS must be within 0 and 3600 "
-                f"(received {self.compose_cooldown_seconds})"
-            )
-        if not 1 <= self.max_inflight_per_guild <= 100:
-            raise ValueError(
-                "MOTIF_MAX_INFLIGHT_PER_GUILD must be within 1 and 100 "
-                f"(received {self.max_inflight_per_guild})"
-            )
-        if not 0 <= self.sqlite_busy_timeout_ms <= 600_000:
-            raise ValueError(
-                "MOTIF_SQLITE_BUSY_TIMEOUT_MS must be within 0 and 600000 "
-                f"(received {self.sqlite_busy_timeout_ms})"
-            )
-        if not 0 <= self.finetune_auto_after <= 1_000_000:
-            raise ValueError(
-                "MOTIF_FINETUNE_AUTO_AFTER must be within 0 (off) and 1000000 "
-                f"(received {self.finetune_auto_after})"
-            )
-        if not 1 <= self.finetune_keep_versions <= 1000:
-            raise ValueError(
-                "MOTIF_FINETUNE_KEEP_VERSIONS must be within 1 and 1000 "
-                f"(received {self.finetune_keep_versions})"
-            )
-        if self.finetune_steps is not None and not 1 <= self.finetune_steps <= MAX_FINETUNE_STEPS:
-            raise ValueError(
-                f"MOTIF_FINETUNE_STEPS must be within 1 and {MAX_FINETUNE_STEPS} "
-                f"(received {self.finetune_steps})"
-            )
-        level = self.log_level.upper()
-        if level not in LOG_LEVELS:
-            raise ValueError(
-                f"MOTIF_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} "
-                f"(received {self.log_level!r})"
-            )
-        object.__setattr__(self, "log_level", level)
-        if self.log_format not in LOG_FORMATS:
-            raise ValueError(
-                f"MOTIF_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)} "
-                f"(received {self.log_format!r})"
-            )
-        if not 0 <= self.shutdown_grace_seconds <= MAX_SHUTDOWN_GRACE_SECONDS:
-            raise ValueError(
-                "MOTIF_SHUTDOWN_GRACE_SECONDS must be within 0 and "
-                f"{MAX_SHUTDOWN_GRACE_SECONDS:.0f} (received {self.shutdown_grace_seconds})"
-            )
-        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
-            raise ValueError(
-                f"MOTIF_METRICS_PORT must be within 1 and 65535 (received {self.metrics_port})"
-            )
-        if self.discord_api_base is not None and not re.match(
-            r"^https?://[^/\s]+(/\S*)?$", self.discord_api_base
-        ):
-            raise ValueError(
-                "DISCORD_API_BASE must be an http(s) URL such as http://proxy:8080/api/v10 "
-                f"(received {self.discord_api_base!r})"
-            )
+        check_ranges(self, BOT_VARIABLES)
+        if self.discord_api_base is not None:
+            base = self.discord_api_base.rstrip("/")
+            if not _API_BASE_RE.match(base):
+                raise ValueError(
+                    "DISCORD_API_BASE must be an http(s) URL such as http://proxy:8080/api/v10 "
+                    f"(received {self.discord_api_base!r})"
+                )
+            object.__setattr__(self, "discord_api_base", base)
 
     @property
     def redacted_database_url(self) -> str:
@@ -180,63 +146,29 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from `env` (default: os.environ); unset or empty means default."""
         env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        kwargs: dict[str, object] = {}
-        if (token := get("DISCORD_TOKEN")) is not None:
-            kwargs["discord_token"] = token
-        if (data_dir := get("MOTIF_DATA_DIR")) is not None:
-            kwargs["data_dir"] = Path(data_dir).expanduser()
-        if (url := get("DATABASE_URL")) is not None:
-            kwargs["database_url"] = url
-        if (device := get("MOTIF_DEVICE")) is not None:
-            kwargs["device"] = device
-        if (level := get("MOTIF_LOG_LEVEL")) is not None:
-            kwargs["log_level"] = level
-        if (log_format := get("MOTIF_LOG_FORMAT")) is not None:
-            kwargs["log_format"] = log_format.lower()
-        if (grace := get("MOTIF_SHUTDOWN_GRACE_SECONDS")) is not None:
-            kwargs["shutdown_grace_seconds"] = _parse_float("MOTIF_SHUTDOWN_GRACE_SECONDS", grace)
-        if (metrics_host := get("MOTIF_METRICS_HOST")) is not None:
-            kwargs["metrics_host"] = metrics_host
-        if (api_base := get("DISCORD_API_BASE")) is not None:
-            kwargs["discord_api_base"] = api_base.rstrip("/")
-        if (cooldown := get("MOTIF_COMPOSE_COOLDOWN_SECONDS")) is not None:
-            kwargs["compose_cooldown_seconds"] = _parse_float(
-                "MOTIF_COMPOSE_COOLDOWN_SECONDS", cooldown
-            )
-        for name, field_name in _INT_VARIABLES.items():
-            if (value := get(name)) is not None:
-                kwargs[field_name] = _parse_int(name, value)
-        return cls(**kwargs)  # type: ignore[arg-type]
+        engine = EngineSettings.from_env(env)
+        return cls(**read_env(env, BOT_VARIABLES), data_dir=engine.data_dir,
+                   device=engine.device, log_level=engine.log_level,
+                   log_format=engine.log_format, engine=engine)
 
 
-# Integer variables read as they are (their ranges are checked by Settings itself).
-_INT_VARIABLES = {
-    "MOTIF_MAX_INFLIGHT_PER_GUILD": "max_inflight_per_guild",
-    "MOTIF_SQLITE_BUSY_TIMEOUT_MS": "sqlite_busy_timeout_ms",
-    "MOTIF_FINETUNE_AUTO_AFTER": "finetune_auto_after",
-    "MOTIF_FINETUNE_KEEP_VERSIONS": "finetune_keep_versions",
-    "MOTIF_FINETUNE_STEPS": "finetune_steps",
-    "MOTIF_METRICS_PORT": "metrics_port",
-}
-
-
-def _parse_int(name: str, value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer (received {value!r})") from None
-
-
-def _parse_float(name: str, value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a number (received {value!r})") from None
-    if number != number:  # NaN slips through every range check
-        raise ValueError(f"{name} must be a number (received {value!r})")
-    return number
+# The bot's own variables (the engine's are engine.settings.ENGINE_VARIABLES).
+BOT_VARIABLES = (
+    Variable("DISCORD_TOKEN", "discord_token"),
+    Variable("DATABASE_URL", "database_url"),
+    Variable("MOTIF_COMPOSE_COOLDOWN_SECONDS", "compose_cooldown_seconds", float,
+             COMPOSE_COOLDOWN_SECONDS),
+    Variable("MOTIF_MAX_INFLIGHT_PER_GUILD", "max_inflight_per_guild", int,
+             MAX_INFLIGHT_PER_GUILD),
+    Variable("MOTIF_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", int,
+             SQLITE_BUSY_TIMEOUT_MS),
+    Variable("MOTIF_FINETUNE_AUTO_AFTER", "finetune_auto_after", int, FINETUNE_AUTO_AFTER),
+    Variable("MOTIF_FINETUNE_KEEP_VERSIONS", "finetune_keep_versions", int,
+             FINETUNE_KEEP_VERSIONS),
+    Variable("MOTIF_FINETUNE_STEPS", "finetune_steps", int, FINETUNE_STEPS),
+    Variable("MOTIF_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", float,
+             SHUTDOWN_GRACE_SECONDS),
+    Variable("MOTIF_METRICS_PORT", "metrics_port", int, METRICS_PORT),
+    Variable("MOTIF_METRICS_HOST", "metrics_host"),
+    Variable("DISCORD_API_BASE", "discord_api_base"),
+)

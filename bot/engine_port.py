@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from engine.protocol import (
     DRUMS,
-    MAX_RENDER_SECONDS,
     CandidateResult,
     ComposeRequest,
     ComposeResult,
@@ -34,7 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DRUMS",
-    "MAX_RENDER_SECONDS",
     "CandidateResult",
     "ComposeRequest",
     "ComposeResult",
@@ -72,7 +70,8 @@ class Engine(Protocol):
         guild_id: int | None = None,
     ) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
-        `max_seconds` (MAX_RENDER_SECONDS at most) of it; the result says what was cut.
+        `max_seconds` (None: the engine's most, MOTIF_MAX_RENDER_SECONDS) of it; the result
+        says what was cut.
         `guild_id`: whose turn it is among the engine's whole-file renders."""
         ...
 
@@ -95,14 +94,11 @@ class Engine(Protocol):
 def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     """The embedded engine: a subprocess the client starts, watches and restarts."""
     # Imported on use: only a bot that starts its own engine needs the client and transport.
-    from engine.client import EngineClient
-
-    # "auto" is the engine's own default: it takes a GPU when there is one.
-    device = None if settings.device == "auto" else settings.device
-    # The engine keeps the servers' checkpoints (and the corpus it replays) in the data dir.
-    env = {"MOTIF_DATA_DIR": str(settings.data_dir.resolve())}
     # The bot closes its engine after its drain (bot.lifecycle) has spent the grace on the
     # compositions: what is left then (a seed preview, a piece export) gets a few seconds.
     from bot.lifecycle import FAIL_SECONDS
+    from engine.client import EngineClient
 
-    return EngineClient.local(device=device, env=env, close_timeout=FAIL_SECONDS)
+    # The engine's variables as the bot checked them (data dir absolute: the engine keeps the
+    # servers' checkpoints and the corpus it replays there).
+    return EngineClient.local(env=settings.engine.to_env(), close_timeout=FAIL_SECONDS)

@@ -162,8 +162,8 @@ class EngineClient:
                      max_seconds: float | None = None,
                      guild_id: int | None = None) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
-        `max_seconds` (and never more than MAX_RENDER_SECONDS) of it, fitted into
-        `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit.
+        `max_seconds` (None: the engine's most, MOTIF_MAX_RENDER_SECONDS) of it, fitted
+        into `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit.
         `guild_id`: whose turn it is among the engine's whole-file renders."""
         body = {"type": "render", "midi": midi, "max_audio_bytes": max_audio_bytes,
                 "max_seconds": max_seconds, "guild_id": guild_id}

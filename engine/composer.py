@@ -10,7 +10,7 @@ import functools
 import logging
 import os
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,55 +21,30 @@ from symusic import Score, Tempo, TextMeta
 from engine.arrange import BarGrid
 from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
 from engine.device import pick_device
-from engine.errors import BadRequest
-from engine.form import DEFAULT_FORM, plan_form
+from engine.form import plan_form
 from engine.grammar import Grammar
 from engine.keep_seed import ANY_PITCHED, SeedPlan, arrange_candidate, guide, known_programs
+from engine.params import ComposeParams
 from engine.pianoroll import draw_pianoroll
 from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
 from engine.protocol import DRUMS
-from engine.render import SAMPLE_RATE, Renderer, encode_ogg
+from engine.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
 from engine.sample import Guidance, Row, SamplingOptions, generate
 from engine.seed_reader import SeedTokens
+from engine.settings import WorkLimits
 from engine.tokenizer import MidiTokenizer
+from engine.workload import Workload, check_workload
+
+__all__ = ["ComposeParams", "Composer", "Composition", "Plan", "plan_composition"]
 
 log = logging.getLogger(__name__)
 
-MAX_CANDIDATES = 4
 ENCODER_THREADS = min(4, os.cpu_count() or 1)
-TEMPO_RANGE = (20.0, 400.0)
+# Rendered clips waiting for their encoder, at most: rendering the next clip overlaps encoding
+# the last, and the PCM held at once (~0.4 MB per second of audio) stays two clips' worth
+# however many candidates a composition has.
+ENCODE_AHEAD = 2
 END_MARKER = "End"  # a MIDI marker on the last bar line: where the piece ends
-
-
-@dataclass
-class ComposeParams:
-    bars: int = 16
-    candidates: int = 4
-    temperature: float = 1.0
-    top_p: float = 0.95
-    seed: int | None = None  # sampling seed: same seed, same music
-    tempo: float | None = None  # bpm; None keeps the seed's
-    program: int | None = None  # GM program for the new notes; None: as the model/seed wants
-    include_seed: bool = False
-    form: str = DEFAULT_FORM  # which bars come back (engine.form)
-    follow_key: bool = True  # lean toward the seed's key (passing notes stay possible)
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.candidates <= MAX_CANDIDATES:
-            raise BadRequest(f"candidates must be within 1 and {MAX_CANDIDATES} "
-                             f"(received {self.candidates})")
-        if self.tempo is not None and not TEMPO_RANGE[0] <= self.tempo <= TEMPO_RANGE[1]:
-            raise BadRequest(f"tempo must be within {TEMPO_RANGE[0]:.0f} and "
-                             f"{TEMPO_RANGE[1]:.0f} bpm (received {self.tempo})")
-        try:
-            self.sampling(0)
-            plan_form(self.form, bars=self.bars, seed_bars=0)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-
-    def sampling(self, time_signature: int) -> SamplingOptions:
-        return SamplingOptions(bars=self.bars, temperature=self.temperature, top_p=self.top_p,
-                               program=self.program, time_signature=time_signature)
 
 
 @dataclass
@@ -133,8 +108,9 @@ class Composer:
         self._encoders.shutdown(wait=True)
         self.renderer.close()
 
-    def plan(self, seed_midi: bytes | None, params: ComposeParams) -> Plan:
-        return plan_composition(self.tokenizer, self.grammar, seed_midi, params,
+    def plan(self, seed_midi: bytes | None, params: ComposeParams,
+             limits: WorkLimits | None = None) -> Plan:
+        return plan_composition(self.tokenizer, self.grammar, seed_midi, params, limits,
                                 known=self.known)
 
     def decode(self, plan: Plan) -> list[Row]:
@@ -167,17 +143,26 @@ class Composer:
 # threads (planning beside the decode loop, rendering on the thread that owns the synth).
 
 def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
-                     params: ComposeParams, *, known: frozenset[int] = ANY_PITCHED) -> Plan:
+                     params: ComposeParams, limits: WorkLimits | None = None, *,
+                     known: frozenset[int] = ANY_PITCHED) -> Plan:
+    """Read and tokenize the seed here, then plan; BadSeed/BadRequest (before any decoding)
+    when the seed is unfit or the request would cost more than `limits` allow."""
     started = time.perf_counter()
-    seed = SeedTokens.of(tokenizer, seed_midi) if seed_midi is not None else None
-    return plan_from_seed(tokenizer, grammar, seed, params, started=started, known=known)
+    limits = limits or WorkLimits()
+    seed = (None if seed_midi is None
+            else SeedTokens.of(tokenizer, seed_midi, max_notes=limits.max_seed_notes))
+    return plan_from_seed(tokenizer, grammar, seed, params, limits, started=started,
+                          known=known)
 
 
 def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
-                   params: ComposeParams, *, started: float,
+                   params: ComposeParams, limits: WorkLimits, *, started: float,
                    known: frozenset[int] = ANY_PITCHED) -> Plan:
     """The plan of a seed tokenized already (`started`: when its reading began; `known`: the
-    programs the model learned to write)."""
+    programs the model learned to write); BadRequest, before any decoding, when the request
+    would cost more than `limits` allow."""
+    facts = seed.facts if seed is not None else None
+    check_workload(Workload.of(params, facts, grammar.time_signatures), limits)
     prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
     plan = Plan(params, prompt, params.sampling(prompt.time_signature))
     if seed is not None and seed.profile is not None:
@@ -254,8 +239,12 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
     started = time.perf_counter()
     # The synth renders one clip at a time while earlier clips encode on other cores
     # (libsndfile releases the GIL), so encoding mostly hides behind rendering.
-    encoding = [encoders.submit(encode_ogg, renderer.render(score), SAMPLE_RATE,
-                                max_bytes=max_audio_bytes) for score in scores]
+    encoding: list[Future[EncodedAudio]] = []
+    for i, score in enumerate(scores):
+        if i >= ENCODE_AHEAD:
+            encoding[i - ENCODE_AHEAD].result()  # its PCM is freed once encoded
+        encoding.append(encoders.submit(encode_ogg, renderer.render(score), SAMPLE_RATE,
+                                        max_bytes=max_audio_bytes))
     candidates = []
     for row, score, job in zip(rows, scores, encoding, strict=True):
         audio = job.result()

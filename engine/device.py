@@ -1,19 +1,18 @@
-"""Which device the engine runs on: a GPU when there is one, unless MOTIF_DEVICE says otherwise."""
+"""Which device the engine runs on, and how many CPU threads torch takes.
+
+Both come from the process's settings (MOTIF_DEVICE, MOTIF_THREADS; engine.settings).
+"""
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-# Decoding is a chain of small matrix-vector steps: one thread runs a step in ~3.5 ms on this
-# CPU, while two threads took 45-100 ms per step as soon as anything else wanted a core
-# (OpenMP workers wait on each other), and the second core is better spent rendering.
-DECODE_THREADS = 1
+from engine.limits import DECODE_THREADS, DEFAULT_DEVICE, default_batch_threads
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    name = requested or os.environ.get("MOTIF_DEVICE") or "auto"
+    """`requested` ("auto", "cpu", "cuda:1", ...; None: auto): a GPU when there is one."""
+    name = requested or DEFAULT_DEVICE
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -22,10 +21,9 @@ def pick_device(requested: str | None = None) -> torch.device:
     return device
 
 
-def configure_threads(*, decoding: bool = True) -> int:
-    """Set torch's CPU threads: MOTIF_THREADS if given, else one for decoding, all for batch
-    work (training, evaluation). Returns the number set."""
-    default = DECODE_THREADS if decoding else (os.cpu_count() or 1)
-    threads = int(os.environ.get("MOTIF_THREADS", "0")) or default
+def configure_threads(threads: int | None = None, *, decoding: bool = True) -> int:
+    """Set torch's CPU threads: `threads` if given (MOTIF_THREADS), else one for decoding and
+    every core for batch work (training, evaluation). Returns the number set."""
+    threads = threads or (DECODE_THREADS if decoding else default_batch_threads())
     torch.set_num_threads(threads)
     return threads

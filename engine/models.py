@@ -8,7 +8,6 @@ used first, but never while a job holds them (`acquire` / `release`), and never 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,15 +23,6 @@ from engine.model import LSTMLanguageModel
 from engine.tokenizer import MidiTokenizer
 
 log = logging.getLogger(__name__)
-
-# A 2x512 LSTM over 2,000 ids weighs ~25 MB in float32: a GB holds dozens of guilds' models.
-DEFAULT_BUDGET_MB = 1024
-
-
-def budget_from_env() -> int:
-    """MOTIF_MODEL_CACHE_MB, in bytes."""
-    return int(os.environ.get("MOTIF_MODEL_CACHE_MB", DEFAULT_BUDGET_MB)) * 1024 * 1024
-
 
 @dataclass(eq=False)
 class LoadedModel:

@@ -1,13 +1,8 @@
-"""Where the engine keeps its files (light: no torch)."""
+"""Where the engine's source tree is (light: no torch); the data dir is a setting
+(MOTIF_DATA_DIR, engine.settings)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_data_dir() -> Path:
-    """MOTIF_DATA_DIR, as the bot reads it, else ./data."""
-    return Path(os.environ.get("MOTIF_DATA_DIR", "data"))

@@ -8,12 +8,10 @@ from symusic import Score
 
 from engine.errors import BadSeed
 from engine.grammar import NONE, Grammar
-from engine.seed import seed_tempo, seed_time_signature
+from engine.limits import DEFAULT_TEMPO_BPM, MAX_PROMPT_TOKENS
+from engine.seed import SeedFacts
 from engine.seed_reader import SeedTokens
 from engine.tokenizer import MidiTokenizer
-
-MAX_PROMPT_TOKENS = 1024  # an LSTM's memory is shorter than this; prefill stays ~10 ms
-DEFAULT_TEMPO = 110.0  # bpm when neither the seed nor the member gives one
 
 
 @dataclass
@@ -27,8 +25,7 @@ class Prompt:
 
 def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
                  *, tempo: float | None = None) -> Prompt:
-    tokens = None if seed is None else SeedTokens(
-        tokenizer.encode(seed), seed_tempo(seed), seed_time_signature(seed))
+    tokens = None if seed is None else SeedTokens(tokenizer.encode(seed), SeedFacts.of(seed))
     return prompt_from_seed(tokenizer, grammar, tokens, tempo=tempo)
 
 
@@ -36,7 +33,7 @@ def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedToken
                      *, tempo: float | None = None) -> Prompt:
     """The prompt of an already tokenized seed (engine.seed_reader tokenizes them apart)."""
     if seed is None:
-        return Prompt([tokenizer.bos_id], [], tempo or DEFAULT_TEMPO, NONE, 0)
+        return Prompt([tokenizer.bos_id], [], tempo or DEFAULT_TEMPO_BPM, NONE, 0)
     ids = seed.ids
     if not ids:
         raise BadSeed("the seed has no notes this model can read")
@@ -46,11 +43,11 @@ def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedToken
         tail = len(ids) - MAX_PROMPT_TOKENS
         starts = [i for i in range(tail, len(ids)) if grammar.opens_bar[ids[i]]]
         prompt = ids[starts[0]:] if starts else ids[tail:]
-    ts = seed.time_signature
+    ts = seed.facts.time_signature
     return Prompt(
         ids=prompt,
         seed_ids=ids,
-        tempo=tempo or seed.tempo or DEFAULT_TEMPO,
+        tempo=tempo or seed.facts.tempo or DEFAULT_TEMPO_BPM,
         time_signature=grammar.time_signature_index(ts) if ts else NONE,
         seed_ticks=bars_length_ticks(tokenizer, ids),
     )

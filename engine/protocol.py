@@ -23,17 +23,13 @@ from typing import Any
 
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 from engine.form import DEFAULT_FORM
-
-# The defaults of a composition; tests/engine/test_client.py checks that they agree with
-# engine.composer.ComposeParams (which imports torch, so the client cannot import it).
-DEFAULT_BARS = 16
-DEFAULT_CANDIDATES = 4
-DEFAULT_TEMPERATURE = 1.0
-DEFAULT_TOP_P = 0.95
-# A render job (a seed played, a part of an exported piece) makes at most this much audio:
-# 5 minutes of stereo float PCM at 48 kHz is ~115 MB in the engine. Longer MIDI is cut on a
-# bar line and the result says so; the bot exports long pieces in parts of this length.
-MAX_RENDER_SECONDS = 300.0
+from engine.limits import (
+    DEFAULT_BARS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    FINETUNE_STEPS,
+)
 
 
 @dataclass(frozen=True)
@@ -214,9 +210,10 @@ class FinetuneRequest:
         if not all(isinstance(k, str) for k in request.keep) or not (
                 request.start_from is None or isinstance(request.start_from, str)):
             raise BadRequest("finetune checkpoints must be paths")
-        if request.steps is not None and (not isinstance(request.steps, int)
-                                          or not 1 <= request.steps <= 100_000):
-            raise BadRequest(f"steps must be within 1 and 100000 (received {request.steps!r})")
+        if request.steps is not None:
+            if not isinstance(request.steps, int):
+                raise BadRequest(f"steps must be an integer (received {request.steps!r:.40})")
+            FINETUNE_STEPS.check("steps", request.steps, BadRequest)
         return request
 
 

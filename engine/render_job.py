@@ -2,9 +2,9 @@
 
 The engine's render job. It has its own limits and words, not the seed reader's: an exported
 piece of many rounds is longer and larger than a seed may be, and it is not a seed. Whatever
-the file, one job makes at most MAX_RENDER_SECONDS of audio, so the float PCM it holds stays
-bounded (~115 MB for 5 minutes; a 26-minute piece held ~600 MB before); the result says what
-was cut, so the member can be told.
+the file, one job makes at most `max_seconds` of audio (MOTIF_MAX_RENDER_SECONDS at
+most: engine.limits), so the float PCM it holds stays bounded; the result says what was
+cut, so the member can be told.
 """
 
 from __future__ import annotations
@@ -12,14 +12,9 @@ from __future__ import annotations
 from symusic import Score
 
 from engine.errors import BadRequest
-from engine.protocol import MAX_RENDER_SECONDS, RenderResult
+from engine.limits import MAX_RENDER_MIDI_BYTES, MAX_RENDER_NOTES
+from engine.protocol import RenderResult
 from engine.render import SAMPLE_RATE, TAIL_SECONDS, Renderer, encode_ogg
-
-# A piece of a thousand 64-bar rounds is a few MB of MIDI.
-MAX_RENDER_MIDI_BYTES = 16_000_000
-# Notes in the audio one job makes: a dense piano piece plays ~40 a second, ~12,000 in 5
-# minutes; the synth's cost grows with them, whatever the length.
-MAX_RENDER_NOTES = 100_000
 
 
 def read_midi(data: bytes) -> Score:
@@ -55,12 +50,10 @@ def first_seconds(score: Score, max_seconds: float) -> tuple[Score, float, bool]
 
 
 def render_midi(renderer: Renderer, data: bytes, *, max_audio_bytes: int | None,
-                max_seconds: float = MAX_RENDER_SECONDS) -> RenderResult:
-    """Render on the caller's thread (the one that owns `renderer`); BadRequest when the
-    file cannot be rendered, with the reason."""
-    if not 0 < max_seconds <= MAX_RENDER_SECONDS:
-        raise BadRequest(f"max_seconds must be within 0 and {MAX_RENDER_SECONDS:.0f} "
-                         f"(received {max_seconds})")
+                max_seconds: float) -> RenderResult:
+    """Render at most `max_seconds` (the server checked them against its limit) on the
+    caller's thread (the one that owns `renderer`); BadRequest when the file cannot be
+    rendered, with the reason."""
     part, end, cut = first_seconds(read_midi(data), max_seconds)
     notes = part.note_num()
     if notes > MAX_RENDER_NOTES:

@@ -21,33 +21,38 @@ import torch
 
 from engine.form import Reuse, split_bars
 from engine.grammar import NONE, Grammar, GrammarState
+
+# MAX_TOKENS_PER_BAR: a last resort only; the grammar closes a bar within BAR_TOKEN_CAP + 5
+# ids, well below it.
+from engine.limits import (
+    BARS,
+    DEFAULT_BARS,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    MAX_TOKENS_PER_BAR,
+    PROGRAM,
+    TEMPERATURE,
+    TOP_P,
+)
 from engine.model import LSTMLanguageModel
 from engine.steering import RowSteering, SteeringRows
-
-# A last resort only: the grammar closes a bar within BAR_TOKEN_CAP + 5 ids, well below this.
-MAX_TOKENS_PER_BAR = 96
-MIN_BARS, MAX_BARS = 1, 64
 
 
 @dataclass
 class SamplingOptions:
-    bars: int = 16
-    temperature: float = 1.0
-    top_p: float = 0.95
+    bars: int = DEFAULT_BARS
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = DEFAULT_TOP_P
     program: int | None = None  # force every generated note onto this GM program
     time_signature: int = NONE  # grammar index of the metre to keep; NONE: first one chosen
     keep_tempo: bool = True  # no Tempo tokens: the seed's (or the chosen) tempo holds
 
     def __post_init__(self) -> None:
-        if not MIN_BARS <= self.bars <= MAX_BARS:
-            raise ValueError(f"bars must be within {MIN_BARS} and {MAX_BARS} "
-                             f"(received {self.bars})")
-        if not 0.05 <= self.temperature <= 3.0:
-            raise ValueError(f"temperature must be within 0.05 and 3 (received {self.temperature})")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be within (0, 1] (received {self.top_p})")
-        if self.program is not None and not 0 <= self.program <= 127:
-            raise ValueError(f"program must be within 0 and 127 (received {self.program})")
+        BARS.check("bars", self.bars)
+        TEMPERATURE.check("temperature", self.temperature)
+        TOP_P.check("top_p", self.top_p)
+        if self.program is not None:
+            PROGRAM.check("program", self.program)
 
 
 @dataclass

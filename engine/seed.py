@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from symusic import Score
 
 from engine.errors import BadSeed
+from engine.limits import MAX_SEED_BYTES, MAX_SEED_NOTES, MAX_SEED_SECONDS, TEMPO_BPM
+from engine.metre import quarters_per_bar
 
-MAX_SEED_BYTES = 1_000_000
-MAX_SEED_NOTES = 20_000
-MAX_SEED_SECONDS = 30 * 60
-TEMPO_LIMITS_BPM = (20.0, 400.0)  # beyond these no musician would call it a tempo
+TEMPO_LIMITS_BPM = (TEMPO_BPM.low, TEMPO_BPM.high)
 
 
-def read_seed(data: bytes) -> Score:
-    """The seed as a symusic Score (ticks), or BadSeed saying what is wrong with it."""
+def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> Score:
+    """The seed as a symusic Score (ticks), or BadSeed saying what is wrong with it.
+    `max_notes`: an operator's lower note limit (MOTIF_MAX_SEED_NOTES)."""
     if len(data) > MAX_SEED_BYTES:
         limit_mb = MAX_SEED_BYTES / 1_000_000
         raise BadSeed(f"the seed is {_beyond(len(data) / 1_000_000, limit_mb)} MB; seeds must "
@@ -35,9 +36,9 @@ def read_seed(data: bytes) -> Score:
     notes = score.note_num()
     if notes == 0:
         raise BadSeed("that MIDI file has no notes to continue")
-    if notes > MAX_SEED_NOTES:
-        raise BadSeed(f"the seed has {notes:,} notes; seeds may have at most "
-                      f"{MAX_SEED_NOTES:,}")
+    most = min(max_notes, MAX_SEED_NOTES)
+    if notes > most:
+        raise BadSeed(f"the seed has {notes:,} notes; seeds may have at most {most:,}")
     low, high = TEMPO_LIMITS_BPM
     for tempo in score.tempos:
         bpm = float(tempo.qpm)
@@ -74,3 +75,22 @@ def seed_time_signature(score: Score) -> str | None:
         return None
     ts = score.time_signatures[-1]
     return f"{ts.numerator}/{ts.denominator}"
+
+
+@dataclass(frozen=True)
+class SeedFacts:
+    """What the work of continuing a seed depends on (engine.workload), and the tempo and
+    metre the continuation starts from; known without tokenizing."""
+
+    tempo: float | None  # in force at the seed's end
+    time_signature: str | None  # "3/4", or None when the seed has none
+    quarters: float = 0.0  # its bars, whole bars of its last metre: what include_seed plays
+
+    @classmethod
+    def of(cls, score: Score) -> SeedFacts:
+        metre = seed_time_signature(score)
+        # A broken file's metre may be 3/0 (its denominator's power of two overflowed).
+        usable = metre is not None and all(int(x) > 0 for x in metre.split("/"))
+        bar = quarters_per_bar(metre if usable else "4/4")
+        quarters = math.ceil(score.end() / score.ticks_per_quarter / bar) * bar
+        return cls(seed_tempo(score), metre, float(quarters))

@@ -9,8 +9,9 @@ costs that child (restarted for the next seed), never the engine and its batch.
 
 The child imports no torch (MidiTok works without it), so it starts in about a second and
 holds ~100 MB. It speaks msgpack on its stdin/stdout:
-    engine -> child  {key (a hash of the tokenizer), seed, [tokenizer (its JSON)]}
-    child -> engine  {ids, tempo, time_signature, profile, material} | {bad_seed: message}
+    engine -> child  {key (a hash of the tokenizer), seed, max_notes, [tokenizer (its JSON)]}
+    child -> engine  {ids, tempo, time_signature, quarters, profile, material, pitched_ids}
+                     | {bad_seed: message}
                      | {error: message}
                      | {need_tokenizer: true} (then the engine asks again with the JSON)
 """
@@ -33,6 +34,8 @@ import msgpack
 
 from engine.child_env import child_environment
 from engine.errors import BadSeed, EngineError
+from engine.limits import MAX_SEED_NOTES
+from engine.seed import SeedFacts
 from engine.seed_profile import SeedProfile, profile_seed
 
 if TYPE_CHECKING:
@@ -49,13 +52,13 @@ READ_CHUNK = 1 << 16
 
 @dataclass
 class SeedTokens:
-    """What a composition needs from a seed: its ids, the tempo and metre it ends in, what a
-    continuation should keep of it (its profile) and its notes as a clean MIDI file (the
-    `material` the parts the model does not write go on from)."""
+    """What a composition needs from a seed: its ids; its facts (the tempo and metre it ends
+    in, how long it plays: what the prompt and the work check need); what a continuation
+    should keep of it (its profile); and its notes as a clean MIDI file (the `material` the
+    parts the model does not write go on from)."""
 
     ids: list[int]
-    tempo: float | None
-    time_signature: str | None  # "3/4", or None when the seed has none
+    facts: SeedFacts
     profile: SeedProfile | None = None
     material: bytes | None = None
     # The ids without the drums, when the seed has drums and more: the bars a continuation
@@ -63,26 +66,30 @@ class SeedTokens:
     pitched_ids: list[int] | None = None
 
     @classmethod
-    def of(cls, tokenizer: MidiTokenizer, data: bytes) -> SeedTokens:
-        """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit."""
-        from engine.seed import read_seed, seed_tempo, seed_time_signature
+    def of(cls, tokenizer: MidiTokenizer, data: bytes, *,
+           max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
+        """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit (over
+        `max_notes` too, before tokenizing)."""
+        from engine.seed import read_seed
 
-        score = read_seed(data)
+        score = read_seed(data, max_notes=max_notes)
         pitched_ids = None
         drums = [t.is_drum for t in score.tracks if t.note_num()]
         if any(drums) and not all(drums):
             pitched = score.copy()
             pitched.tracks = [t for t in score.tracks if not t.is_drum]
             pitched_ids = tokenizer.encode(pitched)
-        return cls(tokenizer.encode(score), seed_tempo(score), seed_time_signature(score),
-                   profile_seed(score), score.dumps_midi(), pitched_ids)
+        return cls(tokenizer.encode(score), SeedFacts.of(score), profile_seed(score),
+                   score.dumps_midi(), pitched_ids)
 
     @property
     def copyable_ids(self) -> list[int]:
         return self.pitched_ids if self.pitched_ids is not None else self.ids
 
     def to_record(self) -> dict[str, Any]:
-        return {"ids": self.ids, "tempo": self.tempo, "time_signature": self.time_signature,
+        facts = self.facts
+        return {"ids": self.ids, "tempo": facts.tempo, "time_signature": facts.time_signature,
+                "quarters": facts.quarters,
                 "profile": None if self.profile is None else self.profile.to_record(),
                 "material": self.material, "pitched_ids": self.pitched_ids}
 
@@ -90,7 +97,8 @@ class SeedTokens:
     def from_record(cls, record: dict[str, Any]) -> SeedTokens:
         profile = record.get("profile")
         pitched = record.get("pitched_ids")
-        return cls(list(record["ids"]), record["tempo"], record["time_signature"],
+        facts = SeedFacts(record["tempo"], record["time_signature"], float(record["quarters"]))
+        return cls(list(record["ids"]), facts,
                    None if profile is None else SeedProfile.from_record(profile),
                    record.get("material"), None if pitched is None else list(pitched))
 
@@ -134,16 +142,18 @@ class SeedReader:
             process.kill()
             process.wait()
 
-    def read(self, tokenizer: MidiTokenizer, seed: bytes) -> SeedTokens:
-        """The seed's tokens under `tokenizer`; BadSeed when the seed is unfit or the child
-        could not read it."""
+    def read(self, tokenizer: MidiTokenizer, seed: bytes, *,
+             max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
+        """The seed's tokens under `tokenizer`; BadSeed when the seed is unfit (more than
+        `max_notes` too) or the child could not read it."""
         self.start()
         # Tokenizers go by their content: every server's fine-tuned model shares the base
         # model's, so the child keeps one. It is sent only when the child asks for it.
         key = hashlib.sha256(tokenizer.params_json.encode()).hexdigest()
-        reply = self._ask({"key": key, "seed": seed})
+        request = {"key": key, "seed": seed, "max_notes": max_notes}
+        reply = self._ask(request)
         if reply.get("need_tokenizer"):
-            reply = self._ask({"key": key, "seed": seed, "tokenizer": tokenizer.params_json})
+            reply = self._ask({**request, "tokenizer": tokenizer.params_json})
         if "bad_seed" in reply:
             raise BadSeed(str(reply["bad_seed"]))
         if "error" in reply:
@@ -222,7 +232,8 @@ def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
         if key not in tokenizers:
             return {"need_tokenizer": True}
         tokenizers.move_to_end(key)
-        seed = SeedTokens.of(tokenizers[key], request["seed"])
+        seed = SeedTokens.of(tokenizers[key], request["seed"],
+                             max_notes=int(request.get("max_notes", MAX_SEED_NOTES)))
     except BadSeed as exc:
         return {"bad_seed": str(exc)}
     except Exception as exc:  # a bug, or a seed the tokenizer chokes on: the engine decides

@@ -68,10 +68,9 @@ from engine.device import pick_device
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 from engine.fairness import FairLane
 from engine.keep_seed import known_programs
+from engine.limits import MIN_AUDIO_BYTES, Range
 from engine.models import LoadedModel, ModelCache
-from engine.paths import default_data_dir
 from engine.protocol import (
-    MAX_RENDER_SECONDS,
     CandidateResult,
     ComposeRequest,
     ComposeResult,
@@ -86,15 +85,12 @@ from engine.render_job import render_midi
 from engine.sample import Row, generate
 from engine.scheduler import Job, Scheduler
 from engine.seed_reader import SeedReader
+from engine.settings import EngineSettings
 from engine.transport import SocketChannel
 from engine.tuning_jobs import TuningJobs
 
 log = logging.getLogger(__name__)
 
-# Rows decoding at once. A CPU step costs about linearly in rows past a few dozen; a GPU
-# step costs about the same up to hundreds.
-DEFAULT_MAX_ROWS = {"cpu": 64, "cuda": 256}
-MIN_AUDIO_BYTES = 32_000  # below this even a short, low-quality clip does not fit
 # How often a draining engine looks whether its last job has gone.
 DRAIN_POLL_SECONDS = 0.05
 NEW_WORK = ("compose", "render", "finetune")
@@ -108,11 +104,6 @@ WARM_UP_SEED = Path(__file__).parent / "examples" / "motif.mid"
 SEED_READERS = 2
 
 
-def max_rows_from_env(device: torch.device) -> int:
-    default = DEFAULT_MAX_ROWS.get(device.type, DEFAULT_MAX_ROWS["cpu"])
-    return int(os.environ.get("MOTIF_MAX_ROWS", default))
-
-
 @dataclass(eq=False)
 class AudioJob:
     """A whole MIDI file to render (seed previews, parts of piece exports): nothing to decode.
@@ -121,17 +112,10 @@ class AudioJob:
     id: int
     midi: bytes
     max_audio_bytes: int | None
-    max_seconds: float = MAX_RENDER_SECONDS
+    max_seconds: float
     guild: Hashable = None  # whose turn it is in the whole-file lane
     cancelled: bool = False
     model: None = None  # holds no model; the server ends every kind of job alike
-
-
-def render_threads_from_env() -> int:
-    # FluidSynth renders a clip on one core and the OGG encoders take others: on a small
-    # machine one render thread keeps the cores busy; a GPU host decodes faster than that.
-    default = max(1, (os.cpu_count() or 1) // 4)
-    return int(os.environ.get("MOTIF_RENDER_THREADS", default))
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -161,14 +145,15 @@ class RenderPool:
                  deliver_audio: Callable[[AudioJob, RenderResult], None],
                  fail: Callable[[Job | AudioJob, BaseException], None],
                  drop: Callable[[Job | AudioJob], None], release: Callable[[Job], None],
-                 threads: int = 1, file_threads: int = WHOLE_FILE_THREADS) -> None:
+                 threads: int = 1, file_threads: int = WHOLE_FILE_THREADS,
+                 soundfont: Path | None = None) -> None:
         self._deliver, self._deliver_audio = deliver, deliver_audio
         self._fail, self._drop, self._release = fail, drop, release
         self._compositions: FairLane[Job] = FairLane()
         self._files: FairLane[AudioJob] = FairLane()
         # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
-        self._renderers = [Renderer() for _ in range(threads)]
-        self._file_renderers = [Renderer() for _ in range(file_threads)]
+        self._renderers = [Renderer(soundfont) for _ in range(threads)]
+        self._file_renderers = [Renderer(soundfont) for _ in range(file_threads)]
         self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
                                             thread_name_prefix="ogg-encoder")
 
@@ -292,29 +277,33 @@ class PlanTask:
 
 
 class Server:
-    def __init__(self, channel: SocketChannel, *, checkpoint: Path,
-                 device: str | None = None, max_rows: int | None = None,
-                 render_threads: int | None = None, model_budget_bytes: int,
-                 data_dir: Path | None = None) -> None:
+    def __init__(self, channel: SocketChannel, settings: EngineSettings, *,
+                 checkpoint: Path) -> None:
         self._channel = channel
-        self.device = pick_device(device)
+        self._work_limits = settings.work
+        # A render job's max_seconds: any length up to the operator's bound.
+        self._render_seconds = Range(0.0, settings.work.max_render_seconds, " s", low_open=True)
+        self.device = pick_device(settings.device)
         self._lock = threading.Lock()  # guards _jobs and every job's model hand-back
         self._jobs: dict[int, Job | AudioJob] = {}
         self._stopping = threading.Event()
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
-        self._models = ModelCache(checkpoint, self.device, budget_bytes=model_budget_bytes)
+        self._models = ModelCache(checkpoint, self.device,
+                                  budget_bytes=settings.model_cache_bytes)
         # A guild's seeds are read one at a time, so a flooding guild holds one reader and
         # another guild's seed goes to the other at once.
         self._planning: FairLane[PlanTask] = FairLane(one_per_guild=True)
         self._seeds = [SeedReader() for _ in range(SEED_READERS)]  # one per planner thread
         self._renderer = RenderPool(deliver=self._deliver, deliver_audio=self._deliver_audio,
                                       fail=self._fail, drop=self._drop, release=self._release,
-                                      threads=render_threads or render_threads_from_env())
-        self._scheduler = Scheduler(max_rows=max_rows or max_rows_from_env(self.device),
+                                      threads=settings.render_threads,
+                                      soundfont=settings.soundfont)
+        self._scheduler = Scheduler(max_rows=settings.max_rows_for(self.device.type),
                                     emit=self._progress, on_decoded=self._renderer.put,
                                     on_failed=self._fail, on_dropped=self._drop)
-        self._tuning = TuningJobs(data_dir or default_data_dir(), channel.send)
+        self._tuning = TuningJobs(settings.data_dir, channel.send,
+                                  threads=settings.finetune_threads)
 
     def run(self) -> int:
         """Serve until the client closes the channel; the exit code for the process."""
@@ -439,12 +428,7 @@ class Server:
             if request.max_audio_bytes is not None and request.max_audio_bytes < MIN_AUDIO_BYTES:
                 raise BadRequest(f"max_audio_bytes must be at least {MIN_AUDIO_BYTES} "
                                  f"(received {request.max_audio_bytes})")
-            params = ComposeParams(
-                bars=request.bars, candidates=request.candidates,
-                temperature=float(request.temperature), top_p=float(request.top_p),
-                seed=request.seed, tempo=None if request.tempo is None else float(request.tempo),
-                program=request.program, include_seed=request.include_seed,
-                form=request.form, follow_key=request.follow_key)
+            params = ComposeParams.of(request)
         except BadRequest as exc:
             self._send_error(job_id, exc)
             return
@@ -457,7 +441,7 @@ class Server:
         midi, max_bytes = message.get("midi"), message.get("max_audio_bytes")
         max_seconds = message.get("max_seconds")
         if max_seconds is None:
-            max_seconds = MAX_RENDER_SECONDS
+            max_seconds = self._work_limits.max_render_seconds
         guild_id = message.get("guild_id")
         if not isinstance(midi, bytes):
             self._send_error(job_id, BadRequest("a render request needs the MIDI as bytes"))
@@ -465,11 +449,9 @@ class Server:
                                         or max_bytes < MIN_AUDIO_BYTES):
             self._send_error(job_id, BadRequest(f"max_audio_bytes must be at least "
                                                 f"{MIN_AUDIO_BYTES} (received {max_bytes!r:.40})"))
-        elif (not isinstance(max_seconds, int | float) or isinstance(max_seconds, bool)
-              or not 0 < max_seconds <= MAX_RENDER_SECONDS):
-            self._send_error(job_id, BadRequest(
-                f"max_seconds must be within 0 and {MAX_RENDER_SECONDS:.0f} "
-                f"(received {max_seconds!r:.40})"))
+        elif max_seconds not in (allowed := self._render_seconds):
+            self._send_error(job_id, BadRequest(f"max_seconds must be {allowed.text} "
+                                                f"(received {max_seconds!r:.40})"))
         elif guild_id is not None and (not isinstance(guild_id, int) or isinstance(guild_id, bool)):
             self._send_error(job_id, BadRequest(f"guild_id must be int or nothing "
                                                 f"(received {guild_id!r:.40})"))
@@ -536,10 +518,12 @@ class Server:
             # Read in the seed reader's process: a slow seed holds neither the GIL nor the
             # tokenizer that MIDI decoding (on the render threads) needs.
             seed = (None if job.request.seed_midi is None
-                    else reader.read(model.tokenizer, job.request.seed_midi))
+                    else reader.read(model.tokenizer, job.request.seed_midi,
+                                     max_notes=self._work_limits.max_seed_notes))
             with model.tokenizer_lock:
                 job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.params,
-                                          started=started, known=known_programs(model.coverage))
+                                          self._work_limits, started=started,
+                                          known=known_programs(model.coverage))
         except (BadSeed, BadRequest) as exc:
             self._fail(job, exc)
             return

@@ -16,13 +16,17 @@ from pathlib import Path
 from miditok import REMI, TokenizerConfig
 from symusic import Score
 
+from engine.metre import TIME_SIGNATURES
+
 # Named once here; the saved tokenizer JSON is the truth for a trained checkpoint.
 PITCH_RANGE = (21, 109)  # the piano's range; folk and choral music sit well inside it
 BEAT_RESOLUTION = {(0, 4): 12, (4, 12): 4}  # 12 per beat keeps triplets exact in short notes
 NUM_VELOCITIES = 16
 NUM_TEMPOS = 32
+# How the vocabulary quantises tempos: a fact of the trained model, not a limit of a request
+# (a request's tempo range is engine.limits.TEMPO_BPM; tempos outside these are written at the
+# nearest one, and the output's tempo is set after decoding anyway).
 TEMPO_RANGE = (40, 250)
-TIME_SIGNATURES = {8: [3, 6, 9, 12], 4: [1, 2, 3, 4, 5, 6], 2: [2, 3, 4]}
 SPECIAL_TOKENS = ["PAD", "BOS", "EOS"]
 DEFAULT_VOCAB_SIZE = 2000
 TOKENIZER_FILE = "tokenizer.json"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from typing import Any
 
 from engine.child_env import child_environment
 from engine.errors import BadRequest, EngineError
+from engine.limits import default_finetune_threads
 from engine.owned_dirs import OwnedDir, sweep
 from engine.protocol import (
     FinetuneRequest,
@@ -41,11 +41,6 @@ NICENESS = 10  # below composing, which runs at the engine's own priority
 STOP_GRACE_SECONDS = 10.0
 CANCELLED_EXIT = 130
 BAD_DATA_EXIT = 2
-
-
-def tuning_threads_from_env() -> int:
-    # Half the cores: the engine's decode thread and render threads keep the rest.
-    return int(os.environ.get("MOTIF_FINETUNE_THREADS", max(1, (os.cpu_count() or 2) // 2)))
 
 
 @dataclass(eq=False)
@@ -70,7 +65,7 @@ class TuningJobs:
         self._data_dir = Path(data_dir).resolve()
         self._send = send
         self._python = python
-        self._threads = threads or tuning_threads_from_env()
+        self._threads = threads or default_finetune_threads()
         self._lock = threading.Lock()
         self._jobs: dict[int, TuningJob] = {}
         self._sweep()

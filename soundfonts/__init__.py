@@ -1,7 +1,8 @@
 """Find the General MIDI soundfont used for rendering.
 
 Search order (first hit wins, see README.md beside this file):
-1. ``$MOTIF_SOUNDFONT`` (if set, it must exist: a typo must not silently change the sound);
+1. the configured font, ``$MOTIF_SOUNDFONT`` (read by the process's settings and passed in; if
+   set, it must exist: a typo must not silently change the sound);
 2. ``*.sf2`` / ``*.sf3`` files placed in this folder (alphabetical);
 3. FluidR3_GM from the system (Debian/Ubuntu: ``fluid-soundfont-gm``);
 4. other system GM fonts (``/usr/share/sounds/sf2/*.sf2``, ``/usr/share/soundfonts/*``);
@@ -11,7 +12,6 @@ Search order (first hit wins, see README.md beside this file):
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,11 +34,11 @@ class SoundfontNotFound(FileNotFoundError):
     """No usable soundfont; the message says how to get one."""
 
 
-def find_soundfont() -> Path:
-    """Return the soundfont to render with, following the search order above."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        path = Path(env).expanduser()
+def find_soundfont(configured: str | Path | None = None) -> Path:
+    """Return the soundfont to render with: `configured` (the MOTIF_SOUNDFONT setting) if
+    given, else the first of the search order above."""
+    if configured:
+        path = Path(configured).expanduser()
         if not path.is_file():
             raise SoundfontNotFound(f"{ENV_VAR}={path} does not exist: fix or unset it")
         return path

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from soundfonts import SoundfontNotFound, find_soundfont
+from soundfonts import ENV_VAR, SoundfontNotFound, find_soundfont
 
 try:
-    print(find_soundfont())
+    print(find_soundfont(os.environ.get(ENV_VAR)))
 except SoundfontNotFound as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(1)

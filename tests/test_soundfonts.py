@@ -37,19 +37,17 @@ def isolated(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-def test_env_var_wins_over_everything(isolated, monkeypatch):
+def test_the_configured_font_wins_over_everything(isolated):
     touch(isolated / "folder" / "local.sf2")
     touch(isolated / "sf2" / "FluidR3_GM.sf2")
     chosen = touch(isolated / "elsewhere" / "mine.sf3")
-    monkeypatch.setenv(ENV_VAR, str(chosen))
-    assert find_soundfont() == chosen
+    assert find_soundfont(str(chosen)) == chosen
 
 
-def test_env_var_pointing_nowhere_is_an_error_not_a_fallback(isolated, monkeypatch):
+def test_a_configured_font_pointing_nowhere_is_an_error_not_a_fallback(isolated):
     touch(isolated / "sf2" / "FluidR3_GM.sf2")
-    monkeypatch.setenv(ENV_VAR, str(isolated / "typo.sf2"))
     with pytest.raises(SoundfontNotFound, match=f"{ENV_VAR}=.*typo.sf2 does not exist"):
-        find_soundfont()
+        find_soundfont(isolated / "typo.sf2")
 
 
 def test_folder_font_is_preferred_over_the_system(isolated):
@@ -86,8 +84,7 @@ def test_nothing_found_names_what_to_install(isolated):
     assert "timgm6mb-soundfont" in message and ENV_VAR in message
 
 
-def test_this_machine_has_a_real_font(monkeypatch):
-    monkeypatch.delenv(ENV_VAR, raising=False)
+def test_this_machine_has_a_real_font():
     font = find_soundfont()
     assert font.suffix in (".sf2", ".sf3") and font.stat().st_size > 1_000_000
 

@@ -68,8 +68,9 @@ def check_attachment(attachment: discord.Attachment) -> None:
         )
 
 
-async def read_midi_attachment(attachment: discord.Attachment) -> MidiFile:
-    """The attachment's MIDI, validated; UserFacingError (or BadSeed) saying what is wrong."""
+async def read_midi_attachment(attachment: discord.Attachment, *, max_notes: int) -> MidiFile:
+    """The attachment's MIDI, validated; UserFacingError (or BadSeed) saying what is wrong.
+    `max_notes`: the engine's seed note limit (MOTIF_MAX_SEED_NOTES)."""
     check_attachment(attachment)
     try:
         data = await attachment.read()
@@ -78,12 +79,12 @@ async def read_midi_attachment(attachment: discord.Attachment) -> MidiFile:
             f'Discord would not give me "{shown_name(attachment.filename)}"; '
             "please upload it again."
         ) from None
-    return await asyncio.to_thread(check_midi, data)
+    return await asyncio.to_thread(check_midi, data, max_notes=max_notes)
 
 
-def check_midi(data: bytes) -> MidiFile:
+def check_midi(data: bytes, *, max_notes: int) -> MidiFile:
     """Validate MIDI bytes (blocking: call it in a thread)."""
-    score = read_seed(data)
+    score = read_seed(data, max_notes=max_notes)
     return MidiFile(data=data, notes=score.note_num(), seconds=float(score.to("second").end()))
 
 

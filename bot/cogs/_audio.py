@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.engine_port import MAX_RENDER_SECONDS, RenderResult
+from bot.engine_port import RenderResult
 
 
 def upload_limit_text(upload_limit: int) -> str:
@@ -24,4 +24,13 @@ def cut_text(rendered: RenderResult, upload_limit: int) -> str | None:
     played = f"the audio plays its first {clock(rendered.cut_at)} of {whole}"
     if rendered.cut_for == "size":
         return f"{played}, to fit {upload_limit_text(upload_limit)}"
-    return f"{played}: audio is made {MAX_RENDER_SECONDS / 60:.0f} minutes at a time"
+    # Cut for length: at the most one render job makes (what the engine was asked for).
+    return f"{played}: audio is made {minutes(rendered.cut_at)} at a time"
+
+
+def minutes(seconds: float) -> str:
+    """5 minutes, 1 minute, 2.5 minutes, 45 seconds."""
+    if seconds < 60:
+        return f"{seconds:.0f} seconds"
+    count = f"{seconds / 60:.1f}".removesuffix(".0")
+    return f"{count} minute{'' if count == '1' else 's'}"

@@ -17,8 +17,9 @@ from alembic.script import ScriptDirectory
 from bot.config import normalize_database_url
 from bot.db.session import create_engine
 
-# migrations/ sits at the repository root, next to alembic.ini (for the alembic CLI).
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+# Inside the package (bot/db/migrations), so an installed wheel can migrate; alembic.ini at
+# the repository root points the alembic CLI here too.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
@@ -27,7 +28,7 @@ def alembic_config(url: str) -> Config:
         raise RuntimeError(f"the migrations are missing (looked in {MIGRATIONS_DIR})")
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    # Read by migrations/env.py; passed as an attribute so no password lands in a file.
+    # Read by bot/db/migrations/env.py; passed as an attribute so no password lands in a file.
     config.attributes["database_url"] = normalize_database_url(url)
     return config
 

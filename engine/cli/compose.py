@@ -1,7 +1,9 @@
 """`python -m engine compose [SEED.mid] --bars N --candidates K --temperature T --seed S --out DIR`.
 
 Writes DIR/candidate-<i>.mid, DIR/candidate-<i>.ogg and DIR/pianoroll.png; with --json the
-last line printed is one JSON object describing them. A bad seed exits 2 with one line.
+last line printed is one JSON object describing them. A bad seed, an option out of range or a
+request over the engine's work limits exits 2 with one line, before the model loads, and
+writes nothing.
 """
 
 from __future__ import annotations
@@ -12,19 +14,29 @@ import sys
 from pathlib import Path
 
 from engine.instruments import INSTRUMENTS, program_of
-
-DEFAULTS = {"bars": 16, "candidates": 4, "temperature": 1.0, "top_p": 0.95}
+from engine.limits import (
+    BARS,
+    CANDIDATES,
+    DEFAULT_BARS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    TEMPERATURE,
+    TEMPO_BPM,
+)
 
 
 def add_parser(commands) -> None:
     p = commands.add_parser("compose", help="continue a seed (or start from nothing)")
     p.add_argument("seed_file", nargs="?", type=Path, metavar="SEED.mid")
-    p.add_argument("--bars", type=int, default=DEFAULTS["bars"])
-    p.add_argument("--candidates", type=int, default=DEFAULTS["candidates"])
-    p.add_argument("--temperature", type=float, default=DEFAULTS["temperature"])
-    p.add_argument("--top-p", type=float, default=DEFAULTS["top_p"])
+    p.add_argument("--bars", type=int, default=DEFAULT_BARS, help=BARS.text)
+    p.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, help=CANDIDATES.text)
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help=TEMPERATURE.text)
+    p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     p.add_argument("--seed", type=int, default=None, help="sampling seed (same seed, same music)")
-    p.add_argument("--tempo", type=float, default=None, help="bpm (default: the seed's)")
+    p.add_argument("--tempo", type=float, default=None,
+                   help=f"bpm, {TEMPO_BPM.text} (default: the seed's)")
     p.add_argument("--instrument", default=None,
                    help=f"GM program number or one of: {', '.join(INSTRUMENTS)}")
     p.add_argument("--include-seed", action="store_true", help="output the seed too")
@@ -32,7 +44,8 @@ def add_parser(commands) -> None:
                    help="which bars come back (default: the seed's material returns)")
     p.add_argument("--ignore-key", action="store_true",
                    help="do not lean toward the seed's key")
-    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="model (default: MOTIF_CHECKPOINT, else the shipped base.pt)")
     p.add_argument("--out", type=Path, default=Path("out"))
     p.add_argument("--json", action="store_true", help="print a JSON summary last")
     p.set_defaults(run=run)
@@ -47,8 +60,11 @@ def run(args: argparse.Namespace) -> int:
     # Cheapest checks first: a bad seed or option is refused in a fraction of a second,
     # before torch is imported and the model and soundfont are loaded (seconds).
     from engine.errors import BadRequest, BadSeed
-    from engine.seed import read_seed
+    from engine.metre import vocabulary_metres
+    from engine.params import ComposeParams
+    from engine.workload import check_request
 
+    settings = args.settings
     try:
         program = program_of(args.instrument) if args.instrument else None
     except ValueError as exc:
@@ -59,34 +75,34 @@ def run(args: argparse.Namespace) -> int:
             seed_bytes = args.seed_file.read_bytes()
         except OSError as exc:
             return fail(f"cannot read {args.seed_file}: {exc.strerror}")
-        try:
-            read_seed(seed_bytes)  # symusic only; the model's own reading follows
-        except BadSeed as exc:
-            return fail(str(exc))
-
-    from engine.checkpoint import BASE_CHECKPOINT
-    from engine.composer import ComposeParams, Composer
-    from engine.device import configure_threads
-
     try:
         params = ComposeParams(bars=args.bars, candidates=args.candidates,
                                temperature=args.temperature, top_p=args.top_p, seed=args.seed,
                                tempo=args.tempo, program=program,
                                include_seed=args.include_seed, form=args.form,
                                follow_key=not args.ignore_key)
-    except BadRequest as exc:
-        return fail(str(exc))
-    configure_threads()
-    try:
-        composer = Composer(args.checkpoint or BASE_CHECKPOINT)
-    except FileNotFoundError as exc:
-        return fail(str(exc))
-    try:
-        plan = composer.plan(seed_bytes, params)  # what only the model's tokenizer can see
-        result = composer.finish(plan, composer.decode(plan))
+        # The seed and the work it asks for are checked before torch and the model load
+        # (seconds), so a refusal is quick; the plan checks again with the model's metres.
+        check_request(seed_bytes, params, settings.work, vocabulary_metres())
     except (BadSeed, BadRequest) as exc:
         return fail(str(exc))
 
+    from engine.checkpoint import BASE_CHECKPOINT
+    from engine.composer import Composer
+    from engine.device import configure_threads
+    from engine.render import Renderer
+
+    configure_threads(settings.threads)
+    try:
+        composer = Composer(args.checkpoint or settings.checkpoint or BASE_CHECKPOINT,
+                            device=settings.device, renderer=Renderer(settings.soundfont))
+    except FileNotFoundError as exc:
+        return fail(str(exc))
+    try:
+        plan = composer.plan(seed_bytes, params, settings.work)
+        result = composer.finish(plan, composer.decode(plan))
+    except (BadSeed, BadRequest) as exc:
+        return fail(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for i, cand in enumerate(result.candidates, start=1):

@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from engine.paths import default_data_dir
-
 
 def add_parser(commands) -> None:
     from engine.corpus import AUGMENTED_COPIES  # light: no music21 until a build runs
@@ -17,7 +15,8 @@ def add_parser(commands) -> None:
     parser = commands.add_parser("data", help="build the training corpus")
     sub = parser.add_subparsers(dest="action", required=True)
     build = sub.add_parser("build", help="convert music21's corpus to MIDI (resumable)")
-    build.add_argument("--data-dir", type=Path, default=default_data_dir())
+    build.add_argument("--data-dir", type=Path, default=None,
+                       help="default: MOTIF_DATA_DIR, else ./data")
     build.add_argument("--workers", type=int, default=None)
     build.add_argument("--copies", type=int, default=AUGMENTED_COPIES,
                        help="augmented copies of every piece (re-voiced, re-keyed, "
@@ -29,7 +28,8 @@ def add_parser(commands) -> None:
                        help="convert only these collections of scores (e.g. bach)")
     build.set_defaults(run=run_build)
     stats = sub.add_parser("stats", help="instrument families, velocities and keys of a split")
-    stats.add_argument("--data-dir", type=Path, default=default_data_dir())
+    stats.add_argument("--data-dir", type=Path, default=None,
+                       help="default: MOTIF_DATA_DIR, else ./data")
     stats.add_argument("--split", choices=("train", "valid"), default="train")
     stats.add_argument("--augmented", action="store_true",
                        help="the augmented copies instead of the pieces as converted")
@@ -43,8 +43,9 @@ def run_build(args: argparse.Namespace) -> int:
     if args.copies < 0:
         print(f"error: --copies must be 0 or more (received {args.copies})", file=sys.stderr)
         return 2
-    manifest = build_corpus(args.data_dir, workers=args.workers, scores=not args.folk_only,
-                            score_collections=args.scores, copies=args.copies)
+    manifest = build_corpus(args.data_dir or args.settings.data_dir, workers=args.workers,
+                            scores=not args.folk_only, score_collections=args.scores,
+                            copies=args.copies)
     summary = {k: v for k, v in manifest.items() if k not in ("entries", "skipped", "augmented")}
     summary["skipped"] = len(manifest["skipped"])
     if "augmented" in manifest:
@@ -57,6 +58,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from engine.corpus import augmented_paths, split_paths
     from engine.corpus_stats import measure_files, render_stats
 
+    args.data_dir = args.data_dir or args.settings.data_dir
     try:
         paths = (augmented_paths if args.augmented else split_paths)(args.data_dir, args.split)
     except FileNotFoundError as exc:

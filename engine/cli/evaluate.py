@@ -29,8 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if not files:
         print(f"error: no MIDI files in {args.data}", file=sys.stderr)
         return 2
-    configure_threads(decoding=False)
-    ckpt = load_checkpoint(args.checkpoint or BASE_CHECKPOINT, device=pick_device())
+    configure_threads(args.settings.threads, decoding=False)
+    ckpt = load_checkpoint(args.checkpoint or BASE_CHECKPOINT,
+                           device=pick_device(args.settings.device))
     tok = ckpt.tokenizer
     ids, notes, skipped = [], 0, 0
     for path in files:

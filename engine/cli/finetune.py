@@ -19,8 +19,6 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.paths import default_data_dir
-
 
 def add_parser(commands) -> None:
     from engine.finetune.defaults import DEFAULTS as d  # light: plain numbers
@@ -30,8 +28,9 @@ def add_parser(commands) -> None:
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--from", dest="start", type=Path, default=None,
                    help="checkpoint to start from (default: the shipped base model)")
-    p.add_argument("--data-dir", type=Path, default=default_data_dir(),
-                   help="where the base corpus is (built there, folk part only, if missing)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="where the base corpus is (built there, folk part only, if missing; "
+                        "default: MOTIF_DATA_DIR, else ./data)")
     p.add_argument("--steps", type=int, default=d["steps"])
     p.add_argument("--batch-size", type=int, default=d["batch_size"])
     p.add_argument("--seq-len", type=int, default=d["seq_len"])
@@ -96,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.finetune.run import Cancelled, FinetuneConfig, run_finetune
     from engine.finetune.server_data import read_folder
 
-    configure_threads(decoding=False)
+    configure_threads(args.settings.threads, decoding=False)
     config = FinetuneConfig(
         steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
         eval_every=args.eval_every, server_share=args.server_share,
@@ -114,9 +113,11 @@ def run(args: argparse.Namespace) -> int:
 
     pieces, pairs = read_folder(args.data)
     try:
-        outcome = run_finetune(pieces, pairs, args.out, data_dir=args.data_dir,
+        outcome = run_finetune(pieces, pairs, args.out,
+                               data_dir=args.data_dir or args.settings.data_dir,
                                start=args.start, config=config,
-                               device=pick_device(args.device), progress=progress,
+                               device=pick_device(args.device or args.settings.device),
+                               progress=progress,
                                should_stop=should_stop, say=say)
     except BadRequest as exc:
         print(f"error: {exc}", file=sys.stderr)

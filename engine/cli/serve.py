@@ -2,18 +2,18 @@
 
 It talks msgpack over the socket it inherited as file descriptor N (see engine.transport),
 loads the model once, keeps the synth loaded, and stops when that socket closes. Settings come
-from the environment so the bot's operators set them in one place: MOTIF_CHECKPOINT (default:
-the shipped base model), MOTIF_DEVICE (default: cuda when present), MOTIF_MAX_ROWS,
-MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL, MOTIF_LOG_FORMAT. SIGTERM drains it
-(engine.server): the jobs in flight are delivered, then it exits 0.
+from the environment (engine.settings: MOTIF_CHECKPOINT, MOTIF_DEVICE, MOTIF_MAX_ROWS,
+MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL, MOTIF_LOG_FORMAT, the work limits,
+...), so the bot's operators set them in one place; the options below override them. SIGTERM
+drains it (engine.server): the jobs in flight are delivered, then it exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import faulthandler
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -32,37 +32,33 @@ def add_parser(commands) -> None:
     p.set_defaults(run=run)
 
 
-def checkpoint_from_env() -> Path:
-    from engine.checkpoint import BASE_CHECKPOINT
-
-    return Path(os.environ.get("MOTIF_CHECKPOINT") or BASE_CHECKPOINT)
-
-
 def run(args: argparse.Namespace) -> int:
     # A crash in native code (torch, FluidSynth, symusic) leaves every thread's stack in the
     # log before the client restarts the engine.
     faulthandler.enable()
-    from engine.logs import configure_logging
-
+    overrides = {name: value for name, value in (
+        ("checkpoint", args.checkpoint), ("device", args.device), ("max_rows", args.max_rows),
+        ("render_threads", args.render_threads)) if value is not None}
     try:
-        configure_logging(level=os.environ.get("MOTIF_LOG_LEVEL", "INFO"), process="engine",
-                          log_format=os.environ.get("MOTIF_LOG_FORMAT") or "text")
+        settings = dataclasses.replace(args.settings, **overrides)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    from engine.logs import configure_logging
+
+    configure_logging(level=settings.log_level, log_format=settings.log_format,
+                      process="engine")
+    from engine.checkpoint import BASE_CHECKPOINT
     from engine.device import configure_threads
-    from engine.models import budget_from_env
     from engine.render import RendererUnavailable
     from engine.server import Server
     from engine.transport import SocketChannel
     from soundfonts import SoundfontNotFound
 
-    configure_threads()
+    configure_threads(settings.threads)
     channel = SocketChannel.from_fd(args.fd)
     try:
-        server = Server(channel, checkpoint=args.checkpoint or checkpoint_from_env(),
-                        device=args.device, max_rows=args.max_rows,
-                        render_threads=args.render_threads, model_budget_bytes=budget_from_env())
+        server = Server(channel, settings, checkpoint=settings.checkpoint or BASE_CHECKPOINT)
     except (FileNotFoundError, SoundfontNotFound, RendererUnavailable) as exc:
         # A setup problem, not a bug: one line for the operator, no traceback.
         logging.getLogger("engine.serve").error("cannot start: %s", exc)

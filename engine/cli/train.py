@@ -17,8 +17,6 @@ import platform
 import time
 from pathlib import Path
 
-from engine.paths import default_data_dir
-
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "checkpoints" / "base.pt"
 DEFAULT_STEPS = 2400  # ~2 passes over the training pieces and their copies
 AUGMENTED = "augmented"  # name of the augmented held-out copies in the record and the plot
@@ -26,7 +24,8 @@ AUGMENTED = "augmented"  # name of the augmented held-out copies in the record a
 
 def add_parser(commands) -> None:
     p = commands.add_parser("train", help="train the base model on the corpus")
-    p.add_argument("--data-dir", type=Path, default=default_data_dir())
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="default: MOTIF_DATA_DIR, else ./data")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--vocab-size", type=int, default=2000)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
@@ -94,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.tokenizer import MidiTokenizer
     from engine.train import TrainConfig, evaluate_bits, train
 
-    configure_threads(decoding=False)
+    configure_threads(args.settings.threads, decoding=False)
+    args.data_dir = args.data_dir or args.settings.data_dir
     manifest = load_manifest(args.data_dir)
     work = args.data_dir / "training"
     work.mkdir(parents=True, exist_ok=True)

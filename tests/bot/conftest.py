@@ -26,6 +26,7 @@ from bot import Settings, create_bot
 from bot.app import MotifBot
 from bot.db import migrate
 from engine.client import EngineClient
+from engine.settings import EngineSettings, WorkLimits
 
 
 @pytest.fixture(scope="session")
@@ -58,14 +59,26 @@ def tuning_options() -> dict[str, int]:
 
 
 @pytest.fixture
+def work(request: pytest.FixtureRequest) -> WorkLimits:
+    """The engine's work limits as the bot's settings hold them (MOTIF_MAX_*): the defaults,
+    or a test's own through `@pytest.mark.parametrize("work", [...], indirect=True)`. The
+    shared engine keeps its defaults; these are what the bot checks and asks for."""
+    return getattr(request, "param", WorkLimits())
+
+
+@pytest.fixture
 def settings(
     tmp_path: Path,
     bot_db_template: Path,
     limits: dict[str, float],
     tuning_options: dict[str, int],
+    work: WorkLimits,
 ) -> Settings:
     shutil.copyfile(bot_db_template, tmp_path / "motif.db")
-    return Settings(data_dir=tmp_path, log_level="DEBUG", **limits, **tuning_options)  # type: ignore[arg-type]
+    return Settings(  # type: ignore[arg-type]
+        data_dir=tmp_path, log_level="DEBUG", engine=EngineSettings(work=work), **limits,
+        **tuning_options,
+    )
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import simcord
 from bot.cogs.compose._flow import NotPosted
 from bot.db import Composition, get_composition
 from bot.errors import UserFacingError
-from engine.errors import BadSeed
+from engine.errors import BadRequest, BadSeed
+from engine.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
+from engine.settings import WorkLimits
 from tests.bot.helpers import (
     BOT_TEST,
     MOTIF,
@@ -154,11 +156,49 @@ async def test_form_and_key_options_reach_the_engine_and_are_kept_for_a_reroll(w
     assert stored.params["form"] == "AABA" and stored.params["follow_key"] is False
 
 
+async def test_a_request_over_the_engines_work_limits_is_refused_privately(world) -> None:
+    from tests.engine.test_workload import SLOW, refusal
+
+    before = await counts(world.bot)
+    result = await world.alice.slash(world.channel, "compose", seed=("slow.mid", SLOW), bars=64)
+    # Refused privately from the first word, saying what to ask for instead ("...: ask for
+    # at most 12 bars"), before the engine got any of it.
+    assert refused_privately(result) and refusal(SLOW, bars=64) in result.response.content
+    assert "ask for at most 12 bars" in result.response.content
+    assert public_edits(world.env) == []
+    assert await counts(world.bot) == before
+    assert raised(world.env) == [BadRequest]
+    assert (await world.bot.engine.stats()).jobs == 0
+
+
+@pytest.mark.parametrize("work", [WorkLimits(max_seed_notes=3)], indirect=True)
+async def test_an_operators_lower_seed_note_limit_holds_in_the_bot(world) -> None:
+    # MOTIF_MAX_SEED_NOTES=3: the bot refuses such seeds itself (compose and seed add alike).
+    before = await counts(world.bot)
+    result = await world.alice.slash(world.channel, "compose", seed=("motif.mid", MOTIF), **SMALL)
+    assert refused_privately(result)
+    assert re.search(r"the seed has \d+ notes; seeds may have at most 3$",
+                     result.response.content.rstrip("."))
+    added = await world.alice.slash(world.channel, "seed add", file=("motif.mid", MOTIF),
+                                    name="x")
+    assert "seeds may have at most 3" in reply(added).content
+    assert await counts(world.bot) == before
+    assert raised(world.env) == [BadSeed, BadSeed]
+
+
 @pytest.mark.parametrize(
     "options",
-    [{"bars": 65}, {"bars": 3}, {"candidates": 5}, {"temperature": 1.6}, {"tempo": 300},
-     {"form": "rondo"}],
-    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo", "form"],
+    [
+        {"bars": BARS.high + 1},
+        {"bars": BARS.low - 1},
+        {"candidates": CANDIDATES.high + 1},
+        {"temperature": TEMPERATURE.high + 0.1},
+        {"tempo": int(TEMPO_BPM.high) + 1},
+        {"tempo": int(TEMPO_BPM.low) - 1},
+        {"form": "rondo"},
+    ],
+    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo-high", "tempo-low",
+         "form"],
 )
 async def test_out_of_range_options_are_refused_by_discord(world, options) -> None:
     with pytest.raises(simcord.OptionError):

@@ -35,7 +35,7 @@ def test_reads_the_operator_variables() -> None:
     ("variable", "value", "shown"),
     [
         ("MOTIF_LOG_FORMAT", "yaml", "'yaml'"),
-        ("MOTIF_SHUTDOWN_GRACE_SECONDS", "-1", "-1.0"),
+        ("MOTIF_SHUTDOWN_GRACE_SECONDS", "-1", "-1"),
         ("MOTIF_SHUTDOWN_GRACE_SECONDS", "soon", "'soon'"),
         ("MOTIF_METRICS_PORT", "70000", "70000"),
         ("MOTIF_METRICS_PORT", "http", "'http'"),

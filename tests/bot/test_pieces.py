@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import io
 
+import pytest
 import soundfile
 from symusic import Note, Score, Tempo, Track
 
 from bot.db import get_piece, record_composition
 from bot.db.errors import CompositionNotFound
 from bot.db.queries import NewCandidate
+from engine.settings import WorkLimits
 from tests.bot.helpers import BOT_TEST, assert_audible, raised, read, refused_privately, reply
 
 pytestmark = BOT_TEST
@@ -84,6 +86,21 @@ async def test_a_long_piece_exports_whole_midi_first_then_audio_in_parts(world) 
         lengths.append(seconds_of(data))
     assert lengths[0] > 280 and lengths[1] > 280 and 140 < lengths[2] < 145
     assert all(length <= 301 for length in lengths)
+
+
+@pytest.mark.parametrize("work", [WorkLimits(max_render_seconds=150)], indirect=True)
+async def test_the_parts_follow_the_operators_render_bound(world) -> None:
+    # MOTIF_MAX_RENDER_SECONDS=150: the same 11:40 piece comes in parts of at most 2.5 minutes.
+    rounds = [round_midi(140.0, pitch=48 + 4 * i) for i in range(5)]
+    last = await store_piece(world, rounds)
+    exported = await world.alice.slash(world.channel, "piece export", composition=last)
+    first, *parts = [exported.response, *exported.followups]
+    assert "in 5 parts of whole rounds, up to 2.5 minutes each" in first.content
+    assert [p.content.split(" (")[0] for p in parts] == [
+        f"Part {k} of 5: round {k}" for k in range(1, 6)
+    ]
+    for part in parts:
+        assert 140 < seconds_of(await read(part.attachments[0])) < 145
 
 
 async def test_one_round_longer_than_the_bound_is_cut_and_the_member_is_told(world) -> None:

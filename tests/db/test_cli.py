@@ -41,13 +41,14 @@ def test_db_upgrade_works_on_a_fresh_data_dir_without_a_token(tmp_path: Path) ->
     assert migrate.current(f"sqlite+aiosqlite:///{data_dir / 'motif.db'}") is None
 
 
-def test_run_without_a_token_upgrades_then_fails_in_one_line(tmp_path: Path) -> None:
-    result = run_bot(data_dir=tmp_path)
+def test_run_without_a_token_fails_in_one_line_before_touching_the_disk(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    result = run_bot(data_dir=data_dir)
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: DISCORD_TOKEN is not set; the bot needs it to connect to Discord"]
-    assert migrate.current(f"sqlite+aiosqlite:///{tmp_path / 'motif.db'}") == migrate.head()
+    assert result.stderr.splitlines() == [
+        "error: DISCORD_TOKEN is not set; the bot needs it to connect to Discord"
+    ]
+    assert not data_dir.exists()  # neither the data dir nor a database
 
 
 def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:

@@ -103,7 +103,7 @@ async def test_concurrent_adds_of_one_name_keep_exactly_one(
         ("x" * 65, b"MThd", "at most 64 characters (received 65)"),
         ("bell\x07", b"MThd", "control"),
         ("empty", b"", "empty"),
-        ("huge", b"M" * (SEED_MAX_BYTES + 1), "at most 512 KiB"),
+        ("huge", b"M" * (SEED_MAX_BYTES + 1), "at most 1 MB"),
     ],
 )
 async def test_bad_input_is_refused_and_changes_nothing(

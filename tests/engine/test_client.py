@@ -28,7 +28,7 @@ from engine.client import (
     Rendering,
     Restarting,
 )
-from engine.protocol import MAX_RENDER_SECONDS
+from engine.limits import DEFAULT_MAX_RENDER_SECONDS
 from tests.engine.test_server import CHECKPOINT
 
 # One event loop for the module: the shared engine fixture lives on it.
@@ -98,6 +98,18 @@ async def test_bad_seed_and_bad_options_raise_with_their_message(engine):
 
 
 @session_loop
+async def test_a_request_over_the_work_limits_is_refused_before_any_work(engine):
+    from tests.engine.test_workload import SLOW, refusal
+
+    with pytest.raises(BadRequest) as error:
+        await engine.compose(ComposeRequest(seed_midi=SLOW, bars=64, seed=1))
+    assert str(error.value) == refusal(SLOW, bars=64)
+    assert str(error.value).startswith("at 20 bpm, 64 bars of 4/2 would last 26 minutes")
+    stats = await engine.stats()  # nothing left decoding or rendering
+    assert stats.jobs == stats.rendering_jobs == stats.active_rows == 0
+
+
+@session_loop
 async def test_render_a_whole_midi_file(engine, examples):
     rendered = await engine.render((examples / "band.mid").read_bytes(), guild_id=5)
     assert rendered.audio[:4] == b"OggS" and rendered.cut_at is None
@@ -122,18 +134,36 @@ async def test_a_midi_longer_than_a_render_job_makes_is_cut_and_says_so(engine):
     # 26 minutes: refused outright before ("audio is made for pieces of up to 10 minutes"),
     # holding ~600 MB of PCM on the way; now the engine makes its first 5 minutes.
     rendered = await engine.render(long_piece(26))
-    assert rendered.cut_for == "length" and rendered.cut_at == MAX_RENDER_SECONDS
+    assert rendered.cut_for == "length" and rendered.cut_at == DEFAULT_MAX_RENDER_SECONDS
     assert rendered.full_seconds == pytest.approx(26 * 60 + 1, abs=1)
     assert soundfile.info(io.BytesIO(rendered.audio)).duration == pytest.approx(
-        MAX_RENDER_SECONDS + 1, abs=0.1)  # the cut, then the release tail
+        DEFAULT_MAX_RENDER_SECONDS + 1, abs=0.1)  # the cut, then the release tail
     shorter = await engine.render(long_piece(26), max_seconds=30)
     assert shorter.cut_at == 30 and shorter.seconds == pytest.approx(31, abs=0.1)
     # A tight upload limit shortens it further, and says that is why.
     fitted = await engine.render(long_piece(26), max_audio_bytes=200_000)
     assert len(fitted.audio) <= 200_000 and fitted.quality_lowered
-    assert fitted.cut_for == "size" and fitted.cut_at < MAX_RENDER_SECONDS
-    with pytest.raises(BadRequest, match="max_seconds must be within 0 and 300"):
+    assert fitted.cut_for == "size" and fitted.cut_at < DEFAULT_MAX_RENDER_SECONDS
+    with pytest.raises(BadRequest, match=r"max_seconds must be above 0 and at most 300 s "
+                                         r"\(received 301\)"):
         await engine.render(long_piece(1), max_seconds=301)
+
+
+@session_loop
+async def test_an_engine_takes_its_work_limits_from_the_operators_variables(examples):
+    # Lowered limits reach the engine's server and its seed reader child.
+    env = {"MOTIF_MAX_RENDER_SECONDS": "20", "MOTIF_MAX_SEED_NOTES": "3",
+           "MOTIF_MAX_CLIP_SECONDS": "20"}
+    async with local(env=env) as limited:
+        rendered = await limited.render(long_piece(1))
+        assert rendered.cut_for == "length" and rendered.cut_at == 20
+        with pytest.raises(BadRequest, match=r"at most 20 s \(received 30\)"):
+            await limited.render(long_piece(1), max_seconds=30)
+        with pytest.raises(BadSeed, match="seeds may have at most 3$"):
+            await limited.compose(ComposeRequest(
+                seed_midi=(examples / "motif.mid").read_bytes(), bars=1))
+        with pytest.raises(BadRequest, match="a clip may last at most 20 seconds"):
+            await limited.compose(ComposeRequest(bars=16, tempo=120.0))
 
 
 @session_loop

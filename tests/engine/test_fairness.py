@@ -15,6 +15,7 @@ import pytest
 from bench.fairness import slow_seed  # the benchmark's flood: seeds at the note limit
 from engine.fairness import FairLane, FairQueue
 from engine.server import Server
+from engine.settings import EngineSettings
 from engine.transport import SocketChannel
 from tests.engine.test_server import CHECKPOINT
 
@@ -119,8 +120,9 @@ class Replies:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Server, Replies]]:
     ours, theirs = socket.socketpair()
-    engine = Server(SocketChannel(theirs), checkpoint=CHECKPOINT, device="cpu", max_rows=64,
-                    render_threads=1, model_budget_bytes=1 << 30, data_dir=tmp_path)
+    settings = EngineSettings(data_dir=tmp_path, device="cpu", max_rows=64, render_threads=1,
+                              model_cache_mb=1024)
+    engine = Server(SocketChannel(theirs), settings, checkpoint=CHECKPOINT)
     replies = Replies(SocketChannel(ours))
     yield engine, replies
     engine._renderer.close()

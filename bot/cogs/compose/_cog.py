@@ -15,9 +15,25 @@ from bot.db import autocomplete_seed_names, get_seed
 from bot.errors import UserFacingError
 from engine.form import DEFAULT_FORM, FORMS
 from engine.instruments import INSTRUMENTS
+from engine.limits import (
+    BARS,
+    CANDIDATES,
+    DEFAULT_BARS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_TEMPERATURE,
+    TEMPERATURE,
+    TEMPO_BPM,
+)
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
+
+# The options' ranges are the engine's (engine.limits), so Discord refuses what the engine
+# would; the tempo is whole bpm.
+Bars = app_commands.Range[int, BARS.low, BARS.high]
+Candidates = app_commands.Range[int, CANDIDATES.low, CANDIDATES.high]
+Temperature = app_commands.Range[float, TEMPERATURE.low, TEMPERATURE.high]
+Tempo = app_commands.Range[int, int(TEMPO_BPM.low), int(TEMPO_BPM.high)]
 
 # Discord shows at most 25 choices: "as in the seed" plus the engine's short list.
 INSTRUMENT_CHOICES = [app_commands.Choice(name="as in the seed", value=AS_IN_SEED)] + [
@@ -65,10 +81,10 @@ class ComposeCog(commands.Cog):
         interaction: discord.Interaction,
         seed: discord.Attachment | None = None,
         saved_seed: str | None = None,
-        bars: app_commands.Range[int, 4, 64] = 16,
-        candidates: app_commands.Range[int, 1, 4] = 4,
-        temperature: app_commands.Range[float, 0.5, 1.5] = 1.0,
-        tempo: app_commands.Range[int, 40, 240] | None = None,
+        bars: Bars = DEFAULT_BARS,
+        candidates: Candidates = DEFAULT_CANDIDATES,
+        temperature: Temperature = DEFAULT_TEMPERATURE,
+        tempo: Tempo | None = None,
         instrument: str = AS_IN_SEED,
         include_seed: bool = False,
         form: str = DEFAULT_FORM,
@@ -91,7 +107,9 @@ class ComposeCog(commands.Cog):
                 follow_key=follow_key,
             )
             if seed is not None:
-                midi = await read_midi_attachment(seed)
+                midi = await read_midi_attachment(
+                    seed, max_notes=self.bot.settings.engine.work.max_seed_notes
+                )
                 label = f'attached "{short_name(seed.filename)}"'
                 return ComposeJob(seed_midi=midi.data, seed_label=label, **options).fresh()
             if saved_seed is not None:

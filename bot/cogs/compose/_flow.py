@@ -49,8 +49,15 @@ async def compose_and_post(
     user_id = interaction.user.id
     assert guild_id is not None and channel_id is not None, "the commands are guild-only"
     # Refusals come before the deferral, so they are a plain ephemeral answer.
+    async def checked() -> ComposeJob:
+        job = await resolve()
+        # Work over the engine's limits (20 bpm, 4/2, 64 bars: 26-minute clips) is refused
+        # here, privately and before any engine time; the engine checks again.
+        await asyncio.to_thread(job.check_work, bot.settings.engine.work)
+        return job
+
     with bot.limits.slot(guild_id, user_id, Work.COMPOSITION) as slot:
-        job = await check_then_defer(interaction, resolve())
+        job = await check_then_defer(interaction, checked())
         async with bot.sessions() as session:
             version = await get_active_model_version(session, guild_id=guild_id)
         request = job.request(

@@ -9,10 +9,12 @@ from typing import Any
 from bot.engine_port import ComposeRequest
 from engine.form import DEFAULT_FORM, FORMS
 from engine.instruments import INSTRUMENTS
+from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
+from engine.metre import vocabulary_metres
+from engine.params import ComposeParams
+from engine.settings import WorkLimits
+from engine.workload import check_request
 
-DEFAULT_BARS = 16
-DEFAULT_CANDIDATES = 4
-DEFAULT_TEMPERATURE = 1.0
 # The instrument choice that keeps whatever the seed (or the model) plays.
 AS_IN_SEED = "seed"
 
@@ -56,6 +58,13 @@ class ComposeJob:
             max_audio_bytes=max_audio_bytes,
             checkpoint=checkpoint,
         )
+
+    def check_work(self, limits: WorkLimits) -> None:
+        """BadSeed or BadRequest, saying what to change, when the seed or the work this job
+        asks for is over the engine's limits (blocking: it reads the seed; run it in a
+        thread). The engine checks again; this lets the bot refuse before it answers."""
+        request = self.request(guild_id=0, max_audio_bytes=0, checkpoint=None)  # options only
+        check_request(self.seed_midi, ComposeParams.of(request), limits, vocabulary_metres())
 
     def params(self) -> dict[str, Any]:
         """JSON stored with the composition (everything but the seed, which has columns)."""

@@ -12,15 +12,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs._audio import clock, cut_text
+from bot.cogs._audio import clock, cut_text, minutes
 from bot.cogs._deferral import check_then_defer
 from bot.cogs.pieces._parts import AudioPart, PieceFiles, piece_files
 from bot.db import get_candidate, get_piece, get_tallies
 from bot.db.queries import PieceRound
-from bot.engine_port import MAX_RENDER_SECONDS, RenderResult
+from bot.engine_port import RenderResult
 from bot.errors import ENGINE_DOWN, UserFacingError
 from bot.limits import Work
 from engine.errors import BadRequest, EngineError, EngineUnavailable
+from engine.limits import CANDIDATES
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -79,7 +80,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
         self,
         interaction: discord.Interaction,
         composition: app_commands.Range[int, 1],
-        candidate: app_commands.Range[int, 1, 4] | None = None,
+        candidate: app_commands.Range[int, 1, CANDIDATES.high] | None = None,
     ) -> None:
         guild_id = interaction.guild_id
         assert guild_id is not None, "the piece commands are guild-only"
@@ -109,7 +110,13 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
             )
         midis = [r.continued.midi for r in rounds[:-1] if r.continued is not None] + [last.midi]
         # symusic is quick, but a long piece is still work the event loop must not do.
-        return await asyncio.to_thread(piece_files, midis), last.position
+        files = await asyncio.to_thread(piece_files, midis, part_seconds=self._part_seconds)
+        return files, last.position
+
+    @property
+    def _part_seconds(self) -> float:
+        """The most audio one render job makes (the engine's bound): an audio part's length."""
+        return self.bot.settings.engine.work.max_render_seconds
 
     async def _send_whole(
         self, interaction: discord.Interaction, composition: int, piece: PieceFiles, title: str
@@ -135,7 +142,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
         n = len(piece.parts)
         text = (
             f"{title}. Its MIDI is here; the audio follows in {n} parts of whole rounds, "
-            f"up to {MAX_RENDER_SECONDS / 60:.0f} minutes each"
+            f"up to {minutes(self._part_seconds)} each"
         )
         if (left := piece.rounds - piece.rounds_with_audio) > 0:
             text += (
@@ -165,8 +172,13 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
     ) -> RenderResult | str:
         """The part's audio, or why there is none (the MIDI is sent either way)."""
         try:
+            # Asked for explicitly: an engine with a lower bound refuses rather than cutting a
+            # part short unannounced.
             return await self.bot.engine.render(
-                part.midi, max_audio_bytes=budget, guild_id=interaction.guild_id
+                part.midi,
+                max_audio_bytes=budget,
+                max_seconds=self._part_seconds,
+                guild_id=interaction.guild_id,
             )
         except EngineError as error:
             log.warning(

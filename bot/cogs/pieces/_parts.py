@@ -1,8 +1,8 @@
 """A piece as files: its whole MIDI, and its audio in parts of whole rounds (blocking: run it
 in a thread).
 
-The engine makes at most MAX_RENDER_SECONDS of audio per job (its memory stays bounded), so a
-long piece's audio comes in parts, each a run of whole rounds that plays at most that long:
+The engine makes at most MOTIF_MAX_RENDER_SECONDS of audio per job (its memory stays bounded),
+so a long piece's audio comes in parts, each a run of whole rounds that plays at most that long:
 parts start on a round's first bar, never mid-phrase. A single round longer than that is a
 part of its own, and the engine cuts it (and says so).
 """
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from symusic import Score
 
 from bot.cogs.pieces._concat import concatenate, length_ticks
-from bot.engine_port import MAX_RENDER_SECONDS
 
 # Parts of audio one export makes at most (30 minutes); the rest of a longer piece is in its
 # MIDI only, and the member is told.
@@ -51,10 +50,11 @@ def round_seconds(midi: bytes) -> float:
 def piece_files(
     rounds: Sequence[bytes],
     *,
-    part_seconds: float = MAX_RENDER_SECONDS,
+    part_seconds: float,
     max_parts: int = MAX_AUDIO_PARTS,
 ) -> PieceFiles:
-    """The whole piece's MIDI and its audio parts (at most `max_parts`)."""
+    """The whole piece's MIDI and its audio parts (at most `max_parts`, each playing at most
+    `part_seconds`)."""
     spans: list[tuple[int, int]] = []  # [first, last) round indices of each part
     start, length = 0, 0.0
     for i, midi in enumerate(rounds):

@@ -53,7 +53,9 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
         name: app_commands.Range[str, 1, 64],
     ) -> None:
         await defer_privately(interaction)
-        midi = await read_midi_attachment(file)
+        midi = await read_midi_attachment(
+            file, max_notes=self.bot.settings.engine.work.max_seed_notes
+        )
         async with self.bot.sessions() as session:
             seed = await add_seed(
                 session,

@@ -20,10 +20,11 @@ from bot.db.errors import (
 )
 from bot.db.models import SEED_NAME_MAX_LENGTH, Candidate, Composition, Seed
 from bot.db.queries._tx import check_id, check_snowflake, ensure_guild, reading, writing
+from engine.limits import MAX_SEED_BYTES
 
 # A backstop: the bot validates seeds (notes, length, tempo) before saving them, and any
-# reasonable motif is a few kilobytes.
-SEED_MAX_BYTES = 512 * 1024
+# reasonable motif is a few kilobytes. The engine's limit, so a saved seed can be composed.
+SEED_MAX_BYTES = MAX_SEED_BYTES
 # Discord shows at most 25 autocomplete choices.
 AUTOCOMPLETE_LIMIT = 25
 
@@ -69,7 +70,7 @@ async def add_seed(
         raise InvalidInput("The seed file is empty.")
     if len(midi) > SEED_MAX_BYTES:
         raise InvalidInput(
-            f"Seeds are at most {SEED_MAX_BYTES // 1024} KiB (received {len(midi) // 1024} KiB)."
+            f"Seeds are at most {SEED_MAX_BYTES / 1e6:g} MB (received {len(midi) / 1e6:.1f} MB)."
         )
     digest = midi_sha256(midi)
     seed = Seed(

@@ -1,0 +1,1 @@
+"""The revisions, one file each, named by date and what they do."""

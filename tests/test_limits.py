@@ -1,0 +1,106 @@
+"""One source for every range and default: the slash commands, the CLI, the wire request, the
+engine's parameters and its sampler all read engine.limits, and agree."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from bot.cogs.compose._cog import ComposeCog
+from bot.cogs.compose._job import ComposeJob
+from bot.cogs.pieces._cog import PiecesCog
+from bot.db.queries import SEED_MAX_BYTES
+from engine.cli import compose as compose_cli
+from engine.errors import BadRequest, BadSeed
+from engine.limits import (
+    BARS,
+    CANDIDATES,
+    DEFAULT_BARS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_TEMPERATURE,
+    DEFAULT_TOP_P,
+    MAX_SEED_BYTES,
+    TEMPERATURE,
+    TEMPO_BPM,
+    TOP_P,
+    Range,
+)
+from engine.params import ComposeParams
+from engine.protocol import ComposeRequest
+from engine.seed import read_seed
+
+RANGED = {"bars": BARS, "candidates": CANDIDATES, "temperature": TEMPERATURE,
+          "tempo": TEMPO_BPM}
+
+
+def test_the_slash_commands_ranges_and_defaults_are_the_engines():
+    options = {p.name: p for p in ComposeCog.compose.parameters}
+    for name, allowed in RANGED.items():
+        assert (options[name].min_value, options[name].max_value) == (allowed.low, allowed.high)
+    defaults = {name: options[name].default for name in ("bars", "candidates", "temperature")}
+    assert defaults == {"bars": DEFAULT_BARS, "candidates": DEFAULT_CANDIDATES,
+                        "temperature": DEFAULT_TEMPERATURE}
+    export = {p.name: p for p in PiecesCog.export.parameters}
+    assert (export["candidate"].min_value, export["candidate"].max_value) == (
+        CANDIDATES.low, CANDIDATES.high)
+
+
+def test_every_way_in_has_the_same_defaults():
+    parser = argparse.ArgumentParser()
+    compose_cli.add_parser(parser.add_subparsers())
+    cli = parser.parse_args(["compose"])
+    expected = {"bars": DEFAULT_BARS, "candidates": DEFAULT_CANDIDATES,
+                "temperature": DEFAULT_TEMPERATURE, "top_p": DEFAULT_TOP_P}
+    params, request = ComposeParams(), ComposeRequest()
+    job = ComposeJob(seed_midi=None, seed_label="none")
+    for name, value in expected.items():
+        assert getattr(cli, name) == getattr(params, name) == getattr(request, name) == value
+        if name != "top_p":  # members do not choose top-p
+            assert getattr(job, name) == value
+
+
+def _outside(allowed: Range) -> list[float]:
+    step = 1 if isinstance(allowed.low, int) else 0.01
+    return [allowed.low - step, allowed.high + step]
+
+
+@pytest.mark.parametrize("name", [*RANGED, "top_p"])
+def test_the_engine_takes_each_bound_and_refuses_beyond_with_the_value(name: str):
+    from engine.sample import SamplingOptions
+
+    allowed = TOP_P if name == "top_p" else RANGED[name]
+    inside = [allowed.high] if allowed.low_open else [allowed.low, allowed.high]
+    outside = [allowed.low, allowed.high + 0.01] if allowed.low_open else _outside(allowed)
+    for value in inside:
+        ComposeParams(**{name: value})
+    for value in outside:
+        with pytest.raises(BadRequest, match=rf"^{name} must be .* \(received {value:g}\)$"):
+            ComposeParams(**{name: value})
+    sampled = {f.name for f in dataclasses.fields(SamplingOptions)}
+    if name in sampled:  # the sampler holds the same range
+        for value in inside:
+            SamplingOptions(**{name: value})
+        with pytest.raises(ValueError, match=name):
+            SamplingOptions(**{name: outside[-1]})
+
+
+def test_a_seed_has_one_size_limit():
+    assert SEED_MAX_BYTES == MAX_SEED_BYTES
+    with pytest.raises(BadSeed, match="1 MB"):
+        read_seed(b"MThd" + bytes(MAX_SEED_BYTES))
+
+
+@pytest.mark.parametrize(("allowed", "value", "message"), [
+    (Range(1, 64), 80, "bars must be within 1 and 64 (received 80)"),
+    (Range(0.5, 1.5), 0.25, "bars must be within 0.5 and 1.5 (received 0.25)"),
+    (Range(20.0, 400.0, " bpm"), float("inf"), "bars must be within 20 and 400 bpm (received inf)"),
+    (Range(0.0, 1.0, low_open=True), 0.0, "bars must be above 0 and at most 1 (received 0)"),
+    (Range(1, 64), True, "bars must be within 1 and 64 (received True)"),
+])
+def test_a_range_names_what_is_allowed_and_what_was_received(allowed, value, message):
+    assert value not in allowed
+    with pytest.raises(ValueError) as error:
+        allowed.check("bars", value)
+    assert str(error.value) == message
