@@ -111,7 +111,9 @@ def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: B
         continue_parts(output, seed, plan.profile, (*arrangement.continued, *dropped), grid,
                        rng)
     kept = tuple(p for p in written if p.program in heard)
-    if seed is not None and kept:  # an accompaniment the model let fall silent in places
+    # An accompaniment the model let fall silent in places (with one part, it is the tune,
+    # which may rest).
+    if seed is not None and kept and len(plan.profile.pitched) > 1:
         continue_parts(output, seed, plan.profile, kept, grid, rng, gaps_only=True)
     keep_one_line(output, solo_programs(plan.profile), start=grid.start)
 

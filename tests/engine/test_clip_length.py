@@ -54,13 +54,15 @@ def test_every_clip_lasts_its_bars_plus_the_tail(composer, make, bar_seconds):
 def test_a_clip_whose_last_bars_are_quiet_still_lasts_every_bar(composer, examples):
     """A candidate that falls silent after its first bar: its clip used to stop at the last
     note (+ tail), so members heard 3 s of the 9 s composed."""
+    # Sampling seed 6: a first bar whose notes all end within it.
     plan = composer.plan((examples / "band.mid").read_bytes(),
-                         ComposeParams(bars=4, candidates=1, seed=5))
+                         ComposeParams(bars=4, candidates=1, seed=6))
     [row] = composer.decode(plan)
     grammar, tok = composer.grammar, composer.tokenizer
     opened = [i for i, t in enumerate(row.tokens) if grammar.opens_bar[t]]
     empty_bar = [single_id(tok, "Bar_None"), single_id(tok, "TimeSig_4/4")]
     row.tokens = row.tokens[:opened[1]] + empty_bar * 3  # bar 1 as written, then 3 quiet bars
+    plan.seed = None  # no drums or bass going on from the seed: the quiet bars stay quiet
     [candidate] = composer.finish(plan, [row]).candidates
     last_note = max(n.time + n.duration for t in Score.from_midi(candidate.midi).to("second")
                     .tracks for n in t.notes)
