@@ -30,7 +30,8 @@ from bench.section import Headline, Report, Section, main
 from engine.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
 from engine.device import configure_threads
 from engine.grammar import BAR_TOKEN_CAP
-from engine.render import FLUID_BLOCK, SAMPLE_RATE, SILENCE, TAIL_SECONDS
+from engine.loudness import integrated_loudness
+from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
 from engine.sample import DecodeBatch, Row
 
 TEMPERATURES = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -149,7 +150,7 @@ def measure(composer: Composer, case: Case) -> list[Outcome]:
             due_seconds=seed_part + case.plan.params.bars
             * bar_seconds(composer, case.plan, row) + TAIL_SECONDS,
             clip_seconds=len(pcm) / SAMPLE_RATE,
-            silent=float(abs(pcm).max(initial=0.0)) <= SILENCE,
+            silent=integrated_loudness(pcm, SAMPLE_RATE) == float("-inf"),
             token_errors=tok.remi.tokens_errors(tok.to_base(row.tokens)),
             bar_ids=[b - a for a, b in zip(opened, [*opened[1:], len(row.tokens)],
                                            strict=True)]))

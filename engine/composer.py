@@ -239,12 +239,13 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
     started = time.perf_counter()
     # The synth renders one clip at a time while earlier clips encode on other cores
     # (libsndfile releases the GIL), so encoding mostly hides behind rendering.
+    # With the seed included, its side and the continuation's are brought to one loudness apart.
     encoding: list[Future[EncodedAudio]] = []
     for i, score in enumerate(scores):
         if i >= ENCODE_AHEAD:
             encoding[i - ENCODE_AHEAD].result()  # its PCM is freed once encoded
-        encoding.append(encoders.submit(encode_ogg, renderer.render(score), SAMPLE_RATE,
-                                        max_bytes=max_audio_bytes))
+        pcm = renderer.render(score, seam_seconds=seed_seconds)
+        encoding.append(encoders.submit(encode_ogg, pcm, SAMPLE_RATE, max_bytes=max_audio_bytes))
     candidates = []
     for row, score, job in zip(rows, scores, encoding, strict=True):
         audio = job.result()

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import symusic
 
+from engine.loudness import normalise
 from soundfonts import SoundfontNotFound, find_soundfont
 
 if TYPE_CHECKING:
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 # Opus only encodes at 48 kHz (or lower speech rates); rendering at 48 kHz avoids resampling.
 SAMPLE_RATE = 48_000
 TAIL_SECONDS = 1.0  # lets releases and reverb ring out after the last note-off
-PEAK = 10 ** (-1 / 20)  # -1 dBFS: headroom for the overshoot of lossy encoders
-SILENCE = 1e-4  # peaks below -80 dBFS are silence: leave them, amplifying would only raise noise
 DRUM_CHANNEL = 9  # GM channel 10: FluidSynth makes it (and only it) a percussion channel
 # FluidSynth accepts more than 16 channels, so every melodic track gets a channel of its own
 # instead of folding tracks (and their programs) together.
@@ -127,8 +126,10 @@ class Renderer:
         *,
         sample_rate: int = SAMPLE_RATE,
         tail_seconds: float = TAIL_SECONDS,
+        seam_seconds: float | None = None,
     ) -> np.ndarray:
-        """Render to float32 stereo PCM of shape (N, 2), N = (end of the MIDI + tail) * rate."""
+        """Render to float32 stereo PCM of shape (N, 2), N = (end of the MIDI + tail) * rate,
+        at the loudness target of engine/loudness.py (each side of `seam_seconds` apart)."""
         score = _in_seconds(midi)
         synth = self._synth(sample_rate)
         # Nothing may carry over from the last render. system_reset restores programs,
@@ -163,11 +164,7 @@ class Renderer:
         self._write(synth, buf, done, len(pcm) - done)
         pcm = pcm[:frames]
 
-        # max and -min, not abs: no temporary as large as the clip (~0.4 MB per second).
-        peak = max(float(pcm.max(initial=0.0)), -float(pcm.min(initial=0.0)))
-        if peak > SILENCE:
-            pcm *= PEAK / peak
-        return pcm
+        return normalise(pcm, sample_rate, seam_seconds=seam_seconds)
 
     def _write(self, synth: fluidsynth.Synth, buf: int, start: int, count: int) -> None:
         if count > 0:  # interleaved stereo: left at even, right at odd float offsets

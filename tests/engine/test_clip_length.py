@@ -13,8 +13,9 @@ from symusic import Score
 from bench import member_seeds
 from engine import sample
 from engine.composer import ComposeParams
+from engine.loudness import TARGET_LUFS, integrated_loudness
 from engine.protocol import CandidateResult, ComposeResult
-from engine.render import FLUID_BLOCK, SAMPLE_RATE, SILENCE, TAIL_SECONDS
+from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
 from tests.engine.test_grammar import single_id
 
 # (seed, seconds per bar at its tempo): 4/4 at 120, 3/4 at 96, 6/8 at 116 (three quarters).
@@ -38,7 +39,7 @@ def _assert_spans(candidate, bars: int, bar_seconds: float) -> None:
     pcm = _pcm(candidate.audio)
     assert abs(len(pcm) - (due + TAIL_SECONDS) * SAMPLE_RATE) <= FLUID_BLOCK
     assert candidate.seconds == pytest.approx(due + TAIL_SECONDS, abs=FLUID_BLOCK / SAMPLE_RATE)
-    assert np.abs(pcm).max() > 100 * SILENCE
+    assert integrated_loudness(pcm, SAMPLE_RATE) == pytest.approx(TARGET_LUFS, abs=1.0)
 
 
 @pytest.mark.parametrize("make,bar_seconds", [(m, b) for _, m, b in SEEDS],

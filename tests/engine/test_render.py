@@ -11,8 +11,8 @@ import soundfile as sf
 from symusic import Tempo
 
 from engine import render
+from engine.loudness import CEILING_DBFS, TARGET_LUFS, integrated_loudness
 from engine.render import (
-    PEAK,
     SAMPLE_RATE,
     EncodedAudio,
     Renderer,
@@ -41,7 +41,9 @@ def test_render_lasts_the_midi_plus_tail_and_is_loud_stereo(renderer, request, p
     assert pcm.dtype == np.float32 and pcm.ndim == 2 and pcm.shape[1] == 2
     assert len(pcm) / SAMPLE_RATE == pytest.approx(end + 1.0, abs=TOLERANCE)
     assert rms(pcm) > 0.02
-    assert np.abs(pcm).max() == pytest.approx(PEAK, abs=1e-3)  # normalised to -1 dBFS
+    # At the loudness target (the limiter keeps peaks under the ceiling, not at it).
+    assert integrated_loudness(pcm, SAMPLE_RATE) == pytest.approx(TARGET_LUFS, abs=0.2)
+    assert np.abs(pcm).max() <= 10 ** (CEILING_DBFS / 20) + 1e-6
     assert not np.allclose(pcm[:, 0], pcm[:, 1])  # real stereo, not a copied channel
 
 
