@@ -260,7 +260,7 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
             audio_cut_from=audio.cut_from, programs=programs_heard(score)))
     plan.timings["render"] = time.perf_counter() - started
     started = time.perf_counter()
-    png = draw_pianoroll(scores, seed_seconds=seed_seconds)
+    png = draw_pianoroll(scores, seed=plan.seed_score, seed_seconds=seed_seconds)
     plan.timings["pianoroll"] = time.perf_counter() - started
     return Composition(candidates, png, seed_seconds, dict(plan.timings),
                        tempo=float(plan.prompt.tempo))

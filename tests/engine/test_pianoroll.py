@@ -1,15 +1,34 @@
-"""The piano-roll PNG: size, seed marking, instrument colours."""
+"""The piano-roll PNG: size, bars, the seed, the drum lane, instrument colours."""
 
 from __future__ import annotations
 
+import colorsys
 import io
 
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image
+from symusic import Tempo, TimeSignature
 
-from engine.pianoroll import DRUMS, PALETTE, ROW_PX, WIDTH_PX, draw_pianoroll
+from engine.pianoroll import (
+    DRUM_LANE,
+    DRUM_LANE_PX,
+    DRUMS,
+    MARGIN_PX,
+    PANEL,
+    PROGRAM_COLOURS,
+    ROW_GAP_PX,
+    ROW_PX,
+    SEED_STRIP_PX,
+    WIDTH_PX,
+    bar_starts,
+    draw_pianoroll,
+    program_colour,
+)
+
+PIANO, BASS, VIOLIN, TRUMPET = 0, 33, 40, 56
+PLOT = slice(MARGIN_PX["left"], WIDTH_PX - MARGIN_PX["right"])  # columns of the rows
 
 
 def pixels(png: bytes) -> np.ndarray:
@@ -20,9 +39,16 @@ def pixels(png: bytes) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
+def rgb(colour: str) -> np.ndarray:
+    return np.round(np.array(to_rgb(colour)) * 255).astype(np.uint8)
+
+
+def mask(image: np.ndarray, colour: str) -> np.ndarray:
+    return (image == rgb(colour)).all(axis=-1)
+
+
 def has_colour(image: np.ndarray, colour: str) -> bool:
-    rgb = np.round(np.array(to_rgb(colour)) * 255).astype(np.uint8)
-    return bool((image == rgb).all(axis=-1).any())
+    return bool(mask(image, colour).any())
 
 
 @pytest.mark.parametrize("rows", [1, 2, 4])
@@ -31,7 +57,65 @@ def test_png_is_one_row_per_candidate(band, rows):
     assert image.shape == (ROW_PX * rows, WIDTH_PX, 3)
 
 
-def test_seed_part_is_marked(scale, waltz):
+# --- bars ----------------------------------------------------------------------------------
+
+def test_bars_follow_metre_and_tempo_changes(build_score):
+    score = build_score([(PIANO, False, [(0, 1, 60)])], bpm=120)  # 4/4: a bar is 2 s
+    score.time_signatures.append(TimeSignature(2 * 4 * 480, 3, 4))  # 3/4 after two bars
+    score.tempos.append(Tempo(2 * 4 * 480 + 3 * 480, 60.0))  # 60 bpm after one 3/4 bar
+    # Two 4/4 bars at 120 (2 s each), one 3/4 bar at 120 (1.5 s), then 3/4 bars at 60 (3 s).
+    assert bar_starts(score, 12.0) == pytest.approx([0.0, 2.0, 4.0, 5.5, 8.5, 11.5])
+
+
+def test_bars_of_compound_metre(waltz, build_score):
+    assert bar_starts(waltz, 7.5) == pytest.approx([0.0, 1.875, 3.75, 5.625, 7.5])
+    six_eight = build_score([(PIANO, False, [(0, 1, 60)])], bpm=90, metre=(6, 8))
+    assert bar_starts(six_eight, 6.0) == pytest.approx([0.0, 2.0, 4.0, 6.0])  # 3 quarters
+
+
+def test_score_without_metre_or_tempo_is_4_4_at_120(build_score):
+    score = build_score([(PIANO, False, [(0, 1, 60)])])
+    score.time_signatures.clear()
+    score.tempos.clear()
+    assert bar_starts(score, 5.0) == pytest.approx([0.0, 2.0, 4.0])
+
+
+def test_bar_lines_are_drawn_where_bars_start(build_score):
+    # Piano notes only at the very top and bottom of the range leave the middle of the row
+    # empty: there, only bar lines differ from the panel.
+    notes = [(0, 0.5, 48), (0, 0.5, 84), (11.5, 0.5, 48)]  # 12 beats of 3/4 at 120: 4 bars
+    image = pixels(draw_pianoroll([build_score([(PIANO, False, notes)], metre=(3, 4))]))
+    middle = image[ROW_PX // 2, PLOT]
+    lines = np.flatnonzero(~(middle == rgb(PANEL)).all(axis=-1))
+    width = PLOT.stop - PLOT.start
+    expected = [round(width * t / 6.0) for t in (1.5, 3.0, 4.5)]  # bar 1's line is the edge
+    found = [x for x in lines if 0 < x < width - 1]
+    assert len(found) >= 3
+    for x in expected:
+        assert min(abs(f - x) for f in found) <= 1, (expected, found)
+
+
+def row_top(rows: int, i: int) -> int:
+    """The image row where candidate row i (0 = top) starts, without a seed strip."""
+    plot = ROW_PX * rows - MARGIN_PX["top"] - MARGIN_PX["bottom"]
+    height = (plot + ROW_GAP_PX) / rows - ROW_GAP_PX
+    return round(MARGIN_PX["top"] + i * (height + ROW_GAP_PX))
+
+
+def test_a_row_in_another_metre_numbers_its_own_bars(build_score):
+    notes = [(b, 1, 60) for b in range(12)]
+    four_four = build_score([(PIANO, False, notes)])
+    three_four = build_score([(PIANO, False, notes)], metre=(3, 4))
+    gap = slice(row_top(3, 1) - ROW_GAP_PX + 1, row_top(3, 1) - 1)  # above the middle row
+    same = pixels(draw_pianoroll([four_four] * 3))[gap, PLOT]
+    other = pixels(draw_pianoroll([four_four, three_four, four_four]))[gap, PLOT]
+    assert (same == same[0, 0]).all()  # nothing between rows that share the bottom's bars
+    assert not (other == other[0, 0]).all()  # the 3/4 row's numbers and metre
+
+
+# --- the seed ------------------------------------------------------------------------------
+
+def test_included_seed_is_shaded(scale, waltz):
     plain = pixels(draw_pianoroll([scale, waltz]))
     marked = pixels(draw_pianoroll([scale, waltz], seed_seconds=2.0))
     assert plain.shape == marked.shape
@@ -41,13 +125,72 @@ def test_seed_part_is_marked(scale, waltz):
     assert changed[:, 1].max() < WIDTH_PX // 2
 
 
-def test_instruments_get_their_own_colours(band, drums):
-    image = pixels(draw_pianoroll([band, drums]))
-    # band: piano, bass, violin (first three palette colours) and drums.
-    for colour in (*PALETTE[:3], DRUMS):
-        assert has_colour(image, colour), colour
-    assert not has_colour(image, PALETTE[3])
+def test_seed_not_included_is_a_strip_above_the_candidates(scale, waltz):
+    image = pixels(draw_pianoroll([scale, scale], seed=waltz))
+    assert image.shape == (2 * ROW_PX + SEED_STRIP_PX, WIDTH_PX, 3)
+    violin = mask(image[:, PLOT], program_colour(VIOLIN))
+    piano = mask(image[:, PLOT], program_colour(PIANO))
+    assert violin[:SEED_STRIP_PX].any() and not violin[SEED_STRIP_PX:].any()
+    assert piano[SEED_STRIP_PX:].any() and not piano[:SEED_STRIP_PX].any()
 
+
+def test_included_seed_is_not_drawn_twice(scale, waltz):
+    image = pixels(draw_pianoroll([scale], seed=waltz, seed_seconds=2.0))
+    assert image.shape == (ROW_PX, WIDTH_PX, 3)
+
+
+# --- drums ---------------------------------------------------------------------------------
+
+def test_drums_have_their_own_lane_under_the_pitched_notes(band):
+    image = pixels(draw_pianoroll([band]))[:, PLOT]
+    lane_top = ROW_PX - MARGIN_PX["bottom"] - DRUM_LANE_PX["row"]
+    lane = slice(lane_top, ROW_PX - MARGIN_PX["bottom"])
+    hits = mask(image, DRUMS)
+    assert hits[lane].any() and not hits[:lane_top].any()
+    for program in (PIANO, BASS, VIOLIN):
+        notes = mask(image, program_colour(program))
+        assert notes[:lane_top].any() and not notes[lane].any(), program
+
+
+def test_drum_hits_sit_by_kind(drums):
+    # Kicks in the lane's lowest third, snares in the middle one, hi-hats on top.
+    image = pixels(draw_pianoroll([drums]))[:, PLOT]
+    bottom = ROW_PX - MARGIN_PX["bottom"]
+    third = DRUM_LANE_PX["row"] // 3
+    hits = mask(image, DRUMS)
+    for k in range(3):
+        assert hits[bottom - (k + 1) * third + 1 : bottom - k * third - 1].any(), k
+
+
+def test_no_lane_without_drums(scale, waltz):
+    assert not has_colour(pixels(draw_pianoroll([scale, waltz])), DRUM_LANE)
+
+
+# --- colours -------------------------------------------------------------------------------
+
+def test_an_instrument_has_one_colour_in_every_post(band, waltz, build_score):
+    trumpet = build_score([(TRUMPET, False, [(0, 2, 70)])])
+    alone = pixels(draw_pianoroll([waltz]))
+    after_others = pixels(draw_pianoroll([band, trumpet, waltz]))
+    for image in (alone, after_others):
+        assert has_colour(image, program_colour(VIOLIN))
+    for program in (PIANO, BASS, TRUMPET):
+        assert has_colour(after_others, program_colour(program))
+    assert has_colour(after_others, DRUMS)
+
+
+def test_families_share_a_hue_and_programs_differ():
+    assert len(set(PROGRAM_COLOURS)) == 128
+
+    def hue(program: int) -> float:
+        return colorsys.rgb_to_hls(*to_rgb(program_colour(program)))[0]
+
+    for family in range(16):
+        hues = [hue(8 * family + i) for i in range(8)]
+        assert max(hues) - min(hues) < 0.02, family
+
+
+# --- inputs --------------------------------------------------------------------------------
 
 def test_midi_bytes_draw_like_scores(waltz):
     assert np.array_equal(
