@@ -142,8 +142,8 @@ def normalise(pcm: np.ndarray, sample_rate: int, *, seam_seconds: float | None =
 
     envelope = _Envelope.of(pcm, _block_frames(meters[0].hop))
     starts = np.arange(len(envelope.peak_db)) * envelope.size  # the frame each block starts at
-    ramp = SEAM_RAMP_SECONDS * sample_rate / 2
-    knots = [x for _, seam in sections[:-1] for x in (seam - ramp, seam + ramp)]
+    half_ramp = SEAM_RAMP_SECONDS * sample_rate / 2
+    knots = [x for _, seam in sections[:-1] for x in (seam - half_ramp, seam + half_ramp)]
     last: list[tuple[float, float] | None] = [None] * len(sections)  # (gain, loudness) tried
     for _ in range(MAX_PASSES):
         curve = np.interp(starts, knots, gains) if knots else np.full(len(starts), gains[0])
@@ -154,8 +154,10 @@ def normalise(pcm: np.ndarray, sample_rate: int, *, seam_seconds: float | None =
         total = curve + limiter_db(need, sample_rate / envelope.size)
         if np.array_equal(total, curve):
             break  # nothing to limit: every section is at the target
+        # A silent side is at no level: it keeps the other side's gain.
         reached = [meter.loudness(envelope.hop_gains(total, a, meter.hop, len(meter.weighted)))
-                   for meter, (a, _) in zip(meters, sections, strict=True)]
+                   if np.isfinite(level) else target
+                   for meter, (a, _), level in zip(meters, sections, levels, strict=True)]
         if max(target - level for level in reached) < TOLERANCE_LU:
             break
         # Make up what the limiter took. A dB more gain yields less than a dB more loudness
