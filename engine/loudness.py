@@ -37,6 +37,8 @@ MAX_PASSES = 6  # gain + limiter rounds: each makes up what the limiter took fro
 MIN_YIELD = 0.2  # LU of loudness per dB of gain assumed at worst when making up
 TOLERANCE_LU = 0.1  # a section this close to the target needs no further round
 
+# Work on a clip this much at a time: temporaries stay a few MB whatever the clip's length.
+CHUNK_HOPS, CHUNK_BLOCKS = 16, 2048  # 1.6 s to FFT; 2048 blocks of 32 frames, 1.4 s
 BLOCK_SECONDS, HOP_SECONDS = 0.4, 0.1  # gating blocks of 400 ms overlapping by 75%
 HOPS_PER_BLOCK = round(BLOCK_SECONDS / HOP_SECONDS)
 ABSOLUTE_GATE_LUFS = -70.0
@@ -86,16 +88,20 @@ def hop_energies(pcm: np.ndarray, sample_rate: int) -> HopEnergies:
     x = x[:, None] if x.ndim == 1 else x
     hop = round(HOP_SECONDS * sample_rate)
     hops = len(x) // hop
-    # (channels, hops, hop): contiguous per channel, so each hop's FFT reads contiguous memory.
-    frames = np.ascontiguousarray(x[: hops * hop].T).reshape(x.shape[1], hops, hop)
-    spectrum = np.fft.rfft(frames, axis=-1)  # float32 in, complex64 out
-    power = spectrum.real**2 + spectrum.imag**2
     # Parseval for a real FFT: the bins between DC and Nyquist stand for two.
     weights = 2 * k_weighting_power(np.fft.rfftfreq(hop, 1 / sample_rate)).astype(np.float32)
     weights[0] /= 2
     if hop % 2 == 0:
         weights[-1] /= 2
-    weighted = (power @ weights).sum(axis=0, dtype=np.float64) / hop  # (hops,)
+    weighted = np.empty(hops)
+    for first in range(0, hops, CHUNK_HOPS):
+        last = min(hops, first + CHUNK_HOPS)
+        # (channels, hops, hop): contiguous per channel, so each FFT reads contiguous memory.
+        frames = np.ascontiguousarray(x[first * hop : last * hop].T).reshape(-1, last - first, hop)
+        spectrum = np.fft.rfft(frames, axis=-1)  # float32 in, complex64 out
+        power = np.square(spectrum.real) + np.square(spectrum.imag)
+        weighted[first:last] = (power @ weights).sum(axis=0)
+    weighted /= hop
     return HopEnergies(weighted, hop)
 
 
@@ -189,23 +195,22 @@ class _Envelope:
 
     @classmethod
     def of(cls, pcm: np.ndarray, size: int) -> _Envelope:
-        x = pcm
-        peak = _across_channels(np.maximum, np.abs(x))
-        if len(x) >= 4:
-            # A cubic through four frames estimates the half-way point of the middle two: the
-            # peak between samples that a 4x oversampled true-peak meter would see, roughly.
-            mid = x[1:-2] + x[2:-1]
-            mid *= 9
-            mid -= x[:-3]
-            mid -= x[3:]
-            half_way = _across_channels(np.maximum, np.abs(mid)) / 16  # frames n + 1, n + 2
-            np.maximum(peak[1:-2], half_way, out=peak[1:-2])
-            np.maximum(peak[2:-1], half_way, out=peak[2:-1])
-        starts = np.arange(0, len(x), size)
+        blocks = -(-len(pcm) // size)
+        peak, power = np.empty(blocks), np.empty(blocks)
+        step = size * CHUNK_BLOCKS
+        for first in range(0, len(pcm), step):
+            last = min(len(pcm), first + step)
+            # Two frames either side: the half-way points next to the chunk's edges need them.
+            halo = min(2, first)
+            x = pcm[first - halo : last + 2]
+            frame_peaks = _frame_peaks(x)[halo : halo + last - first]
+            starts = np.arange(0, last - first, size)
+            into = slice(first // size, first // size + len(starts))
+            peak[into] = np.maximum.reduceat(frame_peaks, starts)
+            squares = _across_channels(np.add, np.square(x[halo : halo + last - first]))
+            power[into] = np.add.reduceat(squares, starts)
         with np.errstate(divide="ignore"):
-            peak_db = 20 * np.log10(np.maximum.reduceat(peak, starts).astype(np.float64))
-        power = np.add.reduceat(_across_channels(np.add, np.square(x)), starts)
-        return cls(size, peak_db, power.astype(np.float64))
+            return cls(size, 20 * np.log10(peak), power)
 
     def hop_gains(self, gain_db: np.ndarray, start: int, hop: int, hops: int) -> np.ndarray:
         """How much the gain (dB at each block start) scales the power of each hop of the
@@ -220,8 +225,27 @@ class _Envelope:
         gain = (10 ** (gain_db / 20)).astype(np.float32)
         after = np.append(gain[1:], gain[-1])
         ramp = np.arange(self.size, dtype=np.float32) / self.size
-        per_frame = (gain[:, None] + (after - gain)[:, None] * ramp).ravel()
-        pcm *= per_frame[: len(pcm), None]
+        for first in range(0, len(gain), CHUNK_BLOCKS):
+            into = slice(first, first + CHUNK_BLOCKS)
+            per_frame = (gain[into, None] + (after[into] - gain[into])[:, None] * ramp).ravel()
+            frames = pcm[first * self.size : (first + CHUNK_BLOCKS) * self.size]
+            frames *= per_frame[: len(frames), None]
+
+
+def _frame_peaks(x: np.ndarray) -> np.ndarray:
+    """Per frame, the largest of |sample| and of the half-way points on either side, over the
+    channels. A cubic through four frames estimates the half-way point of the middle two: the
+    peak between samples a 4x oversampled true-peak meter would see, roughly."""
+    peak = _across_channels(np.maximum, np.abs(x))
+    if len(x) >= 4:
+        mid = x[1:-2] + x[2:-1]
+        mid *= 9
+        mid -= x[:-3]
+        mid -= x[3:]
+        half_way = _across_channels(np.maximum, np.abs(mid)) / 16  # frames n + 1, n + 2
+        np.maximum(peak[1:-2], half_way, out=peak[1:-2])
+        np.maximum(peak[2:-1], half_way, out=peak[2:-1])
+    return peak
 
 
 def _across_channels(ufunc: np.ufunc, x: np.ndarray) -> np.ndarray:
