@@ -29,6 +29,7 @@ import numpy as np
 TARGET_LUFS = -16.0
 # Peaks (sample and half-sample estimates) stay under -1 dBFS: headroom for lossy encoders.
 CEILING_DBFS = -1.0
+SILENCE_DBFS = -80.0  # a clip that peaks under this is silence: amplifying it raises noise
 SEAM_RAMP_SECONDS = 0.05  # the gain moves from the seed's to the continuation's over this
 ATTACK_DB_PER_SECOND = 1000.0  # the limiter's gain falls up to 1 dB per ms before a peak,
 HOLD_SECONDS = 0.02  # holds for 20 ms after it (no ripple at bass frequencies),
@@ -133,20 +134,27 @@ def normalise(pcm: np.ndarray, sample_rate: int, *, seam_seconds: float | None =
 
     With seam_seconds the two sides of the seam are measured apart and each gets its own gain,
     joined by a short ramp. A silent side (or one shorter than a 400 ms block) takes the other
-    side's gain; a silent clip is left as it is.
+    side's gain; a clip that peaks under SILENCE_DBFS is left as it is.
     """
     frames = len(pcm)
     seam = None if seam_seconds is None else round(seam_seconds * sample_rate)
     bounds = [0, frames] if seam is None or not 0 < seam < frames else [0, seam, frames]
     sections = list(itertools.pairwise(bounds))
+    hop = round(HOP_SECONDS * sample_rate)
+    envelope = _Envelope.of(pcm, _block_frames(hop))
+    peak = float(envelope.peak_db.max(initial=-np.inf))
+    if peak < SILENCE_DBFS:
+        return pcm
+    # The gates are levels of a finished mix, but the synth's output is ~30 dB under one (a
+    # few quiet notes fall under -70 LUFS): gate the clip as if its peak were at the ceiling.
+    lift = 10 ** ((ceiling - peak) / 10)
     meters = [hop_energies(pcm[a:b], sample_rate) for a, b in sections]
-    levels = [meter.loudness() for meter in meters]
+    levels = [meter.loudness(lift) - (ceiling - peak) for meter in meters]
     known = [target - level for level in levels if np.isfinite(level)]
     if not known:
         return pcm
     gains = [target - level if np.isfinite(level) else known[0] for level in levels]
 
-    envelope = _Envelope.of(pcm, _block_frames(meters[0].hop))
     starts = np.arange(len(envelope.peak_db)) * envelope.size  # the frame each block starts at
     half_ramp = SEAM_RAMP_SECONDS * sample_rate / 2
     knots = [x for _, seam in sections[:-1] for x in (seam - half_ramp, seam + half_ramp)]

@@ -164,6 +164,27 @@ def test_quiet_and_loud_clips_reach_the_target(dbfs):
     assert peak_dbfs(pcm) <= CEILING_DBFS + 1e-3
 
 
+def test_clips_under_the_absolute_gate_as_rendered_still_reach_the_target():
+    # -75 dBFS reads -inf on the meter (every block is under -70 LUFS), yet it is music:
+    # the gates apply to the clip as if its peak were at the ceiling.
+    pcm = normalise(tone(-75.0, 5.0), RATE)
+    assert integrated_loudness(pcm, RATE) == pytest.approx(TARGET_LUFS, abs=0.1)
+
+
+def test_a_clip_that_peaks_under_80_dbfs_is_silence():
+    pcm = tone(-85.0, 5.0)
+    assert np.array_equal(normalise(pcm.copy(), RATE), pcm)
+
+
+def test_quiet_notes_are_not_taken_for_silence(renderer, build_score):
+    # FluidSynth renders a few violin notes at velocity 10 at about -75 LUFS.
+    score = build_score([(40, False, [(b, 1, 67) for b in range(0, 16, 4)])])
+    for note in score.tracks[0].notes:
+        note.velocity = 10
+    pcm = renderer.render(score)
+    assert integrated_loudness(pcm, RATE) == pytest.approx(TARGET_LUFS, abs=0.2)
+
+
 def peaky(seconds: float = 8.0) -> np.ndarray:
     """A tone with a loud hit (a fast-decaying 1.5 kHz burst) every half second: its peaks sit
     23 dB over its loudness, so at the target they would reach +6 dBFS."""
