@@ -342,7 +342,9 @@ class _Canvas:
             self.ax.add_collection(PolyCollection(
                 verts, facecolors=program_colour(program), edgecolors=PANEL, linewidths=widths,
                 zorder=2))
-        lines("hits", colors=DRUMS, linewidths=1.5, antialiaseds=False, zorder=2)  # crisp
+        # One crisp pixel a hit: sixteenth hi-hats 3-4 px apart (16 bars at 120 bpm) merged
+        # into a solid bar at 1.5 points.
+        lines("hits", colors=DRUMS, linewidths=72 / DPI, antialiaseds=False, zorder=2)
         lines("seams", colors=SEED, alpha=0.5, linewidths=1, zorder=3)
 
 

@@ -162,6 +162,17 @@ def test_drum_hits_sit_by_kind(drums):
         assert hits[bottom - (k + 1) * third + 1 : bottom - k * third - 1].any(), k
 
 
+def test_sixteenth_hi_hats_over_16_bars_stay_apart(build_score):
+    # 256 hi-hats 3.6 px apart: at 1.5 points a tick they merged into one solid bar.
+    hats = [(i / 4, 1 / 16, 42) for i in range(16 * 16)]
+    image = pixels(draw_pianoroll([build_score([(0, True, hats)])]))[:, PLOT]
+    bottom = ROW_PX - MARGIN_PX["bottom"]
+    top_third = image[bottom - DRUM_LANE_PX["row"] * 5 // 6]  # amid the lane's top third
+    hits = mask(top_third[None], DRUMS)[0]
+    starts = np.flatnonzero(hits[1:] & ~hits[:-1]) + 1  # where a run of hit pixels begins
+    assert len(starts) + hits[0] >= 0.95 * len(hats)
+
+
 def test_no_lane_without_drums(scale, waltz):
     assert not has_colour(pixels(draw_pianoroll([scale, waltz])), DRUM_LANE)
 
