@@ -1,5 +1,5 @@
 """What a continuation keeps of its seed, as the out-of-domain bench counts it: one dict of
-figures per continuation (engine/musical_stats.py has the definitions), and the level of a
+figures per continuation (engine/musical_stats.py has the definitions), and the loudness of a
 rendered clip.
 """
 
@@ -13,6 +13,7 @@ import soundfile as sf
 from symusic import Score
 
 from bench.ood_seeds import BARS, OodSeed
+from engine.loudness import ABSOLUTE_GATE_LUFS, integrated_loudness
 from engine.musical_stats import (
     DRUMS,
     MIDI_DEFAULT_TEMPO,
@@ -38,11 +39,7 @@ from engine.musical_stats import (
 )
 
 DENSITY_TOLERANCE = 1.3  # notes per bar within this factor of the seed's
-# Until the engine has a BS.1770 meter, clips are compared by their RMS level over 400 ms
-# blocks, leaving out blocks of silence as BS.1770's absolute gate does.
-LEVEL_BLOCK_SECONDS = 0.4
-LEVEL_GATE_DBFS = -70.0
-LEVEL_UNIT = "dB RMS"
+LEVEL_UNIT = "LU"  # clips and seam sides compared by their integrated loudness (BS.1770)
 
 Figures = dict[str, float | bool | None]
 
@@ -143,15 +140,8 @@ def read_audio(data: bytes) -> tuple[np.ndarray, int]:
     return pcm, rate
 
 
-def level(pcm: np.ndarray, rate: int) -> float:
-    """RMS level in dBFS of the blocks above the gate; silence (or less than a block) reads
-    as the gate's level, so that a silent clip counts as very quiet, not as infinitely."""
-    block = round(LEVEL_BLOCK_SECONDS * rate)
-    count = len(pcm) // block
-    if not count:
-        return LEVEL_GATE_DBFS
-    power = (pcm[: count * block].astype(np.float64) ** 2).reshape(count, block, -1)
-    blocks = power.mean(axis=(1, 2))
-    with np.errstate(divide="ignore"):
-        audible = blocks[10 * np.log10(blocks) > LEVEL_GATE_DBFS]
-    return float(10 * np.log10(audible.mean())) if len(audible) else LEVEL_GATE_DBFS
+def clip_loudness(pcm: np.ndarray, rate: int) -> float:
+    """Integrated loudness in LUFS (engine/loudness.py's meter, as the engine normalises);
+    silence (or less than a block) reads as the absolute gate, so that a silent clip counts
+    as very quiet, not as infinitely."""
+    return max(integrated_loudness(pcm, rate), ABSOLUTE_GATE_LUFS)

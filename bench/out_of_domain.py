@@ -28,8 +28,8 @@ from bench.ood_measure import (
     LEVEL_UNIT,
     Figures,
     SeedFacts,
+    clip_loudness,
     continuation_seconds,
-    level,
     measure,
     read_audio,
     seed_seconds,
@@ -58,7 +58,7 @@ class SeedRun:
     real: list[Figures] = field(default_factory=list)  # one, when the seed has a reference
     repeat: list[Figures] = field(default_factory=list)
     random: list[Figures] = field(default_factory=list)
-    spreads: list[float] = field(default_factory=list)  # level spread of each composition
+    spreads: list[float] = field(default_factory=list)  # loudness spread of each composition, LU
     lengths: list[float] = field(default_factory=list)  # clip seconds - due seconds
     seam_jumps: list[float] = field(default_factory=list)  # continuation minus seed side
     seam_offsets: list[float] = field(default_factory=list)  # seam minus seed length, s
@@ -80,7 +80,7 @@ def compose_seed(composer: Composer, run: SeedRun, compositions: int,
         for candidate in composition.candidates:
             run.model.append(measure(facts, Score.from_midi(candidate.midi)))
             run.lengths.append(candidate.seconds - due)
-            levels.append(level(*read_audio(candidate.audio)))
+            levels.append(clip_loudness(*read_audio(candidate.audio)))
         run.spreads.append(max(levels) - min(levels))
     seam = composer.compose(facts.seed.midi, ComposeParams(
         bars=BARS, candidates=seam_candidates, seed=compositions, include_seed=True))
@@ -89,7 +89,7 @@ def compose_seed(composer: Composer, run: SeedRun, compositions: int,
     for candidate in seam.candidates:
         pcm, rate = read_audio(candidate.audio)
         cut = round(seam.seed_seconds * rate)
-        run.seam_jumps.append(level(pcm[cut:], rate) - level(pcm[:cut], rate))
+        run.seam_jumps.append(clip_loudness(pcm[cut:], rate) - clip_loudness(pcm[:cut], rate))
     run.seam_offsets.append(seam.seed_seconds - seed_seconds(facts))
 
 
@@ -316,11 +316,12 @@ def run(quick: bool) -> Report:
         "rhythm profile is where notes start in the bar on a grid of twelfths of a beat, two "
         "profiles compared by total variation (0 same, 1 disjoint); a bar repeats an earlier "
         "one (or reuses a seed bar) when 80% of the (onset, pitch) pairs of each match; the "
-        f"loudness of a clip is its RMS level in {LEVEL_UNIT} over 400 ms blocks above -70 "
-        "dBFS (not yet BS.1770's K-weighted LUFS), its spread the loudest minus the quietest "
-        "clip of one composition, the seam jump the continuation side's level minus the seed "
-        "side's. Figures are means over each seed's continuations, then over seeds (notes "
-        "per bar: medians, as one silent or runaway continuation would swamp a mean).",
+        "loudness of a clip is its integrated loudness (ITU-R BS.1770-4, engine/loudness.py's "
+        "meter, LUFS; a silent clip reads -70), its spread the loudest minus the quietest "
+        f"clip of one composition in {LEVEL_UNIT}, the seam jump the continuation side's "
+        "loudness minus the seed side's. Figures are means over each seed's continuations, "
+        "then over seeds (notes per bar: medians, as one silent or runaway continuation would "
+        "swamp a mean).",
         summary_table(upload_runs, control_runs),
         "Pitch-class distance to the real continuation (L1 between the pitch-class "
         "histograms, 0 = same mix of pitch classes, 2 = disjoint); the model must come "

@@ -1,4 +1,4 @@
-"""The out-of-domain bench's baselines and clip level, on inputs with known answers."""
+"""The out-of-domain bench's baselines and clip loudness, on inputs with known answers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from bench.ood_measure import LEVEL_GATE_DBFS, level
+from bench.ood_measure import clip_loudness
 from bench.seed_baselines import random_in_scale, repeat_seed
+from engine.loudness import ABSOLUTE_GATE_LUFS
 from engine.musical_stats import Key
 
 TPQ = 480
@@ -53,13 +54,19 @@ def test_random_notes_keep_the_rhythm_and_stay_in_the_scale_and_range():
     assert [n.pitch for n in noise.tracks[1].notes] == [36] * 4  # drums as they were
 
 
-def test_clip_level():
+def test_clip_loudness_is_bs1770_with_silence_at_the_gate():
     rate = 48_000
     t = np.arange(2 * rate) / rate
-    sine = np.sin(2 * np.pi * 440 * t)[:, None].repeat(2, axis=1)  # full scale, stereo
-    assert level(sine, rate) == pytest.approx(-3.01, abs=0.01)
-    assert level(sine / 10, rate) == pytest.approx(-23.01, abs=0.01)
-    # Silence in the clip does not lower it; a silent clip reads as the gate.
-    assert level(np.concatenate([sine, np.zeros_like(sine)]), rate) == pytest.approx(-3.01,
-                                                                                       abs=0.01)
-    assert level(np.zeros((rate, 2)), rate) == LEVEL_GATE_DBFS
+    sine = np.sin(2 * np.pi * 997 * t)[:, None].repeat(2, axis=1)  # full scale, stereo
+    # BS.1770's reference: a 997 Hz sine on both channels reads its own peak level (0 LUFS);
+    # an RMS level would read it 3 dB lower.
+    assert clip_loudness(sine, rate) == pytest.approx(0.0, abs=0.05)
+    assert clip_loudness(sine / 10, rate) == pytest.approx(-20.0, abs=0.05)
+    # K-weighting: 50 Hz at the same level counts for less than 997 Hz.
+    hum = np.sin(2 * np.pi * 50 * t)[:, None].repeat(2, axis=1)
+    assert clip_loudness(hum, rate) < -1.0
+    # Silence in the clip barely lowers it (only the blocks across the edge); a silent clip
+    # reads as the absolute gate.
+    assert clip_loudness(np.concatenate([sine, np.zeros_like(sine)]), rate) == pytest.approx(
+        0.0, abs=0.5)
+    assert clip_loudness(np.zeros((rate, 2)), rate) == ABSOLUTE_GATE_LUFS
