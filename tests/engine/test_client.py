@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 import soundfile
+from PIL import Image
 from symusic import Note, Score, Tempo, Track
 
 from engine.client import (
@@ -29,6 +30,7 @@ from engine.client import (
     Restarting,
 )
 from engine.limits import DEFAULT_MAX_RENDER_SECONDS
+from engine.pianoroll import ROW_PX, SEED_STRIP_PX
 from tests.engine.test_server import CHECKPOINT
 
 # One event loop for the module: the shared engine fixture lives on it.
@@ -47,12 +49,16 @@ async def engine() -> AsyncIterator[EngineClient]:
         yield client
 
 
-def check(result, candidates: int) -> None:
+def check(result, candidates: int, *, seeded: bool = False) -> None:
     assert len(result.candidates) == candidates
     for cand in result.candidates:
         assert Score.from_midi(cand.midi).note_num() == cand.notes > 0
         assert cand.audio[:4] == b"OggS" and cand.seconds > 1.0
     assert result.pianoroll[:4] == b"\x89PNG"
+    # A row per candidate, and the seed's strip above them: the engine's seed reader child
+    # hands the seed on for it.
+    with Image.open(io.BytesIO(result.pianoroll)) as image:
+        assert image.height == ROW_PX * candidates + (SEED_STRIP_PX if seeded else 0)
     assert 0.0 <= result.invalid_rate < 1.0
     assert result.timings["total"] > result.timings["sample"] > 0
 
@@ -80,7 +86,7 @@ async def test_eight_concurrent_compositions(engine, examples):
     results = await asyncio.gather(*(
         engine.compose(r, on_progress=events[i].append) for i, r in enumerate(requests)))
     for i, (request, result) in enumerate(zip(requests, results, strict=True)):
-        check(result, request.candidates)
+        check(result, request.candidates, seeded=request.seed_midi is not None)
         assert [c.bars for c in result.candidates] == [request.bars] * request.candidates
         assert isinstance(events[i][-1], Rendering)
         assert all(isinstance(e, Queued | Composing | Rendering) for e in events[i])
