@@ -130,6 +130,17 @@ class Renderer:
     ) -> np.ndarray:
         """Render to float32 stereo PCM of shape (N, 2), N = (end of the MIDI + tail) * rate,
         at the loudness target of engine/loudness.py (each side of `seam_seconds` apart)."""
+        pcm = self.synthesise(midi, sample_rate=sample_rate, tail_seconds=tail_seconds)
+        return normalise(pcm, sample_rate, seam_seconds=seam_seconds)
+
+    def synthesise(
+        self,
+        midi: bytes | symusic.Score,
+        *,
+        sample_rate: int = SAMPLE_RATE,
+        tail_seconds: float = TAIL_SECONDS,
+    ) -> np.ndarray:
+        """FluidSynth's output as it comes, before any loudness step (`render` adds it)."""
         score = _in_seconds(midi)
         synth = self._synth(sample_rate)
         # Nothing may carry over from the last render. system_reset restores programs,
@@ -162,9 +173,7 @@ class Renderer:
                 else:
                     synth.pitch_bend(channel, a)
         self._write(synth, buf, done, len(pcm) - done)
-        pcm = pcm[:frames]
-
-        return normalise(pcm, sample_rate, seam_seconds=seam_seconds)
+        return pcm[:frames]
 
     def _write(self, synth: fluidsynth.Synth, buf: int, start: int, count: int) -> None:
         if count > 0:  # interleaved stereo: left at even, right at odd float offsets
