@@ -31,6 +31,7 @@ SECTIONS = [
     "bench.finetune",
     "bench.out_of_domain",
     "bench.bar_counts",
+    "bench.loudness",
 ]
 OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 
