@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from bench import member_seeds
 from engine.composer import ComposeParams
 from engine.loudness import (
     ATTACK_DB_PER_SECOND,
@@ -253,9 +254,17 @@ def test_silence_is_left_alone_and_a_silent_side_takes_the_others_gain():
 
 # --- real compositions, rendered by FluidSynth and encoded to OGG --------------------------
 
-def test_every_clip_of_a_post_has_one_loudness(composer, examples):
-    """Peak normalisation left the clips of one band.mid post 7 LU apart."""
-    seed = (examples / "band.mid").read_bytes()
+def member_seed(examples, name: str) -> bytes:
+    """A bundled example by file name, or one of bench/member_seeds.py's by its function."""
+    if name.endswith(".mid"):
+        return (examples / name).read_bytes()
+    return member_seeds.midi_bytes(getattr(member_seeds, name)())
+
+
+@pytest.mark.parametrize("name", ["band.mid", "sax_melody"])
+def test_every_clip_of_a_post_has_one_loudness(composer, examples, name):
+    """Peak normalisation left the clips of one post up to 8 LU apart (bench.loudness)."""
+    seed = member_seed(examples, name)
     composition = composer.compose(seed, ComposeParams(bars=8, candidates=4, seed=3))
     clips = [decode(c.audio) for c in composition.candidates]
     levels = [integrated_loudness(pcm, RATE) for pcm in clips]
@@ -264,9 +273,10 @@ def test_every_clip_of_a_post_has_one_loudness(composer, examples):
     assert max(peak_dbfs(pcm) for pcm in clips) <= CEILING_DBFS + CODEC_SLACK_DB
 
 
-def test_include_seed_has_no_jump_at_the_seam(composer, examples):
-    """The quiet waltz seed sat 6-9 LU under its continuations when the peak was normalised."""
-    seed = (examples / "waltz-violin.mid").read_bytes()
+@pytest.mark.parametrize("name", ["waltz-violin.mid", "band_loop"])
+def test_include_seed_has_no_jump_at_the_seam(composer, examples, name):
+    """Peak-normalised, a seed sat up to 15 LU under or over its continuations."""
+    seed = member_seed(examples, name)
     composition = composer.compose(seed, ComposeParams(bars=8, candidates=2, seed=3,
                                                        include_seed=True))
     assert composition.seed_seconds
