@@ -29,6 +29,7 @@ from bench.markdown import percent, table
 from bench.section import Headline, Report, Section, main
 from engine.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
 from engine.device import configure_threads
+from engine.errors import BadRequest
 from engine.grammar import BAR_TOKEN_CAP
 from engine.loudness import integrated_loudness
 from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
@@ -90,19 +91,29 @@ def seeds() -> dict[str, bytes | None]:
     return out
 
 
-def plan_cases(composer: Composer, quick: bool) -> list[Case]:
-    cases = []
+def plan_cases(composer: Composer, quick: bool) -> tuple[list[Case], list[str]]:
+    """The cases, and the requests the engine's work limits refuse (as "seed, options": a
+    320-bar seed included in its clip lasts longer than a clip may)."""
+    cases: list[Case] = []
+    refused: list[str] = []
+
+    def add(name: str, label: str, seed: bytes | None, params: ComposeParams) -> None:
+        try:
+            cases.append(Case(name, label, composer.plan(seed, params)))
+        except BadRequest:
+            refused.append(f"{name}, {label}")
+
     for name, seed in seeds().items():
         for temperature in QUICK_TEMPERATURES if quick else TEMPERATURES:
             for bars, candidates, compositions in QUICK_MIX if quick else MIX:
                 for _ in range(compositions):
-                    params = ComposeParams(bars=bars, candidates=candidates,
-                                           temperature=temperature, seed=len(cases))
-                    cases.append(Case(name, DEFAULTS, composer.plan(seed, params)))
+                    add(name, DEFAULTS, seed, ComposeParams(
+                        bars=bars, candidates=candidates, temperature=temperature,
+                        seed=len(cases)))
         for label, options in OPTIONS.items():
-            params = ComposeParams(bars=4, candidates=4, seed=len(cases), **options)
-            cases.append(Case(name, label, composer.plan(seed, params)))
-    return cases
+            add(name, label, seed, ComposeParams(bars=4, candidates=4, seed=len(cases),
+                                                 **options))
+    return cases, refused
 
 
 @torch.no_grad()
@@ -215,7 +226,7 @@ def run(quick: bool) -> Report:
     renders = ThreadPoolExecutor(max_workers=1, thread_name_prefix="render")
     try:
         started = time.perf_counter()
-        cases = plan_cases(composer, quick)
+        cases, refused = plan_cases(composer, quick)
         planned = time.perf_counter()
         density = seed_density(composer, cases)
         jobs: list[Future[list[Outcome]]] = []
@@ -257,7 +268,9 @@ def run(quick: bool) -> Report:
         f"temperatures {', '.join(f'{t:g}' for t in temperatures)} x compositions of "
         f"({mix} candidates), and per seed 4 x 4 bars with each of: "
         f"{'; '.join(OPTIONS)}. Shipped model, {threads} torch thread(s) decoding, at most "
-        f"{MAX_ROWS} rows at once; FluidSynth renders on a second thread meanwhile.",
+        f"{MAX_ROWS} rows at once; FluidSynth renders on a second thread meanwhile."
+        + (f" Refused by the work limits before any decoding: {'; '.join(refused)}."
+           if refused else ""),
         summary,
         by_seed_table(outcomes, density),
         by_bars_table(outcomes),
