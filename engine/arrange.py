@@ -346,3 +346,29 @@ def keep_one_line(output: Score, programs: set[int], *, start: int = 0) -> None:
         line = _one_line(rows[after], lowest=False)
         kept = np.concatenate([rows[~after], line])
         _set_notes(track, kept, int((kept[:, 0] + kept[:, 1]).max()))
+
+
+# A written part may stray this far outside the seed's range for it before it is moved back by
+# octaves: room for a line to climb, not for a sax to growl two octaves below its seed.
+REGISTER_SLACK = 5
+
+
+def keep_in_register(output: Score, parts: Sequence[Part], *, start: int = 0) -> None:
+    """Notes of the seed's pitched instruments from `start` on that lie far outside what the
+    seed plays on them are moved by octaves into that range (per program: the union of its
+    parts' ranges, widened by REGISTER_SLACK)."""
+    ranges: dict[int, tuple[int, int]] = {}
+    for part in parts:
+        low, high = ranges.get(part.program, (part.low, part.high))
+        ranges[part.program] = (min(low, part.low), max(high, part.high))
+    for track in output.tracks:
+        if track.is_drum or track.program not in ranges or not track.note_num():
+            continue
+        low, high = ranges[track.program]
+        n = track.notes.numpy()
+        rows = np.stack([n[k] for k in ("time", "duration", "pitch", "velocity")],
+                        axis=1).astype(np.int64)
+        after = rows[:, 0] >= start
+        rows[after, 2] = _into_range(rows[after, 2], max(0, low - REGISTER_SLACK),
+                                     min(127, high + REGISTER_SLACK))
+        _set_notes(track, rows, int((rows[:, 0] + rows[:, 1]).max()))

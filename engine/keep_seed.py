@@ -6,8 +6,9 @@ sampler for the seed's instruments, key, dynamics, texture, density and groove; 
 which bars come back. Finishing (`arrange_candidate`): the parts the model does not write
 (drums above all) and the ones it dropped go on from the seed's own bars (a steady
 accompaniment the model left out of some bars is filled there), a part the model
-wrote for the keyboard is voiced onto the seed's instruments, and a monophonic part keeps one
-line. Pure numpy and symusic: no torch.
+wrote for the keyboard is voiced onto the seed's instruments, the seed's instruments stay in
+the register the seed gives them, and a monophonic part keeps one line. Pure numpy and
+symusic: no torch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.arrange import (
     Arrangement,
     BarGrid,
     continue_parts,
+    keep_in_register,
     keep_one_line,
     plan_arrangement,
     voice_by_register,
@@ -115,6 +117,7 @@ def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: B
     # which may rest).
     if seed is not None and kept and len(plan.profile.pitched) > 1:
         continue_parts(output, seed, plan.profile, kept, grid, rng, gaps_only=True)
+    keep_in_register(output, written, start=grid.start)
     keep_one_line(output, solo_programs(plan.profile), start=grid.start)
 
 

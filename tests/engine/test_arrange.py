@@ -133,3 +133,18 @@ def test_a_steady_accompaniment_fills_only_the_bars_the_model_left_it_out_of() -
     new_bass = [n for t in output.tracks[2:] if t.program == 33 for n in t.notes]
     assert new_bass and min(n.time for n in new_bass) >= bar  # bar 0 kept the model's bass
     assert sax_bars == [1]  # the sax rests in half the seed: a melody may rest
+
+
+def test_a_seed_s_instrument_stays_near_the_register_the_seed_gives_it() -> None:
+    from engine.arrange import REGISTER_SLACK, keep_in_register
+
+    profile = profile_seed(_band())
+    sax = next(p for p in profile.parts if p.program == 65)  # 72-77 in the seed
+    # The model wrote the sax two octaves down, one note a little above, and left the bass be.
+    output = _score([_track(65, [(0, 48, 1, 80), (1, sax.high + 3, 1, 80)]),
+                     _track(33, [(0, 36, 1, 90)])])
+    keep_in_register(output, [sax], start=0)
+    sax_pitches = [n.pitch for n in output.tracks[0].notes]
+    assert sax_pitches == [72, sax.high + 3]  # moved by octaves; slack kept
+    assert sax.low - REGISTER_SLACK <= min(sax_pitches)
+    assert [n.pitch for n in output.tracks[1].notes] == [36]
