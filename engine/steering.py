@@ -184,11 +184,13 @@ class SteeringRows:
         if steering.onsets is not None and len(steering.onsets):
             groove[: len(steering.onsets)] = torch.from_numpy(
                 groove_bias(steering.onsets, steering.positions_per_beat)).float()
-        cpu = tables.to("cpu")
-        bad_program = (programs.logical_not().float() @ cpu.programs.T) > 0
-        bad_velocity = (velocities.logical_not().float() @ cpu.velocities.T) > 0
+        # Folded where the tables live: the few small vectors move, not the (V, ...) tables.
+        at = tables.programs.device
+        bad_program = (programs.logical_not().float().to(at) @ tables.programs.T) > 0
+        bad_velocity = (velocities.logical_not().float().to(at) @ tables.velocities.T) > 0
         fixed_mask = ~(bad_program | bad_velocity)
-        fixed_bias = -(off_scale @ cpu.pitch_classes.T) + groove @ cpu.positions.T
+        fixed_bias = (-(off_scale.to(at) @ tables.pitch_classes.T)
+                      + groove.to(at) @ tables.positions.T)
 
         def rep(t: torch.Tensor) -> torch.Tensor:
             return t.to(device).unsqueeze(0).expand(rows, *t.shape).clone()
