@@ -176,16 +176,21 @@ class GrammarState:
     bar_tokens: torch.Tensor  # ids since the current bar opened
     time_signature: torch.Tensor  # metre every new bar states; NONE: the first one chosen
     open_bar: torch.Tensor  # bool: the next id must open a bar
+    # A continuation that goes on inside the seed's last bar must start with a Position no
+    # later than this (so no hole opens at the seam); NONE once it has, or when it need not.
+    first_by: torch.Tensor
 
     FIELDS = ("last_type", "position", "limit", "bars", "bar_tokens", "time_signature",
-              "open_bar")
+              "open_bar", "first_by")
 
     @classmethod
     def after(cls, grammar: Grammar, prompts: list[list[int]], device, *,
-              time_signatures: list[int] | None = None, open_bar: bool = False
-              ) -> GrammarState:
+              time_signatures: list[int] | None = None, open_bar: bool = False,
+              first_onset: tuple[int, int] | None = None) -> GrammarState:
         """The state at the end of each prompt; `time_signatures` are the metres to keep
-        (NONE, the default: the first one the row chooses), `open_bar` starts on a bar line."""
+        (NONE, the default: the first one the row chooses), `open_bar` starts on a bar line.
+        `first_onset` (first, last): the rows go on inside the prompt's last bar, their first
+        id a Position within first..last (`open_bar` is then ignored)."""
         last_type, position, limit = [], [], []
         for prompt in prompts:
             ids = torch.tensor(prompt, dtype=torch.long, device=grammar.last_type.device)
@@ -199,15 +204,22 @@ class GrammarState:
                 metres = grammar.time_signature[ids]
                 stated = (metres != NONE).nonzero()
                 lim = int(grammar.bar_positions[metres[stated[-1, 0]]]) if len(stated) else lim
+            if first_onset is not None:
+                pos = max(pos, first_onset[0] - 1)
             last_type.append(kind)
             position.append(pos)
             limit.append(lim)
         as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
-        zeros = as_long([0] * len(prompts))
-        metres = as_long(time_signatures if time_signatures is not None else [NONE] * len(prompts))
-        opens = torch.full((len(prompts),), open_bar, dtype=torch.bool, device=device)
+        rows = len(prompts)
+        metres = as_long(time_signatures if time_signatures is not None else [NONE] * rows)
+        opens = torch.full((rows,), open_bar and first_onset is None, dtype=torch.bool,
+                           device=device)
+        first_by = as_long([NONE if first_onset is None else first_onset[1]] * rows)
+        zeros = as_long([0] * rows)
+        # The bar's ids count toward its cap from the seam on: the seed's part of the bar may
+        # be dense, and a crowded bar would have no onset left to write.
         return cls(as_long(last_type), as_long(position), as_long(limit), zeros, zeros.clone(),
-                   metres, opens)
+                   metres, opens, first_by)
 
     def crowd(self) -> torch.Tensor:
         """(B,) each row's row of Grammar.crowd_allows."""
@@ -238,6 +250,9 @@ class GrammarState:
         # A prompt that stops mid-note finishes that note before its bar line.
         must_open = self.open_bar & grammar.follows[self.last_type, T["Bar"]]
         ok &= grammar.opens_bar | ~must_open[:, None]
+        # Going on inside the seed's last bar: first an onset, soon after where the seed stops.
+        first = (grammar.first_type == T["Position"]) & (first_pos <= self.first_by[:, None])
+        ok &= first | (self.first_by == NONE)[:, None]
         # A crowded bar may finish its note under way, then only close.
         ok &= grammar.crowd_allows[self.crowd()]
         ok[:, grammar.first_type == T["EOS"]] = False  # length is ours to decide, in bars
@@ -256,6 +271,7 @@ class GrammarState:
         self.time_signature = torch.where((self.time_signature == NONE) & (ts != NONE), ts,
                                           self.time_signature)
         self.open_bar = self.open_bar & ~opens
+        self.first_by = torch.where(last_pos != NONE, NONE, self.first_by)
         self.bars = self.bars + opens.long()
         self.bar_tokens = torch.where(opens, torch.ones_like(self.bar_tokens), self.bar_tokens + 1)
         self.last_type = grammar.last_type[ids]

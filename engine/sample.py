@@ -134,11 +134,13 @@ class DecodeBatch:
         return logits[0, -1], state
 
     @torch.no_grad()
-    def add(self, prompt: list[int], rows: list[Row], *, open_bar: bool = True) -> None:
+    def add(self, prompt: list[int], rows: list[Row], *, open_bar: bool = True,
+            first_onset: tuple[int, int] | None = None) -> None:
         """Prefill `prompt` once and start every row of `rows` from it.
 
-        With `open_bar` the first generated token starts a new bar, so the continuation
-        begins on a bar line even when the seed stops mid-bar.
+        With `open_bar` the first generated token starts a new bar. With `first_onset`
+        (engine.prompt.Prompt.first_onset) the rows go on inside the prompt's last bar, their
+        first onset at one of those positions, and their bars are counted from its end.
         """
         last, (h, c) = self.prefill(prompt)
         n = len(rows)
@@ -147,7 +149,8 @@ class DecodeBatch:
         self.logits = _cat(self.logits, last.expand(n, -1).clone())
         o = [r.options for r in rows]
         g = GrammarState.after(self.grammar, [prompt] * n, self.device,
-                               time_signatures=[x.time_signature for x in o], open_bar=open_bar)
+                               time_signatures=[x.time_signature for x in o], open_bar=open_bar,
+                               first_onset=first_onset)
         if self.gstate is None:
             self.gstate = g
         else:
@@ -302,7 +305,8 @@ class DecodeBatch:
 
 def generate(model: LSTMLanguageModel, grammar: Grammar, prompt: list[int], n: int,
              options: SamplingOptions, *, seed: int | None = None,
-             must_open_bar: bool = True, guidance: Guidance | None = None) -> list[Row]:
+             must_open_bar: bool = True, guidance: Guidance | None = None,
+             first_onset: tuple[int, int] | None = None) -> list[Row]:
     """All `n` candidates of one request, decoded as one batch."""
     gen = torch.Generator()
     gen.manual_seed(seed if seed is not None else torch.seed())
@@ -310,7 +314,7 @@ def generate(model: LSTMLanguageModel, grammar: Grammar, prompt: list[int], n: i
     rows = [Row(request=request, generator=gen, options=options, guidance=guidance)
             for _ in range(n)]
     batch = DecodeBatch(model, grammar)
-    batch.add(prompt, rows, open_bar=must_open_bar)
+    batch.add(prompt, rows, open_bar=must_open_bar, first_onset=first_onset)
     while len(batch):
         batch.step()
     return rows

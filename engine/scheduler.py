@@ -166,7 +166,7 @@ class Scheduler:
         batch = self._batches.get(job.model)
         if batch is None:
             batch = DecodeBatch(job.model.model, job.model.grammar)
-        batch.add(job.plan.prompt.ids, job.rows)
+        batch.add(job.plan.prompt.ids, job.rows, first_onset=job.plan.prompt.first_onset)
         self._batches[job.model] = batch
         self._active[job] = job.model
         self._active_rows += len(job.rows)

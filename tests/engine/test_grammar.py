@@ -79,14 +79,16 @@ def _grid(**axes: list[int]) -> dict[str, torch.Tensor]:
 
 
 def _masks(grammar, last_type, position, limit, crowded, open_bar, keep_tempo, program,
-           time_signature):
+           time_signature, first_by=None):
     """(state index, its mask) for every state given by the (N,) columns, in chunks."""
     for start in range(0, len(last_type), 4096):
         s = slice(start, start + 4096)
         state = GrammarState(
             last_type=last_type[s], position=position[s], limit=limit[s],
             bars=torch.zeros_like(last_type[s]), bar_tokens=crowded[s] * BAR_TOKEN_CAP,
-            time_signature=time_signature[s], open_bar=open_bar[s].bool())
+            time_signature=time_signature[s], open_bar=open_bar[s].bool(),
+            first_by=(torch.full_like(last_type[s], NONE) if first_by is None
+                      else first_by[s]))
         yield s, state.allowed(grammar, keep_tempo=keep_tempo[s].bool(),
                                want_program=program[s])
 
@@ -126,6 +128,26 @@ def test_every_state_leaves_a_way_to_the_next_bar_line(grammar):
         assert not dead.any(), (
             f"no id allowed after {TYPES[int(g['last_type'][s][dead][0])]} for program "
             f"{int(g['program'][s][dead][0])}, metre {int(g['time_signature'][s][dead][0])}")
+
+
+def test_a_continuation_inside_the_seeds_last_bar_always_has_an_onset_to_write(grammar):
+    """Going on inside the seed's last bar (engine.prompt.Seam), the first id must be an onset
+    between the seam and `first_by`: from every such start, in every metre, with the tempo
+    kept and a program asked, some id is allowed, and each allowed one is such an onset.
+    (A seed with a seam ends on a finished note: its last bar has notes.)"""
+    starts = torch.tensor([(first, by, int(lim)) for lim in grammar.bar_positions.unique()
+                           for first in range(int(lim))
+                           for by in {first, min(int(lim) - 1, first + 12)}])
+    g = _grid(last_type=[T["Duration"]], start=list(range(len(starts))), program=[NONE, 0, 40])
+    first, by, limit = (starts[g["start"], i] for i in range(3))
+    zeros, ones = torch.zeros_like(first), torch.ones_like(first)
+    for s, mask in _masks(grammar, g["last_type"], first - 1, limit, zeros, zeros, ones,
+                          g["program"], torch.full_like(first, NONE), first_by=by):
+        assert mask.any(-1).all(), "no onset allowed after the seam"
+        onset = (grammar.first_type == T["Position"])[None, :] & (
+            grammar.first_position[None, :] >= first[s, None]) & (
+            grammar.first_position[None, :] <= by[s, None])
+        assert not (mask & ~onset).any(), "an id other than an onset by first_by allowed"
 
 
 def test_a_crowded_bar_after_a_position_still_gets_its_note(base_checkpoint, grammar):
