@@ -79,6 +79,14 @@ class BarGrid:
     start: int  # tick of the continuation's first bar line
     bar_ticks: int
     bars: int
+    # Ticks of the seed's last bar the continuation goes on in, before `start` (engine.prompt
+    # Seam); 0 when it starts on a bar line.
+    lead: int = 0
+
+    @property
+    def seam(self) -> int:
+        """Where the continuation starts: its own notes are those from here on."""
+        return self.start - self.lead
 
     def line(self, bar: int) -> int:
         return self.start + bar * self.bar_ticks
@@ -96,7 +104,14 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
     seed = seed if seed.ticks_per_quarter == output.ticks_per_quarter else seed.resample(
         output.ticks_per_quarter, min_dur=1)
     seed_bars = _seed_bars(seed, profile, grid.bar_ticks)
+    # The seed's unfinished last bar is no bar to loop: the continuation finishes it (the
+    # `lead`), playing it as the loop's next bar would, and its bars follow the loop on.
+    lead = grid.lead if len(seed_bars) > 1 and not gaps_only else 0
+    if lead:
+        seed_bars = seed_bars[:-1]
     written = _bar_pitch_classes(output, grid)
+    if lead:
+        written = np.concatenate([np.zeros((1, 12)), written])
     for part in parts:
         bars = [_bar_notes(seed, part.program, start, grid.bar_ticks) for start in seed_bars]
         if not any(len(b) for b in bars):
@@ -107,11 +122,16 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         track = Track(_name(seed, part.program), 0 if part.is_drums else part.program,
                       part.is_drums)
         rows = []
-        for bar, source in enumerate(_sources(bars, written, part, grid.bars)):
+        sources = _sources(bars, written, part, grid.bars + bool(lead))
+        if lead:
+            notes = bars[sources.pop(0)]
+            notes = notes[notes[:, 0] >= grid.bar_ticks - lead]
+            rows.append(_shifted(notes, grid.start - grid.bar_ticks, rng))
+        for bar, source in enumerate(sources):
             if bar in playing:
                 continue
             notes = bars[source]
-            if part.is_drums and _ends_phrase(len(bars) + bar, grid.bars - bar):
+            if part.is_drums and _ends_phrase(len(bars) + bool(lead) + bar, grid.bars - bar):
                 notes = _with_fill(notes, bars, grid.bar_ticks, profile, rng)
             rows.append(_shifted(notes, grid.line(bar), rng))
         if not rows:

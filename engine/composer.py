@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from symusic import Score, Tempo, TextMeta
+from symusic import Score, Tempo, TextMeta, TimeSignature
 
 from engine.arrange import BarGrid
 from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
@@ -26,7 +26,7 @@ from engine.grammar import Grammar
 from engine.keep_seed import ANY_PITCHED, SeedPlan, arrange_candidate, guide, known_programs
 from engine.params import ComposeParams
 from engine.pianoroll import draw_pianoroll
-from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
+from engine.prompt import Prompt, Seam, bars_length_ticks, prompt_from_seed
 from engine.protocol import DRUMS
 from engine.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
 from engine.sample import Guidance, Row, SamplingOptions, generate
@@ -116,7 +116,8 @@ class Composer:
     def decode(self, plan: Plan) -> list[Row]:
         started = time.perf_counter()
         rows = generate(self.model, self.grammar, plan.prompt.ids, plan.params.candidates,
-                        plan.options, seed=plan.params.seed, guidance=plan.guidance)
+                        plan.options, seed=plan.params.seed, guidance=plan.guidance,
+                        first_onset=plan.prompt.first_onset)
         plan.timings["sample"] = time.perf_counter() - started
         return rows
 
@@ -168,7 +169,8 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
     if seed is not None and seed.profile is not None:
         plan.seed = guide(seed.profile, seed.copyable_ids, grammar, bars=params.bars,
                           form=params.form, instrument=params.program,
-                          follow_key=params.follow_key, known=known)
+                          follow_key=params.follow_key, known=known,
+                          unfinished_last_bar=prompt.seam is not None)
         plan.seed_material = seed.material
         plan.guidance = Guidance(plan.seed.steering, plan.seed.form, plan.seed.seed_bars)
     elif seed is None:  # without a seed, the first phrase is the theme that returns
@@ -186,13 +188,20 @@ def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: 
     there are cut, and an end marker there makes the MIDI file (and so the rendered clip,
     which lasts to the score's end plus the release tail) span every bar, quiet ones too.
     """
-    ids = [*plan.prompt.seed_ids, *tokens] if plan.params.include_seed else tokens
-    score = tokenizer.decode(ids)
+    seam = plan.prompt.seam
+    if plan.params.include_seed:
+        score, end = _decode(tokenizer, [*plan.prompt.seed_ids, *tokens])
+        start = plan.prompt.first_bar_line
+    elif seam is not None:
+        score, end = _decode_after_seam(tokenizer, seam, tokens)
+        start = seam.rest_ticks
+    else:
+        score, end = _decode(tokenizer, tokens)
+        start = 0
     score.tempos = tempo_map(plan, score.ticks_per_quarter)
-    end = bars_length_ticks(tokenizer, ids)
     if plan.seed is not None:
-        start = plan.prompt.seed_ticks if plan.params.include_seed else 0
-        grid = BarGrid(start, (end - start) // max(1, plan.params.bars), plan.params.bars)
+        grid = BarGrid(start, (end - start) // max(1, plan.params.bars), plan.params.bars,
+                       lead=0 if seam is None else seam.rest_ticks)
         if grid.bar_ticks > 0:
             rng = np.random.default_rng([plan.params.seed or 0, index])
             arrange_candidate(score, plan.seed_score, plan.seed, grid, rng)
@@ -202,6 +211,31 @@ def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: 
                 note.duration = max(1, end - note.time)
     score.markers.append(TextMeta(end, END_MARKER))
     return score
+
+
+def _decode(tokenizer: MidiTokenizer, ids: list[int]) -> tuple[Score, int]:
+    """The score of `ids` and the tick of its last bar line."""
+    return tokenizer.decode(ids), bars_length_ticks(tokenizer, ids)
+
+
+def _decode_after_seam(tokenizer: MidiTokenizer, seam: Seam, tokens: list[int]
+                       ) -> tuple[Score, int]:
+    """A continuation that goes on inside the seed's last bar, on its own: decoded after that
+    bar's ids (MidiTok places positions only after a bar line), without the seed's notes, and
+    moved to start where the seed stopped, so the clip opens with the continuation rather
+    than with the seed's part of the bar as silence. A pickup bar (sixteenths) up to the
+    first bar line keeps the MIDI file's bar lines on the music's."""
+    score, end = _decode(tokenizer, [*seam.last_bar, *tokens])
+    metres = list(score.time_signatures)
+    final = metres[-1] if metres else TimeSignature(0, 4, 4)
+    for track in score.tracks:
+        track.notes = track.notes.filter(lambda note: note.time >= seam.at)
+    score = score.shift_time(-seam.at)
+    quarter = score.ticks_per_quarter
+    pickup = seam.rest_ticks * 16 // (4 * quarter)
+    score.time_signatures = [TimeSignature(0, pickup, 16),
+                             TimeSignature(seam.rest_ticks, final.numerator, final.denominator)]
+    return score, end - seam.at
 
 
 def tempo_map(plan: Plan, ticks_per_quarter: int) -> list[Tempo]:

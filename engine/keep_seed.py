@@ -59,7 +59,9 @@ class SeedPlan:
 
 def guide(profile: SeedProfile, seed_ids: Sequence[int], grammar: Grammar, *, bars: int,
           form: str, instrument: int | None, follow_key: bool = True,
-          known: frozenset[int] = ANY_PITCHED) -> SeedPlan:
+          known: frozenset[int] = ANY_PITCHED, unfinished_last_bar: bool = False) -> SeedPlan:
+    """`unfinished_last_bar`: the continuation goes on inside the seed's last bar
+    (engine.prompt.Seam), which is then no bar to bring back whole."""
     arrangement = plan_arrangement(profile, known, instrument)
     written = arrangement.written
     parts = [p for p in profile.pitched if p.program in written]
@@ -76,6 +78,8 @@ def guide(profile: SeedProfile, seed_ids: Sequence[int], grammar: Grammar, *, ba
         onsets=profile.onset_profile,
         positions_per_beat=profile.positions_per_beat)
     seed_bars = copyable_bars(seed_ids, grammar, written)
+    if unfinished_last_bar:
+        seed_bars = seed_bars[:-1]
     plan = plan_form(form, bars=bars, seed_bars=len(seed_bars),
                      phrase=phrase_bars(profile.numerator, profile.denominator))
     return SeedPlan(profile, arrangement, steering, plan, seed_bars)
@@ -105,8 +109,8 @@ def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: B
     """Finish a decoded candidate (in place): continued, voiced and one-line parts."""
     arrangement = plan.arrangement
     if arrangement.voiced:
-        voice_by_register(output, arrangement.voiced, start=grid.start)
-    heard = _programs_after(output, grid.start)
+        voice_by_register(output, arrangement.voiced, start=grid.seam)
+    heard = _programs_after(output, grid.seam)
     written = [p for p in plan.profile.pitched if p.program in arrangement.written]
     dropped = tuple(p for p in written if p.program not in heard)
     if seed is not None and (arrangement.continued or dropped):
@@ -117,8 +121,8 @@ def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: B
     # which may rest).
     if seed is not None and kept and len(plan.profile.pitched) > 1:
         continue_parts(output, seed, plan.profile, kept, grid, rng, gaps_only=True)
-    keep_in_register(output, written, start=grid.start)
-    keep_one_line(output, solo_programs(plan.profile), start=grid.start)
+    keep_in_register(output, written, start=grid.seam)
+    keep_one_line(output, solo_programs(plan.profile), start=grid.seam)
 
 
 def solo_programs(profile: SeedProfile) -> set[int]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from symusic import Score
 
 from engine.errors import BadSeed
-from engine.grammar import NONE, Grammar
+from engine.form import split_bars
+from engine.grammar import NONE, Grammar, positions_per_bar
 from engine.limits import DEFAULT_TEMPO_BPM, MAX_PROMPT_TOKENS
 from engine.seed import SeedFacts
 from engine.seed_reader import SeedTokens
@@ -21,6 +23,33 @@ class Prompt:
     tempo: float  # bpm the continuation is written at
     time_signature: int  # grammar index of the metre to keep, or NONE
     seed_ticks: int  # where the continuation starts in the decoded seed+continuation
+    seam: Seam | None = None  # set when the continuation goes on inside the seed's last bar
+
+    @property
+    def first_onset(self) -> tuple[int, int] | None:
+        """Where the continuation's first onset may fall in the seed's last bar (grammar
+        positions), or None: it starts on the next bar line."""
+        return None if self.seam is None else self.seam.first_onset
+
+    @property
+    def first_bar_line(self) -> int:
+        """Tick of the continuation's first whole bar in the decoded seed+continuation."""
+        return self.seed_ticks + (0 if self.seam is None else self.seam.rest_ticks)
+
+
+@dataclass(frozen=True)
+class Seam:
+    """A seed whose sound stops well before its last bar ends: the continuation goes on inside
+    that bar (no near-empty bar before it), then writes the bars asked."""
+
+    at: int  # ticks from the last bar line to where the continuation starts
+    bar_ticks: int  # the last bar's length
+    first_onset: tuple[int, int]  # grammar positions the first onset may take
+    last_bar: list[int] = field(default_factory=list)  # the seed's last bar's ids
+
+    @property
+    def rest_ticks(self) -> int:
+        return self.bar_ticks - self.at
 
 
 def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
@@ -44,13 +73,48 @@ def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedToken
         starts = [i for i in range(tail, len(ids)) if grammar.opens_bar[ids[i]]]
         prompt = ids[starts[0]:] if starts else ids[tail:]
     ts = seed.facts.time_signature
+    seam = find_seam(tokenizer, grammar, ids)
+    bars_ticks = bars_length_ticks(tokenizer, ids)
     return Prompt(
         ids=prompt,
         seed_ids=ids,
         tempo=tempo or seed.facts.tempo or DEFAULT_TEMPO_BPM,
         time_signature=grammar.time_signature_index(ts) if ts else NONE,
-        seed_ticks=bars_length_ticks(tokenizer, ids),
+        seed_ticks=bars_ticks - (0 if seam is None else seam.rest_ticks),
+        seam=seam,
     )
+
+
+def find_seam(tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int]) -> Seam | None:
+    """Where a continuation goes on inside the seed's last bar, or None when it should start
+    on the next bar line (the bar is full: its sound lasts to within a quarter note of the
+    bar's end, or it is silent).
+
+    The seed's sound is read from its last two bars (a note of the bar before may ring into
+    the last); the seam is its end, rounded up to a sixteenth note so the continuation starts
+    on the grid and a standalone clip can open with a whole number of sixteenths.
+    """
+    bars = split_bars(ids, grammar.opens_bar.tolist())
+    if not bars:
+        return None
+    last = bars[-1]
+    before = bars[-2] if len(bars) > 1 else []
+    quarter = tokenizer.remi.time_division
+    score = tokenizer.decode([*before, *last])
+    sound = max((int(n.time) + int(n.duration) for t in score.tracks for n in t.notes),
+                default=0) - bars_length_ticks(tokenizer, before)
+    bar_ticks = bars_length_ticks(tokenizer, last)
+    sixteenth = quarter // 4
+    at = math.ceil(max(0, sound) / sixteenth) * sixteenth
+    if at <= 0 or at > bar_ticks - quarter:
+        return None
+    metre = next((t.partition("_")[2] for t in tokenizer.to_base(last)
+                  if t.startswith("TimeSig_")), "4/4")
+    positions = positions_per_bar(metre, max(tokenizer.remi.config.beat_res.values()))
+    ticks_per_position = bar_ticks / positions
+    first = math.ceil(at / ticks_per_position)
+    latest = min(positions - 1, first + math.floor(quarter / ticks_per_position))
+    return Seam(at, bar_ticks, (first, latest), list(last))
 
 
 def bars_length_ticks(tokenizer: MidiTokenizer, ids: list[int]) -> int:

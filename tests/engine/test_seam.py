@@ -1,0 +1,186 @@
+"""The seam: a continuation follows its seed where the seed's sound stops, not a bar later.
+
+Real checkpoint, tokenizer and FluidSynth: the seeds are what members upload (a tune whose
+last bar is one short note, played a few ticks early as performed MIDI is; a seed that stops
+mid-bar; tempo changes), and the clips are listened to by proxy (length, silent stretches).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+from symusic import Note, Score, Tempo, TimeSignature, Track
+
+from engine.composer import ComposeParams
+from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
+
+TPQ = 480
+SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
+QUARTER = 0.5  # seconds, at 120 bpm
+
+
+def _seed(last: list[tuple[int, int]], *, tempos: tuple[tuple[int, float], ...] = ((0, 120.0),),
+          jitter: int = 0) -> Score:
+    """Two 4/4 bars of quarter notes, then `last`: (tick, ticks) notes. `jitter`: each of the
+    two bars' onsets moved by up to that many ticks, as a player would."""
+    score = Score(TPQ)
+    for tick, bpm in tempos:
+        score.tempos.append(Tempo(tick, bpm))
+    score.time_signatures.append(TimeSignature(0, 4, 4))
+    track = Track("piano", 0, False)
+    rng = np.random.default_rng(0)
+    for beat, pitch in enumerate(SCALE):
+        moved = int(rng.integers(-jitter, jitter + 1)) if jitter and beat else 0
+        track.notes.append(Note(beat * TPQ + moved, TPQ - 20, pitch, 90))
+    for tick, ticks in last:
+        track.notes.append(Note(tick, ticks, 72, 90))
+    score.tracks.append(track)
+    return score
+
+
+def _onsets(midi: bytes) -> np.ndarray:
+    score = Score.from_midi(midi).to("second")
+    return np.sort([n.time for t in score.tracks for n in t.notes])
+
+
+def _longest_silence(audio: bytes, start: float, stop: float) -> float:
+    """Seconds of the longest stretch between `start` and `stop` at least 50 dB under the
+    clip's loudest 20 ms."""
+    pcm, rate = sf.read(io.BytesIO(audio), dtype="float32")
+    assert rate == SAMPLE_RATE
+    mono = pcm.mean(axis=1) if pcm.ndim == 2 else pcm
+    frame = SAMPLE_RATE // 50
+    frames = len(mono) // frame
+    rms = np.sqrt((mono[: frames * frame].reshape(frames, frame) ** 2).mean(axis=1)) + 1e-12
+    quiet = 20 * np.log10(rms / rms.max()) < -50
+    longest = run = 0
+    for q in quiet[int(start * 50): int(stop * 50)]:
+        run = run + 1 if q else 0
+        longest = max(longest, run)
+    return longest / 50
+
+
+# The last bar: one short note on its bar line, exactly (a score) or 4 ticks early (played).
+PHANTOM = [("on the bar line", 8 * TPQ), ("a few ticks early", 8 * TPQ - 4)]
+
+
+@pytest.mark.parametrize("tick", [t for _, t in PHANTOM], ids=[n for n, _ in PHANTOM])
+def test_a_short_last_note_makes_no_phantom_bar(composer, tick):
+    """The seed's last bar holds a 16th-note C5 only: the continuation goes on in that bar,
+    within a quarter note of where the C5 stops (it used to wait for the next bar line: a
+    1.4 s hole), then writes the two bars asked."""
+    seed = _seed([(tick, TPQ // 4)]).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=3,
+                                                       include_seed=True))
+    seam = 4.0 + 0.125  # two bars, then the C5 (on the sixteenth grid)
+    assert composition.seed_seconds == pytest.approx(seam)
+    for candidate in composition.candidates:
+        assert candidate.bars == 2
+        onsets = _onsets(candidate.midi)
+        following = onsets[onsets >= seam - 1e-6]
+        assert following[0] <= seam + QUARTER + 1e-6
+        # The seed's bar (rest included) and the two bars asked, then the tail.
+        due = 5 * 4 * QUARTER + TAIL_SECONDS
+        assert candidate.seconds == pytest.approx(due, abs=FLUID_BLOCK / SAMPLE_RATE)
+        assert _longest_silence(candidate.audio, 4.0, 6.5) < 0.6
+
+
+def test_a_continuation_on_its_own_starts_where_the_seed_stopped(composer):
+    """include_seed off: the clip opens with the continuation (not with the seed's part of
+    the bar as silence), and its MIDI keeps its bar lines on the music's with a pickup bar."""
+    seed = _seed([(8 * TPQ, TPQ // 4)]).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=3))
+    rest = 4 * QUARTER - 0.125  # the seed's bar after its C5
+    for candidate in composition.candidates:
+        onsets = _onsets(candidate.midi)
+        assert 0.0 <= onsets[0] <= QUARTER
+        assert candidate.seconds == pytest.approx(rest + 4.0 + TAIL_SECONDS,
+                                                  abs=FLUID_BLOCK / SAMPLE_RATE)
+        score = Score.from_midi(candidate.midi)
+        metres = [(ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures]
+        assert metres == [(0, 15, 16), (score.ticks_per_quarter * 15 // 4, 4, 4)]
+
+
+def test_a_seed_that_stops_mid_bar_goes_on_mid_bar(composer):
+    """Two quarter notes into its third bar the seed stops: the continuation takes up there."""
+    seed = _seed([(8 * TPQ, TPQ), (9 * TPQ, TPQ)]).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=5,
+                                                       include_seed=True))
+    seam = 4.0 + 2 * QUARTER
+    assert composition.seed_seconds == pytest.approx(seam)
+    for candidate in composition.candidates:
+        onsets = _onsets(candidate.midi)
+        assert seam - 1e-6 <= onsets[onsets >= seam - 1e-6][0] <= seam + QUARTER + 1e-6
+        assert candidate.seconds == pytest.approx(5 * 4 * QUARTER + TAIL_SECONDS,
+                                                  abs=FLUID_BLOCK / SAMPLE_RATE)
+
+
+def test_a_full_last_bar_still_starts_on_the_next_bar_line(composer):
+    """A last bar whose sound lasts to its end is whole: the continuation opens a new bar."""
+    seed = _seed([(8 * TPQ, 4 * TPQ)]).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=1, seed=3,
+                                                       include_seed=True))
+    assert composition.seed_seconds == pytest.approx(6.0)
+    [candidate] = composition.candidates
+    assert candidate.seconds == pytest.approx(5 * 2.0 + TAIL_SECONDS,
+                                              abs=FLUID_BLOCK / SAMPLE_RATE)
+
+
+def test_include_seed_keeps_the_seeds_tempo_changes(composer):
+    """A seed that slows from 120 to 80 bpm in its second bar and ends at 100: the clip plays
+    the seed at its own tempos, the continuation at 100 from where the seed stops."""
+    seed = _seed([(8 * TPQ, TPQ), (9 * TPQ, TPQ)],
+                 tempos=((0, 120.0), (4 * TPQ, 80.0), (8 * TPQ, 100.0))).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=1, seed=5,
+                                                       include_seed=True))
+    seam = 4 * 0.5 + 4 * 0.75 + 2 * 0.6  # a bar at 120, a bar at 80, two beats at 100
+    assert composition.seed_seconds == pytest.approx(seam)
+    [candidate] = composition.candidates
+    score = Score.from_midi(candidate.midi)
+    tempos = [(t.time * TPQ // score.ticks_per_quarter, round(t.qpm)) for t in score.tempos]
+    assert tempos == [(0, 120), (4 * TPQ, 80), (8 * TPQ, 100), (10 * TPQ, 100)]
+    assert candidate.seconds == pytest.approx(seam + 2 * 0.6 + 2 * 4 * 0.6 + TAIL_SECONDS,
+                                              abs=FLUID_BLOCK / SAMPLE_RATE)
+
+
+def test_a_performed_seed_is_quantised_onto_its_bars(composer, base_checkpoint):
+    """Onsets off the grid by up to 10 ticks (~10 ms), the last bar's note 4 ticks early: the
+    tokenizer's grid puts each note in its bar, the seed spans three bars, and the
+    continuation follows the last note without a phantom bar."""
+    tokenizer = base_checkpoint.tokenizer
+    score = _seed([(8 * TPQ - 4, TPQ // 4)], jitter=10)
+    bars = [t for t in tokenizer.to_base(tokenizer.encode(score)) if t == "Bar_None"]
+    assert len(bars) == 3
+    composition = composer.compose(score.dumps_midi(), ComposeParams(
+        bars=2, candidates=1, seed=3, include_seed=True))
+    assert composition.seed_seconds == pytest.approx(4.125)
+    [candidate] = composition.candidates
+    assert candidate.seconds == pytest.approx(5 * 2.0 + TAIL_SECONDS,
+                                              abs=FLUID_BLOCK / SAMPLE_RATE)
+
+
+def test_drums_play_on_through_the_rest_of_the_seeds_bar_and_stay_on_its_bar_lines(
+        composer, build_score):
+    """A band seed (drums, bass, piano) whose third bar is one crash of a chord: the model
+    goes on inside that bar, and the drums (which it does not write) go on from the seed's
+    own bars from where the seed stopped, every kick on a beat of the seed's bars."""
+    kick, hihat = 36, 42
+    drums = [(b, 0.25, kick) for b in range(8)] + [(b + 0.5, 0.25, hihat) for b in range(8)]
+    seed = build_score([
+        (0, False, [(b, 1, 60 + (b % 4) * 2) for b in range(8)] + [(8, 0.25, 72)]),
+        (33, False, [(b, 2, 36) for b in range(0, 8, 2)] + [(8, 0.25, 36)]),
+        (0, True, [*drums, (8, 0.25, kick)]),
+    ]).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=4,
+                                                       include_seed=True))
+    assert composition.seed_seconds == pytest.approx(4.125)
+    for candidate in composition.candidates:
+        score = Score.from_midi(candidate.midi)
+        beat = score.ticks_per_quarter
+        kicks = sorted(n.time for t in score.tracks if t.is_drum for n in t.notes
+                       if n.pitch == kick)
+        # Every beat of the seed's third bar after the crash, and of the two bars asked.
+        assert [k for k in kicks if k > 8 * beat] == [b * beat for b in range(9, 20)]
