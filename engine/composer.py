@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from engine.grammar import Grammar
 from engine.keep_seed import ANY_PITCHED, SeedPlan, arrange_candidate, guide, known_programs
 from engine.params import ComposeParams
 from engine.pianoroll import draw_pianoroll
-from engine.prompt import Prompt, Seam, bars_length_ticks, prompt_from_seed
+from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
 from engine.protocol import DRUMS
 from engine.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
 from engine.sample import Guidance, Row, SamplingOptions, generate
@@ -165,10 +165,14 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
     facts = seed.facts if seed is not None else None
     check_workload(Workload.of(params, facts, grammar.time_signatures), limits)
     prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
-    plan = Plan(params, prompt, params.sampling(prompt.time_signature))
+    options = replace(params.sampling(prompt.time_signature), metre_cycle=prompt.metre_cycle,
+                      cycle_at=prompt.cycle_at, extra_bars=prompt.extra_bars)
+    plan = Plan(params, prompt, options)
     if seed is not None and seed.profile is not None:
-        plan.seed = guide(seed.profile, seed.copyable_ids, grammar, bars=params.bars,
-                          form=params.form, instrument=params.program,
+        # Bars of a cycle of metres (7/4 as 4/4, 3/4) may not be copied across it.
+        mixed_cycle = len(set(prompt.metre_cycle)) > 1
+        plan.seed = guide(seed.profile, seed.copyable_ids, grammar, bars=options.grammar_bars,
+                          form="free" if mixed_cycle else params.form, instrument=params.program,
                           follow_key=params.follow_key, known=known,
                           unfinished_last_bar=prompt.seam is not None)
         plan.seed_material = seed.material
@@ -188,20 +192,30 @@ def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: 
     there are cut, and an end marker there makes the MIDI file (and so the rendered clip,
     which lasts to the score's end plus the release tail) span every bar, quiet ones too.
     """
-    seam = plan.prompt.seam
+    prompt = plan.prompt
     if plan.params.include_seed:
-        score, end = _decode(tokenizer, [*plan.prompt.seed_ids, *tokens])
-        start = plan.prompt.first_bar_line
-    elif seam is not None:
-        score, end = _decode_after_seam(tokenizer, seam, tokens)
-        start = seam.rest_ticks
+        prefix, shift = prompt.seed_ids, 0
+    elif prompt.seam is not None:
+        # MidiTok places positions only after a bar line: decode after the seed's last bar,
+        # then drop its notes and start where the seed stopped (no silence to open the clip).
+        prefix, shift = prompt.seam.last_bar, prompt.seam.at
     else:
-        score, end = _decode(tokenizer, tokens)
-        start = 0
+        prefix, shift = [], 0
+    score, end = _decode(tokenizer, [*prefix, *tokens])
+    if shift:
+        for track in score.tracks:
+            track.notes = track.notes.filter(lambda note: note.time >= shift)
+        score = score.shift_time(-shift)
+        end -= shift
+    seam = prompt.seed_ticks if plan.params.include_seed else 0
+    start = _first_whole_bar(tokenizer, prefix, tokens, prompt) - shift
+    if prompt.seed_metre or (start != seam and not plan.params.include_seed):
+        _restate_metre(score, plan, seam, start)
     score.tempos = tempo_map(plan, score.ticks_per_quarter)
     if plan.seed is not None:
+        # `lead`: the part of a seed bar the continuation finishes before its first whole bar.
         grid = BarGrid(start, (end - start) // max(1, plan.params.bars), plan.params.bars,
-                       lead=0 if seam is None else seam.rest_ticks)
+                       lead=start - seam)
         if grid.bar_ticks > 0:
             rng = np.random.default_rng([plan.params.seed or 0, index])
             arrange_candidate(score, plan.seed_score, plan.seed, grid, rng)
@@ -218,24 +232,38 @@ def _decode(tokenizer: MidiTokenizer, ids: list[int]) -> tuple[Score, int]:
     return tokenizer.decode(ids), bars_length_ticks(tokenizer, ids)
 
 
-def _decode_after_seam(tokenizer: MidiTokenizer, seam: Seam, tokens: list[int]
-                       ) -> tuple[Score, int]:
-    """A continuation that goes on inside the seed's last bar, on its own: decoded after that
-    bar's ids (MidiTok places positions only after a bar line), without the seed's notes, and
-    moved to start where the seed stopped, so the clip opens with the continuation rather
-    than with the seed's part of the bar as silence. A pickup bar (sixteenths) up to the
-    first bar line keeps the MIDI file's bar lines on the music's."""
-    score, end = _decode(tokenizer, [*seam.last_bar, *tokens])
-    metres = list(score.time_signatures)
-    final = metres[-1] if metres else TimeSignature(0, 4, 4)
-    for track in score.tracks:
-        track.notes = track.notes.filter(lambda note: note.time >= seam.at)
-    score = score.shift_time(-seam.at)
+def _first_whole_bar(tokenizer: MidiTokenizer, prefix: list[int], tokens: list[int],
+                     prompt: Prompt) -> int:
+    """Tick (in the decoded prefix + tokens) of the continuation's first whole bar: after the
+    rest of the seed's bar it goes on in, and the bars that finish a seed bar of a metre the
+    vocabulary lacks."""
+    opens = [i for i, t in enumerate(tokens) if tokenizer.base_tokens(t)[:1] == ["Bar_None"]]
+    if prompt.seam is None and prompt.extra_bars == 0 or len(opens) <= prompt.extra_bars:
+        return bars_length_ticks(tokenizer, prefix) if prefix else 0
+    return bars_length_ticks(tokenizer, [*prefix, *tokens[:opens[prompt.extra_bars]]])
+
+
+def _restate_metre(score: Score, plan: Plan, seam: int, start: int) -> None:
+    """The output's time signatures in the seed's own metre (a 7/4 seed's bars were written
+    as 4/4 + 3/4), its bars from `start` on. A clip that begins before its first whole bar (a
+    continuation on its own that finishes the seed's bar) opens with a pickup bar of that
+    length, in sixteenths, so the MIDI file's bar lines stay on the music's."""
     quarter = score.ticks_per_quarter
-    pickup = seam.rest_ticks * 16 // (4 * quarter)
-    score.time_signatures = [TimeSignature(0, pickup, 16),
-                             TimeSignature(seam.rest_ticks, final.numerator, final.denominator)]
-    return score, end - seam.at
+    decoded = list(score.time_signatures)
+    metre = plan.prompt.seed_metre or (
+        f"{decoded[-1].numerator}/{decoded[-1].denominator}" if decoded else "4/4")
+    numerator, denominator = (int(x) for x in metre.split("/"))
+    seed = plan.seed_score if plan.params.include_seed else None
+    if seed is not None and plan.prompt.seed_metre:
+        scale = quarter / seed.ticks_per_quarter
+        signatures = [TimeSignature(round(ts.time * scale), ts.numerator, ts.denominator)
+                      for ts in seed.time_signatures]
+    elif start == seam:
+        signatures = [ts for ts in decoded if ts.time < seam]
+    else:
+        pickup = (start - seam) * 4 // quarter  # sixteenths
+        signatures = [TimeSignature(seam, pickup, 16)]
+    score.time_signatures = [*signatures, TimeSignature(start, numerator, denominator)]
 
 
 def tempo_map(plan: Plan, ticks_per_quarter: int) -> list[Tempo]:
@@ -283,13 +311,14 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
     candidates = []
     for row, score, job in zip(rows, scores, encoding, strict=True):
         audio = job.result()
-        if row.bars < plan.params.bars:  # a bug: the grammar leaves every bar a way to close
-            log.warning("a candidate stopped after %d of %d bars (%s)", row.bars,
+        bars = plan.options.bars_of(row.bars)  # in the seed's metre
+        if bars < plan.params.bars:  # a bug: the grammar leaves every bar a way to close
+            log.warning("a candidate stopped after %d of %d bars (%s)", bars,
                         plan.params.bars, row.stop_reason)
         candidates.append(Candidate(
             midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
             notes=score.note_num(), tokens=len(row.tokens),
-            invalid_rate=row.invalid_mass / max(1, row.steps), bars=row.bars,
+            invalid_rate=row.invalid_mass / max(1, row.steps), bars=bars,
             audio_note=audio.note, audio_quality_lowered=audio.quality_lowered,
             audio_cut_from=audio.cut_from, programs=programs_heard(score)))
     plan.timings["render"] = time.perf_counter() - started

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from engine.metre import MAX_METRE_PARTS
 from engine.steering import SteeringTables
 from engine.tokenizer import MidiTokenizer
 
@@ -179,18 +180,26 @@ class GrammarState:
     # A continuation that goes on inside the seed's last bar must start with a Position no
     # later than this (so no hole opens at the seam); NONE once it has, or when it need not.
     first_by: torch.Tensor
+    # A metre the vocabulary lacks is written as a cycle of metres it holds (7/4: 4/4, 3/4):
+    # (B, MAX_METRE_PARTS) grammar indices, how many are used (0: no cycle), and which one
+    # the next bar states.
+    cycle: torch.Tensor
+    cycle_len: torch.Tensor
+    cycle_at: torch.Tensor
 
     FIELDS = ("last_type", "position", "limit", "bars", "bar_tokens", "time_signature",
-              "open_bar", "first_by")
+              "open_bar", "first_by", "cycle", "cycle_len", "cycle_at")
 
     @classmethod
     def after(cls, grammar: Grammar, prompts: list[list[int]], device, *,
               time_signatures: list[int] | None = None, open_bar: bool = False,
-              first_onset: tuple[int, int] | None = None) -> GrammarState:
+              first_onset: tuple[int, int] | None = None,
+              cycles: list[tuple[tuple[int, ...], int]] | None = None) -> GrammarState:
         """The state at the end of each prompt; `time_signatures` are the metres to keep
         (NONE, the default: the first one the row chooses), `open_bar` starts on a bar line.
         `first_onset` (first, last): the rows go on inside the prompt's last bar, their first
-        id a Position within first..last (`open_bar` is then ignored)."""
+        id a Position within first..last (`open_bar` is then ignored). `cycles`: per row, the
+        metres its bars state in turn and the one its next bar states (() : none)."""
         last_type, position, limit = [], [], []
         for prompt in prompts:
             ids = torch.tensor(prompt, dtype=torch.long, device=grammar.last_type.device)
@@ -215,11 +224,16 @@ class GrammarState:
         opens = torch.full((rows,), open_bar and first_onset is None, dtype=torch.bool,
                            device=device)
         first_by = as_long([NONE if first_onset is None else first_onset[1]] * rows)
+        cycles = cycles or [((), 0)] * rows
+        cycle = as_long([[*c, *[NONE] * (MAX_METRE_PARTS - len(c))] for c, _ in cycles])
+        cycle_len = as_long([len(c) for c, _ in cycles])
+        cycle_at = as_long([at for _, at in cycles])
+        metres = torch.where(cycle_len > 0, cycle.gather(1, cycle_at[:, None])[:, 0], metres)
         zeros = as_long([0] * rows)
         # The bar's ids count toward its cap from the seam on: the seed's part of the bar may
         # be dense, and a crowded bar would have no onset left to write.
         return cls(as_long(last_type), as_long(position), as_long(limit), zeros, zeros.clone(),
-                   metres, opens, first_by)
+                   metres, opens, first_by, cycle, cycle_len, cycle_at)
 
     def crowd(self) -> torch.Tensor:
         """(B,) each row's row of Grammar.crowd_allows."""
@@ -270,6 +284,12 @@ class GrammarState:
         # The first time signature chosen (when none was asked) holds for the rest.
         self.time_signature = torch.where((self.time_signature == NONE) & (ts != NONE), ts,
                                           self.time_signature)
+        # A row with a cycle of metres: once a bar has stated its metre, the next bar's is due.
+        turns = (ts != NONE) & (self.cycle_len > 0)
+        self.cycle_at = torch.where(turns, (self.cycle_at + 1) % self.cycle_len.clamp(min=1),
+                                    self.cycle_at)
+        self.time_signature = torch.where(
+            turns, self.cycle.gather(1, self.cycle_at[:, None])[:, 0], self.time_signature)
         self.open_bar = self.open_bar & ~opens
         self.first_by = torch.where(last_pos != NONE, NONE, self.first_by)
         self.bars = self.bars + opens.long()

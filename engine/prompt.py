@@ -11,7 +11,8 @@ from engine.errors import BadSeed
 from engine.form import split_bars
 from engine.grammar import NONE, Grammar, positions_per_bar
 from engine.limits import DEFAULT_TEMPO_BPM, MAX_PROMPT_TOKENS
-from engine.seed import SeedFacts
+from engine.metre import bar_parts
+from engine.seed import SeedFacts, split_metres
 from engine.seed_reader import SeedTokens
 from engine.tokenizer import MidiTokenizer
 
@@ -24,6 +25,13 @@ class Prompt:
     time_signature: int  # grammar index of the metre to keep, or NONE
     seed_ticks: int  # where the continuation starts in the decoded seed+continuation
     seam: Seam | None = None  # set when the continuation goes on inside the seed's last bar
+    # A seed metre the vocabulary lacks (7/4), written as a cycle of held ones (4/4, 3/4):
+    # their grammar indices, which one the continuation's next bar states, how many bars of
+    # them finish the seed's bar, and the seed's metre (the output states it again).
+    metre_cycle: tuple[int, ...] = ()
+    cycle_at: int = 0
+    extra_bars: int = 0
+    seed_metre: str | None = None
 
     @property
     def first_onset(self) -> tuple[int, int] | None:
@@ -54,7 +62,8 @@ class Seam:
 
 def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
                  *, tempo: float | None = None) -> Prompt:
-    tokens = None if seed is None else SeedTokens(tokenizer.encode(seed), SeedFacts.of(seed))
+    tokens = None if seed is None else SeedTokens(tokenizer.encode(split_metres(seed)),
+                                                  SeedFacts.of(seed))
     return prompt_from_seed(tokenizer, grammar, tokens, tempo=tempo)
 
 
@@ -75,14 +84,40 @@ def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedToken
     ts = seed.facts.time_signature
     seam = find_seam(tokenizer, grammar, ids)
     bars_ticks = bars_length_ticks(tokenizer, ids)
+    cycle, at, extra = metre_cycle(tokenizer, grammar, ids, ts)
     return Prompt(
         ids=prompt,
         seed_ids=ids,
         tempo=tempo or seed.facts.tempo or DEFAULT_TEMPO_BPM,
-        time_signature=grammar.time_signature_index(ts) if ts else NONE,
+        time_signature=(cycle[at] if cycle else grammar.time_signature_index(ts) if ts
+                        else NONE),
         seed_ticks=bars_ticks - (0 if seam is None else seam.rest_ticks),
         seam=seam,
+        metre_cycle=cycle, cycle_at=at, extra_bars=extra, seed_metre=ts if cycle else None,
     )
+
+
+def metre_cycle(tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int],
+                metre: str | None) -> tuple[tuple[int, ...], int, int]:
+    """For a seed in a metre the vocabulary lacks (engine.seed.split_metres wrote each of its
+    bars as bars of held metres): the grammar indices of those metres, which one the
+    continuation's next bar states, and how many of them finish the seed's last bar. ((), 0,
+    0) for a metre the vocabulary holds, or none."""
+    usable = metre is not None and all(int(x) > 0 for x in metre.split("/"))
+    parts = bar_parts(metre) if usable and metre is not None else None
+    if not parts or len(parts) < 2:
+        return (), 0, 0
+    cycle = tuple(grammar.time_signature_index(p) for p in parts)
+    if NONE in cycle:
+        return (), 0, 0
+    # Which part the seed's last bar is: counted from where its bars' metres (one per bar)
+    # began to follow the cycle, from its first part (as split_metres writes them).
+    stated = [t.partition("_")[2] for t in tokenizer.to_base(ids) if t.startswith("TimeSig_")]
+    k = len(parts)
+    begins = next((s for s in range(len(stated))
+                   if all(m == parts[i % k] for i, m in enumerate(stated[s:]))), len(stated))
+    last = (len(stated) - begins - 1) % k
+    return cycle, (last + 1) % k, k - 1 - last
 
 
 def find_seam(tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int]) -> Seam | None:

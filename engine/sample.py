@@ -46,6 +46,12 @@ class SamplingOptions:
     program: int | None = None  # force every generated note onto this GM program
     time_signature: int = NONE  # grammar index of the metre to keep; NONE: first one chosen
     keep_tempo: bool = True  # no Tempo tokens: the seed's (or the chosen) tempo holds
+    # A seed metre the vocabulary lacks (engine.metre.bar_parts): the grammar indices of the
+    # metres each of its bars is written as, which one the next bar states, and how many such
+    # bars finish the seed's unfinished bar before the bars asked (counted in its metre).
+    metre_cycle: tuple[int, ...] = ()
+    cycle_at: int = 0
+    extra_bars: int = 0
 
     def __post_init__(self) -> None:
         BARS.check("bars", self.bars)
@@ -53,6 +59,16 @@ class SamplingOptions:
         TOP_P.check("top_p", self.top_p)
         if self.program is not None:
             PROGRAM.check("program", self.program)
+
+    @property
+    def grammar_bars(self) -> int:
+        """Bars the sampler writes: the bars asked, each as its cycle of metres, and those
+        that finish the seed's bar."""
+        return self.bars * max(1, len(self.metre_cycle)) + self.extra_bars
+
+    def bars_of(self, grammar_bars: int) -> int:
+        """How many of the bars asked `grammar_bars` written bars are."""
+        return max(0, grammar_bars - self.extra_bars) // max(1, len(self.metre_cycle))
 
 
 @dataclass
@@ -150,7 +166,8 @@ class DecodeBatch:
         o = [r.options for r in rows]
         g = GrammarState.after(self.grammar, [prompt] * n, self.device,
                                time_signatures=[x.time_signature for x in o], open_bar=open_bar,
-                               first_onset=first_onset)
+                               first_onset=first_onset,
+                               cycles=[(x.metre_cycle, x.cycle_at) for x in o])
         if self.gstate is None:
             self.gstate = g
         else:
@@ -160,7 +177,7 @@ class DecodeBatch:
         new = {
             "temperature": torch.tensor([x.temperature for x in o], device=self.device),
             "top_p": torch.tensor([x.top_p for x in o], device=self.device),
-            "bars": torch.tensor([x.bars for x in o], device=self.device),
+            "bars": torch.tensor([x.grammar_bars for x in o], device=self.device),
             "keep_tempo": torch.tensor([x.keep_tempo for x in o], device=self.device),
             "program": torch.tensor([NONE if x.program is None else x.program for x in o],
                                     device=self.device),
@@ -237,7 +254,7 @@ class DecodeBatch:
                 row.bars = max(0, int(before[i]) - int(is_dead))
                 continue
             row.tokens.append(tok)
-            if len(row.tokens) >= row.options.bars * MAX_TOKENS_PER_BAR:
+            if len(row.tokens) >= row.options.grammar_bars * MAX_TOKENS_PER_BAR:
                 row.done, row.stop_reason = True, "token cap"
                 row.bars = max(0, int(st.bars[i]) - 1)  # the bar under way is left open
         finished = [r for r in self.rows if r.done]
@@ -260,7 +277,7 @@ class DecodeBatch:
             if row.forced:
                 picked[i] = row.forced.pop(0)
             elif (row.guidance is not None and row.guidance.form
-                  and self._opens_bar[picked[i]] and opened[i] < row.options.bars):
+                  and self._opens_bar[picked[i]] and opened[i] < row.options.grammar_bars):
                 material, whole = row.guidance.material(opened[i], row.tokens,
                                                         self._opens_bar)
                 if not material:

@@ -216,7 +216,8 @@ class Scheduler:
             for row, opened in zip(batch.rows, batch.gstate.bars.tolist(), strict=True):
                 done[row.request] = done.get(row.request, 0) + max(0, opened - 1)
         for job in self._active:
-            bars = job.params.bars
+            assert job.plan is not None
+            bars = job.plan.options.grammar_bars
             written = done.get(job, 0) + job.finished_rows * bars
             percent = float(int(100.0 * written / (bars * len(job.rows))))
             if percent != job.percent:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from symusic import Score
+from symusic import Score, TimeSignature
 
 from engine.errors import BadSeed
 from engine.limits import MAX_SEED_BYTES, MAX_SEED_NOTES, MAX_SEED_SECONDS, TEMPO_BPM
-from engine.metre import quarters_per_bar
+from engine.metre import bar_parts, quarters_per_bar, vocabulary_metres
 
 TEMPO_LIMITS_BPM = (TEMPO_BPM.low, TEMPO_BPM.high)
 
@@ -94,3 +94,34 @@ class SeedFacts:
         bar = quarters_per_bar(metre if usable else "4/4")
         quarters = math.ceil(score.end() / score.ticks_per_quarter / bar) * bar
         return cls(seed_tempo(score), metre, float(quarters))
+
+
+def split_metres(score: Score) -> Score:
+    """The score with each bar of a metre the vocabulary lacks restated as bars it holds
+    (engine.metre.bar_parts: a 7/4 bar as 4/4 then 3/4). MidiTok would drop such a metre and
+    count 4/4 bars across it, so a 7/4 seed's bar lines would drift through its music. The
+    score itself is returned when it needs no change."""
+    held = set(vocabulary_metres())
+    signatures = sorted(score.time_signatures, key=lambda ts: ts.time)
+    if all(f"{ts.numerator}/{ts.denominator}" in held for ts in signatures):
+        return score
+    tpq = score.ticks_per_quarter
+    end = score.end()
+    restated = []
+    for i, ts in enumerate(signatures):
+        metre = f"{ts.numerator}/{ts.denominator}"
+        parts = bar_parts(metre) if ts.numerator > 0 and ts.denominator > 0 else None
+        if parts is None or parts == [metre]:
+            restated.append(TimeSignature(ts.time, ts.numerator, ts.denominator))
+            continue
+        until = signatures[i + 1].time if i + 1 < len(signatures) else max(end, ts.time + 1)
+        tick = ts.time
+        part = 0
+        while tick < until:  # no metre after the music: it would add an empty bar
+            numerator, denominator = (int(x) for x in parts[part].split("/"))
+            restated.append(TimeSignature(tick, numerator, denominator))
+            tick += tpq * 4 * numerator // denominator
+            part = (part + 1) % len(parts)
+    out = score.copy()
+    out.time_signatures = restated
+    return out

@@ -70,16 +70,19 @@ class SeedTokens:
            max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
         """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit (over
         `max_notes` too, before tokenizing)."""
-        from engine.seed import read_seed
+        from engine.seed import read_seed, split_metres
 
         score = read_seed(data, max_notes=max_notes)
+        # The model reads bars of the metres its vocabulary holds; the seed's own metre is
+        # kept for everything counted in bars a member sees (facts, profile, material).
+        written = split_metres(score)
         pitched_ids = None
         drums = [t.is_drum for t in score.tracks if t.note_num()]
         if any(drums) and not all(drums):
-            pitched = score.copy()
-            pitched.tracks = [t for t in score.tracks if not t.is_drum]
+            pitched = written.copy()
+            pitched.tracks = [t for t in written.tracks if not t.is_drum]
             pitched_ids = tokenizer.encode(pitched)
-        return cls(tokenizer.encode(score), SeedFacts.of(score), profile_seed(score),
+        return cls(tokenizer.encode(written), SeedFacts.of(score), profile_seed(score),
                    score.dumps_midi(), pitched_ids)
 
     @property

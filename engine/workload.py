@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from engine.errors import BadRequest
 from engine.limits import DEFAULT_TEMPO_BPM, MAX_TOKENS_PER_BAR
-from engine.metre import quarters_per_bar
+from engine.metre import bar_parts, quarters_per_bar
 from engine.params import ComposeParams
 from engine.seed import SeedFacts, read_seed
 from engine.settings import WorkLimits
@@ -34,7 +34,9 @@ class Workload:
            metres: Sequence[str]) -> Workload:
         """The work `params` ask for on `seed`, where `metres` are those the model knows."""
         metre = seed.time_signature if seed is not None else None
-        known = metre in metres
+        parts = bar_parts(metre) if metre is not None and _usable(metre) else None
+        # A metre the vocabulary lacks is written as bars it holds (engine.seed.split_metres).
+        known = metre in metres or (parts is not None and set(parts) <= set(metres))
         if not known:  # the model chooses one: count the widest
             metre = max(metres, key=quarters_per_bar)
         assert metre is not None
@@ -117,3 +119,8 @@ def _duration(seconds: float) -> str:
     if minutes >= 10:
         return f"{minutes:.0f} minutes"
     return f"{minutes:.1f}".rstrip("0").rstrip(".") + " minutes"
+
+
+def _usable(metre: str) -> bool:
+    """False for a broken file's metre (3/0)."""
+    return all(x.isdigit() and int(x) > 0 for x in metre.split("/"))

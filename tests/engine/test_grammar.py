@@ -8,6 +8,7 @@ from symusic import Score
 
 from bench.member_seeds import SEEDS, bundled
 from engine.grammar import BAR_TOKEN_CAP, NO_LIMIT, NONE, TYPES, GrammarState, T
+from engine.metre import MAX_METRE_PARTS
 from engine.prompt import build_prompt
 
 
@@ -88,7 +89,9 @@ def _masks(grammar, last_type, position, limit, crowded, open_bar, keep_tempo, p
             bars=torch.zeros_like(last_type[s]), bar_tokens=crowded[s] * BAR_TOKEN_CAP,
             time_signature=time_signature[s], open_bar=open_bar[s].bool(),
             first_by=(torch.full_like(last_type[s], NONE) if first_by is None
-                      else first_by[s]))
+                      else first_by[s]),
+            cycle=torch.full((len(last_type[s]), MAX_METRE_PARTS), NONE),
+            cycle_len=torch.zeros_like(last_type[s]), cycle_at=torch.zeros_like(last_type[s]))
         yield s, state.allowed(grammar, keep_tempo=keep_tempo[s].bool(),
                                want_program=program[s])
 

@@ -184,3 +184,87 @@ def test_drums_play_on_through_the_rest_of_the_seeds_bar_and_stay_on_its_bar_lin
                        if n.pitch == kick)
         # Every beat of the seed's third bar after the crash, and of the two bars asked.
         assert [k for k in kicks if k > 8 * beat] == [b * beat for b in range(9, 20)]
+
+
+# Metres the tokenizer lacks: each bar is written as bars it holds, bars are counted in the
+# seed's own metre.
+
+def test_a_bar_the_vocabulary_lacks_is_split_into_bars_it_holds():
+    from engine.metre import bar_parts
+
+    assert bar_parts("4/4") == ["4/4"]
+    assert bar_parts("8/4") == ["4/4", "4/4"]
+    assert bar_parts("7/4") == ["4/4", "3/4"]
+    assert bar_parts("5/8") == ["3/8", "1/4"]
+    assert bar_parts("11/8") == ["4/4", "3/8"]
+    assert bar_parts("7/16") is None  # no held bars add up to it: MidiTok reads it as 4/4
+
+
+def _odd_metre(numerator: int, denominator: int, *, beats_cut: int = 0) -> Score:
+    """Two bars of `numerator`/`denominator` at 120 bpm: a piano C4 on each downbeat and G4 on
+    the other beats, a kick on each downbeat and a hi-hat on the others; the last
+    `beats_cut` beats left out."""
+    score = Score(TPQ)
+    score.tempos.append(Tempo(0, 120.0))
+    score.time_signatures.append(TimeSignature(0, numerator, denominator))
+    piano, kit = Track("piano", 0, False), Track("drums", 0, True)
+    beat = TPQ * 4 // denominator
+    for b in range(2 * numerator - beats_cut):
+        downbeat = b % numerator == 0
+        piano.notes.append(Note(b * beat, beat, 60 if downbeat else 67, 90))
+        kit.notes.append(Note(b * beat, 60, 36 if downbeat else 42, 90))
+    score.tracks.extend([piano, kit])
+    return score
+
+
+def test_a_7_4_seed_is_read_in_bars_of_4_4_and_3_4_on_its_own_downbeats(base_checkpoint,
+                                                                        grammar):
+    """MidiTok drops a metre it lacks and counts 4/4 across it: a 7/4 seed's second downbeat
+    fell on the fourth beat of a 4/4 bar. Split, every 7/4 bar is a 4/4 bar then a 3/4 one."""
+    from engine.prompt import build_prompt
+
+    tokenizer = base_checkpoint.tokenizer
+    prompt = build_prompt(tokenizer, grammar, _odd_metre(7, 4))
+    base = tokenizer.to_base(prompt.seed_ids)
+    assert [t for t in base if t.startswith("TimeSig_")] == ["TimeSig_4/4", "TimeSig_3/4"] * 2
+    # Each C4 (a downbeat) is the first note of a 4/4 bar.
+    bars = " ".join(base).split("Bar_None")[1:]
+    assert [("Pitch_60" in bar, bar.split()[0]) for bar in bars] == [
+        (True, "TimeSig_4/4"), (False, "TimeSig_3/4")] * 2
+
+
+@pytest.mark.parametrize("metre,quarters", [((8, 4), 8), ((7, 4), 7), ((5, 8), 2.5)],
+                         ids=["8/4", "7/4", "5/8"])
+def test_bars_of_a_metre_the_vocabulary_lacks_are_counted_in_that_metre(composer, metre,
+                                                                         quarters):
+    """Two bars asked of a 7/4 seed are two bars of 7/4 (14 quarter notes), written as 4/4 and
+    3/4 in turn; the output states the seed's metre, and its drums (continued from the seed)
+    hit every downbeat of it."""
+    seed = _odd_metre(*metre).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=3,
+                                                       include_seed=True))
+    bar = quarters * QUARTER
+    assert composition.seed_seconds == pytest.approx(2 * bar)
+    for candidate in composition.candidates:
+        assert candidate.bars == 2
+        assert candidate.seconds == pytest.approx(4 * bar + TAIL_SECONDS,
+                                                  abs=FLUID_BLOCK / SAMPLE_RATE)
+        score = Score.from_midi(candidate.midi)
+        tpq = score.ticks_per_quarter
+        assert {(ts.numerator, ts.denominator) for ts in score.time_signatures} == {metre}
+        kicks = sorted(n.time for t in score.tracks if t.is_drum for n in t.notes
+                       if n.pitch == 36)
+        assert kicks == [round(b * quarters * tpq) for b in range(4)]
+
+
+def test_a_7_4_seed_that_stops_inside_its_4_4_part_goes_on_through_the_3_4_part(composer):
+    """The seed stops two beats into its second 7/4 bar: the continuation finishes that bar
+    (two beats of 4/4, then the 3/4 part), then writes the two bars asked."""
+    seed = _odd_metre(7, 4, beats_cut=5).dumps_midi()
+    composition = composer.compose(seed, ComposeParams(bars=2, candidates=1, seed=3,
+                                                       include_seed=True))
+    assert composition.seed_seconds == pytest.approx(9 * QUARTER)
+    [candidate] = composition.candidates
+    assert candidate.bars == 2
+    assert candidate.seconds == pytest.approx(4 * 7 * QUARTER + TAIL_SECONDS,
+                                              abs=FLUID_BLOCK / SAMPLE_RATE)

@@ -93,8 +93,11 @@ def test_without_a_known_metre_the_widest_the_model_may_choose_counts():
     check_workload(work, LIMITS)
     message = refusal(None, bars=64, tempo=60.0)
     assert message.startswith(f"at 60 bpm, 64 bars of up to {widest} would last")
-    # A metre the model does not know (7/8) counts as the widest too.
+    # A metre the vocabulary lacks is written as bars it holds (7/8 as 2/4 + 3/8) and counts
+    # as itself; one no held bars add up to (7/16) counts as the widest too.
     odd = Workload.of(ComposeParams(), facts(slow_seed(120, (7, 8))), METRES)
+    assert (odd.metre, odd.metre_known) == ("7/8", True)
+    odd = Workload.of(ComposeParams(), facts(slow_seed(120, (7, 16))), METRES)
     assert (odd.metre, odd.metre_known) == (widest, False)
 
 
