@@ -130,7 +130,7 @@ def decode(composer: Composer, cases: list[Case], done: Callable[[Case], None]) 
             case.rows = [Row(request=case, generator=generator, options=case.plan.options,
                              guidance=case.plan.guidance)
                          for _ in range(case.plan.params.candidates)]
-            batch.add(case.plan.prompt.ids, case.rows)
+            batch.add(case.plan.prompt.ids, case.rows, first_onset=case.plan.prompt.first_onset)
         for case in dict.fromkeys(row.request for row in batch.step()):
             assert isinstance(case, Case)
             if all(r.done for r in case.rows):

@@ -103,7 +103,7 @@ def continue_openings(composer: Composer, openings: list[Opening]) -> Generation
         generator.manual_seed(i)
         row = Row(request=plan, generator=generator, options=plan.options,
                   guidance=plan.guidance)
-        batch.add(plan.prompt.ids, [row])
+        batch.add(plan.prompt.ids, [row], first_onset=plan.prompt.first_onset)
         planned.append((opening, plan, row))
     started = time.perf_counter()
     while len(batch):
