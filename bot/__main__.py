@@ -96,11 +96,11 @@ def _run(settings: Settings) -> int:
     if (status := _db(settings, "upgrade", None)) != 0:
         return status
     # Lazily: discord.py is heavy, and the db commands must work without it.
-    from bot import lifecycle
+    from bot import serve
     from bot.app import create_bot
 
     # Serves until SIGTERM or SIGINT, then drains (bot.lifecycle); logging is set up above.
-    return lifecycle.run(create_bot(settings), settings.discord_token)
+    return serve.run(create_bot(settings), settings.discord_token)
 
 
 def _sync(settings: Settings, guild_id: int | None) -> int:

@@ -18,18 +18,20 @@ from discord.ext import commands
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import discord_api, errors
-from bot.cogs.tuning import FinetuneRunner
 from bot.config import Settings
 from bot.db import create_engine, create_sessionmaker
-from bot.engine_port import Engine, open_engine
-from bot.lifecycle import Lifecycle
-from bot.limits import EngineWorkLimits
+from bot.lifecycle import FAIL_SECONDS, Lifecycle
 from bot.metrics import Metrics
+from bot.services.engine_port import Engine
+from bot.services.limits import EngineWorkLimits
+from bot.services.tuning.runner import FinetuneRunner
 
 log = logging.getLogger(__name__)
 
+# The cogs, loaded by name: nothing imports them (docs/architecture.md).
 EXTENSIONS = (
     "bot.cogs.compose",
+    "bot.cogs.composition_buttons",
     "bot.cogs.votes",
     "bot.cogs.seeds",
     "bot.cogs.top",
@@ -136,6 +138,18 @@ class MotifBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
+
+
+def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
+    """The embedded engine: a subprocess the client starts, watches and restarts."""
+    # Imported on use: only a bot that starts its own engine needs the client and transport.
+    # The bot closes its engine after its drain (bot.lifecycle) has spent the grace on the
+    # compositions: what is left then (a seed preview, a piece export) gets a few seconds.
+    from engine.client import EngineClient
+
+    # The engine's variables as the bot checked them (data dir absolute: the engine keeps the
+    # servers' checkpoints and the corpus it replays there).
+    return EngineClient.local(env=settings.engine.to_env(), close_timeout=FAIL_SECONDS)
 
 
 def create_bot(

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from sqlalchemy import text
 
-from bot.engine_port import EngineStats
 from bot.metrics import CONTENT_TYPE
+from bot.services.engine_port import EngineStats
 
 if TYPE_CHECKING:
     from bot.app import MotifBot

@@ -1,6 +1,6 @@
 """How the bot process stops: SIGTERM or SIGINT drains it, then it exits 0.
 
-    python -m bot  ->  run(bot, token)
+    python -m bot  ->  bot.serve.run(bot, token)
 
 Draining, in `MotifBot.close()` whatever asked for it:
 1. New work stops: every interaction that arrives (slash command, autocomplete, button,
@@ -23,16 +23,12 @@ import functools
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
-from typing import TYPE_CHECKING, Any, ParamSpec
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec
 
 import discord
 
 from bot.errors import UserFacingError
-from bot.health import OpsServer
-
-if TYPE_CHECKING:
-    from bot.app import MotifBot
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +52,7 @@ class Restarting(UserFacingError):
 class Lifecycle:
     """The bot's drain: the interaction gate and the compositions in flight."""
 
-    def __init__(self, bot: MotifBot, *, grace_seconds: float) -> None:
+    def __init__(self, bot: discord.Client, *, grace_seconds: float) -> None:
         self._bot = bot
         self.grace_seconds = grace_seconds
         self.draining = False
@@ -195,56 +191,3 @@ def tracked_composition(
             await flow(*args, **kwargs)
 
     return run
-
-
-def run(bot: MotifBot, token: str) -> int:
-    """Connect and serve until SIGTERM or SIGINT, then drain and close; the exit status."""
-    try:
-        return asyncio.run(_serve(bot, token))
-    except discord.LoginFailure as exc:
-        log.error("Discord refused the token in DISCORD_TOKEN: %s", exc)
-        return 2
-    except Exception:
-        # Through logging, so that a JSON log keeps one object per line, traceback included.
-        log.exception("the bot stopped on an error")
-        return 1
-
-
-async def _serve(bot: MotifBot, token: str) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def on_signal(received: signal.Signals) -> None:
-        log.info(
-            "%s: stopping (draining for up to %.0f s; send it again to stop at once)",
-            received.name,
-            bot.lifecycle.grace_seconds,
-        )
-        for stop_signal in STOP_SIGNALS:
-            loop.remove_signal_handler(stop_signal)
-            signal.signal(stop_signal, signal.SIG_DFL)  # SIGINT too: no KeyboardInterrupt
-        stop.set()
-
-    for stop_signal in STOP_SIGNALS:
-        loop.add_signal_handler(stop_signal, on_signal, stop_signal)
-    ops = OpsServer.from_settings(bot)
-    async with bot:
-        if ops is not None:
-            await ops.start()
-        try:
-            connection = asyncio.create_task(bot.start(token), name="motif-gateway")
-            bot.lifecycle.reading_gateway(connection)
-            stopping = asyncio.create_task(stop.wait(), name="motif-stop-signal")
-            await asyncio.wait({connection, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not stop.is_set():
-                stopping.cancel()
-                await connection  # raises why it ended (a refused token, ...)
-                return 0
-            await bot.close()
-            with suppress(asyncio.CancelledError):
-                await connection
-        finally:
-            if ops is not None:
-                await ops.stop()
-    log.info("stopped")
-    return 0

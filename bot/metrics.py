@@ -17,9 +17,9 @@ import discord
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.db.errors import StorageError
-from bot.engine_port import EngineStats
 from bot.errors import UserFacingError
-from bot.limits import OnCooldown, TooManyInFlight
+from bot.services.engine_port import EngineStats
+from bot.services.limits import OnCooldown, TooManyInFlight
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 
 # Why a composition was not posted; every reason is exported from the start (at 0), so a

@@ -8,10 +8,10 @@ import dataclasses
 
 import pytest
 
-from bot.cogs.compose._cog import ComposeCog
-from bot.cogs.compose._job import ComposeJob
-from bot.cogs.pieces._cog import PiecesCog
+from bot.cogs.compose import ComposeCog
+from bot.cogs.pieces import PiecesCog
 from bot.db.queries import SEED_MAX_BYTES
+from bot.services.composing import ComposeJob
 from engine.cli import compose as compose_cli
 from engine.errors import BadRequest, BadSeed
 from engine.limits import (

@@ -1,1 +1,2 @@
-"""One cog per feature a member sees. Cogs translate Discord <-> query functions and the engine."""
+"""One cog module per feature a member sees, loaded by name (bot.app.EXTENSIONS), imported by
+nothing. Cogs translate Discord <-> services, queries and the ui."""

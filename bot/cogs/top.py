@@ -13,6 +13,8 @@ from bot.db import top_candidates
 if TYPE_CHECKING:
     from bot.app import MotifBot
 
+Interaction = discord.Interaction["MotifBot"]
+
 TOP_LIMIT = 10
 
 
@@ -22,7 +24,7 @@ class TopCog(commands.Cog):
 
     @app_commands.command(name="top", description="This server's most voted candidates.")
     @app_commands.guild_only()
-    async def top(self, interaction: discord.Interaction) -> None:
+    async def top(self, interaction: Interaction) -> None:
         guild_id = interaction.guild_id
         assert guild_id is not None
         async with self.bot.sessions() as session:

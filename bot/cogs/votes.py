@@ -12,10 +12,12 @@ from discord.ext import commands
 
 from bot.db import cast_vote, get_tallies
 from bot.errors import reporting
-from bot.views import VOTE_TEMPLATE, composition_view, vote_id
+from bot.ui.views import VOTE_TEMPLATE, composition_view, vote_id
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
+
+Interaction = discord.Interaction["MotifBot"]
 
 # One lock per composition message: concurrent clicks edit it one after the other, each
 # with tallies read inside the lock, so the last edit always shows the latest count.
@@ -36,15 +38,15 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=VOTE_T
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> VoteButton:
         return cls(int(match["composition"]), int(match["candidate"]))
 
-    async def callback(self, interaction: discord.Interaction) -> None:
+    async def callback(self, interaction: Interaction) -> None:
         await reporting(interaction, self._vote(interaction))
 
-    async def _vote(self, interaction: discord.Interaction) -> None:
-        bot: MotifBot = interaction.client  # type: ignore[assignment]
+    async def _vote(self, interaction: Interaction) -> None:
+        bot = interaction.client
         guild_id = interaction.guild_id
         if guild_id is None:
             raise RuntimeError("a vote button was clicked outside a server")
@@ -71,10 +73,10 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=VOTE_T
             await bot.tuning.notice_activity(guild_id=guild_id, channel_id=interaction.channel_id)
 
 
-class Votes(commands.Cog):
+class VotesCog(commands.Cog):
     """Holds no commands: votes happen on the composition's buttons."""
 
 
 async def setup(bot: MotifBot) -> None:
-    await bot.add_cog(Votes())
+    await bot.add_cog(VotesCog())
     bot.add_dynamic_items(VoteButton)

@@ -10,15 +10,15 @@ import pytest
 
 from bot import Settings, create_bot
 from bot.db import create_engine, create_finetune_run, create_sessionmaker, get_finetune_run
-from bot.views import composition_view
+from bot.ui.views import composition_view
 from engine.errors import EngineUnavailable
 
 
 def test_the_bot_process_never_imports_torch() -> None:
     # A fresh interpreter: this test session itself has imported torch for the engine tests.
     code = (
-        "import sys, bot, bot.app, bot.__main__, bot.cogs.compose, bot.cogs.votes, "
-        "bot.cogs.seeds, bot.cogs.top, bot.cogs.pieces, bot.cogs.tuning\n"
+        "import sys, bot, bot.app, bot.__main__, bot.serve\n"
+        "for name in bot.app.EXTENSIONS: __import__(name)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

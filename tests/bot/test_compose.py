@@ -9,7 +9,7 @@ import discord
 import pytest
 import simcord
 
-from bot.cogs.compose._flow import NotPosted
+from bot.cogs.compose import NotPosted
 from bot.db import Composition, get_composition
 from bot.errors import UserFacingError
 from engine.errors import BadRequest, BadSeed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.db import Composition
-from bot.limits import OnCooldown, TooManyInFlight, Work
+from bot.services.limits import OnCooldown, TooManyInFlight, Work
 from engine.errors import BadSeed
 from tests.bot.helpers import BOT_TEST, MOTIF, count, raised, refused_privately, reply
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot.cogs.compose._job import ComposeJob
-from bot.cogs.compose._message import PIANOROLL_RESERVE_BYTES, audio_budget, embed
-from bot.cogs.compose._progress import describe
-from bot.engine_port import DRUMS, CandidateResult, ComposeResult, Composing, Restarting
+from bot.services.composing import ComposeJob
+from bot.services.engine_port import DRUMS, CandidateResult, ComposeResult, Composing, Restarting
+from bot.ui.compose_message import PIANOROLL_RESERVE_BYTES, audio_budget, embed
+from bot.ui.compose_progress import describe
 
 TEN_MIB = 10 * 1024 * 1024
 EIGHT_MIB = 8 * 1024 * 1024

@@ -8,12 +8,12 @@ import discord
 import pytest
 from discord import app_commands
 
-from bot.cogs.compose._flow import NotPosted
+from bot.cogs.compose import NotPosted
 from bot.db.errors import SeedNotFound
-from bot.engine_port import EngineStats
 from bot.errors import UserFacingError
-from bot.limits import OnCooldown, TooManyInFlight
 from bot.metrics import FAILURE_REASONS, Metrics, failure_reason
+from bot.services.engine_port import EngineStats
+from bot.services.limits import OnCooldown, TooManyInFlight
 from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 
 

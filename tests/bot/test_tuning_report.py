@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from bot.cogs.tuning._figures import MAX_CHARS, figure_lines, short_figures
+from bot.ui.tuning_figures import MAX_CHARS, figure_lines, short_figures
 
 FULL = {
     "server_nll_before": 3.9123,

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bot.limits import EngineWorkLimits, TooManyInFlight, Work
+from bot.services.limits import EngineWorkLimits, TooManyInFlight, Work
 
 
 def test_the_cooldown_map_forgets_members_whose_cooldown_is_over(monkeypatch) -> None:

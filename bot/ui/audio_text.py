@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.engine_port import RenderResult
+from engine.protocol import RenderResult
 
 
 def upload_limit_text(upload_limit: int) -> str:

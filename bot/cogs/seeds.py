@@ -9,18 +9,20 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs._attachments import read_midi_attachment
-from bot.cogs._audio import cut_text
-from bot.cogs._deferral import check_then_defer
-from bot.cogs._text import escaped
-from bot.cogs.compose._cog import saved_seed_names
 from bot.db import Seed, add_seed, get_seed, list_seeds, remove_seed
 from bot.errors import UserFacingError, defer_privately
-from bot.limits import Work
+from bot.services.limits import Work
+from bot.services.seed_files import read_midi_attachment
+from bot.ui.audio_text import cut_text
+from bot.ui.deferral import check_then_defer
+from bot.ui.seed_names import saved_seed_names
+from bot.ui.text import escaped
 from engine.errors import BadRequest
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
+
+Interaction = discord.Interaction["MotifBot"]
 
 LIST_LIMIT = 100
 # Discord's embed descriptions hold 4096 characters; the rest is room for the "more" line.
@@ -28,7 +30,7 @@ DESCRIPTION_BUDGET = 3900
 MORE = "...and more: type a name's first letters in /compose saved_seed to find it."
 
 
-def _audio_budget(interaction: discord.Interaction) -> int:
+def _audio_budget(interaction: Interaction) -> int:
     # The MIDI beside the clip is a few KB; keep a margin for it and the request itself.
     return interaction.filesize_limit - 256 * 1024
 
@@ -48,7 +50,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
     @app_commands.describe(file="A short MIDI file", name="How members will pick it")
     async def add(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         file: discord.Attachment,
         name: app_commands.Range[str, 1, 64],
     ) -> None:
@@ -75,7 +77,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
         )
 
     @app_commands.command(name="list", description="The server's saved seeds.")
-    async def list_(self, interaction: discord.Interaction) -> None:
+    async def list_(self, interaction: Interaction) -> None:
         async with self.bot.sessions() as session:
             seeds = await list_seeds(session, guild_id=self._guild(interaction), limit=LIST_LIMIT)
         if not seeds:
@@ -97,7 +99,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
 
     @app_commands.command(name="play", description="Listen to a saved seed.")
     @app_commands.describe(name="The seed")
-    async def play(self, interaction: discord.Interaction, name: str) -> None:
+    async def play(self, interaction: Interaction, name: str) -> None:
         guild_id = self._guild(interaction)
         with self.bot.limits.slot(guild_id, interaction.user.id, Work.SEED_PLAY) as slot:
             seed = await check_then_defer(interaction, self._seed(guild_id, name))
@@ -125,7 +127,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
 
     @app_commands.command(name="remove", description="Delete a seed (its uploader or a manager).")
     @app_commands.describe(name="The seed")
-    async def remove(self, interaction: discord.Interaction, name: str) -> None:
+    async def remove(self, interaction: Interaction, name: str) -> None:
         guild_id = self._guild(interaction)
         async with self.bot.sessions() as session:
             seed = await get_seed(session, guild_id=guild_id, name=name)
@@ -142,11 +144,15 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
     @play.autocomplete("name")
     @remove.autocomplete("name")
     async def _name(
-        self, interaction: discord.Interaction, current: str
+        self, interaction: Interaction, current: str
     ) -> list[app_commands.Choice[str]]:
-        return await saved_seed_names(self.bot, interaction, current)
+        return await saved_seed_names(self.bot.sessions, interaction.guild_id, current)
 
     @staticmethod
-    def _guild(interaction: discord.Interaction) -> int:
+    def _guild(interaction: Interaction) -> int:
         assert interaction.guild_id is not None, "the seed commands are guild-only"
         return interaction.guild_id
+
+
+async def setup(bot: MotifBot) -> None:
+    await bot.add_cog(SeedsCog(bot))

@@ -1,4 +1,5 @@
-"""The little the bot needs from the engine, as a Protocol, so cogs never depend on a backend.
+"""The little the bot needs from the engine, as a Protocol, so cogs never depend on a backend
+(bot.app.open_engine starts the embedded one).
 
 `engine.client.EngineClient` (a subprocess today, a job queue later) satisfies it. The request
 and result types come from `engine.protocol`, which is light: no torch in the bot process.
@@ -7,8 +8,7 @@ and result types come from `engine.protocol`, which is light: no torch in the bo
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from engine.protocol import (
     DRUMS,
@@ -28,9 +28,6 @@ from engine.protocol import (
     Training,
 )
 
-if TYPE_CHECKING:
-    from bot.config import Settings
-
 __all__ = [
     "DRUMS",
     "CandidateResult",
@@ -48,7 +45,6 @@ __all__ = [
     "Rendering",
     "Restarting",
     "Training",
-    "open_engine",
 ]
 
 ProgressCallback = Callable[[ProgressEvent], object]
@@ -89,16 +85,3 @@ class Engine(Protocol):
     def restarts(self) -> int:
         """How many times the engine was replaced after it went away."""
         ...
-
-
-def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
-    """The embedded engine: a subprocess the client starts, watches and restarts."""
-    # Imported on use: only a bot that starts its own engine needs the client and transport.
-    # The bot closes its engine after its drain (bot.lifecycle) has spent the grace on the
-    # compositions: what is left then (a seed preview, a piece export) gets a few seconds.
-    from bot.lifecycle import FAIL_SECONDS
-    from engine.client import EngineClient
-
-    # The engine's variables as the bot checked them (data dir absolute: the engine keeps the
-    # servers' checkpoints and the corpus it replays there).
-    return EngineClient.local(env=settings.engine.to_env(), close_timeout=FAIL_SECONDS)

@@ -6,8 +6,8 @@ import logging
 
 import discord
 
-from bot.cogs._throttled import Throttled
-from bot.engine_port import Composing, ProgressEvent, Queued, Rendering, Restarting
+from bot.ui.throttled import Throttled
+from engine.protocol import Composing, ProgressEvent, Queued, Rendering, Restarting
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from pathlib import PurePath
 
 import discord
 
-from bot.cogs._text import escaped, shortened
 from bot.db.queries import SEED_MAX_BYTES
 from bot.errors import UserFacingError
+from bot.ui.text import escaped, shortened
 from engine.seed import read_seed
 
 # What MIDI files are called; any other name with a content type Discord recognised as

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from symusic import Score
 
-from bot.cogs.pieces._concat import concatenate, length_ticks
+from bot.services.midi_concat import concatenate, length_ticks
 
 # Parts of audio one export makes at most (30 minutes); the rest of a longer piece is in its
 # MIDI only, and the member is told.

@@ -8,7 +8,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.tuning import _report
 from bot.db import (
     get_active_model_version,
     get_latest_finetune_run,
@@ -17,9 +16,12 @@ from bot.db import (
 )
 from bot.db.models import ACTIVE_FINETUNE_STATUSES
 from bot.errors import UserFacingError
+from bot.ui import tuning_report as _report
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
+
+Interaction = discord.Interaction["MotifBot"]
 
 MANAGE_SERVER = discord.Permissions(manage_guild=True)
 
@@ -32,7 +34,7 @@ class RunBlocksRollback(UserFacingError):
         )
 
 
-def _guild(interaction: discord.Interaction) -> int:
+def _guild(interaction: Interaction) -> int:
     assert interaction.guild_id is not None, "the tuning commands are guild-only"
     return interaction.guild_id
 
@@ -57,14 +59,14 @@ class TuningCog(commands.Cog):
     def __init__(self, bot: MotifBot) -> None:
         self.bot = bot
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: Interaction) -> bool:  # type: ignore[override]
         # Every command here changes (or shows the figures of) the model all members use.
         if not interaction.permissions.manage_guild:
             raise app_commands.MissingPermissions(["manage_guild"])
         return True
 
     @finetune.command(name="start", description="Tune this server's model on its seeds and votes.")
-    async def start(self, interaction: discord.Interaction) -> None:
+    async def start(self, interaction: Interaction) -> None:
         await interaction.response.defer(thinking=True)
         job = await self.bot.tuning.start(
             guild_id=_guild(interaction),
@@ -74,7 +76,7 @@ class TuningCog(commands.Cog):
         await interaction.followup.send(_report.started_text(job))
 
     @finetune.command(name="status", description="The latest fine-tuning run and its figures.")
-    async def status(self, interaction: discord.Interaction) -> None:
+    async def status(self, interaction: Interaction) -> None:
         async with self.bot.sessions() as session:
             run = await get_latest_finetune_run(session, guild_id=_guild(interaction))
         if run is None:
@@ -87,7 +89,7 @@ class TuningCog(commands.Cog):
         await interaction.response.send_message(embed=_report.status_embed(run), ephemeral=True)
 
     @finetune.command(name="cancel", description="Stop the fine-tuning run in progress.")
-    async def cancel(self, interaction: discord.Interaction) -> None:
+    async def cancel(self, interaction: Interaction) -> None:
         guild_id = _guild(interaction)
         await interaction.response.defer(thinking=True)
         job = await self.bot.tuning.cancel(guild_id=guild_id, user_id=interaction.user.id)
@@ -100,7 +102,7 @@ class TuningCog(commands.Cog):
         )
 
     @model.command(name="info", description="The version composing here, and the latest ones.")
-    async def info(self, interaction: discord.Interaction) -> None:
+    async def info(self, interaction: Interaction) -> None:
         guild_id = _guild(interaction)
         async with self.bot.sessions() as session:
             active = await get_active_model_version(session, guild_id=guild_id)
@@ -112,7 +114,7 @@ class TuningCog(commands.Cog):
         )
 
     @model.command(name="rollback", description="Go back to the version this one was tuned from.")
-    async def rollback(self, interaction: discord.Interaction) -> None:
+    async def rollback(self, interaction: Interaction) -> None:
         guild_id = _guild(interaction)
         await interaction.response.defer(thinking=True)
         async with self.bot.sessions() as session:
@@ -123,3 +125,7 @@ class TuningCog(commands.Cog):
             after = await rollback_model_version(session, guild_id=guild_id)
         # Public: everyone's next compositions change.
         await interaction.followup.send(_report.rollback_text(before, after))
+
+
+async def setup(bot: MotifBot) -> None:
+    await bot.add_cog(TuningCog(bot))

@@ -1,4 +1,5 @@
-"""What one composition asks of the engine, and how it is stored so a reroll can repeat it."""
+"""One composition apart from Discord: what it asks of the engine (a ComposeJob, stored so a
+reroll can repeat it), the job a Continue or Reroll makes, and the composition's record."""
 
 from __future__ import annotations
 
@@ -6,7 +7,18 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot.engine_port import ComposeRequest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.db import (
+    Composition,
+    delete_composition,
+    get_candidate,
+    get_composition,
+    record_composition,
+    set_composition_message,
+)
+from bot.db.queries import NewCandidate
+from bot.services.engine_port import ComposeRequest, ComposeResult
 from engine.form import DEFAULT_FORM, FORMS
 from engine.instruments import INSTRUMENTS
 from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
@@ -37,8 +49,13 @@ class ComposeJob:
     sampling_seed: int = 0
 
     @property
+    def keeps_instruments(self) -> bool:
+        """True when the seed's (or the model's) instruments play: no instrument was chosen."""
+        return self.instrument == AS_IN_SEED
+
+    @property
     def program(self) -> int | None:
-        return None if self.instrument == AS_IN_SEED else INSTRUMENTS[self.instrument]
+        return None if self.keeps_instruments else INSTRUMENTS[self.instrument]
 
     def request(
         self, *, guild_id: int, max_audio_bytes: int, checkpoint: str | None
@@ -100,3 +117,85 @@ class ComposeJob:
 
     def fresh(self) -> ComposeJob:
         return replace(self, sampling_seed=random.randrange(2**31))
+
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def continuation(sessions: Sessions, *, guild_id: int, candidate_id: int) -> ComposeJob:
+    """The next round of a piece: candidate `candidate_id`'s music is its seed."""
+    async with sessions() as session:
+        candidate = await get_candidate(session, guild_id=guild_id, candidate_id=candidate_id)
+        parent = await get_composition(
+            session, guild_id=guild_id, composition_id=candidate.composition_id
+        )
+    label = f"continues candidate {candidate.position} of composition #{parent.id}"
+    # The new round holds only new music: the piece is the rounds laid end to end.
+    params = {**parent.params, "include_seed": False, "seed_label": label}
+    return ComposeJob.from_params(
+        params, seed_midi=candidate.midi, parent_candidate_id=candidate.id
+    )
+
+
+async def reroll(sessions: Sessions, *, guild_id: int, composition_id: int) -> ComposeJob:
+    """Composition `composition_id`'s request again, with a new sampling seed."""
+    async with sessions() as session:
+        old = await get_composition(session, guild_id=guild_id, composition_id=composition_id)
+        seed_midi = old.seed_midi
+        if old.parent_candidate_id is not None:
+            parent = await get_candidate(
+                session, guild_id=guild_id, candidate_id=old.parent_candidate_id
+            )
+            seed_midi = parent.midi
+    return ComposeJob.from_params(
+        old.params,
+        seed_midi=seed_midi,
+        seed_id=old.seed_id,
+        parent_candidate_id=old.parent_candidate_id,
+    )
+
+
+async def record(
+    sessions: Sessions,
+    job: ComposeJob,
+    result: ComposeResult,
+    *,
+    guild_id: int,
+    channel_id: int,
+    requester_id: int,
+    model_version_id: int | None,
+) -> Composition:
+    """The composition and its candidates, stored before the message that shows them."""
+    async with sessions() as session:
+        return await record_composition(
+            session,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            requester_id=requester_id,
+            candidates=[NewCandidate(c.midi, c.seconds, c.notes) for c in result.candidates],
+            params=job.params(),
+            seed_id=job.seed_id,
+            # A continuation's seed is its parent candidate; other seeds keep their bytes.
+            seed_midi=job.seed_midi if job.parent_candidate_id is None else None,
+            parent_candidate_id=job.parent_candidate_id,
+            model_version_id=model_version_id,
+        )
+
+
+async def posted(sessions: Sessions, composition: Composition, message_id: int) -> None:
+    """Where the composition is shown (/top links to it)."""
+    async with sessions() as session:
+        await set_composition_message(
+            session,
+            guild_id=composition.guild_id,
+            composition_id=composition.id,
+            message_id=message_id,
+        )
+
+
+async def forget(sessions: Sessions, composition: Composition) -> None:
+    """Remove a composition nobody can see (its message was refused): it must not count."""
+    async with sessions() as session:
+        await delete_composition(
+            session, guild_id=composition.guild_id, composition_id=composition.id
+        )

@@ -4,11 +4,9 @@ it failed; then said in the channel the run was started from."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import discord
 
-from bot.cogs.tuning._job import TuningJob
 from bot.db import (
     FinetuneStatus,
     ModelVersion,
@@ -16,27 +14,27 @@ from bot.db import (
     update_finetune_run,
 )
 from bot.db.errors import FinetuneRunFinished
-from bot.engine_port import FinetuneResult
+from bot.services.engine_port import FinetuneResult
+from bot.services.tuning.host import TuningHost
+from bot.services.tuning.job import TuningJob
+from bot.ui.tuning_figures import GATE_REASON
 from engine.errors import BadRequest, EngineError, EngineUnavailable
-
-if TYPE_CHECKING:
-    from bot.app import MotifBot
 
 log = logging.getLogger(__name__)
 
-# Stored beside the engine's figures: the gate's verdict in a sentence.
-GATE_REASON = "gate_reason"
 ENGINE_DOWN = "the music engine was not available (it is restarting or down); try again later"
 UNEXPECTED = "something went wrong on our side; it has been logged"
 
 
-async def record_result(bot: MotifBot, job: TuningJob, result: FinetuneResult) -> ModelVersion:
+async def record_result(
+    host: TuningHost, job: TuningJob, result: FinetuneResult
+) -> ModelVersion:
     """The run's checkpoint becomes a version of the server (serving at once if accepted);
     the checkpoints the engine pruned are marked so; the run succeeds. One transaction:
     FinetuneRunFinished (and nothing recorded) if the run was ended meanwhile."""
     metrics = {**result.metrics, "accepted": result.accepted, GATE_REASON: result.reason}
     guild_id = job.guild_id
-    async with bot.sessions() as session:
+    async with host.sessions() as session:
         version, pruned = await record_finetune_result(
             session,
             guild_id=guild_id,
@@ -70,10 +68,12 @@ def failure_reason(error: BaseException) -> str:
     return UNEXPECTED
 
 
-async def record_end(bot: MotifBot, job: TuningJob, *, status: FinetuneStatus, error: str) -> bool:
+async def record_end(
+    host: TuningHost, job: TuningJob, *, status: FinetuneStatus, error: str
+) -> bool:
     """Finish the run as failed or cancelled with `error`; False if it had finished already."""
     try:
-        async with bot.sessions() as session:
+        async with host.sessions() as session:
             await update_finetune_run(
                 session, guild_id=job.guild_id, run_id=job.run_id, status=status, error=error
             )
@@ -82,11 +82,11 @@ async def record_end(bot: MotifBot, job: TuningJob, *, status: FinetuneStatus, e
     return True
 
 
-async def announce(bot: MotifBot, job: TuningJob, embed: discord.Embed) -> None:
+async def announce(host: TuningHost, job: TuningJob, embed: discord.Embed) -> None:
     """Post in the run's channel; a channel that is gone or closed to the bot is logged."""
     if job.channel_id is None:
         return
-    channel = bot.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
+    channel = host.get_partial_messageable(job.channel_id, guild_id=job.guild_id)
     try:
         await channel.send(embed=embed)
     except discord.HTTPException:

@@ -6,10 +6,10 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.cogs._throttled import Throttled
 from bot.db import update_finetune_run
 from bot.db.errors import FinetuneRunFinished
-from bot.engine_port import ProgressEvent, Training
+from bot.services.engine_port import ProgressEvent, Training
+from bot.ui.throttled import Throttled
 
 log = logging.getLogger(__name__)
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from bot.cogs.tuning._progress import RunProgress
 from bot.db import FinetuneExport, FinetuneStatus, update_finetune_run
-from bot.engine_port import FinetuneRequest, FinetuneResult, PreferencePair
-
-if TYPE_CHECKING:
-    from bot.app import MotifBot
+from bot.services.engine_port import FinetuneRequest, FinetuneResult, PreferencePair
+from bot.services.tuning.host import TuningHost
+from bot.services.tuning.progress import RunProgress
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +59,12 @@ class TuningJob:
         )
 
 
-async def tune(bot: MotifBot, job: TuningJob) -> FinetuneResult:
+async def tune(host: TuningHost, job: TuningJob) -> FinetuneResult:
     """Mark the run running and have the engine tune (minutes), recording its progress.
     Raises the engine's errors; cancelling the task stops the engine's run."""
-    async with bot.sessions() as session:
+    async with host.sessions() as session:
         await update_finetune_run(
             session, guild_id=job.guild_id, run_id=job.run_id, status=FinetuneStatus.RUNNING
         )
-    async with RunProgress(bot.sessions, guild_id=job.guild_id, run_id=job.run_id) as progress:
-        return await bot.engine.finetune(job.request, on_progress=progress.update)
+    async with RunProgress(host.sessions, guild_id=job.guild_id, run_id=job.run_id) as progress:
+        return await host.engine.finetune(job.request, on_progress=progress.update)

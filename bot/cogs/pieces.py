@@ -12,19 +12,21 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs._audio import clock, cut_text, minutes
-from bot.cogs._deferral import check_then_defer
-from bot.cogs.pieces._parts import AudioPart, PieceFiles, piece_files
 from bot.db import get_candidate, get_piece, get_tallies
 from bot.db.queries import PieceRound
-from bot.engine_port import RenderResult
 from bot.errors import ENGINE_DOWN, UserFacingError
-from bot.limits import Work
+from bot.services.engine_port import RenderResult
+from bot.services.limits import Work
+from bot.services.piece_assembly import AudioPart, PieceFiles, piece_files
+from bot.ui.audio_text import clock, cut_text, minutes
+from bot.ui.deferral import check_then_defer
 from engine.errors import BadRequest, EngineError, EngineUnavailable
 from engine.limits import CANDIDATES
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
+
+Interaction = discord.Interaction["MotifBot"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
     )
     async def export(
         self,
-        interaction: discord.Interaction,
+        interaction: Interaction,
         composition: app_commands.Range[int, 1],
         candidate: app_commands.Range[int, 1, CANDIDATES.high] | None = None,
     ) -> None:
@@ -119,7 +121,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
         return self.bot.settings.engine.work.max_render_seconds
 
     async def _send_whole(
-        self, interaction: discord.Interaction, composition: int, piece: PieceFiles, title: str
+        self, interaction: Interaction, composition: int, piece: PieceFiles, title: str
     ) -> None:
         """One message with the MIDI and the audio (the MIDI alone, and why, if no audio)."""
         midi = discord.File(io.BytesIO(piece.midi), filename=f"piece-{composition}.mid")
@@ -135,7 +137,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
         await interaction.followup.send(text, files=[audio, midi])
 
     async def _send_in_parts(
-        self, interaction: discord.Interaction, composition: int, piece: PieceFiles, title: str
+        self, interaction: Interaction, composition: int, piece: PieceFiles, title: str
     ) -> None:
         """The MIDI first (whole, whatever happens to the audio), then the audio part by part,
         each a message of its own that fits the upload limit."""
@@ -168,7 +170,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
             await interaction.followup.send(text + ".", file=audio)
 
     async def _render(
-        self, interaction: discord.Interaction, part: AudioPart, budget: int
+        self, interaction: Interaction, part: AudioPart, budget: int
     ) -> RenderResult | str:
         """The part's audio, or why there is none (the MIDI is sent either way)."""
         try:
@@ -188,3 +190,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
                 error,
             )
             return _audio_failure(error)
+
+
+async def setup(bot: MotifBot) -> None:
+    await bot.add_cog(PiecesCog(bot))

@@ -4,15 +4,30 @@ the server's versions."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import discord
 
-from bot.cogs._versions import the_version, version_name
-from bot.cogs.tuning._figures import figure_lines, plural, short_figures
-from bot.cogs.tuning._job import TuningJob
-from bot.cogs.tuning._outcome import GATE_REASON
 from bot.db import FinetuneRun, FinetuneStatus, ModelVersion, ModelVersionStatus
 from bot.db.models import ACTIVE_FINETUNE_STATUSES
+from bot.ui.tuning_figures import GATE_REASON, figure_lines, plural, short_figures
+from bot.ui.versions import the_version, version_name
+
+
+class RunFacts(Protocol):
+    """What the messages say of a run (bot.services.tuning.job.TuningJob)."""
+
+    @property
+    def run_id(self) -> int: ...
+    @property
+    def parent_id(self) -> int | None: ...  # the version it tunes (None: the base model)
+    @property
+    def seeds(self) -> int: ...
+    @property
+    def winners(self) -> int: ...
+    @property
+    def pairs(self) -> int: ...
+
 
 # Versions listed by /model info: enough to choose a rollback, short enough to read.
 LISTED_VERSIONS = 5
@@ -31,7 +46,7 @@ _VERSION_STATUS_TEXT = {
 }
 
 
-def started_text(job: TuningJob, *, automatic_after: int | None = None) -> str:
+def started_text(job: RunFacts, *, automatic_after: int | None = None) -> str:
     material = (
         f"{plural(job.seeds, 'seed', 'seeds')}, "
         f"{plural(job.winners, 'winning candidate', 'winning candidates')} and "
@@ -54,7 +69,7 @@ def _add_figures(embed: discord.Embed, metrics: dict, *, name: str = "Figures") 
         embed.add_field(name=name, value="\n".join(lines), inline=False)
 
 
-def result_embed(job: TuningJob, version: ModelVersion) -> discord.Embed:
+def result_embed(job: RunFacts, version: ModelVersion) -> discord.Embed:
     """The announcement of a finished run: the verdict, why, and the figures behind it."""
     accepted = version.status == ModelVersionStatus.READY
     reason = str(version.metrics.get(GATE_REASON) or "no reason given")
@@ -75,7 +90,7 @@ def result_embed(job: TuningJob, version: ModelVersion) -> discord.Embed:
     return embed
 
 
-def failure_embed(job: TuningJob, error: str, *, status: FinetuneStatus) -> discord.Embed:
+def failure_embed(job: RunFacts, error: str, *, status: FinetuneStatus) -> discord.Embed:
     verb = "was cancelled" if status == FinetuneStatus.CANCELLED else "failed"
     return discord.Embed(
         title=f"Fine-tuning run #{job.run_id} {verb}",

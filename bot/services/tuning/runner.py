@@ -15,11 +15,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from bot.cogs.tuning import _report
-from bot.cogs.tuning._job import TuningJob, tune
-from bot.cogs.tuning._outcome import announce, failure_reason, record_end, record_result
 from bot.db import (
     FinetuneStatus,
     checkpoints_to_keep,
@@ -33,9 +29,10 @@ from bot.db import (
 from bot.db.errors import FinetuneAlreadyRunning, FinetuneRunFinished
 from bot.db.queries.finetune import RUN_HEARTBEAT_SECONDS
 from bot.errors import UserFacingError
-
-if TYPE_CHECKING:
-    from bot.app import MotifBot
+from bot.services.tuning.host import TuningHost
+from bot.services.tuning.job import TuningJob, tune
+from bot.services.tuning.outcome import announce, failure_reason, record_end, record_result
+from bot.ui import tuning_report as _report
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +84,7 @@ def process_owner_id() -> str:
 
 
 class FinetuneRunner:
-    def __init__(self, bot: MotifBot) -> None:
+    def __init__(self, bot: TuningHost) -> None:
         self._bot = bot
         self._running: dict[int, _Running] = {}
         self._closing = False

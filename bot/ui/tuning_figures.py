@@ -8,6 +8,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+# Where a run's metrics keep the gate's verdict in a sentence (written with the outcome).
+GATE_REASON = "gate_reason"
+
 # Keys shown by a sentence below, or that are not figures (the verdict and its reason are
 # shown on their own).
 _DESCRIBED = {
@@ -25,7 +28,7 @@ _DESCRIBED = {
     "stage",
     "phase",
     "accepted",
-    "gate_reason",
+    GATE_REASON,
 }
 # Discord allows 1024 characters per embed field; the lines stop well before.
 MAX_CHARS = 1000

@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import io
+from typing import Protocol
 
 import discord
 import pretty_midi
 
-from bot.cogs._audio import upload_limit_text
-from bot.cogs._text import escaped
-from bot.cogs._versions import version_name
-from bot.cogs.compose._job import AS_IN_SEED, ComposeJob
-from bot.engine_port import DRUMS, CandidateResult, ComposeResult
+from bot.ui.audio_text import upload_limit_text
+from bot.ui.text import escaped
+from bot.ui.versions import version_name
+from engine.protocol import DRUMS, CandidateResult, ComposeResult
+
+
+class ComposeOptions(Protocol):
+    """What the message shows of a composition's request (bot.services.composing.ComposeJob)."""
+
+    @property
+    def seed_midi(self) -> bytes | None: ...
+    @property
+    def seed_label(self) -> str: ...
+    @property
+    def bars(self) -> int: ...
+    @property
+    def temperature(self) -> float: ...
+    @property
+    def tempo(self) -> int | None: ...
+    @property
+    def instrument(self) -> str: ...
+    @property
+    def keeps_instruments(self) -> bool: ...
+    @property
+    def include_seed(self) -> bool: ...
+
 
 PIANOROLL = "pianoroll.png"
 # Room kept for the piano roll and the request's own overhead within the upload limit.
@@ -36,7 +58,7 @@ def files(result: ComposeResult) -> list[discord.File]:
 
 def embed(
     composition_id: int,
-    job: ComposeJob,
+    job: ComposeOptions,
     result: ComposeResult,
     *,
     model_version_id: int | None,
@@ -82,7 +104,7 @@ def embed(
     return e
 
 
-def tempo_text(job: ComposeJob, result: ComposeResult) -> str:
+def tempo_text(job: ComposeOptions, result: ComposeResult) -> str:
     """The tempo the candidates were written at, and whose it was."""
     if job.tempo:
         return f"{job.tempo} bpm"
@@ -96,9 +118,9 @@ def tempo_text(job: ComposeJob, result: ComposeResult) -> str:
 MAX_NAMED_INSTRUMENTS = 4
 
 
-def instrument_text(job: ComposeJob, result: ComposeResult) -> str:
+def instrument_text(job: ComposeOptions, result: ComposeResult) -> str:
     """The instrument asked for; else the seed's; else what the model chose to play."""
-    if job.instrument != AS_IN_SEED:
+    if not job.keeps_instruments:
         return job.instrument.replace("-", " ")
     if job.seed_midi is not None:
         return "as in the seed"

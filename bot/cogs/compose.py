@@ -1,0 +1,316 @@
+"""/compose, and the buttons that compose again (Continue, Reroll): one composition from
+request to message.
+
+Every way in gives a job (services.composing); one flow checks the limits, defers, composes
+with the engine's progress on screen, stores and posts. The buttons are DynamicItems:
+discord.py matches a click's custom_id against their templates in any bot process, so
+buttons posted before a restart keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.db import Composition, get_active_model_version, get_seed
+from bot.errors import UserFacingError, reporting
+from bot.lifecycle import tracked_composition
+from bot.services import composing
+from bot.services.composing import AS_IN_SEED, ComposeJob
+from bot.services.engine_port import ComposeResult
+from bot.services.limits import Work
+from bot.services.seed_files import read_midi_attachment, short_name
+from bot.ui import compose_message
+from bot.ui.compose_progress import ProgressMessage
+from bot.ui.deferral import check_then_defer
+from bot.ui.seed_names import saved_seed_names
+from bot.ui.views import (
+    CONTINUE_TEMPLATE,
+    REROLL_TEMPLATE,
+    composition_view,
+    continue_id,
+    reroll_id,
+)
+from engine.form import DEFAULT_FORM, FORMS
+from engine.instruments import INSTRUMENTS
+from engine.limits import (
+    BARS,
+    CANDIDATES,
+    DEFAULT_BARS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_TEMPERATURE,
+    TEMPERATURE,
+    TEMPO_BPM,
+)
+
+if TYPE_CHECKING:
+    from bot.app import MotifBot
+
+log = logging.getLogger(__name__)
+Interaction = discord.Interaction["MotifBot"]
+
+# The options' ranges are the engine's (engine.limits), so Discord refuses what the engine
+# would; the tempo is whole bpm.
+Bars = app_commands.Range[int, BARS.low, BARS.high]
+Candidates = app_commands.Range[int, CANDIDATES.low, CANDIDATES.high]
+Temperature = app_commands.Range[float, TEMPERATURE.low, TEMPERATURE.high]
+Tempo = app_commands.Range[int, int(TEMPO_BPM.low), int(TEMPO_BPM.high)]
+
+# Discord shows at most 25 choices: "as in the seed" plus the engine's short list.
+INSTRUMENT_CHOICES = [app_commands.Choice(name="as in the seed", value=AS_IN_SEED)] + [
+    app_commands.Choice(name=name.replace("-", " "), value=name) for name in INSTRUMENTS
+][:24]
+FORM_NAMES = {"return": "the seed's theme returns", "free": "free (no planned repeats)",
+              "AABA": "AABA", "ABAB": "ABAB"}
+FORM_CHOICES = [app_commands.Choice(name=FORM_NAMES[f], value=f) for f in FORMS]
+
+
+class ComposeCog(commands.Cog):
+    def __init__(self, bot: MotifBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="compose", description="Compose a few continuations to vote on.")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        seed="A short MIDI file to continue",
+        saved_seed="One of this server's saved seeds",
+        bars="Length of each candidate in bars",
+        candidates="How many candidates to write",
+        temperature="Lower is safer, higher is wilder",
+        tempo="Beats per minute (default: the seed's)",
+        instrument="Who plays the new notes",
+        include_seed="Start each clip with the seed itself",
+        form="Which bars come back (default: the seed's theme returns)",
+        follow_key="Stay in the seed's key (default: yes)",
+    )
+    @app_commands.choices(instrument=INSTRUMENT_CHOICES, form=FORM_CHOICES)
+    async def compose(
+        self,
+        interaction: Interaction,
+        seed: discord.Attachment | None = None,
+        saved_seed: str | None = None,
+        bars: Bars = DEFAULT_BARS,
+        candidates: Candidates = DEFAULT_CANDIDATES,
+        temperature: Temperature = DEFAULT_TEMPERATURE,
+        tempo: Tempo | None = None,
+        instrument: str = AS_IN_SEED,
+        include_seed: bool = False,
+        form: str = DEFAULT_FORM,
+        follow_key: bool = True,
+    ) -> None:
+        if seed is not None and saved_seed is not None:
+            raise UserFacingError("Give either an attached seed or a saved seed, not both.")
+        guild_id = interaction.guild_id
+        assert guild_id is not None
+
+        async def resolve() -> ComposeJob:
+            options = dict(
+                bars=bars,
+                candidates=candidates,
+                temperature=temperature,
+                tempo=tempo,
+                instrument=instrument,
+                include_seed=include_seed,
+                form=form,
+                follow_key=follow_key,
+            )
+            if seed is not None:
+                midi = await read_midi_attachment(
+                    seed, max_notes=self.bot.settings.engine.work.max_seed_notes
+                )
+                label = f'attached "{short_name(seed.filename)}"'
+                return ComposeJob(seed_midi=midi.data, seed_label=label, **options).fresh()
+            if saved_seed is not None:
+                async with self.bot.sessions() as session:
+                    stored = await get_seed(session, guild_id=guild_id, name=saved_seed)
+                return ComposeJob(
+                    seed_midi=stored.midi,
+                    seed_id=stored.id,
+                    seed_label=f'saved seed "{stored.name}"',
+                    **options,
+                ).fresh()
+            return ComposeJob(seed_midi=None, seed_label="none (from scratch)", **options).fresh()
+
+        await _compose_and_post(self.bot, interaction, resolve)
+
+    @compose.autocomplete("saved_seed")
+    async def _saved_seed(
+        self, interaction: Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await saved_seed_names(self.bot.sessions, interaction.guild_id, current)
+
+
+class ContinueButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CONTINUE_TEMPLATE):
+    """Candidate k's music becomes the seed of the next round of the piece."""
+
+    def __init__(self, candidate_id: int) -> None:
+        super().__init__(discord.ui.Button(custom_id=continue_id(candidate_id)))
+        self.candidate_id = candidate_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> ContinueButton:
+        return cls(int(match["candidate"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        await reporting(interaction, self._continue(interaction))
+
+    async def _continue(self, interaction: Interaction) -> None:
+        bot, guild_id = interaction.client, _guild(interaction)
+        await _compose_and_post(
+            bot,
+            interaction,
+            lambda: composing.continuation(
+                bot.sessions, guild_id=guild_id, candidate_id=self.candidate_id
+            ),
+        )
+
+
+class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=REROLL_TEMPLATE):
+    """The same request again, with new samples."""
+
+    def __init__(self, composition_id: int) -> None:
+        super().__init__(discord.ui.Button(custom_id=reroll_id(composition_id)))
+        self.composition_id = composition_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+    ) -> RerollButton:
+        return cls(int(match["composition"]))
+
+    async def callback(self, interaction: Interaction) -> None:
+        await reporting(interaction, self._reroll(interaction))
+
+    async def _reroll(self, interaction: Interaction) -> None:
+        bot, guild_id = interaction.client, _guild(interaction)
+        await _compose_and_post(
+            bot,
+            interaction,
+            lambda: composing.reroll(
+                bot.sessions, guild_id=guild_id, composition_id=self.composition_id
+            ),
+        )
+
+
+def _guild(interaction: Interaction) -> int:
+    if interaction.guild_id is None:  # buttons only exist on server messages
+        raise RuntimeError("a composition button was clicked outside a server")
+    return interaction.guild_id
+
+
+@tracked_composition  # a stopping bot waits for it; the metrics count it
+async def _compose_and_post(
+    bot: MotifBot,
+    interaction: Interaction,
+    resolve: Callable[[], Awaitable[ComposeJob]],
+) -> None:
+    """Check the limits, resolve the seed, defer, compose, store, post one message.
+
+    `resolve` runs before the deferral when it is quick (see ui.deferral): a seed it refuses
+    is answered privately and gives the member's cooldown back. Errors propagate to the
+    caller's error handler.
+    """
+    guild_id, channel_id = interaction.guild_id, interaction.channel_id
+    user_id = interaction.user.id
+    assert guild_id is not None and channel_id is not None, "the commands are guild-only"
+    # Refusals come before the deferral, so they are a plain ephemeral answer.
+    async def checked() -> ComposeJob:
+        job = await resolve()
+        # Work over the engine's limits (20 bpm, 4/2, 64 bars: 26-minute clips) is refused
+        # here, privately and before any engine time; the engine checks again.
+        await asyncio.to_thread(job.check_work, bot.settings.engine.work)
+        return job
+
+    with bot.limits.slot(guild_id, user_id, Work.COMPOSITION) as slot:
+        job = await check_then_defer(interaction, checked())
+        async with bot.sessions() as session:
+            version = await get_active_model_version(session, guild_id=guild_id)
+        request = job.request(
+            guild_id=guild_id,
+            max_audio_bytes=compose_message.audio_budget(
+                interaction.filesize_limit, job.candidates
+            ),
+            checkpoint=version.path if version is not None else None,
+        )
+        slot.start()
+        async with ProgressMessage(interaction) as progress:
+            result = await bot.engine.compose(request, on_progress=progress.update)
+        composition = await composing.record(
+            bot.sessions,
+            job,
+            result,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            requester_id=user_id,
+            model_version_id=version.id if version is not None else None,
+        )
+        message = await _post(bot, interaction, composition, job, result)
+        await composing.posted(bot.sessions, composition, message.id)
+        log.info(
+            "guild %s: composition #%s posted (%d candidates, %.1f s)",
+            guild_id,
+            composition.id,
+            len(result.candidates),
+            result.timings.get("total", 0.0),
+        )
+
+
+class NotPosted(UserFacingError):
+    metrics_reason = "discord"  # Discord refused the post: not the member's doing
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Discord did not take the message with your composition, so nothing of it was "
+            "kept. Please try again in a moment."
+        )
+
+
+async def _post(
+    bot: MotifBot,
+    interaction: Interaction,
+    composition: Composition,
+    job: ComposeJob,
+    result: ComposeResult,
+) -> discord.InteractionMessage:
+    """Post the stored composition; if that fails, remove it again (a composition nobody can
+    see, vote on or continue must not count anywhere) and tell the member."""
+    view = composition_view(composition.id, [c.id for c in composition.candidates], {})
+    try:
+        return await interaction.edit_original_response(
+            content=None,
+            embed=compose_message.embed(
+                composition.id,
+                job,
+                result,
+                model_version_id=composition.model_version_id,
+                upload_limit=interaction.filesize_limit,
+            ),
+            attachments=compose_message.files(result),
+            view=view,
+        )
+    except BaseException as error:
+        log.warning(
+            "guild %s: composition #%s could not be posted; removing it",
+            composition.guild_id,
+            composition.id,
+            exc_info=not isinstance(error, asyncio.CancelledError),
+        )
+        # Shielded: a cancelled post (the bot shutting down) must still not leave the row.
+        await asyncio.shield(composing.forget(bot.sessions, composition))
+        if isinstance(error, discord.HTTPException):
+            raise NotPosted() from error
+        raise
+
+
+async def setup(bot: MotifBot) -> None:
+    await bot.add_cog(ComposeCog(bot))
+    bot.add_dynamic_items(ContinueButton, RerollButton)
