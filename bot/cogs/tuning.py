@@ -16,7 +16,7 @@ from bot.db import (
 )
 from bot.db.models import ACTIVE_FINETUNE_STATUSES
 from bot.errors import UserFacingError
-from bot.ui import tuning_report as _report
+from bot.ui import tuning_report
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -73,7 +73,7 @@ class TuningCog(commands.Cog):
             channel_id=interaction.channel_id,
             requester_id=interaction.user.id,
         )
-        await interaction.followup.send(_report.started_text(job))
+        await interaction.followup.send(tuning_report.started_text(job))
 
     @finetune.command(name="status", description="The latest fine-tuning run and its figures.")
     async def status(self, interaction: Interaction) -> None:
@@ -86,7 +86,9 @@ class TuningCog(commands.Cog):
                 ephemeral=True,
             )
             return
-        await interaction.response.send_message(embed=_report.status_embed(run), ephemeral=True)
+        await interaction.response.send_message(
+            embed=tuning_report.status_embed(run), ephemeral=True
+        )
 
     @finetune.command(name="cancel", description="Stop the fine-tuning run in progress.")
     async def cancel(self, interaction: Interaction) -> None:
@@ -96,7 +98,7 @@ class TuningCog(commands.Cog):
         async with self.bot.sessions() as session:
             serving = await get_active_model_version(session, guild_id=guild_id)
         await interaction.followup.send(
-            _report.cancelled_text(
+            tuning_report.cancelled_text(
                 job.run_id, interaction.user.id, serving.id if serving is not None else None
             )
         )
@@ -107,10 +109,10 @@ class TuningCog(commands.Cog):
         async with self.bot.sessions() as session:
             active = await get_active_model_version(session, guild_id=guild_id)
             versions = await list_model_versions(
-                session, guild_id=guild_id, limit=_report.LISTED_VERSIONS
+                session, guild_id=guild_id, limit=tuning_report.LISTED_VERSIONS
             )
         await interaction.response.send_message(
-            embed=_report.model_embed(active, versions), ephemeral=True
+            embed=tuning_report.model_embed(active, versions), ephemeral=True
         )
 
     @model.command(name="rollback", description="Go back to the version this one was tuned from.")
@@ -124,7 +126,7 @@ class TuningCog(commands.Cog):
             before = await get_active_model_version(session, guild_id=guild_id)
             after = await rollback_model_version(session, guild_id=guild_id)
         # Public: everyone's next compositions change.
-        await interaction.followup.send(_report.rollback_text(before, after))
+        await interaction.followup.send(tuning_report.rollback_text(before, after))
 
 
 async def setup(bot: MotifBot) -> None:

@@ -32,7 +32,7 @@ from bot.errors import UserFacingError
 from bot.services.tuning.host import TuningHost
 from bot.services.tuning.job import TuningJob, tune
 from bot.services.tuning.outcome import announce, failure_reason, record_end, record_result
-from bot.ui import tuning_report as _report
+from bot.ui import tuning_report
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class FinetuneRunner:
             log.exception("guild %s: the automatic fine-tuning run could not start", guild_id)
             return
         if channel_id is not None:
-            text = _report.started_text(job, automatic_after=threshold)
+            text = tuning_report.started_text(job, automatic_after=threshold)
             channel = self._bot.get_partial_messageable(channel_id, guild_id=guild_id)
             try:
                 await channel.send(text)
@@ -236,7 +236,7 @@ class FinetuneRunner:
                 await self._failed(job, failure_reason(error))
                 return
             self._bot.metrics.finetune("succeeded" if result.accepted else "rejected")
-            await announce(self._bot, job, _report.result_embed(job, version))
+            await announce(self._bot, job, tuning_report.result_embed(job, version))
         finally:
             lease.cancel()
             await asyncio.wait([lease])
@@ -262,9 +262,8 @@ class FinetuneRunner:
         self._bot.metrics.finetune("failed")
         log.warning("guild %s: fine-tuning run #%s failed: %s", job.guild_id, job.run_id, error)
         if await record_end(self._bot, job, status=FinetuneStatus.FAILED, error=error):
-            await announce(
-                self._bot, job, _report.failure_embed(job, error, status=FinetuneStatus.FAILED)
-            )
+            failed = tuning_report.failure_embed(job, error, status=FinetuneStatus.FAILED)
+            await announce(self._bot, job, failed)
 
     async def _stopped(self, running: _Running) -> None:
         status, error, tell = running.stop
@@ -273,4 +272,4 @@ class FinetuneRunner:
         self._bot.metrics.finetune("cancelled" if cancelled else "interrupted")
         log.info("guild %s: fine-tuning run #%s stopped: %s", job.guild_id, job.run_id, error)
         if await record_end(self._bot, job, status=status, error=error) and tell:
-            await announce(self._bot, job, _report.failure_embed(job, error, status=status))
+            await announce(self._bot, job, tuning_report.failure_embed(job, error, status=status))
