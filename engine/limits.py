@@ -64,7 +64,7 @@ BARS = Range(1, 64)
 DEFAULT_BARS = 16
 
 # A composition's buttons have a row per kind (vote, continue, save) with one button per
-# candidate (bot/views.py; Discord allows five to a row), and four clips are about as many as
+# candidate (bot/ui/views.py; Discord allows five to a row), and four clips are about as many as
 # a channel listens to before voting.
 CANDIDATES = Range(1, 4)
 DEFAULT_CANDIDATES = 4  # enough to choose between, all on one message
