@@ -99,3 +99,22 @@ class FinetuneRunFinished(StorageError):
         super().__init__(f"Fine-tuning run #{run_id} has already {status}; it cannot change.")
         self.run_id = run_id
         self.status = status
+
+
+class JamAlreadyRunning(StorageError):
+    def __init__(self) -> None:
+        super().__init__(
+            "A jam is already going on in this channel. Join it, or wait until it ends "
+            "(/jam status tells how far it is)."
+        )
+
+
+class NoJam(NotFound):
+    def __init__(self) -> None:
+        super().__init__("There is no jam going on in this channel. Start one with /jam start.")
+
+
+class JamRoundClosed(StorageError):
+    def __init__(self, number: int) -> None:
+        super().__init__(f"Round {number}'s vote has closed; your vote was not counted.")
+        self.number = number

@@ -255,3 +255,90 @@ class FinetuneRun(Base):
     # owned by no live process (a run from before these columns, or created by hand).
     owner: Mapped[str | None] = mapped_column(String(RUN_OWNER_MAX_LENGTH))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JamStatus(StrEnum):
+    RUNNING = "running"  # a round is open, or the next one is being written
+    PAUSED = "paused"  # the open round's clock is stopped (votes still count)
+    FINISHED = "finished"  # every round was played
+    STOPPED = "stopped"  # ended early by its starter or a manager
+
+
+# At most one jam per channel may be in one of these states (a partial unique index).
+ACTIVE_JAM_STATUSES = (JamStatus.RUNNING, JamStatus.PAUSED)
+
+
+class Jam(Base):
+    """A session in one channel that composes a piece in timed rounds (/jam start).
+
+    Its state and deadlines live here, not in a bot process, so that after a restart (or
+    beside another process) the jam goes on at the right time. `writer_until` is the lease
+    of the process writing the next round: NULL or past means nobody is.
+    """
+
+    __tablename__ = "jam"
+    __table_args__ = (
+        Index(
+            "uq_jam_channel_id_active",
+            "channel_id",
+            unique=True,
+            sqlite_where=text(f"status IN ({_sql_in(ACTIVE_JAM_STATUSES)})"),
+            postgresql_where=text(f"status IN ({_sql_in(ACTIVE_JAM_STATUSES)})"),
+        ),
+        Index(None, "guild_id", "created_at"),
+        CheckConstraint(f"status IN ({_sql_in(JamStatus)})", name="status_known"),
+        CheckConstraint("rounds >= 1 AND round_seconds >= 1", name="rounds_positive"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    guild_id: Mapped[int] = mapped_column(ForeignKey("guild.id", ondelete="CASCADE"))
+    channel_id: Mapped[int] = mapped_column(SnowflakeType)
+    starter_id: Mapped[int] = mapped_column(SnowflakeType)
+    status: Mapped[str] = mapped_column(String(16), default=JamStatus.RUNNING.value)
+    rounds: Mapped[int] = mapped_column(Integer)
+    round_seconds: Mapped[int] = mapped_column(Integer)
+    # The ComposeJob options every round uses (bars, candidates, temperature, instrument...).
+    params: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    seed_id: Mapped[int | None] = mapped_column(ForeignKey("seed.id", ondelete="SET NULL"))
+    seed_midi: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Seconds left of the open round's vote while paused.
+    paused_remaining: Mapped[float | None] = mapped_column(Float)
+    writer_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class JamRoundStatus(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class JamRound(Base):
+    """One round of a jam: a composition (stored like /compose's, so its votes count in /top
+    and fine-tuning) and, once closed, the candidate that won. The round is closed by a
+    conditional UPDATE (status 'open' -> 'closed'): exactly once, whichever process is first."""
+
+    __tablename__ = "jam_round"
+    __table_args__ = (
+        UniqueConstraint("jam_id", "number"),
+        Index(None, "status", "deadline"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint(f"status IN ({_sql_in(JamRoundStatus)})", name="status_known"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(IdType, primary_key=True)
+    jam_id: Mapped[int] = mapped_column(ForeignKey("jam.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # 1-based, as members count rounds
+    composition_id: Mapped[int] = mapped_column(
+        ForeignKey("composition.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=JamRoundStatus.OPEN.value)
+    # When the vote closes; NULL while the jam is paused.
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    winner_candidate_id: Mapped[int | None] = mapped_column(
+        ForeignKey("candidate.id", ondelete="SET NULL")
+    )
+    winner_votes: Mapped[int | None] = mapped_column(Integer)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

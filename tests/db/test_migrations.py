@@ -16,7 +16,10 @@ from bot.db import Base, create_engine, migrate
 
 from .helpers import ON_SESSION_LOOP
 
-TABLES = {"guild", "seed", "composition", "candidate", "vote", "model_version", "finetune_run"}
+TABLES = {
+    "guild", "seed", "composition", "candidate", "vote", "model_version", "finetune_run", "jam",
+    "jam_round",
+}
 
 
 async def _table_names(url: str) -> set[str]:

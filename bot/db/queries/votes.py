@@ -65,47 +65,67 @@ async def cast_vote(
     check_id("candidate_id", candidate_id)
     check_snowflake("user_id", user_id)
     async with writing(session):
-        locked = await session.scalar(
-            select(Composition.id)
-            .where(Composition.id == composition_id, Composition.guild_id == guild_id)
-            # NO KEY UPDATE: the lock does not block inserts that merely reference the row.
-            .with_for_update(key_share=True)
+        return await vote_in_transaction(
+            session,
+            guild_id=guild_id,
+            composition_id=composition_id,
+            candidate_id=candidate_id,
+            user_id=user_id,
         )
-        if locked is None:
-            raise CompositionNotFound(composition_id)
-        if not await session.scalar(
-            select(Candidate.id).where(
-                Candidate.id == candidate_id, Candidate.composition_id == composition_id
-            )
-        ):
-            raise CandidateNotFound(candidate_id)
 
-        member_vote = and_(Vote.composition_id == composition_id, Vote.user_id == user_id)
-        current = await session.scalar(select(Vote.candidate_id).where(member_vote))
-        action: VoteAction
-        if current is None:
-            now = utcnow()
-            await session.execute(
-                insert(Vote).values(
-                    composition_id=composition_id,
-                    user_id=user_id,
-                    candidate_id=candidate_id,
-                    created_at=now,
-                    updated_at=now,
-                )
+
+async def vote_in_transaction(
+    session: AsyncSession, *, guild_id: int, composition_id: int, candidate_id: int, user_id: int
+) -> VoteResult:
+    """cast_vote's work inside the caller's write transaction (a jam checks its round is still
+    open in the same transaction)."""
+    locked = await session.scalar(
+        select(Composition.id)
+        .where(Composition.id == composition_id, Composition.guild_id == guild_id)
+        # NO KEY UPDATE: the lock does not block inserts that merely reference the row.
+        .with_for_update(key_share=True)
+    )
+    if locked is None:
+        raise CompositionNotFound(composition_id)
+    if not await session.scalar(
+        select(Candidate.id).where(
+            Candidate.id == candidate_id, Candidate.composition_id == composition_id
+        )
+    ):
+        raise CandidateNotFound(candidate_id)
+    return await _toggle_vote(session, composition_id, candidate_id, user_id)
+
+
+async def _toggle_vote(
+    session: AsyncSession, composition_id: int, candidate_id: int, user_id: int
+) -> VoteResult:
+    """The click itself, once the composition is locked and the candidate checked."""
+    member_vote = and_(Vote.composition_id == composition_id, Vote.user_id == user_id)
+    current = await session.scalar(select(Vote.candidate_id).where(member_vote))
+    action: VoteAction
+    if current is None:
+        now = utcnow()
+        await session.execute(
+            insert(Vote).values(
+                composition_id=composition_id,
+                user_id=user_id,
+                candidate_id=candidate_id,
+                created_at=now,
+                updated_at=now,
             )
-            action, now_voting = "added", candidate_id
-        elif current == candidate_id:
-            await session.execute(delete(Vote).where(member_vote))
-            action, now_voting = "removed", None
-        else:
-            await session.execute(
-                update(Vote)
-                .where(member_vote)
-                .values(candidate_id=candidate_id, updated_at=utcnow())
-            )
-            action, now_voting = "moved", candidate_id
-        tallies = await _tallies(session, composition_id)
+        )
+        action, now_voting = "added", candidate_id
+    elif current == candidate_id:
+        await session.execute(delete(Vote).where(member_vote))
+        action, now_voting = "removed", None
+    else:
+        await session.execute(
+            update(Vote)
+            .where(member_vote)
+            .values(candidate_id=candidate_id, updated_at=utcnow())
+        )
+        action, now_voting = "moved", candidate_id
+    tallies = await _tallies(session, composition_id)
     return VoteResult(action=action, candidate_id=now_voting, tallies=tallies)
 
 
