@@ -37,6 +37,7 @@ EXTENSIONS = (
     "bot.cogs.top",
     "bot.cogs.pieces",
     "bot.cogs.tuning",
+    "bot.cogs.jams",
 )
 
 

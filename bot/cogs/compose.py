@@ -19,18 +19,25 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.db import Composition, get_active_model_version, get_seed
+from bot.db import Composition, get_active_model_version
 from bot.errors import UserFacingError, reporting
 from bot.lifecycle import tracked_composition
 from bot.services import composing
-from bot.services.composing import AS_IN_SEED, ComposeJob
+from bot.services.composing import ComposeJob
 from bot.services.engine_port import ComposeResult
 from bot.services.limits import Work
-from bot.services.seed_files import read_midi_attachment, short_name
 from bot.ui import compose_message
 from bot.ui.compose_progress import ProgressMessage
 from bot.ui.deferral import check_then_defer
 from bot.ui.seed_names import saved_seed_names
+from bot.ui.slash_options import (
+    AS_IN_SEED,
+    INSTRUMENT_CHOICES,
+    Bars,
+    Candidates,
+    Temperature,
+    Tempo,
+)
 from bot.ui.views import (
     CONTINUE_TEMPLATE,
     REROLL_TEMPLATE,
@@ -39,16 +46,7 @@ from bot.ui.views import (
     reroll_id,
 )
 from engine.form import DEFAULT_FORM, FORMS
-from engine.instruments import INSTRUMENTS
-from engine.limits import (
-    BARS,
-    CANDIDATES,
-    DEFAULT_BARS,
-    DEFAULT_CANDIDATES,
-    DEFAULT_TEMPERATURE,
-    TEMPERATURE,
-    TEMPO_BPM,
-)
+from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -56,17 +54,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Interaction = discord.Interaction["MotifBot"]
 
-# The options' ranges are the engine's (engine.limits), so Discord refuses what the engine
-# would; the tempo is whole bpm.
-Bars = app_commands.Range[int, BARS.low, BARS.high]
-Candidates = app_commands.Range[int, CANDIDATES.low, CANDIDATES.high]
-Temperature = app_commands.Range[float, TEMPERATURE.low, TEMPERATURE.high]
-Tempo = app_commands.Range[int, int(TEMPO_BPM.low), int(TEMPO_BPM.high)]
-
-# Discord shows at most 25 choices: "as in the seed" plus the engine's short list.
-INSTRUMENT_CHOICES = [app_commands.Choice(name="as in the seed", value=AS_IN_SEED)] + [
-    app_commands.Choice(name=name.replace("-", " "), value=name) for name in INSTRUMENTS
-][:24]
 FORM_NAMES = {"return": "the seed's theme returns", "free": "free (no planned repeats)",
               "AABA": "AABA", "ABAB": "ABAB"}
 FORM_CHOICES = [app_commands.Choice(name=FORM_NAMES[f], value=f) for f in FORMS]
@@ -105,8 +92,6 @@ class ComposeCog(commands.Cog):
         form: str = DEFAULT_FORM,
         follow_key: bool = True,
     ) -> None:
-        if seed is not None and saved_seed is not None:
-            raise UserFacingError("Give either an attached seed or a saved seed, not both.")
         guild_id = interaction.guild_id
         assert guild_id is not None
 
@@ -121,22 +106,14 @@ class ComposeCog(commands.Cog):
                 form=form,
                 follow_key=follow_key,
             )
-            if seed is not None:
-                midi = await read_midi_attachment(
-                    seed, max_notes=self.bot.settings.engine.work.max_seed_notes
-                )
-                label = f'attached "{short_name(seed.filename)}"'
-                return ComposeJob(seed_midi=midi.data, seed_label=label, **options).fresh()
-            if saved_seed is not None:
-                async with self.bot.sessions() as session:
-                    stored = await get_seed(session, guild_id=guild_id, name=saved_seed)
-                return ComposeJob(
-                    seed_midi=stored.midi,
-                    seed_id=stored.id,
-                    seed_label=f'saved seed "{stored.name}"',
-                    **options,
-                ).fresh()
-            return ComposeJob(seed_midi=None, seed_label="none (from scratch)", **options).fresh()
+            return await composing.new_job(
+                self.bot.sessions,
+                guild_id=guild_id,
+                attachment=seed,
+                saved_seed=saved_seed,
+                max_seed_notes=self.bot.settings.engine.work.max_seed_notes,
+                **options,
+            )
 
         await _compose_and_post(self.bot, interaction, resolve)
 

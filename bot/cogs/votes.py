@@ -12,7 +12,7 @@ from discord.ext import commands
 
 from bot.db import cast_vote, get_tallies
 from bot.errors import reporting
-from bot.ui.views import VOTE_TEMPLATE, composition_view, vote_id
+from bot.ui.views import VOTE_TEMPLATE, composition_view, vote_id, vote_text
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -22,12 +22,6 @@ Interaction = discord.Interaction["MotifBot"]
 # One lock per composition message: concurrent clicks edit it one after the other, each
 # with tallies read inside the lock, so the last edit always shows the latest count.
 _message_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
-
-_ACTION_TEXT = {
-    "added": "You voted for candidate {position}.",
-    "moved": "Your vote moved to candidate {position}.",
-    "removed": "You took your vote back.",
-}
 
 
 class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=VOTE_TEMPLATE):
@@ -67,7 +61,7 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=VOTE_T
             await interaction.response.edit_message(view=view)
         position = list(tallies).index(self.candidate_id) + 1
         await interaction.followup.send(
-            _ACTION_TEXT[result.action].format(position=position), ephemeral=True
+            vote_text(result.action, position), ephemeral=True
         )
         if result.action == "added":
             await bot.tuning.notice_activity(guild_id=guild_id, channel_id=interaction.channel_id)

@@ -7,6 +7,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Any
 
+import discord
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import (
@@ -14,11 +15,15 @@ from bot.db import (
     delete_composition,
     get_candidate,
     get_composition,
+    get_seed,
     record_composition,
     set_composition_message,
 )
 from bot.db.queries import NewCandidate
+from bot.errors import UserFacingError
 from bot.services.engine_port import ComposeRequest, ComposeResult
+from bot.services.seed_files import read_midi_attachment, short_name
+from bot.ui.slash_options import AS_IN_SEED
 from engine.form import DEFAULT_FORM, FORMS
 from engine.instruments import INSTRUMENTS
 from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
@@ -27,8 +32,7 @@ from engine.params import ComposeParams
 from engine.settings import WorkLimits
 from engine.workload import check_request
 
-# The instrument choice that keeps whatever the seed (or the model) plays.
-AS_IN_SEED = "seed"
+__all__ = ["AS_IN_SEED", "ComposeJob"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,35 @@ class ComposeJob:
 
 
 Sessions = async_sessionmaker[AsyncSession]
+
+
+async def new_job(
+    sessions: Sessions,
+    *,
+    guild_id: int,
+    attachment: discord.Attachment | None,
+    saved_seed: str | None,
+    max_seed_notes: int,
+    **options: Any,
+) -> ComposeJob:
+    """A first round's job (/compose, /jam start): its seed is the attached file, the
+    server's saved seed of that name, or none."""
+    if attachment is not None and saved_seed is not None:
+        raise UserFacingError("Give either an attached seed or a saved seed, not both.")
+    if attachment is not None:
+        midi = await read_midi_attachment(attachment, max_notes=max_seed_notes)
+        label = f'attached "{short_name(attachment.filename)}"'
+        return ComposeJob(seed_midi=midi.data, seed_label=label, **options).fresh()
+    if saved_seed is not None:
+        async with sessions() as session:
+            stored = await get_seed(session, guild_id=guild_id, name=saved_seed)
+        return ComposeJob(
+            seed_midi=stored.midi,
+            seed_id=stored.id,
+            seed_label=f'saved seed "{stored.name}"',
+            **options,
+        ).fresh()
+    return ComposeJob(seed_midi=None, seed_label="none (from scratch)", **options).fresh()
 
 
 async def continuation(sessions: Sessions, *, guild_id: int, candidate_id: int) -> ComposeJob:

@@ -26,6 +26,7 @@ class Work(StrEnum):
     COMPOSITION = "composition"
     SEED_PLAY = "seed playback"
     PIECE_EXPORT = "piece export"
+    JAM_ROUND = "jam round"
 
 
 def describe(running: Counter[Work]) -> str:
@@ -93,8 +94,11 @@ class EngineWorkLimits:
         return len(self._last_start)
 
     @contextmanager
-    def slot(self, guild_id: int, user_id: int, kind: Work = Work.COMPOSITION) -> Iterator[Slot]:
-        """Hold one of the guild's in-flight slots for `kind` of work by `user_id`.
+    def slot(
+        self, guild_id: int, user_id: int | None, kind: Work = Work.COMPOSITION
+    ) -> Iterator[Slot]:
+        """Hold one of the guild's in-flight slots for `kind` of work by `user_id` (None: work
+        nobody pressed for just now, a jam's next round: the server's cap only).
 
         Raises OnCooldown or TooManyInFlight before taking anything. The cooldown runs from
         now (so a second request while this one is being checked is refused too), but is
@@ -105,25 +109,26 @@ class EngineWorkLimits:
         # that replaces it is honoured.
         now = time.monotonic()
         self._prune(now)
-        key = (guild_id, user_id)
-        previous = self._last_start.get(key)
+        key = (guild_id, user_id or 0)
+        previous = self._last_start.get(key) if user_id is not None else None
         if previous is not None and now - previous[0] < self.cooldown_seconds:
             raise OnCooldown(self.cooldown_seconds - (now - previous[0]), previous[1])
         running = self._running.setdefault(guild_id, Counter())
         if running.total() >= self.max_inflight_per_guild:
             raise TooManyInFlight(self.max_inflight_per_guild, Counter(running))
-        self._last_start.pop(key, None)
-        self._last_start[key] = (now, kind)
+        if user_id is not None:
+            self._last_start.pop(key, None)
+            self._last_start[key] = (now, kind)
         running[kind] += 1
         slot = Slot(kind)
         try:
             yield slot
         except BaseException as error:
-            if not slot.started or _engine_refused(error):
+            if user_id is not None and (not slot.started or _engine_refused(error)):
                 self._give_back(key, now, previous)
             raise
         else:
-            if not slot.started:
+            if user_id is not None and not slot.started:
                 self._give_back(key, now, previous)
         finally:
             running[kind] -= 1

@@ -51,6 +51,18 @@ def vote_label(position: int, votes: int) -> str:
     return f"Vote {position} · {votes}"
 
 
+_VOTE_TEXT = {
+    "added": "You voted for candidate {position}.",
+    "moved": "Your vote moved to candidate {position}.",
+    "removed": "You took your vote back.",
+}
+
+
+def vote_text(action: str, position: int) -> str:
+    """What a member's click did (bot.db.queries.VoteResult.action), told only to them."""
+    return _VOTE_TEXT[action].format(position=position)
+
+
 def composition_view(
     composition_id: int, candidate_ids: Sequence[int], tallies: Mapping[int, int]
 ) -> discord.ui.View:

@@ -1,0 +1,23 @@
+"""The slash-command options a composition takes, shared by /compose and /jam start: their
+ranges are the engine's (engine.limits), so Discord refuses what the engine would."""
+
+from __future__ import annotations
+
+from discord import app_commands
+
+from engine.instruments import INSTRUMENTS
+from engine.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
+
+# The instrument choice that keeps whatever the seed (or the model) plays.
+AS_IN_SEED = "seed"
+
+Bars = app_commands.Range[int, BARS.low, BARS.high]
+Candidates = app_commands.Range[int, CANDIDATES.low, CANDIDATES.high]
+Temperature = app_commands.Range[float, TEMPERATURE.low, TEMPERATURE.high]
+# The tempo is whole bpm.
+Tempo = app_commands.Range[int, int(TEMPO_BPM.low), int(TEMPO_BPM.high)]
+
+# Discord shows at most 25 choices: "as in the seed" plus the engine's short list.
+INSTRUMENT_CHOICES = [app_commands.Choice(name="as in the seed", value=AS_IN_SEED)] + [
+    app_commands.Choice(name=name.replace("-", " "), value=name) for name in INSTRUMENTS
+][:24]
