@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from bot.cogs.compose import ComposeCog
+from bot.cogs.jams import JamCog
 from bot.cogs.pieces import PiecesCog
 from bot.db.queries import SEED_MAX_BYTES
 from bot.services.composing import ComposeJob
@@ -45,6 +46,10 @@ def test_the_slash_commands_ranges_and_defaults_are_the_engines():
     export = {p.name: p for p in PiecesCog.export.parameters}
     assert (export["candidate"].min_value, export["candidate"].max_value) == (
         CANDIDATES.low, CANDIDATES.high)
+    jam = {p.name: p for p in JamCog.start.parameters}
+    for name in ("bars", "candidates", "temperature"):
+        assert (jam[name].min_value, jam[name].max_value, jam[name].default) == (
+            options[name].min_value, options[name].max_value, options[name].default)
 
 
 def test_every_way_in_has_the_same_defaults():

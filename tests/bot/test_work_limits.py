@@ -36,3 +36,14 @@ def test_the_cap_message_names_what_is_running() -> None:
         limits.slot(1, 4, Work.SEED_PLAY).__enter__()
     assert "already has 1 composition and 2 piece exports under way" in refused.value.message
     assert limits.inflight(1) == 0
+
+
+def test_work_nobody_pressed_for_counts_in_the_cap_but_sets_no_cooldown() -> None:
+    limits = EngineWorkLimits(cooldown_seconds=10, max_inflight_per_guild=1)
+    with limits.slot(1, None, Work.JAM_ROUND) as slot:
+        slot.start()
+        with pytest.raises(TooManyInFlight, match="1 jam round under way"), limits.slot(1, 7):
+            pass
+    assert limits.remembered_members == 0
+    with limits.slot(1, 7) as slot:  # the member's own cooldown was never touched
+        slot.start()
