@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import discord
 
-from bot.ui.views import MAX_CANDIDATE_BUTTONS, PREFIX, midi_id, vote_label
+from bot.ui.views import PREFIX, check_candidate_buttons, midi_id, vote_label
 
 JAM_VOTE_TEMPLATE = PREFIX + r":jamvote:(?P<round>[0-9]+):(?P<candidate>[0-9]+)"
 JAM_SAVE_TEMPLATE = PREFIX + r":jamsave:(?P<jam>[0-9]+)"
@@ -34,11 +34,7 @@ def round_view(
 ) -> discord.ui.View:
     """A round's buttons, `candidate_ids` in position order; a closed round's votes are
     shown but cannot be pressed."""
-    if not 1 <= len(candidate_ids) <= MAX_CANDIDATE_BUTTONS:
-        raise ValueError(
-            f"a round shows 1 to {MAX_CANDIDATE_BUTTONS} candidates "
-            f"(received {len(candidate_ids)})"
-        )
+    check_candidate_buttons(candidate_ids)
     view = discord.ui.View(timeout=None)
     for position, candidate_id in enumerate(candidate_ids, start=1):
         view.add_item(

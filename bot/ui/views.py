@@ -63,15 +63,20 @@ def vote_text(action: str, position: int) -> str:
     return _VOTE_TEXT[action].format(position=position)
 
 
-def composition_view(
-    composition_id: int, candidate_ids: Sequence[int], tallies: Mapping[int, int]
-) -> discord.ui.View:
-    """The message's buttons; `candidate_ids` in position order (1, 2, ...)."""
+def check_candidate_buttons(candidate_ids: Sequence[int]) -> None:
+    """A message shows a button per candidate in one row of Discord's five."""
     if not 1 <= len(candidate_ids) <= MAX_CANDIDATE_BUTTONS:
         raise ValueError(
             f"a message shows 1 to {MAX_CANDIDATE_BUTTONS} candidates "
             f"(received {len(candidate_ids)})"
         )
+
+
+def composition_view(
+    composition_id: int, candidate_ids: Sequence[int], tallies: Mapping[int, int]
+) -> discord.ui.View:
+    """The message's buttons; `candidate_ids` in position order (1, 2, ...)."""
+    check_candidate_buttons(candidate_ids)
     view = discord.ui.View(timeout=None)
     for position, candidate_id in enumerate(candidate_ids, start=1):
         view.add_item(
