@@ -236,7 +236,27 @@ def test_every_query_function_is_covered_here() -> None:
         "forget_guild",
         "renew_finetune_lease",
         "fail_abandoned_finetune_runs",
+        # Jams: tests/db/test_jams.py::test_another_server_cannot_reach_a_jam calls each of
+        # these as another server.
+        "create_jam",
+        "get_active_jam",
+        "get_jam",
+        "get_jam_rounds",
+        "add_jam_round",
+        "cast_jam_vote",
+        "everyone_back",
+        "close_jam_round",
+        "claim_jam_writer",
+        "set_jam_writer",
+        "pause_jam",
+        "resume_jam",
+        "end_jam",
+        "jam_winners",
+        # Every server's by design: the deadline checker's own sweeps, which name the guild.
+        "due_jam_rounds",
+        "stalled_jams",
         # Not server data: pure helpers.
+        "winner_of",
         "midi_sha256",
         "normalize_seed_name",
     }

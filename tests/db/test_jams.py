@@ -21,16 +21,19 @@ from bot.db import (
     end_jam,
     everyone_back,
     get_active_jam,
+    get_jam,
     get_jam_rounds,
+    get_tallies,
     jam_winners,
     pause_jam,
     resume_jam,
+    set_jam_writer,
     stalled_jams,
     winner_of,
 )
 from bot.db.errors import JamAlreadyRunning, JamRoundClosed, NoJam
 
-from .helpers import ALICE, BOB, CHANNEL, GUILD_A, ON_SESSION_LOOP, make_composition
+from .helpers import ALICE, BOB, CHANNEL, GUILD_A, GUILD_B, ON_SESSION_LOOP, make_composition
 
 pytestmark = ON_SESSION_LOOP
 
@@ -238,3 +241,51 @@ async def test_stop_closes_the_open_round_without_a_winner(session: AsyncSession
     assert await stop(session, jam) is None
     assert await close(session, row.id) is None
     assert await jam_winners(session, guild_id=GUILD_A, jam_id=jam.id) == []
+
+
+async def jam_state(session: AsyncSession, jam: Jam) -> tuple:
+    """Everything a foreign call could change of a jam: its row, its rounds and their votes."""
+    async with session.begin():
+        row = await session.get(Jam, jam.id, populate_existing=True)
+        assert row is not None
+        state = (row.status, row.writer_until, row.paused_remaining, row.finished_at)
+    rounds = await get_jam_rounds(session, guild_id=GUILD_A, jam_id=jam.id)
+    tallies = [await get_tallies(session, guild_id=GUILD_A, composition_id=r.composition_id)
+               for r in rounds]
+    return state, [(r.number, r.status, r.deadline, r.winner_candidate_id) for r in rounds], tallies
+
+
+async def test_another_server_cannot_reach_a_jam(session: AsyncSession) -> None:
+    # Every guild-scoped jam query, called by server B with server A's ids, finds nothing and
+    # changes nothing (tests/db/test_isolation.py counts on this test for them).
+    jam = await start(session)
+    first, candidates = await open_round(session, jam, 1)
+    await vote(session, first.id, candidates[0], ALICE)
+    composition = await make_composition(session, candidates=3)
+    before = await jam_state(session, jam)
+    later = T0 + timedelta(hours=1)
+
+    with pytest.raises(NoJam):
+        await get_active_jam(session, guild_id=GUILD_B, channel_id=CHANNEL)
+    with pytest.raises(NoJam):
+        await get_jam(session, guild_id=GUILD_B, jam_id=jam.id)
+    with pytest.raises(NoJam):
+        await cast_jam_vote(session, guild_id=GUILD_B, round_id=first.id,
+                            candidate_id=candidates[1], user_id=BOB)
+    assert await get_jam_rounds(session, guild_id=GUILD_B, jam_id=jam.id) == []
+    assert await jam_winners(session, guild_id=GUILD_B, jam_id=jam.id) == []
+    assert not await everyone_back(session, guild_id=GUILD_B, round_id=first.id)
+    assert await add_jam_round(session, guild_id=GUILD_B, jam_id=jam.id, number=2,
+                               composition_id=composition.id, now=later) is None
+    assert await close_jam_round(session, guild_id=GUILD_B, round_id=first.id, now=later,
+                                 writer_until=later + LEASE) is None
+    assert await claim_jam_writer(session, guild_id=GUILD_B, jam_id=jam.id, now=later,
+                                  until=later + LEASE) is None
+    await set_jam_writer(session, guild_id=GUILD_B, jam_id=jam.id, until=None)
+    assert not await pause_jam(session, guild_id=GUILD_B, jam_id=jam.id, now=later)
+    assert await resume_jam(session, guild_id=GUILD_B, jam_id=jam.id, now=later) is None
+    assert await end_jam(session, guild_id=GUILD_B, jam_id=jam.id, status=JamStatus.STOPPED,
+                         now=later) is None
+
+    assert await jam_state(session, jam) == before
+    assert (await get_jam(session, guild_id=GUILD_A, jam_id=jam.id)).status == "running"
