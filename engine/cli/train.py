@@ -41,6 +41,11 @@ def add_parser(commands) -> None:
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--ngram-order", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
+                   help="go on from this checkpoint's weights and tokenizer (its vocabulary "
+                        "holds every program: a model trained on the pieces as converted "
+                        "learns their augmented copies' instruments without starting over); "
+                        "the size options are then its own")
     p.set_defaults(run=run)
 
 
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from engine.checkpoint import Checkpoint, save_checkpoint, write_record
+    from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_record
     from engine.corpus import augmented_paths, load_manifest, split_paths
     from engine.coverage import count_programs
     from engine.device import configure_threads
@@ -101,7 +106,13 @@ def run(args: argparse.Namespace) -> int:
     bpe_files = split_paths(args.data_dir, "train") + augmented_paths(args.data_dir, "train")
     tokenizer_path = work / f"tokenizer-{args.vocab_size}-{_files_digest(bpe_files)}.json"
     started = time.perf_counter()
-    if tokenizer_path.exists():
+    start = None
+    if args.init_from is not None:
+        start = load_checkpoint(args.init_from)
+        tokenizer = start.tokenizer
+        tokenizer_path = work / f"tokenizer-of-{_files_digest([args.init_from.resolve()])}.json"
+        tokenizer.save(tokenizer_path)
+    elif tokenizer_path.exists():
         tokenizer = MidiTokenizer.load(tokenizer_path)
     else:
         print(f"training BPE ({args.vocab_size} ids) on {len(bpe_files):,} training pieces "
@@ -118,9 +129,9 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                          lr=args.lr, eval_every=args.eval_every, seed=args.seed,
                          time_budget_seconds=args.time_budget * 60 or None)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=tokenizer.vocab_size,
-                                          embed_dim=args.embed, hidden_dim=args.hidden,
-                                          num_layers=args.layers))
+    model = start.model.float() if start is not None else LSTMLanguageModel(ModelConfig(
+        vocab_size=tokenizer.vocab_size, embed_dim=args.embed, hidden_dim=args.hidden,
+        num_layers=args.layers))
     working = work / "best.pt"
     bar = tqdm(total=config.steps, desc="train", unit="step", mininterval=10)
 
@@ -137,8 +148,6 @@ def run(args: argparse.Namespace) -> int:
                    on_step=on_step, on_eval=on_eval,
                    also_evaluate={AUGMENTED: augmented_valid.ids} if augmented_valid else None)
     bar.close()
-
-    from engine.checkpoint import load_checkpoint
 
     best = load_checkpoint(working)
     # The shipped weights are half precision: measure the model as shipped.
@@ -168,6 +177,11 @@ def run(args: argparse.Namespace) -> int:
                           "(a piece's augmented copies go with it)"},
         "tokenizer": {"kind": "MidiTok REMI + BPE", "vocab_size": tokenizer.vocab_size},
         "model": best.model.config.to_dict() | {"parameters": best.model.num_parameters()},
+        # The checkpoint this run went on from, and that one's own training.
+        "init_from": None if start is None else {
+            "checkpoint": args.init_from.name, "train": start.meta.get("train"),
+            "data": {k: start.meta.get("data", {}).get(k)
+                     for k in ("pieces_train", "tokens_train")}},
         "train": config.to_dict() | {"steps_done": result.steps_done,
                                      "best_step": result.best_step,
                                      "wall_seconds": round(result.wall_seconds, 1)},

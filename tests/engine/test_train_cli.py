@@ -108,3 +108,22 @@ def test_data_stats_shows_what_the_copies_add(data_dir):
             (("plain", plain), ("copies", copies))}
     assert len(used["copies"]) > len(used["plain"])
     assert len(copies["keys"]) > len(plain["keys"])
+
+
+def test_training_goes_on_from_a_checkpoint_with_its_tokenizer(data_dir, trained, tmp_path):
+    # --init-from: the first run's weights and vocabulary, not a new BPE; the record says so.
+    out = tmp_path / "more.pt"
+    engine("train", "--data-dir", data_dir, "--out", out, "--init-from", trained,
+           "--steps", "3", "--eval-every", "3", "--batch-size", "4", "--seq-len", "32")
+    first, more = load_checkpoint(trained), load_checkpoint(out)
+    assert more.model.config == first.model.config
+    assert more.tokenizer.vocab_size == first.tokenizer.vocab_size
+    assert more.tokenizer.to_base(list(range(first.tokenizer.vocab_size))) == \
+        first.tokenizer.to_base(list(range(first.tokenizer.vocab_size)))
+    moved = [not (a == b).all() for a, b in zip(first.model.state_dict().values(),
+                                                 more.model.state_dict().values(), strict=True)]
+    assert any(moved), "three steps of training change the weights"
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["init_from"]["checkpoint"] == trained.name
+    assert record["init_from"]["train"]["steps_done"] == 6
+    assert record["train"]["steps_done"] == 3
