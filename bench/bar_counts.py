@@ -27,9 +27,9 @@ import torch
 from bench import member_seeds
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section, main
+from engine.api.errors import BadRequest
 from engine.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
 from engine.device import configure_threads
-from engine.errors import BadRequest
 from engine.grammar import BAR_TOKEN_CAP
 from engine.loudness import integrated_loudness
 from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS

@@ -28,7 +28,7 @@ import simcord
 from bench.machine import cpu_seconds, resident_mb
 from bot import Settings, create_bot
 from bot.db import migrate
-from engine.client import EngineClient
+from engine.api.client import EngineClient
 from engine.paths import REPO_ROOT
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"

@@ -14,8 +14,8 @@ import torch
 from symusic import Score
 
 from bench.heldout import Corpus, by_hash, is_score
+from engine.api.errors import BadRequest, BadSeed
 from engine.composer import ComposeParams, Composer, Plan, to_score
-from engine.errors import BadRequest, BadSeed
 from engine.musical_stats import Notes, bar_lines, segment
 from engine.sample import DecodeBatch, Row
 

@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from engine.client import ComposeRequest, EngineClient, Rendering
+from engine.api.client import ComposeRequest, EngineClient, Rendering
 from engine.paths import REPO_ROOT
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"

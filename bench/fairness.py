@@ -26,8 +26,8 @@ from symusic import Note, Score, Tempo, Track
 
 from bench.markdown import ratio, seconds, table
 from bench.section import Headline, Report, Section, main
-from engine.client import ComposeRequest, EngineClient, EngineError
-from engine.limits import DEFAULT_MAX_RENDER_SECONDS
+from engine.api.client import ComposeRequest, EngineClient, EngineError
+from engine.api.limits import DEFAULT_MAX_RENDER_SECONDS
 from engine.paths import REPO_ROOT
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"

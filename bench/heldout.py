@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.api.config import EngineSettings
 from engine.corpus import build_corpus, corpus_dir, load_manifest, music21_corpus_dir
-from engine.settings import EngineSettings
 
 SCORE_COLLECTIONS = ("bach",)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from symusic import Score
 
-from engine.settings import EngineSettings
+from engine.api.config import EngineSettings
 
 # MidiTok 3.1.0's sdist, pinned (PyPI's file address carries its BLAKE2b-256, checked once
 # by hand; the SHA-256 below is checked on every download).

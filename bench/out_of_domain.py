@@ -37,9 +37,9 @@ from bench.ood_measure import (
 from bench.ood_seeds import BARS, SEED_BARS, OodSeed, control_seeds, upload_seeds
 from bench.section import Headline, Report, Section, main
 from bench.seed_baselines import random_in_scale, repeat_seed
+from engine.api.errors import BadRequest, BadSeed
 from engine.composer import ComposeParams, Composer
 from engine.device import configure_threads
-from engine.errors import BadRequest, BadSeed
 from engine.render import TAIL_SECONDS
 
 CANDIDATES = 4

@@ -26,11 +26,11 @@ from bench.continuations import SEED_BARS, Opening, choose_openings
 from bench.heldout import bench_corpus
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section
+from engine.api.instruments import family_of
 from engine.augment import RANGES
 from engine.checkpoint import BASE_CHECKPOINT, Checkpoint, load_checkpoint
 from engine.device import configure_threads
 from engine.grammar import Grammar
-from engine.instruments import family_of
 from engine.sample import DecodeBatch, Row, SamplingOptions
 
 # piano, then what members' seeds bring: alto sax, bass, square lead, flute, violin, trumpet,

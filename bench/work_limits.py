@@ -4,7 +4,7 @@
 
 A tiny seed at 20 bpm in 4/2 asking for 64 bars once made 26-minute clips (482 CPU-seconds,
 the engine from 465 MB to 3.4 GB). The engine now refuses what is over its work limits
-(engine/limits.py) before any decoding; this measures, on a real engine process, how fast
+(engine/api/limits.py) before any decoding; this measures, on a real engine process, how fast
 that refusal is and what the largest requests still allowed cost: compositions at the most
 bars the limits allow, and render jobs of whole MIDI files (a long piece, cut at
 MOTIF_MAX_RENDER_SECONDS; a dense one near the render job's note limit). For each, the
@@ -25,13 +25,13 @@ from symusic import Note, Score, Tempo, TimeSignature, Track
 
 from bench.markdown import table
 from bench.section import Headline, Report, Section, main
-from engine.client import BadRequest, ComposeRequest, EngineClient
-from engine.limits import MAX_RENDER_NOTES
-from engine.metre import vocabulary_metres
-from engine.params import ComposeParams
-from engine.seed import SeedFacts
-from engine.settings import EngineSettings
-from engine.workload import Workload
+from engine.api.client import BadRequest, ComposeRequest, EngineClient
+from engine.api.config import EngineSettings
+from engine.api.limits import MAX_RENDER_NOTES
+from engine.api.metre import vocabulary_metres
+from engine.api.params import ComposeParams
+from engine.api.seed_midi import SeedFacts
+from engine.api.workload import Workload
 
 TICKS = 480
 
@@ -178,7 +178,7 @@ def run(quick: bool) -> Report:
         f"{limits.max_composition_seconds:.0f} s per composition, "
         f"{limits.max_composition_tokens:,} generated ids, {limits.max_seed_notes:,} seed notes, "
         f"{limits.max_render_seconds:.0f} s of audio per render job "
-        "(MOTIF_MAX_* variables; defaults in engine/limits.py).",
+        "(MOTIF_MAX_* variables; defaults in engine/api/limits.py).",
         f"The {refused['bytes']:.0f}-byte seed at 20 bpm in 4/2 asking for 64 bars: refused in "
         f"{refused['seconds'] * 1000:.0f} ms ({refused['cpu']:.2f} CPU-seconds of the engine) "
         f"with: *{refusal}*.",

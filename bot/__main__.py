@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from bot.config import Settings
-from engine.logs import configure_logging
+from engine.api.logs import configure_logging
 
 log = logging.getLogger("bot")
 

@@ -146,7 +146,7 @@ def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     # Imported on use: only a bot that starts its own engine needs the client and transport.
     # The bot closes its engine after its drain (bot.lifecycle) has spent the grace on the
     # compositions: what is left then (a seed preview, a piece export) gets a few seconds.
-    from engine.client import EngineClient
+    from engine.api.client import EngineClient
 
     # The engine's variables as the bot checked them (data dir absolute: the engine keeps the
     # servers' checkpoints and the corpus it replays there).

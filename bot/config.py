@@ -11,14 +11,14 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from engine.limits import (
+from engine.api.config import DEFAULT_DATA_DIR, EngineSettings, Variable, check_ranges, read_env
+from engine.api.limits import (
     DEFAULT_DEVICE,
     DEFAULT_LOG_FORMAT,
     DEFAULT_LOG_LEVEL,
     FINETUNE_STEPS,
     Range,
 )
-from engine.settings import DEFAULT_DATA_DIR, EngineSettings, Variable, check_ranges, read_env
 
 # Long enough that one member cannot flood a channel, short enough not to feel like a ban.
 DEFAULT_COMPOSE_COOLDOWN_SECONDS = 10.0
@@ -83,7 +83,7 @@ def normalize_database_url(url: str) -> str:
 class Settings:
     """Everything the bot reads from its environment; invalid values fail at construction.
 
-    `engine` holds the engine's own variables (engine.settings), checked here too: the bot
+    `engine` holds the engine's own variables (engine.api.config), checked here too: the bot
     starts the engine, so a bad one must stop the bot at start, not every composition later.
     The data dir, device, log level and log format are shared: the bot's are the engine's.
     """
@@ -152,7 +152,7 @@ class Settings:
                    log_format=engine.log_format, engine=engine)
 
 
-# The bot's own variables (the engine's are engine.settings.ENGINE_VARIABLES).
+# The bot's own variables (the engine's are engine.api.config.ENGINE_VARIABLES).
 BOT_VARIABLES = (
     Variable("DISCORD_TOKEN", "discord_token"),
     Variable("DATABASE_URL", "database_url"),

@@ -15,7 +15,7 @@ import discord
 from discord import app_commands
 
 from bot.db.errors import StorageError
-from engine.errors import BadRequest, BadSeed, EngineUnavailable
+from engine.api.errors import BadRequest, BadSeed, EngineUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from bot.db.errors import StorageError
 from bot.errors import UserFacingError
 from bot.services.engine_port import EngineStats
 from bot.services.limits import OnCooldown, TooManyInFlight
-from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+from engine.api.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 
 # Why a composition was not posted; every reason is exported from the start (at 0), so a
 # dashboard's rate() sees the first failure of each.

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.api.config import EngineSettings
 from engine.cli import compose, data, evaluate, finetune, serve, train
-from engine.settings import EngineSettings
 
 EXIT_CONFIG = 2
 

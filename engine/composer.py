@@ -18,22 +18,22 @@ import numpy as np
 import torch
 from symusic import Score, Tempo, TextMeta, TimeSignature
 
+from engine.api.config import WorkLimits
+from engine.api.form import plan_form
+from engine.api.params import ComposeParams
+from engine.api.protocol import DRUMS
+from engine.api.workload import Workload, check_workload
 from engine.arrange import BarGrid
 from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
 from engine.device import pick_device
-from engine.form import plan_form
 from engine.grammar import Grammar
 from engine.keep_seed import ANY_PITCHED, SeedPlan, arrange_candidate, guide, known_programs
-from engine.params import ComposeParams
 from engine.pianoroll import draw_pianoroll
 from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
-from engine.protocol import DRUMS
 from engine.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
 from engine.sample import Guidance, Row, SamplingOptions, generate
 from engine.seed_reader import SeedTokens
-from engine.settings import WorkLimits
 from engine.tokenizer import MidiTokenizer
-from engine.workload import Workload, check_workload
 
 __all__ = ["ComposeParams", "Composer", "Composition", "Plan", "plan_composition"]
 
@@ -165,8 +165,9 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
     facts = seed.facts if seed is not None else None
     check_workload(Workload.of(params, facts, grammar.time_signatures), limits)
     prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
-    options = replace(params.sampling(prompt.time_signature), metre_cycle=prompt.metre_cycle,
-                      cycle_at=prompt.cycle_at, extra_bars=prompt.extra_bars)
+    options = replace(SamplingOptions.of(params, prompt.time_signature),
+                      metre_cycle=prompt.metre_cycle, cycle_at=prompt.cycle_at,
+                      extra_bars=prompt.extra_bars)
     plan = Plan(params, prompt, options)
     if seed is not None and seed.profile is not None:
         # Bars of a cycle of metres (7/4 as 4/4, 3/4) may not be copied across it.

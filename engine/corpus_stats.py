@@ -14,7 +14,7 @@ import numpy as np
 from symusic import Score
 from tqdm import tqdm
 
-from engine.instruments import DRUMS, GM_FAMILIES, family_of
+from engine.api.instruments import DRUMS, GM_FAMILIES, family_of
 from engine.musical_stats import NAMES, Notes, find_key
 
 # Velocity bands named after the dynamics they usually stand for.

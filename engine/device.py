@@ -1,13 +1,13 @@
 """Which device the engine runs on, and how many CPU threads torch takes.
 
-Both come from the process's settings (MOTIF_DEVICE, MOTIF_THREADS; engine.settings).
+Both come from the process's settings (MOTIF_DEVICE, MOTIF_THREADS; engine.api.config).
 """
 
 from __future__ import annotations
 
 import torch
 
-from engine.limits import DECODE_THREADS, DEFAULT_DEVICE, default_batch_threads
+from engine.api.limits import DECODE_THREADS, DEFAULT_DEVICE, default_batch_threads
 
 
 def pick_device(requested: str | None = None) -> torch.device:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.metre import MAX_METRE_PARTS
+from engine.api.metre import MAX_METRE_PARTS
 from engine.steering import SteeringTables
 from engine.tokenizer import MidiTokenizer
 

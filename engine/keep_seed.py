@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from symusic import Score
 
+from engine.api.form import phrase_bars, plan_form, split_bars
 from engine.arrange import (
     Arrangement,
     BarGrid,
@@ -29,7 +30,6 @@ from engine.arrange import (
     voice_by_register,
 )
 from engine.coverage import ProgramCoverage
-from engine.form import phrase_bars, plan_form, split_bars
 from engine.grammar import MIXED, NONE, Grammar
 from engine.seed_profile import DRUMS, SeedProfile
 from engine.steering import KEY_STRENGTH, RowSteering

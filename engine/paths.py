@@ -1,5 +1,5 @@
 """Where the engine's source tree is (light: no torch); the data dir is a setting
-(MOTIF_DATA_DIR, engine.settings)."""
+(MOTIF_DATA_DIR, engine.api.config)."""
 
 from __future__ import annotations
 

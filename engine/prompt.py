@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 
 from symusic import Score
 
-from engine.errors import BadSeed
-from engine.form import split_bars
+from engine.api.errors import BadSeed
+from engine.api.form import split_bars
+from engine.api.limits import DEFAULT_TEMPO_BPM, MAX_PROMPT_TOKENS
+from engine.api.metre import bar_parts
+from engine.api.seed_midi import SeedFacts, split_metres
 from engine.grammar import NONE, Grammar, positions_per_bar
-from engine.limits import DEFAULT_TEMPO_BPM, MAX_PROMPT_TOKENS
-from engine.metre import bar_parts
-from engine.seed import SeedFacts, split_metres
 from engine.seed_reader import SeedTokens
 from engine.tokenizer import MidiTokenizer
 
@@ -99,10 +99,10 @@ def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedToken
 
 def metre_cycle(tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int],
                 metre: str | None) -> tuple[tuple[int, ...], int, int]:
-    """For a seed in a metre the vocabulary lacks (engine.seed.split_metres wrote each of its
-    bars as bars of held metres): the grammar indices of those metres, which one the
-    continuation's next bar states, and how many of them finish the seed's last bar. ((), 0,
-    0) for a metre the vocabulary holds, or none."""
+    """For a seed in a metre the vocabulary lacks (engine.api.seed_midi.split_metres wrote
+    each of its bars as bars of held metres): the grammar indices of those metres, which one
+    the continuation's next bar states, and how many of them finish the seed's last bar.
+    ((), 0, 0) for a metre the vocabulary holds, or none."""
     usable = metre is not None and all(int(x) > 0 for x in metre.split("/"))
     parts = bar_parts(metre) if usable and metre is not None else None
     if not parts or len(parts) < 2:

@@ -3,7 +3,7 @@
 The engine's render job. It has its own limits and words, not the seed reader's: an exported
 piece of many rounds is longer and larger than a seed may be, and it is not a seed. Whatever
 the file, one job makes at most `max_seconds` of audio (MOTIF_MAX_RENDER_SECONDS at
-most: engine.limits), so the float PCM it holds stays bounded; the result says what was
+most: engine.api.limits), so the float PCM it holds stays bounded; the result says what was
 cut, so the member can be told.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from symusic import Score
 
-from engine.errors import BadRequest
-from engine.limits import MAX_RENDER_MIDI_BYTES, MAX_RENDER_NOTES
-from engine.protocol import RenderResult
+from engine.api.errors import BadRequest
+from engine.api.limits import MAX_RENDER_MIDI_BYTES, MAX_RENDER_NOTES
+from engine.api.protocol import RenderResult
 from engine.render import SAMPLE_RATE, TAIL_SECONDS, Renderer, encode_ogg
 
 

@@ -8,7 +8,7 @@ Randomness comes from one generator per request, so a request's output depends o
 sampling seed only, not on what else shares the batch.
 
 A request's `Guidance` steers its rows toward the seed (engine.steering: a mask and a bias on
-top of the grammar's mask) and plans its form (engine.form): at a planned bar, the row takes
+top of the grammar's mask) and plans its form (engine.api.form): at a planned bar, the row takes
 the ids of an earlier bar (the seed's or its own) instead of sampling them, and the model
 reads them like its own, so what follows a return is written knowing it.
 """
@@ -16,15 +16,15 @@ reads them like its own, so what follows a return is written knowing it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
-from engine.form import Reuse, split_bars
-from engine.grammar import NONE, Grammar, GrammarState
+from engine.api.form import Reuse, split_bars
 
 # MAX_TOKENS_PER_BAR: a last resort only; the grammar closes a bar within BAR_TOKEN_CAP + 5
 # ids, well below it.
-from engine.limits import (
+from engine.api.limits import (
     BARS,
     DEFAULT_BARS,
     DEFAULT_TEMPERATURE,
@@ -34,8 +34,12 @@ from engine.limits import (
     TEMPERATURE,
     TOP_P,
 )
+from engine.grammar import NONE, Grammar, GrammarState
 from engine.model import LSTMLanguageModel
 from engine.steering import RowSteering, SteeringRows
+
+if TYPE_CHECKING:
+    from engine.api.params import ComposeParams
 
 
 @dataclass
@@ -46,7 +50,7 @@ class SamplingOptions:
     program: int | None = None  # force every generated note onto this GM program
     time_signature: int = NONE  # grammar index of the metre to keep; NONE: first one chosen
     keep_tempo: bool = True  # no Tempo tokens: the seed's (or the chosen) tempo holds
-    # A seed metre the vocabulary lacks (engine.metre.bar_parts): the grammar indices of the
+    # A seed metre the vocabulary lacks (engine.api.metre.bar_parts): the grammar indices of the
     # metres each of its bars is written as, which one the next bar states, and how many such
     # bars finish the seed's unfinished bar before the bars asked (counted in its metre).
     metre_cycle: tuple[int, ...] = ()
@@ -59,6 +63,12 @@ class SamplingOptions:
         TOP_P.check("top_p", self.top_p)
         if self.program is not None:
             PROGRAM.check("program", self.program)
+
+    @classmethod
+    def of(cls, params: ComposeParams, time_signature: int) -> SamplingOptions:
+        """The sampler's share of a composition's options."""
+        return cls(bars=params.bars, temperature=params.temperature, top_p=params.top_p,
+                   program=params.program, time_signature=time_signature)
 
     @property
     def grammar_bars(self) -> int:

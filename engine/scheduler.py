@@ -18,10 +18,10 @@ from typing import Any
 
 import torch
 
+from engine.api.protocol import ComposeRequest, Composing, ProgressEvent, Queued, Rendering
 from engine.composer import ComposeParams, Plan
 from engine.fairness import FairQueue
 from engine.models import LoadedModel
-from engine.protocol import ComposeRequest, Composing, ProgressEvent, Queued, Rendering
 from engine.sample import DecodeBatch, Row
 
 log = logging.getLogger(__name__)

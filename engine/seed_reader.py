@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgpack
 
-from engine.child_env import child_environment
-from engine.errors import BadSeed, EngineError
-from engine.limits import MAX_SEED_NOTES
-from engine.seed import SeedFacts
+from engine.api.child_env import child_environment
+from engine.api.errors import BadSeed, EngineError
+from engine.api.limits import MAX_SEED_NOTES
+from engine.api.seed_midi import SeedFacts
 from engine.seed_profile import SeedProfile, profile_seed
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class SeedTokens:
            max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
         """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit (over
         `max_notes` too, before tokenizing)."""
-        from engine.seed import read_seed, split_metres
+        from engine.api.seed_midi import read_seed, split_metres
 
         score = read_seed(data, max_notes=max_notes)
         # The model reads bars of the metres its vocabulary holds; the seed's own metre is

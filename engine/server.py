@@ -53,6 +53,20 @@ from typing import Any
 
 import torch
 
+from engine.api.config import EngineSettings
+from engine.api.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+from engine.api.limits import MIN_AUDIO_BYTES, Range
+from engine.api.protocol import (
+    CandidateResult,
+    ComposeRequest,
+    ComposeResult,
+    FinetuneRequest,
+    ProgressEvent,
+    RenderResult,
+    error_to_wire,
+    progress_to_wire,
+)
+from engine.api.transport import SocketChannel
 from engine.composer import (
     ENCODER_THREADS,
     ComposeParams,
@@ -65,28 +79,14 @@ from engine.composer import (
     to_score,
 )
 from engine.device import pick_device
-from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 from engine.fairness import FairLane
 from engine.keep_seed import known_programs
-from engine.limits import MIN_AUDIO_BYTES, Range
 from engine.models import LoadedModel, ModelCache
-from engine.protocol import (
-    CandidateResult,
-    ComposeRequest,
-    ComposeResult,
-    FinetuneRequest,
-    ProgressEvent,
-    RenderResult,
-    error_to_wire,
-    progress_to_wire,
-)
 from engine.render import Renderer
 from engine.render_job import render_midi
 from engine.sample import Row, generate
 from engine.scheduler import Job, Scheduler
 from engine.seed_reader import SeedReader
-from engine.settings import EngineSettings
-from engine.transport import SocketChannel
 from engine.tuning_jobs import TuningJobs
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 from miditok import REMI, TokenizerConfig
 from symusic import Score
 
-from engine.metre import TIME_SIGNATURES
+from engine.api.metre import TIME_SIGNATURES
 
 # Named once here; the saved tokenizer JSON is the truth for a trained checkpoint.
 PITCH_RANGE = (21, 109)  # the piano's range; folk and choral music sit well inside it
@@ -24,7 +24,7 @@ BEAT_RESOLUTION = {(0, 4): 12, (4, 12): 4}  # 12 per beat keeps triplets exact i
 NUM_VELOCITIES = 16
 NUM_TEMPOS = 32
 # How the vocabulary quantises tempos: a fact of the trained model, not a limit of a request
-# (a request's tempo range is engine.limits.TEMPO_BPM; tempos outside these are written at the
+# (a request's tempo range is engine.api.limits.TEMPO_BPM; tempos outside these are written at the
 # nearest one, and the output's tempo is set after decoding anyway).
 TEMPO_RANGE = (40, 250)
 SPECIAL_TOKENS = ["PAD", "BOS", "EOS"]

@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.child_env import child_environment
-from engine.errors import BadRequest, EngineError
-from engine.limits import default_finetune_threads
-from engine.owned_dirs import OwnedDir, sweep
-from engine.protocol import (
+from engine.api.child_env import child_environment
+from engine.api.errors import BadRequest, EngineError
+from engine.api.limits import default_finetune_threads
+from engine.api.protocol import (
     FinetuneRequest,
     FinetuneResult,
     Training,
     error_to_wire,
     progress_to_wire,
 )
+from engine.owned_dirs import OwnedDir, sweep
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class TuningJobs:
         if steps is not None:
             argv += ["--steps", str(steps)]
         # Only what a fine-tune needs: the engine may have been started with the bot's whole
-        # environment (engine.child_env says why that matters).
+        # environment (engine.api.child_env says why that matters).
         env = child_environment({"MOTIF_THREADS": str(self._threads)})
         log.info("fine-tune %d for guild %d: %s", job.id, job.guild_id, " ".join(argv[1:]))
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -1,6 +1,11 @@
-"""bot/'s layers, read from its imports (ast: nothing is imported or run).
+"""bot/'s layers and engine/'s torch-free package, read from their imports (ast: nothing is
+imported or run, but for one fresh interpreter that imports engine.api).
 
 The rules, and why, are in docs/architecture.md:
+- engine.api imports no engine module outside it, and nothing heavy (torch, numpy...);
+- bot/ imports nothing of engine/ but engine.api;
+- no module of bot/ or engine/ is named like a class of another, and no class name is
+  defined in both bot/ and engine/;
 - ui imports neither services nor cogs;
 - services import no cog, and nothing of the process above them (app, lifecycle, metrics...);
 - nothing imports a cog module: the bot loads them by name (bot.app.EXTENSIONS);
@@ -11,12 +16,15 @@ The rules, and why, are in docs/architecture.md:
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BOT = ROOT / "bot"
+ENGINE = ROOT / "engine"
 
 
 def module_name(path: Path) -> str:
@@ -31,33 +39,45 @@ MODULES = {
     for path in BOT.rglob("*.py")
     if "migrations" not in path.relative_to(BOT).parts
 }
+ENGINE_MODULES = {module_name(path): path for path in ENGINE.rglob("*.py")}
+API = "engine.api"
+# Libraries the bot's process must never load: torch above all (seconds of import, hundreds
+# of MB), and the numeric and audio stacks the engine's heavy parts stand on.
+HEAVY = {"torch", "numpy", "scipy", "matplotlib", "music21", "miditok", "pretty_midi",
+         "fluidsynth", "soundfile"}
+# The `motif` launcher hands `motif engine ...` to the engine's CLI in that same command's
+# process, never in the bot's; the CLI's heavy imports are made inside the command run.
+LAUNCHER = ("bot.cli", "engine.__main__")
 
 
-def imported(name: str, tree: ast.AST) -> set[str]:
-    """The bot modules `name` imports anywhere (top level, functions, TYPE_CHECKING)."""
-    package = name if MODULES[name].name == "__init__.py" else name.rpartition(".")[0]
+def imports_of(name: str, path: Path) -> set[str]:
+    """Every name module `name` imports anywhere (top level, functions, TYPE_CHECKING), made
+    absolute: `import a.b` gives a.b; `from a import b, c` gives a.b and a.c."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            # `from bot.ui import views` imports the module bot.ui.views.
-            targets = [
-                f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
-                for alias in node.names
-            ]
-        else:
-            continue
-        found.update(t for t in targets if t in MODULES)
-    found.discard(name)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
     return found
 
 
-GRAPH = {name: imported(name, ast.parse(path.read_text())) for name, path in MODULES.items()}
+def imported(name: str) -> set[str]:
+    """The bot modules `name` imports: `from bot.ui import views` is bot.ui.views, `from
+    bot.ui.views import X` is bot.ui.views."""
+    found = {
+        target if target in MODULES else target.rpartition(".")[0]
+        for target in imports_of(name, MODULES[name])
+    }
+    return (found & MODULES.keys()) - {name}
+
+
+GRAPH = {name: imported(name) for name in MODULES}
 
 
 def in_layer(name: str, layer: str) -> bool:
@@ -140,6 +160,62 @@ def test_no_circles() -> None:
         if name not in state:
             visit(name)
     assert circles == []
+
+
+def in_engine_api(target: str) -> bool:
+    return in_layer(target, API)
+
+
+def test_engine_api_imports_nothing_outside_it_and_nothing_heavy() -> None:
+    api = {name: path for name, path in ENGINE_MODULES.items() if in_layer(name, API)}
+    assert "engine.api.client" in api and "engine.api.protocol" in api
+    breaches = sorted(
+        f"{name} -> {target}"
+        for name, path in api.items()
+        for target in imports_of(name, path)
+        if target.split(".")[0] in HEAVY
+        or (target.split(".")[0] == "engine" and not in_engine_api(target))
+    )
+    assert breaches == []
+
+
+def test_the_contract_reader_sees_heavy_imports_in_functions(tmp_path: Path) -> None:
+    # The check above is only as good as imports_of: an import inside a function, or one
+    # made for type checking only, must be read.
+    probe = tmp_path / "probe.py"
+    probe.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                     "    from engine.model.lstm import X\n"
+                     "def f():\n    import torch.nn\n    from . import sibling\n")
+    assert imports_of("engine.api.probe", probe) == {
+        "typing.TYPE_CHECKING", "engine.model.lstm.X", "torch.nn", "engine.api.sibling"}
+
+
+def test_engine_api_imports_without_torch_or_numpy() -> None:
+    # A fresh interpreter: this test session has imported torch for the engine's tests.
+    names = sorted(name for name in ENGINE_MODULES if in_layer(name, API))
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        f"{sorted(HEAVY)!r})\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_bot_imports_only_the_engines_torch_free_package() -> None:
+    found = sorted(
+        f"{name} -> {target}"
+        for name, path in MODULES.items()
+        for target in imports_of(name, path)
+        if target.split(".")[0] == "engine"
+        and not in_engine_api(target)
+        and not (name == LAUNCHER[0] and in_layer(target, LAUNCHER[1]))
+    )
+    assert found == []
 
 
 def test_no_module_is_named_like_a_class_of_another() -> None:

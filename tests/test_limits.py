@@ -1,5 +1,5 @@
 """One source for every range and default: the slash commands, the CLI, the wire request, the
-engine's parameters and its sampler all read engine.limits, and agree."""
+engine's parameters and its sampler all read engine.api.limits, and agree."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from bot.cogs.jams import JamCog
 from bot.cogs.pieces import PiecesCog
 from bot.db.queries import SEED_MAX_BYTES
 from bot.services.composing import ComposeJob
-from engine.cli import compose as compose_cli
-from engine.errors import BadRequest, BadSeed
-from engine.limits import (
+from engine.api.errors import BadRequest, BadSeed
+from engine.api.limits import (
     BARS,
     CANDIDATES,
     DEFAULT_BARS,
@@ -28,9 +27,10 @@ from engine.limits import (
     TOP_P,
     Range,
 )
-from engine.params import ComposeParams
-from engine.protocol import ComposeRequest
-from engine.seed import read_seed
+from engine.api.params import ComposeParams
+from engine.api.protocol import ComposeRequest
+from engine.api.seed_midi import read_seed
+from engine.cli import compose as compose_cli
 
 RANGED = {"bars": BARS, "candidates": CANDIDATES, "temperature": TEMPERATURE,
           "tempo": TEMPO_BPM}

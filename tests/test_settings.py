@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import BOT_VARIABLES, Settings
-from engine.limits import DEVICES, RENDER_THREADS
-from engine.settings import ENGINE_VARIABLES, WORK_VARIABLES, EngineSettings, WorkLimits
+from engine.api.config import ENGINE_VARIABLES, WORK_VARIABLES, EngineSettings, WorkLimits
+from engine.api.limits import DEVICES, RENDER_THREADS
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -45,8 +45,8 @@ from bot.ui.views import (
     continue_id,
     reroll_id,
 )
-from engine.form import DEFAULT_FORM, FORMS
-from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
+from engine.api.form import DEFAULT_FORM, FORMS
+from engine.api.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from bot.app import MotifBot

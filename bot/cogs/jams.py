@@ -50,7 +50,7 @@ from bot.ui.jam_views import (
 from bot.ui.seed_names import saved_seed_names
 from bot.ui.slash_options import AS_IN_SEED, INSTRUMENT_CHOICES, Bars, Candidates, Temperature
 from bot.ui.views import vote_text
-from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
+from engine.api.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from bot.app import MotifBot

@@ -20,8 +20,8 @@ from bot.services.limits import Work
 from bot.services.piece_assembly import AudioPart, PieceFiles, piece_files
 from bot.ui.audio_text import clock, cut_text, minutes
 from bot.ui.deferral import check_then_defer
-from engine.errors import BadRequest, EngineError, EngineUnavailable
-from engine.limits import CANDIDATES
+from engine.api.errors import BadRequest, EngineError, EngineUnavailable
+from engine.api.limits import CANDIDATES
 
 if TYPE_CHECKING:
     from bot.app import MotifBot

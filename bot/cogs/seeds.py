@@ -17,7 +17,7 @@ from bot.ui.audio_text import cut_text
 from bot.ui.deferral import check_then_defer
 from bot.ui.seed_names import saved_seed_names
 from bot.ui.text import escaped
-from engine.errors import BadRequest
+from engine.api.errors import BadRequest
 
 if TYPE_CHECKING:
     from bot.app import MotifBot

@@ -24,13 +24,13 @@ from bot.errors import UserFacingError
 from bot.services.engine_port import ComposeRequest, ComposeResult
 from bot.services.seed_files import read_midi_attachment, short_name
 from bot.ui.slash_options import AS_IN_SEED
-from engine.form import DEFAULT_FORM, FORMS
-from engine.instruments import INSTRUMENTS
-from engine.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
-from engine.metre import vocabulary_metres
-from engine.params import ComposeParams
-from engine.settings import WorkLimits
-from engine.workload import check_request
+from engine.api.config import WorkLimits
+from engine.api.form import DEFAULT_FORM, FORMS
+from engine.api.instruments import INSTRUMENTS
+from engine.api.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
+from engine.api.metre import vocabulary_metres
+from engine.api.params import ComposeParams
+from engine.api.workload import check_request
 
 __all__ = ["AS_IN_SEED", "ComposeJob"]
 

@@ -1,8 +1,8 @@
 """The little the bot needs from the engine, as a Protocol, so cogs never depend on a backend
 (bot.app.open_engine starts the embedded one).
 
-`engine.client.EngineClient` (a subprocess today, a job queue later) satisfies it. The request
-and result types come from `engine.protocol`, which is light: no torch in the bot process.
+`engine.api.client.EngineClient` (a subprocess today, a job queue later) satisfies it. The request
+and result types come from `engine.api.protocol`, which is light: no torch in the bot process.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from engine.protocol import (
+from engine.api.protocol import (
     DRUMS,
     CandidateResult,
     ComposeRequest,

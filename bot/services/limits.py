@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.errors import UserFacingError
-from engine.errors import BadRequest, BadSeed
+from engine.api.errors import BadRequest, BadSeed
 
 
 class Work(StrEnum):

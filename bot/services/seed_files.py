@@ -16,7 +16,7 @@ import discord
 from bot.db.queries import SEED_MAX_BYTES
 from bot.errors import UserFacingError
 from bot.ui.text import escaped, shortened
-from engine.seed import read_seed
+from engine.api.seed_midi import read_seed
 
 # What MIDI files are called; any other name with a content type Discord recognised as
 # something else (a recording, a picture, text) is refused before it is downloaded.

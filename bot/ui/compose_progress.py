@@ -7,7 +7,7 @@ import logging
 import discord
 
 from bot.ui.throttled import Throttled
-from engine.protocol import Composing, ProgressEvent, Queued, Rendering, Restarting
+from engine.api.protocol import Composing, ProgressEvent, Queued, Rendering, Restarting
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """The slash-command options a composition takes, shared by /compose and /jam start: their
-ranges are the engine's (engine.limits), so Discord refuses what the engine would."""
+ranges are the engine's (engine.api.limits), so Discord refuses what the engine would."""
 
 from __future__ import annotations
 
 from discord import app_commands
 
-from engine.instruments import INSTRUMENTS
-from engine.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
+from engine.api.instruments import INSTRUMENTS
+from engine.api.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
 
 # The instrument choice that keeps whatever the seed (or the model) plays.
 AS_IN_SEED = "seed"

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import discord
 
 from bot.db.queries import MAX_CANDIDATES
-from engine.limits import CANDIDATES
+from engine.api.limits import CANDIDATES
 
 PREFIX = "motif"
 VOTE_TEMPLATE = PREFIX + r":vote:(?P<composition>[0-9]+):(?P<candidate>[0-9]+)"
@@ -22,7 +22,7 @@ MIDI_TEMPLATE = PREFIX + r":midi:(?P<composition>[0-9]+)"
 REROLL_TEMPLATE = PREFIX + r":reroll:(?P<composition>[0-9]+)"
 
 # A row per kind of button, a button per candidate: the most candidates a composition may
-# have (engine.limits) must fit Discord's five buttons to a row.
+# have (engine.api.limits) must fit Discord's five buttons to a row.
 MAX_CANDIDATE_BUTTONS = CANDIDATES.high
 assert MAX_CANDIDATE_BUTTONS <= 5 and MAX_CANDIDATE_BUTTONS <= MAX_CANDIDATES
 

@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.instruments import INSTRUMENTS, program_of
-from engine.limits import (
+from engine.api.instruments import INSTRUMENTS, program_of
+from engine.api.limits import (
     BARS,
     CANDIDATES,
     DEFAULT_BARS,
@@ -59,10 +59,10 @@ def fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     # Cheapest checks first: a bad seed or option is refused in a fraction of a second,
     # before torch is imported and the model and soundfont are loaded (seconds).
-    from engine.errors import BadRequest, BadSeed
-    from engine.metre import vocabulary_metres
-    from engine.params import ComposeParams
-    from engine.workload import check_request
+    from engine.api.errors import BadRequest, BadSeed
+    from engine.api.metre import vocabulary_metres
+    from engine.api.params import ComposeParams
+    from engine.api.workload import check_request
 
     settings = args.settings
     try:

@@ -89,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
         # A child of an engine that died is re-parented: stop rather than train for no one.
         return stop["requested"] or os.getppid() != parent
 
+    from engine.api.errors import BadRequest
     from engine.device import configure_threads, pick_device
-    from engine.errors import BadRequest
     from engine.finetune.preferences import PreferenceConfig
     from engine.finetune.run import Cancelled, FinetuneConfig, run_finetune
     from engine.finetune.server_data import read_folder

@@ -1,8 +1,8 @@
 """`python -m engine serve --fd N`: the engine process the bot's EngineClient starts.
 
-It talks msgpack over the socket it inherited as file descriptor N (see engine.transport),
+It talks msgpack over the socket it inherited as file descriptor N (see engine.api.transport),
 loads the model once, keeps the synth loaded, and stops when that socket closes. Settings come
-from the environment (engine.settings: MOTIF_CHECKPOINT, MOTIF_DEVICE, MOTIF_MAX_ROWS,
+from the environment (engine.api.config: MOTIF_CHECKPOINT, MOTIF_DEVICE, MOTIF_MAX_ROWS,
 MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL, MOTIF_LOG_FORMAT, the work limits,
 ...), so the bot's operators set them in one place; the options below override them. SIGTERM
 drains it (engine.server): the jobs in flight are delivered, then it exits 0.
@@ -44,15 +44,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from engine.logs import configure_logging
+    from engine.api.logs import configure_logging
 
     configure_logging(level=settings.log_level, log_format=settings.log_format,
                       process="engine")
+    from engine.api.transport import SocketChannel
     from engine.checkpoint import BASE_CHECKPOINT
     from engine.device import configure_threads
     from engine.render import RendererUnavailable
     from engine.server import Server
-    from engine.transport import SocketChannel
     from soundfonts import SoundfontNotFound
 
     configure_threads(settings.threads)

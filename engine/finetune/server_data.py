@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import BadRequest, BadSeed
-from engine.seed import read_seed
+from engine.api.errors import BadRequest, BadSeed
+from engine.api.seed_midi import read_seed
 from engine.tokenizer import MidiTokenizer
 
 MIN_PIECES = 3  # two to learn from and one to judge by, at the very least

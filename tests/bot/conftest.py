@@ -25,8 +25,8 @@ import simcord
 from bot import Settings, create_bot
 from bot.app import MotifBot
 from bot.db import migrate
-from engine.client import EngineClient
-from engine.settings import EngineSettings, WorkLimits
+from engine.api.client import EngineClient
+from engine.api.config import EngineSettings, WorkLimits
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 from bot import Settings, create_bot
 from bot.db import create_engine, create_finetune_run, create_sessionmaker, get_finetune_run
 from bot.ui.views import composition_view
-from engine.errors import EngineUnavailable
+from engine.api.errors import EngineUnavailable
 
 
 def test_the_bot_process_never_imports_torch() -> None:

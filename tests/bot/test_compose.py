@@ -12,9 +12,9 @@ import simcord
 from bot.cogs.compose import NotPosted
 from bot.db import Composition, get_composition
 from bot.errors import UserFacingError
-from engine.errors import BadRequest, BadSeed
-from engine.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
-from engine.settings import WorkLimits
+from engine.api.config import WorkLimits
+from engine.api.errors import BadRequest, BadSeed
+from engine.api.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
 from tests.bot.helpers import (
     BOT_TEST,
     MOTIF,

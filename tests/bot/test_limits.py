@@ -7,7 +7,7 @@ import pytest
 
 from bot.db import Composition
 from bot.services.limits import OnCooldown, TooManyInFlight, Work
-from engine.errors import BadSeed
+from engine.api.errors import BadSeed
 from tests.bot.helpers import BOT_TEST, MOTIF, count, raised, refused_privately, reply
 
 pytestmark = BOT_TEST

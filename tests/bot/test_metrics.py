@@ -14,7 +14,7 @@ from bot.errors import UserFacingError
 from bot.metrics import FAILURE_REASONS, Metrics, failure_reason
 from bot.services.engine_port import EngineStats
 from bot.services.limits import OnCooldown, TooManyInFlight
-from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+from engine.api.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
 
 
 def _stats(pid: int, tokens: int, steps: int, **figures: int) -> EngineStats:

@@ -13,7 +13,7 @@ from symusic import Note, Score, Tempo, Track
 from bot.db import get_piece, record_composition
 from bot.db.errors import CompositionNotFound
 from bot.db.queries import NewCandidate
-from engine.settings import WorkLimits
+from engine.api.config import WorkLimits
 from tests.bot.helpers import BOT_TEST, assert_audible, raised, read, refused_privately, reply
 
 pytestmark = BOT_TEST

@@ -29,7 +29,7 @@ from bot.db import (
     add_seed,
     get_composition,
 )
-from engine.client import EngineClient
+from engine.api.client import EngineClient
 from tests.bot.helpers import MOTIF, SMALL, WALTZ, composition_id, raised, reply
 
 pytestmark = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.api.instruments import family_of
 from engine.augment import RANGES, ROLES, assign_roles, augment, describe_parts
-from engine.instruments import family_of
 
 
 @pytest.fixture

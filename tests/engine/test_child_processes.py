@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from engine.child_env import child_environment
-from engine.client import EngineClient, FinetuneRequest
-from engine.errors import EngineError
-from engine.transport import SubprocessTransport
+from engine.api.child_env import child_environment
+from engine.api.client import EngineClient, FinetuneRequest
+from engine.api.errors import EngineError
+from engine.api.transport import SubprocessTransport
 from engine.tuning_jobs import TuningJobs
 from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, receive_until, reply_to
 

@@ -12,9 +12,9 @@ from symusic import Score
 
 from bench import member_seeds
 from engine import sample
+from engine.api.protocol import CandidateResult, ComposeResult
 from engine.composer import ComposeParams
 from engine.loudness import TARGET_LUFS, integrated_loudness
-from engine.protocol import CandidateResult, ComposeResult
 from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
 from tests.engine.test_grammar import single_id
 

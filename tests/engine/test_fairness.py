@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from bench.fairness import slow_seed  # the benchmark's flood: seeds at the note limit
+from engine.api.config import EngineSettings
+from engine.api.transport import SocketChannel
 from engine.fairness import FairLane, FairQueue
 from engine.server import Server
-from engine.settings import EngineSettings
-from engine.transport import SocketChannel
 from tests.engine.test_server import CHECKPOINT
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from engine.client import (
+from engine.api.client import (
     BadRequest,
     ComposeRequest,
     EngineClient,

@@ -7,8 +7,8 @@ import torch
 from symusic import Score
 
 from bench.member_seeds import SEEDS, bundled
+from engine.api.metre import MAX_METRE_PARTS
 from engine.grammar import BAR_TOKEN_CAP, NO_LIMIT, NONE, TYPES, GrammarState, T
-from engine.metre import MAX_METRE_PARTS
 from engine.prompt import build_prompt
 
 

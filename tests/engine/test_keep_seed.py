@@ -8,8 +8,8 @@ import pytest
 from symusic import Score
 
 from bench import member_seeds
+from engine.api.form import plan_form, split_bars
 from engine.composer import ComposeParams, plan_composition
-from engine.form import plan_form, split_bars
 from engine.grammar import NONE
 from engine.keep_seed import copyable_bars
 from engine.musical_stats import Notes, in_scale_share
@@ -142,7 +142,7 @@ def test_the_seed_reader_s_record_keeps_the_profile(base_checkpoint):
 
 
 def test_an_unknown_form_is_refused_with_the_choices():
-    from engine.errors import BadRequest
+    from engine.api.errors import BadRequest
 
     with pytest.raises(BadRequest, match="form must be one of return, free, AABA, ABAB"):
         ComposeParams(form="rondo")

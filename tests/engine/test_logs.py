@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from engine.logs import JsonFormatter, check_log_format, configure_logging
+from engine.api.logs import JsonFormatter, check_log_format, configure_logging
 
 
 def _record(message: str, *args: object, exc_info: object = None) -> logging.LogRecord:

@@ -6,10 +6,10 @@ import pytest
 from symusic import Score
 
 from bench import member_seeds
+from engine.api.seed_midi import read_seed
 from engine.grammar import BAR_TOKEN_CAP, NONE, GrammarState
 from engine.prompt import build_prompt
 from engine.sample import SamplingOptions, generate
-from engine.seed import read_seed
 
 
 def _bars(tokenizer, ids) -> int:

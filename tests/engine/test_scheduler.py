@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engine.api.protocol import ComposeRequest, Composing, Queued, Rendering
 from engine.composer import ComposeParams, plan_composition
 from engine.models import LoadedModel, load_model
-from engine.protocol import ComposeRequest, Composing, Queued, Rendering
 from engine.scheduler import Job, Scheduler
 from tests.engine.test_server import CHECKPOINT
 

@@ -190,7 +190,7 @@ def test_drums_play_on_through_the_rest_of_the_seeds_bar_and_stay_on_its_bar_lin
 # seed's own metre.
 
 def test_a_bar_the_vocabulary_lacks_is_split_into_bars_it_holds():
-    from engine.metre import bar_parts
+    from engine.api.metre import bar_parts
 
     assert bar_parts("4/4") == ["4/4"]
     assert bar_parts("8/4") == ["4/4", "4/4"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from symusic import Note, Score, Tempo, Track
 
-from engine.errors import BadSeed
-from engine.seed import MAX_SEED_BYTES, MAX_SEED_NOTES, read_seed
+from engine.api.errors import BadSeed
+from engine.api.seed_midi import MAX_SEED_BYTES, MAX_SEED_NOTES, read_seed
 
 
 def _midi(notes: int = 4, bpm: float = 120.0, start_beat: float = 0.0) -> bytes:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.errors import BadSeed
+from engine.api.errors import BadSeed
 from engine.seed_reader import SeedReader, SeedTokens
 
 

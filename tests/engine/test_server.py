@@ -12,8 +12,8 @@ import pytest
 import pytest_asyncio
 from symusic import Score
 
+from engine.api.transport import SubprocessTransport
 from engine.checkpoint import BASE_CHECKPOINT
-from engine.transport import SubprocessTransport
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

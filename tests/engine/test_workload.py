@@ -1,4 +1,4 @@
-"""A request's work is known and bounded before any is done (engine.workload).
+"""A request's work is known and bounded before any is done (engine.api.workload).
 
 The abusive request these guard against: a seed of a hundred bytes at 20 bpm in 4/2 asking
 for 64 bars made 26-minute clips (482 CPU-seconds and 3 GB for four candidates).
@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from engine.errors import BadRequest, BadSeed
-from engine.limits import DEFAULT_TEMPO_BPM, MAX_TOKENS_PER_BAR
-from engine.metre import quarters_per_bar, vocabulary_metres
-from engine.params import ComposeParams
-from engine.seed import SeedFacts
-from engine.settings import WorkLimits
-from engine.workload import Workload, check_request, check_workload
+from engine.api.config import WorkLimits
+from engine.api.errors import BadRequest, BadSeed
+from engine.api.limits import DEFAULT_TEMPO_BPM, MAX_TOKENS_PER_BAR
+from engine.api.metre import quarters_per_bar, vocabulary_metres
+from engine.api.params import ComposeParams
+from engine.api.seed_midi import SeedFacts
+from engine.api.workload import Workload, check_request, check_workload
 
 METRES = vocabulary_metres()
 LIMITS = WorkLimits()  # the defaults an engine runs with

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.client import ComposeRequest, EngineClient, EngineUnavailable, Queued
+from engine.api.client import ComposeRequest, EngineClient, EngineUnavailable, Queued
 from tests.process.bot_process import engine_is_gone
 
 
@@ -20,7 +20,7 @@ from tests.process.bot_process import engine_is_gone
 async def test_a_stopped_engine_delivers_its_jobs_in_flight_then_exits_0(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="engine.client")
+    caplog.set_level(logging.INFO, logger="engine.api.client")
     async with EngineClient.local(
         device="cpu", env={"MOTIF_DATA_DIR": str(tmp_path)}, restart_delays=[60.0]
     ) as engine:

@@ -20,7 +20,7 @@ from bot.db.errors import (
 )
 from bot.db.models import SEED_NAME_MAX_LENGTH, Candidate, Composition, Seed
 from bot.db.queries._tx import check_id, check_snowflake, ensure_guild, reading, writing
-from engine.limits import MAX_SEED_BYTES
+from engine.api.limits import MAX_SEED_BYTES
 
 # A backstop: the bot validates seeds (notes, length, tempo) before saving them, and any
 # reasonable motif is a few kilobytes. The engine's limit, so a saved seed can be composed.

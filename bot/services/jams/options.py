@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot.services.composing import ComposeJob
-from engine.limits import Range
+from engine.api.limits import Range
 
 # A music night: four rounds of two minutes is a piece in about ten minutes.
 ROUNDS = Range(1, 12)

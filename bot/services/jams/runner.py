@@ -45,7 +45,7 @@ from bot.services.piece_assembly import round_seconds
 from bot.ui import compose_message, jam_message
 from bot.ui.audio_text import clock
 from bot.ui.jam_views import end_view, round_view
-from engine.errors import EngineError
+from engine.api.errors import EngineError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from bot.services.engine_port import FinetuneResult
 from bot.services.tuning.host import TuningHost
 from bot.services.tuning.job import TuningJob
 from bot.ui.tuning_figures import GATE_REASON
-from engine.errors import BadRequest, EngineError, EngineUnavailable
+from engine.api.errors import BadRequest, EngineError, EngineUnavailable
 
 log = logging.getLogger(__name__)
 

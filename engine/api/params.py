@@ -1,4 +1,4 @@
-"""A composition's options, checked against engine.limits (light: no torch).
+"""A composition's options, checked against engine.api.limits (light: no torch).
 
 Every way in (the CLI, the engine's wire requests, tests) builds one of these, so an option
 out of range is refused with the same sentence wherever it comes from.
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from engine.errors import BadRequest
-from engine.form import DEFAULT_FORM, plan_form
-from engine.limits import (
+from engine.api.errors import BadRequest
+from engine.api.form import DEFAULT_FORM, plan_form
+from engine.api.limits import (
     BARS,
     CANDIDATES,
     DEFAULT_BARS,
@@ -26,8 +26,7 @@ from engine.limits import (
 )
 
 if TYPE_CHECKING:
-    from engine.protocol import ComposeRequest
-    from engine.sample import SamplingOptions
+    from engine.api.protocol import ComposeRequest
 
 
 @dataclass
@@ -40,7 +39,7 @@ class ComposeParams:
     tempo: float | None = None  # bpm; None keeps the seed's
     program: int | None = None  # GM program for the new notes; None: as the model/seed wants
     include_seed: bool = False
-    form: str = DEFAULT_FORM  # which bars come back (engine.form)
+    form: str = DEFAULT_FORM  # which bars come back (engine.api.form)
     follow_key: bool = True  # lean toward the seed's key (passing notes stay possible)
 
     def __post_init__(self) -> None:
@@ -68,9 +67,3 @@ class ComposeParams:
                    tempo=None if request.tempo is None else float(request.tempo),
                    program=request.program, include_seed=request.include_seed,
                    form=request.form, follow_key=request.follow_key)
-
-    def sampling(self, time_signature: int) -> SamplingOptions:
-        from engine.sample import SamplingOptions
-
-        return SamplingOptions(bars=self.bars, temperature=self.temperature, top_p=self.top_p,
-                               program=self.program, time_signature=time_signature)

@@ -21,9 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from engine.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
-from engine.form import DEFAULT_FORM
-from engine.limits import (
+from engine.api.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+from engine.api.form import DEFAULT_FORM
+from engine.api.limits import (
     DEFAULT_BARS,
     DEFAULT_CANDIDATES,
     DEFAULT_TEMPERATURE,
@@ -43,7 +43,7 @@ class ComposeRequest:
     tempo: float | None = None  # bpm; None keeps the seed's
     program: int | None = None  # GM program of the new notes
     include_seed: bool = False
-    form: str = DEFAULT_FORM  # which bars come back: return, free, AABA, ABAB (engine.form)
+    form: str = DEFAULT_FORM  # which bars come back: return, free, AABA, ABAB (engine.api.form)
     follow_key: bool = True  # lean toward the seed's key
     guild_id: int | None = None  # whose turn it is in the engine's fair queue
     max_audio_bytes: int | None = None  # each OGG fits this (the server's upload limit)

@@ -2,7 +2,7 @@
 
 The slash commands, `python -m engine compose`, the engine and the tests all read these, so a
 range changes here or nowhere. Each default says why it is what it is. Operators override the
-process settings and the work bounds through MOTIF_* variables (engine.settings); the ranges of
+process settings and the work bounds through MOTIF_* variables (engine.api.config); the ranges of
 a request's options are the product's, not an operator's.
 """
 
@@ -147,13 +147,13 @@ MAX_RENDER_MIDI_BYTES = 16_000_000
 # 5 minutes; the synth's cost grows with them, whatever the length.
 MAX_RENDER_NOTES = 100_000
 
-# ---- The engine process (MOTIF_* variables; engine.settings reads them) --------------------
+# ---- The engine process (MOTIF_* variables; engine.api.config reads them) --------------------
 
 DEVICES = "auto, cpu, mps, cuda or cuda:N"
 DEFAULT_DEVICE = "auto"  # a GPU when torch sees one, else the CPU
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL = "INFO"
-DEFAULT_LOG_FORMAT = "text"  # for people; "json" for log collectors (engine.logs)
+DEFAULT_LOG_FORMAT = "text"  # for people; "json" for log collectors (engine.api.logs)
 
 # Rows decoding at once. A CPU step costs about linearly in rows past a few dozen; a GPU
 # step costs about the same up to hundreds.

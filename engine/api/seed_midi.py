@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from symusic import Score, TimeSignature
 
-from engine.errors import BadSeed
-from engine.limits import MAX_SEED_BYTES, MAX_SEED_NOTES, MAX_SEED_SECONDS, TEMPO_BPM
-from engine.metre import bar_parts, quarters_per_bar, vocabulary_metres
+from engine.api.errors import BadSeed
+from engine.api.limits import MAX_SEED_BYTES, MAX_SEED_NOTES, MAX_SEED_SECONDS, TEMPO_BPM
+from engine.api.metre import bar_parts, quarters_per_bar, vocabulary_metres
 
 TEMPO_LIMITS_BPM = (TEMPO_BPM.low, TEMPO_BPM.high)
 
@@ -79,7 +79,7 @@ def seed_time_signature(score: Score) -> str | None:
 
 @dataclass(frozen=True)
 class SeedFacts:
-    """What the work of continuing a seed depends on (engine.workload), and the tempo and
+    """What the work of continuing a seed depends on (engine.api.workload), and the tempo and
     metre the continuation starts from; known without tokenizing."""
 
     tempo: float | None  # in force at the seed's end
@@ -98,7 +98,7 @@ class SeedFacts:
 
 def split_metres(score: Score) -> Score:
     """The score with each bar of a metre the vocabulary lacks restated as bars it holds
-    (engine.metre.bar_parts: a 7/4 bar as 4/4 then 3/4). MidiTok would drop such a metre and
+    (engine.api.metre.bar_parts: a 7/4 bar as 4/4 then 3/4). MidiTok would drop such a metre and
     count 4/4 bars across it, so a 7/4 seed's bar lines would drift through its music. The
     score itself is returned when it needs no change."""
     held = set(vocabulary_metres())

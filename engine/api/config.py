@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.limits import (
+from engine.api.limits import (
     CLIP_SECONDS,
     COMPOSITION_SECONDS,
     COMPOSITION_TOKENS,
@@ -43,7 +43,7 @@ from engine.limits import (
     default_finetune_threads,
     default_render_threads,
 )
-from engine.logs import check_log_format
+from engine.api.logs import check_log_format
 
 DEFAULT_DATA_DIR = Path("data")
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -133,7 +133,7 @@ class EngineSettings:
     threads: int | None = None  # torch's; None: one to decode, every core for batch work
     finetune_threads: int = field(default_factory=default_finetune_threads)
     log_level: str = DEFAULT_LOG_LEVEL
-    log_format: str = DEFAULT_LOG_FORMAT  # "text" or "json" (engine.logs)
+    log_format: str = DEFAULT_LOG_FORMAT  # "text" or "json" (engine.api.logs)
     work: WorkLimits = field(default_factory=WorkLimits)
 
     def __post_init__(self) -> None:

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from engine.errors import BadRequest
-from engine.limits import DEFAULT_TEMPO_BPM, MAX_TOKENS_PER_BAR
-from engine.metre import bar_parts, quarters_per_bar
-from engine.params import ComposeParams
-from engine.seed import SeedFacts, read_seed
-from engine.settings import WorkLimits
+from engine.api.config import WorkLimits
+from engine.api.errors import BadRequest
+from engine.api.limits import DEFAULT_TEMPO_BPM, MAX_TOKENS_PER_BAR
+from engine.api.metre import bar_parts, quarters_per_bar
+from engine.api.params import ComposeParams
+from engine.api.seed_midi import SeedFacts, read_seed
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ class Workload:
         """The work `params` ask for on `seed`, where `metres` are those the model knows."""
         metre = seed.time_signature if seed is not None else None
         parts = bar_parts(metre) if metre is not None and _usable(metre) else None
-        # A metre the vocabulary lacks is written as bars it holds (engine.seed.split_metres).
+        # A metre the vocabulary lacks is written as bars it holds
+        # (engine.api.seed_midi.split_metres).
         known = metre in metres or (parts is not None and set(parts) <= set(metres))
         if not known:  # the model chooses one: count the widest
             metre = max(metres, key=quarters_per_bar)

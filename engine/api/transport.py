@@ -1,4 +1,4 @@
-"""How messages (dicts, see engine.protocol) travel between the client and an engine.
+"""How messages (dicts, see engine.api.protocol) travel between the client and an engine.
 
 The client sees only `Transport`: open it, send and receive dicts, close or kill it. The
 embedded backend, `SubprocessTransport`, starts `python -m engine serve` and talks to it over a
@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from engine.child_env import child_environment
+from engine.api.child_env import child_environment
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class SubprocessTransport(Transport):
     """`python -m engine serve --fd N` as a child process; the socket pair is the channel.
 
     `env` is the child's whole environment; by default the allowed part of ours
-    (engine.child_env: the bot's secrets stay in the bot)."""
+    (engine.api.child_env: the bot's secrets stay in the bot)."""
 
     def __init__(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> None:
         self._argv = list(argv)
