@@ -28,12 +28,12 @@ from bench import member_seeds
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section, main
 from engine.api.errors import BadRequest
-from engine.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
-from engine.device import configure_threads
-from engine.grammar import BAR_TOKEN_CAP
-from engine.loudness import integrated_loudness
-from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
-from engine.sample import DecodeBatch, Row
+from engine.audio.loudness import integrated_loudness
+from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
+from engine.generation.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
+from engine.generation.grammar import BAR_TOKEN_CAP
+from engine.generation.sample import DecodeBatch, Row
+from engine.model.device import configure_threads
 
 TEMPERATURES = (0.5, 0.75, 1.0, 1.25, 1.5)
 QUICK_TEMPERATURES = (0.5, 1.0, 1.5)

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import simcord
 
-from bench.machine import cpu_seconds, resident_mb
+from bench.machine import REPO_ROOT, cpu_seconds, resident_mb
 from bot import Settings, create_bot
 from bot.db import migrate
 from engine.api.client import EngineClient
-from engine.paths import REPO_ROOT
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 REQUEST = {"bars": 16, "candidates": 4}

@@ -15,9 +15,9 @@ from symusic import Score
 
 from bench.heldout import Corpus, by_hash, is_score
 from engine.api.errors import BadRequest, BadSeed
-from engine.composer import ComposeParams, Composer, Plan, to_score
-from engine.musical_stats import Notes, bar_lines, segment
-from engine.sample import DecodeBatch, Row
+from engine.evaluation.musical_stats import Notes, bar_lines, segment
+from engine.generation.composer import ComposeParams, Composer, Plan, to_score
+from engine.generation.sample import DecodeBatch, Row
 
 SEED_BARS = 4
 BARS = 8  # short keeps 200 continuations within a minute on a CPU

@@ -18,9 +18,9 @@ import torch
 from bench.figures import new_figure, save
 from bench.markdown import table
 from bench.section import Headline, Report, Section, main
-from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
-from engine.device import configure_threads
-from engine.model import LSTMLanguageModel
+from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
+from engine.model.device import configure_threads
+from engine.model.lstm import LSTMLanguageModel
 
 BATCHES = (1, 4, 16, 64)
 DRAM_BUFFER_MB = 512  # far beyond any CPU cache

@@ -20,8 +20,8 @@ import statistics
 import time
 from pathlib import Path
 
+from bench.machine import REPO_ROOT
 from engine.api.client import ComposeRequest, EngineClient, Rendering
-from engine.paths import REPO_ROOT
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 BARS, CANDIDATES = 16, 4
@@ -84,7 +84,7 @@ def main() -> None:
     figures: dict = {}
     if not args.no_decode_table:
         from bench.decode_speed import decode_table  # imports torch: only here
-        from engine.device import configure_threads
+        from engine.model.device import configure_threads
 
         configure_threads()
         print(f"{'batch':>5} {'fused tok/s':>12} {'nn.LSTM tok/s':>14} {'ratio':>6}")

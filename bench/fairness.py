@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 from symusic import Note, Score, Tempo, Track
 
+from bench.machine import REPO_ROOT
 from bench.markdown import ratio, seconds, table
 from bench.section import Headline, Report, Section, main
 from engine.api.client import ComposeRequest, EngineClient, EngineError
 from engine.api.limits import DEFAULT_MAX_RENDER_SECONDS
-from engine.paths import REPO_ROOT
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 LOOP = REPO_ROOT / "engine" / "examples" / "band.mid"

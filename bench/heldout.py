@@ -2,7 +2,7 @@
 
 Always the same subset, so that a clean clone and a machine with the whole corpus measure the
 same pieces: music21's folk collections (its ABC books) and Bach's chorales (polyphonic), with
-the held-out split engine/corpus.py fixes by a hash of each piece's id. Building them takes
+the held-out split engine/data/corpus.py fixes by a hash of each piece's id. Building them takes
 about a minute (`python -m engine data build --scores bach`); the other score collections
 would take many more.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.api.config import EngineSettings
-from engine.corpus import build_corpus, corpus_dir, load_manifest, music21_corpus_dir
+from engine.data.corpus import build_corpus, corpus_dir, load_manifest, music21_corpus_dir
 
 SCORE_COLLECTIONS = ("bach",)
 

@@ -5,7 +5,7 @@
 Seeds like members upload (bench/member_seeds.py: a band loop with drums, a 6/8 tune, a 5/4
 groove, a waltz, a performed piano piece, a sax melody) and the bundled examples are composed
 through `Composer.compose`: one post of 4 candidates, and one of 2 with `include_seed` for the
-seam. Every clip is measured as members get it (the OGG decoded) with engine/loudness.py's
+seam. Every clip is measured as members get it (the OGG decoded) with engine/audio/loudness.py's
 BS.1770 meter. Beside it, in the same run, the same MIDI rendered the way the engine did
 before: FluidSynth's output peak-normalised to -1 dBFS, encoded alike. The loudness step's
 cost is timed on the same clips against FluidSynth and the encoder.
@@ -24,9 +24,7 @@ from bench import member_seeds
 from bench.markdown import table
 from bench.ood_measure import clip_loudness, read_audio
 from bench.section import Headline, Report, Section, main
-from engine.composer import ComposeParams, Composer
-from engine.device import configure_threads
-from engine.loudness import (
+from engine.audio.loudness import (
     CEILING_DBFS,
     LOUDNESS_OFFSET,
     TARGET_LUFS,
@@ -34,7 +32,9 @@ from engine.loudness import (
     normalise,
     true_peak_dbfs,
 )
-from engine.render import SAMPLE_RATE, encode_ogg
+from engine.audio.render import SAMPLE_RATE, encode_ogg
+from engine.generation.composer import ComposeParams, Composer
+from engine.model.device import configure_threads
 
 BARS, QUICK_BARS = 16, 8
 CANDIDATES, SEAM_CANDIDATES = 4, 2
@@ -45,7 +45,7 @@ SPREAD_GOAL_LU, SEAM_GOAL_LU = 1.0, 3.0  # issue 13
 
 
 def peak_normalised(pcm: np.ndarray) -> np.ndarray:
-    """The engine's level before engine/loudness.py: the clip's peak at -1 dBFS."""
+    """The engine's level before engine/audio/loudness.py: the clip's peak at -1 dBFS."""
     peak = float(np.abs(pcm).max(initial=0.0))
     return pcm * (PEAK / peak) if peak > 0 else pcm
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from engine.paths import REPO_ROOT
+from bench.machine import REPO_ROOT
 
 EXAMPLES = REPO_ROOT / "engine" / "examples"  # the bundled seeds
 TPQ = 480

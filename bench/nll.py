@@ -18,11 +18,11 @@ from pathlib import Path
 from bench.heldout import bench_corpus, is_score
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section, main
-from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
-from engine.data import TokenStream, build_stream
-from engine.device import configure_threads
-from engine.ngram import NGramModel
-from engine.train import evaluate_bits
+from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
+from engine.model.device import configure_threads
+from engine.training.loop import evaluate_bits
+from engine.training.ngram import NGramModel
+from engine.training.streams import TokenStream, build_stream
 
 NGRAM_ORDERS = (3, 4, 5)
 

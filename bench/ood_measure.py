@@ -1,6 +1,6 @@
 """What a continuation keeps of its seed, as the out-of-domain bench counts it: one dict of
-figures per continuation (engine/musical_stats.py has the definitions), and the loudness of a
-rendered clip.
+figures per continuation (engine/evaluation/musical_stats.py has the definitions), and the
+loudness of a rendered clip.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import soundfile as sf
 from symusic import Score
 
 from bench.ood_seeds import BARS, OodSeed
-from engine.loudness import ABSOLUTE_GATE_LUFS, integrated_loudness
-from engine.musical_stats import (
+from engine.audio.loudness import ABSOLUTE_GATE_LUFS, integrated_loudness
+from engine.evaluation.musical_stats import (
     DRUMS,
     MIDI_DEFAULT_TEMPO,
     BarNotes,
@@ -141,7 +141,7 @@ def read_audio(data: bytes) -> tuple[np.ndarray, int]:
 
 
 def clip_loudness(pcm: np.ndarray, rate: int) -> float:
-    """Integrated loudness in LUFS (engine/loudness.py's meter, as the engine normalises);
+    """Integrated loudness in LUFS (engine/audio/loudness.py's meter, as the engine normalises);
     silence (or less than a block) reads as the absolute gate, so that a silent clip counts
     as very quiet, not as infinitely."""
     return max(integrated_loudness(pcm, rate), ABSOLUTE_GATE_LUFS)

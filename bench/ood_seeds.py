@@ -14,8 +14,9 @@ from symusic import Score
 
 from bench.continuations import opening_of
 from bench.heldout import bench_corpus, by_hash, is_score
+from bench.machine import REPO_ROOT
 from bench.miditok_songs import SongsUnavailable, read_songs
-from engine.musical_stats import (
+from engine.evaluation.musical_stats import (
     DRUMS,
     MIDI_DEFAULT_TEMPO,
     bars_written,
@@ -24,7 +25,6 @@ from engine.musical_stats import (
     tempo_at,
     time_signature_at,
 )
-from engine.paths import REPO_ROOT
 
 SEED_BARS = 8
 BARS = 16  # what the model writes, and the reference's length

@@ -38,9 +38,9 @@ from bench.ood_seeds import BARS, SEED_BARS, OodSeed, control_seeds, upload_seed
 from bench.section import Headline, Report, Section, main
 from bench.seed_baselines import random_in_scale, repeat_seed
 from engine.api.errors import BadRequest, BadSeed
-from engine.composer import ComposeParams, Composer
-from engine.device import configure_threads
-from engine.render import TAIL_SECONDS
+from engine.audio.render import TAIL_SECONDS
+from engine.generation.composer import ComposeParams, Composer
+from engine.model.device import configure_threads
 
 CANDIDATES = 4
 COMPOSITIONS, QUICK_COMPOSITIONS = 4, 1  # of CANDIDATES each, per seed
@@ -310,13 +310,15 @@ def run(quick: bool) -> Report:
         f"notes in scale** ({compositions * CANDIDATES} per seed: the looped seed with each "
         "pitched note replaced by a random pitch of the seed's key's scale within its "
         "track's range, so the seed's density, rhythm, instruments and velocities).",
-        "Definitions (engine/musical_stats.py): instruments are GM programs, drums one more; "
+        "Definitions (engine/evaluation/musical_stats.py): instruments are GM programs, drums one "
+        "more; "
         "the key is Krumhansl-Schmuckler's on the pitched notes, its scale the key "
         "signature's diatonic set; density counts every note, drums included, per bar; the "
         "rhythm profile is where notes start in the bar on a grid of twelfths of a beat, two "
         "profiles compared by total variation (0 same, 1 disjoint); a bar repeats an earlier "
         "one (or reuses a seed bar) when 80% of the (onset, pitch) pairs of each match; the "
-        "loudness of a clip is its integrated loudness (ITU-R BS.1770-4, engine/loudness.py's "
+        "loudness of a clip is its integrated loudness (ITU-R BS.1770-4, "
+        "engine/audio/loudness.py's "
         "meter, LUFS; a silent clip reads -70), its spread the loudest minus the quietest "
         f"clip of one composition in {LEVEL_UNIT}, the seam jump the continuation side's "
         "loudness minus the seed side's. Figures are means over each seed's continuations, "

@@ -27,11 +27,11 @@ from bench.heldout import bench_corpus
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section
 from engine.api.instruments import family_of
-from engine.augment import RANGES
-from engine.checkpoint import BASE_CHECKPOINT, Checkpoint, load_checkpoint
-from engine.device import configure_threads
-from engine.grammar import Grammar
-from engine.sample import DecodeBatch, Row, SamplingOptions
+from engine.data.augment import RANGES
+from engine.generation.grammar import Grammar
+from engine.generation.sample import DecodeBatch, Row, SamplingOptions
+from engine.model.checkpoint import BASE_CHECKPOINT, Checkpoint, load_checkpoint
+from engine.model.device import configure_threads
 
 # piano, then what members' seeds bring: alto sax, bass, square lead, flute, violin, trumpet,
 # nylon guitar, string ensemble, church organ.

@@ -6,7 +6,7 @@ Checks that every continuation decodes to valid MIDI and how much probability th
 ids the grammar refused; compares the distributions of six musical features over the generated
 and the real continuations (overlapping area of their density estimates, Yang & Lerch 2018);
 and counts how often a continuation keeps its seed's key, tempo, metre and instruments, beside
-how often the real continuation does. Feature code: engine/musical_stats.py.
+how often the real continuation does. Feature code: engine/evaluation/musical_stats.py.
 """
 
 from __future__ import annotations
@@ -18,9 +18,7 @@ from bench.figures import new_figure, save
 from bench.heldout import bench_corpus, is_score
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section, main
-from engine.composer import Composer
-from engine.device import configure_threads
-from engine.musical_stats import (
+from engine.evaluation.musical_stats import (
     CONSISTENCY,
     FEATURES,
     features,
@@ -29,6 +27,8 @@ from engine.musical_stats import (
     overlapping_area,
     seed_consistency,
 )
+from engine.generation.composer import Composer
+from engine.model.device import configure_threads
 
 PIECES, QUICK_PIECES = 200, 40
 

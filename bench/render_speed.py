@@ -15,12 +15,18 @@ import time
 
 from symusic import Score
 
+from bench.machine import REPO_ROOT
 from bench.markdown import seconds, table
 from bench.section import Headline, Report, Section, main
-from engine.composer import ENCODER_THREADS, ComposeParams, Composer, Composition, warm_up
-from engine.device import configure_threads
-from engine.paths import REPO_ROOT
-from engine.render import SAMPLE_RATE, Renderer, encode_ogg
+from engine.audio.render import SAMPLE_RATE, Renderer, encode_ogg
+from engine.generation.composer import (
+    ENCODER_THREADS,
+    ComposeParams,
+    Composer,
+    Composition,
+    warm_up,
+)
+from engine.model.device import configure_threads
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 BARS = 16

@@ -10,7 +10,7 @@ import random
 
 from symusic import Note, Score, Track
 
-from engine.musical_stats import Key, bar_lines
+from engine.evaluation.musical_stats import Key, bar_lines
 
 
 def repeat_seed(seed: Score, seed_bars: int, bars: int) -> Score:

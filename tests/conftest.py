@@ -18,14 +18,14 @@ def examples() -> Path:
 @pytest.fixture(scope="session")
 def base_checkpoint():
     """The shipped base model, loaded once (real weights, real tokenizer)."""
-    from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
+    from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
 
     return load_checkpoint(BASE_CHECKPOINT)
 
 
 @pytest.fixture(scope="session")
 def grammar(base_checkpoint):
-    from engine.grammar import Grammar
+    from engine.generation.grammar import Grammar
 
     return Grammar.build(base_checkpoint.tokenizer)
 
@@ -33,7 +33,7 @@ def grammar(base_checkpoint):
 @pytest.fixture(scope="session")
 def composer():
     """The real composer: shipped checkpoint, real FluidSynth, real soundfont."""
-    from engine.composer import Composer
+    from engine.generation.composer import Composer
 
     return Composer()
 
@@ -42,7 +42,7 @@ def composer():
 def engine_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An engine data dir with the folk corpus built (seconds): fine-tuning replays it and
     gates on its held-out split. The full corpus (with scores) takes minutes; not needed here."""
-    from engine.corpus import build_corpus
+    from engine.data.corpus import build_corpus
 
     data_dir = tmp_path_factory.mktemp("engine-data")
     build_corpus(data_dir, scores=False)
@@ -52,6 +52,6 @@ def engine_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def chorale_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Eight Bach chorales from music21's corpus as MIDI: one server's taste."""
-    from engine.chorales import convert_chorales
+    from engine.data.chorales import convert_chorales
 
     return convert_chorales(8, tmp_path_factory.mktemp("chorales"))

@@ -184,10 +184,10 @@ def test_the_contract_reader_sees_heavy_imports_in_functions(tmp_path: Path) -> 
     # made for type checking only, must be read.
     probe = tmp_path / "probe.py"
     probe.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                     "    from engine.model.lstm import X\n"
+                     "    from engine.model.lstm.lstm import X\n"
                      "def f():\n    import torch.nn\n    from . import sibling\n")
     assert imports_of("engine.api.probe", probe) == {
-        "typing.TYPE_CHECKING", "engine.model.lstm.X", "torch.nn", "engine.api.sibling"}
+        "typing.TYPE_CHECKING", "engine.model.lstm.lstm.X", "torch.nn", "engine.api.sibling"}
 
 
 def test_engine_api_imports_without_torch_or_numpy() -> None:

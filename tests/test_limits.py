@@ -73,7 +73,7 @@ def _outside(allowed: Range) -> list[float]:
 
 @pytest.mark.parametrize("name", [*RANGED, "top_p"])
 def test_the_engine_takes_each_bound_and_refuses_beyond_with_the_value(name: str):
-    from engine.sample import SamplingOptions
+    from engine.generation.sample import SamplingOptions
 
     allowed = TOP_P if name == "top_p" else RANGED[name]
     inside = [allowed.high] if allowed.low_open else [allowed.low, allowed.high]

@@ -12,8 +12,8 @@ never does (0.1% of its bars repeat an earlier one, against 14% in real continua
 
 A planned bar names where its material comes from (a bar of the seed, or a bar generated
 earlier in the same row) and whether it is `varied`: only its first half is copied, the model
-writes the rest. The sampler feeds the copied ids through the model like its own (engine.sample),
-so what follows a return is written knowing it.
+writes the rest. The sampler feeds the copied ids through the model like its own
+(engine.generation.sample), so what follows a return is written knowing it.
 """
 
 from __future__ import annotations

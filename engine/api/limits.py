@@ -82,7 +82,7 @@ DEFAULT_TOP_P = 0.95  # cuts the long tail of unlikely ids that make stray notes
 # Beyond these no musician would call it a tempo. One range for the tempo a member asks for
 # and the tempos inside a seed, so any seed can be continued at its own tempo. (The
 # tokenizer's 40-250 bpm is how its vocabulary quantises tempos, a fact of the trained model,
-# not a limit of a request: engine/tokenizer.py.)
+# not a limit of a request: engine/model/tokenizer.py.)
 TEMPO_BPM = Range(20.0, 400.0, " bpm")
 # When neither the seed nor the member gives one: a moderate walking pace.
 DEFAULT_TEMPO_BPM = 110.0
@@ -135,8 +135,8 @@ SEED_NOTES = Range(1, MAX_SEED_NOTES)
 # Below this even a short, low-quality clip does not fit: a request's max_audio_bytes.
 MIN_AUDIO_BYTES = 32_000
 
-# A render job (a saved seed played, a part of an exported piece: engine.render_job) makes at
-# most this much audio of a whole MIDI file, whatever its length: 5 minutes of stereo float
+# A render job (a saved seed played, a part of an exported piece: engine.serving.render_job)
+# makes at most this much audio of a whole MIDI file, whatever its length: 5 minutes of stereo float
 # PCM at 48 kHz is ~115 MB in the engine (a 26-minute piece held ~600 MB before). Longer
 # MIDI is cut and the result says so; the bot exports long pieces in parts of this length.
 DEFAULT_MAX_RENDER_SECONDS = 300.0

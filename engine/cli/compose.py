@@ -87,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
     except (BadSeed, BadRequest) as exc:
         return fail(str(exc))
 
-    from engine.checkpoint import BASE_CHECKPOINT
-    from engine.composer import Composer
-    from engine.device import configure_threads
-    from engine.render import Renderer
+    from engine.audio.render import Renderer
+    from engine.generation.composer import Composer
+    from engine.model.checkpoint import BASE_CHECKPOINT
+    from engine.model.device import configure_threads
 
     configure_threads(settings.threads)
     try:

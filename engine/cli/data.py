@@ -1,5 +1,5 @@
 """`python -m engine data build | stats`: the offline corpus from music21's bundled scores,
-with augmented copies of every piece (engine/augment.py), and what it holds."""
+with augmented copies of every piece (engine/data/augment.py), and what it holds."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def add_parser(commands) -> None:
-    from engine.corpus import AUGMENTED_COPIES  # light: no music21 until a build runs
+    from engine.data.corpus import AUGMENTED_COPIES  # light: no music21 until a build runs
 
     parser = commands.add_parser("data", help="build the training corpus")
     sub = parser.add_subparsers(dest="action", required=True)
@@ -38,7 +38,7 @@ def add_parser(commands) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from engine.corpus import build_corpus
+    from engine.data.corpus import build_corpus
 
     if args.copies < 0:
         print(f"error: --copies must be 0 or more (received {args.copies})", file=sys.stderr)
@@ -55,8 +55,8 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from engine.corpus import augmented_paths, split_paths
-    from engine.corpus_stats import measure_files, render_stats
+    from engine.data.corpus import augmented_paths, split_paths
+    from engine.data.corpus_stats import measure_files, render_stats
 
     args.data_dir = args.data_dir or args.settings.data_dir
     try:

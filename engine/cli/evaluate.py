@@ -21,9 +21,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from symusic import Score
 
-    from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
-    from engine.device import configure_threads, pick_device
-    from engine.train import evaluate_bits
+    from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
+    from engine.model.device import configure_threads, pick_device
+    from engine.training.loop import evaluate_bits
 
     files = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
     if not files:

@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
         return stop["requested"] or os.getppid() != parent
 
     from engine.api.errors import BadRequest
-    from engine.device import configure_threads, pick_device
     from engine.finetune.preferences import PreferenceConfig
     from engine.finetune.run import Cancelled, FinetuneConfig, run_finetune
     from engine.finetune.server_data import read_folder
+    from engine.model.device import configure_threads, pick_device
 
     configure_threads(args.settings.threads, decoding=False)
     config = FinetuneConfig(
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     except Cancelled:
         print("stopped before the end; nothing was written", file=sys.stderr)
         return 130
-    from engine.checkpoint import write_record
+    from engine.model.checkpoint import write_record
 
     result = {"accepted": outcome.accepted, "reason": outcome.reason,
               "checkpoint": str(outcome.checkpoint), "metrics": outcome.metrics}

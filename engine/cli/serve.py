@@ -5,7 +5,7 @@ loads the model once, keeps the synth loaded, and stops when that socket closes.
 from the environment (engine.api.config: MOTIF_CHECKPOINT, MOTIF_DEVICE, MOTIF_MAX_ROWS,
 MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL, MOTIF_LOG_FORMAT, the work limits,
 ...), so the bot's operators set them in one place; the options below override them. SIGTERM
-drains it (engine.server): the jobs in flight are delivered, then it exits 0.
+drains it (engine.serving.server): the jobs in flight are delivered, then it exits 0.
 """
 
 from __future__ import annotations
@@ -49,10 +49,10 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(level=settings.log_level, log_format=settings.log_format,
                       process="engine")
     from engine.api.transport import SocketChannel
-    from engine.checkpoint import BASE_CHECKPOINT
-    from engine.device import configure_threads
-    from engine.render import RendererUnavailable
-    from engine.server import Server
+    from engine.audio.render import RendererUnavailable
+    from engine.model.checkpoint import BASE_CHECKPOINT
+    from engine.model.device import configure_threads
+    from engine.serving.server import Server
     from soundfonts import SoundfontNotFound
 
     configure_threads(settings.threads)

@@ -56,8 +56,8 @@ def _files_digest(paths: list[Path]) -> str:
 def _streams(data_dir: Path, tokenizer, tokenizer_path: Path) -> dict:
     """Token streams (cached in the data dir per tokenizer and file list): train (the pieces
     and their augmented copies), valid (the held-out pieces), valid-augmented (their copies)."""
-    from engine.corpus import augmented_paths, split_paths
-    from engine.data import TokenStream, build_stream, stream_path
+    from engine.data.corpus import augmented_paths, split_paths
+    from engine.training.streams import TokenStream, build_stream, stream_path
 
     digest = hashlib.sha1(tokenizer_path.read_bytes()).hexdigest()[:10]
     files = {"train": split_paths(data_dir, "train") + augmented_paths(data_dir, "train"),
@@ -88,15 +88,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_record
-    from engine.corpus import augmented_paths, load_manifest, split_paths
-    from engine.coverage import count_programs
-    from engine.device import configure_threads
-    from engine.model import LSTMLanguageModel, ModelConfig
-    from engine.ngram import NGramModel
-    from engine.plots import draw_loss_curve
-    from engine.tokenizer import MidiTokenizer
-    from engine.train import TrainConfig, evaluate_bits, train
+    from engine.data.corpus import augmented_paths, load_manifest, split_paths
+    from engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_record
+    from engine.model.coverage import count_programs
+    from engine.model.device import configure_threads
+    from engine.model.lstm import LSTMLanguageModel, ModelConfig
+    from engine.model.tokenizer import MidiTokenizer
+    from engine.training.loop import TrainConfig, evaluate_bits, train
+    from engine.training.ngram import NGramModel
+    from engine.training.plots import draw_loss_curve
 
     configure_threads(args.settings.threads, decoding=False)
     args.data_dir = args.data_dir or args.settings.data_dir
@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         "heldout": heldout,
         "ngram_baseline": baseline,
         # Notes and pieces per GM program (-1: drums) in the training stream: what the model
-        # can write (engine.checkpoint.Checkpoint.coverage).
+        # can write (engine.model.checkpoint.Checkpoint.coverage).
         "programs": coverage.to_record(),
         "history": result.history,
     }

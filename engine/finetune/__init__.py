@@ -7,5 +7,5 @@
     run           the whole run: tune from the active version, prefer, gate, save
 
 `python -m engine finetune` runs it from a folder of MIDI files; the engine server runs that
-command as a low-priority child process per server (engine.tuning_jobs).
+command as a low-priority child process per server (engine.serving.finetune_processes).
 """

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from symusic import Score
 
-from engine.corpus import build_corpus, corpus_dir, load_manifest
+from engine.data.corpus import build_corpus, corpus_dir, load_manifest
 from engine.finetune.defaults import DEFAULTS
-from engine.tokenizer import MidiTokenizer
+from engine.model.tokenizer import MidiTokenizer
 
 REPLAY_PIECES = DEFAULTS["replay_pieces"]
 # Judging a version on the whole held-out split takes minutes on a CPU; a sample of it

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.checkpoint import BASE_CHECKPOINT, Checkpoint, load_checkpoint, save_checkpoint
-from engine.coverage import count_programs
-from engine.data import MixedWindows
 from engine.finetune import base_data, server_data
 from engine.finetune.defaults import DEFAULTS
 from engine.finetune.gate import GateFigures, judge
 from engine.finetune.preferences import PreferenceConfig, optimise_preferences
-from engine.train import TrainConfig, evaluate_bits, train
+from engine.model.checkpoint import BASE_CHECKPOINT, Checkpoint, load_checkpoint, save_checkpoint
+from engine.model.coverage import count_programs
+from engine.training.loop import TrainConfig, evaluate_bits, train
+from engine.training.streams import MixedWindows
 
 # Share of the whole run each phase takes, for one progress figure.
 PHASES = {"preparing": (0.0, 0.1), "tuning": (0.1, 0.75), "preferences": (0.75, 0.9),

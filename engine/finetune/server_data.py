@@ -15,7 +15,7 @@ import numpy as np
 
 from engine.api.errors import BadRequest, BadSeed
 from engine.api.seed_midi import read_seed
-from engine.tokenizer import MidiTokenizer
+from engine.model.tokenizer import MidiTokenizer
 
 MIN_PIECES = 3  # two to learn from and one to judge by, at the very least
 HELDOUT_SHARE = 0.2

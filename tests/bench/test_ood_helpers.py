@@ -10,8 +10,8 @@ from symusic import Note, Score, Tempo, TimeSignature, Track
 
 from bench.ood_measure import clip_loudness
 from bench.seed_baselines import random_in_scale, repeat_seed
-from engine.loudness import ABSOLUTE_GATE_LUFS
-from engine.musical_stats import Key
+from engine.audio.loudness import ABSOLUTE_GATE_LUFS
+from engine.evaluation.musical_stats import Key
 
 TPQ = 480
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from engine.render import Renderer
+from engine.audio.render import Renderer
 
 TPQ = 480
 PIANO, VIOLIN, BASS = 0, 40, 33

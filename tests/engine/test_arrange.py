@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from symusic import Note, Score, TimeSignature, Track
 
-from engine.arrange import (
+from engine.generation.arrange import (
     KEYBOARD,
     BarGrid,
     continue_parts,
     plan_arrangement,
     voice_by_register,
 )
-from engine.seed_profile import DRUMS, profile_seed
+from engine.generation.seed_profile import DRUMS, profile_seed
 
 TPQ = 24  # the tokenizer's resolution: what decoded continuations come in
 
@@ -136,7 +136,7 @@ def test_a_steady_accompaniment_fills_only_the_bars_the_model_left_it_out_of() -
 
 
 def test_a_seed_s_instrument_stays_near_the_register_the_seed_gives_it() -> None:
-    from engine.arrange import REGISTER_SLACK, keep_in_register
+    from engine.generation.arrange import REGISTER_SLACK, keep_in_register
 
     profile = profile_seed(_band())
     sax = next(p for p in profile.parts if p.program == 65)  # 72-77 in the seed

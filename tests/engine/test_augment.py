@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from engine.api.instruments import family_of
-from engine.augment import RANGES, ROLES, assign_roles, augment, describe_parts
+from engine.data.augment import RANGES, ROLES, assign_roles, augment, describe_parts
 
 
 @pytest.fixture

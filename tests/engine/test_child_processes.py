@@ -16,7 +16,7 @@ from engine.api.child_env import child_environment
 from engine.api.client import EngineClient, FinetuneRequest
 from engine.api.errors import EngineError
 from engine.api.transport import SubprocessTransport
-from engine.tuning_jobs import TuningJobs
+from engine.serving.finetune_processes import TuningJobs
 from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, receive_until, reply_to
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -83,7 +83,7 @@ async def test_the_bots_secrets_reach_neither_the_engine_nor_its_children(
             env = environ_of(process)
             assert not SECRETS.keys() & env.keys(), (process, children.get(process))
             assert env["MOTIF_DATA_DIR"] == str(engine_data_dir) and "PATH" in env
-        assert any("engine.seed_reader" in command for command in children.values())
+        assert any("engine.serving.seed_reader" in command for command in children.values())
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
             await run

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from symusic import Score
 
-TAIL = 1.0  # the renderer's release tail (engine.render.TAIL_SECONDS)
+TAIL = 1.0  # the renderer's release tail (engine.audio.render.TAIL_SECONDS)
 
 
 def compose(*args, cwd=None) -> subprocess.CompletedProcess:

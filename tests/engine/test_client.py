@@ -30,7 +30,7 @@ from engine.api.client import (
     Restarting,
 )
 from engine.api.limits import DEFAULT_MAX_RENDER_SECONDS
-from engine.pianoroll import ROW_PX, SEED_STRIP_PX
+from engine.audio.pianoroll import ROW_PX, SEED_STRIP_PX
 from tests.engine.test_server import CHECKPOINT
 
 # One event loop for the module: the shared engine fixture lives on it.
@@ -73,7 +73,7 @@ def test_client_does_not_import_torch():
 
 
 def test_request_defaults_match_the_composer():
-    from engine.composer import ComposeParams
+    from engine.generation.composer import ComposeParams
 
     params = {f.name: f.default for f in dataclasses.fields(ComposeParams)}
     request = {f.name: f.default for f in dataclasses.fields(ComposeRequest)}

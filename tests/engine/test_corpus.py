@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.corpus import (
+from engine.data.corpus import (
     Piece,
     abc2midi_binary,
     convert_abc_file,
@@ -60,7 +60,7 @@ def test_duplicates_are_removed_and_split_is_stable(tmp_path):
 def test_augmented_copies_follow_their_piece_and_are_resumed(tmp_path):
     from symusic import Score
 
-    from engine.corpus import augment_corpus, augmented_paths
+    from engine.data.corpus import augment_corpus, augmented_paths
 
     book = tmp_path / "book.abc"
     book.write_text(TUNES)

@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from engine.checkpoint import Checkpoint
-from engine.coverage import DRUMS, ProgramCoverage, count_programs
+from engine.model.checkpoint import Checkpoint
+from engine.model.coverage import DRUMS, ProgramCoverage, count_programs
 
 
 def test_counts_match_the_notes_of_each_program(base_checkpoint, band, waltz, scale):

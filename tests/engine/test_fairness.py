@@ -15,8 +15,8 @@ import pytest
 from bench.fairness import slow_seed  # the benchmark's flood: seeds at the note limit
 from engine.api.config import EngineSettings
 from engine.api.transport import SocketChannel
-from engine.fairness import FairLane, FairQueue
-from engine.server import Server
+from engine.serving.fairness import FairLane, FairQueue
+from engine.serving.server import Server
 from tests.engine.test_server import CHECKPOINT
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from symusic import Note, Score, Track
 
-from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint, save_checkpoint
-from engine.coverage import DRUMS, ProgramCoverage
+from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint, save_checkpoint
+from engine.model.coverage import DRUMS, ProgramCoverage
 
 # Small batches keep each run to seconds; the defaults are for real servers.
 FAST = ["--batch-size", "8", "--seq-len", "128", "--base-eval-tokens", "8000",

@@ -8,8 +8,8 @@ from symusic import Score
 
 from bench.member_seeds import SEEDS, bundled
 from engine.api.metre import MAX_METRE_PARTS
-from engine.grammar import BAR_TOKEN_CAP, NO_LIMIT, NONE, TYPES, GrammarState, T
-from engine.prompt import build_prompt
+from engine.generation.grammar import BAR_TOKEN_CAP, NO_LIMIT, NONE, TYPES, GrammarState, T
+from engine.generation.prompt import build_prompt
 
 
 def _walk(grammar, ids, **constraints):
@@ -134,8 +134,8 @@ def test_every_state_leaves_a_way_to_the_next_bar_line(grammar):
 
 
 def test_a_continuation_inside_the_seeds_last_bar_always_has_an_onset_to_write(grammar):
-    """Going on inside the seed's last bar (engine.prompt.Seam), the first id must be an onset
-    between the seam and `first_by`: from every such start, in every metre, with the tempo
+    """Going on inside the seed's last bar (engine.generation.prompt.Seam), the first id must be
+    an onset between the seam and `first_by`: from every such start, in every metre, with the tempo
     kept and a program asked, some id is allowed, and each allowed one is such an onset.
     (A seed with a seam ends on a finished note: its last bar has notes.)"""
     starts = torch.tensor([(first, by, int(lim)) for lim in grammar.bar_positions.unique()

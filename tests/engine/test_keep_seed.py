@@ -9,14 +9,14 @@ from symusic import Score
 
 from bench import member_seeds
 from engine.api.form import plan_form, split_bars
-from engine.composer import ComposeParams, plan_composition
-from engine.grammar import NONE
-from engine.keep_seed import copyable_bars
-from engine.musical_stats import Notes, in_scale_share
-from engine.sample import Guidance, SamplingOptions, generate
-from engine.seed_profile import DRUMS, profile_seed
-from engine.seed_reader import SeedTokens
-from engine.steering import RowSteering
+from engine.evaluation.musical_stats import Notes, in_scale_share
+from engine.generation.composer import ComposeParams, plan_composition
+from engine.generation.grammar import NONE
+from engine.generation.keep_seed import copyable_bars
+from engine.generation.sample import Guidance, SamplingOptions, generate
+from engine.generation.seed_profile import DRUMS, profile_seed
+from engine.generation.seed_tokens import SeedTokens
+from engine.generation.steering import RowSteering
 
 
 def _programs(score: Score) -> set[int]:
@@ -166,7 +166,7 @@ def test_a_clip_with_its_seed_keeps_the_seed_s_tempo_changes(composer):
 def test_voices_sharing_a_program_may_sound_together() -> None:
     from symusic import Note, Track
 
-    from engine.keep_seed import solo_programs
+    from engine.generation.keep_seed import solo_programs
 
     seed = member_seeds.sax_melody(bars=2)
     assert solo_programs(profile_seed(seed)) == {65}
@@ -179,8 +179,8 @@ def test_voices_sharing_a_program_may_sound_together() -> None:
 
 
 def test_a_checkpoint_s_record_says_which_instruments_the_model_writes(grammar) -> None:
-    from engine.coverage import ProgramCoverage
-    from engine.keep_seed import ANY_PITCHED, guide, known_programs
+    from engine.generation.keep_seed import ANY_PITCHED, guide, known_programs
+    from engine.model.coverage import ProgramCoverage
 
     record = ProgramCoverage({0: 90_000, 65: 5_000, 33: 10, -1: 3_000}, {})
     assert known_programs(record) == {0, 65, DRUMS}

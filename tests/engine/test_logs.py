@@ -53,8 +53,8 @@ def test_configure_logging_sends_every_logger_to_stderr_in_the_format(
     handlers, level = root.handlers[:], root.level
     try:
         configure_logging(level="info", log_format=log_format, process="engine")
-        logging.getLogger("engine.server").info("serving on %s", "cpu")
-        logging.getLogger("engine.server").debug("not shown at INFO")
+        logging.getLogger("engine.serving.server").info("serving on %s", "cpu")
+        logging.getLogger("engine.serving.server").debug("not shown at INFO")
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
@@ -63,7 +63,7 @@ def test_configure_logging_sends_every_logger_to_stderr_in_the_format(
     if log_format == "json":
         assert json.loads(lines[0])["message"] == "serving on cpu"
     else:
-        assert " engine[" in lines[0] and lines[0].endswith("engine.server: serving on cpu")
+        assert " engine[" in lines[0] and lines[0].endswith("engine.serving.server: serving on cpu")
 
 
 def test_an_unknown_format_names_the_variable_and_the_value() -> None:

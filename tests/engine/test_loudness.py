@@ -10,8 +10,7 @@ import pytest
 import soundfile as sf
 
 from bench import member_seeds
-from engine.composer import ComposeParams
-from engine.loudness import (
+from engine.audio.loudness import (
     ATTACK_DB_PER_SECOND,
     CEILING_DBFS,
     HIGH_PASS,
@@ -24,6 +23,7 @@ from engine.loudness import (
     normalise,
     true_peak_dbfs,
 )
+from engine.generation.composer import ComposeParams
 
 RATE = 48_000
 # What the codec may add to a peak: lossy coding rings around transients. The limiter keeps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.model import LSTMLanguageModel, ModelConfig
+from engine.model.lstm import LSTMLanguageModel, ModelConfig
 
 
 def test_fused_step_matches_forward():

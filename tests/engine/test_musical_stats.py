@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from engine.musical_stats import (
+from engine.evaluation.musical_stats import (
     DRUMS,
     FEATURES,
     BarNotes,

@@ -11,7 +11,7 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 from symusic import Tempo, TimeSignature
 
-from engine.pianoroll import (
+from engine.audio.pianoroll import (
     DRUM_LANE,
     DRUM_LANE_PX,
     DRUMS,

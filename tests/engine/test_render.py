@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 from symusic import Tempo
 
-from engine import render
-from engine.loudness import CEILING_DBFS, TARGET_LUFS, integrated_loudness
-from engine.render import (
+from engine.audio import render
+from engine.audio.loudness import CEILING_DBFS, TARGET_LUFS, integrated_loudness
+from engine.audio.render import (
     SAMPLE_RATE,
     EncodedAudio,
     Renderer,

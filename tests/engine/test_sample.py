@@ -7,9 +7,9 @@ from symusic import Score
 
 from bench import member_seeds
 from engine.api.seed_midi import read_seed
-from engine.grammar import BAR_TOKEN_CAP, NONE, GrammarState
-from engine.prompt import build_prompt
-from engine.sample import SamplingOptions, generate
+from engine.generation.grammar import BAR_TOKEN_CAP, NONE, GrammarState
+from engine.generation.prompt import build_prompt
+from engine.generation.sample import SamplingOptions, generate
 
 
 def _bars(tokenizer, ids) -> int:

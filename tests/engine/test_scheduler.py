@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from engine.api.protocol import ComposeRequest, Composing, Queued, Rendering
-from engine.composer import ComposeParams, plan_composition
-from engine.models import LoadedModel, load_model
-from engine.scheduler import Job, Scheduler
+from engine.generation.composer import ComposeParams, plan_composition
+from engine.serving.model_cache import LoadedModel, load_model
+from engine.serving.scheduler import Job, Scheduler
 from tests.engine.test_server import CHECKPOINT
 
 

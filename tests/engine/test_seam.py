@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from engine.composer import ComposeParams
-from engine.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
+from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
+from engine.generation.composer import ComposeParams
 
 TPQ = 480
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -221,7 +221,7 @@ def test_a_7_4_seed_is_read_in_bars_of_4_4_and_3_4_on_its_own_downbeats(base_che
                                                                         grammar):
     """MidiTok drops a metre it lacks and counts 4/4 across it: a 7/4 seed's second downbeat
     fell on the fourth beat of a 4/4 bar. Split, every 7/4 bar is a 4/4 bar then a 3/4 one."""
-    from engine.prompt import build_prompt
+    from engine.generation.prompt import build_prompt
 
     tokenizer = base_checkpoint.tokenizer
     prompt = build_prompt(tokenizer, grammar, _odd_metre(7, 4))

@@ -22,7 +22,7 @@ import pytest
 
 from engine.api.errors import BadSeed
 from engine.api.seed_midi import MAX_SEED_BYTES, MAX_SEED_NOTES, read_seed
-from engine.prompt import MAX_PROMPT_TOKENS, build_prompt
+from engine.generation.prompt import MAX_PROMPT_TOKENS, build_prompt
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "engine" / "examples"
 SECONDS_PER_FILE = 120  # a hang, not a speed limit: the largest legal seed takes about 1 s

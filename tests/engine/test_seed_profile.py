@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from symusic import Note, Score, TimeSignature, Track
 
-from engine.musical_stats import Key
-from engine.seed_profile import DRUMS, profile_seed, scale_of
+from engine.evaluation.musical_stats import Key
+from engine.generation.seed_profile import DRUMS, profile_seed, scale_of
 
 TPQ = 480
 

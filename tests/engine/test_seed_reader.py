@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from engine.api.errors import BadSeed
-from engine.seed_reader import SeedReader, SeedTokens
+from engine.generation.seed_tokens import SeedTokens
+from engine.serving.seed_reader import SeedReader
 
 
 def unread_input(pid: int) -> int:

@@ -13,7 +13,7 @@ import pytest_asyncio
 from symusic import Score
 
 from engine.api.transport import SubprocessTransport
-from engine.checkpoint import BASE_CHECKPOINT
+from engine.model.checkpoint import BASE_CHECKPOINT
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

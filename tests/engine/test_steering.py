@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.steering import (
+from engine.generation.steering import (
     DRUMS,
     GROOVE_CEILING,
     GROOVE_FLOOR,

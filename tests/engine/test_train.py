@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.model import LSTMLanguageModel, ModelConfig
-from engine.ngram import NGramModel
-from engine.train import TrainConfig, evaluate_bits, train
+from engine.model.lstm import LSTMLanguageModel, ModelConfig
+from engine.training.loop import TrainConfig, evaluate_bits, train
+from engine.training.ngram import NGramModel
 
 
 def _stream(base_checkpoint, examples) -> np.ndarray:

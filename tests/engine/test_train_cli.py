@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from symusic import Score
 
-from engine.checkpoint import load_checkpoint
-from engine.corpus import (
+from engine.data.corpus import (
     AUGMENTED_COPIES,
     Piece,
     augment_corpus,
@@ -25,7 +24,8 @@ from engine.corpus import (
     split_paths,
     write_manifest,
 )
-from engine.coverage import DRUMS
+from engine.model.checkpoint import load_checkpoint
+from engine.model.coverage import DRUMS
 
 # Seconds, not the real run's hour: a tiny model, a few steps, a vocabulary just above
 # REMI's base one.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from symusic import Score
 
-from engine.musical_stats import (
+from engine.evaluation.musical_stats import (
     MAJOR_SCALE,
     PITCH_CLASSES,
     Key,

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import symusic
 
-from engine.loudness import normalise
+from engine.audio.loudness import normalise
 from soundfonts import SoundfontNotFound, find_soundfont
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class Renderer:
         seam_seconds: float | None = None,
     ) -> np.ndarray:
         """Render to float32 stereo PCM of shape (N, 2), N = (end of the MIDI + tail) * rate,
-        at the loudness target of engine/loudness.py (each side of `seam_seconds` apart)."""
+        at the loudness target of engine/audio/loudness.py (each side of `seam_seconds` apart)."""
         pcm = self.synthesise(midi, sample_rate=sample_rate, tail_seconds=tail_seconds)
         return normalise(pcm, sample_rate, seam_seconds=seam_seconds)
 

@@ -28,7 +28,7 @@ from symusic import Note, Score
 
 # Bump when the recipe changes: augmented files live in a folder named after it.
 AUGMENT_VERSION = 1
-TOKEN_PITCH_RANGE = (21, 108)  # the tokenizer's (engine.tokenizer.PITCH_RANGE, inclusive)
+TOKEN_PITCH_RANGE = (21, 108)  # the tokenizer's (engine.model.tokenizer.PITCH_RANGE, inclusive)
 TRANSPOSE_RANGE = range(-6, 6)  # every key once; what the parts' ranges allow
 DYNAMIC_LEVELS = (36, 50, 64, 80, 96, 110)  # pp p mp mf f ff, as MIDI velocities
 MELODY_LIFT = 8  # the melody sits this much above the piece's level

@@ -17,7 +17,7 @@ import numpy as np
 from symusic import Score
 from tqdm import tqdm
 
-from engine.tokenizer import MidiTokenizer
+from engine.model.tokenizer import MidiTokenizer
 
 _worker_tokenizer: MidiTokenizer | None = None
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from symusic import Note, Score, Track
 
-from engine.seed_profile import DRUMS, Part, SeedProfile
+from engine.generation.seed_profile import DRUMS, Part, SeedProfile
 
 # A repeating part is matched on bars this far back: one-, two-, four- and eight-bar loops.
 LOOP_PERIODS = (1, 2, 4, 8)
@@ -79,8 +79,8 @@ class BarGrid:
     start: int  # tick of the continuation's first bar line
     bar_ticks: int
     bars: int
-    # Ticks of the seed's last bar the continuation goes on in, before `start` (engine.prompt
-    # Seam); 0 when it starts on a bar line.
+    # Ticks of the seed's last bar the continuation goes on in, before `start`
+    # (engine.generation.prompt.Seam); 0 when it starts on a bar line.
     lead: int = 0
 
     @property

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from engine.checkpoint import load_checkpoint
-from engine.coverage import ProgramCoverage
-from engine.grammar import Grammar
-from engine.model import LSTMLanguageModel
-from engine.tokenizer import MidiTokenizer
+from engine.generation.grammar import Grammar
+from engine.model.checkpoint import load_checkpoint
+from engine.model.coverage import ProgramCoverage
+from engine.model.lstm import LSTMLanguageModel
+from engine.model.tokenizer import MidiTokenizer
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.data import random_windows
+from engine.training.streams import random_windows
 
 LN2 = math.log(2)
 # Draws (batch, length + 1) token windows; fine-tuning passes one that mixes streams.
@@ -108,7 +108,8 @@ def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np
           also_evaluate: dict[str, np.ndarray] | None = None) -> TrainResult:
     """Train in place. on_step(step, loss_bits, lr); on_eval(step, valid_bits, is_best).
 
-    `train_ids` is one token stream, or a sampler of windows (see engine.data.MixedWindows).
+    `train_ids` is one token stream, or a sampler of windows
+    (see engine.training.streams.MixedWindows).
     `valid_ids` picks the best step; each stream of `also_evaluate` is measured beside it at
     every evaluation (history: `valid_bits_<name>`), for the record only.
     """

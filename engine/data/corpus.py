@@ -5,7 +5,7 @@ second); polyphonic scores go through music21 in a process pool, with a per-file
 because a few (Beethoven quartets) take a minute each. Output lands in the data dir:
 
     <data>/corpus/midi/<collection>/<piece>.mid
-    <data>/corpus/augmented-v<N>/<collection>/<piece>~<copy>.mid   (engine/augment.py)
+    <data>/corpus/augmented-v<N>/<collection>/<piece>~<copy>.mid   (engine/data/augment.py)
     <data>/corpus/manifest.json   counts, split and the list of pieces (and their copies)
 
 The held-out split is fixed by hashing the piece's id, so it never moves between builds and
@@ -175,7 +175,7 @@ def build_corpus(data_dir: Path, *, workers: int | None = None, scores: bool = T
 
     `score_collections` converts only those collections of scores (e.g. {"bach"}: about 400
     polyphonic pieces in a couple of minutes instead of all of them). `copies` augmented
-    copies of every piece are written too (engine/augment.py; `engine data build` asks for
+    copies of every piece are written too (engine/data/augment.py; `engine data build` asks for
     AUGMENTED_COPIES, fine-tuning's replay corpus for none)."""
     src = music21_corpus_dir()
     out = corpus_dir(data_dir)
@@ -252,7 +252,7 @@ def _save_manifest(out: Path, manifest: dict) -> None:
 
 
 def augmented_dir(out: Path) -> Path:
-    from engine.augment import AUGMENT_VERSION
+    from engine.data.augment import AUGMENT_VERSION
 
     return Path(out) / f"augmented-v{AUGMENT_VERSION}"
 
@@ -261,7 +261,7 @@ def augment_file(source: str, target: str, piece_id: str, copy: int) -> bool:
     """Worker: write one augmented copy (kept if already there); False if it has no notes."""
     from symusic import Score
 
-    from engine.augment import augment
+    from engine.data.augment import augment
 
     if Path(target).exists():
         return True
@@ -280,7 +280,7 @@ def augment_file(source: str, target: str, piece_id: str, copy: int) -> bool:
 def augment_corpus(out: Path, manifest: dict, copies: int, *, workers: int | None = None
                    ) -> dict:
     """Write `copies` augmented copies of every piece and list them in the manifest."""
-    from engine.augment import AUGMENT_VERSION
+    from engine.data.augment import AUGMENT_VERSION
 
     if copies < 0:
         raise ValueError(f"copies must be 0 or more (received {copies})")

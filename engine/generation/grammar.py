@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from engine.api.metre import MAX_METRE_PARTS
-from engine.steering import SteeringTables
-from engine.tokenizer import MidiTokenizer
+from engine.generation.steering import SteeringTables
+from engine.model.tokenizer import MidiTokenizer
 
 TYPES = ["BOS", "EOS", "PAD", "Bar", "TimeSig", "Position", "Tempo", "Program", "ProgramDrum",
          "Pitch", "PitchDrum", "Velocity", "Duration"]
@@ -103,7 +103,7 @@ class Grammar:
     crowd_allows: torch.Tensor  # (3, V) bool: ids allowed at ROOMY, CROWDED, CROWDED_MID_EVENT
     bar_positions: torch.Tensor  # (S,) positions in a bar of each time signature
     time_signatures: list[str]
-    # Which valid ids fit a seed (instruments, key, dynamics...): engine.steering.
+    # Which valid ids fit a seed (instruments, key, dynamics...): engine.generation.steering.
     steering: SteeringTables | None = None
 
     @classmethod

@@ -2,27 +2,27 @@
 
 Threads, each with one job:
     main       reads messages, validates them, registers jobs, routes cancels and pings
-    planner-i  has the seed read (by its child process, engine.seed_reader) and builds the
+    planner-i  has the seed read (by its child process, engine.serving.seed_reader) and builds the
                prompt, so slow seeds never stall the batch (SEED_READERS of them)
-    scheduler  owns the decode batches (engine.scheduler)
-    renderer-i each owns a FluidSynth synth (engine.render is not thread-safe): MIDI, audio,
+    scheduler  owns the decode batches (engine.serving.scheduler)
+    renderer-i each owns a FluidSynth synth (engine.audio.render is not thread-safe): MIDI, audio,
                OGG, piano roll of compositions, so rendering overlaps decoding
                (MOTIF_RENDER_THREADS of them)
     files-i    each owns a synth for whole MIDI files (seed plays, piece exports)
-    loader     loads per-guild checkpoints (engine.models)
-    finetune-i watches one fine-tune child process (engine.tuning_jobs)
+    loader     loads per-guild checkpoints (engine.serving.model_cache)
+    finetune-i watches one fine-tune child process (engine.serving.finetune_processes)
 A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
 a new one, retrying its jobs.
 
 Every stage is fair between servers (guilds): one server's flood delays another's request by
 the one job of it already under way at each stage, never by its backlog (bench.fairness):
-- planning: one lane (engine.fairness.FairLane) taking guilds in turn, served by two planner
+- planning: one lane (engine.serving.fairness.FairLane) taking guilds in turn, served by two planner
   threads, and a guild's seeds are read one at a time: a server flooding big seeds holds one
   planner, another server's seed goes to the other at once. Each planner's seed is read and
   tokenized by its own child process at a lower CPU priority: in this process, a big seed's
   second of pure Python held the GIL that the decode loop takes back after every torch call,
   which slowed every server's decoding about fourfold;
-- decoding: the scheduler's queue takes guilds in turn (engine.scheduler);
+- decoding: the scheduler's queue takes guilds in turn (engine.serving.scheduler);
 - rendering: two lanes, each taking guilds in turn. Compositions render on their own
   threads; whole files (seed plays, exports) on threads of their own, so a long export never
   holds a composition back, and those threads run at a lower CPU priority (nice), so on a
@@ -67,7 +67,8 @@ from engine.api.protocol import (
     progress_to_wire,
 )
 from engine.api.transport import SocketChannel
-from engine.composer import (
+from engine.audio.render import Renderer
+from engine.generation.composer import (
     ENCODER_THREADS,
     ComposeParams,
     Composition,
@@ -78,16 +79,15 @@ from engine.composer import (
     seed_seconds,
     to_score,
 )
-from engine.device import pick_device
-from engine.fairness import FairLane
-from engine.keep_seed import known_programs
-from engine.models import LoadedModel, ModelCache
-from engine.render import Renderer
-from engine.render_job import render_midi
-from engine.sample import Row, generate
-from engine.scheduler import Job, Scheduler
-from engine.seed_reader import SeedReader
-from engine.tuning_jobs import TuningJobs
+from engine.generation.keep_seed import known_programs
+from engine.generation.sample import Row, generate
+from engine.model.device import pick_device
+from engine.serving.fairness import FairLane
+from engine.serving.finetune_processes import TuningJobs
+from engine.serving.model_cache import LoadedModel, ModelCache
+from engine.serving.render_job import render_midi
+from engine.serving.scheduler import Job, Scheduler
+from engine.serving.seed_reader import SeedReader
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ NEW_WORK = ("compose", "render", "finetune")
 # many steps of nice below the engine: they use idle cores, not the ones members wait on.
 WHOLE_FILE_THREADS = 1
 WHOLE_FILE_NICENESS = 10
-WARM_UP_SEED = Path(__file__).parent / "examples" / "motif.mid"
+WARM_UP_SEED = Path(__file__).parent.parent / "examples" / "motif.mid"
 # Planner threads, each with a seed reader child (~100 MB): two, so that while one server's
 # seeds keep one busy, every other server's seed is read by the other at once.
 SEED_READERS = 2
@@ -107,7 +107,7 @@ SEED_READERS = 2
 @dataclass(eq=False)
 class AudioJob:
     """A whole MIDI file to render (seed previews, parts of piece exports): nothing to decode.
-    It renders at most `max_seconds` of audio (engine.render_job bounds it)."""
+    It renders at most `max_seconds` of audio (engine.serving.render_job bounds it)."""
 
     id: int
     midi: bytes

@@ -7,7 +7,7 @@ live under <data dir>/models/<guild id>/; after a run, the ones the client did n
 (and that are neither the start nor the new one) are deleted and listed in the result.
 The server's MIDI is copied for the child into <data dir>/finetune/<guild id>/<stamp>-<id>/,
 removed when the run ends however it ends; an engine that died mid-run cannot remove it, so
-every engine sweeps, at its start, the folders no live engine owns (engine.owned_dirs).
+every engine sweeps, at its start, the folders no live engine owns (engine.serving.owned_dirs).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from engine.api.protocol import (
     error_to_wire,
     progress_to_wire,
 )
-from engine.owned_dirs import OwnedDir, sweep
+from engine.serving.owned_dirs import OwnedDir, sweep
 
 log = logging.getLogger(__name__)
 

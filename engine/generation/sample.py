@@ -7,10 +7,10 @@ candidates in one batch) and the engine server's continuous batching of many req
 Randomness comes from one generator per request, so a request's output depends on its
 sampling seed only, not on what else shares the batch.
 
-A request's `Guidance` steers its rows toward the seed (engine.steering: a mask and a bias on
-top of the grammar's mask) and plans its form (engine.api.form): at a planned bar, the row takes
-the ids of an earlier bar (the seed's or its own) instead of sampling them, and the model
-reads them like its own, so what follows a return is written knowing it.
+A request's `Guidance` steers its rows toward the seed (engine.generation.steering: a mask and
+a bias on top of the grammar's mask) and plans its form (engine.api.form): at a planned bar,
+the row takes the ids of an earlier bar (the seed's or its own) instead of sampling them, and
+the model reads them like its own, so what follows a return is written knowing it.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from engine.api.limits import (
     TEMPERATURE,
     TOP_P,
 )
-from engine.grammar import NONE, Grammar, GrammarState
-from engine.model import LSTMLanguageModel
-from engine.steering import RowSteering, SteeringRows
+from engine.generation.grammar import NONE, Grammar, GrammarState
+from engine.generation.steering import RowSteering, SteeringRows
+from engine.model.lstm import LSTMLanguageModel
 
 if TYPE_CHECKING:
     from engine.api.params import ComposeParams
@@ -165,8 +165,8 @@ class DecodeBatch:
         """Prefill `prompt` once and start every row of `rows` from it.
 
         With `open_bar` the first generated token starts a new bar. With `first_onset`
-        (engine.prompt.Prompt.first_onset) the rows go on inside the prompt's last bar, their
-        first onset at one of those positions, and their bars are counted from its end.
+        (engine.generation.prompt.Prompt.first_onset) the rows go on inside the prompt's last
+        bar, their first onset at one of those positions, and their bars are counted from its end.
         """
         last, (h, c) = self.prefill(prompt)
         n = len(rows)

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from engine.api.protocol import ComposeRequest, Composing, ProgressEvent, Queued, Rendering
-from engine.composer import ComposeParams, Plan
-from engine.fairness import FairQueue
-from engine.models import LoadedModel
-from engine.sample import DecodeBatch, Row
+from engine.generation.composer import ComposeParams, Plan
+from engine.generation.sample import DecodeBatch, Row
+from engine.serving.fairness import FairQueue
+from engine.serving.model_cache import LoadedModel
 
 log = logging.getLogger(__name__)
 

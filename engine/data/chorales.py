@@ -7,7 +7,7 @@ from __future__ import annotations
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from engine.corpus import convert_score_file, music21_corpus_dir, split_of
+from engine.data.corpus import convert_score_file, music21_corpus_dir, split_of
 
 CHORALE_GLOB = "bwv*.mxl"
 

@@ -1,9 +1,9 @@
 """Steering the sampler toward the seed: its instruments, key, dynamics, texture and groove.
 
-The grammar (engine.grammar) says which ids are *valid*; steering says which of them *fit this
-seed*. Each id is described once by what it holds (programs, pitch classes, velocity levels,
-positions, note starts, whether it stacks a chord), so a decode step turns every row's wishes
-into one (B, V) mask and one (B, V) bias with a few matrix products:
+The grammar (engine.generation.grammar) says which ids are *valid*; steering says which of them
+*fit this seed*. Each id is described once by what it holds (programs, pitch classes, velocity
+levels, positions, note starts, whether it stacks a chord), so a decode step turns every row's
+wishes into one (B, V) mask and one (B, V) bias with a few matrix products:
 
 - programs: only the ones the arrangement gives the model (a hard mask; nothing from nowhere);
 - dynamics: velocities within the seed's range (hard: a ff hit in a pp seed is a wrong note);
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.tokenizer import MidiTokenizer
+from engine.model.tokenizer import MidiTokenizer
 
 DRUMS = 128
 PROGRAMS = 129  # GM programs and drums

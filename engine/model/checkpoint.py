@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from engine.coverage import ProgramCoverage
-from engine.model import LSTMLanguageModel, ModelConfig
-from engine.tokenizer import MidiTokenizer
+from engine.model.coverage import ProgramCoverage
+from engine.model.lstm import LSTMLanguageModel, ModelConfig
+from engine.model.tokenizer import MidiTokenizer
 
-CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+CHECKPOINT_DIR = Path(__file__).parent.parent / "checkpoints"
 BASE_CHECKPOINT = CHECKPOINT_DIR / "base.pt"
 
 

@@ -12,9 +12,9 @@ from engine.api.form import split_bars
 from engine.api.limits import DEFAULT_TEMPO_BPM, MAX_PROMPT_TOKENS
 from engine.api.metre import bar_parts
 from engine.api.seed_midi import SeedFacts, split_metres
-from engine.grammar import NONE, Grammar, positions_per_bar
-from engine.seed_reader import SeedTokens
-from engine.tokenizer import MidiTokenizer
+from engine.generation.grammar import NONE, Grammar, positions_per_bar
+from engine.generation.seed_tokens import SeedTokens
+from engine.model.tokenizer import MidiTokenizer
 
 
 @dataclass
@@ -69,7 +69,7 @@ def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
 
 def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
                      *, tempo: float | None = None) -> Prompt:
-    """The prompt of an already tokenized seed (engine.seed_reader tokenizes them apart)."""
+    """The prompt of an already tokenized seed (engine.serving.seed_reader tokenizes them apart)."""
     if seed is None:
         return Prompt([tokenizer.bos_id], [], tempo or DEFAULT_TEMPO_BPM, NONE, 0)
     ids = seed.ids

@@ -20,7 +20,7 @@ import numpy as np
 from symusic import Score
 
 from engine.api.form import phrase_bars, plan_form, split_bars
-from engine.arrange import (
+from engine.generation.arrange import (
     Arrangement,
     BarGrid,
     continue_parts,
@@ -29,10 +29,10 @@ from engine.arrange import (
     plan_arrangement,
     voice_by_register,
 )
-from engine.coverage import ProgramCoverage
-from engine.grammar import MIXED, NONE, Grammar
-from engine.seed_profile import DRUMS, SeedProfile
-from engine.steering import KEY_STRENGTH, RowSteering
+from engine.generation.grammar import MIXED, NONE, Grammar
+from engine.generation.seed_profile import DRUMS, SeedProfile
+from engine.generation.steering import KEY_STRENGTH, RowSteering
+from engine.model.coverage import ProgramCoverage
 
 # Every pitched GM program: what a model that does not record its training instruments is
 # taken to write (it reads the seed's Program ids in context; drums it never learned).
@@ -61,7 +61,7 @@ def guide(profile: SeedProfile, seed_ids: Sequence[int], grammar: Grammar, *, ba
           form: str, instrument: int | None, follow_key: bool = True,
           known: frozenset[int] = ANY_PITCHED, unfinished_last_bar: bool = False) -> SeedPlan:
     """`unfinished_last_bar`: the continuation goes on inside the seed's last bar
-    (engine.prompt.Seam), which is then no bar to bring back whole."""
+    (engine.generation.prompt.Seam), which is then no bar to bring back whole."""
     arrangement = plan_arrangement(profile, known, instrument)
     written = arrangement.written
     parts = [p for p in profile.pitched if p.program in written]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.tokenizer import MidiTokenizer
+from engine.model.tokenizer import MidiTokenizer
 
 DRUMS = -1  # the program of drum notes in the tokens (Program_-1)
 PROGRAMS = (DRUMS, *range(128))

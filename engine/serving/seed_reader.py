@@ -1,4 +1,5 @@
-"""Seeds are read and tokenized in a child process of the engine (`python -m engine.seed_reader`).
+"""Seeds are read and tokenized in a child process of the engine
+(`python -m engine.serving.seed_reader`), each into a SeedTokens (engine.generation.seed_tokens).
 
 Tokenizing a seed at the note limit is most of a second of pure Python. In the engine's own
 process that second holds the GIL that the decode loop takes back after every torch call, so
@@ -27,7 +28,6 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import msgpack
@@ -35,11 +35,10 @@ import msgpack
 from engine.api.child_env import child_environment
 from engine.api.errors import BadSeed, EngineError
 from engine.api.limits import MAX_SEED_NOTES
-from engine.api.seed_midi import SeedFacts
-from engine.seed_profile import SeedProfile, profile_seed
+from engine.generation.seed_tokens import SeedTokens
 
 if TYPE_CHECKING:
-    from engine.tokenizer import MidiTokenizer
+    from engine.model.tokenizer import MidiTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -48,62 +47,6 @@ SEED_READER_NICENESS = 10  # below decoding and rendering, which members wait on
 READ_TIMEOUT_SECONDS = 60.0
 START_TIMEOUT_SECONDS = 60.0
 READ_CHUNK = 1 << 16
-
-
-@dataclass
-class SeedTokens:
-    """What a composition needs from a seed: its ids; its facts (the tempo and metre it ends
-    in, how long it plays: what the prompt and the work check need); what a continuation
-    should keep of it (its profile); and its notes as a clean MIDI file (the `material` the
-    parts the model does not write go on from)."""
-
-    ids: list[int]
-    facts: SeedFacts
-    profile: SeedProfile | None = None
-    material: bytes | None = None
-    # The ids without the drums, when the seed has drums and more: the bars a continuation
-    # (which leaves drums to the arranger) may copy. None: the same as `ids`.
-    pitched_ids: list[int] | None = None
-
-    @classmethod
-    def of(cls, tokenizer: MidiTokenizer, data: bytes, *,
-           max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
-        """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit (over
-        `max_notes` too, before tokenizing)."""
-        from engine.api.seed_midi import read_seed, split_metres
-
-        score = read_seed(data, max_notes=max_notes)
-        # The model reads bars of the metres its vocabulary holds; the seed's own metre is
-        # kept for everything counted in bars a member sees (facts, profile, material).
-        written = split_metres(score)
-        pitched_ids = None
-        drums = [t.is_drum for t in score.tracks if t.note_num()]
-        if any(drums) and not all(drums):
-            pitched = written.copy()
-            pitched.tracks = [t for t in written.tracks if not t.is_drum]
-            pitched_ids = tokenizer.encode(pitched)
-        return cls(tokenizer.encode(written), SeedFacts.of(score), profile_seed(score),
-                   score.dumps_midi(), pitched_ids)
-
-    @property
-    def copyable_ids(self) -> list[int]:
-        return self.pitched_ids if self.pitched_ids is not None else self.ids
-
-    def to_record(self) -> dict[str, Any]:
-        facts = self.facts
-        return {"ids": self.ids, "tempo": facts.tempo, "time_signature": facts.time_signature,
-                "quarters": facts.quarters,
-                "profile": None if self.profile is None else self.profile.to_record(),
-                "material": self.material, "pitched_ids": self.pitched_ids}
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SeedTokens:
-        profile = record.get("profile")
-        pitched = record.get("pitched_ids")
-        facts = SeedFacts(record["tempo"], record["time_signature"], float(record["quarters"]))
-        return cls(list(record["ids"]), facts,
-                   None if profile is None else SeedProfile.from_record(profile),
-                   record.get("material"), None if pitched is None else list(pitched))
 
 
 class SeedReader:
@@ -128,7 +71,7 @@ class SeedReader:
         """Start the child now (at the engine's warm-up) rather than on the first seed."""
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
-                [self._python, "-m", "engine.seed_reader"], stdin=subprocess.PIPE,
+                [self._python, "-m", "engine.serving.seed_reader"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, bufsize=0, env=child_environment())
             self._unpacker = msgpack.Unpacker(raw=False)
             log.info("seed reader pid %d started", self._process.pid)
@@ -224,7 +167,7 @@ def _serve() -> None:
 
 def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
             ) -> dict[str, Any]:
-    from engine.tokenizer import MidiTokenizer
+    from engine.model.tokenizer import MidiTokenizer
 
     try:
         key = request["key"]

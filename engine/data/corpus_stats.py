@@ -1,7 +1,7 @@
 """What a set of MIDI files holds: notes per GM family and program, velocities, keys.
 
 Measures the training corpus before and after augmentation (`python -m engine data stats`).
-Keys are found per piece with Krumhansl-Schmuckler (engine.musical_stats.find_key).
+Keys are found per piece with Krumhansl-Schmuckler (engine.evaluation.musical_stats.find_key).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from symusic import Score
 from tqdm import tqdm
 
 from engine.api.instruments import DRUMS, GM_FAMILIES, family_of
-from engine.musical_stats import NAMES, Notes, find_key
+from engine.evaluation.musical_stats import NAMES, Notes, find_key
 
 # Velocity bands named after the dynamics they usually stand for.
 VELOCITY_BANDS = (("ppp", 1, 23), ("pp", 24, 39), ("p", 40, 55), ("mp", 56, 71),

@@ -23,17 +23,23 @@ from engine.api.form import plan_form
 from engine.api.params import ComposeParams
 from engine.api.protocol import DRUMS
 from engine.api.workload import Workload, check_workload
-from engine.arrange import BarGrid
-from engine.checkpoint import BASE_CHECKPOINT, load_checkpoint
-from engine.device import pick_device
-from engine.grammar import Grammar
-from engine.keep_seed import ANY_PITCHED, SeedPlan, arrange_candidate, guide, known_programs
-from engine.pianoroll import draw_pianoroll
-from engine.prompt import Prompt, bars_length_ticks, prompt_from_seed
-from engine.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
-from engine.sample import Guidance, Row, SamplingOptions, generate
-from engine.seed_reader import SeedTokens
-from engine.tokenizer import MidiTokenizer
+from engine.audio.pianoroll import draw_pianoroll
+from engine.audio.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
+from engine.generation.arrange import BarGrid
+from engine.generation.grammar import Grammar
+from engine.generation.keep_seed import (
+    ANY_PITCHED,
+    SeedPlan,
+    arrange_candidate,
+    guide,
+    known_programs,
+)
+from engine.generation.prompt import Prompt, bars_length_ticks, prompt_from_seed
+from engine.generation.sample import Guidance, Row, SamplingOptions, generate
+from engine.generation.seed_tokens import SeedTokens
+from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
+from engine.model.device import pick_device
+from engine.model.tokenizer import MidiTokenizer
 
 __all__ = ["ComposeParams", "Composer", "Composition", "Plan", "plan_composition"]
 
@@ -187,7 +193,7 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
 def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: int = 0
              ) -> Score:
     """Decode candidate `index`; the whole piece is at one tempo (the seed's, or the chosen
-    one), arranged like its seed (engine.keep_seed).
+    one), arranged like its seed (engine.generation.keep_seed).
 
     The piece ends on its last bar line, whatever its last notes do: notes still sounding
     there are cut, and an end marker there makes the MIDI file (and so the rendered clip,

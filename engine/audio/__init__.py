@@ -1,0 +1,1 @@
+"""Sound and pictures: FluidSynth rendering, loudness, the piano roll."""

@@ -1,0 +1,1 @@
+"""The training corpus: built from music21's scores, augmented, measured."""

@@ -1,0 +1,1 @@
+"""Measuring music: statistics that compare generated pieces with real ones."""

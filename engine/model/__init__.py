@@ -1,0 +1,1 @@
+"""The model: the LSTM, its tokenizer, self-describing checkpoints, the device it runs on."""

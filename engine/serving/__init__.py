@@ -1,0 +1,2 @@
+"""The engine process: the server, continuous batching across guilds, the model cache, the
+seed reader and fine-tune children, render jobs."""
