@@ -23,7 +23,7 @@ from engine.generation.composer import (
     ENCODER_THREADS,
     ComposeParams,
     Composer,
-    Composition,
+    ComposerOutput,
     warm_up,
 )
 from engine.model.device import configure_threads
@@ -37,7 +37,7 @@ STAGES = {"tokenize": "tokenize the seed", "sample": "sample (prefill + batched 
           "pianoroll": "piano roll", "total": "**total**"}
 
 
-def audio_seconds(run: Composition) -> float:
+def audio_seconds(run: ComposerOutput) -> float:
     return sum(c.seconds for c in run.candidates)
 
 

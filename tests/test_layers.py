@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -184,10 +185,10 @@ def test_the_contract_reader_sees_heavy_imports_in_functions(tmp_path: Path) -> 
     # made for type checking only, must be read.
     probe = tmp_path / "probe.py"
     probe.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                     "    from engine.model.lstm.lstm import X\n"
+                     "    from engine.model.lstm import X\n"
                      "def f():\n    import torch.nn\n    from . import sibling\n")
     assert imports_of("engine.api.probe", probe) == {
-        "typing.TYPE_CHECKING", "engine.model.lstm.lstm.X", "torch.nn", "engine.api.sibling"}
+        "typing.TYPE_CHECKING", "engine.model.lstm.X", "torch.nn", "engine.api.sibling"}
 
 
 def test_engine_api_imports_without_torch_or_numpy() -> None:
@@ -218,21 +219,45 @@ def test_the_bot_imports_only_the_engines_torch_free_package() -> None:
     assert found == []
 
 
+def snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def classes_of(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Class name -> the modules that define a class of that name."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                found[node.name].add(name)
+    return found
+
+
+BOTH = {**MODULES, **ENGINE_MODULES}
+
+
 def test_no_module_is_named_like_a_class_of_another() -> None:
-    """tuning_job.py beside a TuningJob elsewhere reads as one thing in two places."""
-
-    def snake(name: str) -> str:
-        return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-
-    classes = {
-        snake(node.name): name
-        for name, path in MODULES.items()
-        for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.ClassDef)
-    }
-    clashes = [
-        f"{name} ~ a class of {classes[stem]}"
-        for name in MODULES
-        if (stem := name.rpartition(".")[2]) in classes and classes[stem] != name
-    ]
+    """tuning_job.py beside a TuningJob elsewhere reads as one thing in two places; so does
+    engine/model.py beside engine/models.py's ModelCache, or engine's Seed beside the ORM's."""
+    by_stem: dict[str, set[str]] = defaultdict(set)
+    for cls, where in classes_of(BOTH).items():
+        by_stem[snake(cls)] |= {f"{m}.{cls}" for m in where}
+    clashes = sorted(
+        f"{name} ~ {owner}"
+        for name in BOTH
+        if "." in name  # the packages bot and engine themselves name the project's two parts
+        for owner in by_stem.get(name.rpartition(".")[2], ())
+        if owner.rpartition(".")[0] != name
+    )
     assert clashes == []
+
+
+def test_no_class_name_means_two_things_across_bot_and_engine() -> None:
+    """One name, one thing: the engine's candidate is not the ORM's Candidate."""
+    classes = classes_of(BOTH)
+    shared = sorted(
+        f"{cls}: {sorted(where)}"
+        for cls, where in classes.items()
+        if {m.split(".")[0] for m in where} == {"bot", "engine"}
+    )
+    assert shared == []

@@ -7,7 +7,7 @@ import logging
 import discord
 
 from bot.ui.throttled import Throttled
-from engine.api.protocol import Composing, ProgressEvent, Queued, Rendering, Restarting
+from engine.api.protocol import Decoding, EngineRestarting, ProgressEvent, Queued, Rendering
 
 log = logging.getLogger(__name__)
 
@@ -18,11 +18,11 @@ MIN_EDIT_INTERVAL_SECONDS = 1.0
 def describe(event: ProgressEvent) -> str:
     if isinstance(event, Queued):
         return f"Waiting for the composer: position {event.position} in the queue..."
-    if isinstance(event, Composing):
+    if isinstance(event, Decoding):
         return f"Composing... {event.percent:.0f}%"
     if isinstance(event, Rendering):
         return "Rendering the audio..."
-    if isinstance(event, Restarting):
+    if isinstance(event, EngineRestarting):
         return "The composer restarted; your composition is starting again..."
     return "Composing..."
 

@@ -5,7 +5,7 @@
 
 `render(midi)` turns a whole MIDI file into OGG (seed previews, parts of piece exports).
 `finetune(request)` tunes a server's model in the background of the engine (minutes), with
-Training progress events; cancelling the awaiting task stops the run.
+FinetuneProgress events; cancelling the awaiting task stops the run.
 `local()` starts `python -m engine serve` as a subprocess and watches it. When the engine dies,
 a supervisor task restarts it with backoff and sends each in-flight job again, once; a job
 whose engine died twice, or that no restart could reach, fails with EngineUnavailable. A
@@ -31,26 +31,26 @@ from engine.api.protocol import (
     CandidateResult,
     ComposeRequest,
     ComposeResult,
-    Composing,
+    Decoding,
+    EngineRestarting,
     EngineStats,
+    FinetuneProgress,
     FinetuneRequest,
     FinetuneResult,
-    PreferencePair,
     ProgressEvent,
     Queued,
     Rendering,
     RenderResult,
-    Restarting,
-    Training,
+    VotedPair,
     error_from_wire,
     progress_from_wire,
 )
 from engine.api.transport import SubprocessTransport, Transport, TransportClosed
 
 __all__ = ["BadRequest", "BadSeed", "CandidateResult", "ComposeRequest", "ComposeResult",
-           "Composing", "EngineClient", "EngineError", "EngineStats", "EngineUnavailable",
-           "FinetuneRequest", "FinetuneResult", "PreferencePair", "ProgressEvent", "Queued",
-           "RenderResult", "Rendering", "Restarting", "Training"]
+           "Decoding", "EngineClient", "EngineError", "EngineRestarting", "EngineStats",
+           "EngineUnavailable", "FinetuneProgress", "FinetuneRequest", "FinetuneResult",
+           "ProgressEvent", "Queued", "RenderResult", "Rendering", "VotedPair"]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
 
 
 @dataclass(eq=False)
-class _Job:
+class _InFlight:
     id: int
     body: dict[str, Any]  # the message to send, but its id
     decode: Callable[[Any], Any]  # the engine's result -> what the caller gets
@@ -89,7 +89,7 @@ class EngineClient:
         self._heartbeat = heartbeat_seconds
         self._close_timeout = close_timeout
         self._ids = itertools.count(1)
-        self._jobs: dict[int, _Job] = {}
+        self._jobs: dict[int, _InFlight] = {}
         self._pings: dict[int, asyncio.Future[EngineStats]] = {}
         self._transport: Transport | None = None
         self._generation = 0  # which engine is running: bumped at every (re)start
@@ -179,7 +179,7 @@ class EngineClient:
     async def _run(self, body: dict[str, Any], decode: Callable[[Any], Any],
                    on_progress: ProgressCallback | None) -> Any:
         self._check_accepting()
-        job = _Job(next(self._ids), body, decode, asyncio.get_running_loop().create_future())
+        job = _InFlight(next(self._ids), body, decode, asyncio.get_running_loop().create_future())
         self._jobs[job.id] = job
         pump = (asyncio.create_task(self._pump_progress(job, on_progress),
                                     name=f"engine-progress-{job.id}")
@@ -335,7 +335,7 @@ class EngineClient:
             elif job.sent_to is not None and not job.future.done():
                 # It starts again from the beginning on the next engine (seconds away): say
                 # so, rather than leave the last progress standing still.
-                job.progress = Restarting()
+                job.progress = EngineRestarting()
                 job.progress_changed.set()
 
     async def _resend(self) -> None:
@@ -347,7 +347,7 @@ class EngineClient:
                 await self._send_job(job)
 
     # Messages.
-    async def _send_job(self, job: _Job) -> None:
+    async def _send_job(self, job: _InFlight) -> None:
         job.sent_to = self._generation
         job.attempts += 1
         await self._send({**job.body, "id": job.id})
@@ -412,7 +412,7 @@ class EngineClient:
             raise EngineUnavailable("the music engine is down; try again later")
 
     @staticmethod
-    def _settle(job: _Job, *, result: Any = None, exception: BaseException | None = None
+    def _settle(job: _InFlight, *, result: Any = None, exception: BaseException | None = None
                 ) -> None:
         if job.future.done():
             return
@@ -432,7 +432,7 @@ class EngineClient:
         task.add_done_callback(self._background.discard)
 
     @staticmethod
-    async def _pump_progress(job: _Job, callback: ProgressCallback) -> None:
+    async def _pump_progress(job: _InFlight, callback: ProgressCallback) -> None:
         """Call back with the latest event; a slow callback skips stale ones, never blocks."""
         while True:
             await job.progress_changed.wait()

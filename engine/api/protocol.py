@@ -166,7 +166,7 @@ class RenderResult:
 
 
 @dataclass(frozen=True)
-class PreferencePair:
+class VotedPair:
     chosen: bytes  # MIDI of the candidate the members voted for
     rejected: bytes  # MIDI of another candidate of the same composition
 
@@ -182,7 +182,7 @@ class FinetuneRequest:
 
     guild_id: int
     pieces: list[bytes]
-    pairs: list[PreferencePair] = field(default_factory=list)
+    pairs: list[VotedPair] = field(default_factory=list)
     start_from: str | None = None
     keep: list[str] = field(default_factory=list)
     steps: int | None = None  # tuning steps; None: the engine's default
@@ -197,7 +197,7 @@ class FinetuneRequest:
         if not isinstance(data, dict):
             raise BadRequest(f"a finetune request must be a map (received {type(data).__name__})")
         try:
-            pairs = [PreferencePair(bytes(c), bytes(r)) for c, r in data.get("pairs") or []]
+            pairs = [VotedPair(bytes(c), bytes(r)) for c, r in data.get("pairs") or []]
             request = cls(guild_id=data["guild_id"], pieces=list(data["pieces"]), pairs=pairs,
                           start_from=data.get("start_from"), keep=list(data.get("keep") or []),
                           steps=data.get("steps"))
@@ -246,7 +246,7 @@ class Queued:
 
 
 @dataclass(frozen=True)
-class Composing:
+class Decoding:
     percent: float  # bars written / bars requested, over every candidate
 
 
@@ -256,30 +256,30 @@ class Rendering:
 
 
 @dataclass(frozen=True)
-class Restarting:
+class EngineRestarting:
     """The engine died while this job was in flight; a new one is starting and will take the
     job again from the beginning (the client sends it once more)."""
 
 
 @dataclass(frozen=True)
-class Training:
+class FinetuneProgress:
     phase: str  # one of TRAINING_PHASES
     percent: float  # of the whole run, phases weighted by their expected time
 
 
 TRAINING_PHASES = ("preparing", "tuning", "preferences", "gate")
 
-ProgressEvent = Queued | Composing | Rendering | Restarting | Training
+ProgressEvent = Queued | Decoding | Rendering | EngineRestarting | FinetuneProgress
 
 
 def progress_to_wire(event: ProgressEvent) -> dict[str, Any]:
     if isinstance(event, Queued):
         return {"stage": "queued", "position": event.position}
-    if isinstance(event, Composing):
+    if isinstance(event, Decoding):
         return {"stage": "composing", "percent": event.percent}
-    if isinstance(event, Training):
+    if isinstance(event, FinetuneProgress):
         return {"stage": "training", "phase": event.phase, "percent": event.percent}
-    if isinstance(event, Restarting):
+    if isinstance(event, EngineRestarting):
         return {"stage": "restarting"}
     return {"stage": "rendering"}
 
@@ -289,13 +289,13 @@ def progress_from_wire(data: dict[str, Any]) -> ProgressEvent:
     if stage == "queued":
         return Queued(int(data["position"]))
     if stage == "composing":
-        return Composing(float(data["percent"]))
+        return Decoding(float(data["percent"]))
     if stage == "rendering":
         return Rendering()
     if stage == "restarting":
-        return Restarting()
+        return EngineRestarting()
     if stage == "training":
-        return Training(str(data["phase"]), float(data["percent"]))
+        return FinetuneProgress(str(data["phase"]), float(data["percent"]))
     raise ValueError(f"unknown progress stage {stage!r}")
 
 

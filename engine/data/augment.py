@@ -109,7 +109,7 @@ LOW_SOLO_SHARE = 0.15  # lone melodies played by a bass instrument instead (octa
 
 
 @dataclass(frozen=True)
-class Part:
+class TrackShape:
     """One track of a piece, described by what decides how it is voiced."""
 
     index: int  # in score.tracks
@@ -124,7 +124,7 @@ def piece_rng(piece_id: str, copy: int) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def describe_parts(score: Score) -> list[Part]:
+def describe_parts(score: Score) -> list[TrackShape]:
     """The pitched tracks with notes, lowest median first."""
     parts = []
     for i, track in enumerate(score.tracks):
@@ -132,7 +132,7 @@ def describe_parts(score: Score) -> list[Part]:
             continue
         a = track.notes.numpy()
         pitch = a["pitch"].astype(np.int64)
-        parts.append(Part(i, int(pitch.min()), int(pitch.max()), float(np.median(pitch)),
+        parts.append(TrackShape(i, int(pitch.min()), int(pitch.max()), float(np.median(pitch)),
                           overlap_share(a["time"], a["duration"]) > POLYPHONIC_SHARE))
     return sorted(parts, key=lambda p: (p.median, p.index))
 
@@ -148,7 +148,7 @@ def overlap_share(time: np.ndarray, duration: np.ndarray) -> float:
     return float(np.mean(start[1:] < running_end))
 
 
-def assign_roles(parts: Sequence[Part]) -> dict[int, str]:
+def assign_roles(parts: Sequence[TrackShape]) -> dict[int, str]:
     """Role of each part (by index): melody, bass, inner or chords."""
     if len(parts) == 1:
         part = parts[0]
@@ -166,7 +166,7 @@ def assign_roles(parts: Sequence[Part]) -> dict[int, str]:
     return roles
 
 
-def octave_shift(part: Part, transpose: int, program: int, octaves: Sequence[int]
+def octave_shift(part: TrackShape, transpose: int, program: int, octaves: Sequence[int]
                  ) -> int | None:
     """The octave move (from `octaves`, smallest first) that fits the part in the
     program's range once transposed, or None."""
@@ -192,7 +192,7 @@ class Voicing:
     octave: int  # octaves the part moves, on top of the piece's transposition
 
 
-def voice_one(part: Part, role: str, transpose: int, octaves: Sequence[int],
+def voice_one(part: TrackShape, role: str, transpose: int, octaves: Sequence[int],
               rng: np.random.Generator) -> Voicing | None:
     """A program of `role` the part fits (moved by one of `octaves`), or None."""
     shifts = {p: octave_shift(part, transpose, p, octaves) for p in ROLES[role]}
@@ -204,12 +204,12 @@ def voice_one(part: Part, role: str, transpose: int, octaves: Sequence[int],
     return Voicing(program, shift)
 
 
-def fits_unmoved(parts: Sequence[Part], transpose: int):
+def fits_unmoved(parts: Sequence[TrackShape], transpose: int):
     """Whether a program can play all of `parts` where they are (one instrument for all)."""
     return lambda p: all(octave_shift(part, transpose, p, (0,)) == 0 for part in parts)
 
 
-def voice_parts(parts: Sequence[Part], transpose: int, rng: np.random.Generator
+def voice_parts(parts: Sequence[TrackShape], transpose: int, rng: np.random.Generator
                 ) -> dict[int, Voicing]:
     """A program and an octave move for each part that can be re-voiced (others keep
     theirs)."""

@@ -41,7 +41,7 @@ from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
 from engine.model.device import pick_device
 from engine.model.tokenizer import MidiTokenizer
 
-__all__ = ["ComposeParams", "Composer", "Composition", "Plan", "plan_composition"]
+__all__ = ["ComposeParams", "Composer", "ComposerOutput", "Plan", "plan_composition"]
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Plan:
 
 
 @dataclass
-class Candidate:
+class RenderedCandidate:
     midi: bytes
     audio: bytes
     seconds: float
@@ -84,8 +84,8 @@ class Candidate:
 
 
 @dataclass
-class Composition:
-    candidates: list[Candidate]
+class ComposerOutput:
+    candidates: list[RenderedCandidate]
     pianoroll: bytes
     seed_seconds: float | None
     timings: dict[str, float]
@@ -128,7 +128,7 @@ class Composer:
         return rows
 
     def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
-               ) -> Composition:
+               ) -> ComposerOutput:
         started = time.perf_counter()
         scores = [to_score(self.tokenizer, plan, row.tokens, index=i)
                   for i, row in enumerate(rows)]
@@ -138,7 +138,7 @@ class Composer:
                                   max_audio_bytes=max_audio_bytes)
 
     def compose(self, seed_midi: bytes | None, params: ComposeParams,
-                *, max_audio_bytes: int | None = None) -> Composition:
+                *, max_audio_bytes: int | None = None) -> ComposerOutput:
         started = time.perf_counter()
         plan = self.plan(seed_midi, params)
         composition = self.finish(plan, self.decode(plan), max_audio_bytes=max_audio_bytes)
@@ -303,7 +303,7 @@ def seed_seconds(tokenizer: MidiTokenizer, plan: Plan) -> float | None:
 
 def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
                        seed_seconds: float | None, *, renderer: Renderer,
-                       encoders: Executor, max_audio_bytes: int | None = None) -> Composition:
+                       encoders: Executor, max_audio_bytes: int | None = None) -> ComposerOutput:
     """Render, encode and draw the decoded candidates (on the thread that owns `renderer`)."""
     started = time.perf_counter()
     # The synth renders one clip at a time while earlier clips encode on other cores
@@ -322,7 +322,7 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
         if bars < plan.params.bars:  # a bug: the grammar leaves every bar a way to close
             log.warning("a candidate stopped after %d of %d bars (%s)", bars,
                         plan.params.bars, row.stop_reason)
-        candidates.append(Candidate(
+        candidates.append(RenderedCandidate(
             midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
             notes=score.note_num(), tokens=len(row.tokens),
             invalid_rate=row.invalid_mass / max(1, row.steps), bars=bars,
@@ -332,7 +332,7 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
     started = time.perf_counter()
     png = draw_pianoroll(scores, seed=plan.seed_score, seed_seconds=seed_seconds)
     plan.timings["pianoroll"] = time.perf_counter() - started
-    return Composition(candidates, png, seed_seconds, dict(plan.timings),
+    return ComposerOutput(candidates, png, seed_seconds, dict(plan.timings),
                        tempo=float(plan.prompt.tempo))
 
 

@@ -2,7 +2,7 @@
 CPU priority, so compositions keep flowing while a server's model trains.
 
 One run per server at a time. The child reports progress as JSON lines, which go to the client
-as Training events; cancelling the job stops the child (SIGTERM, then SIGKILL). Checkpoints
+as FinetuneProgress events; cancelling the job stops the child (SIGTERM, then SIGKILL). Checkpoints
 live under <data dir>/models/<guild id>/; after a run, the ones the client did not ask to keep
 (and that are neither the start nor the new one) are deleted and listed in the result.
 The server's MIDI is copied for the child into <data dir>/finetune/<guild id>/<stamp>-<id>/,
@@ -27,9 +27,9 @@ from engine.api.child_env import child_environment
 from engine.api.errors import BadRequest, EngineError
 from engine.api.limits import default_finetune_threads
 from engine.api.protocol import (
+    FinetuneProgress,
     FinetuneRequest,
     FinetuneResult,
-    Training,
     error_to_wire,
     progress_to_wire,
 )
@@ -44,7 +44,7 @@ BAD_DATA_EXIT = 2
 
 
 @dataclass(eq=False)
-class TuningJob:
+class FinetuneProcess:
     id: int
     guild_id: int
     workdir: OwnedDir  # the server's MIDI for this run; removed whatever the run's end
@@ -59,7 +59,7 @@ class TuningJob:
     watcher: threading.Thread | None = None
 
 
-class TuningJobs:
+class FinetuneProcesses:
     def __init__(self, data_dir: Path, send: Callable[[dict[str, Any]], None], *,
                  python: str = sys.executable, threads: int | None = None) -> None:
         self._data_dir = Path(data_dir).resolve()
@@ -67,7 +67,7 @@ class TuningJobs:
         self._python = python
         self._threads = threads or default_finetune_threads()
         self._lock = threading.Lock()
-        self._jobs: dict[int, TuningJob] = {}
+        self._jobs: dict[int, FinetuneProcess] = {}
         self._sweep()
 
     @property
@@ -88,7 +88,7 @@ class TuningJobs:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             workdir = OwnedDir.create(self._workdirs / str(request.guild_id)
                                       / f"{stamp}-{job_id}")
-            job = TuningJob(id=job_id, guild_id=request.guild_id, workdir=workdir,
+            job = FinetuneProcess(id=job_id, guild_id=request.guild_id, workdir=workdir,
                             out=models / f"{stamp}-{job_id}.pt", start_from=start_from,
                             keep={Path(k).resolve() for k in request.keep})
             self._jobs[job_id] = job
@@ -170,7 +170,7 @@ class TuningJobs:
             (pair_dir / "chosen.mid").write_bytes(pair.chosen)
             (pair_dir / "rejected.mid").write_bytes(pair.rejected)
 
-    def _spawn(self, job: TuningJob, steps: int | None) -> subprocess.Popen:
+    def _spawn(self, job: FinetuneProcess, steps: int | None) -> subprocess.Popen:
         argv = [self._python, "-m", "engine", "finetune", "--data",
                 str(job.workdir.path / "data"),
                 "--out", str(job.out), "--data-dir", str(self._data_dir), "--json",
@@ -187,7 +187,7 @@ class TuningJobs:
                                 stdin=subprocess.DEVNULL, env=env, text=True)
 
     # Watching (one thread per job).
-    def _watch(self, job: TuningJob) -> None:
+    def _watch(self, job: FinetuneProcess) -> None:
         assert job.process is not None
         stderr = threading.Thread(target=self._read_stderr, args=(job,), daemon=True)
         stderr.start()
@@ -209,20 +209,20 @@ class TuningJobs:
         else:
             self._finish(job, code)
 
-    def _read_stderr(self, job: TuningJob) -> None:
+    def _read_stderr(self, job: FinetuneProcess) -> None:
         for line in job.process.stderr or ():  # type: ignore[union-attr]
             line = line.rstrip()
             log.info("fine-tune %d: %s", job.id, line)
             job.stderr_tail = [*job.stderr_tail[-19:], line]
 
-    def _on_line(self, job: TuningJob, line: str) -> None:
+    def _on_line(self, job: FinetuneProcess, line: str) -> None:
         try:
             message = json.loads(line)
         except json.JSONDecodeError:
             log.warning("fine-tune %d said: %s", job.id, line.rstrip())
             return
         if "progress" in message:
-            event = Training(str(message["progress"]["phase"]),
+            event = FinetuneProgress(str(message["progress"]["phase"]),
                              float(message["progress"]["percent"]))
             if event.percent - job.last_percent >= 1.0 or event.percent >= 100:
                 job.last_percent = event.percent
@@ -232,7 +232,7 @@ class TuningJobs:
         else:
             job.result = message
 
-    def _finish(self, job: TuningJob, code: int) -> None:
+    def _finish(self, job: FinetuneProcess, code: int) -> None:
         if job.cancelled:
             log.info("fine-tune %d cancelled", job.id)
             job.out.unlink(missing_ok=True)
@@ -253,7 +253,7 @@ class TuningJobs:
             self._reply_error(job, EngineError(
                 f"the fine-tune stopped with an error (exit status {code})"))
 
-    def _prune(self, job: TuningJob) -> list[str]:
+    def _prune(self, job: FinetuneProcess) -> list[str]:
         keep = job.keep | {job.out.resolve()} | ({job.start_from} if job.start_from else set())
         pruned = []
         for path in sorted(job.out.parent.glob("*.pt")):
@@ -263,7 +263,7 @@ class TuningJobs:
                 pruned.append(str(path))
         return pruned
 
-    def _stop(self, job: TuningJob) -> None:
+    def _stop(self, job: FinetuneProcess) -> None:
         process = job.process
         if process is None or process.poll() is not None:
             return
@@ -277,6 +277,6 @@ class TuningJobs:
         except subprocess.TimeoutExpired:
             process.kill()
 
-    def _reply_error(self, job: TuningJob, exc: BaseException) -> None:
+    def _reply_error(self, job: FinetuneProcess, exc: BaseException) -> None:
         if not job.cancelled:
             self._send(error_to_wire(job.id, exc))

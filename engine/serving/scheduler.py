@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from engine.api.protocol import ComposeRequest, Composing, ProgressEvent, Queued, Rendering
+from engine.api.protocol import ComposeRequest, Decoding, ProgressEvent, Queued, Rendering
 from engine.generation.composer import ComposeParams, Plan
 from engine.generation.sample import DecodeBatch, Row
 from engine.serving.fairness import FairQueue
@@ -30,7 +30,7 @@ PROGRESS_INTERVAL = 0.5  # seconds between percent updates of a job; Discord edi
 
 
 @dataclass(eq=False)
-class Job:
+class ScheduledJob:
     id: int
     request: ComposeRequest
     params: ComposeParams
@@ -46,21 +46,21 @@ class Job:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-Emit = Callable[[Job, ProgressEvent], None]
+Emit = Callable[[ScheduledJob, ProgressEvent], None]
 
 
 class Scheduler:
-    def __init__(self, *, max_rows: int, emit: Emit, on_decoded: Callable[[Job], None],
-                 on_failed: Callable[[Job, BaseException], None],
-                 on_dropped: Callable[[Job], None]) -> None:
+    def __init__(self, *, max_rows: int, emit: Emit, on_decoded: Callable[[ScheduledJob], None],
+                 on_failed: Callable[[ScheduledJob, BaseException], None],
+                 on_dropped: Callable[[ScheduledJob], None]) -> None:
         self.max_rows = max_rows
         self._emit, self._on_decoded = emit, on_decoded
         self._on_failed, self._on_dropped = on_failed, on_dropped
         self._inbox: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         # Owned by the scheduler thread:
-        self._queue: FairQueue[Job] = FairQueue()
+        self._queue: FairQueue[ScheduledJob] = FairQueue()
         self._batches: dict[LoadedModel, DecodeBatch] = {}
-        self._active: dict[Job, LoadedModel] = {}
+        self._active: dict[ScheduledJob, LoadedModel] = {}
         self._active_rows = 0
         self._steps = 0
         self._tokens = 0  # one per row per step: what "decode tokens/s" is measured in
@@ -68,13 +68,13 @@ class Scheduler:
         self._queue_changed = False
 
     # Thread-safe entry points.
-    def submit(self, job: Job) -> None:
+    def submit(self, job: ScheduledJob) -> None:
         """A planned job (its model acquired) waits for room in the batch."""
         if job.plan is None or job.model is None:
             raise ValueError(f"job {job.id} must be planned before it is queued")
         self._inbox.put(("submit", job))
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: ScheduledJob) -> None:
         self._inbox.put(("cancel", job))
 
     def stats(self, reply: Callable[[dict[str, Any]], None]) -> None:
@@ -117,14 +117,14 @@ class Scheduler:
             except queue.Empty:
                 return
 
-    def _on_submit(self, job: Job) -> None:
+    def _on_submit(self, job: ScheduledJob) -> None:
         if job.cancelled:
             self._on_dropped(job)
             return
         self._queue.push(job)
         self._queue_changed = True
 
-    def _on_cancel(self, job: Job) -> None:
+    def _on_cancel(self, job: ScheduledJob) -> None:
         if self._queue.remove(job):
             self._on_dropped(job)
             self._queue_changed = True
@@ -154,7 +154,7 @@ class Scheduler:
                 log.exception("job %s could not join the batch", job.id)
                 self._on_failed(job, exc)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: ScheduledJob) -> None:
         assert job.plan is not None and job.model is not None
         started = time.perf_counter()
         job.timings["queue"] = started - job.received
@@ -191,14 +191,14 @@ class Scheduler:
             self._tokens += rows
             for row in finished:
                 job = row.request
-                assert isinstance(job, Job)
+                assert isinstance(job, ScheduledJob)
                 job.finished_rows += 1
                 self._active_rows -= 1
                 if job.finished_rows == len(job.rows):
                     del self._active[job]
                     job.timings["sample"] = time.perf_counter() - job.timings.pop(
                         "sample_started")
-                    self._emit(job, Composing(100.0))
+                    self._emit(job, Decoding(100.0))
                     self._emit(job, Rendering())
                     self._on_decoded(job)
             if not len(batch):
@@ -209,7 +209,7 @@ class Scheduler:
         if now - self._last_report < PROGRESS_INTERVAL or not self._active:
             return
         self._last_report = now
-        done: dict[Job, int] = {}
+        done: dict[ScheduledJob, int] = {}
         for batch in self._batches.values():
             assert batch.gstate is not None
             # A row is in the bar it opened last: the ones before it are written.
@@ -222,7 +222,7 @@ class Scheduler:
             percent = float(int(100.0 * written / (bars * len(job.rows))))
             if percent != job.percent:
                 job.percent = percent
-                self._emit(job, Composing(percent))
+                self._emit(job, Decoding(percent))
 
     def _report_positions(self) -> None:
         for position, job in enumerate(self._queue, start=1):

@@ -71,7 +71,7 @@ from engine.audio.render import Renderer
 from engine.generation.composer import (
     ENCODER_THREADS,
     ComposeParams,
-    Composition,
+    ComposerOutput,
     Plan,
     plan_composition,
     plan_from_seed,
@@ -83,10 +83,10 @@ from engine.generation.keep_seed import known_programs
 from engine.generation.sample import Row, generate
 from engine.model.device import pick_device
 from engine.serving.fairness import FairLane
-from engine.serving.finetune_processes import TuningJobs
+from engine.serving.finetune_processes import FinetuneProcesses
 from engine.serving.model_cache import LoadedModel, ModelCache
 from engine.serving.render_job import render_midi
-from engine.serving.scheduler import Job, Scheduler
+from engine.serving.scheduler import ScheduledJob, Scheduler
 from engine.serving.seed_reader import SeedReader
 
 log = logging.getLogger(__name__)
@@ -141,15 +141,16 @@ class RenderPool:
     (AudioJob) on `file_threads` renderers of their own at a lower CPU priority.
     """
 
-    def __init__(self, *, deliver: Callable[[Job, Composition], None],
+    def __init__(self, *, deliver: Callable[[ScheduledJob, ComposerOutput], None],
                  deliver_audio: Callable[[AudioJob, RenderResult], None],
-                 fail: Callable[[Job | AudioJob, BaseException], None],
-                 drop: Callable[[Job | AudioJob], None], release: Callable[[Job], None],
+                 fail: Callable[[ScheduledJob | AudioJob, BaseException], None],
+                 drop: Callable[[ScheduledJob | AudioJob], None],
+                 release: Callable[[ScheduledJob], None],
                  threads: int = 1, file_threads: int = WHOLE_FILE_THREADS,
                  soundfont: Path | None = None) -> None:
         self._deliver, self._deliver_audio = deliver, deliver_audio
         self._fail, self._drop, self._release = fail, drop, release
-        self._compositions: FairLane[Job] = FairLane()
+        self._compositions: FairLane[ScheduledJob] = FairLane()
         self._files: FairLane[AudioJob] = FairLane()
         # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
         self._renderers = [Renderer(soundfont) for _ in range(threads)]
@@ -162,7 +163,7 @@ class RenderPool:
         """Jobs handed over and not yet done, in both lanes (read by stats)."""
         return self._compositions.pending + self._files.pending
 
-    def put(self, job: Job | AudioJob) -> None:
+    def put(self, job: ScheduledJob | AudioJob) -> None:
         accepted = (self._files.put(job) if isinstance(job, AudioJob)
                     else self._compositions.put(job))
         if not accepted:  # stopping: nobody is left to render it
@@ -216,7 +217,7 @@ class RenderPool:
         reply()  # after the count, so a ping that follows the reply sees the job gone
         return True
 
-    def _render(self, job: Job | AudioJob, renderer: Renderer) -> Callable[[], None]:
+    def _render(self, job: ScheduledJob | AudioJob, renderer: Renderer) -> Callable[[], None]:
         """Do the job; returns how to report it."""
         if job.cancelled:
             return functools.partial(self._drop, job)
@@ -251,7 +252,7 @@ class RenderPool:
 
     def render(self, plan: Plan, rows: list[Row], model: LoadedModel,
                max_audio_bytes: int | None, renderer: Renderer, *,
-               release: Callable[[], None] = lambda: None) -> Composition:
+               release: Callable[[], None] = lambda: None) -> ComposerOutput:
         """Decode to MIDI and render; `release` frees the model once it is no longer needed."""
         started = time.perf_counter()
         with model.tokenizer_lock:
@@ -268,7 +269,7 @@ class RenderPool:
 class PlanTask:
     """A compose job whose model is loaded (or failed to load), waiting for the planner."""
 
-    job: Job
+    job: ScheduledJob
     loading: Future[LoadedModel]
 
     @property
@@ -285,7 +286,7 @@ class Server:
         self._render_seconds = Range(0.0, settings.work.max_render_seconds, " s", low_open=True)
         self.device = pick_device(settings.device)
         self._lock = threading.Lock()  # guards _jobs and every job's model hand-back
-        self._jobs: dict[int, Job | AudioJob] = {}
+        self._jobs: dict[int, ScheduledJob | AudioJob] = {}
         self._stopping = threading.Event()
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
@@ -302,7 +303,7 @@ class Server:
         self._scheduler = Scheduler(max_rows=settings.max_rows_for(self.device.type),
                                     emit=self._progress, on_decoded=self._renderer.put,
                                     on_failed=self._fail, on_dropped=self._drop)
-        self._tuning = TuningJobs(settings.data_dir, channel.send,
+        self._tuning = FinetuneProcesses(settings.data_dir, channel.send,
                                   threads=settings.finetune_threads)
 
     def run(self) -> int:
@@ -432,7 +433,7 @@ class Server:
         except BadRequest as exc:
             self._send_error(job_id, exc)
             return
-        job = Job(job_id, request, params, guild=request.guild_id)
+        job = ScheduledJob(job_id, request, params, guild=request.guild_id)
         if self._register(job):
             self._models.get(request.checkpoint).add_done_callback(
                 lambda loading: self._to_planner(job, loading))
@@ -466,7 +467,7 @@ class Server:
         except BadRequest as exc:
             self._send_error(job_id, exc)
 
-    def _register(self, job: Job | AudioJob) -> bool:
+    def _register(self, job: ScheduledJob | AudioJob) -> bool:
         with self._lock:
             fresh = job.id not in self._jobs
             if fresh:
@@ -475,7 +476,7 @@ class Server:
             self._send_error(job.id, BadRequest(f"job id {job.id} is already in use"))
         return fresh
 
-    def _to_planner(self, job: Job, loading: Future[LoadedModel]) -> None:
+    def _to_planner(self, job: ScheduledJob, loading: Future[LoadedModel]) -> None:
         """Queue the job for planning once its model is loaded (on the loader's thread)."""
         task = PlanTask(job, loading)
         if self._stopping.is_set() or not self._planning.put(task):
@@ -502,7 +503,7 @@ class Server:
             self._planning.finished(task)
         return True
 
-    def _plan(self, job: Job, loading: Future[LoadedModel], reader: SeedReader) -> None:
+    def _plan(self, job: ScheduledJob, loading: Future[LoadedModel], reader: SeedReader) -> None:
         try:
             model = loading.result()
         except Exception as exc:
@@ -540,7 +541,7 @@ class Server:
             job = self._jobs.get(job_id)
         if job is not None:
             job.cancelled = True
-            if isinstance(job, Job):
+            if isinstance(job, ScheduledJob):
                 self._scheduler.cancel(job)
 
     def _on_ping(self, job_id: int, message: dict[str, Any]) -> None:
@@ -555,25 +556,25 @@ class Server:
         self._scheduler.stats(reply)
 
     # A job's ends (any thread). Each job ends exactly once: the registry says whether it has.
-    def _release(self, job: Job | AudioJob) -> None:
+    def _release(self, job: ScheduledJob | AudioJob) -> None:
         with self._lock:
             model, job.model = job.model, None
         if model is not None:
             self._models.release(model)
 
-    def _end(self, job: Job | AudioJob) -> bool:
+    def _end(self, job: ScheduledJob | AudioJob) -> bool:
         self._release(job)
         with self._lock:
             return self._jobs.pop(job.id, None) is job
 
-    def _drop(self, job: Job | AudioJob) -> None:
+    def _drop(self, job: ScheduledJob | AudioJob) -> None:
         self._end(job)
 
-    def _fail(self, job: Job | AudioJob, exc: BaseException) -> None:
+    def _fail(self, job: ScheduledJob | AudioJob, exc: BaseException) -> None:
         if self._end(job) and not job.cancelled:
             self._send_error(job.id, exc)
 
-    def _deliver(self, job: Job, composition: Composition) -> None:
+    def _deliver(self, job: ScheduledJob, composition: ComposerOutput) -> None:
         if not self._end(job) or job.cancelled:
             return
         timings = {**job.timings, **composition.timings,
@@ -591,7 +592,7 @@ class Server:
         if self._end(job) and not job.cancelled:
             self._channel.send({"type": "result", "id": job.id, "result": rendered.to_wire()})
 
-    def _progress(self, job: Job, event: ProgressEvent) -> None:
+    def _progress(self, job: ScheduledJob, event: ProgressEvent) -> None:
         if not job.cancelled:
             self._channel.send({"type": "progress", "id": job.id,
                                 "event": progress_to_wire(event)})

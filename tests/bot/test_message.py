@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from bot.services.composing import ComposeJob
-from bot.services.engine_port import DRUMS, CandidateResult, ComposeResult, Composing, Restarting
+from bot.services.engine_port import (
+    DRUMS,
+    CandidateResult,
+    ComposeResult,
+    Decoding,
+    EngineRestarting,
+)
 from bot.ui.compose_message import PIANOROLL_RESERVE_BYTES, audio_budget, embed
 from bot.ui.compose_progress import describe
 
@@ -107,8 +113,9 @@ def test_the_embed_names_the_servers_model_version() -> None:
 
 def test_the_thinking_message_says_when_the_composer_restarted() -> None:
     # The engine client's event for jobs whose engine died: they start again on a new one.
-    assert describe(Restarting()) == "The composer restarted; your composition is starting again..."
-    assert describe(Composing(40.0)) == "Composing... 40%"
+    assert describe(EngineRestarting()) == (
+        "The composer restarted; your composition is starting again...")
+    assert describe(Decoding(40.0)) == "Composing... 40%"
 
 
 def test_the_embed_says_which_candidate_stopped_before_the_bars_asked() -> None:

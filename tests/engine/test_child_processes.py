@@ -16,7 +16,7 @@ from engine.api.child_env import child_environment
 from engine.api.client import EngineClient, FinetuneRequest
 from engine.api.errors import EngineError
 from engine.api.transport import SubprocessTransport
-from engine.serving.finetune_processes import TuningJobs
+from engine.serving.finetune_processes import FinetuneProcesses
 from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, receive_until, reply_to
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -158,7 +158,7 @@ async def test_work_folders_of_a_killed_engine_are_swept_at_the_next_start(
 
 def test_a_failed_spawn_leaves_no_folder(engine_data_dir, pieces):
     replies: list[dict] = []
-    jobs = TuningJobs(engine_data_dir, replies.append, python="/nonexistent/python")
+    jobs = FinetuneProcesses(engine_data_dir, replies.append, python="/nonexistent/python")
     with pytest.raises((OSError, EngineError)):
         jobs.start(7, FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
     assert run_folders(engine_data_dir) == [] and jobs.running == 0 and not replies

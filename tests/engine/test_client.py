@@ -22,12 +22,12 @@ from engine.api.client import (
     BadRequest,
     BadSeed,
     ComposeRequest,
-    Composing,
+    Decoding,
     EngineClient,
+    EngineRestarting,
     EngineUnavailable,
     Queued,
     Rendering,
-    Restarting,
 )
 from engine.api.limits import DEFAULT_MAX_RENDER_SECONDS
 from engine.audio.pianoroll import ROW_PX, SEED_STRIP_PX
@@ -93,7 +93,7 @@ async def test_eight_concurrent_compositions(engine, examples):
         check(result, request.candidates, seeded=request.seed_midi is not None)
         assert [c.bars for c in result.candidates] == [request.bars] * request.candidates
         assert isinstance(events[i][-1], Rendering)
-        assert all(isinstance(e, Queued | Composing | Rendering) for e in events[i])
+        assert all(isinstance(e, Queued | Decoding | Rendering) for e in events[i])
     stats = await engine.stats()
     assert stats.jobs == stats.rendering_jobs == stats.active_rows == 0
 
@@ -193,7 +193,7 @@ async def test_cancelled_request_frees_its_batch_rows(engine):
     started = asyncio.Event()
 
     def on_progress(event) -> None:
-        if isinstance(event, Composing):
+        if isinstance(event, Decoding):
             started.set()
 
     task = asyncio.create_task(engine.compose(ComposeRequest(bars=64, candidates=4, seed=0),
@@ -219,7 +219,7 @@ async def compose_and_kill(client: EngineClient, kills: int,
         if events is not None:
             events.append(event)
         pid = client.engine_info["pid"]
-        if isinstance(event, Composing) and len(killed) < kills and pid not in killed:
+        if isinstance(event, Decoding) and len(killed) < kills and pid not in killed:
             killed.append(pid)
             os.kill(pid, signal.SIGKILL)
 
@@ -244,8 +244,8 @@ async def test_kill_9_restarts_and_retries_the_job_once():
         # While the new engine started, the job heard why its progress stood still, then
         # progressed again from the start.
         kinds = [type(e) for e in events]
-        assert Restarting in kinds
-        assert Composing in kinds[kinds.index(Restarting):]
+        assert EngineRestarting in kinds
+        assert Decoding in kinds[kinds.index(EngineRestarting):]
         assert client.engine_info["pid"] != first_pid
         outcome, seconds = await compose_and_kill(client, kills=2)
         assert seconds < 30

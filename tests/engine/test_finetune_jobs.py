@@ -16,9 +16,9 @@ from engine.api.client import (
     BadRequest,
     ComposeRequest,
     EngineClient,
+    FinetuneProgress,
     FinetuneRequest,
-    PreferencePair,
-    Training,
+    VotedPair,
 )
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -51,7 +51,7 @@ async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
     models.mkdir(parents=True, exist_ok=True)
     (models / "stale.pt").write_bytes(b"an old version nobody keeps")
     (models / "kept.pt").write_bytes(b"the version the bot may roll back to")
-    events: list[Training] = []
+    events: list[FinetuneProgress] = []
     result = await engine.finetune(
         FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=4,
                         keep=[str(models / "kept.pt")]),
@@ -62,7 +62,7 @@ async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
             "base_nll_after"} <= result.metrics.keys()
     checkpoint = Path(result.checkpoint)
     assert checkpoint.parent == models.resolve() and checkpoint.is_file()
-    assert events and all(isinstance(e, Training) for e in events)
+    assert events and all(isinstance(e, FinetuneProgress) for e in events)
     assert events[-1].percent == 100.0
     # Pruned: what was neither kept nor new; the working copy of the data is gone too.
     assert result.pruned == [str(models.resolve() / "stale.pt")]
@@ -77,7 +77,7 @@ async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
 
 @session_loop
 async def test_preference_pairs_reach_the_preference_step(engine, pieces):
-    pairs = [PreferencePair(chosen=pieces[i % 8], rejected=pieces[(i + 3) % 8])
+    pairs = [VotedPair(chosen=pieces[i % 8], rejected=pieces[(i + 3) % 8])
              for i in range(8)]
     result = await engine.finetune(FinetuneRequest(guild_id=OTHER_GUILD, pieces=pieces,
                                                    pairs=pairs, steps=2))

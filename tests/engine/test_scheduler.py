@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.api.protocol import ComposeRequest, Composing, Queued, Rendering
+from engine.api.protocol import ComposeRequest, Decoding, Queued, Rendering
 from engine.generation.composer import ComposeParams, plan_composition
 from engine.serving.model_cache import LoadedModel, load_model
-from engine.serving.scheduler import Job, Scheduler
+from engine.serving.scheduler import ScheduledJob, Scheduler
 from tests.engine.test_server import CHECKPOINT
 
 
@@ -34,10 +34,10 @@ class Recorder:
 
 
 def make_job(model: LoadedModel, job_id: int, *, guild: int = 0, bars: int = 2,
-             candidates: int = 2) -> Job:
+             candidates: int = 2) -> ScheduledJob:
     params = ComposeParams(bars=bars, candidates=candidates, seed=job_id)
-    job = Job(job_id, ComposeRequest(bars=bars, candidates=candidates, guild_id=guild), params,
-              guild=guild, model=model)
+    request = ComposeRequest(bars=bars, candidates=candidates, guild_id=guild)
+    job = ScheduledJob(job_id, request, params, guild=guild, model=model)
     job.plan = plan_composition(model.tokenizer, model.grammar, None, params)
     return job
 
@@ -88,8 +88,8 @@ def test_rows_join_a_running_batch_and_leave_when_done(model):
     assert 1 not in rec.decoded and stats(scheduler)["active_rows"] == 3  # left at once
     assert all(row.done for row in short.rows) and not any(row.done for row in long.rows)
     ours = [e for j, e in rec.events if j == 2]
-    assert isinstance(ours[-1], Rendering) and ours[-2] == Composing(100.0)
-    percents = [e.percent for j, e in rec.events if j == 1 and isinstance(e, Composing)]
+    assert isinstance(ours[-1], Rendering) and ours[-2] == Decoding(100.0)
+    percents = [e.percent for j, e in rec.events if j == 1 and isinstance(e, Decoding)]
     assert percents and percents == sorted(percents)
     long.cancelled = True
     scheduler.cancel(long)

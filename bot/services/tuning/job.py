@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.db import FinetuneExport, FinetuneStatus, update_finetune_run
-from bot.services.engine_port import FinetuneRequest, FinetuneResult, PreferencePair
+from bot.services.engine_port import FinetuneRequest, FinetuneResult, VotedPair
 from bot.services.tuning.host import TuningHost
 from bot.services.tuning.progress import RunProgress
 
@@ -42,7 +42,7 @@ class TuningJob:
             guild_id=export.guild_id,
             pieces=[s.midi for s in export.seeds] + [w.midi for w in export.winners],
             pairs=[
-                PreferencePair(chosen=p.chosen_midi, rejected=p.rejected_midi) for p in export.pairs
+                VotedPair(chosen=p.chosen_midi, rejected=p.rejected_midi) for p in export.pairs
             ],
             start_from=start_from,
             keep=keep,

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import update_finetune_run
 from bot.db.errors import FinetuneRunFinished
-from bot.services.engine_port import ProgressEvent, Training
+from bot.services.engine_port import FinetuneProgress, ProgressEvent
 from bot.ui.throttled import Throttled
 
 log = logging.getLogger(__name__)
@@ -18,8 +18,8 @@ log = logging.getLogger(__name__)
 WRITE_INTERVAL_SECONDS = 5.0
 
 
-class RunProgress(Throttled[Training]):
-    """`update` records the engine's newest Training event (cheap: the engine client never
+class RunProgress(Throttled[FinetuneProgress]):
+    """`update` records the engine's newest FinetuneProgress event (cheap: the engine client never
     waits); one task writes it. Leaving the context stops that task, so a late progress
     write can never land after the run's outcome."""
 
@@ -34,10 +34,10 @@ class RunProgress(Throttled[Training]):
         self._run_id = run_id
 
     def update(self, event: ProgressEvent) -> None:
-        if isinstance(event, Training):
+        if isinstance(event, FinetuneProgress):
             self.put(event)
 
-    async def _write(self, event: Training) -> None:
+    async def _write(self, event: FinetuneProgress) -> None:
         try:
             async with self._sessions() as session:
                 await update_finetune_run(
