@@ -18,7 +18,6 @@ writes the rest. The sampler feeds the copied ids through the model like its own
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 FORMS = ("return", "free", "AABA", "ABAB")
@@ -89,14 +88,3 @@ def _returning(plan: list[Reuse | None], bars: int, seed_bars: int, phrase: int
         if plan[start + 2] is None:
             plan[start + 2] = Reuse(own_bar=start, varied=True)
     return plan
-
-
-def split_bars(ids: Sequence[int], opens_bar: Sequence[bool]) -> list[list[int]]:
-    """Ids cut at every id that opens a bar (whatever comes before the first bar is dropped)."""
-    bars: list[list[int]] = []
-    for token in ids:
-        if opens_bar[token]:
-            bars.append([token])
-        elif bars:
-            bars[-1].append(token)
-    return bars

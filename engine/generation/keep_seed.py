@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from symusic import Score
 
-from engine.api.form import phrase_bars, plan_form, split_bars
+from engine.api.form import phrase_bars, plan_form
 from engine.generation.arrange import (
     Arrangement,
     BarGrid,
@@ -29,6 +29,7 @@ from engine.generation.arrange import (
     plan_arrangement,
     voice_by_register,
 )
+from engine.generation.bars import split_bars
 from engine.generation.grammar import MIXED, NONE, Grammar
 from engine.generation.seed_profile import DRUMS, SeedProfile
 from engine.generation.steering import KEY_STRENGTH, RowSteering

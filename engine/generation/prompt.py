@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from symusic import Score
 
 from engine.api.errors import BadSeed
-from engine.api.form import split_bars
 from engine.api.limits import DEFAULT_TEMPO_BPM, MAX_PROMPT_TOKENS
 from engine.api.metre import bar_parts
 from engine.api.seed_midi import SeedFacts, split_metres
+from engine.generation.bars import split_bars
 from engine.generation.grammar import NONE, Grammar, positions_per_bar
 from engine.generation.seed_tokens import SeedTokens
 from engine.model.tokenizer import MidiTokenizer

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from engine.api.form import Reuse, split_bars
+from engine.api.form import Reuse
 
 # MAX_TOKENS_PER_BAR: a last resort only; the grammar closes a bar within BAR_TOKEN_CAP + 5
 # ids, well below it.
@@ -34,6 +34,7 @@ from engine.api.limits import (
     TEMPERATURE,
     TOP_P,
 )
+from engine.generation.bars import split_bars
 from engine.generation.grammar import NONE, Grammar, GrammarState
 from engine.generation.steering import RowSteering, SteeringRows
 from engine.model.lstm import LSTMLanguageModel

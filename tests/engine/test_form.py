@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api.form import Reuse, phrase_bars, plan_form, split_bars
+from engine.api.form import Reuse, phrase_bars, plan_form
+from engine.generation.bars import split_bars
 
 
 def test_by_default_the_seed_s_last_phrase_returns_twice_and_a_bar_answers_another() -> None:

@@ -8,8 +8,9 @@ import pytest
 from symusic import Score
 
 from bench import member_seeds
-from engine.api.form import plan_form, split_bars
+from engine.api.form import plan_form
 from engine.evaluation.musical_stats import Notes, in_scale_share
+from engine.generation.bars import split_bars
 from engine.generation.composer import ComposeParams, plan_composition
 from engine.generation.grammar import NONE
 from engine.generation.keep_seed import copyable_bars
