@@ -31,9 +31,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The shipped base model, in two stages (README, "The shipped base model"): the pieces as
+# converted, then on from there over the pieces and their augmented copies.
 train: setup
+	$(BIN)/python -m engine data build --copies 0 --data-dir data/plain
+	$(BIN)/python -m engine train --data-dir data/plain --out data/plain/base.pt --steps 4000 --time-budget 55
 	$(BIN)/python -m engine data build
-	$(BIN)/python -m engine train
+	$(BIN)/python -m engine train --init-from data/plain/base.pt --steps 1500 --time-budget 25 --lr 1e-3
 
 bench: setup
 	$(BIN)/python -m bench

@@ -1,11 +1,11 @@
 """`python -m engine train`: tokenizer, token streams, LSTM, n-gram baseline, shipped checkpoint.
 
-`make train` runs this with the defaults below; that is how engine/checkpoints/base.pt was made.
 The model trains on the training pieces as converted and their augmented copies
-(engine/augment.py); it is measured on the held-out pieces as converted (the figures the
-README compares across models) and on their augmented copies. A fixed number of steps, not
-a time budget, so that the result does not depend on how busy the machine is.
-"""
+(engine/data/augment.py), when the data dir has copies; it is measured on the held-out pieces
+as converted (the figures the README compares across models) and on their augmented copies.
+By default a fixed number of steps, so that the result does not depend on how busy the
+machine is; `--time-budget` fits the schedule to wall time instead, and `--init-from` goes on
+from a checkpoint. `make train` runs the two stages that made engine/checkpoints/base.pt."""
 
 from __future__ import annotations
 
@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, best, half=True)
     write_record(args.out, meta)
     best.tokenizer.save(args.out.parent / "tokenizer.json")
-    draw_loss_curve(result.history, args.out.with_name(args.out.stem + "-loss.png"))
+    draw_loss_curve(result.history, args.out.with_name(args.out.stem + "-loss.png"),
+                    earlier=None if start is None else start.meta.get("history"),
+                    earlier_steps=0 if start is None else
+                    start.meta.get("train", {}).get("steps_done", 0))
     print(json.dumps({k: meta[k] for k in ("heldout", "ngram_baseline", "train")}, indent=1))
     return 0

@@ -17,6 +17,7 @@ from bot.db import Candidate, Composition, Seed, Vote
 EXAMPLES = Path(__file__).resolve().parents[2] / "engine" / "examples"
 MOTIF = (EXAMPLES / "motif.mid").read_bytes()
 WALTZ = (EXAMPLES / "waltz-violin.mid").read_bytes()
+BAND = (EXAMPLES / "band.mid").read_bytes()
 
 # The async tests run on the session loop (the engine client's); composing on this CPU takes
 # seconds, so SimCord waits longer than its default for the bot to settle.
