@@ -159,14 +159,15 @@ class EngineClient:
         return await self._run(body, ComposeResult.from_wire, on_progress)
 
     async def render(self, midi: bytes, *, max_audio_bytes: int | None = None,
-                     max_seconds: float | None = None,
-                     guild_id: int | None = None) -> RenderResult:
+                     max_seconds: float | None = None, guild_id: int | None = None,
+                     pianoroll: bool = False) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
         `max_seconds` (None: the engine's most, MOTIF_MAX_RENDER_SECONDS) of it, fitted
         into `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit.
-        `guild_id`: whose turn it is among the engine's whole-file renders."""
+        `guild_id`: whose turn it is among the engine's whole-file renders. `pianoroll`: also
+        draw the whole file (result.pianoroll, PNG)."""
         body = {"type": "render", "midi": midi, "max_audio_bytes": max_audio_bytes,
-                "max_seconds": max_seconds, "guild_id": guild_id}
+                "max_seconds": max_seconds, "guild_id": guild_id, "pianoroll": pianoroll}
         return await self._run(body, RenderResult.from_wire, None)
 
     async def finetune(self, request: FinetuneRequest, *,

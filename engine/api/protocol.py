@@ -153,6 +153,7 @@ class RenderResult:
     # (the job's bound on seconds) or "size" (shortened to fit max_audio_bytes).
     cut_at: float | None = None
     cut_for: str | None = None
+    pianoroll: bytes | None = None  # PNG of the whole file, when it was asked for
 
     def to_wire(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -162,7 +163,7 @@ class RenderResult:
         return cls(audio=data["audio"], seconds=float(data["seconds"]),
                    full_seconds=float(data["full_seconds"]),
                    quality_lowered=bool(data.get("quality_lowered")), cut_at=data.get("cut_at"),
-                   cut_for=data.get("cut_for"))
+                   cut_for=data.get("cut_for"), pianoroll=data.get("pianoroll"))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from symusic import Score
 from engine.api.errors import BadRequest
 from engine.api.limits import MAX_RENDER_MIDI_BYTES, MAX_RENDER_NOTES
 from engine.api.protocol import RenderResult
+from engine.audio.pianoroll import draw_pianoroll
 from engine.audio.render import SAMPLE_RATE, TAIL_SECONDS, Renderer, encode_ogg
 
 
@@ -50,11 +51,12 @@ def first_seconds(score: Score, max_seconds: float) -> tuple[Score, float, bool]
 
 
 def render_midi(renderer: Renderer, data: bytes, *, max_audio_bytes: int | None,
-                max_seconds: float) -> RenderResult:
+                max_seconds: float, pianoroll: bool = False) -> RenderResult:
     """Render at most `max_seconds` (the server checked them against its limit) on the
     caller's thread (the one that owns `renderer`); BadRequest when the file cannot be
-    rendered, with the reason."""
-    part, end, cut = first_seconds(read_midi(data), max_seconds)
+    rendered, with the reason. `pianoroll`: draw the whole file too (a jam's piece so far)."""
+    score = read_midi(data)
+    part, end, cut = first_seconds(score, max_seconds)
     notes = part.note_num()
     if notes > MAX_RENDER_NOTES:
         raise BadRequest(f"the audio would play {notes:,} notes; it is made for at most "
@@ -65,4 +67,5 @@ def render_midi(renderer: Renderer, data: bytes, *, max_audio_bytes: int | None,
         cut_at, cut_for = encoded.seconds, "size"
     return RenderResult(audio=encoded.data, seconds=encoded.seconds,
                         full_seconds=end + TAIL_SECONDS, quality_lowered=encoded.quality_lowered,
-                        cut_at=cut_at, cut_for=cut_for)
+                        cut_at=cut_at, cut_for=cut_for,
+                        pianoroll=draw_pianoroll([score], labels=["Piece"]) if pianoroll else None)

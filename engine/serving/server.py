@@ -114,6 +114,7 @@ class AudioJob:
     max_audio_bytes: int | None
     max_seconds: float
     guild: Hashable = None  # whose turn it is in the whole-file lane
+    pianoroll: bool = False  # draw the file too
     cancelled: bool = False
     model: None = None  # holds no model; the server ends every kind of job alike
 
@@ -236,7 +237,7 @@ class RenderPool:
     def _render_audio(self, job: AudioJob, renderer: Renderer) -> Callable[[], None]:
         try:
             rendered = render_midi(renderer, job.midi, max_audio_bytes=job.max_audio_bytes,
-                                   max_seconds=job.max_seconds)
+                                   max_seconds=job.max_seconds, pianoroll=job.pianoroll)
         except BadRequest as exc:
             return functools.partial(self._fail, job, exc)
         except Exception:
@@ -444,6 +445,7 @@ class Server:
         if max_seconds is None:
             max_seconds = self._work_limits.max_render_seconds
         guild_id = message.get("guild_id")
+        pianoroll = message.get("pianoroll", False)
         if not isinstance(midi, bytes):
             self._send_error(job_id, BadRequest("a render request needs the MIDI as bytes"))
         elif max_bytes is not None and (not isinstance(max_bytes, int)
@@ -456,8 +458,12 @@ class Server:
         elif guild_id is not None and (not isinstance(guild_id, int) or isinstance(guild_id, bool)):
             self._send_error(job_id, BadRequest(f"guild_id must be int or nothing "
                                                 f"(received {guild_id!r:.40})"))
+        elif not isinstance(pianoroll, bool):
+            self._send_error(job_id, BadRequest(f"pianoroll must be true or false "
+                                                f"(received {pianoroll!r:.40})"))
         else:
-            job = AudioJob(job_id, midi, max_bytes, float(max_seconds), guild=guild_id)
+            job = AudioJob(job_id, midi, max_bytes, float(max_seconds), guild=guild_id,
+                           pianoroll=pianoroll)
             if self._register(job):
                 self._renderer.put(job)
 

@@ -62,8 +62,9 @@ async def test_a_whole_two_round_jam(world) -> None:
     (result,) = results(world)
     assert "Round 1 of 2** is closed (time is up): candidate 2 wins with 1 vote" in result.content
     names = [a.filename for a in result.attachments]
-    assert [n.rsplit(".", 1)[1] for n in names] == ["ogg", "mid"]
+    assert [n.rsplit(".", 1)[1] for n in names] == ["ogg", "mid", "png"]
     assert_audible(await read(result.attachments[0]))
+    assert (await read(result.attachments[2])).startswith(b"\x89PNG")  # the piece so far, drawn
 
     first, second = rounds_posted(world)
     # Round 2 closes early: everyone who voted in round 1 (bob) has voted again.
@@ -75,7 +76,7 @@ async def test_a_whole_two_round_jam(world) -> None:
     assert f"Started by <@{world.alice.id}>, 2 rounds" in end.content
     assert "Round 1: candidate 2 (1 vote)" in end.content
     assert "Round 2: candidate 1 (2 votes)" in end.content
-    assert [a.filename.rsplit(".", 1)[1] for a in end.attachments] == ["ogg", "mid"]
+    assert [a.filename.rsplit(".", 1)[1] for a in end.attachments] == ["ogg", "mid", "png"]
     assert button_labels(end) == ["Save the piece as a seed"]
 
     # Stored like /compose's: two compositions, the second continuing the first's winner,

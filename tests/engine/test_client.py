@@ -124,8 +124,21 @@ async def test_render_a_whole_midi_file(engine, examples):
     rendered = await engine.render((examples / "band.mid").read_bytes(), guild_id=5)
     assert rendered.audio[:4] == b"OggS" and rendered.cut_at is None
     assert rendered.seconds == pytest.approx(rendered.full_seconds, abs=0.01)
+    assert rendered.pianoroll is None  # drawn only when asked
     with pytest.raises(BadRequest, match="no notes"):
         await engine.render(Score(480).dumps_midi())
+
+
+@session_loop
+async def test_render_draws_the_whole_file_when_asked(engine, examples, tmp_path):
+    # A jam's piece so far is posted with its piano roll.
+    rendered = await engine.render((examples / "band.mid").read_bytes(), pianoroll=True)
+    assert rendered.audio[:4] == b"OggS"
+    assert rendered.pianoroll is not None and rendered.pianoroll.startswith(b"\x89PNG")
+    (tmp_path / "band.png").write_bytes(rendered.pianoroll)
+    with pytest.raises(BadRequest, match="pianoroll must be true or false"):
+        await engine._run({"type": "render", "midi": (examples / "band.mid").read_bytes(),
+                           "pianoroll": "yes"}, lambda data: data, None)
 
 
 def long_piece(minutes: float) -> bytes:

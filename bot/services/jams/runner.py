@@ -276,20 +276,24 @@ class JamRunner:
     async def _piece_files(
         self, jam: Jam, channel: Any, midi: bytes | None, name: str
     ) -> tuple[list[discord.File], str | None]:
-        """The piece's OGG (when the engine can make it) and MIDI, and how long it plays."""
+        """The piece's OGG and piano roll (when the engine can make them) and MIDI, and how
+        long it plays."""
         if midi is None:
             return [], None
         files = [discord.File(io.BytesIO(midi), filename=f"{name}.mid")]
-        budget = channel.guild.filesize_limit - len(midi) - MESSAGE_RESERVE_BYTES
+        budget = (channel.guild.filesize_limit - len(midi) - MESSAGE_RESERVE_BYTES
+                  - compose_message.PIANOROLL_RESERVE_BYTES)
         try:
             rendered = await self.host.engine.render(
-                midi, max_audio_bytes=budget, guild_id=jam.guild_id
+                midi, max_audio_bytes=budget, guild_id=jam.guild_id, pianoroll=True
             )
         except EngineError as error:
             log.warning("guild %s: jam #%s audio failed: %s", jam.guild_id, jam.id, error)
             seconds = await asyncio.to_thread(round_seconds, midi)
             return files, f"{clock(seconds)}, MIDI only: the audio could not be made"
         files.insert(0, discord.File(io.BytesIO(rendered.audio), filename=f"{name}.ogg"))
+        if rendered.pianoroll is not None:
+            files.append(discord.File(io.BytesIO(rendered.pianoroll), filename=f"{name}.png"))
         return files, clock(rendered.full_seconds)
 
     # ---- the end -------------------------------------------------------------------------
