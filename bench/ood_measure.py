@@ -30,6 +30,7 @@ from engine.evaluation.musical_stats import (
     instruments_kept,
     loud_share,
     onset_profile,
+    pickup_bars,
     pitch_class_distance,
     profile_distance,
     repeated_bar_share,
@@ -87,7 +88,8 @@ def measure(facts: SeedFacts, continuation: Score) -> Figures:
     kept = seed_consistency(facts.score, continuation)
     density = notes.per_bar() / facts.notes.per_bar()
     return {
-        "full_bars": bars_written(continuation) == BARS,
+        # The bars asked come after the rest of the seed's last bar when it stopped early.
+        "full_bars": bars_written(continuation) - pickup_bars(continuation) == BARS,
         "drums_kept": drum_bar_share(notes) if facts.drums else None,
         "instruments_kept": instruments_kept(facts.score, continuation),
         "only_seed_instruments": instruments(continuation) <= facts.instruments,

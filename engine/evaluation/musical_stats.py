@@ -340,6 +340,18 @@ def bars_written(score: Score) -> int:
     return int(np.searchsorted(lines, max(ends), side="left"))
 
 
+def pickup_bars(score: Score) -> int:
+    """1 when the score opens with a pickup bar: its first metre lasts one bar and another
+    follows (a continuation written on inside the seed's last bar starts so), else 0."""
+    metres = sorted(score.time_signatures, key=lambda ts: ts.time)
+    if len(metres) < 2 or metres[0].time != 0:
+        return 0
+    first, then = metres[0], metres[1]
+    bar = score.ticks_per_quarter * 4 * first.numerator // first.denominator
+    different = (first.numerator, first.denominator) != (then.numerator, then.denominator)
+    return int(then.time == bar and different)
+
+
 def drum_bar_share(notes: BarNotes) -> float:
     """Share of the bars in which a drum is hit."""
     if not notes.bars:

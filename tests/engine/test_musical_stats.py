@@ -29,6 +29,7 @@ from engine.evaluation.musical_stats import (
     loud_share,
     onset_profile,
     overlapping_area,
+    pickup_bars,
     pitch_class_distance,
     pitch_class_entropy,
     pitch_range,
@@ -258,6 +259,17 @@ def test_bars_written_count_to_the_end_of_the_last_note():
     assert bars_written(score(track([(0, 1, 60), (7, 1.5, 62)]))) == 3  # rings into bar 3
     assert bars_written(score(track([(0, 1, 60), (7, 1, 62)]), metre=(6, 8))) == 3  # 3-beat bars
     assert bars_written(score()) == 0
+
+
+def test_a_pickup_bar_is_counted_apart():
+    # A continuation written on inside the seed's last bar opens with the rest of that bar.
+    s = score(track([(0, 1, 60), (1.5, 8, 62)]), metre=(6, 16))  # 1.5 beats, then 4/4
+    s.time_signatures.append(TimeSignature(round(1.5 * TPQ), 4, 4))
+    assert (bars_written(s), pickup_bars(s)) == (3, 1)
+    assert pickup_bars(score(track([(0, 1, 60)]), metre=(4, 4))) == 0
+    same = score(track([(0, 1, 60)]), metre=(4, 4))
+    same.time_signatures.append(TimeSignature(4 * TPQ, 4, 4))  # restated, not a pickup
+    assert pickup_bars(same) == 0
 
 
 def test_drum_bar_share():
