@@ -30,6 +30,7 @@ from bot.db import (
     end_jam,
     everyone_back,
     get_active_model_version,
+    get_composition,
     jam_winners,
     pause_jam,
     set_jam_writer,
@@ -159,8 +160,27 @@ class JamRunner:
             "guild %s: jam #%s round %s closed (%s): candidate %s",
             guild_id, closed.jam.id, closed.round.number, how, closed.winner_position,
         )
+        await self._close_buttons(closed)
         await self._post_result(closed, how)
         await self.advance(closed.jam)
+
+    async def _close_buttons(self, closed: ClosedRound) -> None:
+        """The closed round's message keeps its final votes; its buttons can no longer be
+        pressed (a click that raced the close is refused by the database anyway)."""
+        jam = closed.jam
+        async with self.host.sessions() as session:
+            composition = await get_composition(
+                session, guild_id=jam.guild_id, composition_id=closed.round.composition_id
+            )
+        if composition.message_id is None:
+            return
+        view = round_view(
+            closed.round.id, composition.id, list(closed.tallies), closed.tallies, open_=False
+        )
+        try:
+            await self._channel(jam).get_partial_message(composition.message_id).edit(view=view)
+        except discord.HTTPException as error:  # deleted, or no access any more: not fatal
+            log.info("guild %s: jam #%s round buttons not closed: %s", jam.guild_id, jam.id, error)
 
     async def advance(self, jam: Jam) -> None:
         """The writer's step after a closed round: the next round, or the end."""
