@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import discord
 
-from bot.ui.views import PREFIX, check_candidate_buttons, midi_id, vote_label
+from bot.ui.views import PREFIX, check_candidate_buttons, midi_button, vote_label
 
 JAM_VOTE_TEMPLATE = PREFIX + r":jamvote:(?P<round>[0-9]+):(?P<candidate>[0-9]+)"
 JAM_SAVE_TEMPLATE = PREFIX + r":jamsave:(?P<jam>[0-9]+)"
@@ -46,14 +46,7 @@ def round_view(
                 row=0,
             )
         )
-    view.add_item(
-        discord.ui.Button(
-            label="MIDI",
-            style=discord.ButtonStyle.secondary,
-            custom_id=midi_id(composition_id),
-            row=1,
-        )
-    )
+    view.add_item(midi_button(composition_id, row=1))
     return view
 
 

@@ -72,6 +72,16 @@ def check_candidate_buttons(candidate_ids: Sequence[int]) -> None:
         )
 
 
+def midi_button(composition_id: int, *, row: int) -> discord.ui.Button[discord.ui.View]:
+    """The button that sends a composition's candidates as MIDI files."""
+    return discord.ui.Button(
+        label="MIDI",
+        style=discord.ButtonStyle.secondary,
+        custom_id=midi_id(composition_id),
+        row=row,
+    )
+
+
 def composition_view(
     composition_id: int, candidate_ids: Sequence[int], tallies: Mapping[int, int]
 ) -> discord.ui.View:
@@ -103,14 +113,7 @@ def composition_view(
                 row=2,
             )
         )
-    view.add_item(
-        discord.ui.Button(
-            label="MIDI",
-            style=discord.ButtonStyle.secondary,
-            custom_id=midi_id(composition_id),
-            row=3,
-        )
-    )
+    view.add_item(midi_button(composition_id, row=3))
     view.add_item(
         discord.ui.Button(
             label="Reroll",

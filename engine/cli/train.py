@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
                          lr=args.lr, eval_every=args.eval_every, seed=args.seed,
                          time_budget_seconds=args.time_budget * 60 or None)
-    model = start.model.float() if start is not None else LSTMLanguageModel(ModelConfig(
+    model = start.model if start is not None else LSTMLanguageModel(ModelConfig(
         vocab_size=tokenizer.vocab_size, embed_dim=args.embed, hidden_dim=args.hidden,
         num_layers=args.layers))
     working = work / "best.pt"

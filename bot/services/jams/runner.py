@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -289,9 +289,7 @@ class JamRunner:
         """The winners laid end to end (None before any round was won)."""
         async with self.host.sessions() as session:
             winners = await jam_winners(session, guild_id=jam.guild_id, jam_id=jam.id)
-        if not winners:
-            return None
-        return await asyncio.to_thread(concatenate, [c.midi for _, c in winners])
+        return await _joined(winners)
 
     async def _piece_files(
         self, jam: Jam, channel: Any, midi: bytes | None, name: str
@@ -337,7 +335,7 @@ class JamRunner:
                 jam_message.Winner(r.number, c.position, r.winner_votes or 0) for r, c in winners
             ],
         )
-        midi = await self.piece_midi(jam)
+        midi = await _joined(winners)
         files, _ = await self._piece_files(jam, channel, midi, f"jam-{jam.id}")
         if midi is None:
             await channel.send(text)
@@ -362,3 +360,10 @@ class JamRunner:
         if channel is None:
             raise RuntimeError(f"jam #{jam.id}: channel {jam.channel_id} is not known")
         return channel
+
+
+async def _joined(winners: Sequence[tuple[Any, Any]]) -> bytes | None:
+    """The winning candidates' MIDI laid end to end, off the event loop (None: no winner)."""
+    if not winners:
+        return None
+    return await asyncio.to_thread(concatenate, [candidate.midi for _, candidate in winners])
