@@ -105,8 +105,9 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         output.ticks_per_quarter, min_dur=1)
     seed_bars = _seed_bars(seed, profile, grid.bar_ticks)
     # The seed's unfinished last bar is no bar to loop: the continuation finishes it (the
-    # `lead`), playing it as the loop's next bar would, and its bars follow the loop on.
-    lead = grid.lead if len(seed_bars) > 1 and not gaps_only else 0
+    # `lead`), playing it as the loop's next bar would, and its bars follow the loop on. A
+    # steady part the model left silent there is filled there too, like any other gap.
+    lead = grid.lead if len(seed_bars) > 1 else 0
     if lead:
         seed_bars = seed_bars[:-1]
     written = _bar_pitch_classes(output, grid)
@@ -117,6 +118,8 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         if not any(len(b) for b in bars):
             continue
         playing = _bars_played(output, part.program, grid) if gaps_only else set()
+        lead_silent = not (gaps_only and _plays_between(output, part.program, grid.seam,
+                                                        grid.start))
         if gaps_only and sum(len(b) > 0 for b in bars) < STEADY_SHARE * len(bars):
             continue
         track = Track(_name(seed, part.program), 0 if part.is_drums else part.program,
@@ -126,7 +129,8 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         if lead:
             notes = bars[sources.pop(0)]
             notes = notes[notes[:, 0] >= grid.bar_ticks - lead]
-            rows.append(_shifted(notes, grid.start - grid.bar_ticks, rng))
+            if lead_silent:
+                rows.append(_shifted(notes, grid.start - grid.bar_ticks, rng))
         for bar, source in enumerate(sources):
             if bar in playing:
                 continue
@@ -139,6 +143,17 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         _set_notes(track, np.concatenate(rows), grid.end)
         if track.notes:
             output.tracks.append(track)
+
+
+def _plays_between(output: Score, program: int, start: int, end: int) -> bool:
+    """Whether `output` has a note of `program` starting in [start, end)."""
+    for track in output.tracks:
+        if (DRUMS if track.is_drum else track.program) != program or not track.note_num():
+            continue
+        time = track.notes.numpy()["time"]
+        if ((time >= start) & (time < end)).any():
+            return True
+    return False
 
 
 def _bars_played(output: Score, program: int, grid: BarGrid) -> set[int]:

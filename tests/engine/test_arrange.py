@@ -148,3 +148,29 @@ def test_a_seed_s_instrument_stays_near_the_register_the_seed_gives_it() -> None
     assert sax_pitches == [72, sax.high + 3]  # moved by octaves; slack kept
     assert sax.low - REGISTER_SLACK <= min(sax_pitches)
     assert [n.pitch for n in output.tracks[1].notes] == [36]
+
+
+def test_a_steady_part_the_model_left_silent_fills_the_rest_of_the_seed_s_last_bar() -> None:
+    # The seed stops half way through its third bar; the continuation finishes that bar (the
+    # lead, 2 beats) and then writes 2 whole bars. The model's bass starts only on the first
+    # whole bar: without a fill the band would lose its bass for the rest of the seed's bar.
+    seed = _band()
+    seed.tracks[1].notes.append(Note(8 * 480, 2 * 480, 36, 90))  # bass in bar 3's first half
+    seed.tracks[0].notes.append(Note(8 * 480, 240, 36, 100))
+    profile = profile_seed(seed)
+    bass = next(p for p in profile.parts if p.program == 33)
+    grid = BarGrid(start=2 * TPQ, bar_ticks=4 * TPQ, bars=2, lead=2 * TPQ)
+    output = _score([_track(33, [(2, 41, 4, 90), (6, 36, 4, 90)])])
+    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0),
+                   gaps_only=True)
+    added = [n for t in output.tracks[1:] for n in t.notes]
+    assert added, "the bass stayed silent in the rest of the seed's bar"
+    assert all(grid.seam <= n.time < grid.start for n in added)  # only there: bars are whole
+    # The seed's bar 2 (the loop's next) has the bass's G in its second half.
+    assert {n.pitch for n in added} == {43}
+
+    # Where the model's bass already plays in that half bar, nothing is added.
+    output = _score([_track(33, [(0, 38, 2, 90), (2, 41, 4, 90), (6, 36, 4, 90)])])
+    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0),
+                   gaps_only=True)
+    assert len(output.tracks) == 1
