@@ -37,7 +37,7 @@ train: setup
 	$(BIN)/python -m engine data build --copies 0 --data-dir data/plain
 	$(BIN)/python -m engine train --data-dir data/plain --out data/plain/base.pt --steps 4000 --time-budget 55
 	$(BIN)/python -m engine data build
-	$(BIN)/python -m engine train --init-from data/plain/base.pt --steps 1500 --time-budget 25 --lr 1e-3
+	$(BIN)/python -m engine train --init-from data/plain/base.pt --steps 1500 --time-budget 28 --lr 1e-3
 
 bench: setup
 	$(BIN)/python -m bench

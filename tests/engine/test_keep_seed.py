@@ -81,12 +81,13 @@ def test_steering_toward_the_key_puts_more_notes_in_the_seed_s_scale(base_checkp
                         seed=11, guidance=guidance)
         notes = Notes.of(tokenizer.decode([i for r in rows for i in r.tokens]))
         shares[strength] = in_scale_share(notes, profile.key)
-    # A sax line in A-flat major is far from what the model learned most (52% of its notes in
-    # scale unsteered, with the shipped model); two nats per foreign note bring most back.
-    # The product goal (>= 90% on uploads, with the seed's whole guidance) is measured by
+    # A sax line in A-flat major is far from what the model learned most (78% of its notes in
+    # scale unsteered with the shipped model, 52% with the one before); two nats per foreign
+    # note must at least halve the foreign notes and leave nine in ten in scale. The product
+    # goal (>= 90% on uploads, with the seed's whole guidance) is measured by
     # bench.out_of_domain over many seeds, not on one.
-    assert shares[2.0] >= shares[0.0] + 0.25
-    assert shares[2.0] >= 0.8
+    assert 1 - shares[2.0] <= (1 - shares[0.0]) / 2
+    assert shares[2.0] >= 0.9
 
 
 def test_an_aaba_form_repeats_its_first_phrase(base_checkpoint, grammar):
