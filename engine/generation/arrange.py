@@ -125,7 +125,11 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         track = Track(_name(seed, part.program), 0 if part.is_drums else part.program,
                       part.is_drums)
         rows = []
-        sources = _sources(bars, written, part, grid.bars + bool(lead))
+        # A gap in a part the model writes keeps the seed's loop order: matching the harmony
+        # there would echo the model's own drift back at it (a pad filled from the seed's
+        # dominant bar in every gap pulled whole continuations into the dominant's key).
+        sources = _sources(bars, np.zeros_like(written) if gaps_only else written, part,
+                           grid.bars + bool(lead))
         if lead:
             notes = bars[sources.pop(0)]
             notes = notes[notes[:, 0] >= grid.bar_ticks - lead]

@@ -73,6 +73,8 @@ def guide(profile: SeedProfile, seed_ids: Sequence[int], grammar: Grammar, *, ba
         scale=profile.scale if key_strength > 0 else None,
         key_strength=key_strength,
         pitch_class_shares=profile.pitch_class_shares,
+        part_pitch_shares=tuple((program, profile.pitch_shares(program))
+                                for program in sorted(written) if program != DRUMS),
         velocities=profile.velocity_range(written if parts else None),
         monophonic=len(parts) == 1 and parts[0].monophonic,
         notes_per_bar=profile.notes_per_bar(written if parts else None),

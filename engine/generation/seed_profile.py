@@ -8,7 +8,7 @@ model cannot write from the seed's own material. Pure numpy and symusic: no torc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from symusic import Score
@@ -46,10 +46,17 @@ class Part:
     velocity_low: int  # dynamics (5th-95th percentile)
     velocity_high: int
     monophonic: bool
+    # Sounding time (ticks of the seed) on each pitch class, C first; empty for drums.
+    pitch_weights: tuple[float, ...] = ()
 
     @property
     def is_drums(self) -> bool:
         return self.program == DRUMS
+
+    @classmethod
+    def from_values(cls, values: list) -> Part:
+        part = cls(*values)
+        return replace(part, pitch_weights=tuple(part.pitch_weights))
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,18 @@ class SeedProfile:
             return self.velocity_low, self.velocity_high
         return min(p.velocity_low for p in parts), max(p.velocity_high for p in parts)
 
+    def pitch_shares(self, program: int) -> tuple[float, ...]:
+        """The pitch-class shares `program`'s parts give the seed (every pitched part's when
+        the seed has no such part: a member's instrument, the keyboard voiced onto others)."""
+        parts = [p for p in self.pitched if p.program == program and p.pitch_weights]
+        if not parts:
+            return self.pitch_class_shares
+        weights = np.sum([p.pitch_weights for p in parts], axis=0)
+        total = float(weights.sum())
+        if total <= 0:
+            return self.pitch_class_shares
+        return tuple(float(w) / total for w in weights)
+
     def to_record(self) -> dict:
         """Plain values (the seed reader sends a profile to the engine as msgpack)."""
         record = {k: v for k, v in vars(self).items() if k not in ("parts", "key")}
@@ -107,7 +126,7 @@ class SeedProfile:
     @classmethod
     def from_record(cls, record: dict) -> SeedProfile:
         fields = dict(record)
-        fields["parts"] = tuple(Part(*values) for values in record["parts"])
+        fields["parts"] = tuple(Part.from_values(values) for values in record["parts"])
         fields["key"] = None if record["key"] is None else Key(int(record["key"][0]),
                                                                bool(record["key"][1]))
         fields["scale"] = frozenset(record["scale"])
@@ -186,6 +205,10 @@ def _part(track, bars: int) -> Part | None:
         low=pitch_low, high=pitch_high,
         velocity_low=velocity_low, velocity_high=velocity_high,
         monophonic=not track.is_drum and _overlap_share(notes) <= MONOPHONIC_OVERLAP,
+        pitch_weights=() if track.is_drum else tuple(
+            float(w) for w in np.bincount(notes["pitch"].astype(np.int64) % PITCH_CLASSES,
+                                          weights=notes["duration"].astype(np.float64),
+                                          minlength=PITCH_CLASSES)),
     )
 
 

@@ -39,6 +39,16 @@ DENSITY_SLACK = 1.25
 # clipped: a tonic the seed holds gains up to a nat, a scale note it never plays loses a little.
 TONAL_CENTRE_WEIGHT = 0.4
 TONAL_FLOOR, TONAL_CEILING = -1.5, 1.0
+# Pitch-class feedback, part by part: the notes each program has written so far are compared
+# with that program's pitch-class shares in the seed, and each class gains (or loses)
+# PITCH_FEEDBACK x log(seed's share / share so far) nats, clipped to +-PITCH_FEEDBACK_CAP. It
+# acts on the difference, not the shares: a part already writing like the seed is left alone,
+# a bass that settles on one pedal note or drifts to the dominant's centre is drawn back. It
+# grows in over each part's first PITCH_FEEDBACK_WARMUP notes (a few notes say little).
+PITCH_FEEDBACK = 1.0
+PITCH_FEEDBACK_CAP = 2.0
+PITCH_FEEDBACK_WARMUP = 12.0
+PITCH_FEEDBACK_FLOOR = 0.01  # shares are floored here before the log
 # The groove bias is log(seed's share at a position / uniform share), scaled and clipped: a
 # position the seed never plays costs at most GROOVE_FLOOR nats, a favourite gains at most
 # GROOVE_CEILING.
@@ -57,6 +67,8 @@ class RowSteering:
     scale: frozenset[int] | None = None  # pitch classes that fit; None: no key bias
     key_strength: float = 0.0  # nats per out-of-scale note
     pitch_class_shares: tuple[float, ...] | None = None  # the seed's time on each pitch class
+    # Per program the row writes, the shares its notes should keep (pitch-class feedback).
+    part_pitch_shares: tuple[tuple[int, tuple[float, ...]], ...] = ()
     velocities: tuple[int, int] | None = None  # allowed MIDI velocity range
     monophonic: bool = False  # one note at a time
     notes_per_bar: float = 0.0  # density target; 0: free
@@ -79,6 +91,14 @@ class SteeringTables:
     starts_with_program: torch.Tensor  # (V,) bool: begins a note (after a finished one: a chord)
     ends_note: torch.Tensor  # (V,) bool: its last token is a Duration (a note just finished)
     opens_bar: torch.Tensor  # (V,) bool
+    # Whose notes an id's pitches are: the ones before its first Program token belong to the
+    # program already under way (`lead_pitch_classes`), the others to the Program before them
+    # (`note_slots`: program x 12 + pitch class, one row per note, and `note_ids` their ids).
+    lead_pitch_classes: torch.Tensor  # (V, 12) float
+    note_ids: torch.Tensor  # (E,) long
+    note_slots: torch.Tensor  # (E,) long
+    note_counts: torch.Tensor  # (V, 129 * 12) uint8: the same notes as a table, for counting
+    last_program: torch.Tensor  # (V,) long: the id's last Program (DRUMS for drums); -1: none
 
     @classmethod
     def build(cls, tokenizer: MidiTokenizer) -> SteeringTables:
@@ -98,6 +118,10 @@ class SteeringTables:
         starts_with_program = np.zeros(size, bool)
         ends_note = np.zeros(size, bool)
         opens_bar = np.zeros(size, bool)
+        lead_pitch_classes = np.zeros((size, PITCH_CLASSES), np.float32)
+        note_ids: list[int] = []
+        note_slots: list[int] = []
+        last_program = np.full(size, -1, np.int64)
         for token_id in range(size):
             base = tokenizer.base_tokens(token_id)
             after_note = False  # a note finished and no Position came since
@@ -106,11 +130,18 @@ class SteeringTables:
                 if kind == "Program":
                     program = DRUMS if value == "-1" else int(value)
                     programs[token_id, program] = 1.0
+                    last_program[token_id] = program
                     note_starts[token_id] += 1
                     stacks[token_id] |= after_note
                     starts_with_program[token_id] |= i == 0
                 elif kind == "Pitch":
-                    pitch_classes[token_id, int(value) % PITCH_CLASSES] += 1
+                    pc = int(value) % PITCH_CLASSES
+                    pitch_classes[token_id, pc] += 1
+                    if last_program[token_id] < 0:
+                        lead_pitch_classes[token_id, pc] += 1
+                    else:
+                        note_ids.append(token_id)
+                        note_slots.append(int(last_program[token_id]) * PITCH_CLASSES + pc)
                 elif kind == "Velocity":
                     velocities[token_id, level[int(value)]] = 1.0
                 elif kind == "Position":
@@ -125,11 +156,16 @@ class SteeringTables:
                 last = base[-1].partition("_")[0]
                 pending[token_id] = float(last == "Position")
                 ends_note[token_id] = last == "Duration"
+        note_counts = np.zeros((size, PROGRAMS * PITCH_CLASSES), np.uint8)
+        np.add.at(note_counts, (note_ids, note_slots), 1)
         as_tensor = torch.from_numpy
         return cls(as_tensor(programs), as_tensor(pitch_classes), as_tensor(velocities),
                    velocity_values, as_tensor(positions), as_tensor(note_starts),
                    as_tensor(pending), as_tensor(stacks), as_tensor(starts_with_program),
-                   as_tensor(ends_note), as_tensor(opens_bar))
+                   as_tensor(ends_note), as_tensor(opens_bar), as_tensor(lead_pitch_classes),
+                   torch.tensor(note_ids, dtype=torch.long),
+                   torch.tensor(note_slots, dtype=torch.long), as_tensor(note_counts),
+                   as_tensor(last_program))
 
     def to(self, device: torch.device | str) -> SteeringTables:
         return SteeringTables(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -156,9 +192,16 @@ class SteeringRows:
     density_target: torch.Tensor  # (B,) float, 0: free
     notes_in_bar: torch.Tensor  # (B,) float: notes begun in the current bar
     after_note: torch.Tensor  # (B,) bool: the last id finished a note (no Position since)
+    # Pitch-class feedback, per program x pitch class (129 x 12, flat): the seed's shares
+    # (all 0 for a program without feedback) and the notes written so far.
+    pitch_target: torch.Tensor  # (B, 129 * 12) float
+    pitch_on: torch.Tensor  # (B, 129 * 12) float: 1 on the twelve slots of a targeted program
+    pitch_written: torch.Tensor  # (B, 129 * 12) float
+    program_now: torch.Tensor  # (B,) long: the program the next bare Pitch belongs to; -1: none
 
     FIELDS = ("fixed_mask", "fixed_bias", "allowed_velocities", "monophonic",
-              "density_target", "notes_in_bar", "after_note")
+              "density_target", "notes_in_bar", "after_note", "pitch_target", "pitch_on",
+              "pitch_written", "program_now")
 
     @classmethod
     def of(cls, tables: SteeringTables, steering: RowSteering, rows: int,
@@ -192,6 +235,16 @@ class SteeringRows:
         fixed_bias = (-(off_scale.to(at) @ tables.pitch_classes.T)
                       + groove.to(at) @ tables.positions.T)
 
+        pitch_target = torch.zeros(PROGRAMS, PITCH_CLASSES)
+        if steering.scale is not None and steering.key_strength > 0 and PITCH_FEEDBACK > 0:
+            for program, shares in steering.part_pitch_shares:
+                row = torch.tensor(shares, dtype=torch.float32)
+                if row.sum() > 0:
+                    pitch_target[program] = row / row.sum()
+        pitch_on = (pitch_target.sum(dim=1, keepdim=True) > 0).float().expand(
+            -1, PITCH_CLASSES).flatten()
+        pitch_target = pitch_target.flatten()
+
         def rep(t: torch.Tensor) -> torch.Tensor:
             return t.to(device).unsqueeze(0).expand(rows, *t.shape).clone()
 
@@ -201,7 +254,10 @@ class SteeringRows:
             monophonic=torch.full((rows,), steering.monophonic, dtype=torch.bool, device=device),
             density_target=torch.full((rows,), float(steering.notes_per_bar), device=device),
             notes_in_bar=torch.zeros(rows, device=device),
-            after_note=torch.zeros(rows, dtype=torch.bool, device=device))
+            after_note=torch.zeros(rows, dtype=torch.bool, device=device),
+            pitch_target=rep(pitch_target), pitch_on=rep(pitch_on),
+            pitch_written=torch.zeros(rows, PROGRAMS * PITCH_CLASSES, device=device),
+            program_now=torch.full((rows,), -1, dtype=torch.long, device=device))
 
     def cat(self, other: SteeringRows) -> SteeringRows:
         return SteeringRows(**{f: torch.cat([getattr(self, f), getattr(other, f)])
@@ -225,12 +281,46 @@ class SteeringRows:
         current = torch.where(tables.opens_bar[None, :], torch.zeros_like(added),
                               self.notes_in_bar[:, None])
         excess = (current + added - target).clamp(min=0).minimum(added)
-        return self.fixed_bias - DENSITY_COST * excess * (self.density_target[:, None] > 0)
+        bias = self.fixed_bias - DENSITY_COST * excess * (self.density_target[:, None] > 0)
+        if not bool((self.pitch_target > 0).any()):
+            return bias
+        nats = self._pitch_feedback()  # (B, 129 x 12)
+        now = nats.gather(1, self._slots_now()) * (self.program_now >= 0)[:, None]
+        bias = torch.addmm(bias, now, tables.lead_pitch_classes.T)
+        return bias.index_add(1, tables.note_ids, nats[:, tables.note_slots])
+
+    def _slots_now(self) -> torch.Tensor:
+        """(B, 12) flat slots of the program under way's twelve pitch classes."""
+        classes = torch.arange(PITCH_CLASSES, device=self.program_now.device)
+        return self.program_now.clamp(min=0)[:, None] * PITCH_CLASSES + classes[None, :]
+
+    def _pitch_feedback(self) -> torch.Tensor:
+        """(B, 129 x 12) nats per program and pitch class: toward the seed's shares from the
+        ones written; 0 for a program without a target."""
+        counts = self.pitch_written.unflatten(1, (PROGRAMS, PITCH_CLASSES))
+        written = counts.sum(dim=2, keepdim=True)
+        so_far = (counts / written.clamp(min=1)).flatten(1)
+        floor = PITCH_FEEDBACK_FLOOR
+        nats = (PITCH_FEEDBACK * torch.log((self.pitch_target + floor) / (so_far + floor))
+                ).clamp(-PITCH_FEEDBACK_CAP, PITCH_FEEDBACK_CAP)
+        # Grown in over a part's first notes; nothing for a program without a target.
+        ramp = (written / PITCH_FEEDBACK_WARMUP).clamp(max=1).expand(-1, -1, PITCH_CLASSES)
+        return nats * ramp.flatten(1) * self.pitch_on
 
     def advance(self, tables: SteeringTables, ids: torch.Tensor) -> None:
         starts = tables.note_starts[ids]
         self.notes_in_bar = torch.where(tables.opens_bar[ids], starts, self.notes_in_bar + starts)
         self.after_note = tables.ends_note[ids]
+        if bool((self.pitch_target > 0).any()):
+            self._count_pitches(tables, ids)
+
+    def _count_pitches(self, tables: SteeringTables, ids: torch.Tensor) -> None:
+        under_way = (self.program_now >= 0)[:, None]
+        written = self.pitch_written + tables.note_counts[ids]
+        self.pitch_written = written.scatter_add(
+            1, self._slots_now(), tables.lead_pitch_classes[ids] * under_way)
+        last = tables.last_program[ids]
+        self.program_now = torch.where(last >= 0, last, self.program_now)
 
 
 def tonal_centre_bias(shares: tuple[float, ...] | None) -> np.ndarray:

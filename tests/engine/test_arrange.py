@@ -174,3 +174,23 @@ def test_a_steady_part_the_model_left_silent_fills_the_rest_of_the_seed_s_last_b
     continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0),
                    gaps_only=True)
     assert len(output.tracks) == 1
+
+
+def test_a_gap_in_a_part_the_model_writes_keeps_the_seed_s_loop_order() -> None:
+    # Filled gaps do not chase the harmony the model wrote: it is the model's own, and a
+    # fill that follows it echoes its drift (the bass would take the seed's F bar under an F
+    # chord, and the next gap's too). The loop goes on: bar 2 of the continuation is the seed's
+    # bar 0 again, C and G.
+    seed = _band()
+    profile = profile_seed(seed)
+    bass = next(p for p in profile.parts if p.program == 33)
+    output = _score([
+        _track(33, [(0, 36, 4, 90), (4, 41, 4, 90), (12, 41, 4, 90)]),  # no bass in bar 2
+        _track(0, [(8, 65, 4, 80), (8, 69, 4, 80), (8, 72, 4, 80)]),  # an F chord there
+    ])
+    grid = BarGrid(0, 4 * TPQ, 4)
+    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0),
+                   gaps_only=True)
+    filled = [n for t in output.tracks[2:] for n in t.notes]
+    assert filled and {n.time // grid.bar_ticks for n in filled} == {2}
+    assert {n.pitch % 12 for n in filled} == {0, 7}

@@ -111,3 +111,44 @@ def test_the_groove_favours_the_seeds_positions() -> None:
 
 def test_drums_are_a_column_of_their_own(tables, tokenizer) -> None:
     assert tables.programs[_id(tokenizer, "Program_-1"), DRUMS] == 1.0
+
+
+def test_pitch_feedback_draws_back_a_part_that_drifts_from_the_seed_s(tables,
+                                                                      tokenizer) -> None:
+    from engine.generation.steering import PITCH_FEEDBACK_CAP
+
+    c_major = frozenset({0, 2, 4, 5, 7, 9, 11})
+    bass = (0.4, 0, 0.1, 0, 0.3, 0.1, 0, 0.1, 0, 0, 0, 0)  # a bass that dwells on C and E
+    steering = RowSteering(scale=c_major, key_strength=2.0, part_pitch_shares=((33, bass),))
+    rows = _rows(tables, steering, 3)
+    c, e, a = (_id(tokenizer, f"Pitch_{p}") for p in (36, 40, 45))
+    bass_program, piano = _id(tokenizer, "Program_33"), _id(tokenizer, "Program_0")
+    before = rows.bias(tables)
+    # Row 0's bass has played only As (a pedal on the sixth); row 1's the seed's mix, on C
+    # and E; row 2 only its piano, which has no target.
+    rows.advance(tables, torch.tensor([bass_program, bass_program, piano]))
+    for i in range(20):
+        rows.advance(tables, torch.tensor([a, c if i % 2 else e, a]))
+    after = rows.bias(tables) - before
+    assert after[0, c] > 0.5 and after[0, e] > 0.5  # the seed's bass notes gain...
+    assert after[0, a] < -0.5  # ...the pedal loses
+    most_notes = tables.pitch_classes.sum(1).max()  # a BPE id may hold a few notes
+    assert after[0].abs().max() <= PITCH_FEEDBACK_CAP * most_notes + 1e-5  # bounded
+    d = _id(tokenizer, "Pitch_38")
+    assert after[1, d] > 0.5  # row 1 has no D yet, the seed's bass has 10%
+    assert abs(float(after[1, c])) < 0.5  # C: half its notes against 40% in the seed
+    assert after[2].abs().max() == 0  # the piano has no target: nothing to correct
+    # The feedback follows the program: once row 0 turns to the piano, its As are free again.
+    rows.advance(tables, torch.tensor([piano, piano, piano]))
+    assert rows.bias(tables)[0, a] == before[0, a]
+
+
+def test_no_pitch_feedback_without_a_key_to_follow(tables, tokenizer) -> None:
+    shares = (0.4, 0, 0.1, 0, 0.3, 0.1, 0, 0.1, 0, 0, 0, 0)
+    # follow_key off: no scale, no key strength
+    rows = _rows(tables, RowSteering(part_pitch_shares=((0, shares),)))
+    program, a = _id(tokenizer, "Program_0"), _id(tokenizer, "Pitch_69")
+    rows.advance(tables, torch.tensor([program]))
+    for _ in range(20):
+        rows.advance(tables, torch.tensor([a]))
+    assert rows.bias(tables).abs().max() == 0
