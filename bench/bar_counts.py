@@ -30,7 +30,7 @@ from bench.section import Headline, Report, Section, main
 from engine.api.errors import BadRequest
 from engine.audio.loudness import integrated_loudness
 from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
-from engine.generation.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
+from engine.core.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
 from engine.generation.grammar import BAR_TOKEN_CAP
 from engine.generation.sample import DecodeBatch, Row
 from engine.model.device import configure_threads

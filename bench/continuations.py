@@ -15,8 +15,8 @@ from symusic import Score
 
 from bench.heldout import Corpus, by_hash, is_score
 from engine.api.errors import BadRequest, BadSeed
+from engine.core.composer import ComposeParams, Composer, Plan, to_score
 from engine.evaluation.musical_stats import Notes, bar_lines, segment
-from engine.generation.composer import ComposeParams, Composer, Plan, to_score
 from engine.generation.sample import DecodeBatch, Row
 
 SEED_BARS = 4

@@ -31,12 +31,12 @@ from bench.heldout import bench_corpus
 from bench.markdown import table
 from bench.quality import feature_values
 from bench.section import Headline, Report, Section, main
+from engine.core.composer import Composer
 from engine.data.chorales import convert_chorales
 from engine.data.corpus import split_of
 from engine.evaluation.musical_stats import FEATURES, overlapping_area
 from engine.finetune.run import FinetuneConfig, run_finetune
 from engine.finetune.server_data import encode_piece, split_pieces
-from engine.generation.composer import Composer
 from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
 from engine.model.device import configure_threads
 from engine.training.loop import evaluate_bits

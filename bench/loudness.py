@@ -33,7 +33,7 @@ from engine.audio.loudness import (
     true_peak_dbfs,
 )
 from engine.audio.render import SAMPLE_RATE, encode_ogg
-from engine.generation.composer import ComposeParams, Composer
+from engine.core.composer import ComposeParams, Composer
 from engine.model.device import configure_threads
 
 BARS, QUICK_BARS = 16, 8

@@ -39,7 +39,7 @@ from bench.section import Headline, Report, Section, main
 from bench.seed_baselines import random_in_scale, repeat_seed
 from engine.api.errors import BadRequest, BadSeed
 from engine.audio.render import TAIL_SECONDS
-from engine.generation.composer import ComposeParams, Composer
+from engine.core.composer import ComposeParams, Composer
 from engine.model.device import configure_threads
 
 CANDIDATES = 4

@@ -18,6 +18,7 @@ from bench.figures import new_figure, save
 from bench.heldout import bench_corpus, is_score
 from bench.markdown import percent, table
 from bench.section import Headline, Report, Section, main
+from engine.core.composer import Composer
 from engine.evaluation.musical_stats import (
     CONSISTENCY,
     FEATURES,
@@ -27,7 +28,6 @@ from engine.evaluation.musical_stats import (
     overlapping_area,
     seed_consistency,
 )
-from engine.generation.composer import Composer
 from engine.model.device import configure_threads
 
 PIECES, QUICK_PIECES = 200, 40

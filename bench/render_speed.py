@@ -19,7 +19,7 @@ from bench.machine import REPO_ROOT
 from bench.markdown import seconds, table
 from bench.section import Headline, Report, Section, main
 from engine.audio.render import SAMPLE_RATE, Renderer, encode_ogg
-from engine.generation.composer import (
+from engine.core.composer import (
     ENCODER_THREADS,
     ComposeParams,
     Composer,

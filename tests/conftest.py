@@ -33,7 +33,7 @@ def grammar(base_checkpoint):
 @pytest.fixture(scope="session")
 def composer():
     """The real composer: shipped checkpoint, real FluidSynth, real soundfont."""
-    from engine.generation.composer import Composer
+    from engine.core.composer import Composer
 
     return Composer()
 

@@ -88,21 +88,23 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
 
     from engine.audio.render import Renderer
-    from engine.generation.composer import Composer
+    from engine.core.composer import Composer
     from engine.model.checkpoint import BASE_CHECKPOINT
     from engine.model.device import configure_threads
 
     configure_threads(settings.threads)
     try:
         composer = Composer(args.checkpoint or settings.checkpoint or BASE_CHECKPOINT,
-                            device=settings.device, renderer=Renderer(settings.soundfont))
+                            device=settings.device, renderer=Renderer(settings.soundfont),
+                            limits=settings.work)
     except FileNotFoundError as exc:
         return fail(str(exc))
     try:
-        plan = composer.plan(seed_bytes, params, settings.work)
-        result = composer.finish(plan, composer.decode(plan))
+        result = composer.compose(seed_bytes, params)
     except (BadSeed, BadRequest) as exc:
         return fail(str(exc))
+    finally:
+        composer.close()
     args.out.mkdir(parents=True, exist_ok=True)
     summary = []
     for i, cand in enumerate(result.candidates, start=1):
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
                         "invalid_rate": round(cand.invalid_rate, 4)})
     pianoroll = args.out / "pianoroll.png"
     pianoroll.write_bytes(result.pianoroll)
-    timings = {k: round(v, 3) for k, v in plan.timings.items()}
+    timings = {k: round(v, 3) for k, v in result.timings.items()}
     if args.json:
         print(json.dumps({"candidates": summary, "pianoroll": str(pianoroll),
                           "timings": timings, "invalid_rate": round(result.invalid_rate, 4)}))

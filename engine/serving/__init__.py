@@ -1,2 +1,2 @@
-"""The engine process: the server, continuous batching across guilds, the model cache, the
+"""The engine process: the server (the engine core's stages on threads, and the wire), the
 seed reader and fine-tune children, render jobs."""

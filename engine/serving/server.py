@@ -1,28 +1,32 @@
-"""The engine process: reads jobs from its channel, batches their decoding, renders, replies.
+"""The engine process: reads jobs from its channel, runs them on its threads, replies.
 
-Threads, each with one job:
+A composition's path is the engine core's (engine.core.engine_core, read top to bottom there:
+prepare, schedule and decode, render, end); this module gives its stages their threads and
+speaks the wire. Threads, each with one job:
     main       reads messages, validates them, registers jobs, routes cancels and pings
-    planner-i  has the seed read (by its child process, engine.serving.seed_reader) and builds the
-               prompt, so slow seeds never stall the batch (SEED_READERS of them)
-    scheduler  owns the decode batches (engine.serving.scheduler)
-    renderer-i each owns a FluidSynth synth (engine.audio.render is not thread-safe): MIDI, audio,
-               OGG, piano roll of compositions, so rendering overlaps decoding
+    planner-i  the core's prepare stage, with a seed reader child of its own
+               (engine.serving.seed_reader), so slow seeds never stall the batch (SEED_READERS)
+    core       the core's loop: guild-fair admission and the batched decode step
+    renderer-i each owns a FluidSynth synth (engine.audio.render is not thread-safe): the core's
+               render stage (MIDI, audio, OGG, piano roll), so rendering overlaps decoding
                (MOTIF_RENDER_THREADS of them)
     files-i    each owns a synth for whole MIDI files (seed plays, piece exports)
-    loader     loads per-guild checkpoints (engine.serving.model_cache)
     finetune-i watches one fine-tune child process (engine.serving.finetune_processes)
+and two pools the stages use: the model cache's loader (engine.core.model_cache) and the OGG
+encoders. Everything a job sends back, from any thread, goes through one method, `_on_output`.
 A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
 a new one, retrying its jobs.
 
 Every stage is fair between servers (guilds): one server's flood delays another's request by
 the one job of it already under way at each stage, never by its backlog (bench.fairness):
-- planning: one lane (engine.serving.fairness.FairLane) taking guilds in turn, served by two planner
-  threads, and a guild's seeds are read one at a time: a server flooding big seeds holds one
-  planner, another server's seed goes to the other at once. Each planner's seed is read and
-  tokenized by its own child process at a lower CPU priority: in this process, a big seed's
-  second of pure Python held the GIL that the decode loop takes back after every torch call,
-  which slowed every server's decoding about fourfold;
-- decoding: the scheduler's queue takes guilds in turn (engine.serving.scheduler);
+- preparing: one lane (engine.core.fairness.FairLane) taking guilds in turn, served by two
+  planner threads, and a guild's jobs are prepared one at a time: a server flooding big seeds
+  (or waiting for its model to load) holds one planner, another server's seed goes to the
+  other at once. Each planner's seed is read and tokenized by its own child process at a lower
+  CPU priority: in this process, a big seed's second of pure Python held the GIL that the
+  decode loop takes back after every torch call, which slowed every server's decoding about
+  fourfold;
+- decoding: the scheduler's queue takes guilds in turn (engine.core.scheduler);
 - rendering: two lanes, each taking guilds in turn. Compositions render on their own
   threads; whole files (seed plays, exports) on threads of their own, so a long export never
   holds a composition back, and those threads run at a lower CPU priority (nice), so on a
@@ -46,16 +50,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from engine.api.config import EngineSettings
-from engine.api.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
+from engine.api.errors import BadRequest, EngineError, EngineUnavailable
 from engine.api.limits import MIN_AUDIO_BYTES, Range
+from engine.api.params import ComposeParams
 from engine.api.protocol import (
     CandidateResult,
     ComposeRequest,
@@ -68,25 +70,13 @@ from engine.api.protocol import (
 )
 from engine.api.transport import SocketChannel
 from engine.audio.render import Renderer
-from engine.generation.composer import (
-    ENCODER_THREADS,
-    ComposeParams,
-    ComposerOutput,
-    Plan,
-    plan_composition,
-    plan_from_seed,
-    render_composition,
-    seed_seconds,
-    to_score,
-)
-from engine.generation.keep_seed import known_programs
-from engine.generation.sample import Row, generate
+from engine.core.engine_core import EngineCore, Output, ScheduledJob
+from engine.core.fairness import FairLane
+from engine.core.model_cache import ModelCache
+from engine.generation.stages import ComposerOutput
 from engine.model.device import pick_device
-from engine.serving.fairness import FairLane
 from engine.serving.finetune_processes import FinetuneProcesses
-from engine.serving.model_cache import LoadedModel, ModelCache
 from engine.serving.render_job import render_midi
-from engine.serving.scheduler import ScheduledJob, Scheduler
 from engine.serving.seed_reader import SeedReader
 
 log = logging.getLogger(__name__)
@@ -116,7 +106,9 @@ class AudioJob:
     guild: Hashable = None  # whose turn it is in the whole-file lane
     pianoroll: bool = False  # draw the file too
     cancelled: bool = False
-    model: None = None  # holds no model; the server ends every kind of job alike
+
+
+FileOutput = RenderResult | BaseException | None  # None: cancelled, or the engine stopping
 
 
 def lower_thread_priority(niceness: int) -> None:
@@ -135,147 +127,62 @@ def lower_thread_priority(niceness: int) -> None:
         log.warning("could not lower the priority of thread %s: %s", thread, exc)
 
 
-class RenderPool:
-    """The render threads, each owning a renderer: decoded jobs in, compositions out.
+class WholeFiles:
+    """Whole MIDI files to render: one lane, guilds in turn, on `threads` renderers of their
+    own at a lower CPU priority. Every file's end goes to `output`."""
 
-    Two lanes, each fair between guilds: compositions on `threads` renderers, whole files
-    (AudioJob) on `file_threads` renderers of their own at a lower CPU priority.
-    """
-
-    def __init__(self, *, deliver: Callable[[ScheduledJob, ComposerOutput], None],
-                 deliver_audio: Callable[[AudioJob, RenderResult], None],
-                 fail: Callable[[ScheduledJob | AudioJob, BaseException], None],
-                 drop: Callable[[ScheduledJob | AudioJob], None],
-                 release: Callable[[ScheduledJob], None],
-                 threads: int = 1, file_threads: int = WHOLE_FILE_THREADS,
-                 soundfont: Path | None = None) -> None:
-        self._deliver, self._deliver_audio = deliver, deliver_audio
-        self._fail, self._drop, self._release = fail, drop, release
-        self._compositions: FairLane[ScheduledJob] = FairLane()
-        self._files: FairLane[AudioJob] = FairLane()
-        # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
-        self._renderers = [Renderer(soundfont) for _ in range(threads)]
-        self._file_renderers = [Renderer(soundfont) for _ in range(file_threads)]
-        self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
-                                            thread_name_prefix="ogg-encoder")
+    def __init__(self, output: Callable[[AudioJob, FileOutput], None], *,
+                 threads: int = WHOLE_FILE_THREADS, soundfont: Path | None = None) -> None:
+        self._output = output
+        self._lane: FairLane[AudioJob] = FairLane()
+        self.renderers = [Renderer(soundfont) for _ in range(threads)]
 
     @property
     def pending(self) -> int:
-        """Jobs handed over and not yet done, in both lanes (read by stats)."""
-        return self._compositions.pending + self._files.pending
+        """Files handed over and not yet done (read by stats)."""
+        return self._lane.pending
 
-    def put(self, job: ScheduledJob | AudioJob) -> None:
-        accepted = (self._files.put(job) if isinstance(job, AudioJob)
-                    else self._compositions.put(job))
-        if not accepted:  # stopping: nobody is left to render it
-            self._drop(job)
-
-    def workers(self) -> list[tuple[str, Callable[[], None]]]:
-        """(thread name, loop) of every render thread, for the server to start."""
-        return ([(f"renderer-{i}", functools.partial(self.run, i))
-                 for i in range(len(self._renderers))]
-                + [(f"files-{i}", functools.partial(self.run_files, i))
-                   for i in range(len(self._file_renderers))])
+    def put(self, job: AudioJob) -> None:
+        if not self._lane.put(job):  # stopping: nobody is left to render it
+            self._output(job, None)
 
     def stop(self) -> None:
-        """Wake the render threads to stop; what was still queued is dropped."""
-        for job in [*self._compositions.stop(), *self._files.stop()]:
-            self._drop(job)
+        """Wake the threads to stop; what was still queued ends without a word."""
+        for job in self._lane.stop():
+            self._output(job, None)
 
     def close(self) -> None:
-        self._encoders.shutdown(wait=True)
-        for renderer in [*self._renderers, *self._file_renderers]:
+        for renderer in self.renderers:
             renderer.close()
 
     def run(self, index: int) -> None:
-        """The loop of composition render thread `index`, the only user of renderer `index`."""
+        """The loop of whole-file thread `index`, the only user of renderer `index`."""
+        lower_thread_priority(WHOLE_FILE_NICENESS)
         while self.render_next(index):
             pass
 
-    def run_files(self, index: int) -> None:
-        """The loop of whole-file render thread `index`, at a lower CPU priority."""
-        lower_thread_priority(WHOLE_FILE_NICENESS)
-        while self.render_next_file(index):
-            pass
-
     def render_next(self, index: int) -> bool:
-        """Render the next composition in guild turns with renderer `index` (waiting for one);
-        False once stopped."""
-        return self._next(self._compositions, self._renderers[index])
-
-    def render_next_file(self, index: int) -> bool:
-        """Render the next whole file in guild turns with whole-file renderer `index`."""
-        return self._next(self._files, self._file_renderers[index])
-
-    def _next(self, lane: FairLane[Any], renderer: Renderer) -> bool:
-        job = lane.take()
+        """Render the next file in guild turns with renderer `index` (waiting for one); False
+        once stopped."""
+        job = self._lane.take()
         if job is None:
             return False
         try:
-            reply = self._render(job, renderer)
+            output = None if job.cancelled else self._render(job, self.renderers[index])
         finally:
-            lane.finished(job)
-        reply()  # after the count, so a ping that follows the reply sees the job gone
+            self._lane.finished(job)
+        self._output(job, output)  # after the count, so a ping that follows sees the job gone
         return True
 
-    def _render(self, job: ScheduledJob | AudioJob, renderer: Renderer) -> Callable[[], None]:
-        """Do the job; returns how to report it."""
-        if job.cancelled:
-            return functools.partial(self._drop, job)
-        if isinstance(job, AudioJob):
-            return self._render_audio(job, renderer)
-        assert job.plan is not None and job.model is not None
+    def _render(self, job: AudioJob, renderer: Renderer) -> FileOutput:
         try:
-            composition = self.render(job.plan, job.rows, job.model, job.request.max_audio_bytes,
-                                      renderer, release=lambda: self._release(job))
-        except Exception:
-            log.exception("job %s could not be rendered", job.id)
-            return functools.partial(self._fail, job, EngineError(
-                "the engine could not render this composition"))
-        return functools.partial(self._deliver, job, composition)
-
-    def _render_audio(self, job: AudioJob, renderer: Renderer) -> Callable[[], None]:
-        try:
-            rendered = render_midi(renderer, job.midi, max_audio_bytes=job.max_audio_bytes,
-                                   max_seconds=job.max_seconds, pianoroll=job.pianoroll)
+            return render_midi(renderer, job.midi, max_audio_bytes=job.max_audio_bytes,
+                               max_seconds=job.max_seconds, pianoroll=job.pianoroll)
         except BadRequest as exc:
-            return functools.partial(self._fail, job, exc)
+            return exc
         except Exception:
             log.exception("render job %s failed", job.id)
-            return functools.partial(self._fail, job, EngineError(
-                "the engine could not render this MIDI file"))
-        return functools.partial(self._deliver_audio, job, rendered)
-
-    def warm_up(self, plan: Plan, rows: list[Row], model: LoadedModel) -> None:
-        """Render once with every renderer; call before the threads start (no overlap)."""
-        for renderer in [*self._renderers, *self._file_renderers]:
-            self.render(plan, rows, model, None, renderer)
-
-    def render(self, plan: Plan, rows: list[Row], model: LoadedModel,
-               max_audio_bytes: int | None, renderer: Renderer, *,
-               release: Callable[[], None] = lambda: None) -> ComposerOutput:
-        """Decode to MIDI and render; `release` frees the model once it is no longer needed."""
-        started = time.perf_counter()
-        with model.tokenizer_lock:
-            scores = [to_score(model.tokenizer, plan, row.tokens, index=i)
-                      for i, row in enumerate(rows)]
-            seed_s = seed_seconds(model.tokenizer, plan)
-        release()
-        plan.timings["decode_midi"] = time.perf_counter() - started
-        return render_composition(plan, rows, scores, seed_s, renderer=renderer,
-                                  encoders=self._encoders, max_audio_bytes=max_audio_bytes)
-
-
-@dataclass(eq=False)
-class PlanTask:
-    """A compose job whose model is loaded (or failed to load), waiting for the planner."""
-
-    job: ScheduledJob
-    loading: Future[LoadedModel]
-
-    @property
-    def guild(self) -> Hashable:
-        return self.job.guild
+            return EngineError("the engine could not render this MIDI file")
 
 
 class Server:
@@ -286,34 +193,32 @@ class Server:
         # A render job's max_seconds: any length up to the operator's bound.
         self._render_seconds = Range(0.0, settings.work.max_render_seconds, " s", low_open=True)
         self.device = pick_device(settings.device)
-        self._lock = threading.Lock()  # guards _jobs and every job's model hand-back
+        self._lock = threading.Lock()  # guards _jobs
         self._jobs: dict[int, ScheduledJob | AudioJob] = {}
-        self._stopping = threading.Event()
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
         self._models = ModelCache(checkpoint, self.device,
                                   budget_bytes=settings.model_cache_bytes)
-        # A guild's seeds are read one at a time, so a flooding guild holds one reader and
-        # another guild's seed goes to the other at once.
-        self._planning: FairLane[PlanTask] = FairLane(one_per_guild=True)
+        self._core = EngineCore(self._models, max_rows=settings.max_rows_for(self.device.type),
+                                limits=settings.work, emit=self._on_output)
         self._seeds = [SeedReader() for _ in range(SEED_READERS)]  # one per planner thread
-        self._renderer = RenderPool(deliver=self._deliver, deliver_audio=self._deliver_audio,
-                                      fail=self._fail, drop=self._drop, release=self._release,
-                                      threads=settings.render_threads,
-                                      soundfont=settings.soundfont)
-        self._scheduler = Scheduler(max_rows=settings.max_rows_for(self.device.type),
-                                    emit=self._progress, on_decoded=self._renderer.put,
-                                    on_failed=self._fail, on_dropped=self._drop)
+        # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
+        self._renderers = [Renderer(settings.soundfont) for _ in range(settings.render_threads)]
+        self._files = WholeFiles(self._on_output, soundfont=settings.soundfont)
         self._tuning = FinetuneProcesses(settings.data_dir, channel.send,
                                   threads=settings.finetune_threads)
 
     def run(self) -> int:
         """Serve until the client closes the channel; the exit code for the process."""
         self._warm_up()
-        workers: list[tuple[str, Callable[[], None]]] = [("scheduler", self._scheduler.run)]
-        workers += [(f"planner-{i}", functools.partial(self._run_planner, i))
-                    for i in range(len(self._seeds))]
-        workers += self._renderer.workers()
+        core = self._core
+        workers: list[tuple[str, Callable[[], None]]] = [("core", core.run)]
+        workers += [(f"planner-{i}", functools.partial(self._loop, core.prepare_next, reader))
+                    for i, reader in enumerate(self._seeds)]
+        workers += [(f"renderer-{i}", functools.partial(self._loop, core.render_next, renderer))
+                    for i, renderer in enumerate(self._renderers)]
+        workers += [(f"files-{i}", functools.partial(self._files.run, i))
+                    for i in range(len(self._files.renderers))]
         threads = [threading.Thread(target=self._guarded, args=(name, target), name=name)
                    for name, target in workers]
         for thread in threads:
@@ -327,15 +232,15 @@ class Server:
             while (message := self._channel.receive()) is not None:
                 self._handle(message)
         finally:
-            self._stopping.set()
             self._tuning.close()
-            self._scheduler.stop()
-            for task in self._planning.stop():
-                self._drop_unplanned(task)
-            self._renderer.stop()
+            core.stop()
+            self._files.stop()
             for thread in threads:
                 thread.join()
-            self._renderer.close()
+            core.close()
+            self._files.close()
+            for renderer in self._renderers:
+                renderer.close()
             for reader in self._seeds:
                 reader.close()
             self._models.close()
@@ -346,6 +251,13 @@ class Server:
         log.info("stopped after finishing its jobs" if self._draining.is_set()
                  else "channel closed; stopped")
         return 0
+
+    @staticmethod
+    def _loop(stage: Callable[[Any], bool], own: object) -> None:
+        """A worker's loop: run `stage` with the worker's own reader or renderer until the
+        core stops."""
+        while stage(own):
+            pass
 
     def _on_stop_signal(self, signum: int, frame: object) -> None:
         """Runs on the main thread, between any two of its bytecodes (maybe while it holds
@@ -381,17 +293,13 @@ class Server:
             self._fatal = name
             self._channel.shutdown()  # wakes the main thread, which stops everything
 
-    @torch.inference_mode()
     def _warm_up(self) -> None:
-        """One tiny composition, so the first member does not pay for lazy initialisation."""
+        """The core's warm-up (the offline Composer's too), with every renderer; then the
+        seed reader children start."""
         started = time.perf_counter()
-        base = self._models.base
-        plan = plan_composition(base.tokenizer, base.grammar, None,
-                                ComposeParams(bars=1, candidates=1, seed=0))
-        rows = generate(base.model, base.grammar, plan.prompt.ids, 1, plan.options, seed=0)
-        self._renderer.warm_up(plan, rows, base)
-        for reader in self._seeds:  # starts the children
-            reader.read(base.tokenizer, WARM_UP_SEED.read_bytes())
+        self._core.warm_up([*self._renderers, *self._files.renderers])
+        for reader in self._seeds:
+            reader.read(self._models.base.tokenizer, WARM_UP_SEED.read_bytes())
         log.info("warmed up in %.2f s", time.perf_counter() - started)
 
     # Messages from the client (main thread).
@@ -434,10 +342,10 @@ class Server:
         except BadRequest as exc:
             self._send_error(job_id, exc)
             return
-        job = ScheduledJob(job_id, request, params, guild=request.guild_id)
+        job = ScheduledJob(job_id, params, guild=request.guild_id, seed_midi=request.seed_midi,
+                           checkpoint=request.checkpoint, max_audio_bytes=request.max_audio_bytes)
         if self._register(job):
-            self._models.get(request.checkpoint).add_done_callback(
-                lambda loading: self._to_planner(job, loading))
+            self._core.add(job)
 
     def _on_render(self, job_id: int, message: dict[str, Any]) -> None:
         midi, max_bytes = message.get("midi"), message.get("max_audio_bytes")
@@ -465,7 +373,7 @@ class Server:
             job = AudioJob(job_id, midi, max_bytes, float(max_seconds), guild=guild_id,
                            pianoroll=pianoroll)
             if self._register(job):
-                self._renderer.put(job)
+                self._files.put(job)
 
     def _on_finetune(self, job_id: int, message: dict[str, Any]) -> None:
         try:
@@ -482,64 +390,6 @@ class Server:
             self._send_error(job.id, BadRequest(f"job id {job.id} is already in use"))
         return fresh
 
-    def _to_planner(self, job: ScheduledJob, loading: Future[LoadedModel]) -> None:
-        """Queue the job for planning once its model is loaded (on the loader's thread)."""
-        task = PlanTask(job, loading)
-        if self._stopping.is_set() or not self._planning.put(task):
-            self._drop_unplanned(task)
-
-    def _drop_unplanned(self, task: PlanTask) -> None:
-        if task.loading.exception() is None:
-            self._models.release(task.loading.result())
-        self._drop(task.job)
-
-    def _run_planner(self, index: int) -> None:
-        while self.plan_next(index):
-            pass
-
-    def plan_next(self, index: int) -> bool:
-        """Plan the next job in guild turns with seed reader `index` (waiting for one);
-        False once stopped."""
-        task = self._planning.take()
-        if task is None:
-            return False
-        try:
-            self._plan(task.job, task.loading, self._seeds[index])
-        finally:
-            self._planning.finished(task)
-        return True
-
-    def _plan(self, job: ScheduledJob, loading: Future[LoadedModel], reader: SeedReader) -> None:
-        try:
-            model = loading.result()
-        except Exception as exc:
-            log.exception("job %s: model %s could not be loaded", job.id, job.request.checkpoint)
-            self._fail(job, EngineError(f"this server's model could not be loaded ({exc})"))
-            return
-        job.model = model
-        if job.cancelled:
-            self._drop(job)
-            return
-        try:
-            started = time.perf_counter()
-            # Read in the seed reader's process: a slow seed holds neither the GIL nor the
-            # tokenizer that MIDI decoding (on the render threads) needs.
-            seed = (None if job.request.seed_midi is None
-                    else reader.read(model.tokenizer, job.request.seed_midi,
-                                     max_notes=self._work_limits.max_seed_notes))
-            with model.tokenizer_lock:
-                job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.params,
-                                          self._work_limits, started=started,
-                                          known=known_programs(model.coverage))
-        except (BadSeed, BadRequest) as exc:
-            self._fail(job, exc)
-            return
-        except Exception:
-            log.exception("job %s: planning failed", job.id)
-            self._fail(job, EngineError("the engine could not read this seed"))
-            return
-        self._scheduler.submit(job)
-
     def _on_cancel(self, job_id: int, message: dict[str, Any]) -> None:
         if self._tuning.cancel(job_id):
             return
@@ -548,7 +398,7 @@ class Server:
         if job is not None:
             job.cancelled = True
             if isinstance(job, ScheduledJob):
-                self._scheduler.cancel(job)
+                self._core.cancel(job)
 
     def _on_ping(self, job_id: int, message: dict[str, Any]) -> None:
         def reply(stats: dict[str, Any]) -> None:
@@ -556,49 +406,45 @@ class Server:
                 jobs = len(self._jobs)
             self._channel.send({"type": "pong", "id": job_id, "stats": stats | {
                 "pid": os.getpid(), "device": str(self.device), "jobs": jobs,
-                "rendering_jobs": self._renderer.pending, "models": self._models.keys(),
+                "rendering_jobs": self._core.decoded.pending + self._files.pending,
+                "models": self._models.keys(),
                 "training_jobs": self._tuning.running, "draining": self._draining.is_set()}})
 
-        self._scheduler.stats(reply)
+        self._core.stats(reply)
 
-    # A job's ends (any thread). Each job ends exactly once: the registry says whether it has.
-    def _release(self, job: ScheduledJob | AudioJob) -> None:
-        with self._lock:
-            model, job.model = job.model, None
-        if model is not None:
-            self._models.release(model)
-
-    def _end(self, job: ScheduledJob | AudioJob) -> bool:
-        self._release(job)
-        with self._lock:
-            return self._jobs.pop(job.id, None) is job
-
-    def _drop(self, job: ScheduledJob | AudioJob) -> None:
-        self._end(job)
-
-    def _fail(self, job: ScheduledJob | AudioJob, exc: BaseException) -> None:
-        if self._end(job) and not job.cancelled:
-            self._send_error(job.id, exc)
-
-    def _deliver(self, job: ScheduledJob, composition: ComposerOutput) -> None:
-        if not self._end(job) or job.cancelled:
+    # What jobs send back (any thread).
+    def _on_output(self, job: ScheduledJob | AudioJob, output: Output | FileOutput) -> None:
+        """Progress while a job runs, then its end: a result, an error to report, or None
+        (ended without a word). Each job ends once: the registry says whether it has."""
+        if isinstance(output, ProgressEvent):
+            self._progress(job, output)
             return
-        timings = {**job.timings, **composition.timings,
-                   "total": time.perf_counter() - job.received}
+        with self._lock:
+            ended = self._jobs.pop(job.id, None) is job
+        if not ended or job.cancelled or output is None:
+            return
+        if isinstance(output, BaseException):
+            self._send_error(job.id, output)
+        elif isinstance(output, ComposerOutput):
+            self._deliver(job, output)
+        else:
+            self._deliver_audio(job, output)
+
+    def _deliver(self, job: ScheduledJob | AudioJob, composition: ComposerOutput) -> None:
         result = ComposeResult(
             candidates=[CandidateResult(c.midi, c.audio, c.seconds, c.notes, c.tokens,
                                         c.invalid_rate, c.audio_note, c.audio_quality_lowered,
                                         c.audio_cut_from, c.programs, bars=c.bars)
                         for c in composition.candidates],
             pianoroll=composition.pianoroll, seed_seconds=composition.seed_seconds,
-            timings={k: round(v, 4) for k, v in timings.items()}, tempo=composition.tempo)
+            timings={k: round(v, 4) for k, v in composition.timings.items()},
+            tempo=composition.tempo)
         self._channel.send({"type": "result", "id": job.id, "result": result.to_wire()})
 
-    def _deliver_audio(self, job: AudioJob, rendered: RenderResult) -> None:
-        if self._end(job) and not job.cancelled:
-            self._channel.send({"type": "result", "id": job.id, "result": rendered.to_wire()})
+    def _deliver_audio(self, job: ScheduledJob | AudioJob, rendered: RenderResult) -> None:
+        self._channel.send({"type": "result", "id": job.id, "result": rendered.to_wire()})
 
-    def _progress(self, job: ScheduledJob, event: ProgressEvent) -> None:
+    def _progress(self, job: ScheduledJob | AudioJob, event: ProgressEvent) -> None:
         if not job.cancelled:
             self._channel.send({"type": "progress", "id": job.id,
                                 "event": progress_to_wire(event)})

@@ -73,7 +73,7 @@ def test_client_does_not_import_torch():
 
 
 def test_request_defaults_match_the_composer():
-    from engine.generation.composer import ComposeParams
+    from engine.api.params import ComposeParams
 
     params = {f.name: f.default for f in dataclasses.fields(ComposeParams)}
     request = {f.name: f.default for f in dataclasses.fields(ComposeRequest)}

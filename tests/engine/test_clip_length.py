@@ -11,11 +11,11 @@ import soundfile as sf
 from symusic import Score
 
 from bench import member_seeds
+from engine.api.params import ComposeParams
 from engine.api.protocol import CandidateResult, ComposeResult
 from engine.audio.loudness import TARGET_LUFS, integrated_loudness
 from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
 from engine.generation import sample
-from engine.generation.composer import ComposeParams
 from tests.engine.test_grammar import single_id
 
 # (seed, seconds per bar at its tempo): 4/4 at 120, 3/4 at 96, 6/8 at 116 (three quarters).
@@ -81,7 +81,7 @@ def test_a_candidate_cut_short_by_the_token_cap_says_how_many_bars_it_finished(
     [row] = composer.decode(plan)
     opened = sum(bool(composer.grammar.opens_bar[t]) for t in row.tokens)
     assert (row.stop_reason, len(row.tokens), row.bars) == ("token cap", 32, opened - 1)
-    with caplog.at_level(logging.WARNING, logger="engine.generation.composer"):
+    with caplog.at_level(logging.WARNING, logger="engine.generation.stages"):
         [candidate] = composer.finish(plan, [row]).candidates
     assert candidate.bars == row.bars < 4
     assert f"stopped after {row.bars} of 4 bars (token cap)" in caplog.text

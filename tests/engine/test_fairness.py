@@ -15,7 +15,7 @@ import pytest
 from bench.fairness import slow_seed  # the benchmark's flood: seeds at the note limit
 from engine.api.config import EngineSettings
 from engine.api.transport import SocketChannel
-from engine.serving.fairness import FairLane, FairQueue
+from engine.core.fairness import FairLane, FairQueue
 from engine.serving.server import Server
 from tests.engine.test_server import CHECKPOINT
 
@@ -125,9 +125,13 @@ def server(tmp_path: Path) -> Iterator[tuple[Server, Replies]]:
     engine = Server(SocketChannel(theirs), settings, checkpoint=CHECKPOINT)
     replies = Replies(SocketChannel(ours))
     yield engine, replies
-    engine._renderer.close()
+    engine._core.close()
+    engine._files.close()
+    for renderer in engine._renderers:
+        renderer.close()
     for reader in engine._seeds:
         reader.close()
+    engine._models.close()
     theirs.close()
     ours.close()
 
@@ -149,28 +153,29 @@ def test_every_stage_takes_guilds_in_turn_under_a_flood(server, examples):
     for message in messages:
         engine._handle(message)
 
-    # Seed reading: the victim's seed is read right after the flood's first, not its last.
+    # Preparing (the seed read): the victim's seed is read right after the flood's first,
+    # not its last.
     planned: list[int] = []
     for _ in range(4):
-        assert engine.plan_next(0)
+        assert engine._core.prepare_next(engine._seeds[0])
         planned += [job_id for job_id, job in engine._jobs.items()
                     if getattr(job, "plan", None) is not None and job_id not in planned]
     assert planned == [1, 20, 2, 3]
 
     # Decoding (the scheduler's own fair queue), then composition renders: the victim's
     # composition waits for at most one of the flood's, and never for a whole-file render.
-    while engine._renderer.pending < 4 + 5:
-        engine._scheduler.tick()
+    while engine._core.decoded.pending + engine._files.pending < 4 + 5:
+        engine._core.step()
     for _ in range(4):
-        assert engine._renderer.render_next(0)
+        assert engine._core.render_next(engine._renderers[0])
     compositions = replies.finished(4)
     assert sorted(compositions) == [1, 2, 3, 20]
     assert compositions.index(20) <= 1, compositions
 
     # Whole files in their own lane, guilds in turn: the bystander's play comes second.
     for _ in range(5):
-        assert engine._renderer.render_next_file(0)
+        assert engine._files.render_next(0)
     assert replies.finished(9)[4:] == [11, 30, 12, 13, 14]
     results = {m["id"]: m for m in replies.messages if m["type"] in ("result", "error")}
     assert all(m["type"] == "result" for m in results.values()), results
-    assert engine._renderer.pending == 0 and not engine._jobs
+    assert engine._core.decoded.pending == engine._files.pending == 0 and not engine._jobs

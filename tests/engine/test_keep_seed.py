@@ -9,14 +9,15 @@ from symusic import Score
 
 from bench import member_seeds
 from engine.api.form import plan_form
+from engine.api.params import ComposeParams
 from engine.evaluation.musical_stats import Notes, in_scale_share
 from engine.generation.bars import split_bars
-from engine.generation.composer import ComposeParams, plan_composition
 from engine.generation.grammar import NONE
 from engine.generation.keep_seed import copyable_bars
 from engine.generation.sample import Guidance, SamplingOptions, generate
 from engine.generation.seed_profile import DRUMS, profile_seed
 from engine.generation.seed_tokens import SeedTokens
+from engine.generation.stages import plan_composition
 from engine.generation.steering import RowSteering
 
 

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from bench import member_seeds
+from engine.api.params import ComposeParams
 from engine.audio.loudness import (
     ATTACK_DB_PER_SECOND,
     CEILING_DBFS,
@@ -23,7 +24,6 @@ from engine.audio.loudness import (
     normalise,
     true_peak_dbfs,
 )
-from engine.generation.composer import ComposeParams
 
 RATE = 48_000
 # What the codec may add to a peak: lossy coding rings around transients. The limiter keeps

@@ -6,9 +6,9 @@ import shutil
 
 import torch
 
+from engine.core.model_cache import ModelCache, load_model
 from engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from engine.model.coverage import ProgramCoverage
-from engine.serving.model_cache import ModelCache, load_model
 from tests.engine.test_server import CHECKPOINT
 
 

@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
+from engine.api.params import ComposeParams
 from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
-from engine.generation.composer import ComposeParams
 
 TPQ = 480
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]

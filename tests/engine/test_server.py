@@ -115,7 +115,7 @@ async def test_cancel_frees_the_rows_at_once(engine):
                         and m["event"]["stage"] == "composing")
     assert (await ping(engine, 51))["active_rows"] == 4
     await engine.send({"type": "cancel", "id": 50})
-    # Pings are answered by the scheduler after the commands sent before them.
+    # Pings are answered by the core thread after the commands sent before them.
     stats = await ping(engine, 52)
     assert stats["active_rows"] == 0 and stats["jobs"] == 0, stats
 

@@ -1,8 +1,9 @@
 """The engine's models: the base model plus per-guild checkpoints, kept under a memory budget.
 
 A checkpoint is loaded on a loader thread, so a guild whose fine-tuned model is not in memory
-yet never stalls the decode batch that other guilds share. Models are evicted least recently
-used first, but never while a job holds them (`acquire` / `release`), and never the base.
+yet never stalls the decode batch that other guilds share (the engine core's prepare stage
+waits for it). Models are evicted least recently used first, but never while a job holds them
+(`get` / `release`), and never the base.
 """
 
 from __future__ import annotations

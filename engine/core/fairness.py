@@ -1,8 +1,9 @@
 """Queues that take guilds in turn, so one server's burst cannot starve another's requests.
 
 `FairQueue` orders waiting work; `FairLane` is a FairQueue that worker threads take from (the
-engine's seed planner and its render threads are lanes; the decode batch's queue is a
-FairQueue its own thread owns). Light on purpose (no torch): nothing here knows what a job is.
+engine core's prepare and render stages, and the server's whole-file renders, are lanes; the
+scheduler's waiting line is a FairQueue the core thread owns). Light on purpose (no torch):
+nothing here knows what a job is.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""One composition, start to finish: seed -> prompt -> candidates -> MIDI, OGG, piano roll.
+"""One composition's music, stage by stage: seed -> plan; rows -> MIDI, OGG, piano roll.
 
-The stages are separate methods so the engine server can run `plan`, join the decode batch
-it shares with other requests, then `finish`; `compose` chains them for one request.
+Functions of what they need (a tokenizer, a grammar, a renderer), with no thread or queue of
+their own: the engine core (engine.core.engine_core) runs them for the CLI and the server alike,
+and decodes between them.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ import functools
 import logging
 import os
 import time
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
-import torch
 from symusic import Score, Tempo, TextMeta, TimeSignature
 
 from engine.api.config import WorkLimits
@@ -32,16 +31,11 @@ from engine.generation.keep_seed import (
     SeedPlan,
     arrange_candidate,
     guide,
-    known_programs,
 )
 from engine.generation.prompt import Prompt, bars_length_ticks, prompt_from_seed
-from engine.generation.sample import Guidance, Row, SamplingOptions, generate
+from engine.generation.sample import Guidance, Row, SamplingOptions
 from engine.generation.seed_tokens import SeedTokens
-from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
-from engine.model.device import pick_device
 from engine.model.tokenizer import MidiTokenizer
-
-__all__ = ["ComposeParams", "Composer", "ComposerOutput", "Plan", "plan_composition"]
 
 log = logging.getLogger(__name__)
 
@@ -95,59 +89,6 @@ class ComposerOutput:
     def invalid_rate(self) -> float:
         return sum(c.invalid_rate for c in self.candidates) / max(1, len(self.candidates))
 
-
-class Composer:
-    """Holds the model, tokenizer, grammar and synth; not thread-safe (one per worker)."""
-
-    def __init__(self, checkpoint: Path = BASE_CHECKPOINT, *, device: str | None = None,
-                 renderer: Renderer | None = None) -> None:
-        self.device = pick_device(device)
-        ckpt = load_checkpoint(checkpoint, device=self.device)
-        self.model, self.tokenizer = ckpt.model, ckpt.tokenizer
-        self.known = known_programs(ckpt.coverage)  # the instruments it learned to write
-        self.grammar = Grammar.build(self.tokenizer).to(self.device)
-        self.renderer = renderer or Renderer()
-        self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
-                                            thread_name_prefix="ogg-encoder")
-
-    def close(self) -> None:
-        self._encoders.shutdown(wait=True)
-        self.renderer.close()
-
-    def plan(self, seed_midi: bytes | None, params: ComposeParams,
-             limits: WorkLimits | None = None) -> Plan:
-        return plan_composition(self.tokenizer, self.grammar, seed_midi, params, limits,
-                                known=self.known)
-
-    def decode(self, plan: Plan) -> list[Row]:
-        started = time.perf_counter()
-        rows = generate(self.model, self.grammar, plan.prompt.ids, plan.params.candidates,
-                        plan.options, seed=plan.params.seed, guidance=plan.guidance,
-                        first_onset=plan.prompt.first_onset)
-        plan.timings["sample"] = time.perf_counter() - started
-        return rows
-
-    def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
-               ) -> ComposerOutput:
-        started = time.perf_counter()
-        scores = [to_score(self.tokenizer, plan, row.tokens, index=i)
-                  for i, row in enumerate(rows)]
-        plan.timings["decode_midi"] = time.perf_counter() - started
-        return render_composition(plan, rows, scores, seed_seconds(self.tokenizer, plan),
-                                  renderer=self.renderer, encoders=self._encoders,
-                                  max_audio_bytes=max_audio_bytes)
-
-    def compose(self, seed_midi: bytes | None, params: ComposeParams,
-                *, max_audio_bytes: int | None = None) -> ComposerOutput:
-        started = time.perf_counter()
-        plan = self.plan(seed_midi, params)
-        composition = self.finish(plan, self.decode(plan), max_audio_bytes=max_audio_bytes)
-        composition.timings["total"] = time.perf_counter() - started
-        return composition
-
-
-# The stages as functions of what they need, so the engine server can run them on its own
-# threads (planning beside the decode loop, rendering on the thread that owns the synth).
 
 def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
                      params: ComposeParams, limits: WorkLimits | None = None, *,
@@ -341,9 +282,3 @@ def programs_heard(score: Score) -> list[int]:
     heard = [DRUMS if track.is_drum else int(track.program)
              for track in score.tracks if len(track.notes)]
     return list(dict.fromkeys(heard))
-
-
-@torch.no_grad()
-def warm_up(composer: Composer) -> None:
-    """One tiny composition, so the first member's request does not pay for lazy init."""
-    composer.compose(None, ComposeParams(bars=1, candidates=1, seed=0))
