@@ -58,7 +58,6 @@ class Composer:
 
     def close(self) -> None:
         self.core.close()
-        self.models.close()
         self.renderer.close()
 
     def compose(self, seed_midi: bytes | None, params: ComposeParams,
@@ -100,7 +99,7 @@ class Composer:
     def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
                ) -> ComposerOutput:
         job = ScheduledJob(0, plan.params, plan=plan, rows=rows, max_audio_bytes=max_audio_bytes,
-                           model=self.models.get(None).result())
+                           model=self.models.acquire(None))
         return self.core.render(job, self.renderer)
 
 

@@ -153,9 +153,9 @@ class EngineCore:
         """Acquire the job's model, read its seed, plan it, and submit it to the scheduler;
         or end it with the reason it cannot go on (BadSeed, BadRequest: before any decoding)."""
         try:
-            # A guild's model not in memory yet loads on the cache's loader thread; this job's
-            # planner waits for it (the other planner goes on with the other guilds).
-            model = self.models.get(job.checkpoint).result()
+            # A guild's model not in memory yet loads here, on this job's planner (the other
+            # planner goes on with the other guilds).
+            model = self.models.acquire(job.checkpoint)
         except Exception as exc:
             log.exception("job %s: model %s could not be loaded", job.id, job.checkpoint)
             self._end(job, EngineError(f"this server's model could not be loaded ({exc})"))

@@ -1,9 +1,9 @@
 """The engine's models: the base model plus per-guild checkpoints, kept under a memory budget.
 
-A checkpoint is loaded on a loader thread, so a guild whose fine-tuned model is not in memory
-yet never stalls the decode batch that other guilds share (the engine core's prepare stage
-waits for it). Models are evicted least recently used first, but never while a job holds them
-(`get` / `release`), and never the base.
+A checkpoint is loaded by the thread that first asks for it: the engine core's prepare stage,
+on a planner thread, so a guild whose fine-tuned model is not in memory yet never stalls the
+decode batch that other guilds share. Models are evicted least recently used first, but never
+while a job holds them (`acquire` / `release`), and never the base.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,56 +60,55 @@ class ModelCache:
         self._lock = threading.Lock()
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU order: oldest first
         self._loading: dict[str, Future[LoadedModel]] = {}
-        self._waiters: dict[str, int] = {}  # callers of get() waiting for each load
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._waiters: dict[str, int] = {}  # callers of acquire() waiting for each load
         self.base = load_model(Path(base).resolve(), device)  # at startup, before serving
         self._loaded[self.base.key] = self.base
-
-    def close(self) -> None:
-        self._loader.shutdown(wait=True, cancel_futures=True)
 
     def key_of(self, checkpoint: str | None) -> str:
         return self.base.key if checkpoint is None else str(Path(checkpoint).resolve())
 
-    def get(self, checkpoint: str | None) -> Future[LoadedModel]:
-        """The model for `checkpoint` (None: the base), loading it in the background if needed.
-
-        The model is acquired for the caller, who must `release` it once done.
-        """
+    def acquire(self, checkpoint: str | None) -> LoadedModel:
+        """The model for `checkpoint` (None: the base), acquired for the caller, who must
+        `release` it once done. A model not in memory loads on the calling thread (the
+        engine core's prepare stage, on a planner); other callers that want it meanwhile wait
+        for that one load."""
         key = self.key_of(checkpoint)
         with self._lock:
             if key in self._loaded:
                 loaded = self._loaded[key]
                 self._loaded.move_to_end(key)
                 loaded.users += 1
-                done: Future[LoadedModel] = Future()
-                done.set_result(loaded)
-                return done
+                return loaded
             pending = self._loading.get(key)
+            loads = pending is None
             if pending is None:
-                pending = self._loader.submit(self._load, key)
-                self._loading[key] = pending
+                pending = self._loading[key] = Future()
             # Counted now, under the lock the loader takes to publish the model, so that no
             # eviction can slip between the load and the waiters' acquiring it.
             self._waiters[key] = self._waiters.get(key, 0) + 1
-        return pending
+        if loads:
+            self._load(key, pending)
+        return pending.result()
 
-    def _load(self, key: str) -> LoadedModel:
+    def _load(self, key: str, done: Future[LoadedModel]) -> None:
         log.info("loading model %s", key)
         try:
             loaded = load_model(Path(key), self.device)
-        except BaseException:
+        except BaseException as exc:
             with self._lock:
                 self._loading.pop(key, None)
                 self._waiters.pop(key, None)
-            raise
+            done.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
         with self._lock:
             self._loading.pop(key, None)
             loaded.users += self._waiters.pop(key, 0)
             self._loaded[key] = loaded
             self._evict()
         log.info("loaded model %s (%.1f MB)", key, loaded.nbytes / 1e6)
-        return loaded
+        done.set_result(loaded)
 
     def release(self, loaded: LoadedModel) -> None:
         with self._lock:

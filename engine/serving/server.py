@@ -12,10 +12,9 @@ speaks the wire. Threads, each with one job:
                (MOTIF_RENDER_THREADS of them)
     files-i    each owns a synth for whole MIDI files (seed plays, piece exports)
     finetune-i watches one fine-tune child process (engine.serving.finetune_processes)
-and two pools the stages use: the model cache's loader (engine.core.model_cache) and the OGG
-encoders. Everything a job sends back, from any thread, goes through one method, `_on_output`.
-A worker thread that dies of a bug shuts the channel: the engine exits and the client starts
-a new one, retrying its jobs.
+and the pool of OGG encoders the render stage uses. Everything a job sends back, from any
+thread, goes through one method, `_on_output`. A worker thread that dies of a bug shuts the
+channel: the engine exits and the client starts a new one, retrying its jobs.
 
 Every stage is fair between servers (guilds): one server's flood delays another's request by
 the one job of it already under way at each stage, never by its backlog (bench.fairness):
@@ -243,7 +242,6 @@ class Server:
                 renderer.close()
             for reader in self._seeds:
                 reader.close()
-            self._models.close()
             self._channel.close()
         if self._fatal:
             log.error("stopped because the %s thread crashed", self._fatal)

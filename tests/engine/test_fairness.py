@@ -131,7 +131,6 @@ def server(tmp_path: Path) -> Iterator[tuple[Server, Replies]]:
         renderer.close()
     for reader in engine._seeds:
         reader.close()
-    engine._models.close()
     theirs.close()
     ours.close()
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import torch
 
 from engine.core.model_cache import ModelCache, load_model
@@ -18,22 +20,33 @@ def test_models_in_use_stay_and_idle_ones_leave_least_recent_first(tmp_path):
         shutil.copy(CHECKPOINT, path)
     cache = ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0)
     base = cache.base.key
-    try:
-        model_a = cache.get(str(a)).result(timeout=60)
-        model_b = cache.get(str(b)).result(timeout=60)
-        assert cache.keys() == [base, str(a), str(b)]  # over budget, but both in use
-        cache.release(model_a)
-        assert cache.keys() == [base, str(b)]
-        cache.release(model_b)
-        assert cache.keys() == [base]  # the base model always stays
-        assert cache.get(None).result() is cache.base
+    model_a = cache.acquire(str(a))
+    model_b = cache.acquire(str(b))
+    assert cache.keys() == [base, str(a), str(b)]  # over budget, but both in use
+    cache.release(model_a)
+    assert cache.keys() == [base, str(b)]
+    cache.release(model_b)
+    assert cache.keys() == [base]  # the base model always stays
+    assert cache.acquire(None) is cache.base
 
-        cache.budget_bytes = 2 * cache.base.nbytes  # room for one guild model
-        cache.release(cache.get(str(a)).result(timeout=60))
-        cache.release(cache.get(str(b)).result(timeout=60))
-        assert cache.keys() == [base, str(b)]
-    finally:
-        cache.close()
+    cache.budget_bytes = 2 * cache.base.nbytes  # room for one guild model
+    cache.release(cache.acquire(str(a)))
+    cache.release(cache.acquire(str(b)))
+    assert cache.keys() == [base, str(b)]
+
+
+def test_a_model_loads_once_for_callers_at_once_and_a_failed_load_leaves_nothing(tmp_path):
+    guild = tmp_path / "guild.pt"
+    shutil.copy(CHECKPOINT, guild)
+    cache = ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0)
+    with ThreadPoolExecutor(max_workers=3) as callers:
+        models = list(callers.map(lambda _: cache.acquire(str(guild)), range(3)))
+    assert models[0] is models[1] is models[2] and models[0].users == 3
+    missing = str(tmp_path / "missing.pt")
+    for _ in range(2):  # the failure is not remembered: a later try loads again
+        with pytest.raises(FileNotFoundError):
+            cache.acquire(missing)
+    assert cache.keys() == [cache.base.key, str(guild)]
 
 
 def test_a_loaded_model_says_which_instruments_it_learned(tmp_path):

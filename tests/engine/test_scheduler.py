@@ -3,7 +3,6 @@ guild turns, joining, leaving, cancelling."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -55,10 +54,8 @@ def test_a_job_larger_than_the_cap_runs_alone():
 
 
 @pytest.fixture(scope="module")
-def models() -> Iterator[ModelCache]:
-    cache = ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0)
-    yield cache
-    cache.close()
+def models() -> ModelCache:
+    return ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0)
 
 
 class Recorder:
