@@ -125,6 +125,33 @@ async def test_a_worker_killed_mid_job_has_it_taken_over_and_answered_once(
     assert alive(survivor.pid)
 
 
+async def test_a_stalled_worker_that_wakes_up_does_not_answer_twice(
+        redis_url, prefix, start_workers, inspect):
+    workers = {w.name: w for w in start_workers(redis_url, prefix, ["a", "b"])}
+    events: list[object] = []
+    decoding, on_progress = started_decoding(events)
+    async with queue_client(redis_url, prefix=prefix) as engine:
+        job = asyncio.create_task(engine.compose(LONG_JOB, on_progress=on_progress))
+        await asyncio.wait_for(decoding.wait(), 120)
+        [stalled_name] = holders(inspect, prefix)
+        stalled = workers[stalled_name]
+        # Frozen (a long GC pause, a VM migration): no heartbeat, no refresh of its claim,
+        # while its engine decodes on. The other worker takes the job over and answers it.
+        os.kill(stalled.pid, signal.SIGSTOP)
+        try:
+            check(await asyncio.wait_for(job, 240), 4)
+        finally:
+            os.kill(stalled.pid, signal.SIGCONT)
+        # Awake, it finds the job answered: it stops it, or drops its own reply.
+        async with asyncio.timeout(60):
+            while not any(said in stalled.log_text() for said in (
+                    "was taken over by another worker", "was answered already")):
+                await asyncio.sleep(0.2)
+    counters = inspect.hgetall(f"{prefix}:counters")
+    assert counters[b"posted"] == b"1", counters
+    assert alive(stalled.pid)
+
+
 async def test_a_job_whose_engine_dies_twice_is_dead_lettered_and_the_worker_lives_on(
         redis_url, prefix, start_workers, inspect):
     [worker] = start_workers(redis_url, prefix, ["solo"])
