@@ -142,7 +142,8 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")
 
     def kill(self) -> None:
-        self.info()  # remember its engine's pid, to make sure it goes too
+        with contextlib.suppress(redis.RedisError):  # remember its engine, to make sure it goes
+            self.info()
         os.kill(self.pid, signal.SIGKILL)
         self.process.wait()
 
@@ -167,5 +168,6 @@ class WorkerProcess:
         for pid in self.engine_pids:
             while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if alive(pid) and b"engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if alive(pid) and b"engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
