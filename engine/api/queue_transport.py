@@ -313,7 +313,7 @@ class QueueTransport(Transport):
         devices: list[str] = []
         draining = bool(workers)
         for raw in found:
-            stats = msgpack.unpackb(raw, raw=False) if isinstance(raw, bytes) else None
+            stats = unpacked(raw)  # nothing while a worker's engine starts
             if not isinstance(stats, dict):
                 draining = False
                 continue
@@ -353,6 +353,16 @@ class QueueTransport(Transport):
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
+
+
+def unpacked(raw: object) -> Any:
+    """A msgpack value from Redis, or None for nothing or garbage."""
+    if not isinstance(raw, bytes) or not raw:
+        return None
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
 
 
 def queue_client(url: str, *, prefix: str = DEFAULT_PREFIX,

@@ -13,7 +13,15 @@ import pytest
 import redis
 
 from engine.api.client import ComposeRequest, EngineClient, EngineUnavailable
-from engine.api.queue_keys import FINISH, GROUP, SUBMIT, TOUCH, QueueKeys, connect
+from engine.api.queue_keys import (
+    FINISH,
+    GROUP,
+    HEARTBEAT,
+    SUBMIT,
+    TOUCH,
+    QueueKeys,
+    connect,
+)
 from engine.api.queue_transport import queue_client
 from tests.queue.processes import free_port
 
@@ -108,6 +116,21 @@ async def test_with_no_worker_at_all_the_member_is_told_within_seconds(
         # A worker that starts later drops the job instead of running it for nobody.
         cancelled = [k for k in inspect.scan_iter(f"{prefix}:cancel:*")]
         assert len(cancelled) == 1
+
+
+async def test_stats_count_a_worker_whose_engine_is_still_starting(redis_url: str,
+                                                                   prefix: str) -> None:
+    keys = QueueKeys(prefix)
+    async with queue_client(redis_url, prefix=prefix) as engine:
+        client = connect(redis_url)
+        try:  # what a worker writes before its engine serves: no figures yet
+            await client.register_script(HEARTBEAT)(
+                keys=[keys.workers, keys.worker("w")],
+                args=["w", 15_000, "state", "starting", "stats", b""])
+        finally:
+            await client.aclose()
+        stats = await engine.stats()
+        assert stats.max_rows == 0 and stats.device == "queue: 1 workers (none)"
 
 
 async def test_a_client_whose_redis_does_not_answer_cannot_start() -> None:
