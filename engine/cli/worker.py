@@ -9,11 +9,11 @@ engine has room. SIGTERM drains it: the jobs in flight are posted, then it exits
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import faulthandler
 import os
 import sys
-from pathlib import Path
+
+from engine.cli.serve import add_engine_options, with_engine_options
 
 QUEUE_URL = "MOTIF_QUEUE_URL"
 
@@ -32,13 +32,7 @@ def add_parser(commands) -> None:
     # The prefix of the Redis keys: the tests give each test its own. Deployments sharing
     # one Redis use a database each (the URL's /N), which needs no setting on the bot.
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=argparse.SUPPRESS)
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="base model (default: MOTIF_CHECKPOINT, else the shipped base.pt)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: MOTIF_DEVICE)")
-    p.add_argument("--max-rows", type=int, default=None,
-                   help="sequences decoding at once (default: MOTIF_MAX_ROWS, else 64 on CPU)")
-    p.add_argument("--render-threads", type=int, default=None,
-                   help="FluidSynth threads (default: MOTIF_RENDER_THREADS, else cores / 4)")
+    add_engine_options(p)
     p.set_defaults(run=run)
 
 
@@ -49,9 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from engine.api.queue_keys import check_queue_url
 
     url = args.queue_url or os.environ.get(QUEUE_URL, "").strip()
-    overrides = {name: value for name, value in (
-        ("checkpoint", args.checkpoint), ("device", args.device), ("max_rows", args.max_rows),
-        ("render_threads", args.render_threads)) if value is not None}
     try:
         if not url:
             raise ValueError(f"{QUEUE_URL} (or --queue-url) must name the Redis to take jobs "
@@ -59,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         check_queue_url(url)
         if args.claim_idle < 1:
             raise ValueError(f"--claim-idle must be at least 1 s (received {args.claim_idle})")
-        settings = dataclasses.replace(args.settings, **overrides)
+        settings = with_engine_options(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

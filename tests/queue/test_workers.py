@@ -52,7 +52,8 @@ def holders(inspect: redis.Redis, prefix: str, kind: str = "compose") -> dict[st
             if int(c["pending"])}
 
 
-def started_decoding(events: list[object]) -> tuple[asyncio.Event, object]:
+async def long_job_decoding(engine, events: list[object]) -> asyncio.Task:
+    """LONG_JOB sent and decoding; its progress events go to `events`."""
     decoding = asyncio.Event()
 
     def on_progress(event: object) -> None:
@@ -60,7 +61,9 @@ def started_decoding(events: list[object]) -> tuple[asyncio.Event, object]:
         if isinstance(event, Decoding):
             decoding.set()
 
-    return decoding, on_progress
+    job = asyncio.create_task(engine.compose(LONG_JOB, on_progress=on_progress))
+    await asyncio.wait_for(decoding.wait(), 120)
+    return job
 
 
 async def test_compositions_and_renders_go_through_the_workers(pair, redis_url, examples):
@@ -106,10 +109,8 @@ async def test_a_worker_killed_mid_job_has_it_taken_over_and_answered_once(
         redis_url, prefix, start_workers, inspect):
     workers = {w.name: w for w in start_workers(redis_url, prefix, ["a", "b"])}
     events: list[object] = []
-    decoding, on_progress = started_decoding(events)
     async with queue_client(redis_url, prefix=prefix) as engine:
-        job = asyncio.create_task(engine.compose(LONG_JOB, on_progress=on_progress))
-        await asyncio.wait_for(decoding.wait(), 120)
+        job = await long_job_decoding(engine, events)
         [victim_name] = holders(inspect, prefix)
         victim = workers.pop(victim_name)
         [survivor] = workers.values()
@@ -129,10 +130,8 @@ async def test_a_stalled_worker_that_wakes_up_does_not_answer_twice(
         redis_url, prefix, start_workers, inspect):
     workers = {w.name: w for w in start_workers(redis_url, prefix, ["a", "b"])}
     events: list[object] = []
-    decoding, on_progress = started_decoding(events)
     async with queue_client(redis_url, prefix=prefix) as engine:
-        job = asyncio.create_task(engine.compose(LONG_JOB, on_progress=on_progress))
-        await asyncio.wait_for(decoding.wait(), 120)
+        job = await long_job_decoding(engine, events)
         [stalled_name] = holders(inspect, prefix)
         stalled = workers[stalled_name]
         # Frozen (a long GC pause, a VM migration): no heartbeat, no refresh of its claim,
@@ -178,10 +177,8 @@ async def test_a_job_whose_engine_dies_twice_is_dead_lettered_and_the_worker_liv
 async def test_a_redis_restart_loses_no_job(redis_server: RedisServer, prefix, start_workers):
     [worker] = start_workers(redis_server.url, prefix, ["solo"])
     events: list[object] = []
-    decoding, on_progress = started_decoding(events)
     async with queue_client(redis_server.url, prefix=prefix) as engine:
-        job = asyncio.create_task(engine.compose(LONG_JOB, on_progress=on_progress))
-        await asyncio.wait_for(decoding.wait(), 120)
+        job = await long_job_decoding(engine, events)
         # Stopped and started again without its data: streams, groups, markers, heartbeats
         # are gone. Worker and client reconnect; the job is answered.
         redis_server.stop()
@@ -197,10 +194,8 @@ async def test_a_stopped_worker_posts_its_jobs_then_leaves(redis_url, prefix, st
                                                            inspect):
     [worker] = start_workers(redis_url, prefix, ["solo"])
     events: list[object] = []
-    decoding, on_progress = started_decoding(events)
     async with queue_client(redis_url, prefix=prefix) as engine:
-        job = asyncio.create_task(engine.compose(LONG_JOB, on_progress=on_progress))
-        await asyncio.wait_for(decoding.wait(), 120)
+        job = await long_job_decoding(engine, events)
         worker.process.send_signal(signal.SIGTERM)
         check(await asyncio.wait_for(job, 240), 4)
         assert await asyncio.to_thread(worker.process.wait, 60) == 0
