@@ -27,6 +27,7 @@ SECTIONS = [
     "bench.render_speed",
     "bench.compose_e2e",
     "bench.fairness",
+    "bench.job_queue",
     "bench.work_limits",
     "bench.finetune",
     "bench.out_of_domain",

@@ -142,10 +142,15 @@ class MotifBot(commands.Bot):
 
 
 def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
-    """The embedded engine: a subprocess the client starts, watches and restarts."""
+    """The engine: with MOTIF_QUEUE_URL, the workers of that Redis job queue; otherwise the
+    embedded one, a subprocess the client starts, watches and restarts."""
     # Imported on use: only a bot that starts its own engine needs the client and transport.
     # The bot closes its engine after its drain (bot.lifecycle) has spent the grace on the
     # compositions: what is left then (a seed preview, a piece export) gets a few seconds.
+    if settings.queue_url is not None:
+        from engine.api.queue_transport import queue_client
+
+        return queue_client(settings.queue_url, close_timeout=FAIL_SECONDS)
     from engine.api.client import EngineClient
 
     # The engine's variables as the bot checked them (data dir absolute: the engine keeps the

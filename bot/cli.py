@@ -2,7 +2,7 @@
 
     motif bot [sync [--guild ID]]                 = python -m bot [sync ...]
     motif db upgrade|downgrade|current [REV]      = python -m bot db ...
-    motif engine compose|serve|finetune|eval|train|data ...   = python -m engine ...
+    motif engine compose|serve|worker|finetune|eval|train|data ...   = python -m engine ...
 
 It only forwards to those mains, which stay the reference (`python -m bot`, `python -m
 engine` keep working from a checkout).
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 USAGE = """usage: motif bot [sync [--guild ID]]
        motif db upgrade|downgrade|current [REVISION]
-       motif engine compose|serve|finetune|eval|train|data ...
+       motif engine compose|serve|worker|finetune|eval|train|data ...
 
 Run `motif bot --help`, `motif db --help` or `motif engine --help` for each one's options."""
 

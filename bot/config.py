@@ -19,6 +19,7 @@ from engine.api.limits import (
     FINETUNE_STEPS,
     Range,
 )
+from engine.api.queue_keys import check_queue_url
 
 # Long enough that one member cannot flood a channel, short enough not to feel like a ban.
 DEFAULT_COMPOSE_COOLDOWN_SECONDS = 10.0
@@ -112,6 +113,9 @@ class Settings:
     metrics_host: str = DEFAULT_METRICS_HOST
     # Discord's REST base (e.g. an API proxy: http://proxy:8080/api/v10); None: Discord's own.
     discord_api_base: str | None = None
+    # The Redis job queue whose workers run the engine (engine.api.queue_transport); None:
+    # the embedded engine subprocess. May hold Redis' password: kept out of repr and logs.
+    queue_url: str | None = field(default=None, repr=False)
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     def __post_init__(self) -> None:
@@ -136,6 +140,8 @@ class Settings:
                     f"(received {self.discord_api_base!r})"
                 )
             object.__setattr__(self, "discord_api_base", base)
+        if self.queue_url is not None:
+            object.__setattr__(self, "queue_url", check_queue_url(self.queue_url.strip()))
 
     @property
     def redacted_database_url(self) -> str:
@@ -171,4 +177,5 @@ BOT_VARIABLES = (
     Variable("MOTIF_METRICS_PORT", "metrics_port", int, METRICS_PORT),
     Variable("MOTIF_METRICS_HOST", "metrics_host"),
     Variable("DISCORD_API_BASE", "discord_api_base"),
+    Variable("MOTIF_QUEUE_URL", "queue_url"),
 )

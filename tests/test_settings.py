@@ -49,6 +49,7 @@ BAD = [
     ("MOTIF_METRICS_PORT", "70000", "70000"),
     ("DISCORD_API_BASE", "discord.com/api", "'discord.com/api'"),
     ("DATABASE_URL", "mysql://u:pw@h/db", "mysql://u:***@h/db"),
+    ("MOTIF_QUEUE_URL", "http://u:pw@h:6379/0", "'http://u:***@h:6379/0'"),
 ]
 ENGINE_BAD = [case for case in BAD if case[0] in {v.name for v in
                                                   (*ENGINE_VARIABLES, *WORK_VARIABLES)}]
@@ -64,7 +65,7 @@ def allowed(variable: str) -> str:
     return {"MOTIF_CHECKPOINT": "an existing file", "MOTIF_SOUNDFONT": "an existing file",
             "MOTIF_DEVICE": DEVICES, "MOTIF_LOG_LEVEL": "one of DEBUG, INFO",
             "MOTIF_LOG_FORMAT": "one of text, json", "DISCORD_API_BASE": "an http(s) URL",
-            "DATABASE_URL": "URL"}[variable]
+            "DATABASE_URL": "URL", "MOTIF_QUEUE_URL": "a redis://"}[variable]
 
 
 def test_every_variable_has_a_bad_value_tested_and_a_row_in_the_readme():

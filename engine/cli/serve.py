@@ -17,11 +17,19 @@ import logging
 import sys
 from pathlib import Path
 
+from engine.api.config import EngineSettings
+
 
 def add_parser(commands) -> None:
     p = commands.add_parser("serve", help="serve compose jobs to an EngineClient")
     p.add_argument("--fd", type=int, required=True,
                    help="file descriptor of the socket to serve (inherited from the client)")
+    add_engine_options(p)
+    p.set_defaults(run=run)
+
+
+def add_engine_options(p: argparse.ArgumentParser) -> None:
+    """The options that override the engine's settings (serve, and worker for its engine)."""
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="base model (default: MOTIF_CHECKPOINT, else the shipped base.pt)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: MOTIF_DEVICE)")
@@ -29,18 +37,22 @@ def add_parser(commands) -> None:
                    help="sequences decoding at once (default: MOTIF_MAX_ROWS, else 64 on CPU)")
     p.add_argument("--render-threads", type=int, default=None,
                    help="FluidSynth threads (default: MOTIF_RENDER_THREADS, else cores / 4)")
-    p.set_defaults(run=run)
+
+
+def with_engine_options(args: argparse.Namespace) -> EngineSettings:
+    """The settings of the environment with the options given; ValueError for a bad one."""
+    overrides = {name: value for name, value in (
+        ("checkpoint", args.checkpoint), ("device", args.device), ("max_rows", args.max_rows),
+        ("render_threads", args.render_threads)) if value is not None}
+    return dataclasses.replace(args.settings, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:
     # A crash in native code (torch, FluidSynth, symusic) leaves every thread's stack in the
     # log before the client restarts the engine.
     faulthandler.enable()
-    overrides = {name: value for name, value in (
-        ("checkpoint", args.checkpoint), ("device", args.device), ("max_rows", args.max_rows),
-        ("render_threads", args.render_threads)) if value is not None}
     try:
-        settings = dataclasses.replace(args.settings, **overrides)
+        settings = with_engine_options(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

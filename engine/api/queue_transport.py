@@ -1,0 +1,374 @@
+"""The job-queue backend: the client's jobs go to Redis Streams, engine workers take them.
+
+    engine = queue_client("redis://queue.internal:6379/0")   # an EngineClient, as local() is
+    async with engine:
+        result = await engine.compose(ComposeRequest(...), on_progress=show)
+
+`python -m engine worker` processes (engine.queue.worker), on any machines, take the jobs from
+the streams (engine.api.queue_keys has the layout) and post each job's progress and its reply to
+this client's reply stream, which `QueueTransport` reads. To EngineClient this is one engine:
+the same messages (engine.api.protocol) come and go; `ready` is made here, and a `ping` is
+answered here from the workers' heartbeats (their engines' figures, summed).
+
+What a queue adds, handled here:
+- Redis away (a restart, the network): reads and writes retry; once it answers again every
+  job in flight is sent again, which queues it only if Redis lost it (the submit script checks
+  the job's marker). Away for longer than RECONNECT_SECONDS, the transport reports itself
+  closed and EngineClient's own restarts take over (its jobs count that as one attempt).
+- No worker at all: a job is failed with EngineUnavailable once no worker has been heard from
+  for WORKER_TTL_SECONDS, instead of waiting for a time-out.
+- A cancelled job is flagged in Redis: the worker holding it stops it, and a worker that
+  claims it later drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from redis.exceptions import RedisError
+
+from engine.api.client import EngineClient
+from engine.api.errors import EngineUnavailable
+from engine.api.protocol import error_to_wire
+from engine.api.queue_keys import (
+    DEFAULT_PREFIX,
+    GROUP,
+    JOB_TTL_SECONDS,
+    KINDS,
+    LIVE_WORKERS,
+    SUBMIT,
+    WORKER_TTL_SECONDS,
+    QueueKeys,
+    connect,
+    ms,
+    redacted,
+)
+from engine.api.transport import Transport, TransportClosed
+
+log = logging.getLogger(__name__)
+
+READ_BLOCK_MS = 1000  # a reply read waits this long for news, then reads again
+RECONNECT_SECONDS = 30.0  # Redis away this long: the transport closes (EngineClient restarts it)
+RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0)  # pauses between tries while Redis is away (then 1 s)
+MONITOR_SECONDS = 1.0  # how often the live workers are counted while jobs are in flight
+# Figures summed over the live workers' engines for a pong (engine.api.protocol.EngineStats).
+SUMMED = ("active_rows", "max_rows", "active_jobs", "queued_jobs", "rendering_jobs", "jobs",
+          "steps", "training_jobs", "tokens")
+
+
+@dataclass(eq=False)
+class QueuedJob:
+    id: int  # EngineClient's id for it
+    kind: str
+    body: bytes  # the engine message without its id, msgpack
+    job: str  # its global id in Redis: "<client>:<id>"
+
+
+class QueueLink:
+    """What one EngineClient's transports share, so a new transport (after Redis was away)
+    goes on where the last one stopped: the client's id and reply stream, the position read in
+    it, and the jobs sent and not yet answered."""
+
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX,
+                 worker_ttl: float = WORKER_TTL_SECONDS) -> None:
+        self.url = url
+        self.keys = QueueKeys(prefix)
+        self.client = uuid.uuid4().hex[:16]
+        self.replies = self.keys.replies(self.client)
+        self.worker_ttl = worker_ttl
+        self.last_reply = "0-0"
+        self.jobs: dict[int, QueuedJob] = {}
+        self.cancels: set[str] = set()  # jobs given up whose flag could not be set yet
+        self.redis: Any = None
+
+    def open(self) -> Any:
+        if self.redis is None:
+            self.redis = connect(self.url)
+        return self.redis
+
+    async def close(self) -> None:
+        redis, self.redis = self.redis, None
+        if redis is not None:
+            await redis.aclose()
+
+
+class QueueTransport(Transport):
+    def __init__(self, link: QueueLink) -> None:
+        self._link = link
+        self._keys = link.keys
+        self._inbox: asyncio.Queue[dict[str, Any] | TransportClosed] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed: str | None = None
+        self._last_worker_seen = time.monotonic()
+        self._submit: Any = None
+        self._live: Any = None
+
+    async def open(self) -> None:
+        redis = self._link.open()
+        self._submit = redis.register_script(SUBMIT)
+        self._live = redis.register_script(LIVE_WORKERS)
+        try:
+            await redis.ping()
+            workers = await self._live_workers()
+        except (RedisError, OSError) as exc:
+            await self._link.close()
+            raise TransportClosed(f"Redis at {redacted(self._link.url)} did not answer: "
+                                  f"{exc}") from exc
+        await self._inbox.put({"type": "ready", "pid": 0, "device": "queue",
+                               "model": f"{redacted(self._link.url)} ({len(workers)} workers)"})
+        self._spawn(self._read_replies(), "queue-replies")
+        self._spawn(self._watch_workers(), "queue-workers")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self._closed is not None:
+            raise TransportClosed(self._closed)
+        kind, job_id = message.get("type"), message.get("id")
+        if kind in KINDS and isinstance(job_id, int):
+            body = msgpack.packb({k: v for k, v in message.items() if k != "id"},
+                                 use_bin_type=True)
+            job = QueuedJob(job_id, kind, body, f"{self._link.client}:{job_id}")
+            self._link.jobs[job_id] = job
+            try:
+                await self._send_job(job)
+            except (RedisError, OSError) as exc:
+                # The reader sends it once Redis answers again.
+                log.warning("could not queue %s job %d yet (Redis: %s)", kind, job_id, exc)
+        elif kind == "cancel" and isinstance(job_id, int):
+            job = self._link.jobs.pop(job_id, None)
+            if job is not None:
+                self._link.cancels.add(job.job)
+                await self._flag_cancels()
+        elif kind == "ping":
+            self._spawn(self._pong(job_id), f"queue-ping-{job_id}")
+        else:
+            log.warning("the queue transport cannot send a %r message", kind)
+
+    async def receive(self) -> dict[str, Any]:
+        item = await self._inbox.get()
+        if isinstance(item, TransportClosed):
+            self._inbox.put_nowait(item)  # every later call says the same
+            raise item
+        return item
+
+    async def close(self, timeout: float) -> None:
+        # The workers are not ours to stop; the jobs in flight were drained by EngineClient.
+        self._end("the queue transport was closed")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        await self._link.close()
+
+    def kill(self) -> None:
+        self._end("the queue transport was stopped (Redis did not answer)")
+
+    def describe_exit(self) -> str:
+        return self._closed or "still running"
+
+    # Jobs.
+    async def _send_job(self, job: QueuedJob) -> None:
+        await self._submit(keys=[self._keys.marker(job.job), self._keys.stream(job.kind),
+                                 self._keys.counters],
+                           args=[ms(JOB_TTL_SECONDS), job.job, self._link.replies,
+                                 job.id, job.body])
+
+    async def _flag_cancels(self) -> None:
+        redis = self._link.redis
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for job in self._link.cancels:
+                    pipe.set(self._keys.cancel(job), 1, px=ms(JOB_TTL_SECONDS))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("could not flag %d cancelled jobs yet (Redis: %s)",
+                        len(self._link.cancels), exc)
+            return
+        self._link.cancels.clear()
+
+    async def _resend_all(self) -> None:
+        """After Redis was away: what it lost is queued again, what it kept stays as it is."""
+        for job in list(self._link.jobs.values()):
+            await self._send_job(job)
+        await self._flag_cancels()
+
+    def _fail(self, job: QueuedJob, exc: EngineUnavailable) -> None:
+        self._link.jobs.pop(job.id, None)
+        self._link.cancels.add(job.job)  # a worker that appears later must not run it
+        self._inbox.put_nowait(error_to_wire(job.id, exc))
+
+    # Background tasks.
+    async def _read_replies(self) -> None:
+        redis, link = self._link.redis, self._link
+        away_since: float | None = None
+        tries = 0
+        while True:
+            try:
+                if away_since is not None:
+                    await self._resend_all()
+                    log.info("Redis answers again after %.1f s; %d jobs in flight",
+                             time.monotonic() - away_since, len(link.jobs))
+                    away_since, tries = None, 0
+                answer = await redis.xread({link.replies: link.last_reply}, block=READ_BLOCK_MS)
+            except (RedisError, OSError) as exc:
+                now = time.monotonic()
+                if away_since is None:
+                    away_since = now
+                    log.warning("lost Redis at %s (%s); reconnecting", redacted(link.url), exc)
+                if now - away_since > RECONNECT_SECONDS:
+                    self._end(f"Redis at {redacted(link.url)} did not answer for "
+                              f"{RECONNECT_SECONDS:.0f} s ({exc})")
+                    return
+                await asyncio.sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
+                tries += 1
+                continue
+            for _stream, entries in answer or []:
+                for entry_id, fields in entries:
+                    link.last_reply = entry_id.decode() if isinstance(entry_id, bytes) \
+                        else str(entry_id)
+                    self._deliver(fields.get(b"m"))
+            if answer:
+                # What was read is not needed again: results are MBs, keep Redis small.
+                try:
+                    await redis.xtrim(link.replies, minid=link.last_reply, approximate=False)
+                except (RedisError, OSError) as exc:
+                    log.debug("could not trim the reply stream: %s", exc)
+
+    def _deliver(self, raw: bytes | None) -> None:
+        try:
+            message = msgpack.unpackb(raw, raw=False, strict_map_key=False)
+        except (TypeError, ValueError, msgpack.UnpackException) as exc:
+            log.error("malformed reply from a worker: %s", exc)
+            return
+        if not isinstance(message, dict):
+            log.error("malformed reply from a worker: %r", type(message).__name__)
+            return
+        if message.get("type") in ("result", "error"):
+            job = self._link.jobs.pop(message.get("id"), None)  # type: ignore[arg-type]
+            if job is None:
+                return  # answered already (failed here, or cancelled)
+        elif message.get("id") not in self._link.jobs:
+            return  # progress of a job that has ended
+        self._inbox.put_nowait(message)
+
+    async def _watch_workers(self) -> None:
+        """Fail the jobs in flight when no worker has been heard from for the workers' ttl."""
+        while True:
+            await asyncio.sleep(MONITOR_SECONDS)
+            if not self._link.jobs:
+                self._last_worker_seen = time.monotonic()
+                continue
+            try:
+                workers = await self._live_workers()
+            except (RedisError, OSError):
+                # The reader handles Redis being away; the workers' absence counts only
+                # from when Redis can tell (after a restart they come back within a beat).
+                self._last_worker_seen = time.monotonic()
+                continue
+            now = time.monotonic()
+            if workers:
+                self._last_worker_seen = now
+            elif now - self._last_worker_seen > self._link.worker_ttl:
+                log.error("no engine worker has been heard from for %.0f s; failing %d jobs",
+                          now - self._last_worker_seen, len(self._link.jobs))
+                for job in list(self._link.jobs.values()):
+                    self._fail(job, EngineUnavailable(
+                        "no music engine worker is running; try again when the operator has "
+                        "started one"))
+                await self._flag_cancels()
+
+    async def _live_workers(self) -> list[str]:
+        names = await self._live(keys=[self._keys.workers],
+                                 args=[ms(self._link.worker_ttl)])
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+    async def _pong(self, ping_id: Any) -> None:
+        """Answer a ping with the live workers' figures; no answer while Redis is away (the
+        client's watchdog then closes this transport)."""
+        while True:
+            try:
+                stats = await self._stats()
+                break
+            except (RedisError, OSError):
+                await asyncio.sleep(RETRY_SECONDS[-1])
+        self._inbox.put_nowait({"type": "pong", "id": ping_id, "stats": stats})
+
+    async def _stats(self) -> dict[str, Any]:
+        redis = self._link.redis
+        workers = await self._live_workers()
+        async with redis.pipeline(transaction=False) as pipe:
+            for name in workers:
+                pipe.hget(self._keys.worker(name), "stats")
+            pipe.xlen(self._keys.stream("compose"))
+            pipe.xpending(self._keys.stream("compose"), GROUP)
+            *found, entries, claimed = await pipe.execute(raise_on_error=False)
+        total: dict[str, Any] = dict.fromkeys(SUMMED, 0)
+        models: list[str] = []
+        devices: list[str] = []
+        draining = bool(workers)
+        for raw in found:
+            stats = unpacked(raw)  # nothing while a worker's engine starts
+            if not isinstance(stats, dict):
+                draining = False
+                continue
+            for name in SUMMED:
+                total[name] += int(stats.get(name) or 0)
+            models += [m for m in stats.get("models") or [] if m not in models]
+            devices.append(str(stats.get("device")))
+            draining = draining and bool(stats.get("draining"))
+        # Compositions waiting in Redis for a worker count as queued too: the stream holds
+        # those and the claimed ones (an answered job's entry is deleted).
+        if isinstance(entries, int) and isinstance(claimed, dict):
+            total["queued_jobs"] += max(0, entries - int(claimed.get("pending") or 0))
+        return {**total, "pid": 0, "models": models, "draining": draining,
+                "device": f"queue: {len(workers)} workers ({', '.join(devices) or 'none'})"}
+
+    # Helpers.
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_ended)
+
+    def _task_ended(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("queue transport task %s failed", task.get_name(),
+                      exc_info=task.exception())
+            self._end(f"the queue transport failed ({task.exception()!r})")
+
+    def _end(self, reason: str) -> None:
+        """Closed for good: receive() raises, and the background tasks stop (the next
+        transport of the same link takes over its reply stream and its jobs)."""
+        if self._closed is not None:
+            return
+        self._closed = reason
+        self._inbox.put_nowait(TransportClosed(reason))
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+
+
+def unpacked(raw: object) -> Any:
+    """A msgpack value from Redis, or None for nothing or garbage."""
+    if not isinstance(raw, bytes) or not raw:
+        return None
+    try:
+        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+    except (ValueError, msgpack.UnpackException):
+        return None
+
+
+def queue_client(url: str, *, prefix: str = DEFAULT_PREFIX,
+                 worker_ttl: float = WORKER_TTL_SECONDS, **options: Any) -> EngineClient:
+    """An EngineClient whose engine is the workers of the Redis queue at `url`; `options`
+    go to EngineClient (close_timeout, ...)."""
+    link = QueueLink(url, prefix=prefix, worker_ttl=worker_ttl)
+    factory: Callable[[], Transport] = lambda: QueueTransport(link)  # noqa: E731
+    return EngineClient(factory, **options)

@@ -1,0 +1,1 @@
+"""Engine workers of the Redis job queue (`python -m engine worker`): engine.queue.worker."""
