@@ -20,8 +20,7 @@ from symusic import Score, Tempo, TextMeta, TimeSignature
 
 from engine.api.config import WorkLimits
 from engine.api.form import plan_form
-from engine.api.params import ComposeParams
-from engine.api.protocol import DRUMS
+from engine.api.schema import DRUMS, CandidateResult, ComposeRequest, ComposeResult
 from engine.api.workload import Workload, check_workload
 from engine.audio.pianoroll import draw_pianoroll
 from engine.audio.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
@@ -41,7 +40,7 @@ from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint
 from engine.model.device import pick_device
 from engine.model.tokenizer import MidiTokenizer
 
-__all__ = ["ComposeParams", "Composer", "ComposerOutput", "Plan", "plan_composition"]
+__all__ = ["ComposeRequest", "ComposeResult", "Composer", "Plan", "plan_composition"]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ END_MARKER = "End"  # a MIDI marker on the last bar line: where the piece ends
 
 @dataclass
 class Plan:
-    params: ComposeParams
+    params: ComposeRequest
     prompt: Prompt
     options: SamplingOptions
     timings: dict[str, float] = field(default_factory=dict)
@@ -66,34 +65,6 @@ class Plan:
     @functools.cached_property
     def seed_score(self) -> Score | None:
         return None if self.seed_material is None else Score.from_midi(self.seed_material)
-
-
-@dataclass
-class RenderedCandidate:
-    midi: bytes
-    audio: bytes
-    seconds: float
-    notes: int
-    tokens: int
-    invalid_rate: float  # probability mass the model put on invalid ids, per step
-    bars: int  # bars written: the bars asked, unless sampling had to stop early
-    audio_note: str | None = None  # e.g. "shortened to fit the upload limit"
-    audio_quality_lowered: bool = False
-    audio_cut_from: float | None = None  # the clip's length before it was shortened to fit
-    programs: list[int] = field(default_factory=list)  # GM programs heard; DRUMS for a kit
-
-
-@dataclass
-class ComposerOutput:
-    candidates: list[RenderedCandidate]
-    pianoroll: bytes
-    seed_seconds: float | None
-    timings: dict[str, float]
-    tempo: float | None = None  # bpm the candidates were written at
-
-    @property
-    def invalid_rate(self) -> float:
-        return sum(c.invalid_rate for c in self.candidates) / max(1, len(self.candidates))
 
 
 class Composer:
@@ -114,7 +85,7 @@ class Composer:
         self._encoders.shutdown(wait=True)
         self.renderer.close()
 
-    def plan(self, seed_midi: bytes | None, params: ComposeParams,
+    def plan(self, seed_midi: bytes | None, params: ComposeRequest,
              limits: WorkLimits | None = None) -> Plan:
         return plan_composition(self.tokenizer, self.grammar, seed_midi, params, limits,
                                 known=self.known)
@@ -128,7 +99,7 @@ class Composer:
         return rows
 
     def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
-               ) -> ComposerOutput:
+               ) -> ComposeResult:
         started = time.perf_counter()
         scores = [to_score(self.tokenizer, plan, row.tokens, index=i)
                   for i, row in enumerate(rows)]
@@ -137,8 +108,8 @@ class Composer:
                                   renderer=self.renderer, encoders=self._encoders,
                                   max_audio_bytes=max_audio_bytes)
 
-    def compose(self, seed_midi: bytes | None, params: ComposeParams,
-                *, max_audio_bytes: int | None = None) -> ComposerOutput:
+    def compose(self, seed_midi: bytes | None, params: ComposeRequest,
+                *, max_audio_bytes: int | None = None) -> ComposeResult:
         started = time.perf_counter()
         plan = self.plan(seed_midi, params)
         composition = self.finish(plan, self.decode(plan), max_audio_bytes=max_audio_bytes)
@@ -150,7 +121,7 @@ class Composer:
 # threads (planning beside the decode loop, rendering on the thread that owns the synth).
 
 def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
-                     params: ComposeParams, limits: WorkLimits | None = None, *,
+                     params: ComposeRequest, limits: WorkLimits | None = None, *,
                      known: frozenset[int] = ANY_PITCHED) -> Plan:
     """Read and tokenize the seed here, then plan; BadSeed/BadRequest (before any decoding)
     when the seed is unfit or the request would cost more than `limits` allow."""
@@ -163,7 +134,7 @@ def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: byte
 
 
 def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
-                   params: ComposeParams, limits: WorkLimits, *, started: float,
+                   params: ComposeRequest, limits: WorkLimits, *, started: float,
                    known: frozenset[int] = ANY_PITCHED) -> Plan:
     """The plan of a seed tokenized already (`started`: when its reading began; `known`: the
     programs the model learned to write); BadRequest, before any decoding, when the request
@@ -303,7 +274,7 @@ def seed_seconds(tokenizer: MidiTokenizer, plan: Plan) -> float | None:
 
 def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
                        seed_seconds: float | None, *, renderer: Renderer,
-                       encoders: Executor, max_audio_bytes: int | None = None) -> ComposerOutput:
+                       encoders: Executor, max_audio_bytes: int | None = None) -> ComposeResult:
     """Render, encode and draw the decoded candidates (on the thread that owns `renderer`)."""
     started = time.perf_counter()
     # The synth renders one clip at a time while earlier clips encode on other cores
@@ -322,7 +293,7 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
         if bars < plan.params.bars:  # a bug: the grammar leaves every bar a way to close
             log.warning("a candidate stopped after %d of %d bars (%s)", bars,
                         plan.params.bars, row.stop_reason)
-        candidates.append(RenderedCandidate(
+        candidates.append(CandidateResult(
             midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
             notes=score.note_num(), tokens=len(row.tokens),
             invalid_rate=row.invalid_mass / max(1, row.steps), bars=bars,
@@ -332,8 +303,8 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
     started = time.perf_counter()
     png = draw_pianoroll(scores, seed=plan.seed_score, seed_seconds=seed_seconds)
     plan.timings["pianoroll"] = time.perf_counter() - started
-    return ComposerOutput(candidates, png, seed_seconds, dict(plan.timings),
-                       tempo=float(plan.prompt.tempo))
+    return ComposeResult(candidates, png, seed_seconds, dict(plan.timings),
+                         tempo=float(plan.prompt.tempo))
 
 
 def programs_heard(score: Score) -> list[int]:
@@ -346,4 +317,4 @@ def programs_heard(score: Score) -> list[int]:
 @torch.no_grad()
 def warm_up(composer: Composer) -> None:
     """One tiny composition, so the first member's request does not pay for lazy init."""
-    composer.compose(None, ComposeParams(bars=1, candidates=1, seed=0))
+    composer.compose(None, ComposeRequest(bars=1, candidates=1, seed=0))

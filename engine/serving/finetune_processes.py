@@ -26,12 +26,14 @@ from typing import Any
 from engine.api.child_env import child_environment
 from engine.api.errors import BadRequest, EngineError
 from engine.api.limits import default_finetune_threads
-from engine.api.protocol import (
+from engine.api.schema import (
     FinetuneProgress,
     FinetuneRequest,
     FinetuneResult,
-    error_to_wire,
-    progress_to_wire,
+    FromEngine,
+    JobDone,
+    JobFailed,
+    JobProgress,
 )
 from engine.serving.owned_dirs import OwnedDir, sweep
 
@@ -60,7 +62,7 @@ class FinetuneProcess:
 
 
 class FinetuneProcesses:
-    def __init__(self, data_dir: Path, send: Callable[[dict[str, Any]], None], *,
+    def __init__(self, data_dir: Path, send: Callable[[FromEngine], None], *,
                  python: str = sys.executable, threads: int | None = None) -> None:
         self._data_dir = Path(data_dir).resolve()
         self._send = send
@@ -227,8 +229,7 @@ class FinetuneProcesses:
             if event.percent - job.last_percent >= 1.0 or event.percent >= 100:
                 job.last_percent = event.percent
                 if not job.cancelled:
-                    self._send({"type": "progress", "id": job.id,
-                                "event": progress_to_wire(event)})
+                    self._send(JobProgress(job.id, event))
         else:
             job.result = message
 
@@ -242,7 +243,7 @@ class FinetuneProcesses:
                                     reason=str(job.result["reason"]),
                                     checkpoint=str(job.out), metrics=job.result["metrics"],
                                     pruned=self._prune(job))
-            self._send({"type": "result", "id": job.id, "result": result.to_wire()})
+            self._send(JobDone(job.id, result))
         elif code == BAD_DATA_EXIT:
             reason = next((line.removeprefix("error: ") for line in reversed(job.stderr_tail)
                            if line.startswith("error: ")), "the data could not be used")
@@ -279,4 +280,4 @@ class FinetuneProcesses:
 
     def _reply_error(self, job: FinetuneProcess, exc: BaseException) -> None:
         if not job.cancelled:
-            self._send(error_to_wire(job.id, exc))
+            self._send(JobFailed.of(job.id, exc))

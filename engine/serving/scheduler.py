@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from engine.api.protocol import ComposeRequest, Decoding, ProgressEvent, Queued, Rendering
-from engine.generation.composer import ComposeParams, Plan
+from engine.api.schema import ComposeRequest, Decoding, ProgressEvent, Queued, Rendering
+from engine.generation.composer import Plan
 from engine.generation.sample import DecodeBatch, Row
 from engine.serving.fairness import FairQueue
 from engine.serving.model_cache import LoadedModel
@@ -32,8 +32,7 @@ PROGRESS_INTERVAL = 0.5  # seconds between percent updates of a job; Discord edi
 @dataclass(eq=False)
 class ScheduledJob:
     id: int
-    request: ComposeRequest
-    params: ComposeParams
+    request: ComposeRequest  # checked when it arrived (engine.api.schema)
     guild: Hashable
     received: float = field(default_factory=time.perf_counter)
     model: LoadedModel | None = None  # acquired from the cache until the job is finished
@@ -144,7 +143,7 @@ class Scheduler:
 
     def _admit(self) -> None:
         while (job := self._queue.peek()) is not None and (
-                self._active_rows + job.params.candidates <= self.max_rows
+                self._active_rows + job.request.candidates <= self.max_rows
                 or not self._active):  # a job larger than the cap still runs, alone
             self._queue.pop()
             self._queue_changed = True
@@ -159,10 +158,10 @@ class Scheduler:
         started = time.perf_counter()
         job.timings["queue"] = started - job.received
         generator = torch.Generator()
-        generator.manual_seed(job.params.seed if job.params.seed is not None else torch.seed())
+        generator.manual_seed(job.request.seed if job.request.seed is not None else torch.seed())
         job.rows = [Row(request=job, generator=generator, options=job.plan.options,
                         guidance=job.plan.guidance)
-                    for _ in range(job.params.candidates)]
+                    for _ in range(job.request.candidates)]
         batch = self._batches.get(job.model)
         if batch is None:
             batch = DecodeBatch(job.model.model, job.model.grammar)

@@ -15,9 +15,10 @@ import pytest
 from engine.api.child_env import child_environment
 from engine.api.client import EngineClient, FinetuneRequest
 from engine.api.errors import EngineError
+from engine.api.schema import FinetuneCommand, encode
 from engine.api.transport import SubprocessTransport
 from engine.serving.finetune_processes import FinetuneProcesses
-from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, receive_until, reply_to
+from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, RawEngine, receive_until, reply_to
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
 SECRETS = {"DISCORD_TOKEN": "the-bot-token-stays-in-the-bot",
@@ -75,7 +76,7 @@ async def test_the_bots_secrets_reach_neither_the_engine_nor_its_children(
                                   env={"MOTIF_DATA_DIR": str(engine_data_dir)}) as engine:
         run = asyncio.create_task(engine.finetune(
             FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)))
-        pid = engine.engine_info["pid"]
+        pid = engine.engine_info.pid
         children = await wait_until(
             lambda: (found := children_of(pid)) and any(" finetune " in c for c in found.values())
             and found, "the engine runs a fine-tune child")
@@ -103,18 +104,18 @@ def test_the_allow_list_keeps_what_children_need_and_nothing_else():
 
 # Fine-tune work folders.
 
-async def start_engine(data_dir: Path) -> tuple[SubprocessTransport, int]:
-    transport = SubprocessTransport([*SERVE, "--max-rows", "8"],
-                                    env=child_environment({"MOTIF_DATA_DIR": str(data_dir)}))
+async def start_engine(data_dir: Path) -> tuple[RawEngine, int]:
+    transport = RawEngine(SubprocessTransport(
+        [*SERVE, "--max-rows", "8"], env=child_environment({"MOTIF_DATA_DIR": str(data_dir)})))
     await transport.open()
     ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
     assert ready["type"] == "ready", ready
     return transport, ready["pid"]
 
 
-async def start_run(engine: SubprocessTransport, job_id: int, pieces: list[bytes]) -> None:
+async def start_run(engine: RawEngine, job_id: int, pieces: list[bytes]) -> None:
     request = FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)
-    await engine.send({"type": "finetune", "id": job_id, "request": request.to_wire()})
+    await engine.transport.send(encode(FinetuneCommand(job_id, request)))
     await receive_until(engine, lambda m: reply_to(job_id, "progress")(m)
                         and m["event"]["stage"] == "training", timeout=STARTUP_TIMEOUT)
 

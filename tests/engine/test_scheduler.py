@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.api.protocol import ComposeRequest, Decoding, Queued, Rendering
-from engine.generation.composer import ComposeParams, plan_composition
+from engine.api.schema import ComposeRequest, Decoding, Queued, Rendering
+from engine.generation.composer import plan_composition
 from engine.serving.model_cache import LoadedModel, load_model
 from engine.serving.scheduler import ScheduledJob, Scheduler
 from tests.engine.test_server import CHECKPOINT
@@ -35,10 +35,9 @@ class Recorder:
 
 def make_job(model: LoadedModel, job_id: int, *, guild: int = 0, bars: int = 2,
              candidates: int = 2) -> ScheduledJob:
-    params = ComposeParams(bars=bars, candidates=candidates, seed=job_id)
-    request = ComposeRequest(bars=bars, candidates=candidates, guild_id=guild)
-    job = ScheduledJob(job_id, request, params, guild=guild, model=model)
-    job.plan = plan_composition(model.tokenizer, model.grammar, None, params)
+    request = ComposeRequest(bars=bars, candidates=candidates, seed=job_id, guild_id=guild)
+    job = ScheduledJob(job_id, request, guild=guild, model=model)
+    job.plan = plan_composition(model.tokenizer, model.grammar, None, request)
     return job
 
 

@@ -1,4 +1,5 @@
-"""The engine process spoken to in raw protocol messages: what any client may send it."""
+"""The engine process spoken to in raw messages (plain maps, as MessagePack frames): what any
+client may send it, and what it answers, as engine.api.schema writes it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 from symusic import Score
@@ -23,7 +25,23 @@ SERVE = [sys.executable, "-m", "engine", "serve", "--checkpoint", str(CHECKPOINT
 STARTUP_TIMEOUT = 120.0
 
 
-async def receive_until(transport: SubprocessTransport, predicate, timeout: float = 60.0
+class RawEngine:
+    """An engine's transport that sends any value and reads replies as plain maps."""
+
+    def __init__(self, transport: SubprocessTransport) -> None:
+        self.transport = transport
+
+    async def send(self, message: object) -> None:
+        await self.transport.send(msgspec.msgpack.encode(message))
+
+    async def receive(self) -> dict[str, Any]:
+        return msgspec.msgpack.decode(await self.transport.receive())
+
+    def __getattr__(self, name: str) -> Any:  # open, close, wait_exit, describe_exit
+        return getattr(self.transport, name)
+
+
+async def receive_until(transport: RawEngine, predicate, timeout: float = 60.0
                         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read messages until one matches; returns it and every message read before it."""
     import asyncio
@@ -42,8 +60,8 @@ def reply_to(job_id: int, *types: str):
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine() -> AsyncIterator[SubprocessTransport]:
-    transport = SubprocessTransport([*SERVE, "--max-rows", "8"])
+async def engine() -> AsyncIterator[RawEngine]:
+    transport = RawEngine(SubprocessTransport([*SERVE, "--max-rows", "8"]))
     await transport.open()
     ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
     assert ready["type"] == "ready" and ready["model"] == str(CHECKPOINT.resolve())
@@ -52,7 +70,7 @@ async def engine() -> AsyncIterator[SubprocessTransport]:
     assert transport.describe_exit() == "exited with code 0"
 
 
-async def ping(engine: SubprocessTransport, job_id: int) -> dict[str, Any]:
+async def ping(engine: RawEngine, job_id: int) -> dict[str, Any]:
     await engine.send({"type": "ping", "id": job_id})
     pong, _ = await receive_until(engine, reply_to(job_id, "pong"))
     return pong["stats"]
@@ -65,17 +83,29 @@ async def ping(engine: SubprocessTransport, job_id: int) -> dict[str, Any]:
     ({"type": "dance", "id": 11}, "unknown message type"),
     ({"type": ["compose"], "id": 9}, "unknown message type"),
     ({1: 2, "id": 8, "type": "ping "}, "unknown message type"),
-    ({"type": "render", "id": 10, "midi": None}, "MIDI as bytes"),
-    ({"type": "render", "id": 21, "midi": b"MThd", "guild_id": "7"}, "guild_id must be int"),
-    ({"type": "compose", "id": 12, "request": "bars=4"}, "must be a map"),
-    ({"type": "compose", "id": 13, "request": {"bars": "four"}}, "bars must be int"),
-    ({"type": "compose", "id": 14, "request": {"bars": True}}, "bars must be int"),
+    ({"type": "render", "id": 10, "request": {"midi": None}}, "midi must be bytes"),
+    ({"type": "render", "id": 22, "request": {}}, "a render request needs midi"),
+    ({"type": "render", "id": 21, "request": {"midi": b"MThd", "guild_id": "7"}},
+     "guild_id must be int or nothing (received '7')"),
+    ({"type": "compose", "id": 12, "request": "bars=4"}, "a compose request must be a map"),
+    ({"type": "compose", "id": 13, "request": {"bars": "four"}},
+     "bars must be int (received 'four')"),
+    ({"type": "compose", "id": 14, "request": {"bars": True}}, "bars must be int (received True)"),
     ({"type": "compose", "id": 15, "request": {"colour": "blue"}}, "unknown compose options"),
-    ({"type": "compose", "id": 16, "request": {"bars": 0}}, "bars must be within"),
-    ({"type": "compose", "id": 17, "request": {"candidates": 9}}, "candidates must be within"),
-    ({"type": "compose", "id": 18, "request": {"temperature": 50}}, "temperature"),
-    ({"type": "compose", "id": 19, "request": {"seed_midi": "MThd"}}, "seed_midi must be bytes"),
-    ({"type": "compose", "id": 20, "request": {"max_audio_bytes": 10}}, "max_audio_bytes"),
+    ({"type": "compose", "id": 16, "request": {"bars": 0}},
+     "bars must be within 1 and 64 (received 0)"),
+    ({"type": "compose", "id": 17, "request": {"candidates": 9}},
+     "candidates must be within 1 and 4 (received 9)"),
+    ({"type": "compose", "id": 18, "request": {"temperature": 50}},
+     "temperature must be within 0.5 and 1.5 (received 50)"),
+    ({"type": "compose", "id": 19, "request": {"seed_midi": "MThd"}},
+     "seed_midi must be bytes or nothing (received 'MThd')"),
+    ({"type": "compose", "id": 20, "request": {"max_audio_bytes": 10}},
+     "max_audio_bytes must be at least 32000 (received 10)"),
+    ({"type": "finetune", "id": 23, "request": {"guild_id": 1, "pieces": [b"x"], "steps": 0}},
+     "steps must be within 1 and 100000 (received 0)"),
+    ({"type": "finetune", "id": 24, "request": {"guild_id": 1, "pieces": ["x"]}},
+     "pieces must be bytes (received 'x')"),
 ])
 async def test_malformed_message_gets_an_error(engine, message, reason):
     await engine.send(message)
