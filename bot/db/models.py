@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from bot.db.types import IdType, JsonType, SnowflakeType, UTCDateTime, utcnow
+from engine.api.limits import SEED_NAME_CHARS
 
 # Stable constraint names, so that migrations can refer to (and drop) them on every backend.
 NAMING_CONVENTION = {
@@ -38,7 +39,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-SEED_NAME_MAX_LENGTH = 64
+SEED_NAME_MAX_LENGTH = SEED_NAME_CHARS.high
 RUN_OWNER_MAX_LENGTH = 64
 SHA256_HEX_LENGTH = 64
 
