@@ -47,8 +47,8 @@ def frame(message: bytes) -> bytes:
     return _LENGTH.pack(len(message)) + message
 
 
-class _Frames:
-    """Cuts a byte stream into messages."""
+class FrameReader:
+    """Cuts a byte stream of frames into messages (the socket pair, a fine-tune child's pipe)."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -113,7 +113,7 @@ class SubprocessTransport(Transport):
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._frames = _Frames()
+        self._frames = FrameReader()
 
     @property
     def pid(self) -> int | None:
@@ -200,7 +200,7 @@ class SocketChannel:
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
         self._sock = sock
-        self._frames = _Frames()
+        self._frames = FrameReader()
         self._send_lock = threading.Lock()
 
     @classmethod

@@ -1,8 +1,10 @@
 """Fine-tunes inside the engine: each a child process (`python -m engine finetune`) at lower
 CPU priority, so compositions keep flowing while a server's model trains.
 
-One run per server at a time. The child reports progress as JSON lines, which go to the client
-as FinetuneProgress events; cancelling the job stops the child (SIGTERM, then SIGKILL). Checkpoints
+One run per server at a time. The child speaks the engine's own wire on its stdout
+(engine.api.schema, in frames, as the job: `--wire-job`): its progress events go on to the
+client, its result or error is the job's once it has exited; cancelling the job stops the child
+(SIGTERM, then SIGKILL). Checkpoints
 live under <data dir>/models/<guild id>/; after a run, the ones the client did not ask to keep
 (and that are neither the start nor the new one) are deleted and listed in the result.
 The server's MIDI is copied for the child into <data dir>/finetune/<guild id>/<stamp>-<id>/,
@@ -12,7 +14,7 @@ every engine sweeps, at its start, the folders no live engine owns (engine.servi
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 import subprocess
 import sys
@@ -21,7 +23,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from engine.api.child_env import child_environment
 from engine.api.errors import BadRequest, EngineError
@@ -34,7 +37,9 @@ from engine.api.schema import (
     JobDone,
     JobFailed,
     JobProgress,
+    decode_from_engine,
 )
+from engine.api.transport import READ_CHUNK, FrameReader
 from engine.serving.owned_dirs import OwnedDir, sweep
 
 log = logging.getLogger(__name__)
@@ -55,7 +60,8 @@ class FinetuneProcess:
     keep: set[Path]
     process: subprocess.Popen | None = None
     cancelled: bool = False
-    result: dict[str, Any] | None = None
+    result: FinetuneResult | None = None  # what the child sent
+    error: BaseException | None = None  # or why it could not run
     last_percent: float = -1.0
     stderr_tail: list[str] = field(default_factory=list)
     watcher: threading.Thread | None = None
@@ -175,8 +181,8 @@ class FinetuneProcesses:
     def _spawn(self, job: FinetuneProcess, steps: int | None) -> subprocess.Popen:
         argv = [self._python, "-m", "engine", "finetune", "--data",
                 str(job.workdir.path / "data"),
-                "--out", str(job.out), "--data-dir", str(self._data_dir), "--json",
-                "--progress-json", "--nice", str(NICENESS)]
+                "--out", str(job.out), "--data-dir", str(self._data_dir),
+                "--wire-job", str(job.id), "--nice", str(NICENESS)]
         if job.start_from is not None:
             argv += ["--from", str(job.start_from)]
         if steps is not None:
@@ -186,7 +192,7 @@ class FinetuneProcesses:
         env = child_environment({"MOTIF_THREADS": str(self._threads)})
         log.info("fine-tune %d for guild %d: %s", job.id, job.guild_id, " ".join(argv[1:]))
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env=env, text=True)
+                                stdin=subprocess.DEVNULL, env=env)
 
     # Watching (one thread per job).
     def _watch(self, job: FinetuneProcess) -> None:
@@ -195,8 +201,7 @@ class FinetuneProcesses:
         stderr.start()
         code: int | None = None
         try:
-            for line in job.process.stdout or ():
-                self._on_line(job, line)
+            self._read_wire(job)
             code = job.process.wait()
             stderr.join()
         except Exception:
@@ -212,26 +217,37 @@ class FinetuneProcesses:
             self._finish(job, code)
 
     def _read_stderr(self, job: FinetuneProcess) -> None:
-        for line in job.process.stderr or ():  # type: ignore[union-attr]
+        assert job.process is not None and job.process.stderr is not None
+        for line in io.TextIOWrapper(job.process.stderr, errors="replace"):
             line = line.rstrip()
             log.info("fine-tune %d: %s", job.id, line)
             job.stderr_tail = [*job.stderr_tail[-19:], line]
 
-    def _on_line(self, job: FinetuneProcess, line: str) -> None:
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("fine-tune %d said: %s", job.id, line.rstrip())
-            return
-        if "progress" in message:
-            event = FinetuneProgress(str(message["progress"]["phase"]),
-                             float(message["progress"]["percent"]))
+    def _read_wire(self, job: FinetuneProcess) -> None:
+        """The child's messages until it closes its stdout (it exits)."""
+        assert job.process is not None and job.process.stdout is not None
+        frames = FrameReader()
+        while chunk := job.process.stdout.read1(READ_CHUNK):
+            frames.feed(chunk)
+            while (data := frames.next()) is not None:
+                try:
+                    self._on_message(job, decode_from_engine(data))
+                except msgspec.MsgspecError as exc:
+                    log.warning("fine-tune %d sent a malformed message: %s", job.id, exc)
+
+    def _on_message(self, job: FinetuneProcess, message: FromEngine) -> None:
+        if isinstance(message, JobProgress) and isinstance(message.event, FinetuneProgress):
+            event = message.event
             if event.percent - job.last_percent >= 1.0 or event.percent >= 100:
                 job.last_percent = event.percent
                 if not job.cancelled:
                     self._send(JobProgress(job.id, event))
+        elif isinstance(message, JobDone) and isinstance(message.result, FinetuneResult):
+            job.result = message.result
+        elif isinstance(message, JobFailed):
+            job.error = message.exception()
         else:
-            job.result = message
+            log.warning("fine-tune %d sent an unexpected %s", job.id, type(message).__name__)
 
     def _finish(self, job: FinetuneProcess, code: int) -> None:
         if job.cancelled:
@@ -239,15 +255,12 @@ class FinetuneProcesses:
             job.out.unlink(missing_ok=True)
             return
         if code == 0 and job.result is not None:
-            result = FinetuneResult(accepted=bool(job.result["accepted"]),
-                                    reason=str(job.result["reason"]),
-                                    checkpoint=str(job.out), metrics=job.result["metrics"],
-                                    pruned=self._prune(job))
+            # The engine, not the child, knows where the checkpoint lives and what it pruned.
+            result = msgspec.structs.replace(job.result, checkpoint=str(job.out),
+                                             pruned=self._prune(job))
             self._send(JobDone(job.id, result))
         elif code == BAD_DATA_EXIT:
-            reason = next((line.removeprefix("error: ") for line in reversed(job.stderr_tail)
-                           if line.startswith("error: ")), "the data could not be used")
-            self._reply_error(job, BadRequest(reason))
+            self._reply_error(job, job.error or BadRequest("the data could not be used"))
         else:
             log.error("fine-tune %d exited with %s:\n%s", job.id, code,
                       "\n".join(job.stderr_tail))
