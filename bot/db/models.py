@@ -210,7 +210,9 @@ class ModelVersion(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL"), index=True
     )
-    path: Mapped[str] = mapped_column(Text)
+    # The engine's id of the version ("<guild id>/<name>"), never a path: the engine owns the
+    # checkpoint file and resolves the id to it (engine.serving.model_store).
+    engine_id: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=ModelVersionStatus.READY.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -60,9 +60,10 @@ class ComposeJob:
         return None if self.keeps_instruments else INSTRUMENTS[self.instrument]
 
     def request(
-        self, *, guild_id: int, max_audio_bytes: int | None, checkpoint: str | None
+        self, *, guild_id: int, max_audio_bytes: int | None, model: str | None
     ) -> ComposeRequest:
-        """The engine's request; BadRequest, naming the option, when one is out of range."""
+        """The engine's request (`model`: the engine id of the server's active version);
+        BadRequest, naming the option, when one is out of range."""
         return ComposeRequest(
             seed_midi=self.seed_midi,
             bars=self.bars,
@@ -76,14 +77,14 @@ class ComposeJob:
             follow_key=self.follow_key,
             guild_id=guild_id,
             max_audio_bytes=max_audio_bytes,
-            checkpoint=checkpoint,
+            model=model,
         )
 
     def check_work(self, limits: WorkLimits) -> None:
         """BadSeed or BadRequest, saying what to change, when the seed or the work this job
         asks for is over the engine's limits (blocking: it reads the seed; run it in a
         thread). The engine checks again; this lets the bot refuse before it answers."""
-        request = self.request(guild_id=0, max_audio_bytes=None, checkpoint=None)
+        request = self.request(guild_id=0, max_audio_bytes=None, model=None)
         check_request(request, limits, vocabulary_metres())
 
     def params(self) -> dict[str, Any]:

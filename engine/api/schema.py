@@ -70,7 +70,9 @@ class ComposeRequest(Struct, frozen=True, forbid_unknown_fields=True):
     follow_key: bool = True  # lean toward the seed's key (passing notes stay possible)
     guild_id: int | None = None  # whose turn it is in the engine's fair queue
     max_audio_bytes: int | None = None  # each OGG fits this (the server's upload limit)
-    checkpoint: str | None = None  # the guild's fine-tuned model; None: the base model
+    # The guild's model version by the engine's id for it (FinetuneResult.model), never a
+    # path: the engine owns the files. None: the base model.
+    model: str | None = None
 
     def __post_init__(self) -> None:
         BARS.check("bars", self.bars, BadRequest)
@@ -115,9 +117,10 @@ class VotedPair(Struct, frozen=True, array_like=True):
 class FinetuneRequest(Struct, frozen=True, forbid_unknown_fields=True):
     """Tune a server's model on its pieces (seeds and winners) and its members' preferences.
 
-    The engine owns where checkpoints live (under its data dir, per guild); `start_from` is the
-    server's active version (None: the base model) and `keep` lists the checkpoints that must
-    survive pruning (the versions the bot may still serve or roll back to).
+    Model versions are named by the engine's ids ("<guild id>/<name>"): the engine owns the
+    files (engine.serving.model_store). `start_from` is the server's active version (None: the
+    base model) and `keep` the versions that must survive pruning (those the bot may still
+    serve or roll back to).
     """
 
     guild_id: int
@@ -187,15 +190,15 @@ class RenderResult(Struct, tag="render"):
 
 
 class FinetuneResult(Struct, tag="finetune"):
-    """What a run produced. `accepted`: the quality gate let the checkpoint serve; otherwise
-    `reason` says why not. The checkpoint is kept either way (its figures are the record)
-    until a later run prunes it."""
+    """What a run produced. `accepted`: the quality gate let the version serve; otherwise
+    `reason` says why not. The version is kept either way (its figures are the record) until
+    a later run prunes it."""
 
     accepted: bool
     reason: str
-    checkpoint: str
+    model: str  # the new version's id (a child run by hand names its file: --out)
     metrics: dict[str, Any]
-    pruned: list[str] = []
+    pruned: list[str] = []  # ids of the server's versions this run deleted
 
 
 AnyResult = ComposeResult | RenderResult | FinetuneResult
@@ -278,7 +281,7 @@ ToEngine = ComposeCommand | RenderCommand | FinetuneCommand | CancelCommand | Pi
 class Ready(Struct, tag="ready"):
     pid: int
     device: str
-    model: str  # the base model's key (its checkpoint)
+    model: str  # the base model's checkpoint (this engine's own file)
 
 
 class JobProgress(Struct, tag="progress"):

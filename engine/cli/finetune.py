@@ -174,8 +174,9 @@ def run(args: argparse.Namespace) -> int:
               "checkpoint": str(outcome.checkpoint), "metrics": outcome.metrics}
     write_record(outcome.checkpoint, result)
     say(f"{'accepted' if outcome.accepted else 'rejected'}: {outcome.reason}")
-    if wire is not None:
-        wire.done(FinetuneResult(**result))
+    if wire is not None:  # the engine names the version (engine.serving.model_store)
+        wire.done(FinetuneResult(outcome.accepted, outcome.reason, model=str(outcome.checkpoint),
+                                 metrics=outcome.metrics))
     elif args.json:
         print(json.dumps(result), flush=True)
     return 0

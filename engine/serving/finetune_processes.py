@@ -4,9 +4,9 @@ CPU priority, so compositions keep flowing while a server's model trains.
 One run per server at a time. The child speaks the engine's own wire on its stdout
 (engine.api.schema, in frames, as the job: `--wire-job`): its progress events go on to the
 client, its result or error is the job's once it has exited; cancelling the job stops the child
-(SIGTERM, then SIGKILL). Checkpoints
-live under <data dir>/models/<guild id>/; after a run, the ones the client did not ask to keep
-(and that are neither the start nor the new one) are deleted and listed in the result.
+(SIGTERM, then SIGKILL). Versions are named by id and kept by engine.serving.model_store; after
+a run, the server's versions the client did not ask to keep (and that are neither the start
+nor the new one) are deleted and their ids listed in the result.
 The server's MIDI is copied for the child into <data dir>/finetune/<guild id>/<stamp>-<id>/,
 removed when the run ends however it ends; an engine that died mid-run cannot remove it, so
 every engine sweeps, at its start, the folders no live engine owns (engine.serving.owned_dirs).
@@ -40,6 +40,7 @@ from engine.api.schema import (
     decode_from_engine,
 )
 from engine.api.transport import READ_CHUNK, FrameReader
+from engine.serving.model_store import ModelStore
 from engine.serving.owned_dirs import OwnedDir, sweep
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,10 @@ class FinetuneProcess:
     id: int
     guild_id: int
     workdir: OwnedDir  # the server's MIDI for this run; removed whatever the run's end
-    out: Path
+    model: str  # the new version's id
+    out: Path  # its file
     start_from: Path | None
-    keep: set[Path]
+    keep: set[str]  # ids of the versions that must survive pruning
     process: subprocess.Popen | None = None
     cancelled: bool = False
     result: FinetuneResult | None = None  # what the child sent
@@ -68,9 +70,10 @@ class FinetuneProcess:
 
 
 class FinetuneProcesses:
-    def __init__(self, data_dir: Path, send: Callable[[FromEngine], None], *,
+    def __init__(self, data_dir: Path, store: ModelStore, send: Callable[[FromEngine], None], *,
                  python: str = sys.executable, threads: int | None = None) -> None:
         self._data_dir = Path(data_dir).resolve()
+        self._store = store
         self._send = send
         self._python = python
         self._threads = threads or default_finetune_threads()
@@ -82,23 +85,22 @@ class FinetuneProcesses:
     def running(self) -> int:
         return len(self._jobs)
 
-    def models_dir(self, guild_id: int) -> Path:
-        return self._data_dir / "models" / str(guild_id)
-
     def start(self, job_id: int, request: FinetuneRequest) -> None:
-        """Start the child; BadRequest if the server already has a run or the paths are not
-        the server's own."""
-        models = self.models_dir(request.guild_id)
-        start_from = self._own_checkpoint(models, request.start_from)
+        """Start the child; BadRequest if the server already has a run or the version to
+        start from is not one of the server's own."""
+        start_from = (None if request.start_from is None
+                      else self._store.find(request.start_from, guild_id=request.guild_id))
         with self._lock:
             if any(j.guild_id == request.guild_id for j in self._jobs.values()):
                 raise BadRequest("this server's model is already being fine-tuned")
             stamp = time.strftime("%Y%m%d-%H%M%S")
             workdir = OwnedDir.create(self._workdirs / str(request.guild_id)
                                       / f"{stamp}-{job_id}")
+            model, out = self._store.new(request.guild_id, f"{stamp}-{job_id}")
             job = FinetuneProcess(id=job_id, guild_id=request.guild_id, workdir=workdir,
-                            out=models / f"{stamp}-{job_id}.pt", start_from=start_from,
-                            keep={Path(k).resolve() for k in request.keep})
+                                  model=model, out=out, start_from=start_from,
+                                  keep={*request.keep, model, *([request.start_from]
+                                                                if request.start_from else [])})
             self._jobs[job_id] = job
         try:
             self._write_data(job.workdir.path / "data", request)
@@ -157,15 +159,6 @@ class FinetuneProcesses:
             self._stop(job)
 
     # Starting.
-    def _own_checkpoint(self, models: Path, path: str | None) -> Path | None:
-        """A client may start from its own server's checkpoints only (or the base model)."""
-        if path is None:
-            return None
-        resolved = Path(path).resolve()
-        if resolved.parent != models.resolve() or not resolved.is_file():
-            raise BadRequest("fine-tuning can only start from this server's own model versions")
-        return resolved
-
     @staticmethod
     def _write_data(folder: Path, request: FinetuneRequest) -> None:
         pieces = folder / "pieces"
@@ -256,8 +249,8 @@ class FinetuneProcesses:
             return
         if code == 0 and job.result is not None:
             # The engine, not the child, knows where the checkpoint lives and what it pruned.
-            result = msgspec.structs.replace(job.result, checkpoint=str(job.out),
-                                             pruned=self._prune(job))
+            result = msgspec.structs.replace(
+                job.result, model=job.model, pruned=self._store.prune(job.guild_id, job.keep))
             self._send(JobDone(job.id, result))
         elif code == BAD_DATA_EXIT:
             self._reply_error(job, job.error or BadRequest("the data could not be used"))
@@ -266,16 +259,6 @@ class FinetuneProcesses:
                       "\n".join(job.stderr_tail))
             self._reply_error(job, EngineError(
                 f"the fine-tune stopped with an error (exit status {code})"))
-
-    def _prune(self, job: FinetuneProcess) -> list[str]:
-        keep = job.keep | {job.out.resolve()} | ({job.start_from} if job.start_from else set())
-        pruned = []
-        for path in sorted(job.out.parent.glob("*.pt")):
-            if path.resolve() not in keep:
-                path.unlink(missing_ok=True)
-                path.with_suffix(".json").unlink(missing_ok=True)
-                pruned.append(str(path))
-        return pruned
 
     def _stop(self, job: FinetuneProcess) -> None:
         process = job.process

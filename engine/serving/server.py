@@ -94,6 +94,7 @@ from engine.model.device import pick_device
 from engine.serving.fairness import FairLane
 from engine.serving.finetune_processes import FinetuneProcesses
 from engine.serving.model_cache import LoadedModel, ModelCache
+from engine.serving.model_store import ModelStore
 from engine.serving.render_job import render_midi
 from engine.serving.scheduler import ScheduledJob, Scheduler
 from engine.serving.seed_reader import SeedReader
@@ -300,8 +301,10 @@ class Server:
         self._stopping = threading.Event()
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
+        self._store = ModelStore(settings.data_dir)  # the guilds' versions: ids -> files
         self._models = ModelCache(checkpoint, self.device,
-                                  budget_bytes=settings.model_cache_bytes)
+                                  budget_bytes=settings.model_cache_bytes,
+                                  resolve=self._store.path_of)
         # A guild's seeds are read one at a time, so a flooding guild holds one reader and
         # another guild's seed goes to the other at once.
         self._planning: FairLane[PlanTask] = FairLane(one_per_guild=True)
@@ -313,7 +316,7 @@ class Server:
         self._scheduler = Scheduler(max_rows=settings.max_rows_for(self.device.type),
                                     emit=self._progress, on_decoded=self._renderer.put,
                                     on_failed=self._fail, on_dropped=self._drop)
-        self._tuning = FinetuneProcesses(settings.data_dir, self._send,
+        self._tuning = FinetuneProcesses(settings.data_dir, self._store, self._send,
                                          threads=settings.finetune_threads)
 
     def run(self) -> int:
@@ -435,9 +438,15 @@ class Server:
 
     def _on_compose(self, message: ComposeCommand) -> None:
         request = message.request
+        if request.model is not None:
+            try:
+                self._store.find(request.model, guild_id=request.guild_id)
+            except BadRequest as exc:
+                self._send_error(message.id, exc)
+                return
         job = ScheduledJob(message.id, request, guild=request.guild_id)
         if self._register(job):
-            self._models.get(request.checkpoint).add_done_callback(
+            self._models.get(request.model).add_done_callback(
                 lambda loading: self._to_planner(job, loading))
 
     def _on_render(self, message: RenderCommand) -> None:
@@ -501,7 +510,7 @@ class Server:
         try:
             model = loading.result()
         except Exception as exc:
-            log.exception("job %s: model %s could not be loaded", job.id, job.request.checkpoint)
+            log.exception("job %s: model %s could not be loaded", job.id, job.request.model)
             self._fail(job, EngineError(f"this server's model could not be loaded ({exc})"))
             return
         job.model = model

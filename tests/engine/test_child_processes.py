@@ -18,6 +18,7 @@ from engine.api.errors import EngineError
 from engine.api.schema import FinetuneCommand, encode
 from engine.api.transport import SubprocessTransport
 from engine.serving.finetune_processes import FinetuneProcesses
+from engine.serving.model_store import ModelStore
 from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, RawEngine, receive_until, reply_to
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -159,7 +160,8 @@ async def test_work_folders_of_a_killed_engine_are_swept_at_the_next_start(
 
 def test_a_failed_spawn_leaves_no_folder(engine_data_dir, pieces):
     replies: list[dict] = []
-    jobs = FinetuneProcesses(engine_data_dir, replies.append, python="/nonexistent/python")
+    jobs = FinetuneProcesses(engine_data_dir, ModelStore(engine_data_dir), replies.append,
+                             python="/nonexistent/python")
     with pytest.raises((OSError, EngineError)):
         jobs.start(7, FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
     assert run_folders(engine_data_dir) == [] and jobs.running == 0 and not replies

@@ -68,7 +68,7 @@ def tuned(chorale_dir, engine_data_dir, tmp_path_factory) -> tuple[dict, Path]:
     assert percents == sorted(percents)
     assert {m.event.phase for m in progress} >= {"preparing", "tuning", "gate"}
     assert isinstance(done, JobDone) and done.id == 7
-    assert isinstance(done.result, FinetuneResult) and done.result.checkpoint == str(out)
+    assert isinstance(done.result, FinetuneResult) and done.result.model == str(out)
     return msgspec.structs.asdict(done.result), out
 
 

@@ -9,29 +9,32 @@ import torch
 from engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from engine.model.coverage import ProgramCoverage
 from engine.serving.model_cache import ModelCache, load_model
+from engine.serving.model_store import ModelStore
 from tests.engine.test_server import CHECKPOINT
 
 
 def test_models_in_use_stay_and_idle_ones_leave_least_recent_first(tmp_path):
-    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
-    for path in (a, b):
-        shutil.copy(CHECKPOINT, path)
-    cache = ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0)
+    store = ModelStore(tmp_path)
+    a, b = "5/a", "5/b"  # two versions of a server, by id
+    for model in (a, b):
+        store.path_of(model).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(CHECKPOINT, store.path_of(model))
+    cache = ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0, resolve=store.path_of)
     base = cache.base.key
     try:
-        model_a = cache.get(str(a)).result(timeout=60)
-        model_b = cache.get(str(b)).result(timeout=60)
-        assert cache.keys() == [base, str(a), str(b)]  # over budget, but both in use
+        model_a = cache.get(a).result(timeout=60)
+        model_b = cache.get(b).result(timeout=60)
+        assert cache.keys() == [base, a, b]  # over budget, but both in use
         cache.release(model_a)
-        assert cache.keys() == [base, str(b)]
+        assert cache.keys() == [base, b]
         cache.release(model_b)
         assert cache.keys() == [base]  # the base model always stays
         assert cache.get(None).result() is cache.base
 
         cache.budget_bytes = 2 * cache.base.nbytes  # room for one guild model
-        cache.release(cache.get(str(a)).result(timeout=60))
-        cache.release(cache.get(str(b)).result(timeout=60))
-        assert cache.keys() == [base, str(b)]
+        cache.release(cache.get(a).result(timeout=60))
+        cache.release(cache.get(b).result(timeout=60))
+        assert cache.keys() == [base, b]
     finally:
         cache.close()
 

@@ -7,6 +7,7 @@ import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -14,6 +15,7 @@ import pytest
 import pytest_asyncio
 from symusic import Score
 
+from engine.api.child_env import child_environment
 from engine.api.transport import SubprocessTransport
 from engine.model.checkpoint import BASE_CHECKPOINT
 
@@ -59,9 +61,16 @@ def reply_to(job_id: int, *types: str):
     return lambda m: m.get("id") == job_id and m.get("type") in types
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The engine's own data dir, where it keeps the servers' model versions."""
+    return tmp_path_factory.mktemp("served-data")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine() -> AsyncIterator[RawEngine]:
-    transport = RawEngine(SubprocessTransport([*SERVE, "--max-rows", "8"]))
+async def engine(data_dir: Path) -> AsyncIterator[RawEngine]:
+    transport = RawEngine(SubprocessTransport(
+        [*SERVE, "--max-rows", "8"], env=child_environment({"MOTIF_DATA_DIR": str(data_dir)})))
     await transport.open()
     ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
     assert ready["type"] == "ready" and ready["model"] == str(CHECKPOINT.resolve())
@@ -169,18 +178,33 @@ async def test_queue_reports_positions_and_starts_jobs_as_rows_free(engine):
     assert queued == [(62, 1)]
 
 
-async def test_guild_checkpoint_decodes_beside_the_base_model(engine, tmp_path):
-    guild_model = tmp_path / "guild-7.pt"
-    shutil.copy(CHECKPOINT, guild_model)
-    requests = {70: {"bars": 8, "candidates": 2, "checkpoint": str(guild_model), "seed": 1},
+async def test_guild_version_decodes_beside_the_base_model(engine, data_dir):
+    # A server's versions are the engine's files, named by id: "<guild id>/<name>".
+    versions = data_dir / "models" / "7"
+    versions.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CHECKPOINT, versions / "tuned.pt")
+    (versions / "broken.pt").write_bytes(b"not a checkpoint")
+    requests = {70: {"bars": 8, "candidates": 2, "model": "7/tuned", "guild_id": 7, "seed": 1},
                 71: {"bars": 8, "candidates": 2, "seed": 1},
-                72: {"bars": 2, "candidates": 1, "checkpoint": str(tmp_path / "missing.pt")}}
+                72: {"bars": 2, "candidates": 1, "model": "7/broken", "guild_id": 7},
+                74: {"bars": 2, "candidates": 1, "model": "7/missing", "guild_id": 7},
+                75: {"bars": 2, "candidates": 1, "model": "7/tuned", "guild_id": 8},
+                76: {"bars": 2, "candidates": 1, "model": str(versions / "tuned.pt"),
+                     "guild_id": 7}}
     for job_id, request in requests.items():
         await engine.send({"type": "compose", "id": job_id, "request": request})
     replies = {}
-    while len(replies) < 3:
+    while len(replies) < len(requests):
         message, _ = await receive_until(engine, lambda m: m.get("type") in ("result", "error"))
         replies[message["id"]] = message
     assert replies[70]["type"] == replies[71]["type"] == "result"
     assert replies[72]["kind"] == "EngineError" and "could not be loaded" in replies[72]["message"]
-    assert str(guild_model) in (await ping(engine, 73))["models"]
+    refused = {job_id: (replies[job_id]["kind"], replies[job_id]["message"])
+               for job_id in (74, 75, 76)}
+    assert refused == {
+        74: ("BadRequest", "model version 7/missing is not in this engine (it may have been "
+                           "pruned); activate another version"),
+        75: ("BadRequest", "a server can only use its own model versions (received '7/tuned')"),
+        76: ("BadRequest", f"a model version id is <server id>/<name> (received "
+                           f"{str(versions / 'tuned.pt')!r:.60})")}
+    assert "7/tuned" in (await ping(engine, 73))["models"]
