@@ -30,7 +30,7 @@ from bench.section import Headline, Report, Section, main
 from engine.api.errors import BadRequest
 from engine.audio.loudness import integrated_loudness
 from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
-from engine.core.composer import ComposeParams, Composer, Plan, seed_seconds, to_score
+from engine.core.composer import Composer, ComposeRequest, Plan, seed_seconds, to_score
 from engine.generation.grammar import BAR_TOKEN_CAP
 from engine.generation.sample import DecodeBatch, Row
 from engine.model.device import configure_threads
@@ -97,7 +97,7 @@ def plan_cases(composer: Composer, quick: bool) -> tuple[list[Case], list[str]]:
     cases: list[Case] = []
     refused: list[str] = []
 
-    def add(name: str, label: str, seed: bytes | None, params: ComposeParams) -> None:
+    def add(name: str, label: str, seed: bytes | None, params: ComposeRequest) -> None:
         try:
             cases.append(Case(name, label, composer.plan(seed, params)))
         except BadRequest:
@@ -107,11 +107,11 @@ def plan_cases(composer: Composer, quick: bool) -> tuple[list[Case], list[str]]:
         for temperature in QUICK_TEMPERATURES if quick else TEMPERATURES:
             for bars, candidates, compositions in QUICK_MIX if quick else MIX:
                 for _ in range(compositions):
-                    add(name, DEFAULTS, seed, ComposeParams(
+                    add(name, DEFAULTS, seed, ComposeRequest(
                         bars=bars, candidates=candidates, temperature=temperature,
                         seed=len(cases)))
         for label, options in OPTIONS.items():
-            add(name, label, seed, ComposeParams(bars=4, candidates=4, seed=len(cases),
+            add(name, label, seed, ComposeRequest(bars=4, candidates=4, seed=len(cases),
                                                  **options))
     return cases, refused
 

@@ -218,10 +218,10 @@ async def measure(quick: bool) -> dict:
                     members.append((guild.add_member(env.create_user(f"member{i}")),
                                     guild.create_text_channel("music")))
                 ready_rss = {"bot": resident_mb(),
-                             "engine": resident_mb(engine.engine_info["pid"])}
+                             "engine": resident_mb(engine.engine_info.pid)}
                 warm_up = await compose_together(env, members[:1], seed, log)  # not counted
 
-                engine_pid = engine.engine_info["pid"]
+                engine_pid = engine.engine_info.pid
                 lag = LoopLag()
                 cpu_before = cpu_seconds(engine_pid)
                 alone = [(await compose_together(env, members[:1], seed, log))[0]
@@ -235,8 +235,8 @@ async def measure(quick: bool) -> dict:
                 together_lag = lag.stop()
                 cpu_together = cpu_seconds(engine_pid) - cpu_before
             await bot.db.dispose()
-            engine_rss = resident_mb(engine.engine_info["pid"])
-            engine_info = {k: engine.engine_info.get(k) for k in ("device", "pid")}
+            engine_rss = resident_mb(engine.engine_info.pid)
+            engine_info = {"device": engine.engine_info.device, "pid": engine.engine_info.pid}
     if "torch" in sys.modules:
         raise RuntimeError("the bot process imported torch: its memory figure would be wrong")
     return {

@@ -15,7 +15,7 @@ from symusic import Score
 
 from bench.heldout import Corpus, by_hash, is_score
 from engine.api.errors import BadRequest, BadSeed
-from engine.core.composer import ComposeParams, Composer, Plan, to_score
+from engine.core.composer import Composer, ComposeRequest, Plan, to_score
 from engine.evaluation.musical_stats import Notes, bar_lines, segment
 from engine.generation.sample import DecodeBatch, Row
 
@@ -95,7 +95,7 @@ def continue_openings(composer: Composer, openings: list[Opening]) -> Generation
     for i, opening in enumerate(openings):
         try:
             plan = composer.plan(opening.seed.dumps_midi(),
-                                 ComposeParams(bars=BARS, candidates=1, seed=i))
+                                 ComposeRequest(bars=BARS, candidates=1, seed=i))
         except (BadSeed, BadRequest) as exc:
             skipped[opening.piece_id] = str(exc)
             continue

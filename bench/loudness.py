@@ -33,7 +33,7 @@ from engine.audio.loudness import (
     true_peak_dbfs,
 )
 from engine.audio.render import SAMPLE_RATE, encode_ogg
-from engine.core.composer import ComposeParams, Composer
+from engine.core.composer import Composer, ComposeRequest
 from engine.model.device import configure_threads
 
 BARS, QUICK_BARS = 16, 8
@@ -105,7 +105,7 @@ def timed(work: Callable[[], object]) -> tuple[object, float]:
 
 def run_seed(composer: Composer, name: str, midi: bytes, bars: int) -> SeedRun:
     run, renderer = SeedRun(name), composer.renderer
-    post = composer.compose(midi, ComposeParams(bars=bars, candidates=CANDIDATES, seed=1))
+    post = composer.compose(midi, ComposeRequest(bars=bars, candidates=CANDIDATES, seed=1))
     for candidate in post.candidates:
         run.now.add(candidate.audio)
         raw, synth = timed(lambda c=candidate: renderer.synthesise(c.midi))
@@ -117,7 +117,7 @@ def run_seed(composer: Composer, name: str, midi: bytes, bars: int) -> SeedRun:
         encoded, encode = timed(lambda b=before: encode_ogg(b, SAMPLE_RATE))
         run.encode_seconds.append(encode)
         run.before.add(encoded.data)
-    seam = composer.compose(midi, ComposeParams(bars=bars, candidates=SEAM_CANDIDATES, seed=2,
+    seam = composer.compose(midi, ComposeRequest(bars=bars, candidates=SEAM_CANDIDATES, seed=2,
                                                 include_seed=True))
     for candidate in seam.candidates:
         run.now.add(candidate.audio, seam.seed_seconds)

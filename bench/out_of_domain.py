@@ -39,7 +39,7 @@ from bench.section import Headline, Report, Section, main
 from bench.seed_baselines import random_in_scale, repeat_seed
 from engine.api.errors import BadRequest, BadSeed
 from engine.audio.render import TAIL_SECONDS
-from engine.core.composer import ComposeParams, Composer
+from engine.core.composer import Composer, ComposeRequest
 from engine.model.device import configure_threads
 
 CANDIDATES = 4
@@ -74,7 +74,7 @@ def compose_seed(composer: Composer, run: SeedRun, compositions: int,
                  seam_candidates: int) -> None:
     facts, due = run.facts, continuation_seconds(run.facts) + TAIL_SECONDS
     for i in range(compositions):
-        composition = composer.compose(facts.seed.midi, ComposeParams(
+        composition = composer.compose(facts.seed.midi, ComposeRequest(
             bars=BARS, candidates=CANDIDATES, seed=i))
         levels = []
         for candidate in composition.candidates:
@@ -82,7 +82,7 @@ def compose_seed(composer: Composer, run: SeedRun, compositions: int,
             run.lengths.append(candidate.seconds - due)
             levels.append(clip_loudness(*read_audio(candidate.audio)))
         run.spreads.append(max(levels) - min(levels))
-    seam = composer.compose(facts.seed.midi, ComposeParams(
+    seam = composer.compose(facts.seed.midi, ComposeRequest(
         bars=BARS, candidates=seam_candidates, seed=compositions, include_seed=True))
     if seam.seed_seconds is None:  # the engine left the seed out: no seam to measure
         return

@@ -21,9 +21,9 @@ from bench.section import Headline, Report, Section, main
 from engine.audio.render import SAMPLE_RATE, Renderer, encode_ogg
 from engine.core.composer import (
     ENCODER_THREADS,
-    ComposeParams,
     Composer,
-    ComposerOutput,
+    ComposeRequest,
+    ComposeResult,
     warm_up,
 )
 from engine.model.device import configure_threads
@@ -37,7 +37,7 @@ STAGES = {"tokenize": "tokenize the seed", "sample": "sample (prefill + batched 
           "pianoroll": "piano roll", "total": "**total**"}
 
 
-def audio_seconds(run: ComposerOutput) -> float:
+def audio_seconds(run: ComposeResult) -> float:
     return sum(c.seconds for c in run.candidates)
 
 
@@ -60,7 +60,7 @@ def run(quick: bool) -> Report:
     try:
         warm_up(composer)
         seed = SEED.read_bytes()
-        runs = {k: [composer.compose(seed, ComposeParams(bars=BARS, candidates=k, seed=r))
+        runs = {k: [composer.compose(seed, ComposeRequest(bars=BARS, candidates=k, seed=r))
                     for r in range(repeats)] for k in (1, 4)}
         clip = Score.from_midi(runs[1][0].candidates[0].midi)
         pcm = renderer.render(clip)

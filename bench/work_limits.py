@@ -29,7 +29,6 @@ from engine.api.client import BadRequest, ComposeRequest, EngineClient
 from engine.api.config import EngineSettings
 from engine.api.limits import MAX_RENDER_NOTES
 from engine.api.metre import vocabulary_metres
-from engine.api.params import ComposeParams
 from engine.api.seed_midi import SeedFacts
 from engine.api.workload import Workload
 
@@ -66,7 +65,7 @@ def most_bars(seed: bytes | None, **params: object) -> int:
     limits = EngineSettings.from_env().work
     facts = SeedFacts.of(Score.from_midi(seed)) if seed is not None else None
     fits = [bars for bars in range(1, 65) if Workload.of(
-        ComposeParams(bars=bars, **params), facts, vocabulary_metres()).fits(limits)]
+        ComposeRequest(bars=bars, **params), facts, vocabulary_metres()).fits(limits)]
     return max(fits)
 
 
@@ -136,7 +135,7 @@ async def measure(quick: bool) -> tuple[dict[str, float], list[Measured], str]:
         renders.append((f"render job: {per_beat * int(render_minutes * 120):,} notes in "
                         f"{render_minutes:g} minutes", piece(render_minutes, per_beat)))
     async with EngineClient.local() as engine:
-        pid = engine.engine_info["pid"]
+        pid = engine.engine_info.pid
         await engine.compose(ComposeRequest(bars=1, candidates=1, seed=0))
         start_cpu, start_mb = _proc(pid)
         started = time.perf_counter()

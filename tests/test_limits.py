@@ -1,11 +1,12 @@
-"""One source for every range and default: the slash commands, the CLI, the wire request, the
-engine's parameters and its sampler all read engine.api.limits, and agree."""
+"""One source for every range and default: the slash commands, the CLI and the wire request
+(the engine's options too: engine.api.schema.ComposeRequest) all read engine.api.limits, and
+agree."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
+import msgspec
 import pytest
 
 from bot.cogs.compose import ComposeCog
@@ -27,8 +28,7 @@ from engine.api.limits import (
     TOP_P,
     Range,
 )
-from engine.api.params import ComposeParams
-from engine.api.protocol import ComposeRequest
+from engine.api.schema import ComposeCommand, ComposeRequest, decode_to_engine, encode
 from engine.api.seed_midi import read_seed
 from engine.cli import compose as compose_cli
 
@@ -58,10 +58,10 @@ def test_every_way_in_has_the_same_defaults():
     cli = parser.parse_args(["compose"])
     expected = {"bars": DEFAULT_BARS, "candidates": DEFAULT_CANDIDATES,
                 "temperature": DEFAULT_TEMPERATURE, "top_p": DEFAULT_TOP_P}
-    params, request = ComposeParams(), ComposeRequest()
+    request = ComposeRequest()
     job = ComposeJob(seed_midi=None, seed_label="none")
     for name, value in expected.items():
-        assert getattr(cli, name) == getattr(params, name) == getattr(request, name) == value
+        assert getattr(cli, name) == getattr(request, name) == value
         if name != "top_p":  # members do not choose top-p
             assert getattr(job, name) == value
 
@@ -73,22 +73,20 @@ def _outside(allowed: Range) -> list[float]:
 
 @pytest.mark.parametrize("name", [*RANGED, "top_p"])
 def test_the_engine_takes_each_bound_and_refuses_beyond_with_the_value(name: str):
-    from engine.generation.sample import SamplingOptions
-
     allowed = TOP_P if name == "top_p" else RANGED[name]
     inside = [allowed.high] if allowed.low_open else [allowed.low, allowed.high]
     outside = [allowed.low, allowed.high + 0.01] if allowed.low_open else _outside(allowed)
     for value in inside:
-        ComposeParams(**{name: value})
+        ComposeRequest(**{name: value})
+        # What the engine decodes is checked by the same code as what the bot builds.
+        assert decode_to_engine(encode(ComposeCommand(1, ComposeRequest(**{name: value})))
+                                ).request == ComposeRequest(**{name: value})
     for value in outside:
         with pytest.raises(BadRequest, match=rf"^{name} must be .* \(received {value:g}\)$"):
-            ComposeParams(**{name: value})
-    sampled = {f.name for f in dataclasses.fields(SamplingOptions)}
-    if name in sampled:  # the sampler holds the same range
-        for value in inside:
-            SamplingOptions(**{name: value})
-        with pytest.raises(ValueError, match=name):
-            SamplingOptions(**{name: outside[-1]})
+            ComposeRequest(**{name: value})
+        wire = msgspec.msgpack.encode({"type": "compose", "id": 1, "request": {name: value}})
+        with pytest.raises(BadRequest, match=rf"^{name} must be .* \(received {value:g}\)$"):
+            decode_to_engine(wire)
 
 
 def test_a_seed_has_one_size_limit():

@@ -216,7 +216,7 @@ async def _compose_and_post(
             max_audio_bytes=compose_message.audio_budget(
                 interaction.filesize_limit, job.candidates
             ),
-            checkpoint=version.path if version is not None else None,
+            model=version.engine_id if version is not None else None,
         )
         slot.start()
         async with ProgressMessage(interaction) as progress:

@@ -30,12 +30,6 @@ from bot.db import (
 )
 from bot.errors import UserFacingError, report, reporting
 from bot.services import composing
-from bot.services.jams.options import (
-    DEFAULT_ROUND_MINUTES,
-    DEFAULT_ROUNDS,
-    ROUND_MINUTES,
-    ROUNDS,
-)
 from bot.services.jams.runner import WRITER_LEASE, JamRunner
 from bot.services.limits import Work
 from bot.ui.deferral import check_then_defer
@@ -48,9 +42,23 @@ from bot.ui.jam_views import (
     round_view,
 )
 from bot.ui.seed_names import saved_seed_names
-from bot.ui.slash_options import AS_IN_SEED, INSTRUMENT_CHOICES, Bars, Candidates, Temperature
+from bot.ui.slash_options import (
+    AS_IN_SEED,
+    INSTRUMENT_CHOICES,
+    Bars,
+    Candidates,
+    RoundMinutes,
+    Rounds,
+    Temperature,
+)
 from bot.ui.views import vote_text
-from engine.api.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
+from engine.api.limits import (
+    DEFAULT_BARS,
+    DEFAULT_CANDIDATES,
+    DEFAULT_JAM_ROUND_MINUTES,
+    DEFAULT_JAM_ROUNDS,
+    DEFAULT_TEMPERATURE,
+)
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -61,9 +69,6 @@ Interaction = discord.Interaction["MotifBot"]
 # How often the deadline checker looks for rounds whose vote is over: a vote closes at most
 # this late, and the check is one indexed query.
 TICK_SECONDS = 2.0
-
-Rounds = app_commands.Range[int, ROUNDS.low, ROUNDS.high]
-RoundMinutes = app_commands.Range[int, ROUND_MINUTES.low, ROUND_MINUTES.high]
 
 
 def _runner(interaction: Interaction) -> JamRunner:
@@ -119,8 +124,8 @@ class JamCog(commands.GroupCog, group_name="jam", group_description="Write a pie
     @app_commands.describe(
         seed="A short MIDI file to start from",
         saved_seed="One of this server's saved seeds to start from",
-        rounds=f"How many rounds (default {DEFAULT_ROUNDS})",
-        round_minutes=f"Minutes of voting per round (default {DEFAULT_ROUND_MINUTES})",
+        rounds=f"How many rounds (default {DEFAULT_JAM_ROUNDS})",
+        round_minutes=f"Minutes of voting per round (default {DEFAULT_JAM_ROUND_MINUTES})",
         bars="Length of each round in bars",
         candidates="How many candidates each round",
         temperature="Lower is safer, higher is wilder",
@@ -132,8 +137,8 @@ class JamCog(commands.GroupCog, group_name="jam", group_description="Write a pie
         interaction: Interaction,
         seed: discord.Attachment | None = None,
         saved_seed: str | None = None,
-        rounds: Rounds = DEFAULT_ROUNDS,
-        round_minutes: RoundMinutes = DEFAULT_ROUND_MINUTES,
+        rounds: Rounds = DEFAULT_JAM_ROUNDS,
+        round_minutes: RoundMinutes = DEFAULT_JAM_ROUND_MINUTES,
         bars: Bars = DEFAULT_BARS,
         candidates: Candidates = DEFAULT_CANDIDATES,
         temperature: Temperature = DEFAULT_TEMPERATURE,

@@ -16,6 +16,7 @@ from bot.services.seed_files import read_midi_attachment
 from bot.ui.audio_text import cut_text
 from bot.ui.deferral import check_then_defer
 from bot.ui.seed_names import saved_seed_names
+from bot.ui.slash_options import SeedName
 from bot.ui.text import escaped
 from engine.api.errors import BadRequest
 
@@ -52,7 +53,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
         self,
         interaction: Interaction,
         file: discord.Attachment,
-        name: app_commands.Range[str, 1, 64],
+        name: SeedName,
     ) -> None:
         await defer_privately(interaction)
         midi = await read_midi_attachment(

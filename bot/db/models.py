@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from bot.db.types import IdType, JsonType, SnowflakeType, UTCDateTime, utcnow
+from engine.api.limits import SEED_NAME_CHARS
 
 # Stable constraint names, so that migrations can refer to (and drop) them on every backend.
 NAMING_CONVENTION = {
@@ -38,7 +39,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-SEED_NAME_MAX_LENGTH = 64
+SEED_NAME_MAX_LENGTH = SEED_NAME_CHARS.high
 RUN_OWNER_MAX_LENGTH = 64
 SHA256_HEX_LENGTH = 64
 
@@ -209,7 +210,9 @@ class ModelVersion(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL"), index=True
     )
-    path: Mapped[str] = mapped_column(Text)
+    # The engine's id of the version ("<guild id>/<name>"), never a path: the engine owns the
+    # checkpoint file and resolves the id to it (engine.serving.model_store).
+    engine_id: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     status: Mapped[str] = mapped_column(String(16), default=ModelVersionStatus.READY.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -19,7 +19,6 @@ from bot.db import (
     record_composition,
     set_composition_message,
 )
-from bot.db.queries import NewCandidate
 from bot.errors import UserFacingError
 from bot.services.engine_port import ComposeRequest, ComposeResult
 from bot.services.seed_files import read_midi_attachment, short_name
@@ -29,7 +28,6 @@ from engine.api.form import DEFAULT_FORM, FORMS
 from engine.api.instruments import INSTRUMENTS
 from engine.api.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
 from engine.api.metre import vocabulary_metres
-from engine.api.params import ComposeParams
 from engine.api.workload import check_request
 
 __all__ = ["AS_IN_SEED", "ComposeJob"]
@@ -62,8 +60,10 @@ class ComposeJob:
         return None if self.keeps_instruments else INSTRUMENTS[self.instrument]
 
     def request(
-        self, *, guild_id: int, max_audio_bytes: int, checkpoint: str | None
+        self, *, guild_id: int, max_audio_bytes: int | None, model: str | None
     ) -> ComposeRequest:
+        """The engine's request (`model`: the engine id of the server's active version);
+        BadRequest, naming the option, when one is out of range."""
         return ComposeRequest(
             seed_midi=self.seed_midi,
             bars=self.bars,
@@ -77,15 +77,15 @@ class ComposeJob:
             follow_key=self.follow_key,
             guild_id=guild_id,
             max_audio_bytes=max_audio_bytes,
-            checkpoint=checkpoint,
+            model=model,
         )
 
     def check_work(self, limits: WorkLimits) -> None:
         """BadSeed or BadRequest, saying what to change, when the seed or the work this job
         asks for is over the engine's limits (blocking: it reads the seed; run it in a
         thread). The engine checks again; this lets the bot refuse before it answers."""
-        request = self.request(guild_id=0, max_audio_bytes=0, checkpoint=None)  # options only
-        check_request(self.seed_midi, ComposeParams.of(request), limits, vocabulary_metres())
+        request = self.request(guild_id=0, max_audio_bytes=None, model=None)
+        check_request(request, limits, vocabulary_metres())
 
     def params(self) -> dict[str, Any]:
         """JSON stored with the composition (everything but the seed, which has columns)."""
@@ -205,7 +205,7 @@ async def record(
             guild_id=guild_id,
             channel_id=channel_id,
             requester_id=requester_id,
-            candidates=[NewCandidate(c.midi, c.seconds, c.notes) for c in result.candidates],
+            candidates=result.candidates,  # stored as the engine sent them
             params=job.params(),
             seed_id=job.seed_id,
             # A continuation's seed is its parent candidate; other seeds keep their bytes.

@@ -2,7 +2,7 @@
 (bot.app.open_engine starts the embedded one).
 
 `engine.api.client.EngineClient` (a subprocess today, a job queue later) satisfies it. The request
-and result types come from `engine.api.protocol`, which is light: no torch in the bot process.
+and result types come from `engine.api.schema`, which is light: no torch in the bot process.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from engine.api.protocol import (
+from engine.api.schema import (
     DRUMS,
     CandidateResult,
     ComposeRequest,

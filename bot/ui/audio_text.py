@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.api.protocol import RenderResult
+from engine.api.schema import RenderResult
 
 
 def upload_limit_text(upload_limit: int) -> str:

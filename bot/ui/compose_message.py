@@ -11,7 +11,7 @@ import pretty_midi
 from bot.ui.audio_text import upload_limit_text
 from bot.ui.text import escaped
 from bot.ui.versions import version_name
-from engine.api.protocol import DRUMS, CandidateResult, ComposeResult
+from engine.api.schema import DRUMS, CandidateResult, ComposeResult
 
 
 class ComposeOptions(Protocol):

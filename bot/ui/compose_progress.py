@@ -7,7 +7,7 @@ import logging
 import discord
 
 from bot.ui.throttled import Throttled
-from engine.api.protocol import Decoding, EngineRestarting, ProgressEvent, Queued, Rendering
+from engine.api.schema import Decoding, EngineRestarting, ProgressEvent, Queued, Rendering
 
 log = logging.getLogger(__name__)
 

@@ -21,36 +21,53 @@ import itertools
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from engine.api.child_env import child_environment
 from engine.api.errors import BadRequest, BadSeed, EngineError, EngineUnavailable
-from engine.api.protocol import (
+from engine.api.schema import (
+    AnyResult,
+    CancelCommand,
     CandidateResult,
+    ComposeCommand,
     ComposeRequest,
     ComposeResult,
     Decoding,
     EngineRestarting,
     EngineStats,
+    FinetuneCommand,
     FinetuneProgress,
     FinetuneRequest,
     FinetuneResult,
+    FromEngine,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    PingCommand,
+    Pong,
     ProgressEvent,
     Queued,
+    Ready,
+    RenderCommand,
     Rendering,
+    RenderRequest,
     RenderResult,
+    ToEngine,
     VotedPair,
-    error_from_wire,
-    progress_from_wire,
+    decode_from_engine,
+    encode,
+    job_id_of,
 )
 from engine.api.transport import SubprocessTransport, Transport, TransportClosed
 
 __all__ = ["BadRequest", "BadSeed", "CandidateResult", "ComposeRequest", "ComposeResult",
            "Decoding", "EngineClient", "EngineError", "EngineRestarting", "EngineStats",
            "EngineUnavailable", "FinetuneProgress", "FinetuneRequest", "FinetuneResult",
-           "ProgressEvent", "Queued", "RenderResult", "Rendering", "VotedPair"]
+           "ProgressEvent", "Queued", "RenderRequest", "RenderResult", "Rendering", "VotedPair"]
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +84,18 @@ ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
 
 @dataclass(eq=False)
 class _InFlight:
-    id: int
-    body: dict[str, Any]  # the message to send, but its id
-    decode: Callable[[Any], Any]  # the engine's result -> what the caller gets
+    # Sent again as it is (same id) to the engine that replaces one that died.
+    message: ComposeCommand | RenderCommand | FinetuneCommand
+    expects: type[AnyResult]  # what its result must be
     future: asyncio.Future[Any]
     attempts: int = 0
     sent_to: int | None = None  # generation of the engine the job was last sent to
     progress: ProgressEvent | None = None
     progress_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def id(self) -> int:
+        return self.message.id
 
 
 class EngineClient:
@@ -98,7 +119,7 @@ class EngineClient:
         self._closing = False
         self._supervisor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
-        self.engine_info: dict[str, Any] = {}  # the engine's ready message: pid, device, model
+        self.engine_info: Ready | None = None  # the running engine's ready message
 
     @classmethod
     def local(cls, *, checkpoint: str | Path | None = None, device: str | None = None,
@@ -155,8 +176,7 @@ class EngineClient:
     async def compose(self, request: ComposeRequest, *,
                       on_progress: ProgressCallback | None = None) -> ComposeResult:
         """Compose; BadSeed/BadRequest carry a message for the member who asked."""
-        body = {"type": "compose", "request": request.to_wire()}
-        return await self._run(body, ComposeResult.from_wire, on_progress)
+        return await self._run(ComposeCommand(next(self._ids), request), ComposeResult, on_progress)
 
     async def render(self, midi: bytes, *, max_audio_bytes: int | None = None,
                      max_seconds: float | None = None, guild_id: int | None = None,
@@ -166,21 +186,21 @@ class EngineClient:
         into `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit.
         `guild_id`: whose turn it is among the engine's whole-file renders. `pianoroll`: also
         draw the whole file (result.pianoroll, PNG)."""
-        body = {"type": "render", "midi": midi, "max_audio_bytes": max_audio_bytes,
-                "max_seconds": max_seconds, "guild_id": guild_id, "pianoroll": pianoroll}
-        return await self._run(body, RenderResult.from_wire, None)
+        request = RenderRequest(midi, max_audio_bytes=max_audio_bytes, max_seconds=max_seconds,
+                                guild_id=guild_id, pianoroll=pianoroll)
+        return await self._run(RenderCommand(next(self._ids), request), RenderResult, None)
 
     async def finetune(self, request: FinetuneRequest, *,
                        on_progress: ProgressCallback | None = None) -> FinetuneResult:
         """A new checkpoint for the server and the quality gate's verdict on it; BadRequest
         when the data cannot be used (the message says what is missing)."""
-        body = {"type": "finetune", "request": request.to_wire()}
-        return await self._run(body, FinetuneResult.from_wire, on_progress)
+        return await self._run(FinetuneCommand(next(self._ids), request), FinetuneResult,
+                               on_progress)
 
-    async def _run(self, body: dict[str, Any], decode: Callable[[Any], Any],
-                   on_progress: ProgressCallback | None) -> Any:
+    async def _run(self, message: ComposeCommand | RenderCommand | FinetuneCommand,
+                   expects: type[AnyResult], on_progress: ProgressCallback | None) -> Any:
         self._check_accepting()
-        job = _InFlight(next(self._ids), body, decode, asyncio.get_running_loop().create_future())
+        job = _InFlight(message, expects, asyncio.get_running_loop().create_future())
         self._jobs[job.id] = job
         pump = (asyncio.create_task(self._pump_progress(job, on_progress),
                                     name=f"engine-progress-{job.id}")
@@ -191,7 +211,7 @@ class EngineClient:
             return await job.future
         except asyncio.CancelledError:
             if job.sent_to == self._generation and self._up.is_set():
-                self._in_background(self._send({"type": "cancel", "id": job.id}),
+                self._in_background(self._send(CancelCommand(job.id)),
                                     f"engine-cancel-{job.id}")
             raise
         finally:
@@ -242,10 +262,11 @@ class EngineClient:
         transport = self._new_transport()
         try:
             await transport.open()
-            hello = await asyncio.wait_for(transport.receive(), self._startup_timeout)
-            if hello.get("type") != "ready":
-                raise TransportClosed(f"the engine said {hello.get('type')!r} instead of ready")
-        except (OSError, TimeoutError, TransportClosed) as exc:
+            hello = decode_from_engine(
+                await asyncio.wait_for(transport.receive(), self._startup_timeout))
+            if not isinstance(hello, Ready):
+                raise TransportClosed(f"the engine said {type(hello).__name__} instead of ready")
+        except (OSError, TimeoutError, TransportClosed, msgspec.MsgspecError) as exc:
             transport.kill()
             await transport.close(STOP_TIMEOUT)
             raise EngineUnavailable(f"the music engine could not start ({exc}; "
@@ -259,7 +280,7 @@ class EngineClient:
         self.engine_info = hello
         self._down = False
         self._up.set()
-        log.info("engine pid %s ready on %s", hello.get("pid"), hello.get("device"))
+        log.info("engine pid %s ready on %s", hello.pid, hello.device)
         return transport
 
     async def _supervise(self, transport: Transport) -> None:
@@ -288,8 +309,7 @@ class EngineClient:
                 try:
                     self._dispatch(message)
                 except Exception:
-                    log.exception("could not handle a %r message from the engine",
-                                  message.get("type") if isinstance(message, dict) else message)
+                    log.exception("could not handle a message from the engine")
         finally:
             watchdog.cancel()
             await asyncio.wait([watchdog])
@@ -351,54 +371,61 @@ class EngineClient:
     async def _send_job(self, job: _InFlight) -> None:
         job.sent_to = self._generation
         job.attempts += 1
-        await self._send({**job.body, "id": job.id})
+        await self._send(job.message)
 
-    async def _send(self, message: dict[str, Any]) -> None:
+    async def _send(self, message: ToEngine) -> None:
         transport = self._transport
         if transport is None:
             return  # the engine is restarting; the supervisor resends jobs when it is up
         try:
-            await transport.send(message)
+            await transport.send(encode(message))
         except TransportClosed as exc:
             # The supervisor sees the same death on its receive() and handles it.
-            log.warning("could not send %s %s: %s", message["type"], message.get("id"), exc)
+            log.warning("could not send %s %s: %s", type(message).__name__, message.id, exc)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        kind, job_id = message.get("type"), message.get("id")
-        if kind == "pong":
-            ping = self._pings.pop(job_id, None)
-            if ping is not None and not ping.done():
-                stats = message["stats"]
-                ping.set_result(EngineStats(**{f.name: stats.get(f.name)
-                                               for f in fields(EngineStats)}))
+    def _dispatch(self, data: bytes) -> None:
+        try:
+            message: FromEngine = decode_from_engine(data)
+        except msgspec.MsgspecError as exc:
+            job_id = job_id_of(data)
+            job = self._jobs.get(job_id) if job_id is not None else None
+            log.error("the engine sent a malformed message (%s)", exc)
+            if job is not None:
+                self._settle(job, exception=EngineError(
+                    f"the engine sent a broken result ({exc})"))
             return
-        job = self._jobs.get(job_id) if job_id is not None else None
-        if kind == "error" and job is None:
-            log.error("the engine reported: %s: %s", message.get("kind"), message.get("message"))
+        if isinstance(message, Pong):
+            ping = self._pings.pop(message.id, None)
+            if ping is not None and not ping.done():
+                ping.set_result(message.stats)
+            return
+        if isinstance(message, Ready):
+            log.warning("the engine said it was ready a second time")
+            return
+        job = self._jobs.get(message.id) if message.id is not None else None
+        if isinstance(message, JobFailed) and job is None:
+            log.error("the engine reported: %s: %s", message.kind, message.message)
         elif job is None:
             return  # a reply for a job whose caller went away
-        elif kind == "progress":
-            job.progress = progress_from_wire(message["event"])
+        elif isinstance(message, JobProgress):
+            job.progress = message.event
             job.progress_changed.set()
-        elif kind == "result":
-            try:
-                result = job.decode(message["result"])
-            except (KeyError, TypeError) as exc:
-                log.exception("malformed result for job %s", job_id)
-                self._settle(job, exception=EngineError(f"the engine sent a broken result ({exc})"))
+        elif isinstance(message, JobDone):
+            if isinstance(message.result, job.expects):
+                self._settle(job, result=message.result)
             else:
-                self._settle(job, result=result)
-        elif kind == "error":
-            self._settle(job, exception=error_from_wire(message))
+                log.error("job %s got a %s result", job.id, type(message.result).__name__)
+                self._settle(job, exception=EngineError(
+                    f"the engine sent a broken result (a {type(message.result).__name__})"))
         else:
-            log.warning("unknown message from the engine: %r", kind)
+            self._settle(job, exception=message.exception())
 
     async def _ping(self) -> EngineStats:
         ping_id = next(self._ids)
         future: asyncio.Future[EngineStats] = asyncio.get_running_loop().create_future()
         self._pings[ping_id] = future
         try:
-            await self._send({"type": "ping", "id": ping_id})
+            await self._send(PingCommand(ping_id))
             return await future
         finally:
             self._pings.pop(ping_id, None)

@@ -1,9 +1,11 @@
-"""Every limit and default of a request and of the engine process, in one place (light: no torch).
+"""Every limit and default of a request, of the engine process and of the bot's own options, in
+one place (light: no torch).
 
-The slash commands, `python -m engine compose`, the engine and the tests all read these, so a
-range changes here or nowhere. Each default says why it is what it is. Operators override the
-process settings and the work bounds through MOTIF_* variables (engine.api.config); the ranges of
-a request's options are the product's, not an operator's.
+The slash commands, `python -m engine compose`, the engine's wire schema (engine.api.schema)
+and the tests all read these, so a range changes here or nowhere. Each default says why it is
+what it is. Operators override the process settings and the work bounds through MOTIF_*
+variables (engine.api.config); the ranges of a request's options are the product's, not an
+operator's.
 """
 
 from __future__ import annotations
@@ -91,6 +93,17 @@ PROGRAM = Range(0, 127)  # General MIDI programs
 
 # The sampling seed: torch's generator takes 64 bits; the bot draws from 31.
 SAMPLING_SEED = Range(0, 2**63 - 1)
+
+# ---- The bot's own options (slash commands that do not reach the engine) ----------------
+
+# A saved seed's name as members type it; the database column holds this many characters.
+SEED_NAME_CHARS = Range(1, 64)
+# A jam (/jam start) is a music night: four rounds of two minutes make a piece in about ten
+# minutes.
+JAM_ROUNDS = Range(1, 12)
+DEFAULT_JAM_ROUNDS = 4
+JAM_ROUND_MINUTES = Range(1, 30, " min")
+DEFAULT_JAM_ROUND_MINUTES = 2
 
 # ---- Seeds (uploaded, saved, or a piece continued) ---------------------------------------
 

@@ -4,12 +4,14 @@ engine workers (engine.queue): key names, timings, and the scripts that make eac
     <prefix>:jobs:<kind>      a stream per kind (compose, render, finetune), consumer group
                               "workers"; an entry is {job, reply, id, body}: the job's global id,
                               the client's reply stream, the client's own job id, and the
-                              engine message (msgpack, engine.api.protocol) without its id
+                              engine message as the client encoded it (engine.api.schema;
+                              the worker gives it its own id for its engine)
     <prefix>:job:<job>        the job's marker: "queued", then "done" once its reply is posted
                               (so a reply is posted once, whoever finishes the job)
     <prefix>:cancel:<job>     set when the client gave the job up
     <prefix>:replies:<client> a stream per client: the engine's progress/result/error messages
-                              (msgpack, with the client's job id), expiring when idle
+                              (engine.api.schema's bytes, with the client's job id),
+                              expiring when idle
     <prefix>:workers          sorted set: worker name -> Redis' time of its last heartbeat
     <prefix>:worker:<name>    hash: the worker's pid, host, state and its engine's stats
     <prefix>:dead             dead letters: jobs whose engines died twice while working on them

@@ -7,8 +7,9 @@
 `python -m engine worker` processes (engine.queue.worker), on any machines, take the jobs from
 the streams (engine.api.queue_keys has the layout) and post each job's progress and its reply to
 this client's reply stream, which `QueueTransport` reads. To EngineClient this is one engine:
-the same messages (engine.api.protocol) come and go; `ready` is made here, and a `ping` is
-answered here from the workers' heartbeats (their engines' figures, summed).
+the same messages (engine.api.schema's encoded bytes) come and go, read here only for their
+type and id; `ready` is made here, and a `ping` is answered here from the workers' heartbeats
+(their engines' figures, summed).
 
 What a queue adds, handled here:
 - Redis away (a restart, the network): reads and writes retry; once it answers again every
@@ -31,12 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
+import msgspec
 from redis.exceptions import RedisError
 
 from engine.api.client import EngineClient
 from engine.api.errors import EngineUnavailable
-from engine.api.protocol import error_to_wire
 from engine.api.queue_keys import (
     DEFAULT_PREFIX,
     GROUP,
@@ -50,6 +50,7 @@ from engine.api.queue_keys import (
     ms,
     redacted,
 )
+from engine.api.schema import EngineStats, JobFailed, Pong, Ready, encode
 from engine.api.transport import Transport, TransportClosed
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ READ_BLOCK_MS = 1000  # a reply read waits this long for news, then reads again
 RECONNECT_SECONDS = 30.0  # Redis away this long: the transport closes (EngineClient restarts it)
 RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0)  # pauses between tries while Redis is away (then 1 s)
 MONITOR_SECONDS = 1.0  # how often the live workers are counted while jobs are in flight
-# Figures summed over the live workers' engines for a pong (engine.api.protocol.EngineStats).
+# Figures summed over the live workers' engines for a pong (engine.api.schema.EngineStats).
 SUMMED = ("active_rows", "max_rows", "active_jobs", "queued_jobs", "rendering_jobs", "jobs",
           "steps", "training_jobs", "tokens")
 
@@ -67,7 +68,7 @@ SUMMED = ("active_rows", "max_rows", "active_jobs", "queued_jobs", "rendering_jo
 class QueuedJob:
     id: int  # EngineClient's id for it
     kind: str
-    body: bytes  # the engine message without its id, msgpack
+    body: bytes  # the engine message as the client encoded it (the worker sets its own id)
     job: str  # its global id in Redis: "<client>:<id>"
 
 
@@ -103,7 +104,7 @@ class QueueTransport(Transport):
     def __init__(self, link: QueueLink) -> None:
         self._link = link
         self._keys = link.keys
-        self._inbox: asyncio.Queue[dict[str, Any] | TransportClosed] = asyncio.Queue()
+        self._inbox: asyncio.Queue[bytes | TransportClosed] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed: str | None = None
         self._last_worker_seen = time.monotonic()
@@ -121,19 +122,19 @@ class QueueTransport(Transport):
             await self._link.close()
             raise TransportClosed(f"Redis at {redacted(self._link.url)} did not answer: "
                                   f"{exc}") from exc
-        await self._inbox.put({"type": "ready", "pid": 0, "device": "queue",
-                               "model": f"{redacted(self._link.url)} ({len(workers)} workers)"})
+        await self._inbox.put(encode(Ready(
+            0, "queue", f"{redacted(self._link.url)} ({len(workers)} workers)")))
         self._spawn(self._read_replies(), "queue-replies")
         self._spawn(self._watch_workers(), "queue-workers")
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: bytes) -> None:
         if self._closed is not None:
             raise TransportClosed(self._closed)
-        kind, job_id = message.get("type"), message.get("id")
+        fields = unpacked(message)
+        kind, job_id = (fields.get("type"), fields.get("id")) if isinstance(fields, dict) \
+            else (None, None)
         if kind in KINDS and isinstance(job_id, int):
-            body = msgpack.packb({k: v for k, v in message.items() if k != "id"},
-                                 use_bin_type=True)
-            job = QueuedJob(job_id, kind, body, f"{self._link.client}:{job_id}")
+            job = QueuedJob(job_id, kind, message, f"{self._link.client}:{job_id}")
             self._link.jobs[job_id] = job
             try:
                 await self._send_job(job)
@@ -150,7 +151,7 @@ class QueueTransport(Transport):
         else:
             log.warning("the queue transport cannot send a %r message", kind)
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> bytes:
         item = await self._inbox.get()
         if isinstance(item, TransportClosed):
             self._inbox.put_nowait(item)  # every later call says the same
@@ -201,7 +202,7 @@ class QueueTransport(Transport):
     def _fail(self, job: QueuedJob, exc: EngineUnavailable) -> None:
         self._link.jobs.pop(job.id, None)
         self._link.cancels.add(job.job)  # a worker that appears later must not run it
-        self._inbox.put_nowait(error_to_wire(job.id, exc))
+        self._inbox.put_nowait(encode(JobFailed.of(job.id, exc)))
 
     # Background tasks.
     async def _read_replies(self) -> None:
@@ -241,9 +242,14 @@ class QueueTransport(Transport):
                     log.debug("could not trim the reply stream: %s", exc)
 
     def _deliver(self, raw: bytes | None) -> None:
+        """Hand a worker's reply on as it came (EngineClient decodes it); only its type and id
+        are read here."""
+        if not isinstance(raw, bytes):
+            log.error("malformed reply from a worker: %r", type(raw).__name__)
+            return
         try:
-            message = msgpack.unpackb(raw, raw=False, strict_map_key=False)
-        except (TypeError, ValueError, msgpack.UnpackException) as exc:
+            message = msgspec.msgpack.decode(raw)
+        except msgspec.DecodeError as exc:
             log.error("malformed reply from a worker: %s", exc)
             return
         if not isinstance(message, dict):
@@ -255,7 +261,7 @@ class QueueTransport(Transport):
                 return  # answered already (failed here, or cancelled)
         elif message.get("id") not in self._link.jobs:
             return  # progress of a job that has ended
-        self._inbox.put_nowait(message)
+        self._inbox.put_nowait(raw)
 
     async def _watch_workers(self) -> None:
         """Fail the jobs in flight when no worker has been heard from for the workers' ttl."""
@@ -288,7 +294,7 @@ class QueueTransport(Transport):
                                  args=[ms(self._link.worker_ttl)])
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
-    async def _pong(self, ping_id: Any) -> None:
+    async def _pong(self, ping_id: int) -> None:
         """Answer a ping with the live workers' figures; no answer while Redis is away (the
         client's watchdog then closes this transport)."""
         while True:
@@ -297,7 +303,7 @@ class QueueTransport(Transport):
                 break
             except (RedisError, OSError):
                 await asyncio.sleep(RETRY_SECONDS[-1])
-        self._inbox.put_nowait({"type": "pong", "id": ping_id, "stats": stats})
+        self._inbox.put_nowait(encode(Pong(ping_id, msgspec.convert(stats, EngineStats))))
 
     async def _stats(self) -> dict[str, Any]:
         redis = self._link.redis
@@ -356,12 +362,13 @@ class QueueTransport(Transport):
 
 
 def unpacked(raw: object) -> Any:
-    """A msgpack value from Redis, or None for nothing or garbage."""
+    """A MessagePack value (from Redis, or a message to send), or None for nothing or
+    garbage."""
     if not isinstance(raw, bytes) or not raw:
         return None
     try:
-        return msgpack.unpackb(raw, raw=False, strict_map_key=False)
-    except (ValueError, msgpack.UnpackException):
+        return msgspec.msgpack.decode(raw)
+    except msgspec.DecodeError:
         return None
 
 

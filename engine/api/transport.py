@@ -1,11 +1,13 @@
-"""How messages (dicts, see engine.api.protocol) travel between the client and an engine.
+"""How messages (bytes encoded by engine.api.schema) travel between the client and an engine.
 
-The client sees only `Transport`: open it, send and receive dicts, close or kill it. The
+The client sees only `Transport`: open it, send and receive messages as bytes, close or kill
+it; what they say is engine.api.schema's business, so a transport only carries them. The
 embedded backend, `SubprocessTransport`, starts `python -m engine serve` and talks to it over a
 socket pair the child inherits: no port, no path, no authkey, and the socket reaches EOF the
-moment the engine dies, which is how a crash is noticed. Framing is msgpack's own (objects are
-self-delimiting), fed by asyncio streams here and by a blocking socket in the engine
-(`SocketChannel`). A Redis job-queue backend would be another `Transport`.
+moment the engine dies, which is how a crash is noticed. On the socket each message is a frame:
+its length (4 bytes, big-endian), then its bytes; asyncio streams read them here and a
+blocking socket in the engine (`SocketChannel`). A Redis job-queue backend would be another
+`Transport`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,11 @@ import asyncio
 import logging
 import select
 import socket
+import struct
 import subprocess
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import msgpack
 
 from engine.api.child_env import child_environment
 
@@ -37,10 +37,39 @@ class TransportClosed(ConnectionError):
     """The other side went away (the engine exited or the channel was closed)."""
 
 
-def _unpacker() -> msgpack.Unpacker:
-    # Maps with non-string keys are let through to be refused as bad requests, not as a
-    # broken stream (which would end the channel).
-    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_MESSAGE_BYTES)
+_LENGTH = struct.Struct(">I")  # a frame's header: how many bytes of message follow
+
+
+def frame(message: bytes) -> bytes:
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"a message may hold at most {MAX_MESSAGE_BYTES} bytes "
+                         f"(received {len(message)})")
+    return _LENGTH.pack(len(message)) + message
+
+
+class FrameReader:
+    """Cuts a byte stream of frames into messages (the socket pair, a fine-tune child's pipe)."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next(self) -> bytes | None:
+        """The next whole message, or None until more bytes come; ValueError when the header
+        announces more than MAX_MESSAGE_BYTES (a broken peer: the stream cannot go on)."""
+        if len(self._buffer) < _LENGTH.size:
+            return None
+        (length,) = _LENGTH.unpack_from(self._buffer)
+        if length > MAX_MESSAGE_BYTES:
+            raise ValueError(f"a frame announces {length} bytes, over {MAX_MESSAGE_BYTES}")
+        end = _LENGTH.size + length
+        if len(self._buffer) < end:
+            return None
+        message = bytes(self._buffer[_LENGTH.size:end])
+        del self._buffer[:end]
+        return message
 
 
 class Transport(ABC):
@@ -50,10 +79,10 @@ class Transport(ABC):
     async def open(self) -> None: ...
 
     @abstractmethod
-    async def send(self, message: dict[str, Any]) -> None: ...
+    async def send(self, message: bytes) -> None: ...
 
     @abstractmethod
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> bytes:
         """The next message; raises TransportClosed when the engine is gone."""
 
     @abstractmethod
@@ -84,7 +113,7 @@ class SubprocessTransport(Transport):
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._unpacker = _unpacker()
+        self._frames = FrameReader()
 
     @property
     def pid(self) -> int | None:
@@ -106,30 +135,31 @@ class SubprocessTransport(Transport):
             theirs.close()  # only the child may hold it, or its death would not reach EOF
         self._reader, self._writer = await asyncio.open_unix_connection(sock=ours)
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: bytes) -> None:
         if self._writer is None or self._writer.is_closing():
             raise TransportClosed("the engine channel is closed")
         try:
-            self._writer.write(msgpack.packb(message, use_bin_type=True))
+            self._writer.write(frame(message))
             await self._writer.drain()
         except (ConnectionError, BrokenPipeError) as exc:
             raise TransportClosed(f"the engine channel broke: {exc}") from exc
 
-    async def receive(self) -> dict[str, Any]:
+    async def receive(self) -> bytes:
         assert self._reader is not None, "open() first"
         while True:
             try:
-                for message in self._unpacker:
-                    return message
-            except (ValueError, msgpack.UnpackException) as exc:
+                message = self._frames.next()
+            except ValueError as exc:
                 raise TransportClosed(f"the engine sent malformed data: {exc}") from exc
+            if message is not None:
+                return message
             try:
                 data = await self._reader.read(READ_CHUNK)
             except ConnectionError as exc:
                 raise TransportClosed(f"the engine channel broke: {exc}") from exc
             if not data:
                 raise TransportClosed("the engine closed its channel")
-            self._unpacker.feed(data)
+            self._frames.feed(data)
 
     async def close(self, timeout: float) -> None:
         # EOF on its socket is the engine's signal to stop; it exits by itself.
@@ -165,28 +195,29 @@ class SubprocessTransport(Transport):
 
 
 class SocketChannel:
-    """The engine's end: blocking msgpack over a socket; send() may be called from any thread."""
+    """The engine's end: blocking frames over a socket; send() may be called from any thread."""
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(True)
         self._sock = sock
-        self._unpacker = _unpacker()
+        self._frames = FrameReader()
         self._send_lock = threading.Lock()
 
     @classmethod
     def from_fd(cls, fd: int) -> SocketChannel:
         return cls(socket.socket(fileno=fd))
 
-    def receive(self) -> object | None:
-        """The next message (any msgpack value), or None at EOF or on bytes that are not
-        msgpack (the stream cannot be resynchronised: the client will start a new engine)."""
+    def receive(self) -> bytes | None:
+        """The next message, or None at EOF or on a broken frame (the stream cannot be
+        resynchronised: the client will start a new engine)."""
         while True:
             try:
-                for message in self._unpacker:
-                    return message
-            except (ValueError, msgpack.UnpackException) as exc:
+                message = self._frames.next()
+            except ValueError as exc:
                 log.error("malformed data on the channel, closing it: %s", exc)
                 return None
+            if message is not None:
+                return message
             try:
                 # Waiting in select with a timeout, not in recv, lets the main thread run a
                 # signal handler even when the signal was delivered to another thread.
@@ -197,16 +228,16 @@ class SocketChannel:
                 return None
             if not data:
                 return None
-            self._unpacker.feed(data)
+            self._frames.feed(data)
 
-    def send(self, message: dict[str, Any]) -> None:
-        data = msgpack.packb(message, use_bin_type=True)
+    def send(self, message: bytes) -> None:
+        data = frame(message)
         with self._send_lock:
             try:
                 self._sock.sendall(data)
             except OSError as exc:
                 # The client is gone: nobody to tell; receive() sees EOF and the engine stops.
-                log.warning("could not send %s message: %s", message.get("type"), exc)
+                log.warning("could not send a message of %d bytes: %s", len(message), exc)
 
     def shutdown(self) -> None:
         """Wake a blocked receive() with EOF (used to stop the engine from a worker thread)."""

@@ -16,7 +16,7 @@ from engine.api.config import WorkLimits
 from engine.api.errors import BadRequest
 from engine.api.limits import DEFAULT_TEMPO_BPM, MAX_TOKENS_PER_BAR
 from engine.api.metre import bar_parts, quarters_per_bar
-from engine.api.params import ComposeParams
+from engine.api.schema import ComposeRequest
 from engine.api.seed_midi import SeedFacts, read_seed
 
 
@@ -30,7 +30,7 @@ class Workload:
     seed_quarters: float = 0.0  # of seed played before the continuation (include_seed)
 
     @classmethod
-    def of(cls, params: ComposeParams, seed: SeedFacts | None,
+    def of(cls, params: ComposeRequest, seed: SeedFacts | None,
            metres: Sequence[str]) -> Workload:
         """The work `params` ask for on `seed`, where `metres` are those the model knows."""
         metre = seed.time_signature if seed is not None else None
@@ -85,13 +85,12 @@ def check_workload(work: Workload, limits: WorkLimits) -> None:
     raise BadRequest(f"{problem}: {_advice(work, limits)}")
 
 
-def check_request(seed_midi: bytes | None, params: ComposeParams, limits: WorkLimits,
-                  metres: Sequence[str]) -> None:
+def check_request(request: ComposeRequest, limits: WorkLimits, metres: Sequence[str]) -> None:
     """BadSeed or BadRequest when the seed or the work asked for is over a limit; reads the
     seed (symusic only: no tokenizer, no model), for a check before anything loads."""
-    seed = (None if seed_midi is None
-            else SeedFacts.of(read_seed(seed_midi, max_notes=limits.max_seed_notes)))
-    check_workload(Workload.of(params, seed, metres), limits)
+    seed = (None if request.seed_midi is None
+            else SeedFacts.of(read_seed(request.seed_midi, max_notes=limits.max_seed_notes)))
+    check_workload(Workload.of(request, seed, metres), limits)
 
 
 def _advice(work: Workload, limits: WorkLimits) -> str:

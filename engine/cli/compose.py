@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # before torch is imported and the model and soundfont are loaded (seconds).
     from engine.api.errors import BadRequest, BadSeed
     from engine.api.metre import vocabulary_metres
-    from engine.api.params import ComposeParams
+    from engine.api.schema import ComposeRequest
     from engine.api.workload import check_request
 
     settings = args.settings
@@ -76,14 +76,14 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             return fail(f"cannot read {args.seed_file}: {exc.strerror}")
     try:
-        params = ComposeParams(bars=args.bars, candidates=args.candidates,
-                               temperature=args.temperature, top_p=args.top_p, seed=args.seed,
-                               tempo=args.tempo, program=program,
-                               include_seed=args.include_seed, form=args.form,
-                               follow_key=not args.ignore_key)
+        params = ComposeRequest(seed_midi=seed_bytes, bars=args.bars,
+                                candidates=args.candidates, temperature=args.temperature,
+                                top_p=args.top_p, seed=args.seed, tempo=args.tempo,
+                                program=program, include_seed=args.include_seed,
+                                form=args.form, follow_key=not args.ignore_key)
         # The seed and the work it asks for are checked before torch and the model load
         # (seconds), so a refusal is quick; the plan checks again with the model's metres.
-        check_request(seed_bytes, params, settings.work, vocabulary_metres())
+        check_request(params, settings.work, vocabulary_metres())
     except (BadSeed, BadRequest) as exc:
         return fail(str(exc))
 

@@ -6,8 +6,10 @@ the gate's figures and verdict in its meta (and `<CKPT>.json` beside it).
 
 Exit status: 0 when the run completed, whatever the gate said (the verdict is in the output);
 2 when the data cannot be used (one line says why); 130 when stopped by SIGTERM/SIGINT.
-With --json the last line of stdout is {"accepted", "reason", "checkpoint", "metrics"};
-with --progress-json every progress step is a {"progress": {"phase", "percent"}} line before it.
+With --json the last line of stdout is {"accepted", "reason", "checkpoint", "metrics"}.
+With --wire-job ID (the engine's own use: engine.serving.finetune_processes) stdout speaks the
+engine's wire (engine.api.schema, in frames) as job ID: JobProgress events, then JobDone with
+the FinetuneResult or JobFailed with the reason; anything else printed goes to stderr.
 """
 
 from __future__ import annotations
@@ -18,6 +20,18 @@ import os
 import signal
 import sys
 from pathlib import Path
+
+from engine.api.errors import BadRequest
+from engine.api.schema import (
+    FinetuneProgress,
+    FinetuneResult,
+    FromEngine,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    encode,
+)
+from engine.api.transport import frame
 
 
 def add_parser(commands) -> None:
@@ -48,7 +62,8 @@ def add_parser(commands) -> None:
     p.add_argument("--nice", type=int, default=0,
                    help="lower this process's CPU priority by this much (the engine uses 10)")
     p.add_argument("--json", action="store_true", help="a JSON result on the last line")
-    p.add_argument("--progress-json", action="store_true", help="progress as JSON lines")
+    p.add_argument("--wire-job", type=int, default=None, metavar="ID",
+                   help="speak the engine's wire on stdout as job ID (the engine's own use)")
     p.set_defaults(run=run)
 
 
@@ -70,9 +85,36 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
+class Wire:
+    """Frames of engine.api.schema messages on what was stdout, as job `job_id`. File
+    descriptor 1 then points at stderr, so a stray print (ours or a library's) cannot break a
+    frame."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        sys.stdout.flush()
+        self._out = os.fdopen(os.dup(1), "wb", buffering=0)
+        os.dup2(2, 1)
+
+    def progress(self, phase: str, percent: float) -> None:
+        self._send(JobProgress(self.job_id, FinetuneProgress(phase, percent)))
+
+    def done(self, result: FinetuneResult) -> None:
+        self._send(JobDone(self.job_id, result))
+
+    def failed(self, exc: BaseException) -> None:
+        self._send(JobFailed.of(self.job_id, exc))
+
+    def _send(self, message: FromEngine) -> None:
+        self._out.write(frame(encode(message)))
+
+
 def run(args: argparse.Namespace) -> int:
+    wire = Wire(args.wire_job) if args.wire_job is not None else None
     if problem := _check(args):
         print(f"error: {problem}", file=sys.stderr)
+        if wire is not None:
+            wire.failed(BadRequest(problem))
         return 2
     if args.nice:
         os.nice(args.nice)
@@ -89,7 +131,6 @@ def run(args: argparse.Namespace) -> int:
         # A child of an engine that died is re-parented: stop rather than train for no one.
         return stop["requested"] or os.getppid() != parent
 
-    from engine.api.errors import BadRequest
     from engine.finetune.preferences import PreferenceConfig
     from engine.finetune.run import Cancelled, FinetuneConfig, run_finetune
     from engine.finetune.server_data import read_folder
@@ -105,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
             else args.preference_steps, min_pairs=args.min_pairs))
 
     def progress(phase: str, percent: float) -> None:
-        if args.progress_json:
-            print(json.dumps({"progress": {"phase": phase, "percent": percent}}), flush=True)
+        if wire is not None:
+            wire.progress(phase, percent)
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -121,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
                                should_stop=should_stop, say=say)
     except BadRequest as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if wire is not None:
+            wire.failed(exc)
         return 2
     except Cancelled:
         print("stopped before the end; nothing was written", file=sys.stderr)
@@ -131,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
               "checkpoint": str(outcome.checkpoint), "metrics": outcome.metrics}
     write_record(outcome.checkpoint, result)
     say(f"{'accepted' if outcome.accepted else 'rejected'}: {outcome.reason}")
-    if args.json:
+    if wire is not None:  # the engine names the version (engine.serving.model_store)
+        wire.done(FinetuneResult(outcome.accepted, outcome.reason, model=str(outcome.checkpoint),
+                                 metrics=outcome.metrics))
+    elif args.json:
         print(json.dumps(result), flush=True)
     return 0

@@ -1,11 +1,12 @@
 """`python -m engine serve --fd N`: the engine process the bot's EngineClient starts.
 
-It talks msgpack over the socket it inherited as file descriptor N (see engine.api.transport),
-loads the model once, keeps the synth loaded, and stops when that socket closes. Settings come
-from the environment (engine.api.config: MOTIF_CHECKPOINT, MOTIF_DEVICE, MOTIF_MAX_ROWS,
-MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL, MOTIF_LOG_FORMAT, the work limits,
-...), so the bot's operators set them in one place; the options below override them. SIGTERM
-drains it (engine.serving.server): the jobs in flight are delivered, then it exits 0.
+It reads engine.api.schema's messages in frames on the socket it inherited as file descriptor N
+(see engine.api.transport), loads the model once, keeps the synth loaded, and stops when that
+socket closes. Settings come from the environment (engine.api.config: MOTIF_CHECKPOINT,
+MOTIF_DEVICE, MOTIF_MAX_ROWS, MOTIF_RENDER_THREADS, MOTIF_MODEL_CACHE_MB, MOTIF_LOG_LEVEL,
+MOTIF_LOG_FORMAT, the work limits, ...), so the bot's operators set them in one place; the
+options below override them. SIGTERM drains it (engine.serving.server): the jobs in flight
+are delivered, then it exits 0.
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from engine.api.config import WorkLimits
+from engine.api.errors import BadRequest
 from engine.api.limits import DEFAULT_MAX_ROWS
-from engine.api.params import ComposeParams
+from engine.api.schema import ComposeRequest, ComposeResult
 from engine.audio.render import Renderer
 from engine.core.engine_core import EngineCore, InProcessSeeds, Output, ScheduledJob
 from engine.core.model_cache import ModelCache
@@ -24,7 +25,6 @@ from engine.generation.keep_seed import known_programs
 from engine.generation.sample import Row, generate
 from engine.generation.stages import (
     ENCODER_THREADS,
-    ComposerOutput,
     Plan,
     plan_composition,
     seed_seconds,
@@ -34,7 +34,7 @@ from engine.model.checkpoint import BASE_CHECKPOINT
 from engine.model.device import pick_device
 
 # What callers of the offline engine use beside it, from one place.
-__all__ = ["ENCODER_THREADS", "ComposeParams", "Composer", "ComposerOutput", "Plan",
+__all__ = ["ENCODER_THREADS", "ComposeRequest", "ComposeResult", "Composer", "Plan",
            "seed_seconds", "to_score", "warm_up"]
 
 
@@ -45,7 +45,7 @@ class Composer:
                  renderer: Renderer | None = None, limits: WorkLimits | None = None) -> None:
         self.device = pick_device(device)
         # Offline there is only the base model: no room is kept for others.
-        self.models = ModelCache(checkpoint, self.device, budget_bytes=0)
+        self.models = ModelCache(checkpoint, self.device, budget_bytes=0, resolve=_base_only)
         base = self.models.base
         self.model, self.tokenizer, self.grammar = base.model, base.tokenizer, base.grammar
         self.known = known_programs(base.coverage)  # the instruments it learned to write
@@ -60,8 +60,8 @@ class Composer:
         self.core.close()
         self.renderer.close()
 
-    def compose(self, seed_midi: bytes | None, params: ComposeParams,
-                *, max_audio_bytes: int | None = None) -> ComposerOutput:
+    def compose(self, seed_midi: bytes | None, params: ComposeRequest,
+                *, max_audio_bytes: int | None = None) -> ComposeResult:
         """One composition through every stage of the core; BadSeed or BadRequest (before
         any decoding) when the seed is unfit or the work over this composer's limits."""
         job = ScheduledJob(next(self._ids), params, seed_midi=seed_midi,
@@ -75,7 +75,7 @@ class Composer:
         output = self._outputs.pop(job.id)
         if isinstance(output, BaseException):
             raise output
-        assert isinstance(output, ComposerOutput), output
+        assert isinstance(output, ComposeResult), output
         return output
 
     def _collect(self, job: ScheduledJob, output: Output) -> None:
@@ -83,7 +83,7 @@ class Composer:
             self._outputs[job.id] = output
 
     # The stages one at a time (benchmarks measure them apart).
-    def plan(self, seed_midi: bytes | None, params: ComposeParams,
+    def plan(self, seed_midi: bytes | None, params: ComposeRequest,
              limits: WorkLimits | None = None) -> Plan:
         return plan_composition(self.tokenizer, self.grammar, seed_midi, params,
                                 limits or self.limits, known=self.known)
@@ -97,10 +97,14 @@ class Composer:
         return rows
 
     def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
-               ) -> ComposerOutput:
+               ) -> ComposeResult:
         job = ScheduledJob(0, plan.params, plan=plan, rows=rows, max_audio_bytes=max_audio_bytes,
                            model=self.models.acquire(None))
         return self.core.render(job, self.renderer)
+
+
+def _base_only(model: str) -> Path:
+    raise BadRequest(f"offline compositions use the base model only (received model {model!r})")
 
 
 def warm_up(composer: Composer) -> None:

@@ -43,8 +43,14 @@ from symusic import Score
 
 from engine.api.config import WorkLimits
 from engine.api.errors import BadRequest, BadSeed, EngineError
-from engine.api.params import ComposeParams
-from engine.api.protocol import Decoding, ProgressEvent, Queued, Rendering
+from engine.api.schema import (
+    ComposeRequest,
+    ComposeResult,
+    Decoding,
+    ProgressEvent,
+    Queued,
+    Rendering,
+)
 from engine.audio.render import Renderer
 from engine.core.batches import DecodeBatches
 from engine.core.fairness import FairLane
@@ -55,7 +61,6 @@ from engine.generation.sample import Row
 from engine.generation.seed_tokens import SeedTokens
 from engine.generation.stages import (
     ENCODER_THREADS,
-    ComposerOutput,
     Plan,
     plan_from_seed,
     render_composition,
@@ -74,10 +79,10 @@ class ScheduledJob:
     """One composition on its way through the core."""
 
     id: int
-    params: ComposeParams
+    request: ComposeRequest  # checked when it arrived (engine.api.schema); its `model` is the
+    # guild's version (None: the base model)
     guild: Hashable = None  # whose turn it is, at every stage
     seed_midi: bytes | None = None
-    checkpoint: str | None = None  # the guild's model; None: the base model
     max_audio_bytes: int | None = None
     received: float = field(default_factory=time.perf_counter)
     model: LoadedModel | None = None  # acquired from the cache until the job ends
@@ -93,7 +98,7 @@ class ScheduledJob:
 
 # What a job sends out: progress while it runs, then one last output when it ends: its
 # result, the error to report, or None (ended without a word: cancelled, or the engine stopping).
-Output = ProgressEvent | ComposerOutput | BaseException | None
+Output = ProgressEvent | ComposeResult | BaseException | None
 Emit = Callable[[ScheduledJob, Output], None]
 
 
@@ -155,9 +160,9 @@ class EngineCore:
         try:
             # A guild's model not in memory yet loads here, on this job's planner (the other
             # planner goes on with the other guilds).
-            model = self.models.acquire(job.checkpoint)
+            model = self.models.acquire(job.request.model)
         except Exception as exc:
-            log.exception("job %s: model %s could not be loaded", job.id, job.checkpoint)
+            log.exception("job %s: model %s could not be loaded", job.id, job.request.model)
             self._end(job, EngineError(f"this server's model could not be loaded ({exc})"))
             return
         job.model = model
@@ -170,7 +175,7 @@ class EngineCore:
                     else seeds.read(model.tokenizer, job.seed_midi,
                                     max_notes=self.limits.max_seed_notes))
             with model.tokenizer_lock:  # MIDI decoding on the render threads uses it too
-                job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.params,
+                job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.request,
                                           self.limits, started=started,
                                           known=known_programs(model.coverage))
         except (BadSeed, BadRequest) as exc:
@@ -230,7 +235,7 @@ class EngineCore:
         if job.cancelled:
             self._end(job, None)
         else:
-            self._scheduler.add(job, job.params.candidates)
+            self._scheduler.add(job, job.request.candidates)
 
     def _on_cancel(self, job: ScheduledJob) -> None:
         if self._scheduler.remove(job):
@@ -304,14 +309,14 @@ class EngineCore:
         self._end(job, output)  # after the count, so a ping that follows sees the job gone
         return True
 
-    def _render(self, job: ScheduledJob, renderer: Renderer) -> ComposerOutput | BaseException:
+    def _render(self, job: ScheduledJob, renderer: Renderer) -> ComposeResult | BaseException:
         try:
             return self.render(job, renderer)
         except Exception:
             log.exception("job %s could not be rendered", job.id)
             return EngineError("the engine could not render this composition")
 
-    def render(self, job: ScheduledJob, renderer: Renderer) -> ComposerOutput:
+    def render(self, job: ScheduledJob, renderer: Renderer) -> ComposeResult:
         """The decoded job's candidates as MIDI, audio and a piano roll, with `renderer`
         (the calling thread's own: FluidSynth is not thread-safe)."""
         scores, seed_s = self._scores(job)
@@ -339,7 +344,7 @@ class EngineCore:
                 return
             job.ended = True
         self._release(job)
-        if isinstance(output, ComposerOutput):
+        if isinstance(output, ComposeResult):
             output.timings = {**job.timings, **output.timings,
                               "total": time.perf_counter() - job.received}
         self._emit(job, output)
@@ -373,7 +378,7 @@ class EngineCore:
         """One tiny composition through every stage, rendered once with each renderer, so
         the first member does not pay for lazy initialisation. Call before any thread runs
         a stage (nothing overlaps)."""
-        job = ScheduledJob(-1, ComposeParams(bars=1, candidates=1, seed=0))
+        job = ScheduledJob(-1, ComposeRequest(bars=1, candidates=1, seed=0))
         ends: list[Output] = []
 
         def keep_end(job: ScheduledJob, output: Output) -> None:

@@ -1,4 +1,6 @@
-"""The engine's models: the base model plus per-guild checkpoints, kept under a memory budget.
+"""The engine's models: the base model plus per-guild versions, kept under a memory budget.
+
+A guild's version is asked for by its id (engine.serving.model_store resolves it to a file).
 
 A checkpoint is loaded by the thread that first asks for it: the engine core's prepare stage,
 on a planner thread, so a guild whose fine-tuned model is not in memory yet never stalls the
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,10 @@ from engine.model.tokenizer import MidiTokenizer
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(eq=False)
 class LoadedModel:
-    key: str  # the checkpoint's resolved path
+    key: str  # a version's id; the base model's checkpoint path
     model: LSTMLanguageModel
     tokenizer: MidiTokenizer
     grammar: Grammar
@@ -46,16 +50,18 @@ def _tensor_bytes(model: LSTMLanguageModel, grammar: Grammar) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def load_model(path: Path, device: torch.device) -> LoadedModel:
+def load_model(path: Path, device: torch.device, key: str | None = None) -> LoadedModel:
     ckpt = load_checkpoint(path, device=device)
     grammar = Grammar.build(ckpt.tokenizer).to(device)
-    return LoadedModel(str(path), ckpt.model, ckpt.tokenizer, grammar,
+    return LoadedModel(key or str(path), ckpt.model, ckpt.tokenizer, grammar,
                        _tensor_bytes(ckpt.model, grammar), coverage=ckpt.coverage)
 
 
 class ModelCache:
-    def __init__(self, base: Path, device: torch.device, *, budget_bytes: int) -> None:
+    def __init__(self, base: Path, device: torch.device, *, budget_bytes: int,
+                 resolve: Callable[[str], Path]) -> None:
         self.device = device
+        self._resolve = resolve  # a version's id -> its checkpoint
         self.budget_bytes = budget_bytes
         self._lock = threading.Lock()
         self._loaded: OrderedDict[str, LoadedModel] = OrderedDict()  # LRU order: oldest first
@@ -64,15 +70,12 @@ class ModelCache:
         self.base = load_model(Path(base).resolve(), device)  # at startup, before serving
         self._loaded[self.base.key] = self.base
 
-    def key_of(self, checkpoint: str | None) -> str:
-        return self.base.key if checkpoint is None else str(Path(checkpoint).resolve())
-
-    def acquire(self, checkpoint: str | None) -> LoadedModel:
-        """The model for `checkpoint` (None: the base), acquired for the caller, who must
+    def acquire(self, model: str | None) -> LoadedModel:
+        """The model of version `model` (None: the base), acquired for the caller, who must
         `release` it once done. A model not in memory loads on the calling thread (the
         engine core's prepare stage, on a planner); other callers that want it meanwhile wait
         for that one load."""
-        key = self.key_of(checkpoint)
+        key = self.base.key if model is None else model
         with self._lock:
             if key in self._loaded:
                 loaded = self._loaded[key]
@@ -93,7 +96,7 @@ class ModelCache:
     def _load(self, key: str, done: Future[LoadedModel]) -> None:
         log.info("loading model %s", key)
         try:
-            loaded = load_model(Path(key), self.device)
+            loaded = load_model(self._resolve(key), self.device, key)
         except BaseException as exc:
             with self._lock:
                 self._loading.pop(key, None)

@@ -24,27 +24,21 @@ from engine.api.form import Reuse
 
 # MAX_TOKENS_PER_BAR: a last resort only; the grammar closes a bar within BAR_TOKEN_CAP + 5
 # ids, well below it.
-from engine.api.limits import (
-    BARS,
-    DEFAULT_BARS,
-    DEFAULT_TEMPERATURE,
-    DEFAULT_TOP_P,
-    MAX_TOKENS_PER_BAR,
-    PROGRAM,
-    TEMPERATURE,
-    TOP_P,
-)
+from engine.api.limits import DEFAULT_BARS, DEFAULT_TEMPERATURE, DEFAULT_TOP_P, MAX_TOKENS_PER_BAR
 from engine.generation.bars import split_bars
 from engine.generation.grammar import NONE, Grammar, GrammarState
 from engine.generation.steering import RowSteering, SteeringRows
 from engine.model.lstm import LSTMLanguageModel
 
 if TYPE_CHECKING:
-    from engine.api.params import ComposeParams
+    from engine.api.schema import ComposeRequest
 
 
 @dataclass
 class SamplingOptions:
+    """A row's sampling options: the request's share (checked when it arrived, by
+    engine.api.schema.ComposeRequest) and what the prompt fixed (metre, cycle)."""
+
     bars: int = DEFAULT_BARS
     temperature: float = DEFAULT_TEMPERATURE
     top_p: float = DEFAULT_TOP_P
@@ -58,15 +52,8 @@ class SamplingOptions:
     cycle_at: int = 0
     extra_bars: int = 0
 
-    def __post_init__(self) -> None:
-        BARS.check("bars", self.bars)
-        TEMPERATURE.check("temperature", self.temperature)
-        TOP_P.check("top_p", self.top_p)
-        if self.program is not None:
-            PROGRAM.check("program", self.program)
-
     @classmethod
-    def of(cls, params: ComposeParams, time_signature: int) -> SamplingOptions:
+    def of(cls, params: ComposeRequest, time_signature: int) -> SamplingOptions:
         """The sampler's share of a composition's options."""
         return cls(bars=params.bars, temperature=params.temperature, top_p=params.top_p,
                    program=params.program, time_signature=time_signature)

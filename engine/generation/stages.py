@@ -19,8 +19,7 @@ from symusic import Score, Tempo, TextMeta, TimeSignature
 
 from engine.api.config import WorkLimits
 from engine.api.form import plan_form
-from engine.api.params import ComposeParams
-from engine.api.protocol import DRUMS
+from engine.api.schema import DRUMS, CandidateResult, ComposeRequest, ComposeResult
 from engine.api.workload import Workload, check_workload
 from engine.audio.pianoroll import draw_pianoroll
 from engine.audio.render import SAMPLE_RATE, EncodedAudio, Renderer, encode_ogg
@@ -49,7 +48,7 @@ END_MARKER = "End"  # a MIDI marker on the last bar line: where the piece ends
 
 @dataclass
 class Plan:
-    params: ComposeParams
+    params: ComposeRequest
     prompt: Prompt
     options: SamplingOptions
     timings: dict[str, float] = field(default_factory=dict)
@@ -62,36 +61,8 @@ class Plan:
         return None if self.seed_material is None else Score.from_midi(self.seed_material)
 
 
-@dataclass
-class RenderedCandidate:
-    midi: bytes
-    audio: bytes
-    seconds: float
-    notes: int
-    tokens: int
-    invalid_rate: float  # probability mass the model put on invalid ids, per step
-    bars: int  # bars written: the bars asked, unless sampling had to stop early
-    audio_note: str | None = None  # e.g. "shortened to fit the upload limit"
-    audio_quality_lowered: bool = False
-    audio_cut_from: float | None = None  # the clip's length before it was shortened to fit
-    programs: list[int] = field(default_factory=list)  # GM programs heard; DRUMS for a kit
-
-
-@dataclass
-class ComposerOutput:
-    candidates: list[RenderedCandidate]
-    pianoroll: bytes
-    seed_seconds: float | None
-    timings: dict[str, float]
-    tempo: float | None = None  # bpm the candidates were written at
-
-    @property
-    def invalid_rate(self) -> float:
-        return sum(c.invalid_rate for c in self.candidates) / max(1, len(self.candidates))
-
-
 def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
-                     params: ComposeParams, limits: WorkLimits | None = None, *,
+                     params: ComposeRequest, limits: WorkLimits | None = None, *,
                      known: frozenset[int] = ANY_PITCHED) -> Plan:
     """Read and tokenize the seed here, then plan; BadSeed/BadRequest (before any decoding)
     when the seed is unfit or the request would cost more than `limits` allow."""
@@ -104,7 +75,7 @@ def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: byte
 
 
 def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
-                   params: ComposeParams, limits: WorkLimits, *, started: float,
+                   params: ComposeRequest, limits: WorkLimits, *, started: float,
                    known: frozenset[int] = ANY_PITCHED) -> Plan:
     """The plan of a seed tokenized already (`started`: when its reading began; `known`: the
     programs the model learned to write); BadRequest, before any decoding, when the request
@@ -244,7 +215,7 @@ def seed_seconds(tokenizer: MidiTokenizer, plan: Plan) -> float | None:
 
 def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
                        seed_seconds: float | None, *, renderer: Renderer,
-                       encoders: Executor, max_audio_bytes: int | None = None) -> ComposerOutput:
+                       encoders: Executor, max_audio_bytes: int | None = None) -> ComposeResult:
     """Render, encode and draw the decoded candidates (on the thread that owns `renderer`)."""
     started = time.perf_counter()
     # The synth renders one clip at a time while earlier clips encode on other cores
@@ -263,7 +234,7 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
         if bars < plan.params.bars:  # a bug: the grammar leaves every bar a way to close
             log.warning("a candidate stopped after %d of %d bars (%s)", bars,
                         plan.params.bars, row.stop_reason)
-        candidates.append(RenderedCandidate(
+        candidates.append(CandidateResult(
             midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
             notes=score.note_num(), tokens=len(row.tokens),
             invalid_rate=row.invalid_mass / max(1, row.steps), bars=bars,
@@ -273,8 +244,8 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
     started = time.perf_counter()
     png = draw_pianoroll(scores, seed=plan.seed_score, seed_seconds=seed_seconds)
     plan.timings["pianoroll"] = time.perf_counter() - started
-    return ComposerOutput(candidates, png, seed_seconds, dict(plan.timings),
-                       tempo=float(plan.prompt.tempo))
+    return ComposeResult(candidates, png, seed_seconds, dict(plan.timings),
+                         tempo=float(plan.prompt.tempo))
 
 
 def programs_heard(score: Score) -> list[int]:

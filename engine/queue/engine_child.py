@@ -3,7 +3,9 @@ started (engine.api.transport.SubprocessTransport), driven by the same messages.
 
 That message channel is the whole interface between a worker and the engine: send a job
 message, get its progress and its reply back. So how the engine serves (threads, scheduler,
-continuous batching) can change without the worker knowing. This class only adds what a
+continuous batching) can change without the worker knowing. The messages are engine.api.schema's
+MessagePack maps; they are handled here as plain maps (only their type, id and a few fields are
+read), so a worker does not depend on the rest of their shape. This class only adds what a
 worker needs around it: starting and waiting for `ready`, answering pings, telling when the
 process is gone.
 """
@@ -16,6 +18,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import msgspec
+
 from engine.api.transport import SubprocessTransport, TransportClosed
 
 log = logging.getLogger(__name__)
@@ -24,6 +28,18 @@ STARTUP_TIMEOUT = 120.0  # importing torch, loading the model and the soundfont,
 STOP_TIMEOUT = 10.0
 
 MessageHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+def unpack(data: bytes) -> dict[str, Any]:
+    """An engine message as a plain map; TransportClosed when it is not one (a broken
+    engine: its channel cannot be trusted any more)."""
+    try:
+        message = msgspec.msgpack.decode(data)
+    except msgspec.DecodeError as exc:
+        raise TransportClosed(f"the engine sent a message that is not MessagePack: {exc}") from exc
+    if not isinstance(message, dict):
+        raise TransportClosed(f"the engine sent a {type(message).__name__}, not a map")
+    return message
 
 
 class EngineStartFailed(RuntimeError):
@@ -56,7 +72,7 @@ class EngineChild:
         transport = SubprocessTransport(self._argv, env=self._env)
         try:
             await transport.open()
-            hello = await asyncio.wait_for(transport.receive(), self._startup_timeout)
+            hello = unpack(await asyncio.wait_for(transport.receive(), self._startup_timeout))
             if hello.get("type") != "ready":
                 raise TransportClosed(f"the engine said {hello.get('type')!r} instead of ready")
         except (OSError, TimeoutError, TransportClosed) as exc:
@@ -86,7 +102,7 @@ class EngineChild:
         if self._transport is None:
             raise TransportClosed("the engine is not running")
         async with self._send_lock:
-            await self._transport.send(message)
+            await self._transport.send(msgspec.msgpack.encode(message))
 
     async def ping(self, timeout: float) -> dict[str, Any]:
         """The engine's stats; TimeoutError, or TransportClosed when it is gone."""
@@ -120,7 +136,7 @@ class EngineChild:
     async def _read(self, transport: SubprocessTransport) -> str:
         while True:
             try:
-                message = await transport.receive()
+                message = unpack(await transport.receive())
             except TransportClosed as exc:
                 closed = str(exc)
                 break

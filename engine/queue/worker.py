@@ -38,12 +38,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
+import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from engine.api.errors import EngineUnavailable
 from engine.api.limits import DEFAULT_CANDIDATES
-from engine.api.protocol import EngineRestarting, error_to_wire, progress_to_wire
 from engine.api.queue_keys import (
     DEAD_MAXLEN,
     DEFAULT_CLAIM_IDLE_SECONDS,
@@ -64,6 +63,7 @@ from engine.api.queue_keys import (
     ms,
     redacted,
 )
+from engine.api.schema import EngineRestarting, JobFailed, JobProgress, encode
 from engine.api.transport import TransportClosed
 from engine.queue.engine_child import EngineChild, EngineStartFailed
 
@@ -194,8 +194,8 @@ class QueueWorker:
             # Minutes of training cannot finish in a stop's grace (the embedded engine fails
             # them too): the member starts it again.
             await self._stop_in_engine(claim)
-            self._post(claim, error_to_wire(claim.client_id, EngineUnavailable(
-                "the music engine stopped during this fine-tune; start it again later")))
+            self._post(claim, encode(JobFailed.of(claim.client_id, EngineUnavailable(
+                "the music engine stopped during this fine-tune; start it again later"))))
         while self._claims or self._finishing:
             await asyncio.sleep(DRAIN_POLL_SECONDS)
         log.info("drained; stopping")
@@ -262,8 +262,8 @@ class QueueWorker:
         lost = [c for c in self._claims.values() if c.generation <= generation]
         for claim in lost:
             self._drop(claim)
-            self._post(claim, {"type": "progress", "id": claim.client_id,
-                               "event": progress_to_wire(EngineRestarting())}, progress=True)
+            self._post(claim, encode(JobProgress(claim.client_id, EngineRestarting())),
+                       progress=True)
         if lost:
             log.warning("%d jobs were lost with the engine; they run again in %.0f s", len(lost),
                         self._claim_idle)
@@ -298,7 +298,7 @@ class QueueWorker:
             await self._post_progress(claim, event)
         elif kind in ("result", "error"):
             self._drop(claim)
-            self._post(claim, {**message, "id": claim.client_id})
+            self._post(claim, msgspec.msgpack.encode({**message, "id": claim.client_id}))
         else:
             log.warning("unknown message from the engine: %r", kind)
 
@@ -367,10 +367,10 @@ class QueueWorker:
         try:
             claim = Claim(kind, self._keys.stream(kind), entry, decoded(fields[b"job"]),
                           decoded(fields[b"reply"]), int(fields[b"id"]))
-            message = msgpack.unpackb(fields[b"body"], raw=False, strict_map_key=False)
+            message = msgspec.msgpack.decode(fields[b"body"])
             if not isinstance(message, dict):
                 raise TypeError(f"a job must be a map (received {type(message).__name__})")
-        except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
+        except (KeyError, TypeError, ValueError, msgspec.DecodeError) as exc:
             log.error("dropping malformed %s entry %s: %s", kind, entry, exc)
             await self._redis_call(self._redis.xack(self._keys.stream(kind), GROUP, entry))
             return
@@ -387,8 +387,8 @@ class QueueWorker:
         self._claims[claim.engine_id] = claim
         self._held_rows += claim.rows
         if deliveries > 1:  # the member saw it stop: say it starts again
-            self._post(claim, {"type": "progress", "id": claim.client_id,
-                               "event": progress_to_wire(EngineRestarting())}, progress=True)
+            self._post(claim, encode(JobProgress(claim.client_id, EngineRestarting())),
+                       progress=True)
         try:
             await self._engine.send({**message, "id": claim.engine_id})
         except TransportClosed:
@@ -410,10 +410,10 @@ class QueueWorker:
         except (KeyError, ValueError):
             await self._redis_call(self._redis.xack(self._keys.stream(kind), GROUP, entry))
             return
-        message = error_to_wire(claim.client_id, EngineUnavailable(
+        message = JobFailed.of(claim.client_id, EngineUnavailable(
             "the music engine crashed twice while working on this, so it was set aside; "
             "try again later"))
-        self._finish_later(claim, msgpack.packb(message, use_bin_type=True), "dead")
+        self._finish_later(claim, encode(message), "dead")
 
     async def _touch(self) -> None:
         """Refresh this worker's claims, so nobody takes a running job; stop the jobs that
@@ -464,16 +464,16 @@ class QueueWorker:
         self._room.set()
 
     # Replies.
-    def _post(self, claim: Claim, message: dict[str, Any], *, progress: bool = False) -> None:
-        packed = msgpack.packb(message, use_bin_type=True)
+    def _post(self, claim: Claim, packed: bytes, *, progress: bool = False) -> None:
+        """Post an encoded message (engine.api.schema, with the client's job id)."""
         if progress:
             self._spawn(self._post_progress_packed(claim, packed), f"progress-{claim.job}")
         else:
             self._finish_later(claim, packed, "posted")
 
     async def _post_progress(self, claim: Claim, event: Any) -> None:
-        packed = msgpack.packb({"type": "progress", "id": claim.client_id, "event": event},
-                               use_bin_type=True)
+        packed = msgspec.msgpack.encode({"type": "progress", "id": claim.client_id,
+                                         "event": event})
         await self._post_progress_packed(claim, packed)
 
     async def _post_progress_packed(self, claim: Claim, packed: bytes) -> None:
@@ -523,7 +523,7 @@ class QueueWorker:
             fields: dict[str, Any] = {
                 "pid": os.getpid(), "host": socket.gethostname(), "state": self._state,
                 "engine_pid": self._engine.pid or 0, "claims": len(self._claims),
-                "stats": msgpack.packb(stats, use_bin_type=True) if stats else b""}
+                "stats": msgspec.msgpack.encode(stats) if stats else b""}
             args: list[Any] = [self.name, ms(self._worker_ttl * 3)]
             for key, value in fields.items():
                 args += [key, value]

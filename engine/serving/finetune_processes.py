@@ -1,10 +1,12 @@
 """Fine-tunes inside the engine: each a child process (`python -m engine finetune`) at lower
 CPU priority, so compositions keep flowing while a server's model trains.
 
-One run per server at a time. The child reports progress as JSON lines, which go to the client
-as FinetuneProgress events; cancelling the job stops the child (SIGTERM, then SIGKILL). Checkpoints
-live under <data dir>/models/<guild id>/; after a run, the ones the client did not ask to keep
-(and that are neither the start nor the new one) are deleted and listed in the result.
+One run per server at a time. The child speaks the engine's own wire on its stdout
+(engine.api.schema, in frames, as the job: `--wire-job`): its progress events go on to the
+client, its result or error is the job's once it has exited; cancelling the job stops the child
+(SIGTERM, then SIGKILL). Versions are named by id and kept by engine.serving.model_store; after
+a run, the server's versions the client did not ask to keep (and that are neither the start
+nor the new one) are deleted and their ids listed in the result.
 The server's MIDI is copied for the child into <data dir>/finetune/<guild id>/<stamp>-<id>/,
 removed when the run ends however it ends; an engine that died mid-run cannot remove it, so
 every engine sweeps, at its start, the folders no live engine owns (engine.serving.owned_dirs).
@@ -12,7 +14,7 @@ every engine sweeps, at its start, the folders no live engine owns (engine.servi
 
 from __future__ import annotations
 
-import json
+import io
 import logging
 import subprocess
 import sys
@@ -21,18 +23,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from engine.api.child_env import child_environment
 from engine.api.errors import BadRequest, EngineError
 from engine.api.limits import default_finetune_threads
-from engine.api.protocol import (
+from engine.api.schema import (
     FinetuneProgress,
     FinetuneRequest,
     FinetuneResult,
-    error_to_wire,
-    progress_to_wire,
+    FromEngine,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    decode_from_engine,
 )
+from engine.api.transport import READ_CHUNK, FrameReader
+from engine.serving.model_store import ModelStore
 from engine.serving.owned_dirs import OwnedDir, sweep
 
 log = logging.getLogger(__name__)
@@ -48,21 +56,24 @@ class FinetuneProcess:
     id: int
     guild_id: int
     workdir: OwnedDir  # the server's MIDI for this run; removed whatever the run's end
-    out: Path
+    model: str  # the new version's id
+    out: Path  # its file
     start_from: Path | None
-    keep: set[Path]
+    keep: set[str]  # ids of the versions that must survive pruning
     process: subprocess.Popen | None = None
     cancelled: bool = False
-    result: dict[str, Any] | None = None
+    result: FinetuneResult | None = None  # what the child sent
+    error: BaseException | None = None  # or why it could not run
     last_percent: float = -1.0
     stderr_tail: list[str] = field(default_factory=list)
     watcher: threading.Thread | None = None
 
 
 class FinetuneProcesses:
-    def __init__(self, data_dir: Path, send: Callable[[dict[str, Any]], None], *,
+    def __init__(self, data_dir: Path, store: ModelStore, send: Callable[[FromEngine], None], *,
                  python: str = sys.executable, threads: int | None = None) -> None:
         self._data_dir = Path(data_dir).resolve()
+        self._store = store
         self._send = send
         self._python = python
         self._threads = threads or default_finetune_threads()
@@ -74,23 +85,22 @@ class FinetuneProcesses:
     def running(self) -> int:
         return len(self._jobs)
 
-    def models_dir(self, guild_id: int) -> Path:
-        return self._data_dir / "models" / str(guild_id)
-
     def start(self, job_id: int, request: FinetuneRequest) -> None:
-        """Start the child; BadRequest if the server already has a run or the paths are not
-        the server's own."""
-        models = self.models_dir(request.guild_id)
-        start_from = self._own_checkpoint(models, request.start_from)
+        """Start the child; BadRequest if the server already has a run or the version to
+        start from is not one of the server's own."""
+        start_from = (None if request.start_from is None
+                      else self._store.find(request.start_from, guild_id=request.guild_id))
         with self._lock:
             if any(j.guild_id == request.guild_id for j in self._jobs.values()):
                 raise BadRequest("this server's model is already being fine-tuned")
             stamp = time.strftime("%Y%m%d-%H%M%S")
             workdir = OwnedDir.create(self._workdirs / str(request.guild_id)
                                       / f"{stamp}-{job_id}")
+            model, out = self._store.new(request.guild_id, f"{stamp}-{job_id}")
             job = FinetuneProcess(id=job_id, guild_id=request.guild_id, workdir=workdir,
-                            out=models / f"{stamp}-{job_id}.pt", start_from=start_from,
-                            keep={Path(k).resolve() for k in request.keep})
+                                  model=model, out=out, start_from=start_from,
+                                  keep={*request.keep, model, *([request.start_from]
+                                                                if request.start_from else [])})
             self._jobs[job_id] = job
         try:
             self._write_data(job.workdir.path / "data", request)
@@ -149,15 +159,6 @@ class FinetuneProcesses:
             self._stop(job)
 
     # Starting.
-    def _own_checkpoint(self, models: Path, path: str | None) -> Path | None:
-        """A client may start from its own server's checkpoints only (or the base model)."""
-        if path is None:
-            return None
-        resolved = Path(path).resolve()
-        if resolved.parent != models.resolve() or not resolved.is_file():
-            raise BadRequest("fine-tuning can only start from this server's own model versions")
-        return resolved
-
     @staticmethod
     def _write_data(folder: Path, request: FinetuneRequest) -> None:
         pieces = folder / "pieces"
@@ -173,8 +174,8 @@ class FinetuneProcesses:
     def _spawn(self, job: FinetuneProcess, steps: int | None) -> subprocess.Popen:
         argv = [self._python, "-m", "engine", "finetune", "--data",
                 str(job.workdir.path / "data"),
-                "--out", str(job.out), "--data-dir", str(self._data_dir), "--json",
-                "--progress-json", "--nice", str(NICENESS)]
+                "--out", str(job.out), "--data-dir", str(self._data_dir),
+                "--wire-job", str(job.id), "--nice", str(NICENESS)]
         if job.start_from is not None:
             argv += ["--from", str(job.start_from)]
         if steps is not None:
@@ -184,7 +185,7 @@ class FinetuneProcesses:
         env = child_environment({"MOTIF_THREADS": str(self._threads)})
         log.info("fine-tune %d for guild %d: %s", job.id, job.guild_id, " ".join(argv[1:]))
         return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env=env, text=True)
+                                stdin=subprocess.DEVNULL, env=env)
 
     # Watching (one thread per job).
     def _watch(self, job: FinetuneProcess) -> None:
@@ -193,8 +194,7 @@ class FinetuneProcesses:
         stderr.start()
         code: int | None = None
         try:
-            for line in job.process.stdout or ():
-                self._on_line(job, line)
+            self._read_wire(job)
             code = job.process.wait()
             stderr.join()
         except Exception:
@@ -210,27 +210,37 @@ class FinetuneProcesses:
             self._finish(job, code)
 
     def _read_stderr(self, job: FinetuneProcess) -> None:
-        for line in job.process.stderr or ():  # type: ignore[union-attr]
+        assert job.process is not None and job.process.stderr is not None
+        for line in io.TextIOWrapper(job.process.stderr, errors="replace"):
             line = line.rstrip()
             log.info("fine-tune %d: %s", job.id, line)
             job.stderr_tail = [*job.stderr_tail[-19:], line]
 
-    def _on_line(self, job: FinetuneProcess, line: str) -> None:
-        try:
-            message = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("fine-tune %d said: %s", job.id, line.rstrip())
-            return
-        if "progress" in message:
-            event = FinetuneProgress(str(message["progress"]["phase"]),
-                             float(message["progress"]["percent"]))
+    def _read_wire(self, job: FinetuneProcess) -> None:
+        """The child's messages until it closes its stdout (it exits)."""
+        assert job.process is not None and job.process.stdout is not None
+        frames = FrameReader()
+        while chunk := job.process.stdout.read1(READ_CHUNK):
+            frames.feed(chunk)
+            while (data := frames.next()) is not None:
+                try:
+                    self._on_message(job, decode_from_engine(data))
+                except msgspec.MsgspecError as exc:
+                    log.warning("fine-tune %d sent a malformed message: %s", job.id, exc)
+
+    def _on_message(self, job: FinetuneProcess, message: FromEngine) -> None:
+        if isinstance(message, JobProgress) and isinstance(message.event, FinetuneProgress):
+            event = message.event
             if event.percent - job.last_percent >= 1.0 or event.percent >= 100:
                 job.last_percent = event.percent
                 if not job.cancelled:
-                    self._send({"type": "progress", "id": job.id,
-                                "event": progress_to_wire(event)})
+                    self._send(JobProgress(job.id, event))
+        elif isinstance(message, JobDone) and isinstance(message.result, FinetuneResult):
+            job.result = message.result
+        elif isinstance(message, JobFailed):
+            job.error = message.exception()
         else:
-            job.result = message
+            log.warning("fine-tune %d sent an unexpected %s", job.id, type(message).__name__)
 
     def _finish(self, job: FinetuneProcess, code: int) -> None:
         if job.cancelled:
@@ -238,30 +248,17 @@ class FinetuneProcesses:
             job.out.unlink(missing_ok=True)
             return
         if code == 0 and job.result is not None:
-            result = FinetuneResult(accepted=bool(job.result["accepted"]),
-                                    reason=str(job.result["reason"]),
-                                    checkpoint=str(job.out), metrics=job.result["metrics"],
-                                    pruned=self._prune(job))
-            self._send({"type": "result", "id": job.id, "result": result.to_wire()})
+            # The engine, not the child, knows where the checkpoint lives and what it pruned.
+            result = msgspec.structs.replace(
+                job.result, model=job.model, pruned=self._store.prune(job.guild_id, job.keep))
+            self._send(JobDone(job.id, result))
         elif code == BAD_DATA_EXIT:
-            reason = next((line.removeprefix("error: ") for line in reversed(job.stderr_tail)
-                           if line.startswith("error: ")), "the data could not be used")
-            self._reply_error(job, BadRequest(reason))
+            self._reply_error(job, job.error or BadRequest("the data could not be used"))
         else:
             log.error("fine-tune %d exited with %s:\n%s", job.id, code,
                       "\n".join(job.stderr_tail))
             self._reply_error(job, EngineError(
                 f"the fine-tune stopped with an error (exit status {code})"))
-
-    def _prune(self, job: FinetuneProcess) -> list[str]:
-        keep = job.keep | {job.out.resolve()} | ({job.start_from} if job.start_from else set())
-        pruned = []
-        for path in sorted(job.out.parent.glob("*.pt")):
-            if path.resolve() not in keep:
-                path.unlink(missing_ok=True)
-                path.with_suffix(".json").unlink(missing_ok=True)
-                pruned.append(str(path))
-        return pruned
 
     def _stop(self, job: FinetuneProcess) -> None:
         process = job.process
@@ -279,4 +276,4 @@ class FinetuneProcesses:
 
     def _reply_error(self, job: FinetuneProcess, exc: BaseException) -> None:
         if not job.cancelled:
-            self._send(error_to_wire(job.id, exc))
+            self._send(JobFailed.of(job.id, exc))

@@ -13,7 +13,7 @@ from symusic import Score
 
 from engine.api.errors import BadRequest
 from engine.api.limits import MAX_RENDER_MIDI_BYTES, MAX_RENDER_NOTES
-from engine.api.protocol import RenderResult
+from engine.api.schema import RenderResult
 from engine.audio.pianoroll import draw_pianoroll
 from engine.audio.render import SAMPLE_RATE, TAIL_SECONDS, Renderer, encode_ogg
 

@@ -55,26 +55,35 @@ from typing import Any
 
 from engine.api.config import EngineSettings
 from engine.api.errors import BadRequest, EngineError, EngineUnavailable
-from engine.api.limits import MIN_AUDIO_BYTES, Range
-from engine.api.params import ComposeParams
-from engine.api.protocol import (
-    CandidateResult,
-    ComposeRequest,
+from engine.api.limits import Range
+from engine.api.schema import (
+    BadMessage,
+    CancelCommand,
+    ComposeCommand,
     ComposeResult,
-    FinetuneRequest,
+    EngineStats,
+    FinetuneCommand,
+    FromEngine,
+    JobDone,
+    JobFailed,
+    JobProgress,
+    PingCommand,
+    Pong,
     ProgressEvent,
+    Ready,
+    RenderCommand,
     RenderResult,
-    error_to_wire,
-    progress_to_wire,
+    decode_to_engine,
+    encode,
 )
 from engine.api.transport import SocketChannel
 from engine.audio.render import Renderer
 from engine.core.engine_core import EngineCore, Output, ScheduledJob
 from engine.core.fairness import FairLane
 from engine.core.model_cache import ModelCache
-from engine.generation.stages import ComposerOutput
 from engine.model.device import pick_device
 from engine.serving.finetune_processes import FinetuneProcesses
+from engine.serving.model_store import ModelStore
 from engine.serving.render_job import render_midi
 from engine.serving.seed_reader import SeedReader
 
@@ -82,7 +91,7 @@ log = logging.getLogger(__name__)
 
 # How often a draining engine looks whether its last job has gone.
 DRAIN_POLL_SECONDS = 0.05
-NEW_WORK = ("compose", "render", "finetune")
+NEW_WORK = (ComposeCommand, RenderCommand, FinetuneCommand)
 # Whole files (seed plays, exports) render one at a time, apart from compositions, at this
 # many steps of nice below the engine: they use idle cores, not the ones members wait on.
 WHOLE_FILE_THREADS = 1
@@ -196,16 +205,18 @@ class Server:
         self._jobs: dict[int, ScheduledJob | AudioJob] = {}
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
+        self._store = ModelStore(settings.data_dir)  # the guilds' versions: ids -> files
         self._models = ModelCache(checkpoint, self.device,
-                                  budget_bytes=settings.model_cache_bytes)
+                                  budget_bytes=settings.model_cache_bytes,
+                                  resolve=self._store.path_of)
         self._core = EngineCore(self._models, max_rows=settings.max_rows_for(self.device.type),
                                 limits=settings.work, emit=self._on_output)
         self._seeds = [SeedReader() for _ in range(SEED_READERS)]  # one per planner thread
         # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
         self._renderers = [Renderer(settings.soundfont) for _ in range(settings.render_threads)]
         self._files = WholeFiles(self._on_output, soundfont=settings.soundfont)
-        self._tuning = FinetuneProcesses(settings.data_dir, channel.send,
-                                  threads=settings.finetune_threads)
+        self._tuning = FinetuneProcesses(settings.data_dir, self._store, self._send,
+                                         threads=settings.finetune_threads)
 
     def run(self) -> int:
         """Serve until the client closes the channel; the exit code for the process."""
@@ -222,8 +233,7 @@ class Server:
                    for name, target in workers]
         for thread in threads:
             thread.start()
-        self._channel.send({"type": "ready", "pid": os.getpid(), "device": str(self.device),
-                            "model": self._models.base.key})
+        self._send(Ready(os.getpid(), str(self.device), self._models.base.key))
         log.info("serving on %s with the model %s", self.device, self._models.base.key)
         for stop_signal in (signal.SIGTERM, signal.SIGINT):
             signal.signal(stop_signal, self._on_stop_signal)
@@ -300,84 +310,70 @@ class Server:
             reader.read(self._models.base.tokenizer, WARM_UP_SEED.read_bytes())
         log.info("warmed up in %.2f s", time.perf_counter() - started)
 
-    # Messages from the client (main thread).
-    def _handle(self, message: object) -> None:
-        if not isinstance(message, dict):
-            self._send_error(None, BadRequest(
-                f"a message must be a map (received {type(message).__name__})"))
-            return
-        kind, job_id = message.get("type"), message.get("id")
-        handlers = {"compose": self._on_compose, "render": self._on_render,
-                    "finetune": self._on_finetune, "cancel": self._on_cancel,
-                    "ping": self._on_ping}
-        handler = handlers.get(kind) if isinstance(kind, str) else None
-        if not isinstance(job_id, int) or isinstance(job_id, bool):
-            self._send_error(None, BadRequest(f"a {kind!r} message needs an integer id "
-                                              f"(received {job_id!r:.40})"))
-        elif handler is None:
-            self._send_error(job_id, BadRequest(f"unknown message type {kind!r:.40}"))
-        elif kind in NEW_WORK and self._draining.is_set():
-            self._send_error(job_id, EngineUnavailable(
-                "the music engine is stopping; try again in a minute"))
-        else:
-            try:
-                handler(job_id, message)
-            except Exception:
-                # One odd message must not stop the engine every other job runs on.
-                log.exception("could not handle %s message %s", kind, job_id)
-                if kind == "compose":
-                    with self._lock:
-                        self._jobs.pop(job_id, None)
-                self._send_error(job_id, EngineError(f"the engine could not handle this {kind}"))
-
-    def _on_compose(self, job_id: int, message: dict[str, Any]) -> None:
+    # Messages from the client (main thread), decoded and checked once here.
+    def _handle(self, data: bytes) -> None:
         try:
-            request = ComposeRequest.from_wire(message.get("request"))
-            if request.max_audio_bytes is not None and request.max_audio_bytes < MIN_AUDIO_BYTES:
-                raise BadRequest(f"max_audio_bytes must be at least {MIN_AUDIO_BYTES} "
-                                 f"(received {request.max_audio_bytes})")
-            params = ComposeParams.of(request)
-        except BadRequest as exc:
-            self._send_error(job_id, exc)
+            message = decode_to_engine(data)
+        except BadMessage as exc:
+            self._send_error(exc.job_id, exc)
             return
-        job = ScheduledJob(job_id, params, guild=request.guild_id, seed_midi=request.seed_midi,
-                           checkpoint=request.checkpoint, max_audio_bytes=request.max_audio_bytes)
+        kind = message.__struct_config__.tag  # "compose", "render", ...: what the client sent
+        if isinstance(message, NEW_WORK) and self._draining.is_set():
+            self._send_error(message.id, EngineUnavailable(
+                "the music engine is stopping; try again in a minute"))
+            return
+        try:
+            if isinstance(message, ComposeCommand):
+                self._on_compose(message)
+            elif isinstance(message, RenderCommand):
+                self._on_render(message)
+            elif isinstance(message, FinetuneCommand):
+                self._on_finetune(message)
+            elif isinstance(message, CancelCommand):
+                self._on_cancel(message.id)
+            else:
+                self._on_ping(message)
+        except Exception:
+            # One odd message must not stop the engine every other job runs on.
+            log.exception("could not handle %s message %s", kind, message.id)
+            if isinstance(message, ComposeCommand):
+                with self._lock:
+                    self._jobs.pop(message.id, None)
+            self._send_error(message.id, EngineError(f"the engine could not handle this {kind}"))
+
+    def _on_compose(self, message: ComposeCommand) -> None:
+        request = message.request
+        if request.model is not None:
+            try:
+                self._store.find(request.model, guild_id=request.guild_id)
+            except BadRequest as exc:
+                self._send_error(message.id, exc)
+                return
+        job = ScheduledJob(message.id, request, guild=request.guild_id,
+                           seed_midi=request.seed_midi, max_audio_bytes=request.max_audio_bytes)
         if self._register(job):
             self._core.add(job)
 
-    def _on_render(self, job_id: int, message: dict[str, Any]) -> None:
-        midi, max_bytes = message.get("midi"), message.get("max_audio_bytes")
-        max_seconds = message.get("max_seconds")
+    def _on_render(self, message: RenderCommand) -> None:
+        request = message.request
+        max_seconds = request.max_seconds
         if max_seconds is None:
             max_seconds = self._work_limits.max_render_seconds
-        guild_id = message.get("guild_id")
-        pianoroll = message.get("pianoroll", False)
-        if not isinstance(midi, bytes):
-            self._send_error(job_id, BadRequest("a render request needs the MIDI as bytes"))
-        elif max_bytes is not None and (not isinstance(max_bytes, int)
-                                        or max_bytes < MIN_AUDIO_BYTES):
-            self._send_error(job_id, BadRequest(f"max_audio_bytes must be at least "
-                                                f"{MIN_AUDIO_BYTES} (received {max_bytes!r:.40})"))
-        elif max_seconds not in (allowed := self._render_seconds):
-            self._send_error(job_id, BadRequest(f"max_seconds must be {allowed.text} "
-                                                f"(received {max_seconds!r:.40})"))
-        elif guild_id is not None and (not isinstance(guild_id, int) or isinstance(guild_id, bool)):
-            self._send_error(job_id, BadRequest(f"guild_id must be int or nothing "
-                                                f"(received {guild_id!r:.40})"))
-        elif not isinstance(pianoroll, bool):
-            self._send_error(job_id, BadRequest(f"pianoroll must be true or false "
-                                                f"(received {pianoroll!r:.40})"))
-        else:
-            job = AudioJob(job_id, midi, max_bytes, float(max_seconds), guild=guild_id,
-                           pianoroll=pianoroll)
-            if self._register(job):
-                self._files.put(job)
-
-    def _on_finetune(self, job_id: int, message: dict[str, Any]) -> None:
         try:
-            self._tuning.start(job_id, FinetuneRequest.from_wire(message.get("request")))
+            self._render_seconds.check("max_seconds", max_seconds, BadRequest)
         except BadRequest as exc:
-            self._send_error(job_id, exc)
+            self._send_error(message.id, exc)
+            return
+        job = AudioJob(message.id, request.midi, request.max_audio_bytes, float(max_seconds),
+                       guild=request.guild_id, pianoroll=request.pianoroll)
+        if self._register(job):
+            self._files.put(job)
+
+    def _on_finetune(self, message: FinetuneCommand) -> None:
+        try:
+            self._tuning.start(message.id, message.request)
+        except BadRequest as exc:
+            self._send_error(message.id, exc)
 
     def _register(self, job: ScheduledJob | AudioJob) -> bool:
         with self._lock:
@@ -388,7 +384,7 @@ class Server:
             self._send_error(job.id, BadRequest(f"job id {job.id} is already in use"))
         return fresh
 
-    def _on_cancel(self, job_id: int, message: dict[str, Any]) -> None:
+    def _on_cancel(self, job_id: int) -> None:
         if self._tuning.cancel(job_id):
             return
         with self._lock:
@@ -398,15 +394,15 @@ class Server:
             if isinstance(job, ScheduledJob):
                 self._core.cancel(job)
 
-    def _on_ping(self, job_id: int, message: dict[str, Any]) -> None:
+    def _on_ping(self, message: PingCommand) -> None:
         def reply(stats: dict[str, Any]) -> None:
             with self._lock:
                 jobs = len(self._jobs)
-            self._channel.send({"type": "pong", "id": job_id, "stats": stats | {
-                "pid": os.getpid(), "device": str(self.device), "jobs": jobs,
-                "rendering_jobs": self._core.decoded.pending + self._files.pending,
-                "models": self._models.keys(),
-                "training_jobs": self._tuning.running, "draining": self._draining.is_set()}})
+            self._send(Pong(message.id, EngineStats(
+                **stats, pid=os.getpid(), device=str(self.device), jobs=jobs,
+                rendering_jobs=self._core.decoded.pending + self._files.pending,
+                models=self._models.keys(), training_jobs=self._tuning.running,
+                draining=self._draining.is_set())))
 
         self._core.stats(reply)
 
@@ -423,29 +419,24 @@ class Server:
             return
         if isinstance(output, BaseException):
             self._send_error(job.id, output)
-        elif isinstance(output, ComposerOutput):
+        elif isinstance(output, ComposeResult):
             self._deliver(job, output)
         else:
             self._deliver_audio(job, output)
 
-    def _deliver(self, job: ScheduledJob | AudioJob, composition: ComposerOutput) -> None:
-        result = ComposeResult(
-            candidates=[CandidateResult(c.midi, c.audio, c.seconds, c.notes, c.tokens,
-                                        c.invalid_rate, c.audio_note, c.audio_quality_lowered,
-                                        c.audio_cut_from, c.programs, bars=c.bars)
-                        for c in composition.candidates],
-            pianoroll=composition.pianoroll, seed_seconds=composition.seed_seconds,
-            timings={k: round(v, 4) for k, v in composition.timings.items()},
-            tempo=composition.tempo)
-        self._channel.send({"type": "result", "id": job.id, "result": result.to_wire()})
+    def _deliver(self, job: ScheduledJob | AudioJob, composition: ComposeResult) -> None:
+        composition.timings = {k: round(v, 4) for k, v in composition.timings.items()}
+        self._send(JobDone(job.id, composition))
 
     def _deliver_audio(self, job: ScheduledJob | AudioJob, rendered: RenderResult) -> None:
-        self._channel.send({"type": "result", "id": job.id, "result": rendered.to_wire()})
+        self._send(JobDone(job.id, rendered))
 
     def _progress(self, job: ScheduledJob | AudioJob, event: ProgressEvent) -> None:
         if not job.cancelled:
-            self._channel.send({"type": "progress", "id": job.id,
-                                "event": progress_to_wire(event)})
+            self._send(JobProgress(job.id, event))
 
     def _send_error(self, job_id: int | None, exc: BaseException) -> None:
-        self._channel.send(error_to_wire(job_id, exc))
+        self._send(JobFailed.of(job_id, exc))
+
+    def _send(self, message: FromEngine) -> None:
+        self._channel.send(encode(message))

@@ -28,7 +28,7 @@ MESSAGE = 1_105_000_000_000_009_999
 
 
 async def test_record_and_fetch(session: AsyncSession) -> None:
-    version = await add_model_version(session, guild_id=GUILD_A, path="/ckpt/v1.pt")
+    version = await add_model_version(session, guild_id=GUILD_A, engine_id="1/ckpt/v1")
     seed_midi = fake_midi("seed")
     seed = await add_seed(session, guild_id=GUILD_A, name="s", uploader_id=ALICE, midi=seed_midi)
     params = {"bars": 8, "temperature": 0.9, "instrument": "Acoustic Grand Piano", "tempo": None}
@@ -85,7 +85,10 @@ async def test_bad_compositions_are_refused(session: AsyncSession) -> None:
     with pytest.raises(ValueError, match="params must be plain JSON"):
         await make_composition(session, params={"when": object()})
     with pytest.raises(ValueError, match="received nan"):
-        NewCandidate(midi=b"x", seconds=float("nan"), notes=1)
+        await record_composition(session, guild_id=GUILD_A, channel_id=CHANNEL,
+                                 requester_id=ALICE,
+                                 candidates=[NewCandidate(midi=b"x", seconds=float("nan"),
+                                                          notes=1)])
     with pytest.raises(SeedNotFound):
         await make_composition(session, seed_id=10**6)
     with pytest.raises(ModelVersionNotFound):

@@ -71,7 +71,7 @@ async def test_a_run_from_queue_to_success(session: AsyncSession) -> None:
     await update_finetune_run(
         session, guild_id=GUILD_A, run_id=run.id, progress=0.5, metrics={"loss": 2.0}
     )
-    version = await add_model_version(session, guild_id=GUILD_A, path="/ft.pt")
+    version = await add_model_version(session, guild_id=GUILD_A, engine_id="1/ft")
     done = await update_finetune_run(
         session,
         guild_id=GUILD_A,
@@ -205,7 +205,7 @@ async def test_recovery_claims_only_runs_whose_owner_is_gone(session: AsyncSessi
         session,
         guild_id=GUILD_A,
         run_id=live.id,
-        path="/a.pt",
+        engine_id="1/a",
         parent_id=None,
         metrics={},
         accepted=True,
@@ -214,7 +214,7 @@ async def test_recovery_claims_only_runs_whose_owner_is_gone(session: AsyncSessi
 
 
 async def test_a_result_is_recorded_whole_in_one_transaction(session: AsyncSession) -> None:
-    old = await add_model_version(session, guild_id=GUILD_A, path="/old.pt")
+    old = await add_model_version(session, guild_id=GUILD_A, engine_id="1/old")
     await activate_model_version(session, guild_id=GUILD_A, version_id=old.id)
     run = await create_finetune_run(session, guild_id=GUILD_A, owner=PROCESS_A)
     await update_finetune_run(
@@ -224,11 +224,11 @@ async def test_a_result_is_recorded_whole_in_one_transaction(session: AsyncSessi
         session,
         guild_id=GUILD_A,
         run_id=run.id,
-        path="/new.pt",
+        engine_id="1/new",
         parent_id=old.id,
         metrics={"gate_reason": "better"},
         accepted=True,
-        pruned_paths=["/old.pt"],
+        pruned=["1/old"],
     )
     assert (version.status, version.parent_id, version.metrics) == (
         "ready",
@@ -259,7 +259,7 @@ async def test_a_result_of_a_run_ended_meanwhile_changes_nothing(session: AsyncS
             session,
             guild_id=GUILD_A,
             run_id=run.id,
-            path="/late.pt",
+            engine_id="1/late",
             parent_id=None,
             metrics={},
             accepted=True,
@@ -273,7 +273,7 @@ async def test_a_result_of_a_run_ended_meanwhile_changes_nothing(session: AsyncS
             session,
             guild_id=GUILD_A,
             run_id=again.id,
-            path="/orphan.pt",
+            engine_id="1/orphan",
             parent_id=10**6,
             metrics={},
             accepted=True,

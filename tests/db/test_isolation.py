@@ -21,7 +21,6 @@ from bot.db import (
     add_seed,
     autocomplete_seed_names,
     cast_vote,
-    checkpoints_to_keep,
     count_new_finetune_material,
     create_finetune_run,
     delete_composition,
@@ -50,6 +49,7 @@ from bot.db import (
     set_composition_message,
     top_candidates,
     update_finetune_run,
+    versions_to_keep,
 )
 from bot.db.errors import NoEarlierModelVersion, NotFound
 
@@ -77,7 +77,7 @@ async def populate(session: AsyncSession, guild_id: int) -> Material:
     seed = await add_seed(
         session, guild_id=guild_id, name="theme", uploader_id=ALICE, midi=fake_midi()
     )
-    version = await add_model_version(session, guild_id=guild_id, path=f"/{guild_id}.pt")
+    version = await add_model_version(session, guild_id=guild_id, engine_id=f"{guild_id}/v1")
     await activate_model_version(session, guild_id=guild_id, version_id=version.id)
     root = await make_composition(
         session, guild_id, seed_id=seed.id, seed_midi=seed.midi, model_version_id=version.id
@@ -132,7 +132,7 @@ FOREIGN_LOOKUPS = {
         s, guild_id=GUILD_B, version_id=a.version.id
     ),
     "add_model_version(parent)": lambda s, a: add_model_version(
-        s, guild_id=GUILD_B, path="/b.pt", parent_id=a.version.id
+        s, guild_id=GUILD_B, engine_id="1/b", parent_id=a.version.id
     ),
     "get_finetune_run": lambda s, a: get_finetune_run(s, guild_id=GUILD_B, run_id=a.run.id),
     "update_finetune_run": lambda s, a: update_finetune_run(
@@ -142,7 +142,7 @@ FOREIGN_LOOKUPS = {
         s,
         guild_id=GUILD_B,
         run_id=a.run.id,
-        path="/b.pt",
+        engine_id="1/b",
         parent_id=None,
         metrics={},
         accepted=True,
@@ -196,8 +196,9 @@ async def test_another_server_sees_nothing(session: AsyncSession) -> None:
     assert await get_latest_finetune_run(session, guild_id=GUILD_B) is None
     assert (await export_finetune_data(session, guild_id=GUILD_B)).is_empty
     assert await count_new_finetune_material(session, guild_id=GUILD_B) == 0
-    assert await checkpoints_to_keep(session, guild_id=GUILD_B, recent=5) == []
-    assert await mark_model_versions_pruned(session, guild_id=GUILD_B, paths=[a.version.path]) == 0
+    assert await versions_to_keep(session, guild_id=GUILD_B, recent=5) == []
+    assert await mark_model_versions_pruned(
+        session, guild_id=GUILD_B, engine_ids=[a.version.engine_id]) == 0
     # A's run (it has no owner: abandoned) is neither renewed nor failed by B's calls.
     owner = "b-process"
     assert not await renew_finetune_lease(session, guild_id=GUILD_B, run_id=a.run.id, owner=owner)
@@ -209,7 +210,7 @@ async def test_another_server_sees_nothing(session: AsyncSession) -> None:
     await create_finetune_run(session, guild_id=GUILD_B)
     # And A still sees all of its own.
     assert [s.name for s in await list_seeds(session, guild_id=GUILD_A)] == ["theme"]
-    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=5) == [a.version.path]
+    assert await versions_to_keep(session, guild_id=GUILD_A, recent=5) == [a.version.engine_id]
     kept = await get_model_version(session, guild_id=GUILD_A, version_id=a.version.id)
     assert kept.status == "ready"
     assert len(await top_candidates(session, guild_id=GUILD_A)) == 2
@@ -229,7 +230,7 @@ def test_every_query_function_is_covered_here() -> None:
         "get_latest_finetune_run",
         "export_finetune_data",
         "count_new_finetune_material",
-        "checkpoints_to_keep",
+        "versions_to_keep",
         "mark_model_versions_pruned",
         "add_seed",
         "create_finetune_run",

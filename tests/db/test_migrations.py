@@ -280,3 +280,37 @@ def test_the_lease_revision_keeps_runs_and_restores_the_schema(fresh_database_ur
     assert new_id == [(4,)] and active == [(1,)]
     with pytest.raises(IntegrityError):
         asyncio.run(_run(url, [NEW_RUN.format(status="queued")]))
+
+
+# --- the revision that names model versions by the engine's id -----------------------------
+
+JAMS_REVISION = "8d3e1f0a9b27"
+ENGINE_ID_REVISION = "b4e7c2d91f30"
+
+
+def test_the_engine_id_revision_turns_paths_into_ids_and_back(
+    fresh_database_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fresh_database_url
+    migrate.upgrade(url, JAMS_REVISION)
+    schema_before = asyncio.run(_schema(url))
+    old_path = "/srv/old-data/models/1/20261130-101500-7.pt"
+    asyncio.run(
+        _run(
+            url,
+            [
+                "INSERT INTO guild (id, created_at) VALUES (1, CURRENT_TIMESTAMP)",
+                NEW_VERSION.replace("'/v.pt'", f"'{old_path}'"),
+            ],
+        )
+    )
+    migrate.upgrade(url, ENGINE_ID_REVISION)
+    [versions] = asyncio.run(_run(url, ["SELECT id, engine_id FROM model_version"]))
+    assert versions == [(1, "1/20261130-101500-7")]
+
+    # Down: under the data dir the bot runs with, where the engine keeps its versions.
+    monkeypatch.setenv("MOTIF_DATA_DIR", str(tmp_path))
+    migrate.downgrade(url, JAMS_REVISION)
+    assert asyncio.run(_schema(url)) == schema_before
+    [versions] = asyncio.run(_run(url, ["SELECT id, path FROM model_version"]))
+    assert versions == [(1, str(tmp_path.resolve() / "models/1/20261130-101500-7.pt"))]

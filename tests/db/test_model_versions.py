@@ -9,12 +9,12 @@ from bot.db import (
     ModelVersionStatus,
     activate_model_version,
     add_model_version,
-    checkpoints_to_keep,
     get_active_model_version,
     get_model_version,
     list_model_versions,
     mark_model_versions_pruned,
     rollback_model_version,
+    versions_to_keep,
 )
 from bot.db.errors import (
     ModelVersionNotFound,
@@ -30,25 +30,25 @@ pytestmark = ON_SESSION_LOOP
 
 async def test_add_list_get(session: AsyncSession) -> None:
     v1 = await add_model_version(
-        session, guild_id=GUILD_A, path="/ckpt/1.pt", metrics={"nll_bits_per_note": 3.2}
+        session, guild_id=GUILD_A, engine_id="1/1", metrics={"nll_bits_per_note": 3.2}
     )
-    v2 = await add_model_version(session, guild_id=GUILD_A, path="/ckpt/2.pt", parent_id=v1.id)
+    v2 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/2", parent_id=v1.id)
     assert (v1.status, v1.parent_id, v2.parent_id) == ("ready", None, v1.id)
     assert [v.id for v in await list_model_versions(session, guild_id=GUILD_A)] == [v2.id, v1.id]
     assert [v.id for v in await list_model_versions(session, guild_id=GUILD_A, limit=1)] == [v2.id]
     got = await get_model_version(session, guild_id=GUILD_A, version_id=v1.id)
-    assert (got.path, got.metrics) == ("/ckpt/1.pt", {"nll_bits_per_note": 3.2})
+    assert (got.engine_id, got.metrics) == ("1/1", {"nll_bits_per_note": 3.2})
     with pytest.raises(ModelVersionNotFound):
-        await add_model_version(session, guild_id=GUILD_A, path="/x.pt", parent_id=10**6)
-    with pytest.raises(ValueError, match="path"):
-        await add_model_version(session, guild_id=GUILD_A, path="")
+        await add_model_version(session, guild_id=GUILD_A, engine_id="1/x", parent_id=10**6)
+    with pytest.raises(ValueError, match="engine_id"):
+        await add_model_version(session, guild_id=GUILD_A, engine_id="")
 
 
 async def test_activate_and_roll_back_along_the_lineage(session: AsyncSession) -> None:
     assert await get_active_model_version(session, guild_id=GUILD_A) is None  # base model
-    v1 = await add_model_version(session, guild_id=GUILD_A, path="/1.pt")
-    v2 = await add_model_version(session, guild_id=GUILD_A, path="/2.pt", parent_id=v1.id)
-    v3 = await add_model_version(session, guild_id=GUILD_A, path="/3.pt", parent_id=v2.id)
+    v1 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/1")
+    v2 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/2", parent_id=v1.id)
+    v3 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/3", parent_id=v2.id)
     assert await get_active_model_version(session, guild_id=GUILD_A) is None  # added != active
 
     activated = await activate_model_version(session, guild_id=GUILD_A, version_id=v3.id)
@@ -72,15 +72,15 @@ async def test_activate_and_roll_back_along_the_lineage(session: AsyncSession) -
 
 
 async def test_rejected_versions_never_serve(session: AsyncSession) -> None:
-    v1 = await add_model_version(session, guild_id=GUILD_A, path="/1.pt")
+    v1 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/1")
     bad = await add_model_version(
         session,
         guild_id=GUILD_A,
-        path="/bad.pt",
+        engine_id="1/bad",
         parent_id=v1.id,
         status=ModelVersionStatus.REJECTED,
     )
-    v3 = await add_model_version(session, guild_id=GUILD_A, path="/3.pt", parent_id=bad.id)
+    v3 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/3", parent_id=bad.id)
     with pytest.raises(ModelVersionRejected):
         await activate_model_version(session, guild_id=GUILD_A, version_id=bad.id)
     await activate_model_version(session, guild_id=GUILD_A, version_id=v3.id)
@@ -92,25 +92,25 @@ async def test_rejected_versions_never_serve(session: AsyncSession) -> None:
 
 
 async def test_pruned_versions_never_serve_and_rollback_skips_them(session: AsyncSession) -> None:
-    v1 = await add_model_version(session, guild_id=GUILD_A, path="/1.pt")
-    v2 = await add_model_version(session, guild_id=GUILD_A, path="/2.pt", parent_id=v1.id)
+    v1 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/1")
+    v2 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/2", parent_id=v1.id)
     bad = await add_model_version(
         session,
         guild_id=GUILD_A,
-        path="/bad.pt",
+        engine_id="1/bad",
         parent_id=v2.id,
         status=ModelVersionStatus.REJECTED,
     )
-    v4 = await add_model_version(session, guild_id=GUILD_A, path="/4.pt", parent_id=v2.id)
+    v4 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/4", parent_id=v2.id)
     await activate_model_version(session, guild_id=GUILD_A, version_id=v4.id)
 
     # The engine deleted v2's, the rejected one's and (wrongly) the active one's checkpoint:
     # only the ready, inactive v2 becomes pruned.
-    paths = ["/2.pt", "/bad.pt", "/4.pt", "/unknown.pt"]
-    assert await mark_model_versions_pruned(session, guild_id=GUILD_A, paths=paths) == 1
+    engine_ids = ["1/2", "1/bad", "1/4", "1/unknown"]
+    assert await mark_model_versions_pruned(session, guild_id=GUILD_A, engine_ids=engine_ids) == 1
     statuses = {v.id: v.status for v in await list_model_versions(session, guild_id=GUILD_A)}
     assert statuses == {v1.id: "ready", v2.id: "pruned", bad.id: "rejected", v4.id: "ready"}
-    assert await mark_model_versions_pruned(session, guild_id=GUILD_A, paths=[]) == 0
+    assert await mark_model_versions_pruned(session, guild_id=GUILD_A, engine_ids=[]) == 0
 
     with pytest.raises(ModelVersionPruned, match="deleted"):
         await activate_model_version(session, guild_id=GUILD_A, version_id=v2.id)
@@ -118,27 +118,27 @@ async def test_pruned_versions_never_serve_and_rollback_skips_them(session: Asyn
     assert back is not None and back.id == v1.id  # skipped the pruned parent
 
 
-async def test_checkpoints_to_keep_are_the_newest_ready_ones_and_the_active_one(
+async def test_versions_to_keep_are_the_newest_ready_ones_and_the_active_one(
     session: AsyncSession,
 ) -> None:
-    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=3) == []
-    v1 = await add_model_version(session, guild_id=GUILD_A, path="/1.pt")
+    assert await versions_to_keep(session, guild_id=GUILD_A, recent=3) == []
+    v1 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/1")
     await activate_model_version(session, guild_id=GUILD_A, version_id=v1.id)
     for n in (2, 3, 4):
-        await add_model_version(session, guild_id=GUILD_A, path=f"/{n}.pt")
+        await add_model_version(session, guild_id=GUILD_A, engine_id=f"1/{n}")
     await add_model_version(
-        session, guild_id=GUILD_A, path="/5.pt", status=ModelVersionStatus.REJECTED
+        session, guild_id=GUILD_A, engine_id="1/5", status=ModelVersionStatus.REJECTED
     )
-    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=2) == [
-        "/4.pt",
-        "/3.pt",
-        "/1.pt",
+    assert await versions_to_keep(session, guild_id=GUILD_A, recent=2) == [
+        "1/4",
+        "1/3",
+        "1/1",
     ]
-    assert await checkpoints_to_keep(session, guild_id=GUILD_A, recent=10) == [
-        "/4.pt",
-        "/3.pt",
-        "/2.pt",
-        "/1.pt",
+    assert await versions_to_keep(session, guild_id=GUILD_A, recent=10) == [
+        "1/4",
+        "1/3",
+        "1/2",
+        "1/1",
     ]
     with pytest.raises(ValueError, match="received 0"):
-        await checkpoints_to_keep(session, guild_id=GUILD_A, recent=0)
+        await versions_to_keep(session, guild_id=GUILD_A, recent=0)

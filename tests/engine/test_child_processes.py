@@ -15,9 +15,11 @@ import pytest
 from engine.api.child_env import child_environment
 from engine.api.client import EngineClient, FinetuneRequest
 from engine.api.errors import EngineError
+from engine.api.schema import FinetuneCommand, encode
 from engine.api.transport import SubprocessTransport
 from engine.serving.finetune_processes import FinetuneProcesses
-from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, receive_until, reply_to
+from engine.serving.model_store import ModelStore
+from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, RawEngine, receive_until, reply_to
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
 SECRETS = {"DISCORD_TOKEN": "the-bot-token-stays-in-the-bot",
@@ -75,7 +77,7 @@ async def test_the_bots_secrets_reach_neither_the_engine_nor_its_children(
                                   env={"MOTIF_DATA_DIR": str(engine_data_dir)}) as engine:
         run = asyncio.create_task(engine.finetune(
             FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)))
-        pid = engine.engine_info["pid"]
+        pid = engine.engine_info.pid
         children = await wait_until(
             lambda: (found := children_of(pid)) and any(" finetune " in c for c in found.values())
             and found, "the engine runs a fine-tune child")
@@ -103,18 +105,18 @@ def test_the_allow_list_keeps_what_children_need_and_nothing_else():
 
 # Fine-tune work folders.
 
-async def start_engine(data_dir: Path) -> tuple[SubprocessTransport, int]:
-    transport = SubprocessTransport([*SERVE, "--max-rows", "8"],
-                                    env=child_environment({"MOTIF_DATA_DIR": str(data_dir)}))
+async def start_engine(data_dir: Path) -> tuple[RawEngine, int]:
+    transport = RawEngine(SubprocessTransport(
+        [*SERVE, "--max-rows", "8"], env=child_environment({"MOTIF_DATA_DIR": str(data_dir)})))
     await transport.open()
     ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
     assert ready["type"] == "ready", ready
     return transport, ready["pid"]
 
 
-async def start_run(engine: SubprocessTransport, job_id: int, pieces: list[bytes]) -> None:
+async def start_run(engine: RawEngine, job_id: int, pieces: list[bytes]) -> None:
     request = FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)
-    await engine.send({"type": "finetune", "id": job_id, "request": request.to_wire()})
+    await engine.transport.send(encode(FinetuneCommand(job_id, request)))
     await receive_until(engine, lambda m: reply_to(job_id, "progress")(m)
                         and m["event"]["stage"] == "training", timeout=STARTUP_TIMEOUT)
 
@@ -158,7 +160,8 @@ async def test_work_folders_of_a_killed_engine_are_swept_at_the_next_start(
 
 def test_a_failed_spawn_leaves_no_folder(engine_data_dir, pieces):
     replies: list[dict] = []
-    jobs = FinetuneProcesses(engine_data_dir, replies.append, python="/nonexistent/python")
+    jobs = FinetuneProcesses(engine_data_dir, ModelStore(engine_data_dir), replies.append,
+                             python="/nonexistent/python")
     with pytest.raises((OSError, EngineError)):
         jobs.start(7, FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
     assert run_folders(engine_data_dir) == [] and jobs.running == 0 and not replies

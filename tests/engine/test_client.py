@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import os
 import signal
@@ -28,8 +27,11 @@ from engine.api.client import (
     EngineUnavailable,
     Queued,
     Rendering,
+    RenderRequest,
+    RenderResult,
 )
 from engine.api.limits import DEFAULT_MAX_RENDER_SECONDS
+from engine.api.schema import RenderCommand
 from engine.audio.pianoroll import ROW_PX, SEED_STRIP_PX
 from tests.engine.test_server import CHECKPOINT
 
@@ -72,12 +74,11 @@ def test_client_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_request_defaults_match_the_composer():
-    from engine.api.params import ComposeParams
+def test_the_composer_takes_the_request_the_client_sends():
+    # One shape from the bot to the sampler: no second options class to drift apart.
+    from engine.core import composer
 
-    params = {f.name: f.default for f in dataclasses.fields(ComposeParams)}
-    request = {f.name: f.default for f in dataclasses.fields(ComposeRequest)}
-    assert {k: request[k] for k in params} == params
+    assert composer.ComposeRequest is ComposeRequest
 
 
 @session_loop
@@ -136,9 +137,10 @@ async def test_render_draws_the_whole_file_when_asked(engine, examples, tmp_path
     assert rendered.audio[:4] == b"OggS"
     assert rendered.pianoroll is not None and rendered.pianoroll.startswith(b"\x89PNG")
     (tmp_path / "band.png").write_bytes(rendered.pianoroll)
-    with pytest.raises(BadRequest, match="pianoroll must be true or false"):
-        await engine._run({"type": "render", "midi": (examples / "band.mid").read_bytes(),
-                           "pianoroll": "yes"}, lambda data: data, None)
+    # A client that does not check what it sends (msgspec checks types when decoding only).
+    broken = RenderRequest((examples / "band.mid").read_bytes(), pianoroll="yes")  # type: ignore
+    with pytest.raises(BadRequest, match=r"pianoroll must be true or false \(received 'yes'\)"):
+        await engine._run(RenderCommand(999, broken), RenderResult, None)
 
 
 def long_piece(minutes: float) -> bytes:
@@ -191,7 +193,7 @@ async def test_an_engine_takes_its_work_limits_from_the_operators_variables(exam
 
 @session_loop
 async def test_stats_of_a_hung_engine_is_engine_unavailable_with_a_reason(engine):
-    pid = engine.engine_info["pid"]
+    pid = engine.engine_info.pid
     os.kill(pid, signal.SIGSTOP)  # hangs it: alive, answering nothing
     try:
         with pytest.raises(EngineUnavailable, match="did not answer within 0.5 s"):
@@ -231,7 +233,7 @@ async def compose_and_kill(client: EngineClient, kills: int,
     def on_progress(event) -> None:
         if events is not None:
             events.append(event)
-        pid = client.engine_info["pid"]
+        pid = client.engine_info.pid
         if isinstance(event, Decoding) and len(killed) < kills and pid not in killed:
             killed.append(pid)
             os.kill(pid, signal.SIGKILL)
@@ -249,7 +251,7 @@ async def compose_and_kill(client: EngineClient, kills: int,
 @session_loop
 async def test_kill_9_restarts_and_retries_the_job_once():
     async with local() as client:
-        first_pid = client.engine_info["pid"]
+        first_pid = client.engine_info.pid
         events: list = []
         outcome, seconds = await compose_and_kill(client, kills=1, events=events)
         assert seconds < 30
@@ -259,7 +261,7 @@ async def test_kill_9_restarts_and_retries_the_job_once():
         kinds = [type(e) for e in events]
         assert EngineRestarting in kinds
         assert Decoding in kinds[kinds.index(EngineRestarting):]
-        assert client.engine_info["pid"] != first_pid
+        assert client.engine_info.pid != first_pid
         outcome, seconds = await compose_and_kill(client, kills=2)
         assert seconds < 30
         assert isinstance(outcome, EngineUnavailable) and "crashed twice" in str(outcome)

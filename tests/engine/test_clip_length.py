@@ -5,16 +5,23 @@ from __future__ import annotations
 import io
 import logging
 
+import msgspec
 import numpy as np
 import pytest
 import soundfile as sf
 from symusic import Score
 
 from bench import member_seeds
-from engine.api.params import ComposeParams
-from engine.api.protocol import CandidateResult, ComposeResult
+from engine.api.schema import (
+    CandidateResult,
+    ComposeResult,
+    JobDone,
+    decode_from_engine,
+    encode,
+)
 from engine.audio.loudness import TARGET_LUFS, integrated_loudness
 from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
+from engine.core.composer import ComposeRequest
 from engine.generation import sample
 from tests.engine.test_grammar import single_id
 
@@ -46,7 +53,7 @@ def _assert_spans(candidate, bars: int, bar_seconds: float) -> None:
                          ids=[name for name, _, _ in SEEDS])
 def test_every_clip_lasts_its_bars_plus_the_tail(composer, make, bar_seconds):
     seed = member_seeds.midi_bytes(make())
-    composition = composer.compose(seed, ComposeParams(bars=3, candidates=2, seed=11))
+    composition = composer.compose(seed, ComposeRequest(bars=3, candidates=2, seed=11))
     for candidate in composition.candidates:
         assert candidate.bars == 3
         _assert_spans(candidate, 3, bar_seconds)
@@ -57,7 +64,7 @@ def test_a_clip_whose_last_bars_are_quiet_still_lasts_every_bar(composer, exampl
     note (+ tail), so members heard 3 s of the 9 s composed."""
     # Sampling seed 6: a first bar whose notes all end within it.
     plan = composer.plan((examples / "band.mid").read_bytes(),
-                         ComposeParams(bars=4, candidates=1, seed=6))
+                         ComposeRequest(bars=4, candidates=1, seed=6))
     [row] = composer.decode(plan)
     grammar, tok = composer.grammar, composer.tokenizer
     opened = [i for i, t in enumerate(row.tokens) if grammar.opens_bar[t]]
@@ -77,7 +84,7 @@ def test_a_candidate_cut_short_by_the_token_cap_says_how_many_bars_it_finished(
     composition message then shows, and the engine logs it."""
     monkeypatch.setattr(sample, "MAX_TOKENS_PER_BAR", 8)  # 32 ids for 4 bars: too few
     plan = composer.plan((examples / "band.mid").read_bytes(),
-                         ComposeParams(bars=4, candidates=1, seed=5))
+                         ComposeRequest(bars=4, candidates=1, seed=5))
     [row] = composer.decode(plan)
     opened = sum(bool(composer.grammar.opens_bar[t]) for t in row.tokens)
     assert (row.stop_reason, len(row.tokens), row.bars) == ("token cap", 32, opened - 1)
@@ -89,7 +96,7 @@ def test_a_candidate_cut_short_by_the_token_cap_says_how_many_bars_it_finished(
 
 def test_bars_written_cross_the_wire_and_old_results_still_read():
     made = CandidateResult(b"MThd", b"OggS", 8.0, 12, 40, 0.0, bars=7)
-    wire = ComposeResult([made], b"\x89PNG").to_wire()
-    assert ComposeResult.from_wire(wire).candidates[0].bars == 7
-    del wire["candidates"][0]["bars"]  # an engine from before the field
-    assert ComposeResult.from_wire(wire).candidates[0].bars is None
+    wire = msgspec.msgpack.decode(encode(JobDone(1, ComposeResult([made], b"\x89PNG"))))
+    assert decode_from_engine(msgspec.msgpack.encode(wire)).result.candidates[0].bars == 7
+    del wire["result"]["candidates"][0]["bars"]  # an engine from before the field
+    assert decode_from_engine(msgspec.msgpack.encode(wire)).result.candidates[0].bars is None

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from bench.fairness import slow_seed  # the benchmark's flood: seeds at the note limit
@@ -104,7 +105,7 @@ class Replies:
     def _read(self) -> None:
         while (message := self._channel.receive()) is not None:
             with self._changed:
-                self.messages.append(message)  # type: ignore[arg-type]
+                self.messages.append(msgspec.msgpack.decode(message))
                 self._changed.notify_all()
 
     def finished(self, count: int, timeout: float = 120.0) -> list[int]:
@@ -144,13 +145,13 @@ def test_every_stage_takes_guilds_in_turn_under_a_flood(server, examples):
     messages = [{"type": "compose", "id": i, "request": {
         "seed_midi": heavy, "bars": 1, "candidates": 1, "seed": i, "guild_id": FLOOD}}
         for i in (1, 2, 3)]
-    messages += [{"type": "render", "id": i, "midi": seed, "guild_id": FLOOD}
+    messages += [{"type": "render", "id": i, "request": {"midi": seed, "guild_id": FLOOD}}
                  for i in (11, 12, 13, 14)]
     messages += [{"type": "compose", "id": 20, "request": {
         "seed_midi": seed, "bars": 2, "candidates": 1, "seed": 20, "guild_id": VICTIM}},
-        {"type": "render", "id": 30, "midi": seed, "guild_id": BYSTANDER}]
+        {"type": "render", "id": 30, "request": {"midi": seed, "guild_id": BYSTANDER}}]
     for message in messages:
-        engine._handle(message)
+        engine._handle(msgspec.msgpack.encode(message))
 
     # Preparing (the seed read): the victim's seed is read right after the flood's first,
     # not its last.

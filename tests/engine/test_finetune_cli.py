@@ -9,10 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 from symusic import Note, Score, Track
 
+from engine.api.schema import FinetuneResult, JobDone, JobFailed, JobProgress, decode_from_engine
+from engine.api.transport import FrameReader
 from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint, save_checkpoint
 from engine.model.coverage import DRUMS, ProgramCoverage
 
@@ -21,11 +24,22 @@ FAST = ["--batch-size", "8", "--seq-len", "128", "--base-eval-tokens", "8000",
         "--replay-pieces", "200"]
 
 
-def finetune(*args: str | Path, data_dir: Path) -> subprocess.CompletedProcess:
+def finetune(*args: str | Path, data_dir: Path, text: bool = True
+             ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "engine", "finetune", *map(str, args), "--data-dir",
          str(data_dir), "--json", *FAST],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=text, timeout=600)
+
+
+def wire_messages(stdout: bytes) -> list:
+    """What a `--wire-job` run said on stdout, as the engine reads it."""
+    frames = FrameReader()
+    frames.feed(stdout)
+    messages = []
+    while (data := frames.next()) is not None:
+        messages.append(decode_from_engine(data))
+    return messages
 
 
 def last_json(proc: subprocess.CompletedProcess) -> dict:
@@ -44,13 +58,18 @@ def chorale_dir(chorale_files, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tuned(chorale_dir, engine_data_dir, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("tuned") / "v1.pt"
+    # As the engine runs it: the engine's wire on stdout (--json then stays quiet).
     proc = finetune("--data", chorale_dir, "--out", out, "--steps", "12", "--eval-every", "4",
-                    "--progress-json", data_dir=engine_data_dir)
-    lines = proc.stdout.strip().splitlines()
-    progress = [json.loads(line)["progress"] for line in lines[:-1]]
-    assert [p["percent"] for p in progress] == sorted(p["percent"] for p in progress)
-    assert {p["phase"] for p in progress} >= {"preparing", "tuning", "gate"}
-    return last_json(proc), out
+                    "--wire-job", "7", data_dir=engine_data_dir, text=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    *progress, done = wire_messages(proc.stdout)
+    assert all(isinstance(m, JobProgress) and m.id == 7 for m in progress)
+    percents = [m.event.percent for m in progress]
+    assert percents == sorted(percents)
+    assert {m.event.phase for m in progress} >= {"preparing", "tuning", "gate"}
+    assert isinstance(done, JobDone) and done.id == 7
+    assert isinstance(done.result, FinetuneResult) and done.result.model == str(out)
+    return msgspec.structs.asdict(done.result), out
 
 
 def test_chorales_fine_tune_passes_the_gate(tuned):
@@ -182,3 +201,14 @@ def test_out_of_range_options_exit_2(option, chorale_dir, engine_data_dir, tmp_p
                     data_dir=engine_data_dir)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
     assert not (tmp_path / "v.pt").exists()
+
+
+def test_unusable_data_is_said_on_the_wire_as_the_engine_reads_it(engine_data_dir, tmp_path):
+    (tmp_path / "data").mkdir()
+    proc = finetune("--data", tmp_path / "data", "--out", tmp_path / "v.pt", "--wire-job", "3",
+                    data_dir=engine_data_dir, text=False)
+    assert proc.returncode == 2
+    *progress, failed = wire_messages(proc.stdout)
+    assert all(isinstance(m, JobProgress) for m in progress)  # preparing, before it knew
+    assert isinstance(failed, JobFailed) and failed.id == 3 and failed.kind == "BadRequest"
+    assert "at least 3 different pieces" in failed.message

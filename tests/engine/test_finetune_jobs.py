@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -53,26 +52,34 @@ async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
     (models / "kept.pt").write_bytes(b"the version the bot may roll back to")
     events: list[FinetuneProgress] = []
     result = await engine.finetune(
-        FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=4,
-                        keep=[str(models / "kept.pt")]),
+        FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=4, keep=[f"{GUILD}/kept"]),
         on_progress=events.append)
 
     assert result.accepted, result.reason
     assert {"server_nll_before", "server_nll_after", "base_nll_reference",
             "base_nll_after"} <= result.metrics.keys()
-    checkpoint = Path(result.checkpoint)
-    assert checkpoint.parent == models.resolve() and checkpoint.is_file()
+    # The version is named by an id; its file is the engine's, under the server's folder.
+    name = result.model.removeprefix(f"{GUILD}/")
+    assert result.model == f"{GUILD}/{name}" and (models / f"{name}.pt").is_file()
     assert events and all(isinstance(e, FinetuneProgress) for e in events)
     assert events[-1].percent == 100.0
     # Pruned: what was neither kept nor new; the working copy of the data is gone too.
-    assert result.pruned == [str(models.resolve() / "stale.pt")]
+    assert result.pruned == [f"{GUILD}/stale"]
     assert not (models / "stale.pt").exists() and (models / "kept.pt").exists()
     assert not any((engine_data_dir / "finetune" / str(GUILD)).iterdir())
 
     composed = await engine.compose(ComposeRequest(bars=2, candidates=1, seed=1,
-                                                   guild_id=GUILD, checkpoint=str(checkpoint)))
+                                                   guild_id=GUILD, model=result.model))
     assert composed.candidates[0].notes > 0
-    assert str(checkpoint) in (await engine.stats()).models
+    assert result.model in (await engine.stats()).models
+    # Another server cannot compose with it, nor name a file by path.
+    for model, guild in ((result.model, OTHER_GUILD), (str(models / f"{name}.pt"), GUILD)):
+        with pytest.raises(BadRequest, match="own model versions|<server id>/<name>"):
+            await engine.compose(ComposeRequest(bars=1, candidates=1, guild_id=guild,
+                                                model=model))
+    with pytest.raises(BadRequest, match="not in this engine"):
+        await engine.compose(ComposeRequest(bars=1, candidates=1, guild_id=GUILD,
+                                            model=f"{GUILD}/stale"))
 
 
 @session_loop
@@ -116,6 +123,9 @@ async def test_a_server_cannot_start_from_another_servers_checkpoint(engine, pie
     victim = theirs / "their-version.pt"
     victim.write_bytes(b"another server's model")
     with pytest.raises(BadRequest, match="own model versions"):
+        await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces,
+                                              start_from="333/their-version", steps=1))
+    with pytest.raises(BadRequest, match=r"<server id>/<name>"):  # a path is no version id
         await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces,
                                               start_from=str(victim), steps=1))
     assert (await engine.stats()).training_jobs == 0

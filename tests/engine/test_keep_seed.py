@@ -9,7 +9,7 @@ from symusic import Score
 
 from bench import member_seeds
 from engine.api.form import plan_form
-from engine.api.params import ComposeParams
+from engine.core.composer import ComposeRequest
 from engine.evaluation.musical_stats import Notes, in_scale_share
 from engine.generation.bars import split_bars
 from engine.generation.grammar import NONE
@@ -29,7 +29,7 @@ def _programs(score: Score) -> set[int]:
 def band_composition(composer):
     seed = member_seeds.band_loop(bars=4)
     midi = member_seeds.midi_bytes(seed)
-    return seed, composer.compose(midi, ComposeParams(bars=8, candidates=2, seed=3))
+    return seed, composer.compose(midi, ComposeRequest(bars=8, candidates=2, seed=3))
 
 
 def test_every_instrument_of_a_band_seed_keeps_playing_and_none_appears(band_composition):
@@ -55,7 +55,7 @@ def test_a_sax_melody_stays_one_sax_line_in_the_seed_s_dynamics(composer):
     seed = member_seeds.sax_melody(bars=4)
     profile = profile_seed(seed)
     composition = composer.compose(member_seeds.midi_bytes(seed),
-                                   ComposeParams(bars=8, candidates=2, seed=5))
+                                   ComposeRequest(bars=8, candidates=2, seed=5))
     low, high = profile.velocity_range()
     for candidate in composition.candidates:
         score = Score.from_midi(candidate.midi)
@@ -73,7 +73,7 @@ def test_steering_toward_the_key_puts_more_notes_in_the_seed_s_scale(base_checkp
     seed = member_seeds.sax_melody(bars=4)
     profile = profile_seed(seed)
     assert profile.key is not None
-    params = ComposeParams(bars=8, candidates=4, seed=11)
+    params = ComposeRequest(bars=8, candidates=4, seed=11)
     plan = plan_composition(tokenizer, grammar, member_seeds.midi_bytes(seed), params)
     shares = {}
     for strength in (0.0, 2.0):
@@ -111,7 +111,7 @@ def test_the_seed_s_theme_returns_by_default(base_checkpoint, grammar):
     seed = member_seeds.six_eight_tune(bars=4)
     seed_tokens = SeedTokens.of(tokenizer, member_seeds.midi_bytes(seed))
     plan = plan_composition(tokenizer, grammar, member_seeds.midi_bytes(seed),
-                            ComposeParams(bars=12, candidates=2, seed=4))
+                            ComposeRequest(bars=12, candidates=2, seed=4))
     assert plan.guidance is not None and plan.seed is not None
     theme = plan.seed.form[8].seed_bar  # the last phrase starts with the seed's theme
     seed_bar = copyable_bars(seed_tokens.ids, grammar, plan.seed.arrangement.written)[theme]
@@ -152,7 +152,7 @@ def test_an_unknown_form_is_refused_with_the_choices():
     from engine.api.errors import BadRequest
 
     with pytest.raises(BadRequest, match="form must be one of return, free, AABA, ABAB"):
-        ComposeParams(form="rondo")
+        ComposeRequest(form="rondo")
 
 
 def test_a_clip_with_its_seed_keeps_the_seed_s_tempo_changes(composer):
@@ -161,7 +161,7 @@ def test_a_clip_with_its_seed_keeps_the_seed_s_tempo_changes(composer):
     seed = member_seeds.sax_melody(bars=4)
     seed.tempos = [Tempo(0, 90.0), Tempo(seed.ticks_per_quarter * 8, 120.0)]  # bar 3: faster
     composition = composer.compose(member_seeds.midi_bytes(seed),
-                                   ComposeParams(bars=4, candidates=1, seed=2,
+                                   ComposeRequest(bars=4, candidates=1, seed=2,
                                                  include_seed=True))
     score = Score.from_midi(composition.candidates[0].midi)
     tpq = score.ticks_per_quarter

@@ -10,7 +10,6 @@ import pytest
 import soundfile as sf
 
 from bench import member_seeds
-from engine.api.params import ComposeParams
 from engine.audio.loudness import (
     ATTACK_DB_PER_SECOND,
     CEILING_DBFS,
@@ -24,6 +23,7 @@ from engine.audio.loudness import (
     normalise,
     true_peak_dbfs,
 )
+from engine.core.composer import ComposeRequest
 
 RATE = 48_000
 # What the codec may add to a peak: lossy coding rings around transients. The limiter keeps
@@ -265,7 +265,7 @@ def member_seed(examples, name: str) -> bytes:
 def test_every_clip_of_a_post_has_one_loudness(composer, examples, name):
     """Peak normalisation left the clips of one post up to 8 LU apart (bench.loudness)."""
     seed = member_seed(examples, name)
-    composition = composer.compose(seed, ComposeParams(bars=8, candidates=4, seed=3))
+    composition = composer.compose(seed, ComposeRequest(bars=8, candidates=4, seed=3))
     clips = [decode(c.audio) for c in composition.candidates]
     levels = [integrated_loudness(pcm, RATE) for pcm in clips]
     assert max(levels) - min(levels) <= 1.0, levels
@@ -277,7 +277,7 @@ def test_every_clip_of_a_post_has_one_loudness(composer, examples, name):
 def test_include_seed_has_no_jump_at_the_seam(composer, examples, name):
     """Peak-normalised, a seed sat up to 15 LU under or over its continuations."""
     seed = member_seed(examples, name)
-    composition = composer.compose(seed, ComposeParams(bars=8, candidates=2, seed=3,
+    composition = composer.compose(seed, ComposeRequest(bars=8, candidates=2, seed=3,
                                                        include_seed=True))
     assert composition.seed_seconds
     cut = round(composition.seed_seconds * RATE)

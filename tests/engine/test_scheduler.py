@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from engine.api.config import WorkLimits
-from engine.api.params import ComposeParams
-from engine.api.protocol import Decoding, Queued, Rendering
+from engine.api.schema import ComposeRequest, Decoding, Queued, Rendering
 from engine.core.engine_core import EngineCore, InProcessSeeds, Output, ScheduledJob
 from engine.core.model_cache import ModelCache
 from engine.core.scheduler import Scheduler
+from engine.serving.model_store import ModelStore
 from tests.engine.test_server import CHECKPOINT
 
 
@@ -54,8 +54,9 @@ def test_a_job_larger_than_the_cap_runs_alone():
 
 
 @pytest.fixture(scope="module")
-def models() -> ModelCache:
-    return ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0)
+def models(tmp_path_factory: pytest.TempPathFactory) -> ModelCache:
+    store = ModelStore(tmp_path_factory.mktemp("data"))
+    return ModelCache(CHECKPOINT, torch.device("cpu"), budget_bytes=0, resolve=store.path_of)
 
 
 class Recorder:
@@ -82,8 +83,8 @@ class Recorder:
                ) -> ScheduledJob:
         """A job prepared at once, in the order of the calls (so the scheduler alone orders
         them), and submitted."""
-        job = ScheduledJob(job_id, ComposeParams(bars=bars, candidates=candidates, seed=job_id),
-                           guild=guild)
+        request = ComposeRequest(bars=bars, candidates=candidates, seed=job_id, guild_id=guild)
+        job = ScheduledJob(job_id, request, guild=guild)
         self.core.prepare(job, InProcessSeeds())
         assert job.plan is not None and not job.ended
         return job
@@ -175,7 +176,7 @@ def test_a_composition_ends_once_with_its_result_and_its_model_handed_back(model
 
     rec.core._emit = keep_result
     users = models.base.users
-    job = ScheduledJob(7, ComposeParams(bars=2, candidates=2, seed=7), guild=1)
+    job = ScheduledJob(7, ComposeRequest(bars=2, candidates=2, seed=7), guild=1)
     rec.core.add(job)
     assert rec.core.prepare_next(InProcessSeeds())
     assert models.base.users == users + 1

@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 from symusic import Note, Score, Tempo, TimeSignature, Track
 
-from engine.api.params import ComposeParams
 from engine.audio.render import FLUID_BLOCK, SAMPLE_RATE, TAIL_SECONDS
+from engine.core.composer import ComposeRequest
 
 TPQ = 480
 SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -73,7 +73,7 @@ def test_a_short_last_note_makes_no_phantom_bar(composer, tick):
     within a quarter note of where the C5 stops (it used to wait for the next bar line: a
     1.4 s hole), then writes the two bars asked."""
     seed = _seed([(tick, TPQ // 4)]).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=3,
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=2, seed=3,
                                                        include_seed=True))
     seam = 4.0 + 0.125  # two bars, then the C5 (on the sixteenth grid)
     assert composition.seed_seconds == pytest.approx(seam)
@@ -92,7 +92,7 @@ def test_a_continuation_on_its_own_starts_where_the_seed_stopped(composer):
     """include_seed off: the clip opens with the continuation (not with the seed's part of
     the bar as silence), and its MIDI keeps its bar lines on the music's with a pickup bar."""
     seed = _seed([(8 * TPQ, TPQ // 4)]).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=3))
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=2, seed=3))
     rest = 4 * QUARTER - 0.125  # the seed's bar after its C5
     for candidate in composition.candidates:
         onsets = _onsets(candidate.midi)
@@ -107,7 +107,7 @@ def test_a_continuation_on_its_own_starts_where_the_seed_stopped(composer):
 def test_a_seed_that_stops_mid_bar_goes_on_mid_bar(composer):
     """Two quarter notes into its third bar the seed stops: the continuation takes up there."""
     seed = _seed([(8 * TPQ, TPQ), (9 * TPQ, TPQ)]).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=5,
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=2, seed=5,
                                                        include_seed=True))
     seam = 4.0 + 2 * QUARTER
     assert composition.seed_seconds == pytest.approx(seam)
@@ -121,7 +121,7 @@ def test_a_seed_that_stops_mid_bar_goes_on_mid_bar(composer):
 def test_a_full_last_bar_still_starts_on_the_next_bar_line(composer):
     """A last bar whose sound lasts to its end is whole: the continuation opens a new bar."""
     seed = _seed([(8 * TPQ, 4 * TPQ)]).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=1, seed=3,
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=1, seed=3,
                                                        include_seed=True))
     assert composition.seed_seconds == pytest.approx(6.0)
     [candidate] = composition.candidates
@@ -134,7 +134,7 @@ def test_include_seed_keeps_the_seeds_tempo_changes(composer):
     the seed at its own tempos, the continuation at 100 from where the seed stops."""
     seed = _seed([(8 * TPQ, TPQ), (9 * TPQ, TPQ)],
                  tempos=((0, 120.0), (4 * TPQ, 80.0), (8 * TPQ, 100.0))).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=1, seed=5,
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=1, seed=5,
                                                        include_seed=True))
     seam = 4 * 0.5 + 4 * 0.75 + 2 * 0.6  # a bar at 120, a bar at 80, two beats at 100
     assert composition.seed_seconds == pytest.approx(seam)
@@ -154,7 +154,7 @@ def test_a_performed_seed_is_quantised_onto_its_bars(composer, base_checkpoint):
     score = _seed([(8 * TPQ - 4, TPQ // 4)], jitter=10)
     bars = [t for t in tokenizer.to_base(tokenizer.encode(score)) if t == "Bar_None"]
     assert len(bars) == 3
-    composition = composer.compose(score.dumps_midi(), ComposeParams(
+    composition = composer.compose(score.dumps_midi(), ComposeRequest(
         bars=2, candidates=1, seed=3, include_seed=True))
     assert composition.seed_seconds == pytest.approx(4.125)
     [candidate] = composition.candidates
@@ -174,7 +174,7 @@ def test_drums_play_on_through_the_rest_of_the_seeds_bar_and_stay_on_its_bar_lin
         (33, False, [(b, 2, 36) for b in range(0, 8, 2)] + [(8, 0.25, 36)]),
         (0, True, [*drums, (8, 0.25, kick)]),
     ]).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=4,
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=2, seed=4,
                                                        include_seed=True))
     assert composition.seed_seconds == pytest.approx(4.125)
     for candidate in composition.candidates:
@@ -241,7 +241,7 @@ def test_bars_of_a_metre_the_vocabulary_lacks_are_counted_in_that_metre(composer
     3/4 in turn; the output states the seed's metre, and its drums (continued from the seed)
     hit every downbeat of it."""
     seed = _odd_metre(*metre).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=2, seed=3,
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=2, seed=3,
                                                        include_seed=True))
     bar = quarters * QUARTER
     assert composition.seed_seconds == pytest.approx(2 * bar)
@@ -261,7 +261,7 @@ def test_a_7_4_seed_that_stops_inside_its_4_4_part_goes_on_through_the_3_4_part(
     """The seed stops two beats into its second 7/4 bar: the continuation finishes that bar
     (two beats of 4/4, then the 3/4 part), then writes the two bars asked."""
     seed = _odd_metre(7, 4, beats_cut=5).dumps_midi()
-    composition = composer.compose(seed, ComposeParams(bars=2, candidates=1, seed=3,
+    composition = composer.compose(seed, ComposeRequest(bars=2, candidates=1, seed=3,
                                                        include_seed=True))
     assert composition.seed_seconds == pytest.approx(9 * QUARTER)
     [candidate] = composition.candidates

@@ -1,4 +1,5 @@
-"""The engine process spoken to in raw protocol messages: what any client may send it."""
+"""The engine process spoken to in raw messages (plain maps, as MessagePack frames): what any
+client may send it, and what it answers, as engine.api.schema writes it."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import pytest_asyncio
 from symusic import Score
 
+from engine.api.child_env import child_environment
 from engine.api.transport import SubprocessTransport
 from engine.model.checkpoint import BASE_CHECKPOINT
 
@@ -23,7 +27,23 @@ SERVE = [sys.executable, "-m", "engine", "serve", "--checkpoint", str(CHECKPOINT
 STARTUP_TIMEOUT = 120.0
 
 
-async def receive_until(transport: SubprocessTransport, predicate, timeout: float = 60.0
+class RawEngine:
+    """An engine's transport that sends any value and reads replies as plain maps."""
+
+    def __init__(self, transport: SubprocessTransport) -> None:
+        self.transport = transport
+
+    async def send(self, message: object) -> None:
+        await self.transport.send(msgspec.msgpack.encode(message))
+
+    async def receive(self) -> dict[str, Any]:
+        return msgspec.msgpack.decode(await self.transport.receive())
+
+    def __getattr__(self, name: str) -> Any:  # open, close, wait_exit, describe_exit
+        return getattr(self.transport, name)
+
+
+async def receive_until(transport: RawEngine, predicate, timeout: float = 60.0
                         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Read messages until one matches; returns it and every message read before it."""
     import asyncio
@@ -41,9 +61,16 @@ def reply_to(job_id: int, *types: str):
     return lambda m: m.get("id") == job_id and m.get("type") in types
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The engine's own data dir, where it keeps the servers' model versions."""
+    return tmp_path_factory.mktemp("served-data")
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def engine() -> AsyncIterator[SubprocessTransport]:
-    transport = SubprocessTransport([*SERVE, "--max-rows", "8"])
+async def engine(data_dir: Path) -> AsyncIterator[RawEngine]:
+    transport = RawEngine(SubprocessTransport(
+        [*SERVE, "--max-rows", "8"], env=child_environment({"MOTIF_DATA_DIR": str(data_dir)})))
     await transport.open()
     ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
     assert ready["type"] == "ready" and ready["model"] == str(CHECKPOINT.resolve())
@@ -52,7 +79,7 @@ async def engine() -> AsyncIterator[SubprocessTransport]:
     assert transport.describe_exit() == "exited with code 0"
 
 
-async def ping(engine: SubprocessTransport, job_id: int) -> dict[str, Any]:
+async def ping(engine: RawEngine, job_id: int) -> dict[str, Any]:
     await engine.send({"type": "ping", "id": job_id})
     pong, _ = await receive_until(engine, reply_to(job_id, "pong"))
     return pong["stats"]
@@ -65,17 +92,29 @@ async def ping(engine: SubprocessTransport, job_id: int) -> dict[str, Any]:
     ({"type": "dance", "id": 11}, "unknown message type"),
     ({"type": ["compose"], "id": 9}, "unknown message type"),
     ({1: 2, "id": 8, "type": "ping "}, "unknown message type"),
-    ({"type": "render", "id": 10, "midi": None}, "MIDI as bytes"),
-    ({"type": "render", "id": 21, "midi": b"MThd", "guild_id": "7"}, "guild_id must be int"),
-    ({"type": "compose", "id": 12, "request": "bars=4"}, "must be a map"),
-    ({"type": "compose", "id": 13, "request": {"bars": "four"}}, "bars must be int"),
-    ({"type": "compose", "id": 14, "request": {"bars": True}}, "bars must be int"),
+    ({"type": "render", "id": 10, "request": {"midi": None}}, "midi must be bytes"),
+    ({"type": "render", "id": 22, "request": {}}, "a render request needs midi"),
+    ({"type": "render", "id": 21, "request": {"midi": b"MThd", "guild_id": "7"}},
+     "guild_id must be int or nothing (received '7')"),
+    ({"type": "compose", "id": 12, "request": "bars=4"}, "a compose request must be a map"),
+    ({"type": "compose", "id": 13, "request": {"bars": "four"}},
+     "bars must be int (received 'four')"),
+    ({"type": "compose", "id": 14, "request": {"bars": True}}, "bars must be int (received True)"),
     ({"type": "compose", "id": 15, "request": {"colour": "blue"}}, "unknown compose options"),
-    ({"type": "compose", "id": 16, "request": {"bars": 0}}, "bars must be within"),
-    ({"type": "compose", "id": 17, "request": {"candidates": 9}}, "candidates must be within"),
-    ({"type": "compose", "id": 18, "request": {"temperature": 50}}, "temperature"),
-    ({"type": "compose", "id": 19, "request": {"seed_midi": "MThd"}}, "seed_midi must be bytes"),
-    ({"type": "compose", "id": 20, "request": {"max_audio_bytes": 10}}, "max_audio_bytes"),
+    ({"type": "compose", "id": 16, "request": {"bars": 0}},
+     "bars must be within 1 and 64 (received 0)"),
+    ({"type": "compose", "id": 17, "request": {"candidates": 9}},
+     "candidates must be within 1 and 4 (received 9)"),
+    ({"type": "compose", "id": 18, "request": {"temperature": 50}},
+     "temperature must be within 0.5 and 1.5 (received 50)"),
+    ({"type": "compose", "id": 19, "request": {"seed_midi": "MThd"}},
+     "seed_midi must be bytes or nothing (received 'MThd')"),
+    ({"type": "compose", "id": 20, "request": {"max_audio_bytes": 10}},
+     "max_audio_bytes must be at least 32000 (received 10)"),
+    ({"type": "finetune", "id": 23, "request": {"guild_id": 1, "pieces": [b"x"], "steps": 0}},
+     "steps must be within 1 and 100000 (received 0)"),
+    ({"type": "finetune", "id": 24, "request": {"guild_id": 1, "pieces": ["x"]}},
+     "pieces must be bytes (received 'x')"),
 ])
 async def test_malformed_message_gets_an_error(engine, message, reason):
     await engine.send(message)
@@ -139,18 +178,33 @@ async def test_queue_reports_positions_and_starts_jobs_as_rows_free(engine):
     assert queued == [(62, 1)]
 
 
-async def test_guild_checkpoint_decodes_beside_the_base_model(engine, tmp_path):
-    guild_model = tmp_path / "guild-7.pt"
-    shutil.copy(CHECKPOINT, guild_model)
-    requests = {70: {"bars": 8, "candidates": 2, "checkpoint": str(guild_model), "seed": 1},
+async def test_guild_version_decodes_beside_the_base_model(engine, data_dir):
+    # A server's versions are the engine's files, named by id: "<guild id>/<name>".
+    versions = data_dir / "models" / "7"
+    versions.mkdir(parents=True, exist_ok=True)
+    shutil.copy(CHECKPOINT, versions / "tuned.pt")
+    (versions / "broken.pt").write_bytes(b"not a checkpoint")
+    requests = {70: {"bars": 8, "candidates": 2, "model": "7/tuned", "guild_id": 7, "seed": 1},
                 71: {"bars": 8, "candidates": 2, "seed": 1},
-                72: {"bars": 2, "candidates": 1, "checkpoint": str(tmp_path / "missing.pt")}}
+                72: {"bars": 2, "candidates": 1, "model": "7/broken", "guild_id": 7},
+                74: {"bars": 2, "candidates": 1, "model": "7/missing", "guild_id": 7},
+                75: {"bars": 2, "candidates": 1, "model": "7/tuned", "guild_id": 8},
+                76: {"bars": 2, "candidates": 1, "model": str(versions / "tuned.pt"),
+                     "guild_id": 7}}
     for job_id, request in requests.items():
         await engine.send({"type": "compose", "id": job_id, "request": request})
     replies = {}
-    while len(replies) < 3:
+    while len(replies) < len(requests):
         message, _ = await receive_until(engine, lambda m: m.get("type") in ("result", "error"))
         replies[message["id"]] = message
     assert replies[70]["type"] == replies[71]["type"] == "result"
     assert replies[72]["kind"] == "EngineError" and "could not be loaded" in replies[72]["message"]
-    assert str(guild_model) in (await ping(engine, 73))["models"]
+    refused = {job_id: (replies[job_id]["kind"], replies[job_id]["message"])
+               for job_id in (74, 75, 76)}
+    assert refused == {
+        74: ("BadRequest", "model version 7/missing is not in this engine (it may have been "
+                           "pruned); activate another version"),
+        75: ("BadRequest", "a server can only use its own model versions (received '7/tuned')"),
+        76: ("BadRequest", f"a model version id is <server id>/<name> (received "
+                           f"{str(versions / 'tuned.pt')!r:.60})")}
+    assert "7/tuned" in (await ping(engine, 73))["models"]

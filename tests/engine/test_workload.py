@@ -18,7 +18,7 @@ from engine.api.config import WorkLimits
 from engine.api.errors import BadRequest, BadSeed
 from engine.api.limits import DEFAULT_TEMPO_BPM, MAX_TOKENS_PER_BAR
 from engine.api.metre import quarters_per_bar, vocabulary_metres
-from engine.api.params import ComposeParams
+from engine.api.schema import ComposeRequest
 from engine.api.seed_midi import SeedFacts
 from engine.api.workload import Workload, check_request, check_workload
 
@@ -49,7 +49,7 @@ MOST_BARS = int(LIMITS.max_clip_seconds // BAR_SECONDS)  # what the message must
 
 def refusal(seed: bytes | None, limits: WorkLimits = LIMITS, **params) -> str:
     with pytest.raises(BadRequest) as error:
-        check_request(seed, ComposeParams(**params), limits, METRES)
+        check_request(ComposeRequest(seed_midi=seed, **params), limits, METRES)
     return str(error.value)
 
 
@@ -60,10 +60,10 @@ def test_the_slow_seed_asking_for_64_bars_is_refused_saying_what_to_ask_for():
     assert message.endswith(f"ask for at most {MOST_BARS} bars")
     # What it offers is really the most that fits, for 4 candidates and for 1.
     for candidates in (4, 1):
-        check_request(SLOW, ComposeParams(bars=MOST_BARS, candidates=candidates), LIMITS,
+        check_request(ComposeRequest(seed_midi=SLOW, bars=MOST_BARS, candidates=candidates), LIMITS,
                       METRES)
         with pytest.raises(BadRequest):
-            check_request(SLOW, ComposeParams(bars=MOST_BARS + 1, candidates=candidates),
+            check_request(ComposeRequest(seed_midi=SLOW, bars=MOST_BARS + 1, candidates=candidates),
                           LIMITS, METRES)
 
 
@@ -73,11 +73,11 @@ def test_the_composition_limit_counts_every_candidate_and_offers_fewer():
     assert "4 candidates of 12 bars of 4/2 would last 19 minutes together" in message
     assert "a composition may last at most 10 minutes" in message
     assert message.endswith("ask for at most 6 bars (more with fewer candidates)")
-    check_request(SLOW, ComposeParams(bars=12, candidates=2), limits, METRES)
+    check_request(ComposeRequest(seed_midi=SLOW, bars=12, candidates=2), limits, METRES)
 
 
 def test_a_faster_tempo_is_the_way_out_the_message_offers():
-    work = Workload.of(ComposeParams(bars=64, tempo=200.0), facts(SLOW), METRES)
+    work = Workload.of(ComposeRequest(bars=64, tempo=200.0), facts(SLOW), METRES)
     assert work.tempo == 200.0 and work.clip_seconds() == pytest.approx(64 * 8 * 60 / 200)
     check_workload(work, LIMITS)  # 154 s: fits
     message = refusal(SLOW, WorkLimits(max_clip_seconds=10), bars=1)
@@ -86,7 +86,7 @@ def test_a_faster_tempo_is_the_way_out_the_message_offers():
 
 def test_without_a_known_metre_the_widest_the_model_may_choose_counts():
     widest = max(METRES, key=quarters_per_bar)
-    work = Workload.of(ComposeParams(bars=64), None, METRES)
+    work = Workload.of(ComposeRequest(bars=64), None, METRES)
     assert (work.metre, work.metre_known, work.tempo) == (widest, False, DEFAULT_TEMPO_BPM)
     assert work.clip_seconds() == 64 * quarters_per_bar(widest) * 60 / DEFAULT_TEMPO_BPM
     # Every option at its largest fits the defaults when no seed slows it down.
@@ -95,22 +95,23 @@ def test_without_a_known_metre_the_widest_the_model_may_choose_counts():
     assert message.startswith(f"at 60 bpm, 64 bars of up to {widest} would last")
     # A metre the vocabulary lacks is written as bars it holds (7/8 as 2/4 + 3/8) and counts
     # as itself; one no held bars add up to (7/16) counts as the widest too.
-    odd = Workload.of(ComposeParams(), facts(slow_seed(120, (7, 8))), METRES)
+    odd = Workload.of(ComposeRequest(), facts(slow_seed(120, (7, 8))), METRES)
     assert (odd.metre, odd.metre_known) == ("7/8", True)
-    odd = Workload.of(ComposeParams(), facts(slow_seed(120, (7, 16))), METRES)
+    odd = Workload.of(ComposeRequest(), facts(slow_seed(120, (7, 16))), METRES)
     assert (odd.metre, odd.metre_known) == (widest, False)
 
 
 def test_an_included_seed_counts_and_can_be_left_out():
     # 40 quarter notes at 20 bpm: the seed alone lasts 2 minutes, in 4/4.
     long_seed = slow_seed(20.0, (4, 4), beats=40)
-    work = Workload.of(ComposeParams(bars=4, include_seed=True), facts(long_seed),
+    work = Workload.of(ComposeRequest(bars=4, include_seed=True), facts(long_seed),
                        METRES)
     assert work.seed_quarters == 40
     assert work.clip_seconds() == pytest.approx((40 + 16) * 3.0)
     message = refusal(long_seed, WorkLimits(max_clip_seconds=100), bars=4, include_seed=True)
     assert "with the seed before them" in message and message.endswith("leave out include_seed")
-    check_request(long_seed, ComposeParams(bars=4), WorkLimits(max_clip_seconds=100), METRES)
+    check_request(ComposeRequest(seed_midi=long_seed, bars=4), WorkLimits(max_clip_seconds=100),
+                  METRES)
 
 
 def test_generated_tokens_are_bounded_at_the_decode_loops_cap():
@@ -122,12 +123,12 @@ def test_generated_tokens_are_bounded_at_the_decode_loops_cap():
 
 def test_an_operator_may_take_fewer_seed_notes():
     with pytest.raises(BadSeed, match="the seed has 4 notes; seeds may have at most 3$"):
-        check_request(SLOW, ComposeParams(bars=1), WorkLimits(max_seed_notes=3), METRES)
+        check_request(ComposeRequest(seed_midi=SLOW, bars=1), WorkLimits(max_seed_notes=3), METRES)
 
 
 @pytest.mark.parametrize("bars", [1, 16, 64])
 def test_clip_seconds_are_what_the_bars_last(bars):
-    work = Workload.of(ComposeParams(bars=bars), facts(slow_seed(96.0, (3, 4))),
+    work = Workload.of(ComposeRequest(bars=bars), facts(slow_seed(96.0, (3, 4))),
                        METRES)
     assert work.clip_seconds() == pytest.approx(bars * 3 * 60 / 96)
     assert work.composition_seconds() == pytest.approx(4 * work.clip_seconds())

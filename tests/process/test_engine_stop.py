@@ -24,7 +24,7 @@ async def test_a_stopped_engine_delivers_its_jobs_in_flight_then_exits_0(
     async with EngineClient.local(
         device="cpu", env={"MOTIF_DATA_DIR": str(tmp_path)}, restart_delays=[60.0]
     ) as engine:
-        pid = engine.engine_info["pid"]
+        pid = engine.engine_info.pid
         started = asyncio.Event()
 
         def on_progress(event: object) -> None:

@@ -157,4 +157,4 @@ async def test_the_bot_uses_the_queue_when_told_to(redis_url: str, tmp_path: Pat
     from bot.config import Settings
 
     async with open_engine(Settings(data_dir=tmp_path, queue_url=redis_url)) as engine:
-        assert isinstance(engine, EngineClient) and engine.engine_info["device"] == "queue"
+        assert isinstance(engine, EngineClient) and engine.engine_info.device == "queue"

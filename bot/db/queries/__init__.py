@@ -56,12 +56,12 @@ from bot.db.queries.jams import (
 from bot.db.queries.model_versions import (
     activate_model_version,
     add_model_version,
-    checkpoints_to_keep,
     get_active_model_version,
     get_model_version,
     list_model_versions,
     mark_model_versions_pruned,
     rollback_model_version,
+    versions_to_keep,
 )
 from bot.db.queries.seeds import (
     SEED_MAX_BYTES,
@@ -119,7 +119,7 @@ __all__ = [
     "add_seed",
     "autocomplete_seed_names",
     "cast_vote",
-    "checkpoints_to_keep",
+    "versions_to_keep",
     "count_new_finetune_material",
     "create_finetune_run",
     "delete_composition",

@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,21 +33,33 @@ def _load_candidates(*, with_midi: bool) -> Load:
     return load if with_midi else load.options(defer(Candidate.midi, raiseload=True))
 
 
+class CandidateFacts(Protocol):
+    """What is stored of a candidate: the engine's CandidateResult is one, as it came."""
+
+    @property
+    def midi(self) -> bytes: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def notes(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NewCandidate:
-    """A candidate as the engine returned it, before it has an id."""
+    """A candidate made without the engine (tests, imports), before it has an id."""
 
     midi: bytes
     seconds: float
     notes: int
 
-    def __post_init__(self) -> None:
-        if not self.midi:
-            raise ValueError("a candidate needs MIDI bytes (received none)")
-        if not (math.isfinite(self.seconds) and self.seconds >= 0):
-            raise ValueError(f"seconds must be finite and >= 0 (received {self.seconds})")
-        if self.notes < 0:
-            raise ValueError(f"notes must be >= 0 (received {self.notes})")
+
+def _check_candidate(candidate: CandidateFacts) -> None:
+    if not candidate.midi:
+        raise ValueError("a candidate needs MIDI bytes (received none)")
+    if not (math.isfinite(candidate.seconds) and candidate.seconds >= 0):
+        raise ValueError(f"seconds must be finite and >= 0 (received {candidate.seconds})")
+    if candidate.notes < 0:
+        raise ValueError(f"notes must be >= 0 (received {candidate.notes})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +77,7 @@ async def record_composition(
     guild_id: int,
     channel_id: int,
     requester_id: int,
-    candidates: Sequence[NewCandidate],
+    candidates: Sequence[CandidateFacts],
     params: Mapping[str, Any] | None = None,
     seed_id: int | None = None,
     seed_midi: bytes | None = None,
@@ -87,6 +99,8 @@ async def record_composition(
         raise ValueError(
             f"a composition has 1 to {MAX_CANDIDATES} candidates (received {len(candidates)})"
         )
+    for candidate in candidates:
+        _check_candidate(candidate)
     params = dict(params or {})
     try:
         # Fail here with the offending value rather than deep inside the driver.

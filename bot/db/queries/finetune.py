@@ -193,36 +193,38 @@ async def record_finetune_result(
     *,
     guild_id: int,
     run_id: int,
-    path: str,
+    engine_id: str,
     parent_id: int | None,
     metrics: Mapping[str, Any],
     accepted: bool,
-    pruned_paths: Sequence[str] = (),
+    pruned: Sequence[str] = (),
 ) -> tuple[ModelVersion, int]:
-    """A run's outcome, in one transaction: its checkpoint becomes a version of the server
-    (ready and serving if `accepted`, else rejected), the checkpoints the engine deleted are
-    marked pruned, and the run succeeds pointing at the version. All of it, or none: a run
-    that has finished meanwhile (another process found it abandoned and failed it) raises
-    FinetuneRunFinished and activates nothing. Returns the version and how many were pruned.
+    """A run's outcome, in one transaction: the engine's new version (`engine_id`) becomes a
+    version of the server (ready and serving if `accepted`, else rejected), the versions the
+    engine deleted (`pruned`, engine ids) are marked pruned, and the run succeeds pointing at
+    the version. All of it, or none: a run that has finished meanwhile (another process found
+    it abandoned and failed it) raises FinetuneRunFinished and activates nothing. Returns the
+    version and how many were pruned.
     """
     check_snowflake("guild_id", guild_id)
     check_id("run_id", run_id)
     status = ModelVersionStatus.READY if accepted else ModelVersionStatus.REJECTED
     version = new_model_version(
-        guild_id=guild_id, path=path, parent_id=parent_id, metrics=metrics, status=status
+        guild_id=guild_id, engine_id=engine_id, parent_id=parent_id, metrics=metrics,
+        status=status,
     )
     async with writing(session):
         run = await _locked_run(session, guild_id, run_id)
         await insert_model_version(session, version)
         if accepted:
             await activate_in_transaction(session, guild_id, version.id)
-        pruned = await mark_pruned_in_transaction(session, guild_id, pruned_paths)
+        pruned_count = await mark_pruned_in_transaction(session, guild_id, pruned)
         now = utcnow()
         _move(run, FinetuneStatus.SUCCEEDED, now)
         run.metrics = {**run.metrics, **metrics}
         run.model_version_id = version.id
         run.updated_at = now
-    return version, pruned
+    return version, pruned_count
 
 
 async def get_finetune_run(session: AsyncSession, *, guild_id: int, run_id: int) -> FinetuneRun:

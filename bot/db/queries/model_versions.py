@@ -1,4 +1,5 @@
-"""A server's model versions: record a fine-tuned checkpoint, choose which one serves."""
+"""A server's model versions: record a fine-tuned version (by the engine's id), choose which one
+serves."""
 
 from __future__ import annotations
 
@@ -22,18 +23,19 @@ async def add_model_version(
     session: AsyncSession,
     *,
     guild_id: int,
-    path: str,
+    engine_id: str,
     parent_id: int | None = None,
     metrics: Mapping[str, Any] | None = None,
     status: ModelVersionStatus = ModelVersionStatus.READY,
 ) -> ModelVersion:
-    """Record a checkpoint fine-tuned for the server (not activated: see activate).
+    """Record a version fine-tuned for the server (not activated: see activate).
 
     `parent_id` is the version it was tuned from (None: the base model); `status` says
     whether it passed the quality gate.
     """
     version = new_model_version(
-        guild_id=guild_id, path=path, parent_id=parent_id, metrics=metrics, status=status
+        guild_id=guild_id, engine_id=engine_id, parent_id=parent_id, metrics=metrics,
+        status=status,
     )
     async with writing(session):
         await insert_model_version(session, version)
@@ -43,18 +45,18 @@ async def add_model_version(
 def new_model_version(
     *,
     guild_id: int,
-    path: str,
+    engine_id: str,
     parent_id: int | None,
     metrics: Mapping[str, Any] | None,
     status: ModelVersionStatus,
 ) -> ModelVersion:
     """A version row, checked, not yet stored (see insert_model_version)."""
     check_snowflake("guild_id", guild_id)
-    if not path:
-        raise ValueError("a model version needs a checkpoint path (received an empty one)")
+    if not engine_id:
+        raise ValueError("a model version needs the engine's engine_id (received an empty one)")
     return ModelVersion(
         guild_id=guild_id,
-        path=path,
+        engine_id=engine_id,
         parent_id=parent_id,
         metrics=dict(metrics or {}),
         status=ModelVersionStatus(status).value,
@@ -163,14 +165,14 @@ async def rollback_model_version(session: AsyncSession, *, guild_id: int) -> Mod
     return previous
 
 
-async def checkpoints_to_keep(session: AsyncSession, *, guild_id: int, recent: int) -> list[str]:
-    """The checkpoint paths a fine-tune must not prune: the server's `recent` newest ready
-    versions (what a rollback or an activation may still want) and the active one."""
+async def versions_to_keep(session: AsyncSession, *, guild_id: int, recent: int) -> list[str]:
+    """The engine ids of the versions a fine-tune must not prune: the server's `recent` newest
+    ready versions (what a rollback or an activation may still want) and the active one."""
     check_snowflake("guild_id", guild_id)
     if recent < 1:
         raise ValueError(f"recent must be at least 1 (received {recent})")
     newest_ready = (
-        select(ModelVersion.path)
+        select(ModelVersion.engine_id)
         .where(
             ModelVersion.guild_id == guild_id, ModelVersion.status == ModelVersionStatus.READY.value
         )
@@ -178,42 +180,42 @@ async def checkpoints_to_keep(session: AsyncSession, *, guild_id: int, recent: i
         .limit(recent)
     )
     active = (
-        select(ModelVersion.path)
+        select(ModelVersion.engine_id)
         .join(Guild, Guild.active_model_version_id == ModelVersion.id)
         .where(Guild.id == guild_id, ModelVersion.guild_id == guild_id)
     )
     async with reading(session):
-        paths = list((await session.scalars(newest_ready)).all())
-        paths += (await session.scalars(active)).all()
-    return list(dict.fromkeys(paths))
+        ids = list((await session.scalars(newest_ready)).all())
+        ids += (await session.scalars(active)).all()
+    return list(dict.fromkeys(ids))
 
 
 async def mark_model_versions_pruned(
-    session: AsyncSession, *, guild_id: int, paths: Sequence[str]
+    session: AsyncSession, *, guild_id: int, engine_ids: Sequence[str]
 ) -> int:
-    """Record that the engine deleted these checkpoints of the server: its ready versions with
-    those paths become pruned (never served again; their figures stay). Rejected versions
+    """Record that the engine deleted these versions of the server: its ready versions with
+    those engine ids become pruned (never served again; their figures stay). Rejected versions
     keep their status, and the active version is never touched (its checkpoint is always
     kept). Returns how many versions changed."""
     check_snowflake("guild_id", guild_id)
-    if not paths:
+    if not engine_ids:
         return 0
     async with writing(session):
-        return await mark_pruned_in_transaction(session, guild_id, paths)
+        return await mark_pruned_in_transaction(session, guild_id, engine_ids)
 
 
 async def mark_pruned_in_transaction(
-    session: AsyncSession, guild_id: int, paths: Sequence[str]
+    session: AsyncSession, guild_id: int, engine_ids: Sequence[str]
 ) -> int:
     """mark_model_versions_pruned's work, within the caller's transaction."""
-    if not paths:
+    if not engine_ids:
         return 0
     active_id = await session.scalar(
         select(Guild.active_model_version_id).where(Guild.id == guild_id)
     )
     query = update(ModelVersion).where(
         ModelVersion.guild_id == guild_id,
-        ModelVersion.path.in_(list(paths)),
+        ModelVersion.engine_id.in_(list(engine_ids)),
         ModelVersion.status == ModelVersionStatus.READY.value,
     )
     if active_id is not None:

@@ -1,18 +1,11 @@
-"""A jam's own options (how many rounds, how long each vote runs) and the ComposeJob of each
-of its rounds. The composition options (bars, candidates, ...) are /compose's."""
+"""The ComposeJob of each of a jam's rounds. The jam's own options (how many rounds, how long
+each vote runs) are in engine.api.limits; the composition options (bars, ...) are /compose's."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bot.services.composing import ComposeJob
-from engine.api.limits import Range
-
-# A music night: four rounds of two minutes is a piece in about ten minutes.
-ROUNDS = Range(1, 12)
-DEFAULT_ROUNDS = 4
-ROUND_MINUTES = Range(1, 30, " min")
-DEFAULT_ROUND_MINUTES = 2
 
 
 def round_job(

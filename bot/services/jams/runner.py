@@ -226,7 +226,7 @@ class JamRunner:
             request = job.request(
                 guild_id=jam.guild_id,
                 max_audio_bytes=compose_message.audio_budget(upload_limit, job.candidates),
-                checkpoint=version.path if version is not None else None,
+                model=version.engine_id if version is not None else None,
             )
             slot.start()
             result = await host.engine.compose(request)

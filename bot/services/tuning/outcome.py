@@ -29,8 +29,8 @@ UNEXPECTED = "something went wrong on our side; it has been logged"
 async def record_result(
     host: TuningHost, job: TuningJob, result: FinetuneResult
 ) -> ModelVersion:
-    """The run's checkpoint becomes a version of the server (serving at once if accepted);
-    the checkpoints the engine pruned are marked so; the run succeeds. One transaction:
+    """The run's new version becomes one of the server's (serving at once if accepted);
+    the versions the engine pruned are marked so; the run succeeds. One transaction:
     FinetuneRunFinished (and nothing recorded) if the run was ended meanwhile."""
     metrics = {**result.metrics, "accepted": result.accepted, GATE_REASON: result.reason}
     guild_id = job.guild_id
@@ -39,11 +39,11 @@ async def record_result(
             session,
             guild_id=guild_id,
             run_id=job.run_id,
-            path=result.checkpoint,
+            engine_id=result.model,
             parent_id=job.parent_id,
             metrics=metrics,
             accepted=result.accepted,
-            pruned_paths=result.pruned,
+            pruned=result.pruned,
         )
     log.info(
         "guild %s: run #%s %s v%s (%d older checkpoints pruned)",

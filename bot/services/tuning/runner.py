@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 from bot.db import (
     FinetuneStatus,
-    checkpoints_to_keep,
     count_new_finetune_material,
     create_finetune_run,
     export_finetune_data,
     fail_abandoned_finetune_runs,
     get_active_model_version,
     renew_finetune_lease,
+    versions_to_keep,
 )
 from bot.db.errors import FinetuneAlreadyRunning, FinetuneRunFinished
 from bot.db.queries.finetune import RUN_HEARTBEAT_SECONDS
@@ -117,7 +117,7 @@ class FinetuneRunner:
             if export.is_empty:
                 raise NothingToLearn()
             active = await get_active_model_version(session, guild_id=guild_id)
-            keep = await checkpoints_to_keep(
+            keep = await versions_to_keep(
                 session, guild_id=guild_id, recent=settings.finetune_keep_versions
             )
             # A run whose process died after this one started would block the server for good.
@@ -137,7 +137,7 @@ class FinetuneRunner:
             run_id=run.id,
             channel_id=channel_id,
             parent_id=active.id if active is not None else None,
-            start_from=active.path if active is not None else None,
+            start_from=active.engine_id if active is not None else None,
             keep=keep,
             steps=settings.finetune_steps,
         )
