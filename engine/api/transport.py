@@ -6,8 +6,8 @@ embedded backend, `SubprocessTransport`, starts `python -m engine serve` and tal
 socket pair the child inherits: no port, no path, no authkey, and the socket reaches EOF the
 moment the engine dies, which is how a crash is noticed. On the socket each message is a frame:
 its length (4 bytes, big-endian), then its bytes; asyncio streams read them here and a
-blocking socket in the engine (`SocketChannel`). A Redis job-queue backend would be another
-`Transport`.
+blocking socket in the engine (`SocketChannel`). The Redis job queue's backend
+(engine.api.queue_transport) is another `Transport`, carrying the same bytes.
 """
 
 from __future__ import annotations
