@@ -62,7 +62,12 @@ from engine.api.schema import (
     encode,
     job_id_of,
 )
-from engine.api.transport import SubprocessTransport, Transport, TransportClosed
+from engine.api.transport import (
+    SubprocessTransport,
+    Transport,
+    TransportClosed,
+    open_until_ready,
+)
 
 __all__ = ["BadRequest", "BadSeed", "CandidateResult", "ComposeRequest", "ComposeResult",
            "Decoding", "EngineClient", "EngineError", "EngineRestarting", "EngineStats",
@@ -261,20 +266,11 @@ class EngineClient:
     async def _launch(self) -> Transport:
         transport = self._new_transport()
         try:
-            await transport.open()
-            hello = decode_from_engine(
-                await asyncio.wait_for(transport.receive(), self._startup_timeout))
-            if not isinstance(hello, Ready):
-                raise TransportClosed(f"the engine said {type(hello).__name__} instead of ready")
+            hello = await open_until_ready(transport, self._startup_timeout, _ready,
+                                           STOP_TIMEOUT)
         except (OSError, TimeoutError, TransportClosed, msgspec.MsgspecError) as exc:
-            transport.kill()
-            await transport.close(STOP_TIMEOUT)
             raise EngineUnavailable(f"the music engine could not start ({exc}; "
                                     f"{transport.describe_exit()})") from exc
-        except asyncio.CancelledError:  # closing while it starts: leave no process behind
-            transport.kill()
-            await transport.close(STOP_TIMEOUT)
-            raise
         self._generation += 1
         self._transport = transport
         self.engine_info = hello
@@ -474,3 +470,10 @@ class EngineClient:
             except Exception:
                 # Progress is cosmetic: a failing callback must not fail the composition.
                 log.exception("progress callback failed for job %d", job.id)
+
+
+def _ready(data: bytes) -> Ready:
+    hello = decode_from_engine(data)
+    if not isinstance(hello, Ready):
+        raise TransportClosed(f"the engine said {type(hello).__name__} instead of ready")
+    return hello

@@ -20,11 +20,13 @@ import struct
 import subprocess
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 from engine.api.child_env import child_environment
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 READ_CHUNK = 1 << 16
 # Results hold every candidate's OGG: a few MB; this bounds what a broken peer can make us buffer.
@@ -99,6 +101,20 @@ class Transport(ABC):
 
     async def wait_exit(self, timeout: float) -> None:  # noqa: B027 (optional: no-op default)
         """Give an engine whose channel closed a moment to exit, so describe_exit() knows."""
+
+
+async def open_until_ready(transport: Transport, timeout: float, read_hello: Callable[[bytes], T],
+                           stop_timeout: float) -> T:
+    """Open `transport` and read the engine's first message with `read_hello` (which raises
+    unless it says the engine is ready). On any failure, cancellation included, the process is
+    killed and reaped before the exception goes on: a start that fails leaves nothing behind."""
+    try:
+        await transport.open()
+        return read_hello(await asyncio.wait_for(transport.receive(), timeout))
+    except BaseException:
+        transport.kill()
+        await transport.close(stop_timeout)
+        raise
 
 
 class SubprocessTransport(Transport):

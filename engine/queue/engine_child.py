@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from engine.api.transport import SubprocessTransport, TransportClosed
+from engine.api.transport import SubprocessTransport, TransportClosed, open_until_ready
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +71,10 @@ class EngineChild:
         """Start a process and wait until it serves; its first stats (max_rows...)."""
         transport = SubprocessTransport(self._argv, env=self._env)
         try:
-            await transport.open()
-            hello = unpack(await asyncio.wait_for(transport.receive(), self._startup_timeout))
-            if hello.get("type") != "ready":
-                raise TransportClosed(f"the engine said {hello.get('type')!r} instead of ready")
+            hello = await open_until_ready(transport, self._startup_timeout, _ready,
+                                           STOP_TIMEOUT)
         except (OSError, TimeoutError, TransportClosed) as exc:
-            transport.kill()
-            await transport.close(STOP_TIMEOUT)
             raise EngineStartFailed(f"{exc} ({transport.describe_exit()})") from exc
-        except asyncio.CancelledError:  # the worker stops while it starts: leave no process
-            transport.kill()
-            await transport.close(STOP_TIMEOUT)
-            raise
         self._transport = transport
         self.generation += 1
         self.info = hello
@@ -156,3 +148,10 @@ class EngineChild:
                 future.set_exception(TransportClosed("the engine went away"))
         self._transport = None
         return f"{closed}; {transport.describe_exit()}"
+
+
+def _ready(data: bytes) -> dict[str, Any]:
+    hello = unpack(data)
+    if hello.get("type") != "ready":
+        raise TransportClosed(f"the engine said {hello.get('type')!r} instead of ready")
+    return hello
