@@ -42,8 +42,10 @@ train: setup
 bench: setup
 	$(BIN)/python -m bench
 
+# CI runs this before the tests: lint rules and the formatter's layout on every file.
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf out .pytest_cache .ruff_cache

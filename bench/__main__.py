@@ -62,9 +62,14 @@ def run_section(module: str, quick: bool) -> Outcome:
 
 def render(outcomes: list[Outcome], header: list[str], quick: bool, running: bool) -> str:
     total = sum(o.seconds for o in outcomes)
-    status = "running: not every section has run yet" if running else (
-        f"all {len(outcomes)} sections took {total / 60:.1f} minutes; load average at the "
-        f"end {load_average()}")
+    status = (
+        "running: not every section has run yet"
+        if running
+        else (
+            f"all {len(outcomes)} sections took {total / 60:.1f} minutes; load average at the "
+            f"end {load_average()}"
+        )
+    )
     parts = [
         "# Benchmarks",
         "Written by `make bench` (`.venv/bin/python -m bench"
@@ -74,23 +79,33 @@ def render(outcomes: list[Outcome], header: list[str], quick: bool, running: boo
         + (" **Quick run: fewer samples than a full one.**" if quick else ""),
         "\n".join([*header, f"- Run: {status}"]),
         "## Summary",
-        table(["what", "measured", "baseline or goal"],
-              [[h.what, h.measured, h.versus] for o in outcomes if o.report
-               for h in o.report.headlines]
-              + [[o.title, f"failed: {o.error}", ""] for o in outcomes if o.error]),
+        table(
+            ["what", "measured", "baseline or goal"],
+            [
+                [h.what, h.measured, h.versus]
+                for o in outcomes
+                if o.report
+                for h in o.report.headlines
+            ]
+            + [[o.title, f"failed: {o.error}", ""] for o in outcomes if o.error],
+        ),
     ]
     for number, o in enumerate(outcomes, start=1):
-        parts += [f"## {number}. {o.title}", code(o.command),
-                  f"Took {o.seconds:.0f} s.",
-                  o.report.markdown if o.report else f"**failed: {o.error}**"]
+        parts += [
+            f"## {number}. {o.title}",
+            code(o.command),
+            f"Took {o.seconds:.0f} s.",
+            o.report.markdown if o.report else f"**failed: {o.error}**",
+        ]
     return "\n\n".join(parts) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples (development)")
-    parser.add_argument("--only", nargs="+", metavar="MODULE", choices=SECTIONS,
-                        help="run only these sections")
+    parser.add_argument(
+        "--only", nargs="+", metavar="MODULE", choices=SECTIONS, help="run only these sections"
+    )
     parser.add_argument("--out", default=str(OUTPUT), help="where to write (BENCHMARKS.md)")
     args = parser.parse_args()
     header = machine_lines()
@@ -98,8 +113,11 @@ def main() -> None:
     for module in args.only or SECTIONS:
         print(f"bench: {module} ...", flush=True)
         outcomes.append(run_section(module, args.quick))
-        print(f"bench: {module} {'failed' if outcomes[-1].error else 'done'} in "
-              f"{outcomes[-1].seconds:.0f} s", flush=True)
+        print(
+            f"bench: {module} {'failed' if outcomes[-1].error else 'done'} in "
+            f"{outcomes[-1].seconds:.0f} s",
+            flush=True,
+        )
         with open(args.out, "w") as out:
             out.write(render(outcomes, header, args.quick, running=True))
     with open(args.out, "w") as out:

@@ -84,9 +84,9 @@ class Outcome:
 
 def seeds() -> dict[str, bytes | None]:
     out: dict[str, bytes | None] = {
-        name: member_seeds.midi_bytes(score) for name, score in member_seeds.bundled().items()}
-    out.update({name: member_seeds.midi_bytes(make()) for name, make in
-                member_seeds.SEEDS.items()})
+        name: member_seeds.midi_bytes(score) for name, score in member_seeds.bundled().items()
+    }
+    out.update({name: member_seeds.midi_bytes(make()) for name, make in member_seeds.SEEDS.items()})
     out[NO_SEED] = None
     return out
 
@@ -107,12 +107,19 @@ def plan_cases(composer: Composer, quick: bool) -> tuple[list[Case], list[str]]:
         for temperature in QUICK_TEMPERATURES if quick else TEMPERATURES:
             for bars, candidates, compositions in QUICK_MIX if quick else MIX:
                 for _ in range(compositions):
-                    add(name, DEFAULTS, seed, ComposeRequest(
-                        bars=bars, candidates=candidates, temperature=temperature,
-                        seed=len(cases)))
+                    add(
+                        name,
+                        DEFAULTS,
+                        seed,
+                        ComposeRequest(
+                            bars=bars,
+                            candidates=candidates,
+                            temperature=temperature,
+                            seed=len(cases),
+                        ),
+                    )
         for label, options in OPTIONS.items():
-            add(name, label, seed, ComposeRequest(bars=4, candidates=4, seed=len(cases),
-                                                 **options))
+            add(name, label, seed, ComposeRequest(bars=4, candidates=4, seed=len(cases), **options))
     return cases, refused
 
 
@@ -127,9 +134,15 @@ def decode(composer: Composer, cases: list[Case], done: Callable[[Case], None]) 
             case = waiting.pop(0)
             generator = torch.Generator()
             generator.manual_seed(case.plan.params.seed or 0)
-            case.rows = [Row(request=case, generator=generator, options=case.plan.options,
-                             guidance=case.plan.guidance)
-                         for _ in range(case.plan.params.candidates)]
+            case.rows = [
+                Row(
+                    request=case,
+                    generator=generator,
+                    options=case.plan.options,
+                    guidance=case.plan.guidance,
+                )
+                for _ in range(case.plan.params.candidates)
+            ]
             batch.add(case.plan.prompt.ids, case.rows, first_onset=case.plan.prompt.first_onset)
         for case in dict.fromkeys(row.request for row in batch.step()):
             assert isinstance(case, Case)
@@ -141,8 +154,14 @@ def decode(composer: Composer, cases: list[Case], done: Callable[[Case], None]) 
 
 def bar_seconds(composer: Composer, plan: Plan, row: Row) -> float:
     """Seconds of one bar in the metre the row wrote (its first time signature) and tempo."""
-    metre = next((t.split("_")[1] for t in composer.tokenizer.to_base(row.tokens[:2])
-                  if t.startswith("TimeSig")), "4/4")
+    metre = next(
+        (
+            t.split("_")[1]
+            for t in composer.tokenizer.to_base(row.tokens[:2])
+            if t.startswith("TimeSig")
+        ),
+        "4/4",
+    )
     numerator, denominator = (int(x) for x in metre.split("/"))
     return numerator * 4 / denominator * 60.0 / plan.prompt.tempo
 
@@ -155,16 +174,24 @@ def measure(composer: Composer, case: Case) -> list[Outcome]:
     for row in case.rows:
         opened = [i for i, t in enumerate(row.tokens) if opens[t]]
         pcm = composer.renderer.render(to_score(tok, case.plan, row.tokens))
-        outcomes.append(Outcome(
-            seed_name=case.seed_name, options=case.options, bars_asked=case.plan.params.bars,
-            bars_written=len(opened), stop_reason=row.stop_reason,
-            due_seconds=seed_part + case.plan.params.bars
-            * bar_seconds(composer, case.plan, row) + TAIL_SECONDS,
-            clip_seconds=len(pcm) / SAMPLE_RATE,
-            silent=integrated_loudness(pcm, SAMPLE_RATE) == float("-inf"),
-            token_errors=tok.remi.tokens_errors(tok.to_base(row.tokens)),
-            bar_ids=[b - a for a, b in zip(opened, [*opened[1:], len(row.tokens)],
-                                           strict=True)]))
+        outcomes.append(
+            Outcome(
+                seed_name=case.seed_name,
+                options=case.options,
+                bars_asked=case.plan.params.bars,
+                bars_written=len(opened),
+                stop_reason=row.stop_reason,
+                due_seconds=seed_part
+                + case.plan.params.bars * bar_seconds(composer, case.plan, row)
+                + TAIL_SECONDS,
+                clip_seconds=len(pcm) / SAMPLE_RATE,
+                silent=integrated_loudness(pcm, SAMPLE_RATE) == float("-inf"),
+                token_errors=tok.remi.tokens_errors(tok.to_base(row.tokens)),
+                bar_ids=[
+                    b - a for a, b in zip(opened, [*opened[1:], len(row.tokens)], strict=True)
+                ],
+            )
+        )
     return outcomes
 
 
@@ -187,36 +214,71 @@ def by_seed_table(outcomes: list[Outcome], density: dict[str, float]) -> str:
     for name in dict.fromkeys(o.seed_name for o in outcomes):
         mine = [o for o in outcomes if o.seed_name == name]
         bars = [n for o in mine for n in o.bar_ids]
-        rows.append([name, len(mine), percent(sum(o.exact for o in mine) / len(mine)),
-                     percent(sum(o.fits for o in mine) / len(mine)),
-                     f"{density[name]:.0f}" if density[name] else "-",
-                     f"{statistics.mean(bars):.0f}" if bars else "-",
-                     percent(sum(n >= BAR_TOKEN_CAP for n in bars) / max(1, len(bars)))])
-    return table(["seed", "candidates", "exactly the bars asked", "clip = bars + tail",
-                  "seed: ids per bar", "candidates: ids per bar",
-                  f"bars closed by the {BAR_TOKEN_CAP}-id cap"], rows)
+        rows.append(
+            [
+                name,
+                len(mine),
+                percent(sum(o.exact for o in mine) / len(mine)),
+                percent(sum(o.fits for o in mine) / len(mine)),
+                f"{density[name]:.0f}" if density[name] else "-",
+                f"{statistics.mean(bars):.0f}" if bars else "-",
+                percent(sum(n >= BAR_TOKEN_CAP for n in bars) / max(1, len(bars))),
+            ]
+        )
+    return table(
+        [
+            "seed",
+            "candidates",
+            "exactly the bars asked",
+            "clip = bars + tail",
+            "seed: ids per bar",
+            "candidates: ids per bar",
+            f"bars closed by the {BAR_TOKEN_CAP}-id cap",
+        ],
+        rows,
+    )
 
 
 def by_options_table(outcomes: list[Outcome]) -> str:
     rows = []
     for options in dict.fromkeys(o.options for o in outcomes):
         mine = [o for o in outcomes if o.options == options]
-        rows.append([options, len(mine), percent(sum(o.exact for o in mine) / len(mine)),
-                     percent(sum(o.fits for o in mine) / len(mine))])
-    return table(["options", "candidates", "exactly the bars asked", "clip = bars + tail"],
-                 rows)
+        rows.append(
+            [
+                options,
+                len(mine),
+                percent(sum(o.exact for o in mine) / len(mine)),
+                percent(sum(o.fits for o in mine) / len(mine)),
+            ]
+        )
+    return table(["options", "candidates", "exactly the bars asked", "clip = bars + tail"], rows)
 
 
 def by_bars_table(outcomes: list[Outcome]) -> str:
     rows = []
     for bars in sorted({o.bars_asked for o in outcomes}):
         mine = [o for o in outcomes if o.bars_asked == bars]
-        rows.append([bars, len(mine), percent(sum(o.exact for o in mine) / len(mine)),
-                     f"{statistics.median(o.due_seconds for o in mine):.2f} s",
-                     f"{statistics.median(o.clip_seconds for o in mine):.2f} s",
-                     f"{max(abs(o.clip_seconds - o.due_seconds) for o in mine) * 1e3:.1f} ms"])
-    return table(["bars asked", "candidates", "exactly the bars asked", "due (median)",
-                  "clip (median)", "largest clip - due"], rows)
+        rows.append(
+            [
+                bars,
+                len(mine),
+                percent(sum(o.exact for o in mine) / len(mine)),
+                f"{statistics.median(o.due_seconds for o in mine):.2f} s",
+                f"{statistics.median(o.clip_seconds for o in mine):.2f} s",
+                f"{max(abs(o.clip_seconds - o.due_seconds) for o in mine) * 1e3:.1f} ms",
+            ]
+        )
+    return table(
+        [
+            "bars asked",
+            "candidates",
+            "exactly the bars asked",
+            "due (median)",
+            "clip (median)",
+            "largest clip - due",
+        ],
+        rows,
+    )
 
 
 def run(quick: bool) -> Report:
@@ -230,8 +292,9 @@ def run(quick: bool) -> Report:
         planned = time.perf_counter()
         density = seed_density(composer, cases)
         jobs: list[Future[list[Outcome]]] = []
-        steps = decode(composer, cases,
-                       lambda case: jobs.append(renders.submit(measure, composer, case)))
+        steps = decode(
+            composer, cases, lambda case: jobs.append(renders.submit(measure, composer, case))
+        )
         decoded = time.perf_counter()
         outcomes = [o for job in jobs for o in job.result()]
         rendered = time.perf_counter()
@@ -249,50 +312,85 @@ def run(quick: bool) -> Report:
     worst = max(abs(o.clip_seconds - o.due_seconds) for o in outcomes)
     seeds_count = len({o.seed_name for o in outcomes})
     temperatures = QUICK_TEMPERATURES if quick else TEMPERATURES
-    mix = "; ".join(f"{bars} bar{'s' if bars > 1 else ''}: {count} x {candidates}"
-                    for bars, candidates, count in (QUICK_MIX if quick else MIX))
-    summary = table(["", "measured", "goal"], [
-        ["candidates with exactly the bars asked", share(exact, n), "100%"],
-        ["clips lasting bars asked x bar seconds + the tail (within one "
-         f"{FLUID_BLOCK}-frame block)", share(fits, n), "100%"],
-        ["largest gap between a clip and its due length", f"{worst * 1e3:.1f} ms",
-         f"under {FLUID_BLOCK / SAMPLE_RATE * 1e3:.1f} ms"],
-        ["stop reasons", ", ".join(f"{k}: {v:,}" for k, v in reasons.most_common()),
-         "bars only"],
-        ["valid REMI (MidiTok finds no token error)", share(valid, n), "100%"],
-        ["silent clips", f"{silent:,}", "none"],
-    ])
-    markdown = "\n\n".join([
-        f"{n:,} candidates in {len(cases)} compositions: {seeds_count} seeds (the bundled "
-        f"examples, seeds like members upload from bench/member_seeds.py, and no seed) x "
-        f"temperatures {', '.join(f'{t:g}' for t in temperatures)} x compositions of "
-        f"({mix} candidates), and per seed 4 x 4 bars with each of: "
-        f"{'; '.join(OPTIONS)}. Shipped model, {threads} torch thread(s) decoding, at most "
-        f"{MAX_ROWS} rows at once; FluidSynth renders on a second thread meanwhile."
-        + (f" Refused by the work limits before any decoding: {'; '.join(refused)}."
-           if refused else ""),
-        summary,
-        by_seed_table(outcomes, density),
-        by_bars_table(outcomes),
-        by_options_table(outcomes),
-        f"A bar crowded with {BAR_TOKEN_CAP} ids takes only the note under way, then closes. "
-        f"Short candidates: {len(short)}"
-        + (f" ({', '.join(f'{o.seed_name} {o.bars_written}/{o.bars_asked}' for o in short[:8])})"
-           if short else "") + ".",
-        f"Time: planning {planned - started:.0f} s; decoding {tokens:,} tokens in {steps:,} "
-        f"steps {decoded - planned:.0f} s ({tokens / (decoded - planned):,.0f} tokens/s); "
-        f"rendering {sum(o.clip_seconds for o in outcomes) / 60:.0f} minutes of audio "
-        f"finished {rendered - decoded:.0f} s after the last decode step.",
-    ])
-    return Report(markdown, [
-        Headline("candidates with exactly the bars asked", share(exact, n), "goal: 100%"),
-        Headline("clips lasting their bars + tail", share(fits, n),
-                 f"goal: 100% (within {FLUID_BLOCK} frames)"),
-    ])
+    mix = "; ".join(
+        f"{bars} bar{'s' if bars > 1 else ''}: {count} x {candidates}"
+        for bars, candidates, count in (QUICK_MIX if quick else MIX)
+    )
+    summary = table(
+        ["", "measured", "goal"],
+        [
+            ["candidates with exactly the bars asked", share(exact, n), "100%"],
+            [
+                "clips lasting bars asked x bar seconds + the tail (within one "
+                f"{FLUID_BLOCK}-frame block)",
+                share(fits, n),
+                "100%",
+            ],
+            [
+                "largest gap between a clip and its due length",
+                f"{worst * 1e3:.1f} ms",
+                f"under {FLUID_BLOCK / SAMPLE_RATE * 1e3:.1f} ms",
+            ],
+            [
+                "stop reasons",
+                ", ".join(f"{k}: {v:,}" for k, v in reasons.most_common()),
+                "bars only",
+            ],
+            ["valid REMI (MidiTok finds no token error)", share(valid, n), "100%"],
+            ["silent clips", f"{silent:,}", "none"],
+        ],
+    )
+    markdown = "\n\n".join(
+        [
+            f"{n:,} candidates in {len(cases)} compositions: {seeds_count} seeds (the bundled "
+            f"examples, seeds like members upload from bench/member_seeds.py, and no seed) x "
+            f"temperatures {', '.join(f'{t:g}' for t in temperatures)} x compositions of "
+            f"({mix} candidates), and per seed 4 x 4 bars with each of: "
+            f"{'; '.join(OPTIONS)}. Shipped model, {threads} torch thread(s) decoding, at most "
+            f"{MAX_ROWS} rows at once; FluidSynth renders on a second thread meanwhile."
+            + (
+                f" Refused by the work limits before any decoding: {'; '.join(refused)}."
+                if refused
+                else ""
+            ),
+            summary,
+            by_seed_table(outcomes, density),
+            by_bars_table(outcomes),
+            by_options_table(outcomes),
+            f"A bar crowded with {BAR_TOKEN_CAP} ids takes only the note under way, then closes. "
+            f"Short candidates: {len(short)}"
+            + (
+                " ("
+                + ", ".join(f"{o.seed_name} {o.bars_written}/{o.bars_asked}" for o in short[:8])
+                + ")"
+                if short
+                else ""
+            )
+            + ".",
+            f"Time: planning {planned - started:.0f} s; decoding {tokens:,} tokens in {steps:,} "
+            f"steps {decoded - planned:.0f} s ({tokens / (decoded - planned):,.0f} tokens/s); "
+            f"rendering {sum(o.clip_seconds for o in outcomes) / 60:.0f} minutes of audio "
+            f"finished {rendered - decoded:.0f} s after the last decode step.",
+        ]
+    )
+    return Report(
+        markdown,
+        [
+            Headline("candidates with exactly the bars asked", share(exact, n), "goal: 100%"),
+            Headline(
+                "clips lasting their bars + tail",
+                share(fits, n),
+                f"goal: 100% (within {FLUID_BLOCK} frames)",
+            ),
+        ],
+    )
 
 
-SECTION = Section("Bar counts: every candidate reaches the bars asked, its clip lasts them",
-                  ".venv/bin/python -m bench.bar_counts", run)
+SECTION = Section(
+    "Bar counts: every candidate reaches the bars asked, its clip lasts them",
+    ".venv/bin/python -m bench.bar_counts",
+    run,
+)
 
 if __name__ == "__main__":
     main(SECTION)

@@ -75,8 +75,9 @@ def timing_of(result: simcord.InteractionResult, started: float, log: TimedLog) 
     calls = log.calls(interaction_token(result))
     deferral = next(t for t, e in calls if e.path.endswith("/callback"))
     final = max(t for t, e in calls if e.method == "PATCH" and (e.json or {}).get("embeds"))
-    return Timing(deferral - started, final - started,
-                  sum(a.size for a in message.attachments) / 2**20)
+    return Timing(
+        deferral - started, final - started, sum(a.size for a in message.attachments) / 2**20
+    )
 
 
 # Code that is the simulation, not the bot: SimCord, and this file, which drives it.
@@ -94,7 +95,7 @@ def _code(handle: asyncio.Handle):
 
 
 def _origin(code) -> str:
-    """"simulation" for SimCord's callbacks and tasks and this file's (the simulated Discord,
+    """ "simulation" for SimCord's callbacks and tasks and this file's (the simulated Discord,
     its virtual clock and the members' commands share the bot's loop), else "bot"."""
     filename = code.co_filename if code is not None else ""
     return "simulation" if filename.startswith(SIMULATION_CODE) else "bot"
@@ -151,8 +152,12 @@ class CallbackTimes:
     def uninstall(self) -> dict:
         asyncio.Handle._run = self._run  # type: ignore[method-assign]  # noqa: SLF001
         del self._loop._run_once  # back to the class's own  # noqa: SLF001
-        return {"worst_pass_seconds": self.worst_pass, "longest_seconds": self.longest,
-                "total_seconds": self.total, "longest_bot_callback": self.longest_bot_callback}
+        return {
+            "worst_pass_seconds": self.worst_pass,
+            "longest_seconds": self.longest,
+            "total_seconds": self.total,
+            "longest_bot_callback": self.longest_bot_callback,
+        }
 
 
 class LoopLag:
@@ -174,13 +179,18 @@ class LoopLag:
 
     def stop(self) -> dict:
         self._task.cancel()
-        return {"worst_seconds": self.worst, "ticks": self.ticks,
-                "callbacks": self.callbacks.uninstall()}
+        return {
+            "worst_seconds": self.worst,
+            "ticks": self.ticks,
+            "callbacks": self.callbacks.uninstall(),
+        }
 
 
-async def compose_together(env: simcord.Env, members: list, seed: bytes, log: TimedLog
-                           ) -> list[Timing]:
+async def compose_together(
+    env: simcord.Env, members: list, seed: bytes, log: TimedLog
+) -> list[Timing]:
     """Every member's /compose reaches the bot before any is answered, as when many arrive."""
+
     # SimCord's slash waits for the bot to finish each interaction; holding that wait back
     # while dispatching lets the bot work on all of them at once, then one settle waits.
     async def not_yet(*args, **kwargs) -> None:
@@ -192,8 +202,9 @@ async def compose_together(env: simcord.Env, members: list, seed: bytes, log: Ti
         results = []
         for member, channel in members:
             started.append(time.perf_counter())
-            results.append(await member.slash(channel, "compose", seed=("motif.mid", seed),
-                                              **REQUEST))
+            results.append(
+                await member.slash(channel, "compose", seed=("motif.mid", seed), **REQUEST)
+            )
     finally:
         del env._settle_internal  # back to SimCord's own method
     await env.settle(timeout=SETTLE_SECONDS)
@@ -203,8 +214,12 @@ async def compose_together(env: simcord.Env, members: list, seed: bytes, log: Ti
 async def measure(quick: bool) -> dict:
     seed = SEED.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(data_dir=Path(tmp), compose_cooldown_seconds=0.0,
-                            max_inflight_per_guild=CONCURRENT, log_level="WARNING")
+        settings = Settings(
+            data_dir=Path(tmp),
+            compose_cooldown_seconds=0.0,
+            max_inflight_per_guild=CONCURRENT,
+            log_level="WARNING",
+        )
         await migrate.upgrade_async(settings.database_url)
         async with EngineClient.local(device="cpu") as engine:
             bot = create_bot(settings, engine=engine)
@@ -215,23 +230,30 @@ async def measure(quick: bool) -> dict:
                 members = []
                 for i in range(CONCURRENT):
                     guild = env.create_guild(f"Server {i}")
-                    members.append((guild.add_member(env.create_user(f"member{i}")),
-                                    guild.create_text_channel("music")))
-                ready_rss = {"bot": resident_mb(),
-                             "engine": resident_mb(engine.engine_info.pid)}
+                    members.append(
+                        (
+                            guild.add_member(env.create_user(f"member{i}")),
+                            guild.create_text_channel("music"),
+                        )
+                    )
+                ready_rss = {"bot": resident_mb(), "engine": resident_mb(engine.engine_info.pid)}
                 warm_up = await compose_together(env, members[:1], seed, log)  # not counted
 
                 engine_pid = engine.engine_info.pid
                 lag = LoopLag()
                 cpu_before = cpu_seconds(engine_pid)
-                alone = [(await compose_together(env, members[:1], seed, log))[0]
-                         for _ in range(QUICK_ALONE if quick else ALONE)]
+                alone = [
+                    (await compose_together(env, members[:1], seed, log))[0]
+                    for _ in range(QUICK_ALONE if quick else ALONE)
+                ]
                 alone_lag = lag.stop()
                 cpu_alone = cpu_seconds(engine_pid) - cpu_before
                 lag = LoopLag()
                 cpu_before = cpu_seconds(engine_pid)
-                together = [await compose_together(env, members, seed, log)
-                            for _ in range(QUICK_ROUNDS if quick else ROUNDS)]
+                together = [
+                    await compose_together(env, members, seed, log)
+                    for _ in range(QUICK_ROUNDS if quick else ROUNDS)
+                ]
                 together_lag = lag.stop()
                 cpu_together = cpu_seconds(engine_pid) - cpu_before
             await bot.db.dispose()
@@ -240,7 +262,8 @@ async def measure(quick: bool) -> dict:
     if "torch" in sys.modules:
         raise RuntimeError("the bot process imported torch: its memory figure would be wrong")
     return {
-        "request": REQUEST, "concurrent": CONCURRENT,
+        "request": REQUEST,
+        "concurrent": CONCURRENT,
         "warm_up": [asdict(t) for t in warm_up],
         "alone": [asdict(t) for t in alone],
         "together": [[asdict(t) for t in round_] for round_ in together],

@@ -39,8 +39,9 @@ class Continuation:
     score: Score | None  # None when the tokens did not decode to valid MIDI
 
 
-def opening_of(piece_id: str, piece: Score, *, seed_bars: int = SEED_BARS,
-               bars: int = BARS) -> Opening | None:
+def opening_of(
+    piece_id: str, piece: Score, *, seed_bars: int = SEED_BARS, bars: int = BARS
+) -> Opening | None:
     """Seed (the first `seed_bars` bars) and reference (the next `bars`) of a piece long
     enough to have notes in both, else None."""
     lines = bar_lines(piece, seed_bars + bars)
@@ -94,15 +95,15 @@ def continue_openings(composer: Composer, openings: list[Opening]) -> Generation
     planned, skipped = [], {}
     for i, opening in enumerate(openings):
         try:
-            plan = composer.plan(opening.seed.dumps_midi(),
-                                 ComposeRequest(bars=BARS, candidates=1, seed=i))
+            plan = composer.plan(
+                opening.seed.dumps_midi(), ComposeRequest(bars=BARS, candidates=1, seed=i)
+            )
         except (BadSeed, BadRequest) as exc:
             skipped[opening.piece_id] = str(exc)
             continue
         generator = torch.Generator()
         generator.manual_seed(i)
-        row = Row(request=plan, generator=generator, options=plan.options,
-                  guidance=plan.guidance)
+        row = Row(request=plan, generator=generator, options=plan.options, guidance=plan.guidance)
         batch.add(plan.prompt.ids, [row], first_onset=plan.prompt.first_onset)
         planned.append((opening, plan, row))
     started = time.perf_counter()
@@ -110,8 +111,12 @@ def continue_openings(composer: Composer, openings: list[Opening]) -> Generation
         batch.step()
     decode_seconds = time.perf_counter() - started
     continuations = [
-        Continuation(opening, plan, row,
-                     to_score(composer.tokenizer, plan, row.tokens)
-                     if is_valid(composer, row) else None)
-        for opening, plan, row in planned]
+        Continuation(
+            opening,
+            plan,
+            row,
+            to_score(composer.tokenizer, plan, row.tokens) if is_valid(composer, row) else None,
+        )
+        for opening, plan, row in planned
+    ]
     return Generation(continuations, skipped, decode_seconds)

@@ -43,19 +43,30 @@ def decode_table(steps: int, repeats: int) -> list[dict]:
     model = load_checkpoint(BASE_CHECKPOINT).model
     rows = []
     for batch in BATCHES:
-        ours = statistics.median(tokens_per_second(model.step, model, batch, steps)
-                                 for _ in range(repeats))
-        ref = statistics.median(tokens_per_second(model.step_reference, model, batch, steps)
-                                for _ in range(repeats))
-        rows.append({"batch": batch, "fused_tokens_per_s": ours, "nn_lstm_tokens_per_s": ref,
-                     "ratio": ours / ref})
+        ours = statistics.median(
+            tokens_per_second(model.step, model, batch, steps) for _ in range(repeats)
+        )
+        ref = statistics.median(
+            tokens_per_second(model.step_reference, model, batch, steps) for _ in range(repeats)
+        )
+        rows.append(
+            {
+                "batch": batch,
+                "fused_tokens_per_s": ours,
+                "nn_lstm_tokens_per_s": ref,
+                "ratio": ours / ref,
+            }
+        )
     return rows
 
 
 def weight_bytes_per_step(model: LSTMLanguageModel) -> int:
     """Bytes a decode step must read: the LSTM and output weights, one embedding row."""
-    read = sum(p.numel() * p.element_size() for name, p in model.named_parameters()
-               if not name.startswith("embed"))
+    read = sum(
+        p.numel() * p.element_size()
+        for name, p in model.named_parameters()
+        if not name.startswith("embed")
+    )
     return read + model.config.embed_dim * model.embed.weight.element_size()
 
 
@@ -78,8 +89,13 @@ def draw(rows: list[dict], dram_bound: float) -> str:
     batches = [r["batch"] for r in rows]
     ax.plot(batches, [r["fused_tokens_per_s"] for r in rows], "o-", label="fused step (ours)")
     ax.plot(batches, [r["nn_lstm_tokens_per_s"] for r in rows], "s-", label="nn.LSTM step")
-    ax.plot(batches, [b * dram_bound for b in batches], "k--", linewidth=1,
-            label="DRAM bandwidth bound (weights read once per step)")
+    ax.plot(
+        batches,
+        [b * dram_bound for b in batches],
+        "k--",
+        linewidth=1,
+        label="DRAM bandwidth bound (weights read once per step)",
+    )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xticks(batches, [str(b) for b in batches])
@@ -100,46 +116,81 @@ def run(quick: bool) -> Report:
     cached = copy_bandwidth(per_step, 20 * repeats)
     dram_bound, cached_bound = dram / per_step, cached / per_step
     fused_1 = rows[0]["fused_tokens_per_s"]
-    body = table(["batch", "fused step, tokens/s", "nn.LSTM step, tokens/s", "ratio"], [
-        [r["batch"], f"{r['fused_tokens_per_s']:,.0f}", f"{r['nn_lstm_tokens_per_s']:,.0f}",
-         f"{r['ratio']:.2f}"] for r in rows])
-    bound = table(["batch 1", "tokens/s"], [
-        ["fused step, measured", f"{fused_1:,.0f}"],
-        [f"bound from DRAM: {dram / 1e9:.1f} GB/s copying a {DRAM_BUFFER_MB} MB buffer",
-         f"{dram_bound:,.0f}"],
-        [f"bound from caches: {cached / 1e9:.1f} GB/s copying a buffer of the weights' size",
-         f"{cached_bound:,.0f}"],
-    ])
-    markdown = "\n\n".join([
-        f"Median of {repeats} runs of {steps} steps, {threads} torch thread(s), shipped "
-        f"model ({model.num_parameters() / 1e6:.1f} M parameters) in float32.",
-        body,
-        f"A step at batch 1 reads {per_step / 1e6:.1f} MB of weights for one token, so memory "
-        f"bandwidth caps it; the cap rises with the batch, since the weights are read once "
-        f"for every sequence of the step.",
-        bound,
-        f"At batch 1 the fused step runs at {fused_1 / dram_bound:.0%} of the DRAM bound and "
-        f"{fused_1 / cached_bound:.0%} of the cache bound"
-        + (f"; above the DRAM bound, because the weights ({per_step / 2**20:.0f} MiB) stay "
-           f"in the CPU's caches between steps." if fused_1 > dram_bound else "."),
-        draw(rows, dram_bound),
-    ])
+    body = table(
+        ["batch", "fused step, tokens/s", "nn.LSTM step, tokens/s", "ratio"],
+        [
+            [
+                r["batch"],
+                f"{r['fused_tokens_per_s']:,.0f}",
+                f"{r['nn_lstm_tokens_per_s']:,.0f}",
+                f"{r['ratio']:.2f}",
+            ]
+            for r in rows
+        ],
+    )
+    bound = table(
+        ["batch 1", "tokens/s"],
+        [
+            ["fused step, measured", f"{fused_1:,.0f}"],
+            [
+                f"bound from DRAM: {dram / 1e9:.1f} GB/s copying a {DRAM_BUFFER_MB} MB buffer",
+                f"{dram_bound:,.0f}",
+            ],
+            [
+                f"bound from caches: {cached / 1e9:.1f} GB/s copying a buffer of the weights' size",
+                f"{cached_bound:,.0f}",
+            ],
+        ],
+    )
+    markdown = "\n\n".join(
+        [
+            f"Median of {repeats} runs of {steps} steps, {threads} torch thread(s), shipped "
+            f"model ({model.num_parameters() / 1e6:.1f} M parameters) in float32.",
+            body,
+            f"A step at batch 1 reads {per_step / 1e6:.1f} MB of weights for one token, so memory "
+            f"bandwidth caps it; the cap rises with the batch, since the weights are read once "
+            f"for every sequence of the step.",
+            bound,
+            f"At batch 1 the fused step runs at {fused_1 / dram_bound:.0%} of the DRAM bound and "
+            f"{fused_1 / cached_bound:.0%} of the cache bound"
+            + (
+                f"; above the DRAM bound, because the weights ({per_step / 2**20:.0f} MiB) stay "
+                f"in the CPU's caches between steps."
+                if fused_1 > dram_bound
+                else "."
+            ),
+            draw(rows, dram_bound),
+        ]
+    )
     by_batch = {r["batch"]: r["ratio"] for r in rows}
-    return Report(markdown, [
-        Headline("decode tokens/s at batch 1 / 64 (fused step)",
-                 f"{fused_1:,.0f} / {rows[-1]['fused_tokens_per_s']:,.0f}",
-                 f"nn.LSTM step: {rows[0]['nn_lstm_tokens_per_s']:,.0f} / "
-                 f"{rows[-1]['nn_lstm_tokens_per_s']:,.0f}"),
-        Headline("fused step vs nn.LSTM step, batch 1 / 4 / 16 / 64",
-                 " / ".join(f"{by_batch[b]:.2f}x" for b in BATCHES), "1.00x = no gain"),
-        Headline("batch-1 decode vs memory-bandwidth bound",
-                 f"{fused_1:,.0f} tokens/s",
-                 f"DRAM bound {dram_bound:,.0f}; cache bound {cached_bound:,.0f}"),
-    ])
+    return Report(
+        markdown,
+        [
+            Headline(
+                "decode tokens/s at batch 1 / 64 (fused step)",
+                f"{fused_1:,.0f} / {rows[-1]['fused_tokens_per_s']:,.0f}",
+                f"nn.LSTM step: {rows[0]['nn_lstm_tokens_per_s']:,.0f} / "
+                f"{rows[-1]['nn_lstm_tokens_per_s']:,.0f}",
+            ),
+            Headline(
+                "fused step vs nn.LSTM step, batch 1 / 4 / 16 / 64",
+                " / ".join(f"{by_batch[b]:.2f}x" for b in BATCHES),
+                "1.00x = no gain",
+            ),
+            Headline(
+                "batch-1 decode vs memory-bandwidth bound",
+                f"{fused_1:,.0f} tokens/s",
+                f"DRAM bound {dram_bound:,.0f}; cache bound {cached_bound:,.0f}",
+            ),
+        ],
+    )
 
 
-SECTION = Section("Decode speed: the fused step, nn.LSTM and the bandwidth bound",
-                  ".venv/bin/python -m bench.decode_speed", run)
+SECTION = Section(
+    "Decode speed: the fused step, nn.LSTM and the bandwidth bound",
+    ".venv/bin/python -m bench.decode_speed",
+    run,
+)
 
 if __name__ == "__main__":
     main(SECTION)

@@ -27,8 +27,9 @@ SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 BARS, CANDIDATES = 16, 4
 
 
-async def timed_batch(engine: EngineClient, n: int, seed_midi: bytes, first_seed: int
-                      ) -> dict[str, float]:
+async def timed_batch(
+    engine: EngineClient, n: int, seed_midi: bytes, first_seed: int
+) -> dict[str, float]:
     """Submit n compositions at once; wall time to the last result and to the last render."""
     started = time.perf_counter()
     decoded: list[float] = []
@@ -37,15 +38,27 @@ async def timed_batch(engine: EngineClient, n: int, seed_midi: bytes, first_seed
         if isinstance(event, Rendering):
             decoded.append(time.perf_counter() - started)
 
-    results = await asyncio.gather(*(
-        engine.compose(ComposeRequest(seed_midi=seed_midi, bars=BARS, candidates=CANDIDATES,
-                                      seed=first_seed + i, guild_id=i), on_progress=on_progress)
-        for i in range(n)))
+    results = await asyncio.gather(
+        *(
+            engine.compose(
+                ComposeRequest(
+                    seed_midi=seed_midi,
+                    bars=BARS,
+                    candidates=CANDIDATES,
+                    seed=first_seed + i,
+                    guild_id=i,
+                ),
+                on_progress=on_progress,
+            )
+            for i in range(n)
+        )
+    )
     wall = time.perf_counter() - started
-    stages = {k: statistics.mean(r.timings.get(k, 0.0) for r in results)
-              for k in ("queue", "sample", "render", "pianoroll")}
-    return {"wall": wall, "decode_wall": max(decoded)} | {f"mean_{k}": v
-                                                          for k, v in stages.items()}
+    stages = {
+        k: statistics.mean(r.timings.get(k, 0.0) for r in results)
+        for k in ("queue", "sample", "render", "pianoroll")
+    }
+    return {"wall": wall, "decode_wall": max(decoded)} | {f"mean_{k}": v for k, v in stages.items()}
 
 
 async def load_figures(concurrent: int, repeats: int, checkpoint: Path | None) -> dict:
@@ -53,14 +66,18 @@ async def load_figures(concurrent: int, repeats: int, checkpoint: Path | None) -
     async with EngineClient.local(checkpoint=checkpoint) as engine:
         await timed_batch(engine, 1, seed_midi, 0)  # warm caches beyond the engine's own
         ones = [await timed_batch(engine, 1, seed_midi, 100 + r) for r in range(repeats)]
-        manys = [await timed_batch(engine, concurrent, seed_midi, 1000 * (r + 1))
-                 for r in range(repeats)]
+        manys = [
+            await timed_batch(engine, concurrent, seed_midi, 1000 * (r + 1)) for r in range(repeats)
+        ]
         stats = await engine.stats()
     one = {k: statistics.median(x[k] for x in ones) for k in ones[0]}
     many = {k: statistics.median(x[k] for x in manys) for k in manys[0]}
     return {
-        "concurrent": concurrent, "bars": BARS, "candidates": CANDIDATES,
-        "max_rows": stats.max_rows, "device": stats.device,
+        "concurrent": concurrent,
+        "bars": BARS,
+        "candidates": CANDIDATES,
+        "max_rows": stats.max_rows,
+        "device": stats.device,
         "one_seconds": round(one["wall"], 3),
         "concurrent_seconds": round(many["wall"], 3),
         "ratio": round(many["wall"] / one["wall"], 2),
@@ -90,16 +107,24 @@ def main() -> None:
         print(f"{'batch':>5} {'fused tok/s':>12} {'nn.LSTM tok/s':>14} {'ratio':>6}")
         figures["decode"] = decode_table(args.steps, args.repeats)
         for row in figures["decode"]:
-            print(f"{row['batch']:>5} {row['fused_tokens_per_s']:>12,.0f} "
-                  f"{row['nn_lstm_tokens_per_s']:>14,.0f} {row['ratio']:>6.2f}")
+            print(
+                f"{row['batch']:>5} {row['fused_tokens_per_s']:>12,.0f} "
+                f"{row['nn_lstm_tokens_per_s']:>14,.0f} {row['ratio']:>6.2f}"
+            )
     load = asyncio.run(load_figures(args.concurrent, args.repeats, args.checkpoint))
     figures["load"] = load
-    print(f"{CANDIDATES} candidates x {BARS} bars from {SEED.name}, median of {args.repeats}, "
-          f"max_rows {load['max_rows']} on {load['device']}:")
-    print(f"  one alone      {load['one_seconds']:7.2f} s  (decoded by "
-          f"{load['one_decode_seconds']:.2f} s)")
-    print(f"  {args.concurrent} at once     {load['concurrent_seconds']:7.2f} s  (decoded by "
-          f"{load['concurrent_decode_seconds']:.2f} s)")
+    print(
+        f"{CANDIDATES} candidates x {BARS} bars from {SEED.name}, median of {args.repeats}, "
+        f"max_rows {load['max_rows']} on {load['device']}:"
+    )
+    print(
+        f"  one alone      {load['one_seconds']:7.2f} s  (decoded by "
+        f"{load['one_decode_seconds']:.2f} s)"
+    )
+    print(
+        f"  {args.concurrent} at once     {load['concurrent_seconds']:7.2f} s  (decoded by "
+        f"{load['concurrent_decode_seconds']:.2f} s)"
+    )
     print(f"  ratio {load['ratio']:.2f} end to end, {load['decode_ratio']:.2f} for decoding")
     print(figures)
 

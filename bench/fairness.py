@@ -64,8 +64,9 @@ def looped(seconds: float) -> bytes:
     for track, source in zip(piece.tracks, loop.tracks, strict=True):
         for r in range(1, repeats):
             for note in source.notes:
-                track.notes.append(Note(note.time + r * length, note.duration, note.pitch,
-                                        note.velocity))
+                track.notes.append(
+                    Note(note.time + r * length, note.duration, note.pitch, note.velocity)
+                )
     return piece.dumps_midi()
 
 
@@ -75,15 +76,20 @@ class Flood:
     kinds: tuple[str, ...]  # "seeds", "plays", "exports"
 
 
-FLOODS = [Flood("slow seeds", ("seeds",)), Flood("seed plays", ("plays",)),
-          Flood("exports", ("exports",)), Flood("all three at once", ("seeds", "plays", "exports"))]
+FLOODS = [
+    Flood("slow seeds", ("seeds",)),
+    Flood("seed plays", ("plays",)),
+    Flood("exports", ("exports",)),
+    Flood("all three at once", ("seeds", "plays", "exports")),
+]
 
 
 async def flood_requests(engine: EngineClient) -> dict[str, Callable[[int], Awaitable[object]]]:
     seed, play, export = slow_seed(), looped(PLAY_SECONDS), looped(EXPORT_SECONDS)
     return {
-        "seeds": lambda i: engine.compose(ComposeRequest(
-            seed_midi=seed, bars=1, candidates=1, seed=i, guild_id=FLOOD)),
+        "seeds": lambda i: engine.compose(
+            ComposeRequest(seed_midi=seed, bars=1, candidates=1, seed=i, guild_id=FLOOD)
+        ),
         "plays": lambda i: engine.render(play, max_audio_bytes=AUDIO_BUDGET, guild_id=FLOOD),
         "exports": lambda i: engine.render(export, max_audio_bytes=AUDIO_BUDGET, guild_id=FLOOD),
     }
@@ -91,9 +97,11 @@ async def flood_requests(engine: EngineClient) -> dict[str, Callable[[int], Awai
 
 async def victim(engine: EngineClient, seed_midi: bytes, seed: int) -> tuple[float, dict]:
     started = time.perf_counter()
-    result = await engine.compose(ComposeRequest(seed_midi=seed_midi, bars=BARS,
-                                                 candidates=CANDIDATES, seed=seed,
-                                                 guild_id=VICTIM))
+    result = await engine.compose(
+        ComposeRequest(
+            seed_midi=seed_midi, bars=BARS, candidates=CANDIDATES, seed=seed, guild_id=VICTIM
+        )
+    )
     return time.perf_counter() - started, result.timings
 
 
@@ -105,8 +113,7 @@ async def wait_idle(engine: EngineClient) -> None:
         await asyncio.sleep(0.2)
 
 
-async def under_flood(engine: EngineClient, requests: dict, flood: Flood | None,
-                      seed: int) -> dict:
+async def under_flood(engine: EngineClient, requests: dict, flood: Flood | None, seed: int) -> dict:
     """One victim composition while the flood keeps its requests in flight; its time, its
     engine timings, and how many flood requests finished meanwhile."""
     served = refused = 0
@@ -120,9 +127,11 @@ async def under_flood(engine: EngineClient, requests: dict, flood: Flood | None,
             except EngineError:  # refused or failed: the flood sends the next one at once
                 refused += 1
 
-    workers = [asyncio.create_task(keep_sending(kind, n * FLOOD_IN_FLIGHT + w))
-               for n, kind in enumerate(flood.kinds if flood else ())
-               for w in range(FLOOD_IN_FLIGHT)]
+    workers = [
+        asyncio.create_task(keep_sending(kind, n * FLOOD_IN_FLIGHT + w))
+        for n, kind in enumerate(flood.kinds if flood else ())
+        for w in range(FLOOD_IN_FLIGHT)
+    ]
     try:
         if workers:
             await asyncio.sleep(FLOOD_HEAD_START)
@@ -146,8 +155,9 @@ async def measure(repeats: int) -> dict:
             for n, flood in enumerate(FLOODS):
                 seed = 100 * r + 10 * n
                 alone = await under_flood(engine, requests, None, seed)
-                runs[flood.name].append((alone, await under_flood(engine, requests, flood,
-                                                                  seed + 1)))
+                runs[flood.name].append(
+                    (alone, await under_flood(engine, requests, flood, seed + 1))
+                )
         stats = await engine.stats()
     return {"runs": runs, "device": stats.device, "max_rows": stats.max_rows}
 
@@ -165,43 +175,78 @@ def run(quick: bool) -> Report:
     pairs = [pair for runs in figures["runs"].values() for pair in runs]
     alones = [alone for alone, _ in pairs]
     alone = statistics.median(a["wall"] for a in alones)
-    rows = [[f"alone ({len(alones)} runs)", seconds(alone), "", "",
-             *(seconds(median_stage(alones, k)) for k in STAGES)]]
+    rows = [
+        [
+            f"alone ({len(alones)} runs)",
+            seconds(alone),
+            "",
+            "",
+            *(seconds(median_stage(alones, k)) for k in STAGES),
+        ]
+    ]
     ratios = {}
     for name, runs in figures["runs"].items():
         flooded = [f for _, f in runs]
         ratios[name] = statistics.median(f["wall"] / a["wall"] for a, f in runs)
         served = sum(f["served"] for f in flooded)
         refused = sum(f["refused"] for f in flooded)
-        rows.append([f"under {name}", seconds(statistics.median(f["wall"] for f in flooded)),
-                     f"**{ratio(ratios[name])}**", f"{served} ({refused} refused)",
-                     *(seconds(median_stage(flooded, k)) for k in STAGES)])
+        rows.append(
+            [
+                f"under {name}",
+                seconds(statistics.median(f["wall"] for f in flooded)),
+                f"**{ratio(ratios[name])}**",
+                f"{served} ({refused} refused)",
+                *(seconds(median_stage(flooded, k)) for k in STAGES),
+            ]
+        )
     met = max(ratios.values()) <= GOAL_RATIO
-    markdown = "\n\n".join([
-        f"The victim server composes {CANDIDATES} candidates x {BARS} bars of "
-        f"`engine/examples/motif.mid` through the real engine process ({figures['device']}, "
-        f"max_rows {figures['max_rows']}), alone and while another server keeps "
-        f"{FLOOD_IN_FLIGHT} requests of each kind in flight (twice the bot's default cap per "
-        f"server; the flood starts {FLOOD_HEAD_START:.0f} s ahead): slow seeds "
-        f"({SLOW_SEED_NOTES:,}-note seeds composed for 1 bar), seed plays "
-        f"({PLAY_SECONDS // 60:.0f}-minute band loop), exports ({EXPORT_SECONDS // 60:.0f}-minute "
-        f"parts of a band loop, the most one render job makes), then all three. {repeats} "
-        f"rounds; in each, every flood is paired with a composition alone just before it, and "
-        f"the ratio is the median of the pairs' ratios (so the machine's drift cancels out). "
-        f"The last four columns are the engine's own timings of the victim's composition "
-        f"(medians). Goal: within {GOAL_RATIO}x of alone.",
-        table(["victim's composition", "wall", "vs alone", "flood requests served",
-               "queued", "seed read", "sampled", "rendered"], rows),
-    ])
-    return Report(markdown, [Headline(
-        "a server's /compose while another floods the engine (slow seeds / plays / exports / "
-        "all)", " / ".join(ratio(r) for r in ratios.values()),
-        f"goal: within {GOAL_RATIO}x of alone ({'met' if met else '**not met**'}; alone "
-        f"{seconds(alone)})")])
+    markdown = "\n\n".join(
+        [
+            f"The victim server composes {CANDIDATES} candidates x {BARS} bars of "
+            f"`engine/examples/motif.mid` through the real engine process ({figures['device']}, "
+            f"max_rows {figures['max_rows']}), alone and while another server keeps "
+            f"{FLOOD_IN_FLIGHT} requests of each kind in flight (twice the bot's default cap per "
+            f"server; the flood starts {FLOOD_HEAD_START:.0f} s ahead): slow seeds "
+            f"({SLOW_SEED_NOTES:,}-note seeds composed for 1 bar), seed plays "
+            f"({PLAY_SECONDS // 60:.0f}-minute band loop), exports "
+            f"({EXPORT_SECONDS // 60:.0f}-minute "
+            f"parts of a band loop, the most one render job makes), then all three. {repeats} "
+            f"rounds; in each, every flood is paired with a composition alone just before it, and "
+            f"the ratio is the median of the pairs' ratios (so the machine's drift cancels out). "
+            f"The last four columns are the engine's own timings of the victim's composition "
+            f"(medians). Goal: within {GOAL_RATIO}x of alone.",
+            table(
+                [
+                    "victim's composition",
+                    "wall",
+                    "vs alone",
+                    "flood requests served",
+                    "queued",
+                    "seed read",
+                    "sampled",
+                    "rendered",
+                ],
+                rows,
+            ),
+        ]
+    )
+    return Report(
+        markdown,
+        [
+            Headline(
+                "a server's /compose while another floods the engine "
+                "(slow seeds / plays / exports / all)",
+                " / ".join(ratio(r) for r in ratios.values()),
+                f"goal: within {GOAL_RATIO}x of alone ({'met' if met else '**not met**'}; alone "
+                f"{seconds(alone)})",
+            )
+        ],
+    )
 
 
-SECTION = Section("Fairness between servers under a flood", ".venv/bin/python -m bench.fairness",
-                  run)
+SECTION = Section(
+    "Fairness between servers under a flood", ".venv/bin/python -m bench.fairness", run
+)
 
 if __name__ == "__main__":
     main(SECTION)

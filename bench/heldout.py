@@ -40,12 +40,17 @@ class Corpus:
     def describe(self) -> str:
         train, valid = self.pieces("train"), self.pieces("valid")
         polyphonic = sum(is_score(e["id"]) for e in valid)
-        built = (f"built by this run in {self.built_seconds:.0f} s"
-                 if self.built_seconds is not None else "already built")
-        return (f"Corpus: `{corpus_dir(self.data_dir)}` ({built}), restricted to music21's folk "
-                f"collections and Bach's chorales: {len(train):,} training and {len(valid):,} "
-                f"held-out pieces ({polyphonic} of them chorales), split by a hash of each "
-                f"piece's id as in training.")
+        built = (
+            f"built by this run in {self.built_seconds:.0f} s"
+            if self.built_seconds is not None
+            else "already built"
+        )
+        return (
+            f"Corpus: `{corpus_dir(self.data_dir)}` ({built}), restricted to music21's folk "
+            f"collections and Bach's chorales: {len(train):,} training and {len(valid):,} "
+            f"held-out pieces ({polyphonic} of them chorales), split by a hash of each "
+            f"piece's id as in training."
+        )
 
 
 def is_score(piece_id: str) -> bool:
@@ -80,6 +85,7 @@ def bench_corpus() -> Corpus:
         started = time.perf_counter()
         build_corpus(data_dir, score_collections=SCORE_COLLECTIONS)
         built = time.perf_counter() - started
-    entries = tuple(e for e in load_manifest(data_dir)["entries"]
-                    if collection_of(e["id"]) in wanted)
+    entries = tuple(
+        e for e in load_manifest(data_dir)["entries"] if collection_of(e["id"]) in wanted
+    )
     return Corpus(data_dir, frozenset(wanted), entries, built)

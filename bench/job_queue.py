@@ -61,10 +61,17 @@ def tiny_checkpoint(out: Path) -> Path:
         ids += [tok.bos_id, *tok.encode(Score(path)), tok.eos_id]
     stream = np.asarray(ids * 20, dtype=np.int32)
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=tok.vocab_size, embed_dim=16,
-                                          hidden_dim=32, num_layers=1, dropout=0.0))
-    train(model, stream, stream, TrainConfig(steps=60, batch_size=8, seq_len=32, lr=1e-2,
-                                             warmup_steps=5, eval_every=60))
+    model = LSTMLanguageModel(
+        ModelConfig(
+            vocab_size=tok.vocab_size, embed_dim=16, hidden_dim=32, num_layers=1, dropout=0.0
+        )
+    )
+    train(
+        model,
+        stream,
+        stream,
+        TrainConfig(steps=60, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=5, eval_every=60),
+    )
     meta = {**base.meta, "note": "bench.job_queue's tiny model"}
     save_checkpoint(out, Checkpoint(model=model.eval(), tokenizer=tok, meta=meta))
     return out
@@ -81,9 +88,23 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
     if not Path(server).exists():
         raise RuntimeError("redis-server is not installed (make system installs it)")
     port = free_port()
-    process = subprocess.Popen([server, "--bind", "127.0.0.1", "--port", str(port), "--dir",
-                                str(directory), "--save", "", "--appendonly", "no"],
-                               stdout=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(directory),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -104,19 +125,40 @@ class Workers:
 
     def start(self, name: str) -> None:
         env = {k: v for k, v in os.environ.items() if k != "MOTIF_QUEUE_URL"}
-        env.update({"MOTIF_CHECKPOINT": str(self._checkpoint), "MOTIF_DEVICE": "cpu",
-                    "MOTIF_DATA_DIR": str(self._data_dir / name), "MOTIF_LOG_LEVEL": "WARNING"})
+        env.update(
+            {
+                "MOTIF_CHECKPOINT": str(self._checkpoint),
+                "MOTIF_DEVICE": "cpu",
+                "MOTIF_DATA_DIR": str(self._data_dir / name),
+                "MOTIF_LOG_LEVEL": "WARNING",
+            }
+        )
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "engine", "worker", "--queue-url", self._url, "--name", name,
-             "--claim-idle", str(CLAIM_IDLE)], env=env, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "worker",
+                "--queue-url",
+                self._url,
+                "--name",
+                name,
+                "--claim-idle",
+                str(CLAIM_IDLE),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     async def serving(self, engine: EngineClient, count: int) -> None:
         deadline = time.monotonic() + WORKER_START_SECONDS
         while (stats := await engine.stats()).max_rows < count * 64:  # 64 rows on a CPU
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{count} workers did not serve within "
-                                   f"{WORKER_START_SECONDS:.0f} s ({stats.device})")
+                raise RuntimeError(
+                    f"{count} workers did not serve within "
+                    f"{WORKER_START_SECONDS:.0f} s ({stats.device})"
+                )
             await asyncio.sleep(0.2)
 
     def kill(self, name: str) -> None:
@@ -148,13 +190,13 @@ async def latencies(engine: EngineClient, count: int) -> list[float]:
 
 async def throughput(engine: EngineClient, count: int) -> float:
     started = time.perf_counter()
-    await asyncio.gather(*(engine.compose(ComposeRequest(bars=1, candidates=1, seed=i))
-                           for i in range(count)))
+    await asyncio.gather(
+        *(engine.compose(ComposeRequest(bars=1, candidates=1, seed=i)) for i in range(count))
+    )
     return count / (time.perf_counter() - started)
 
 
-async def recovery(engine: EngineClient, workers: Workers, redis_url: str
-                   ) -> tuple[float, float]:
+async def recovery(engine: EngineClient, workers: Workers, redis_url: str) -> tuple[float, float]:
     """Seconds from killing the worker that holds a composition to its answer, and the same
     composition's seconds when nothing is killed."""
     import redis
@@ -180,8 +222,9 @@ async def recovery(engine: EngineClient, workers: Workers, redis_url: str
 async def measure(quick: bool, checkpoint: Path, work: Path) -> dict:
     sequential = QUICK_SEQUENTIAL if quick else SEQUENTIAL
     batch = QUICK_BATCH if quick else BATCH
-    async with EngineClient.local(checkpoint=checkpoint, device="cpu",
-                                  env={"MOTIF_DATA_DIR": str(work / "embedded")}) as embedded:
+    async with EngineClient.local(
+        checkpoint=checkpoint, device="cpu", env={"MOTIF_DATA_DIR": str(work / "embedded")}
+    ) as embedded:
         direct = await latencies(embedded, sequential)
     process, url = start_redis(work)
     workers = Workers(url, checkpoint, work)
@@ -201,8 +244,17 @@ async def measure(quick: bool, checkpoint: Path, work: Path) -> dict:
         workers.stop()
         process.terminate()
         process.wait(10)
-    return {"direct": direct, "queued": queued, "one": one, "two": two, "per_job": per_job,
-            "recovered": recovered, "alone": alone, "sequential": sequential, "batch": batch}
+    return {
+        "direct": direct,
+        "queued": queued,
+        "one": one,
+        "two": two,
+        "per_job": per_job,
+        "recovered": recovered,
+        "alone": alone,
+        "sequential": sequential,
+        "batch": batch,
+    }
 
 
 def commands(url: str) -> int:
@@ -229,37 +281,60 @@ def run(quick: bool) -> Report:
     p50 = float(np.percentile(queued, 50) - np.percentile(direct, 50))
     p95 = float(np.percentile(queued, 95) - np.percentile(direct, 95))
     one, two = figures["one"], figures["two"]
-    markdown = "\n\n".join([
-        f"One 1-bar, 1-candidate composition at a time ({figures['sequential']} each), on the "
-        "tiny model, through the embedded engine and through Redis with one worker:",
-        table(["through", "p50", "p95"], [
-            ["the engine subprocess", ms(np.percentile(direct, 50)),
-             ms(np.percentile(direct, 95))],
-            ["Redis and one worker", ms(np.percentile(queued, 50)),
-             ms(np.percentile(queued, 95))],
-            ["the queue's own cost", ms(p50), ms(p95)]]),
-        f"{figures['batch']} such compositions sent at once: {one:.1f} per second with one "
-        f"worker, {two:.1f} with two ({two / one:.2f}x), both on this machine's "
-        f"{os.cpu_count()} cores with the bot's process and Redis. Workers on machines of "
-        "their own (one GPU each) add their throughput each, up to what Redis carries: "
-        f"{figures['per_job']:.0f} Redis commands per composition here, one at a time "
-        "(heartbeats, claim refreshes and idle polls included; fewer per job when jobs run at "
-        "once), and its reply's bytes once in, once out.",
-        f"A worker killed (-9) as its composition ({RECOVERY_JOB.bars} bars, "
-        f"{figures['alone']:.1f} s alone) started decoding: answered "
-        f"{figures['recovered']:.1f} s after the kill, with `--claim-idle {CLAIM_IDLE:g}`: the "
-        "claim goes idle, another worker takes it over (it looks every half claim idle time) "
-        "and composes it from the start. The default claim idle time is 10 s.",
-    ])
-    return Report(markdown, [
-        Headline("job queue: cost per job over the subprocess (p50 / p95)",
-                 f"{ms(p50)} / {ms(p95)}", "1-bar compositions, tiny model, loopback Redis"),
-        Headline("job queue: throughput, two workers over one (this machine)",
-                 f"{two / one:.2f}x", "one machine's cores shared; more machines add each"),
-        Headline("job queue: a killed worker's composition answered after",
-                 f"{figures['recovered']:.1f} s",
-                 f"the composition alone: {figures['alone']:.1f} s; claim idle {CLAIM_IDLE:g} s"),
-    ])
+    markdown = "\n\n".join(
+        [
+            f"One 1-bar, 1-candidate composition at a time ({figures['sequential']} each), on the "
+            "tiny model, through the embedded engine and through Redis with one worker:",
+            table(
+                ["through", "p50", "p95"],
+                [
+                    [
+                        "the engine subprocess",
+                        ms(np.percentile(direct, 50)),
+                        ms(np.percentile(direct, 95)),
+                    ],
+                    [
+                        "Redis and one worker",
+                        ms(np.percentile(queued, 50)),
+                        ms(np.percentile(queued, 95)),
+                    ],
+                    ["the queue's own cost", ms(p50), ms(p95)],
+                ],
+            ),
+            f"{figures['batch']} such compositions sent at once: {one:.1f} per second with one "
+            f"worker, {two:.1f} with two ({two / one:.2f}x), both on this machine's "
+            f"{os.cpu_count()} cores with the bot's process and Redis. Workers on machines of "
+            "their own (one GPU each) add their throughput each, up to what Redis carries: "
+            f"{figures['per_job']:.0f} Redis commands per composition here, one at a time "
+            "(heartbeats, claim refreshes and idle polls included; fewer per job when jobs run at "
+            "once), and its reply's bytes once in, once out.",
+            f"A worker killed (-9) as its composition ({RECOVERY_JOB.bars} bars, "
+            f"{figures['alone']:.1f} s alone) started decoding: answered "
+            f"{figures['recovered']:.1f} s after the kill, with `--claim-idle {CLAIM_IDLE:g}`: the "
+            "claim goes idle, another worker takes it over (it looks every half claim idle time) "
+            "and composes it from the start. The default claim idle time is 10 s.",
+        ]
+    )
+    return Report(
+        markdown,
+        [
+            Headline(
+                "job queue: cost per job over the subprocess (p50 / p95)",
+                f"{ms(p50)} / {ms(p95)}",
+                "1-bar compositions, tiny model, loopback Redis",
+            ),
+            Headline(
+                "job queue: throughput, two workers over one (this machine)",
+                f"{two / one:.2f}x",
+                "one machine's cores shared; more machines add each",
+            ),
+            Headline(
+                "job queue: a killed worker's composition answered after",
+                f"{figures['recovered']:.1f} s",
+                f"the composition alone: {figures['alone']:.1f} s; claim idle {CLAIM_IDLE:g} s",
+            ),
+        ],
+    )
 
 
 SECTION = Section("The Redis job queue", ".venv/bin/python -m bench.job_queue", run)

@@ -78,10 +78,11 @@ class Clips:
             self.loudness.append(clip_loudness(pcm, rate))
             return
         cut, window = round(seam_seconds * rate), round(SHORT_TERM_SECONDS * rate)
-        self.seam_integrated.append(clip_loudness(pcm[cut:], rate)
-                                    - clip_loudness(pcm[:cut], rate))
-        before, after = short_term(pcm[cut - window:cut], rate), short_term(
-            pcm[cut:cut + window], rate)
+        self.seam_integrated.append(clip_loudness(pcm[cut:], rate) - clip_loudness(pcm[:cut], rate))
+        before, after = (
+            short_term(pcm[cut - window : cut], rate),
+            short_term(pcm[cut : cut + window], rate),
+        )
         if before is not None and after is not None:
             self.seam_short_term.append(after - before)
 
@@ -117,8 +118,9 @@ def run_seed(composer: Composer, name: str, midi: bytes, bars: int) -> SeedRun:
         encoded, encode = timed(lambda b=before: encode_ogg(b, SAMPLE_RATE))
         run.encode_seconds.append(encode)
         run.before.add(encoded.data)
-    seam = composer.compose(midi, ComposeRequest(bars=bars, candidates=SEAM_CANDIDATES, seed=2,
-                                                include_seed=True))
+    seam = composer.compose(
+        midi, ComposeRequest(bars=bars, candidates=SEAM_CANDIDATES, seed=2, include_seed=True)
+    )
     for candidate in seam.candidates:
         run.now.add(candidate.audio, seam.seed_seconds)
         before = peak_normalised(renderer.synthesise(candidate.midi))
@@ -127,10 +129,14 @@ def run_seed(composer: Composer, name: str, midi: bytes, bars: int) -> SeedRun:
 
 
 def seeds() -> dict[str, bytes]:
-    made = {name: member_seeds.midi_bytes(make()) for name, make in member_seeds.SEEDS.items()
-            if name != LONG_SEED}
-    return made | {name: member_seeds.midi_bytes(score)
-                   for name, score in member_seeds.bundled().items()}
+    made = {
+        name: member_seeds.midi_bytes(make())
+        for name, make in member_seeds.SEEDS.items()
+        if name != LONG_SEED
+    }
+    return made | {
+        name: member_seeds.midi_bytes(score) for name, score in member_seeds.bundled().items()
+    }
 
 
 def worst(values: list[float]) -> float:
@@ -152,89 +158,162 @@ def run(quick: bool) -> Report:
 
     rows = []
     for r in runs:
+
         def both(pick: Callable[[Clips], float], r: SeedRun = r) -> list[str]:
             return [f"{pick(r.before):.1f}", f"{pick(r.now):.1f}"]
 
-        rows.append([r.name, *both(lambda c: c.spread),
-                     *both(lambda c: worst(c.seam_integrated)),
-                     *both(lambda c: worst(c.seam_short_term)),
-                     f"{statistics.median(r.now.loudness):.1f}",
-                     *both(lambda c: max(c.true_peaks))])
+        rows.append(
+            [
+                r.name,
+                *both(lambda c: c.spread),
+                *both(lambda c: worst(c.seam_integrated)),
+                *both(lambda c: worst(c.seam_short_term)),
+                f"{statistics.median(r.now.loudness):.1f}",
+                *both(lambda c: max(c.true_peaks)),
+            ]
+        )
     every = {kind: Clips() for kind in ("before", "now")}
     for r in runs:
         for kind, clips in (("before", r.before), ("now", r.now)):
             for key in ("loudness", "true_peaks", "seam_integrated", "seam_short_term"):
                 getattr(every[kind], key).extend(getattr(clips, key))
     spreads = {kind: [getattr(r, kind).spread for r in runs] for kind in every}
-    summary = table(["over all seeds", "before: peak at -1 dBFS", "now: -16 LUFS", "goal"], [
-        ["loudness spread across the clips of a post, mean / worst (LU)",
-         *(f"{statistics.fmean(spreads[k]):.1f} / {max(spreads[k]):.1f}" for k in every),
-         f"<= {SPREAD_GOAL_LU:.0f} LU"],
-        ["clips' loudness, lowest / highest (LUFS)",
-         *(f"{min(every[k].loudness):.1f} / {max(every[k].loudness):.1f}" for k in every),
-         f"{TARGET_LUFS:.0f}"],
-        ["seam with include_seed, integrated: continuation vs seed, mean / worst (LU)",
-         *(f"{mean_abs(every[k].seam_integrated):.1f} / {worst(every[k].seam_integrated):.1f}"
-           for k in every), f"<= {SEAM_GOAL_LU:.0f} LU"],
-        [f"seam, short-term: {SHORT_TERM_SECONDS:.0f} s after vs before, mean / worst (LU)",
-         *(f"{mean_abs(every[k].seam_short_term):.1f} / {worst(every[k].seam_short_term):.1f}"
-           for k in every), "-"],
-        ["true peak after encoding, highest (dBTP)",
-         *(f"{max(every[k].true_peaks):+.1f}" for k in every), "under 0"],
-    ])
-    per_seed = table(["seed", "spread before", "spread now", "seam before", "seam now",
-                      "seam 3 s before", "seam 3 s now", "median LUFS now", "true peak before",
-                      "true peak now"], rows)
+    summary = table(
+        ["over all seeds", "before: peak at -1 dBFS", "now: -16 LUFS", "goal"],
+        [
+            [
+                "loudness spread across the clips of a post, mean / worst (LU)",
+                *(f"{statistics.fmean(spreads[k]):.1f} / {max(spreads[k]):.1f}" for k in every),
+                f"<= {SPREAD_GOAL_LU:.0f} LU",
+            ],
+            [
+                "clips' loudness, lowest / highest (LUFS)",
+                *(f"{min(every[k].loudness):.1f} / {max(every[k].loudness):.1f}" for k in every),
+                f"{TARGET_LUFS:.0f}",
+            ],
+            [
+                "seam with include_seed, integrated: continuation vs seed, mean / worst (LU)",
+                *(
+                    f"{mean_abs(every[k].seam_integrated):.1f} / "
+                    f"{worst(every[k].seam_integrated):.1f}"
+                    for k in every
+                ),
+                f"<= {SEAM_GOAL_LU:.0f} LU",
+            ],
+            [
+                f"seam, short-term: {SHORT_TERM_SECONDS:.0f} s after vs before, mean / worst (LU)",
+                *(
+                    f"{mean_abs(every[k].seam_short_term):.1f} / "
+                    f"{worst(every[k].seam_short_term):.1f}"
+                    for k in every
+                ),
+                "-",
+            ],
+            [
+                "true peak after encoding, highest (dBTP)",
+                *(f"{max(every[k].true_peaks):+.1f}" for k in every),
+                "under 0",
+            ],
+        ],
+    )
+    per_seed = table(
+        [
+            "seed",
+            "spread before",
+            "spread now",
+            "seam before",
+            "seam now",
+            "seam 3 s before",
+            "seam 3 s now",
+            "median LUFS now",
+            "true peak before",
+            "true peak now",
+        ],
+        rows,
+    )
     clip_count = len(every["now"].true_peaks)
     synth = sum(sum(r.synth_seconds) for r in runs)
     loudness = sum(sum(r.loudness_seconds) for r in runs)
     encode = sum(sum(r.encode_seconds) for r in runs)
     audio = sum(sum(r.audio_seconds) for r in runs)
-    cost = table(["step, over the posts' clips", "seconds", "per minute of audio",
-                  "share of render + encode"], [
-        [label, f"{s:.2f}", f"{60 * s / audio:.3f} s",
-         f"{100 * s / (synth + loudness + encode):.0f}%"]
-        for label, s in (("FluidSynth", synth), ("loudness (meter, gains, limiter)", loudness),
-                         ("OGG Vorbis encoding", encode))])
-    markdown = "\n\n".join([
-        f"{len(runs)} seeds (bench/member_seeds.py's, but the 320-bar one, and the bundled "
-        f"`engine/examples/*.mid`), each composed once with {CANDIDATES} candidates of {bars} "
-        f"bars and once with {SEAM_CANDIDATES} and `include_seed`: {clip_count} clips, "
-        f"{audio / 60:.1f} minutes of audio in the {CANDIDATES}-candidate posts. Loudness is "
-        "BS.1770-4 integrated loudness of the decoded OGG. The seam is measured on both "
-        "sides of the seed's end: integrated (the issue's measure, each side as a whole) and "
-        f"as the {SHORT_TERM_SECONDS:.0f} s just before against the {SHORT_TERM_SECONDS:.0f} "
-        "s just after (what a listener hears there, which also moves with the music: a seed "
-        "that ends softly, a continuation that opens sparsely). True peak 4x oversampled. "
-        "**Before** is the same MIDI as the engine rendered it until now (the peak at -1 dBFS), "
-        "measured in this run.",
-        summary,
-        per_seed,
-        f"What the loudness step costs, timed one clip at a time on the {CANDIDATES}-candidate "
-        "posts' clips:",
-        cost,
-    ])
-    return Report(markdown, [
-        Headline("loudness spread across a post's clips, mean / worst",
-                 f"{statistics.fmean(spreads['now']):.1f} / {max(spreads['now']):.1f} LU",
-                 f"peak-normalised: {statistics.fmean(spreads['before']):.1f} / "
-                 f"{max(spreads['before']):.1f} LU; goal <= {SPREAD_GOAL_LU:.0f} LU"),
-        Headline("include_seed: seam jump, worst (integrated / 3 s)",
-                 f"{worst(every['now'].seam_integrated):.1f} / "
-                 f"{worst(every['now'].seam_short_term):.1f} LU",
-                 f"peak-normalised: {worst(every['before'].seam_integrated):.1f} / "
-                 f"{worst(every['before'].seam_short_term):.1f} LU; goal <= "
-                 f"{SEAM_GOAL_LU:.0f} LU"),
-        Headline("true peak after encoding, highest", f"{max(every['now'].true_peaks):+.1f} dBTP",
-                 f"limiter ceiling {CEILING_DBFS:.0f} dBFS before encoding"),
-        Headline("loudness step, share of render + encode",
-                 f"{100 * loudness / (synth + loudness + encode):.0f}%",
-                 f"{60 * loudness / audio:.3f} s per minute of audio"),
-    ])
+    cost = table(
+        [
+            "step, over the posts' clips",
+            "seconds",
+            "per minute of audio",
+            "share of render + encode",
+        ],
+        [
+            [
+                label,
+                f"{s:.2f}",
+                f"{60 * s / audio:.3f} s",
+                f"{100 * s / (synth + loudness + encode):.0f}%",
+            ]
+            for label, s in (
+                ("FluidSynth", synth),
+                ("loudness (meter, gains, limiter)", loudness),
+                ("OGG Vorbis encoding", encode),
+            )
+        ],
+    )
+    markdown = "\n\n".join(
+        [
+            f"{len(runs)} seeds (bench/member_seeds.py's, but the 320-bar one, and the bundled "
+            f"`engine/examples/*.mid`), each composed once with {CANDIDATES} candidates of {bars} "
+            f"bars and once with {SEAM_CANDIDATES} and `include_seed`: {clip_count} clips, "
+            f"{audio / 60:.1f} minutes of audio in the {CANDIDATES}-candidate posts. Loudness is "
+            "BS.1770-4 integrated loudness of the decoded OGG. The seam is measured on both "
+            "sides of the seed's end: integrated (the issue's measure, each side as a whole) and "
+            f"as the {SHORT_TERM_SECONDS:.0f} s just before against the {SHORT_TERM_SECONDS:.0f} "
+            "s just after (what a listener hears there, which also moves with the music: a seed "
+            "that ends softly, a continuation that opens sparsely). True peak 4x oversampled. "
+            "**Before** is the same MIDI as the engine rendered it until now "
+            "(the peak at -1 dBFS), "
+            "measured in this run.",
+            summary,
+            per_seed,
+            f"What the loudness step costs, timed one clip at a time on the {CANDIDATES}-candidate "
+            "posts' clips:",
+            cost,
+        ]
+    )
+    return Report(
+        markdown,
+        [
+            Headline(
+                "loudness spread across a post's clips, mean / worst",
+                f"{statistics.fmean(spreads['now']):.1f} / {max(spreads['now']):.1f} LU",
+                f"peak-normalised: {statistics.fmean(spreads['before']):.1f} / "
+                f"{max(spreads['before']):.1f} LU; goal <= {SPREAD_GOAL_LU:.0f} LU",
+            ),
+            Headline(
+                "include_seed: seam jump, worst (integrated / 3 s)",
+                f"{worst(every['now'].seam_integrated):.1f} / "
+                f"{worst(every['now'].seam_short_term):.1f} LU",
+                f"peak-normalised: {worst(every['before'].seam_integrated):.1f} / "
+                f"{worst(every['before'].seam_short_term):.1f} LU; goal <= "
+                f"{SEAM_GOAL_LU:.0f} LU",
+            ),
+            Headline(
+                "true peak after encoding, highest",
+                f"{max(every['now'].true_peaks):+.1f} dBTP",
+                f"limiter ceiling {CEILING_DBFS:.0f} dBFS before encoding",
+            ),
+            Headline(
+                "loudness step, share of render + encode",
+                f"{100 * loudness / (synth + loudness + encode):.0f}%",
+                f"{60 * loudness / audio:.3f} s per minute of audio",
+            ),
+        ],
+    )
 
 
-SECTION = Section("Loudness: every clip at one level, no jump at the seam",
-                  ".venv/bin/python -m bench.loudness", run)
+SECTION = Section(
+    "Loudness: every clip at one level, no jump at the seam",
+    ".venv/bin/python -m bench.loudness",
+    run,
+)
 
 if __name__ == "__main__":
     main(SECTION)

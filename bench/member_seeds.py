@@ -32,8 +32,14 @@ Notes = list[tuple[float, float, int, int]]  # (start beat, beats, pitch, veloci
 def _track(name: str, program: int, notes: Notes, *, drum: bool = False) -> Track:
     track = Track(name=name, program=program, is_drum=drum)
     for start, beats, pitch, velocity in notes:
-        track.notes.append(Note(max(0, round(start * TPQ)), max(1, round(beats * TPQ)), pitch,
-                                max(1, min(127, velocity))))
+        track.notes.append(
+            Note(
+                max(0, round(start * TPQ)),
+                max(1, round(beats * TPQ)),
+                pitch,
+                max(1, min(127, velocity)),
+            )
+        )
     return track
 
 
@@ -61,8 +67,9 @@ def band_loop(bars: int = 8, *, seed: int = 0) -> Score:
         minor = root == 57
         for step in range(16):
             t = b + step / 4
-            drums.append((t, 0.1, CLOSED_HAT, 70 + (12 if step % 4 == 0 else 0)
-                          + rng.randint(-8, 8)))
+            drums.append(
+                (t, 0.1, CLOSED_HAT, 70 + (12 if step % 4 == 0 else 0) + rng.randint(-8, 8))
+            )
         for beat in (0, 2.5) if bar % 2 else (0, 1.75, 2.5):
             drums.append((b + beat, 0.25, KICK, 105))
         for beat in (1, 3):
@@ -75,9 +82,15 @@ def band_loop(bars: int = 8, *, seed: int = 0) -> Score:
         for beat, length in ((0, 1.5), (1.5, 1.0), (3, 0.5), (3.5, 0.5)):
             for pitch in _triad(root, minor):
                 keys.append((b + beat, length, pitch, 72 + rng.randint(-5, 5)))
-    return _score(118, (4, 4), [_track("Drums", 0, drums, drum=True),
-                                _track("Bass", FINGER_BASS, bass),
-                                _track("Keys", E_PIANO, keys)])
+    return _score(
+        118,
+        (4, 4),
+        [
+            _track("Drums", 0, drums, drum=True),
+            _track("Bass", FINGER_BASS, bass),
+            _track("Keys", E_PIANO, keys),
+        ],
+    )
 
 
 def six_eight_tune(bars: int = 8, *, seed: int = 1) -> Score:
@@ -94,16 +107,23 @@ def six_eight_tune(bars: int = 8, *, seed: int = 1) -> Score:
             degree = max(0, min(len(scale) - 1, degree + rng.choice([-2, -1, 1, 1, 2])))
             length = 1.0 if eighth in (2, 5) and rng.random() < 0.4 else 0.5
             if eighth in (2, 5) or length == 0.5:
-                melody.append((b + eighth / 2, length, scale[degree] + 12,
-                               88 if eighth in (0, 3) else 74))
+                melody.append(
+                    (b + eighth / 2, length, scale[degree] + 12, 88 if eighth in (0, 3) else 74)
+                )
         root = [50, 55, 57, 50][bar % 4]
         bass += [(b, 1.5, root - 12, 90), (b + 1.5, 1.5, root - 5, 84)]
         for half in (0, 1.5):
             for i, pitch in enumerate(_triad(root)):
                 guitar.append((b + half + i / 2, 0.5, pitch, 64))
-    return _score(116, (6, 8), [_track("Whistle", 78, melody),
-                                _track("Guitar", NYLON_GUITAR, guitar),
-                                _track("Bass", 32, bass)])
+    return _score(
+        116,
+        (6, 8),
+        [
+            _track("Whistle", 78, melody),
+            _track("Guitar", NYLON_GUITAR, guitar),
+            _track("Bass", 32, bass),
+        ],
+    )
 
 
 def five_four_groove(bars: int = 8, *, seed: int = 2) -> Score:
@@ -117,8 +137,12 @@ def five_four_groove(bars: int = 8, *, seed: int = 2) -> Score:
         for beat in range(5):
             drums.append((b + beat, 0.2, RIDE, 80))
             drums.append((b + beat + 2 / 3, 0.1, RIDE, 60))  # swung
-        drums += [(b, 0.25, KICK, 100), (b + 3, 0.25, KICK, 96), (b + 2, 0.25, SNARE, 70),
-                  (b + 4, 0.25, SNARE, 90)]
+        drums += [
+            (b, 0.25, KICK, 100),
+            (b + 3, 0.25, KICK, 96),
+            (b + 2, 0.25, SNARE, 70),
+            (b + 4, 0.25, SNARE, 90),
+        ]
         root = JAZZ_ROOTS[bar % 4]
         for beat, offset in ((0, 0), (1, 7), (2, 12), (3, 0), (4, 7)):
             bass.append((b + beat, 0.9, root - 24 + offset, 90 + rng.randint(-5, 5)))
@@ -126,8 +150,15 @@ def five_four_groove(bars: int = 8, *, seed: int = 2) -> Score:
         for beat in (0.67, 3.0):
             for pitch in voicing:
                 piano.append((b + beat, 1.2, pitch, 66 + rng.randint(-6, 6)))
-    return _score(168, (5, 4), [_track("Drums", 0, drums, drum=True),
-                                _track("Bass", 32, bass), _track("Piano", PIANO, piano)])
+    return _score(
+        168,
+        (5, 4),
+        [
+            _track("Drums", 0, drums, drum=True),
+            _track("Bass", 32, bass),
+            _track("Piano", PIANO, piano),
+        ],
+    )
 
 
 def waltz_piano(bars: int = 8, *, seed: int = 3) -> Score:
@@ -162,15 +193,21 @@ def dense_piano(bars: int = 8, *, seed: int = 4) -> Score:
         for step in range(16):
             jitter = rng.uniform(-0.03, 0.03)
             swell = int(20 * (step % 8) / 8)
-            notes.append((b + step / 4 + jitter, 0.3, shape[step % 4],
-                          56 + swell + rng.randint(-6, 6)))
-            notes.append((b + step / 4 + 0.125 + jitter, 0.2, chord[step % 3] + 12,
-                          50 + swell + rng.randint(-6, 6)))
+            notes.append(
+                (b + step / 4 + jitter, 0.3, shape[step % 4], 56 + swell + rng.randint(-6, 6))
+            )
+            notes.append(
+                (
+                    b + step / 4 + 0.125 + jitter,
+                    0.2,
+                    chord[step % 3] + 12,
+                    50 + swell + rng.randint(-6, 6),
+                )
+            )
         for beat in range(4):
             top = chord[(bar + beat) % 3] + 24
             for p in (top - 12, top - 5, top):
-                notes.append((b + beat + rng.uniform(-0.02, 0.02), 0.9, p,
-                              80 + rng.randint(-8, 8)))
+                notes.append((b + beat + rng.uniform(-0.02, 0.02), 0.9, p, 80 + rng.randint(-8, 8)))
     return _score(84, (4, 4), [_track("Piano", PIANO, notes)])
 
 
@@ -190,8 +227,9 @@ def sax_melody(bars: int = 8, *, seed: int = 5) -> Score:
             degree = max(0, min(len(blues) - 1, degree + rng.choice([-2, -1, -1, 1, 1, 3])))
             length = rng.choice([0.5, 0.5, 0.5, 1.0, 1.5])
             swing = 0.16 if beat % 1 == 0.5 else 0.0
-            notes.append((b + beat + swing, length * 0.9, blues[degree] + 5,
-                          70 + rng.randint(0, 35)))
+            notes.append(
+                (b + beat + swing, length * 0.9, blues[degree] + 5, 70 + rng.randint(0, 35))
+            )
             beat += length
     return _score(132, (4, 4), [_track("Alto sax", ALTO_SAX, notes)])
 

@@ -43,9 +43,12 @@ def tokenize(groups: dict[str, list[Path]], tokenizer) -> dict[str, TokenStream]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tokenizer.json"  # the workers load the checkpoint's own tokenizer
         tokenizer.save(path)
-        return {name: build_stream(paths, tokenizer, path, workers=os.cpu_count() or 2,
-                                   desc=f"tokenize {name}")
-                for name, paths in groups.items()}
+        return {
+            name: build_stream(
+                paths, tokenizer, path, workers=os.cpu_count() or 2, desc=f"tokenize {name}"
+            )
+            for name, paths in groups.items()
+        }
 
 
 def run(quick: bool) -> Report:
@@ -54,23 +57,32 @@ def run(quick: bool) -> Report:
     ckpt = load_checkpoint(BASE_CHECKPOINT)
     heldout = corpus.pieces("valid")
     started = time.perf_counter()
-    streams = tokenize({
-        "folk tunes": [corpus.path(e) for e in heldout if not is_score(e["id"])],
-        "Bach chorales": [corpus.path(e) for e in heldout if is_score(e["id"])],
-    }, ckpt.tokenizer)
+    streams = tokenize(
+        {
+            "folk tunes": [corpus.path(e) for e in heldout if not is_score(e["id"])],
+            "Bach chorales": [corpus.path(e) for e in heldout if is_score(e["id"])],
+        },
+        ckpt.tokenizer,
+    )
     train = tokenize({"train": corpus.paths("train")}, ckpt.tokenizer)["train"]
     tokenize_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    lstm = ModelBits("LSTM (shipped, fp16 weights)",
-                 {g: evaluate_bits(ckpt.model, s.ids, parts=1) for g, s in streams.items()})
+    lstm = ModelBits(
+        "LSTM (shipped, fp16 weights)",
+        {g: evaluate_bits(ckpt.model, s.ids, parts=1) for g, s in streams.items()},
+    )
     lstm_seconds = time.perf_counter() - started
     started = time.perf_counter()
     ngrams = []
     for order in NGRAM_ORDERS:
         model = NGramModel(order, ckpt.tokenizer.vocab_size).fit(train.ids)
-        ngrams.append(ModelBits(f"{order}-gram (interpolated absolute discounting)",
-                            {g: model.bits_per_token(s.ids) for g, s in streams.items()}))
+        ngrams.append(
+            ModelBits(
+                f"{order}-gram (interpolated absolute discounting)",
+                {g: model.bits_per_token(s.ids) for g, s in streams.items()},
+            )
+        )
     ngram_seconds = time.perf_counter() - started
 
     tokens = sum(len(s.ids) - 1 for s in streams.values())
@@ -79,33 +91,53 @@ def run(quick: bool) -> Report:
     baseline = next(s for s in ngrams if s.name.startswith(f"{shipped_order}-gram"))
     best = min(ngrams, key=lambda s: s.overall(streams))
 
-    header = ["model", *(f"{g} ({s.pieces} pieces)" for g, s in streams.items()),
-              "all held-out, bits/token", "bits/note"]
-    rows = [[s.name, *(f"{s.bits[g]:.3f}" for g in streams), f"**{s.overall(streams):.3f}**"
-             if s is lstm else f"{s.overall(streams):.3f}",
-             f"{s.overall(streams) * tokens / notes:.2f}"] for s in (lstm, *ngrams)]
+    header = [
+        "model",
+        *(f"{g} ({s.pieces} pieces)" for g, s in streams.items()),
+        "all held-out, bits/token",
+        "bits/note",
+    ]
+    rows = [
+        [
+            s.name,
+            *(f"{s.bits[g]:.3f}" for g in streams),
+            f"**{s.overall(streams):.3f}**" if s is lstm else f"{s.overall(streams):.3f}",
+            f"{s.overall(streams) * tokens / notes:.2f}",
+        ]
+        for s in (lstm, *ngrams)
+    ]
     saved = 1 - lstm.overall(streams) / best.overall(streams)
-    markdown = "\n\n".join([
-        corpus.describe(),
-        table(header, rows),
-        f"Held-out: {tokens:,} predicted tokens, {notes:,} notes. The LSTM needs "
-        f"{percent(saved)} fewer bits per token than the best n-gram ({best.name.split()[0]}). "
-        f"The n-grams are fitted on the {train.pieces:,} training pieces of the same "
-        f"collections ({len(train.ids):,} tokens); the LSTM was trained on the whole corpus, "
-        f"whose training split holds them. Bits per note = bits per token x tokens / notes. "
-        f"The whole held-out split of every collection is in README.md (`make train` "
-        f"measures it).",
-        f"Time: tokenizing {tokenize_seconds:.0f} s, LSTM evaluation {lstm_seconds:.0f} s "
-        f"(torch on {os.cpu_count()} threads), fitting and scoring the n-grams "
-        f"{ngram_seconds:.0f} s.",
-    ])
-    return Report(markdown, [Headline(
-        "held-out bits/token (folk + Bach subset)", f"{lstm.overall(streams):.2f}",
-        f"{shipped_order}-gram baseline: {baseline.overall(streams):.2f}")])
+    markdown = "\n\n".join(
+        [
+            corpus.describe(),
+            table(header, rows),
+            f"Held-out: {tokens:,} predicted tokens, {notes:,} notes. The LSTM needs "
+            f"{percent(saved)} fewer bits per token than the best n-gram ({best.name.split()[0]}). "
+            f"The n-grams are fitted on the {train.pieces:,} training pieces of the same "
+            f"collections ({len(train.ids):,} tokens); the LSTM was trained on the whole corpus, "
+            f"whose training split holds them. Bits per note = bits per token x tokens / notes. "
+            f"The whole held-out split of every collection is in README.md (`make train` "
+            f"measures it).",
+            f"Time: tokenizing {tokenize_seconds:.0f} s, LSTM evaluation {lstm_seconds:.0f} s "
+            f"(torch on {os.cpu_count()} threads), fitting and scoring the n-grams "
+            f"{ngram_seconds:.0f} s.",
+        ]
+    )
+    return Report(
+        markdown,
+        [
+            Headline(
+                "held-out bits/token (folk + Bach subset)",
+                f"{lstm.overall(streams):.2f}",
+                f"{shipped_order}-gram baseline: {baseline.overall(streams):.2f}",
+            )
+        ],
+    )
 
 
-SECTION = Section("Held-out NLL: the LSTM against n-gram baselines",
-                  ".venv/bin/python -m bench.nll", run)
+SECTION = Section(
+    "Held-out NLL: the LSTM against n-gram baselines", ".venv/bin/python -m bench.nll", run
+)
 
 if __name__ == "__main__":
     main(SECTION)

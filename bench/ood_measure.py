@@ -63,9 +63,17 @@ class SeedFacts:
     def of(cls, seed: OodSeed) -> SeedFacts:
         score = seed.score
         notes, pitched = BarNotes.of(score, seed.bars), Notes.of(score)
-        return cls(seed, score, find_key(pitched), instruments(score), notes,
-                   bar_patterns(notes), onset_profile(notes), len(pitched) / seed.bars,
-                   Notes.of(seed.reference) if seed.reference is not None else None)
+        return cls(
+            seed,
+            score,
+            find_key(pitched),
+            instruments(score),
+            notes,
+            bar_patterns(notes),
+            onset_profile(notes),
+            len(pitched) / seed.bars,
+            Notes.of(seed.reference) if seed.reference is not None else None,
+        )
 
     @property
     def drums(self) -> bool:
@@ -98,14 +106,18 @@ def measure(facts: SeedFacts, continuation: Score) -> Figures:
         "key_signature": kept["key_signature"],
         "density": density,
         "density_within": 1 / DENSITY_TOLERANCE <= density <= DENSITY_TOLERANCE,
-        "pitched_density": (len(pitched) / BARS / facts.pitched_per_bar
-                            if facts.pitched_per_bar else None),
+        "pitched_density": (
+            len(pitched) / BARS / facts.pitched_per_bar if facts.pitched_per_bar else None
+        ),
         "rhythm": profile_distance(facts.profile, onset_profile(notes)),
         "repeated": repeated_bar_share(bar_patterns(notes)),
         "reused": reused_bar_share(bar_patterns(notes), facts.patterns),
         "loud": loud_share(notes),
-        "pitch_class_distance": (pitch_class_distance(pitched, facts.reference_notes)
-                                 if facts.reference_notes is not None else None),
+        "pitch_class_distance": (
+            pitch_class_distance(pitched, facts.reference_notes)
+            if facts.reference_notes is not None
+            else None
+        ),
     }
 
 

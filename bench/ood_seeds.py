@@ -49,9 +49,11 @@ class OodSeed:
         score = self.score
         programs = instruments(score)
         pitched = ", ".join(str(p) for p in sorted(programs - {DRUMS}))
-        return (f"{self.bars} bars of {time_signature_at(score, 0) or '4/4'} at "
-                f"{tempo_at(score, 0) or MIDI_DEFAULT_TEMPO:.0f} bpm; GM {pitched or '-'}"
-                f"{' + drums' if DRUMS in programs else ''}")
+        return (
+            f"{self.bars} bars of {time_signature_at(score, 0) or '4/4'} at "
+            f"{tempo_at(score, 0) or MIDI_DEFAULT_TEMPO:.0f} bpm; GM {pitched or '-'}"
+            f"{' + drums' if DRUMS in programs else ''}"
+        )
 
 
 def song_seeds() -> list[OodSeed]:
@@ -59,8 +61,16 @@ def song_seeds() -> list[OodSeed]:
     for song, score in read_songs().items():
         seed, _ = segment(score, song.start_bar, SEED_BARS)
         reference, _ = segment(score, song.start_bar + SEED_BARS, BARS)
-        seeds.append(OodSeed(song.name, False, f"MidiTok tests, bar {song.start_bar + 1}: "
-                             f"{song.what}", seed.dumps_midi(), SEED_BARS, reference))
+        seeds.append(
+            OodSeed(
+                song.name,
+                False,
+                f"MidiTok tests, bar {song.start_bar + 1}: {song.what}",
+                seed.dumps_midi(),
+                SEED_BARS,
+                reference,
+            )
+        )
     return seeds
 
 
@@ -68,8 +78,16 @@ def bundled_seeds() -> list[OodSeed]:
     seeds = []
     for path in sorted(EXAMPLES.glob("*.mid")):
         midi = path.read_bytes()
-        seeds.append(OodSeed(path.stem, False, f"engine/examples/{path.name}", midi,
-                             bars_written(Score.from_midi(midi)), None))
+        seeds.append(
+            OodSeed(
+                path.stem,
+                False,
+                f"engine/examples/{path.name}",
+                midi,
+                bars_written(Score.from_midi(midi)),
+                None,
+            )
+        )
     return seeds
 
 
@@ -82,12 +100,16 @@ def control_seeds() -> list[OodSeed]:
         chorale = is_score(entry["id"])
         if chorale in chosen:
             continue
-        opening = opening_of(entry["id"], Score(corpus.path(entry)), seed_bars=SEED_BARS,
-                             bars=BARS)
+        opening = opening_of(entry["id"], Score(corpus.path(entry)), seed_bars=SEED_BARS, bars=BARS)
         if opening is not None:
             chosen[chorale] = OodSeed(
-                entry["id"], True, f"held-out {'Bach chorale' if chorale else 'folk tune'}",
-                opening.seed.dumps_midi(), SEED_BARS, opening.reference)
+                entry["id"],
+                True,
+                f"held-out {'Bach chorale' if chorale else 'folk tune'}",
+                opening.seed.dumps_midi(),
+                SEED_BARS,
+                opening.reference,
+            )
         if len(chosen) == 2:
             break
     return [chosen[c] for c in (True, False) if c in chosen]
@@ -100,4 +122,3 @@ def upload_seeds() -> tuple[list[OodSeed], str | None]:
     except SongsUnavailable as exc:
         return bundled_seeds(), str(exc)
     return songs + bundled_seeds(), None
-

@@ -70,20 +70,22 @@ class SeedRun:
         return self.facts.seed
 
 
-def compose_seed(composer: Composer, run: SeedRun, compositions: int,
-                 seam_candidates: int) -> None:
+def compose_seed(composer: Composer, run: SeedRun, compositions: int, seam_candidates: int) -> None:
     facts, due = run.facts, continuation_seconds(run.facts) + TAIL_SECONDS
     for i in range(compositions):
-        composition = composer.compose(facts.seed.midi, ComposeRequest(
-            bars=BARS, candidates=CANDIDATES, seed=i))
+        composition = composer.compose(
+            facts.seed.midi, ComposeRequest(bars=BARS, candidates=CANDIDATES, seed=i)
+        )
         levels = []
         for candidate in composition.candidates:
             run.model.append(measure(facts, Score.from_midi(candidate.midi)))
             run.lengths.append(candidate.seconds - due)
             levels.append(clip_loudness(*read_audio(candidate.audio)))
         run.spreads.append(max(levels) - min(levels))
-    seam = composer.compose(facts.seed.midi, ComposeRequest(
-        bars=BARS, candidates=seam_candidates, seed=compositions, include_seed=True))
+    seam = composer.compose(
+        facts.seed.midi,
+        ComposeRequest(bars=BARS, candidates=seam_candidates, seed=compositions, include_seed=True),
+    )
     if seam.seed_seconds is None:  # the engine left the seed out: no seam to measure
         return
     for candidate in seam.candidates:
@@ -93,8 +95,7 @@ def compose_seed(composer: Composer, run: SeedRun, compositions: int,
     run.seam_offsets.append(seam.seed_seconds - seed_seconds(facts))
 
 
-def run_seed(composer: Composer, seed: OodSeed, compositions: int, seam_candidates: int
-             ) -> SeedRun:
+def run_seed(composer: Composer, seed: OodSeed, compositions: int, seam_candidates: int) -> SeedRun:
     started = time.perf_counter()
     run = SeedRun(SeedFacts.of(seed))
     score = run.facts.score
@@ -102,9 +103,10 @@ def run_seed(composer: Composer, seed: OodSeed, compositions: int, seam_candidat
         run.real.append(measure(run.facts, seed.reference))
     run.repeat.append(measure(run.facts, repeat_seed(score, seed.bars, BARS)))
     rng = random.Random(0)
-    run.random = [measure(run.facts, random_in_scale(score, seed.bars, BARS, run.facts.key,
-                                                     rng))
-                  for _ in range(compositions * CANDIDATES)]
+    run.random = [
+        measure(run.facts, random_in_scale(score, seed.bars, BARS, run.facts.key, rng))
+        for _ in range(compositions * CANDIDATES)
+    ]
     try:
         compose_seed(composer, run, compositions, seam_candidates)
     except (BadSeed, BadRequest) as exc:
@@ -116,6 +118,7 @@ def run_seed(composer: Composer, seed: OodSeed, compositions: int, seam_candidat
 # Aggregation: a mean over each seed's continuations, then over the seeds, so that every
 # seed weighs the same; notes per bar as medians.
 
+
 def seed_value(values: Sequence[float | bool | None], median: bool = False) -> float | None:
     kept = [float(v) for v in values if v is not None]
     if not kept:
@@ -123,43 +126,94 @@ def seed_value(values: Sequence[float | bool | None], median: bool = False) -> f
     return statistics.median(kept) if median else statistics.fmean(kept)
 
 
-def group_value(runs: list[SeedRun], pick: Callable[[SeedRun], list], key: str | None = None,
-                median: bool = False) -> float | None:
-    per_seed = [seed_value([f[key] for f in pick(r)] if key else pick(r), median)
-                for r in runs if not r.refused]
+def group_value(
+    runs: list[SeedRun],
+    pick: Callable[[SeedRun], list],
+    key: str | None = None,
+    median: bool = False,
+) -> float | None:
+    per_seed = [
+        seed_value([f[key] for f in pick(r)] if key else pick(r), median)
+        for r in runs
+        if not r.refused
+    ]
     return seed_value(per_seed, median)
 
 
 def fmt(value: float | None, kind: str) -> str:
     if value is None:
         return "-"
-    return {"%": percent(value, 0), "x": f"{value:.2f}x", "d": f"{value:.2f}",
-            "db": f"{value:.1f}"}[kind]
+    return {
+        "%": percent(value, 0),
+        "x": f"{value:.2f}x",
+        "d": f"{value:.2f}",
+        "db": f"{value:.1f}",
+    }[kind]
 
 
 # (figure, label, format, median, goal, measured on references and baselines too)
 ROWS = [
     ("full_bars", f"continuations that write all {BARS} bars", "%", False, "100%", False),
-    ("drums_kept", "drums kept: bars with drum hits (seeds with drums)", "%", False, "100%",
-     True),
+    ("drums_kept", "drums kept: bars with drum hits (seeds with drums)", "%", False, "100%", True),
     ("instruments_kept", "seed's instruments kept", "%", False, "100%", True),
-    ("only_seed_instruments", "continuations with only the seed's instruments", "%", False,
-     "100%", True),
-    ("in_scale", "notes in the seed's scale", "%", False, f">= {percent(IN_SCALE_GOAL, 0)}",
-     True),
+    (
+        "only_seed_instruments",
+        "continuations with only the seed's instruments",
+        "%",
+        False,
+        "100%",
+        True,
+    ),
+    ("in_scale", "notes in the seed's scale", "%", False, f">= {percent(IN_SCALE_GOAL, 0)}", True),
     ("key", "key kept (Krumhansl-Schmuckler)", "%", False, ">= the real continuations'", True),
-    ("key_signature", "key signature kept (the key or its relative)", "%", False,
-     ">= the real continuations'", True),
-    ("density", "notes per bar / the seed's (median)", "x", True,
-     f"within {DENSITY_TOLERANCE}x", True),
-    ("density_within", f"continuations within {DENSITY_TOLERANCE}x of the seed's density",
-     "%", False, "100%", True),
-    ("pitched_density", "pitched notes per bar / the seed's (median; drums left out)", "x",
-     True, f"within {DENSITY_TOLERANCE}x", True),
-    ("rhythm", "rhythm-profile distance to the seed (0-1)", "d", False,
-     "near the real continuations'", True),
-    ("repeated", "bars repeating an earlier bar", "%", False,
-     f"near {percent(REAL_REPEATED, 0)}", True),
+    (
+        "key_signature",
+        "key signature kept (the key or its relative)",
+        "%",
+        False,
+        ">= the real continuations'",
+        True,
+    ),
+    (
+        "density",
+        "notes per bar / the seed's (median)",
+        "x",
+        True,
+        f"within {DENSITY_TOLERANCE}x",
+        True,
+    ),
+    (
+        "density_within",
+        f"continuations within {DENSITY_TOLERANCE}x of the seed's density",
+        "%",
+        False,
+        "100%",
+        True,
+    ),
+    (
+        "pitched_density",
+        "pitched notes per bar / the seed's (median; drums left out)",
+        "x",
+        True,
+        f"within {DENSITY_TOLERANCE}x",
+        True,
+    ),
+    (
+        "rhythm",
+        "rhythm-profile distance to the seed (0-1)",
+        "d",
+        False,
+        "near the real continuations'",
+        True,
+    ),
+    (
+        "repeated",
+        "bars repeating an earlier bar",
+        "%",
+        False,
+        f"near {percent(REAL_REPEATED, 0)}",
+        True,
+    ),
     ("reused", "bars reusing a seed bar", "%", False, f"near {percent(REAL_REUSED, 0)}", True),
     ("loud", "notes at velocity >= 120", "%", False, "near the seeds'", True),
 ]
@@ -173,32 +227,75 @@ def summary_table(uploads: list[SeedRun], controls: list[SeedRun]) -> str:
         model = [value(uploads, lambda r: r.model), value(controls, lambda r: r.model)]
         if not others:
             return [model[0], "-", "-", "-", model[1], "-"]
-        return [model[0], value(uploads, lambda r: r.real), value(uploads, lambda r: r.repeat),
-                value(uploads, lambda r: r.random), model[1], value(controls, lambda r: r.real)]
+        return [
+            model[0],
+            value(uploads, lambda r: r.real),
+            value(uploads, lambda r: r.repeat),
+            value(uploads, lambda r: r.random),
+            model[1],
+            value(controls, lambda r: r.real),
+        ]
 
     rows = []
     for key, label, kind, median, goal, others in ROWS:
         row = cells(key, kind, median, others)
         if key == "loud":
-            seeds = [group_value(runs, lambda r: [r.facts.loud_share]) for runs in
-                     (uploads, controls)]
+            seeds = [
+                group_value(runs, lambda r: [r.facts.loud_share]) for runs in (uploads, controls)
+            ]
             goal = f"near the seeds' ({fmt(seeds[0], '%')} / {fmt(seeds[1], '%')})"
         rows.append([label, *row, goal])
     for label, pick, kind, goal in (
-            ("clips within a beat of their due length", lambda r: [
-                abs(d) <= 60 / r.facts.tempo for d in r.lengths], "%", "100%"),
-            (f"loudness spread across the clips of a composition ({LEVEL_UNIT})",
-             lambda r: r.spreads, "db", f"<= {SPREAD_GOAL_LU:.0f} LU"),
-            ("seam jump with include_seed: continuation side vs seed side, absolute "
-             f"({LEVEL_UNIT})",
-             lambda r: [abs(j) for j in r.seam_jumps], "db", f"<= {SEAM_GOAL_LU:.0f} LU"),
-            ("seam position with include_seed: off the seed's length by (s)",
-             lambda r: [abs(o) for o in r.seam_offsets], "d", "0")):
-        rows.append([label, fmt(group_value(uploads, pick), kind), "-", "-", "-",
-                     fmt(group_value(controls, pick), kind), "-", goal])
-    return table(["", "uploads: model", f"uploads: real next {BARS} bars",
-                  "uploads: repeat the seed", "uploads: random notes in scale",
-                  "controls: model", "controls: real", "goal"], rows)
+        (
+            "clips within a beat of their due length",
+            lambda r: [abs(d) <= 60 / r.facts.tempo for d in r.lengths],
+            "%",
+            "100%",
+        ),
+        (
+            f"loudness spread across the clips of a composition ({LEVEL_UNIT})",
+            lambda r: r.spreads,
+            "db",
+            f"<= {SPREAD_GOAL_LU:.0f} LU",
+        ),
+        (
+            f"seam jump with include_seed: continuation side vs seed side, absolute ({LEVEL_UNIT})",
+            lambda r: [abs(j) for j in r.seam_jumps],
+            "db",
+            f"<= {SEAM_GOAL_LU:.0f} LU",
+        ),
+        (
+            "seam position with include_seed: off the seed's length by (s)",
+            lambda r: [abs(o) for o in r.seam_offsets],
+            "d",
+            "0",
+        ),
+    ):
+        rows.append(
+            [
+                label,
+                fmt(group_value(uploads, pick), kind),
+                "-",
+                "-",
+                "-",
+                fmt(group_value(controls, pick), kind),
+                "-",
+                goal,
+            ]
+        )
+    return table(
+        [
+            "",
+            "uploads: model",
+            f"uploads: real next {BARS} bars",
+            "uploads: repeat the seed",
+            "uploads: random notes in scale",
+            "controls: model",
+            "controls: real",
+            "goal",
+        ],
+        rows,
+    )
 
 
 def distance_rows(groups: dict[str, list[SeedRun]]) -> tuple[str, dict[str, tuple]]:
@@ -208,15 +305,32 @@ def distance_rows(groups: dict[str, list[SeedRun]]) -> tuple[str, dict[str, tupl
         runs = [r for r in runs if r.real and not r.refused]
         if not runs:
             continue
-        values = [group_value(runs, pick, "pitch_class_distance") for pick in
-                  (lambda r: r.model, lambda r: r.repeat, lambda r: r.random)]
+        values = [
+            group_value(runs, pick, "pitch_class_distance")
+            for pick in (lambda r: r.model, lambda r: r.repeat, lambda r: r.random)
+        ]
         model, repeat, rand = values
         beats = model is not None and model < min(repeat, rand)
         results[name] = (model, repeat, rand, beats)
-        rows.append([f"{name} ({len(runs)} seeds)", fmt(model, "d"), fmt(repeat, "d"),
-                     fmt(rand, "d"), "**yes**" if beats else "**no**"])
-    return table(["seeds with a real continuation", "model", "repeat the seed",
-                  "random notes in scale", "model beats both"], rows), results
+        rows.append(
+            [
+                f"{name} ({len(runs)} seeds)",
+                fmt(model, "d"),
+                fmt(repeat, "d"),
+                fmt(rand, "d"),
+                "**yes**" if beats else "**no**",
+            ]
+        )
+    return table(
+        [
+            "seeds with a real continuation",
+            "model",
+            "repeat the seed",
+            "random notes in scale",
+            "model beats both",
+        ],
+        rows,
+    ), results
 
 
 def model_of(run: SeedRun) -> list[Figures]:
@@ -227,15 +341,22 @@ def real_of(run: SeedRun) -> list[Figures]:
     return run.real
 
 
-def cell(run: SeedRun, key: str, kind: str, pick: Callable[[SeedRun], list] = model_of,
-         median: bool = False) -> str:
+def cell(
+    run: SeedRun,
+    key: str,
+    kind: str,
+    pick: Callable[[SeedRun], list] = model_of,
+    median: bool = False,
+) -> str:
     return fmt(group_value([run], pick, key, median), kind)
 
 
 def seeds_table(runs: list[SeedRun]) -> str:
-    return table(["seed", "from", "seed is", "key found"], [
-        [r.seed.name, r.seed.source, r.seed.describe(), str(r.facts.key or "-")] for r in runs],
-        align="llll")
+    return table(
+        ["seed", "from", "seed is", "key found"],
+        [[r.seed.name, r.seed.source, r.seed.describe(), str(r.facts.key or "-")] for r in runs],
+        align="llll",
+    )
 
 
 def seed_tables(runs: list[SeedRun]) -> tuple[str, str]:
@@ -246,27 +367,61 @@ def seed_tables(runs: list[SeedRun]) -> tuple[str, str]:
             kept.append([name, f"refused: {r.refused}", *["-"] * 7])
             form.append([name, *["-"] * 7])
             continue
-        kept.append([
-            name, cell(r, "full_bars", "%"),
-            cell(r, "instruments_kept", "%"), cell(r, "only_seed_instruments", "%"),
-            cell(r, "drums_kept", "%"), cell(r, "in_scale", "%"), cell(r, "key", "%"),
-            cell(r, "density", "x", median=True),
-            f"{cell(r, 'rhythm', 'd')} / {cell(r, 'rhythm', 'd', real_of)}"])
-        form.append([
-            name, f"{cell(r, 'repeated', '%')} / {cell(r, 'reused', '%')}",
-            f"{cell(r, 'repeated', '%', real_of)} / {cell(r, 'reused', '%', real_of)}",
-            f"{cell(r, 'loud', '%')} / {fmt(r.facts.loud_share, '%')}",
-            fmt(seed_value(r.spreads), "db"),
-            fmt(seed_value([abs(j) for j in r.seam_jumps]), "db"),
-            " / ".join(cell(r, "pitch_class_distance", "d", pick) for pick in (
-                model_of, lambda r: r.repeat, lambda r: r.random)),
-            f"{r.seconds:.0f} s"])
-    kept_md = table(["seed", f"{BARS} bars", "instruments kept",
-                     "only seed's", "drums kept", "in scale", "key kept", "density",
-                     "rhythm distance: model / real"], kept)
-    form_md = table(["seed", "repeated / reused bars: model", "real", "velocity >= 120: "
-                     "model / seed", f"spread, {LEVEL_UNIT}", f"seam jump, {LEVEL_UNIT}",
-                     "pitch-class distance: model / repeat / random", "took"], form)
+        kept.append(
+            [
+                name,
+                cell(r, "full_bars", "%"),
+                cell(r, "instruments_kept", "%"),
+                cell(r, "only_seed_instruments", "%"),
+                cell(r, "drums_kept", "%"),
+                cell(r, "in_scale", "%"),
+                cell(r, "key", "%"),
+                cell(r, "density", "x", median=True),
+                f"{cell(r, 'rhythm', 'd')} / {cell(r, 'rhythm', 'd', real_of)}",
+            ]
+        )
+        form.append(
+            [
+                name,
+                f"{cell(r, 'repeated', '%')} / {cell(r, 'reused', '%')}",
+                f"{cell(r, 'repeated', '%', real_of)} / {cell(r, 'reused', '%', real_of)}",
+                f"{cell(r, 'loud', '%')} / {fmt(r.facts.loud_share, '%')}",
+                fmt(seed_value(r.spreads), "db"),
+                fmt(seed_value([abs(j) for j in r.seam_jumps]), "db"),
+                " / ".join(
+                    cell(r, "pitch_class_distance", "d", pick)
+                    for pick in (model_of, lambda r: r.repeat, lambda r: r.random)
+                ),
+                f"{r.seconds:.0f} s",
+            ]
+        )
+    kept_md = table(
+        [
+            "seed",
+            f"{BARS} bars",
+            "instruments kept",
+            "only seed's",
+            "drums kept",
+            "in scale",
+            "key kept",
+            "density",
+            "rhythm distance: model / real",
+        ],
+        kept,
+    )
+    form_md = table(
+        [
+            "seed",
+            "repeated / reused bars: model",
+            "real",
+            "velocity >= 120: model / seed",
+            f"spread, {LEVEL_UNIT}",
+            f"seam jump, {LEVEL_UNIT}",
+            "pitch-class distance: model / repeat / random",
+            "took",
+        ],
+        form,
+    )
     return kept_md, form_md
 
 
@@ -285,102 +440,124 @@ def run(quick: bool) -> Report:
         composer.close()
     everything = upload_runs + control_runs
     songs = [r for r in upload_runs if r.real]
-    distance_md, distances = distance_rows({"uploads (MidiTok songs)": songs,
-                                            "controls": control_runs,
-                                            "all": songs + control_runs})
+    distance_md, distances = distance_rows(
+        {"uploads (MidiTok songs)": songs, "controls": control_runs, "all": songs + control_runs}
+    )
     kept_md, form_md = seed_tables(everything)
     refused = [r for r in everything if r.refused]
     took, cpu = sum(r.seconds for r in everything), cpu_seconds() - cpu_started
-    missing = (f"\n\n**The MidiTok songs were not measured**: {songs_missing}"
-               if songs_missing else "")
-    markdown = "\n\n".join([
-        f"{len(uploads)} uploads like members' and {len(controls)} held-out controls. Each "
-        f"seed: {compositions * CANDIDATES} continuations of {BARS} bars ({compositions} "
-        f"`Composer.compose` calls of {CANDIDATES} candidates, sampling seeds 0-"
-        f"{compositions - 1}, temperature 1.0, top-p 0.95) and {seam_candidates} more with "
-        f"`include_seed` for the seam; {took:.0f} s in all ({cpu:.0f} s of CPU, load "
-        f"average {load_average()} at the end). Songs: the test MIDI files of "
-        f"MidiTok 3.1.0's source distribution ({SDIST_URL}, downloaded once into the data "
-        f"dir, never committed), each cut to an {SEED_BARS}-bar seed from the stated bar and "
-        f"the real next {BARS} bars; our own seeds: the bundled `engine/examples/*.mid` "
-        f"(no real continuation); controls: the opening {SEED_BARS} bars of the first "
-        f"held-out chorale and folk tune of bench.quality's corpus and their next {BARS} bars."
-        + missing,
-        "Baselines, with no model: **repeat the seed** (looped to 16 bars) and **random "
-        f"notes in scale** ({compositions * CANDIDATES} per seed: the looped seed with each "
-        "pitched note replaced by a random pitch of the seed's key's scale within its "
-        "track's range, so the seed's density, rhythm, instruments and velocities).",
-        "Definitions (engine/evaluation/musical_stats.py): instruments are GM programs, drums one "
-        "more; "
-        "the key is Krumhansl-Schmuckler's on the pitched notes, its scale the key "
-        "signature's diatonic set; density counts every note, drums included, per bar; the "
-        "rhythm profile is where notes start in the bar on a grid of twelfths of a beat, two "
-        "profiles compared by total variation (0 same, 1 disjoint); a bar repeats an earlier "
-        "one (or reuses a seed bar) when 80% of the (onset, pitch) pairs of each match; the "
-        "loudness of a clip is its integrated loudness (ITU-R BS.1770-4, "
-        "engine/audio/loudness.py's "
-        "meter, LUFS; a silent clip reads -70), its spread the loudest minus the quietest "
-        f"clip of one composition in {LEVEL_UNIT}, the seam jump the continuation side's "
-        "loudness minus the seed side's. Figures are means over each seed's continuations, "
-        "then over seeds (notes per bar: medians, as one silent or runaway continuation would "
-        "swamp a mean).",
-        summary_table(upload_runs, control_runs),
-        "Pitch-class distance to the real continuation (L1 between the pitch-class "
-        "histograms, 0 = same mix of pitch classes, 2 = disjoint); the model must come "
-        "closer than both baselines:",
-        distance_md,
-        "The seeds (songs cut at the stated bar; GM programs as in the MIDI file, 0-based):",
-        seeds_table(everything),
-        "Per seed: what the continuations keep.",
-        kept_md,
-        "Per seed: form, dynamics, loudness, distance to the real continuation.",
-        form_md,
-        *([f"Refused seeds: {', '.join(r.seed.name for r in refused)}."] if refused else []),
-    ])
+    missing = (
+        f"\n\n**The MidiTok songs were not measured**: {songs_missing}" if songs_missing else ""
+    )
+    markdown = "\n\n".join(
+        [
+            f"{len(uploads)} uploads like members' and {len(controls)} held-out controls. Each "
+            f"seed: {compositions * CANDIDATES} continuations of {BARS} bars ({compositions} "
+            f"`Composer.compose` calls of {CANDIDATES} candidates, sampling seeds 0-"
+            f"{compositions - 1}, temperature 1.0, top-p 0.95) and {seam_candidates} more with "
+            f"`include_seed` for the seam; {took:.0f} s in all ({cpu:.0f} s of CPU, load "
+            f"average {load_average()} at the end). Songs: the test MIDI files of "
+            f"MidiTok 3.1.0's source distribution ({SDIST_URL}, downloaded once into the data "
+            f"dir, never committed), each cut to an {SEED_BARS}-bar seed from the stated bar and "
+            f"the real next {BARS} bars; our own seeds: the bundled `engine/examples/*.mid` "
+            f"(no real continuation); controls: the opening {SEED_BARS} bars of the first "
+            f"held-out chorale and folk tune of bench.quality's corpus and their next {BARS} bars."
+            + missing,
+            "Baselines, with no model: **repeat the seed** (looped to 16 bars) and **random "
+            f"notes in scale** ({compositions * CANDIDATES} per seed: the looped seed with each "
+            "pitched note replaced by a random pitch of the seed's key's scale within its "
+            "track's range, so the seed's density, rhythm, instruments and velocities).",
+            "Definitions (engine/evaluation/musical_stats.py): instruments are GM programs, "
+            "drums one more; "
+            "the key is Krumhansl-Schmuckler's on the pitched notes, its scale the key "
+            "signature's diatonic set; density counts every note, drums included, per bar; the "
+            "rhythm profile is where notes start in the bar on a grid of twelfths of a beat, two "
+            "profiles compared by total variation (0 same, 1 disjoint); a bar repeats an earlier "
+            "one (or reuses a seed bar) when 80% of the (onset, pitch) pairs of each match; the "
+            "loudness of a clip is its integrated loudness (ITU-R BS.1770-4, "
+            "engine/audio/loudness.py's "
+            "meter, LUFS; a silent clip reads -70), its spread the loudest minus the quietest "
+            f"clip of one composition in {LEVEL_UNIT}, the seam jump the continuation side's "
+            "loudness minus the seed side's. Figures are means over each seed's continuations, "
+            "then over seeds (notes per bar: medians, as one silent or runaway continuation would "
+            "swamp a mean).",
+            summary_table(upload_runs, control_runs),
+            "Pitch-class distance to the real continuation (L1 between the pitch-class "
+            "histograms, 0 = same mix of pitch classes, 2 = disjoint); the model must come "
+            "closer than both baselines:",
+            distance_md,
+            "The seeds (songs cut at the stated bar; GM programs as in the MIDI file, 0-based):",
+            seeds_table(everything),
+            "Per seed: what the continuations keep.",
+            kept_md,
+            "Per seed: form, dynamics, loudness, distance to the real continuation.",
+            form_md,
+            *([f"Refused seeds: {', '.join(r.seed.name for r in refused)}."] if refused else []),
+        ]
+    )
     return Report(markdown, headlines(upload_runs, control_runs, distances, songs_missing))
 
 
-def headlines(uploads: list[SeedRun], controls: list[SeedRun],
-              distances: dict[str, tuple], songs_missing: str | None) -> list[Headline]:
+def headlines(
+    uploads: list[SeedRun],
+    controls: list[SeedRun],
+    distances: dict[str, tuple],
+    songs_missing: str | None,
+) -> list[Headline]:
     def model(key: str, median: bool = False) -> float | None:
         return group_value(uploads, lambda r: r.model, key, median)
 
     real_key = group_value([r for r in uploads if r.real], lambda r: r.real, "key")
     lines = [
-        Headline("uploads: seed's instruments kept / continuations with only the seed's",
-                 f"{fmt(model('instruments_kept'), '%')} / "
-                 f"{fmt(model('only_seed_instruments'), '%')}", "goal: 100% / 100%"),
-        Headline("uploads with drums: bars with drum hits", fmt(model("drums_kept"), "%"),
-                 "goal: 100%"),
-        Headline("uploads: notes in the seed's scale / key kept",
-                 f"{fmt(model('in_scale'), '%')} / {fmt(model('key'), '%')}",
-                 f"goal: >= 90% / >= real continuations' ({fmt(real_key, '%')})"),
-        Headline("uploads: notes per bar / the seed's, all / drums left out (median)",
-                 f"{fmt(model('density', median=True), 'x')} / "
-                 f"{fmt(model('pitched_density', median=True), 'x')}",
-                 f"goal: within {DENSITY_TOLERANCE}x"),
-        Headline("uploads: repeated / reused bars",
-                 f"{fmt(model('repeated'), '%')} / {fmt(model('reused'), '%')}",
-                 f"goal: near {percent(REAL_REPEATED, 0)} / {percent(REAL_REUSED, 0)}"),
-        Headline(f"uploads: loudness spread / seam jump ({LEVEL_UNIT})",
-                 f"{fmt(group_value(uploads, lambda r: r.spreads), 'db')} / "
-                 f"{fmt(group_value(uploads, lambda r: [abs(j) for j in r.seam_jumps]), 'db')}",
-                 f"goal: <= {SPREAD_GOAL_LU:.0f} LU / <= {SEAM_GOAL_LU:.0f} LU"),
+        Headline(
+            "uploads: seed's instruments kept / continuations with only the seed's",
+            f"{fmt(model('instruments_kept'), '%')} / {fmt(model('only_seed_instruments'), '%')}",
+            "goal: 100% / 100%",
+        ),
+        Headline(
+            "uploads with drums: bars with drum hits", fmt(model("drums_kept"), "%"), "goal: 100%"
+        ),
+        Headline(
+            "uploads: notes in the seed's scale / key kept",
+            f"{fmt(model('in_scale'), '%')} / {fmt(model('key'), '%')}",
+            f"goal: >= 90% / >= real continuations' ({fmt(real_key, '%')})",
+        ),
+        Headline(
+            "uploads: notes per bar / the seed's, all / drums left out (median)",
+            f"{fmt(model('density', median=True), 'x')} / "
+            f"{fmt(model('pitched_density', median=True), 'x')}",
+            f"goal: within {DENSITY_TOLERANCE}x",
+        ),
+        Headline(
+            "uploads: repeated / reused bars",
+            f"{fmt(model('repeated'), '%')} / {fmt(model('reused'), '%')}",
+            f"goal: near {percent(REAL_REPEATED, 0)} / {percent(REAL_REUSED, 0)}",
+        ),
+        Headline(
+            f"uploads: loudness spread / seam jump ({LEVEL_UNIT})",
+            f"{fmt(group_value(uploads, lambda r: r.spreads), 'db')} / "
+            f"{fmt(group_value(uploads, lambda r: [abs(j) for j in r.seam_jumps]), 'db')}",
+            f"goal: <= {SPREAD_GOAL_LU:.0f} LU / <= {SEAM_GOAL_LU:.0f} LU",
+        ),
     ]
     if "all" in distances:
         m, rep, rand, beats = distances["all"]
-        lines.append(Headline("pitch-class distance to the real continuation: model vs "
-                              "repeat the seed / random in scale",
-                              f"{fmt(m, 'd')} vs {fmt(rep, 'd')} / {fmt(rand, 'd')}",
-                              f"goal: model below both ({'met' if beats else 'not met'})"))
+        lines.append(
+            Headline(
+                "pitch-class distance to the real continuation: model vs "
+                "repeat the seed / random in scale",
+                f"{fmt(m, 'd')} vs {fmt(rep, 'd')} / {fmt(rand, 'd')}",
+                f"goal: model below both ({'met' if beats else 'not met'})",
+            )
+        )
     if songs_missing:
-        lines.append(Headline("out-of-domain songs", "not measured (offline)",
-                              "see section"))
+        lines.append(Headline("out-of-domain songs", "not measured (offline)", "see section"))
     return lines
 
 
-SECTION = Section("Out of domain: seeds like members upload",
-                  ".venv/bin/python -m bench.out_of_domain", run)
+SECTION = Section(
+    "Out of domain: seeds like members upload", ".venv/bin/python -m bench.out_of_domain", run
+)
 
 if __name__ == "__main__":
     main(SECTION)

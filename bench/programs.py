@@ -73,11 +73,12 @@ def sampled_log_prob(ckpt: Checkpoint, prompt: list[int], written: list[int]) ->
     logp = torch.log_softmax(logits.float(), dim=-1)[0]
     targets = ids[0, 1:]
     picked = logp.gather(1, targets[:, None])[:, 0]
-    return float(picked[len(prompt) - 1:].sum())
+    return float(picked[len(prompt) - 1 :].sum())
 
 
-def measure(ckpt: Checkpoint, grammar: Grammar, openings: list[Opening], program: int
-            ) -> ProgramFigures:
+def measure(
+    ckpt: Checkpoint, grammar: Grammar, openings: list[Opening], program: int
+) -> ProgramFigures:
     tok = ckpt.tokenizer
     batch = DecodeBatch(ckpt.model, grammar)
     prompts: list[tuple[list[int], Row]] = []
@@ -87,8 +88,9 @@ def measure(ckpt: Checkpoint, grammar: Grammar, openings: list[Opening], program
             continue
         generator = torch.Generator()
         generator.manual_seed(i)
-        row = Row(request=i, generator=generator,
-                  options=SamplingOptions(bars=BARS, program=program))
+        row = Row(
+            request=i, generator=generator, options=SamplingOptions(bars=BARS, program=program)
+        )
         prompt = [tok.bos_id, *ids]
         batch.add(prompt, [row])
         prompts.append((prompt, row))
@@ -107,14 +109,20 @@ def measure(ckpt: Checkpoint, grammar: Grammar, openings: list[Opening], program
             score = tok.decode(row.tokens)
         except Exception:  # counted as no notes: the bench of validity is bench.quality
             continue
-        pitch = np.concatenate([t.notes.numpy()["pitch"] for t in score.tracks
-                                if t.note_num()] or [np.zeros(0)])
+        pitch = np.concatenate(
+            [t.notes.numpy()["pitch"] for t in score.tracks if t.note_num()] or [np.zeros(0)]
+        )
         notes += len(pitch)
         inside += int(((pitch >= low) & (pitch <= high)).sum())
     coverage = ckpt.coverage
-    return ProgramFigures(program, total_logp / max(1, total_ids), invalid / max(1, steps),
-                          inside / max(1, notes), notes,
-                          coverage.notes_of(program) if coverage else None)
+    return ProgramFigures(
+        program,
+        total_logp / max(1, total_ids),
+        invalid / max(1, steps),
+        inside / max(1, notes),
+        notes,
+        coverage.notes_of(program) if coverage else None,
+    )
 
 
 def run_with(checkpoint: Path, quick: bool) -> tuple[list[ProgramFigures], int]:
@@ -128,32 +136,58 @@ def run_with(checkpoint: Path, quick: bool) -> tuple[list[ProgramFigures], int]:
 
 def markdown(figures: list[ProgramFigures], openings: int) -> str:
     piano = figures[0]
-    rows = [[f"{f.program} ({family_of(f.program)})", f"{f.log_prob:.2f}",
-             f"{f.log_prob - piano.log_prob:+.2f}", percent(f.invalid_rate),
-             percent(f.in_range), f"{f.notes:,}",
-             "not recorded" if f.training_notes is None else f"{f.training_notes:,}"]
-            for f in figures]
-    return "\n\n".join([
-        table(["program", "log-prob of sampled ids (nats)", "vs piano", "invalid-token rate",
-               "notes in range", "notes written", "training notes"], rows),
-        f"{openings} held-out openings ({SEED_BARS} bars each) voiced on each program, "
-        f"{BARS} bars written per opening with the program mask forced to it (temperature 1, "
-        "top-p 0.95). Log-probabilities are the model's own, unmasked, for the ids it wrote.",
-    ])
+    rows = [
+        [
+            f"{f.program} ({family_of(f.program)})",
+            f"{f.log_prob:.2f}",
+            f"{f.log_prob - piano.log_prob:+.2f}",
+            percent(f.invalid_rate),
+            percent(f.in_range),
+            f"{f.notes:,}",
+            "not recorded" if f.training_notes is None else f"{f.training_notes:,}",
+        ]
+        for f in figures
+    ]
+    return "\n\n".join(
+        [
+            table(
+                [
+                    "program",
+                    "log-prob of sampled ids (nats)",
+                    "vs piano",
+                    "invalid-token rate",
+                    "notes in range",
+                    "notes written",
+                    "training notes",
+                ],
+                rows,
+            ),
+            f"{openings} held-out openings ({SEED_BARS} bars each) voiced on each program, "
+            f"{BARS} bars written per opening with the program mask forced to it (temperature 1, "
+            "top-p 0.95). Log-probabilities are the model's own, unmasked, for the ids it wrote.",
+        ]
+    )
 
 
 def run(quick: bool) -> Report:
     figures, openings = run_with(BASE_CHECKPOINT, quick)
     others = figures[1:]
     worst = min(others, key=lambda f: f.log_prob)
-    return Report(markdown(figures, openings), [Headline(
-        "log-prob of ids written on forced programs (sax, bass, lead, flute, ...), worst",
-        f"{worst.log_prob:.2f} nats (program {worst.program})",
-        f"piano: {figures[0].log_prob:.2f} nats")])
+    return Report(
+        markdown(figures, openings),
+        [
+            Headline(
+                "log-prob of ids written on forced programs (sax, bass, lead, flute, ...), worst",
+                f"{worst.log_prob:.2f} nats (program {worst.program})",
+                f"piano: {figures[0].log_prob:.2f} nats",
+            )
+        ],
+    )
 
 
-SECTION = Section("Instruments the model writes (program mask forced)",
-                  ".venv/bin/python -m bench.programs", run)
+SECTION = Section(
+    "Instruments the model writes (program mask forced)", ".venv/bin/python -m bench.programs", run
+)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=SECTION.title)

@@ -39,15 +39,28 @@ def validity_table(gen: Generation) -> tuple[str, float, float]:
     finished = sum(r.stop_reason == "bars" for r in rows)
     invalid_rate = sum(r.invalid_mass for r in rows) / max(1, sum(r.steps for r in rows))
     n = len(rows)
-    markdown = table(["", "measured", "goal"], [
-        ["continuations that decode to valid MIDI", f"{valid} of {n} ({percent(valid / n)})",
-         "100%"],
-        [f"continuations that reach their {BARS} bars", f"{finished} of {n}", "all"],
-        ["invalid-token rate before masking (probability on refused ids, per step)",
-         percent(invalid_rate), "as low as possible; the mask makes the output valid"],
-        [f"decoding all {n} at once", f"{gen.tokens:,} tokens in {gen.decode_seconds:.1f} s "
-         f"({gen.tokens / gen.decode_seconds:,.0f} tokens/s)", ""],
-    ])
+    markdown = table(
+        ["", "measured", "goal"],
+        [
+            [
+                "continuations that decode to valid MIDI",
+                f"{valid} of {n} ({percent(valid / n)})",
+                "100%",
+            ],
+            [f"continuations that reach their {BARS} bars", f"{finished} of {n}", "all"],
+            [
+                "invalid-token rate before masking (probability on refused ids, per step)",
+                percent(invalid_rate),
+                "as low as possible; the mask makes the output valid",
+            ],
+            [
+                f"decoding all {n} at once",
+                f"{gen.tokens:,} tokens in {gen.decode_seconds:.1f} s "
+                f"({gen.tokens / gen.decode_seconds:,.0f} tokens/s)",
+                "",
+            ],
+        ],
+    )
     return markdown, valid / n, invalid_rate
 
 
@@ -55,18 +68,29 @@ def feature_values(gen: Generation) -> tuple[dict[str, np.ndarray], dict[str, np
     done = [c for c in gen.continuations if c.score is not None]
     generated = [features(c.score, bars=BARS, beats=c.opening.beats) for c in done]
     real = [features(c.opening.reference, bars=BARS, beats=c.opening.beats) for c in done]
-    return ({k: np.array([f[k] for f in generated]) for k in FEATURES},
-            {k: np.array([f[k] for f in real]) for k in FEATURES})
+    return (
+        {k: np.array([f[k] for f in generated]) for k in FEATURES},
+        {k: np.array([f[k] for f in real]) for k in FEATURES},
+    )
 
 
-def features_table(generated: dict[str, np.ndarray], real: dict[str, np.ndarray]
-                   ) -> tuple[str, dict[str, float]]:
+def features_table(
+    generated: dict[str, np.ndarray], real: dict[str, np.ndarray]
+) -> tuple[str, dict[str, float]]:
     overlap = {k: overlapping_area(generated[k], real[k]) for k in FEATURES}
-    rows = [[label, f"{generated[k].mean():.2f} ({generated[k].std():.2f})",
-             f"{real[k].mean():.2f} ({real[k].std():.2f})", f"{overlap[k]:.2f}"]
-            for k, label in FEATURES.items()]
-    return table(["feature", "generated: mean (sd)", "real continuation: mean (sd)",
-                  "overlapping area"], rows), overlap
+    rows = [
+        [
+            label,
+            f"{generated[k].mean():.2f} ({generated[k].std():.2f})",
+            f"{real[k].mean():.2f} ({real[k].std():.2f})",
+            f"{overlap[k]:.2f}",
+        ]
+        for k, label in FEATURES.items()
+    ]
+    return table(
+        ["feature", "generated: mean (sd)", "real continuation: mean (sd)", "overlapping area"],
+        rows,
+    ), overlap
 
 
 def consistency_table(gen: Generation) -> tuple[str, dict[str, tuple[float, float]]]:
@@ -83,12 +107,14 @@ def consistency_table(gen: Generation) -> tuple[str, dict[str, tuple[float, floa
         (ours, n), (theirs, _) = share(generated, fact), share(real, fact)
         rates[fact] = (ours, theirs)
         rows.append([label, percent(ours), percent(theirs), n])
-    return table(["keeps the seed's", "generated", "real continuation (baseline)", "pieces"],
-                 rows), rates
+    return table(
+        ["keeps the seed's", "generated", "real continuation (baseline)", "pieces"], rows
+    ), rates
 
 
-def draw_features(generated: dict[str, np.ndarray], real: dict[str, np.ndarray],
-                  overlap: dict[str, float]) -> str:
+def draw_features(
+    generated: dict[str, np.ndarray], real: dict[str, np.ndarray], overlap: dict[str, float]
+) -> str:
     fig = new_figure(10, 5.5)
     for i, (key, label) in enumerate(FEATURES.items()):
         ax = fig.add_subplot(2, 3, i + 1)
@@ -117,43 +143,55 @@ def run(quick: bool) -> Report:
     generated, real = feature_values(gen)
     features_md, overlap = features_table(generated, real)
     consistency_md, rates = consistency_table(gen)
-    skipped = (f" {len(gen.skipped)} seeds were refused: {gen.skipped}." if gen.skipped else "")
-    markdown = "\n\n".join([
-        corpus.describe(),
-        f"{len(openings)} held-out pieces ({chorales} chorales, the rest folk tunes in a fixed "
-        f"hashed order) with at least {SEED_BARS + BARS} bars: the seed is each piece's first "
-        f"{SEED_BARS} bars, the model writes {BARS} bars (temperature 1.0, top-p 0.95, "
-        f"sampling seed = the piece's index), and the real continuation is the piece's next "
-        f"{BARS} bars.{skipped}",
-        validity,
-        "Features of each 8-bar continuation (drums left out; beats are quarter notes; "
-        "polyphony is the mean number of notes sounding while any sounds). The overlapping "
-        "area is the area under both kernel density estimates (Gaussian, Scott's bandwidth): "
-        "1 when the generated and the real values are distributed alike.",
-        features_md,
-        draw_features(generated, real, overlap),
-        "Seed consistency: the key is found by Krumhansl-Schmuckler (Krumhansl-Kessler "
-        "profiles) on the seed and on the continuation; tempo within 1 bpm; metre the same "
-        "throughout; instruments: only programs the seed plays. The grammar holds the seed's "
-        "tempo, and its metre when the tokenizer can write it (not 4/1, for one), so those two "
-        "check the mask; key and instruments are the model's.",
-        consistency_md,
-    ])
+    skipped = f" {len(gen.skipped)} seeds were refused: {gen.skipped}." if gen.skipped else ""
+    markdown = "\n\n".join(
+        [
+            corpus.describe(),
+            f"{len(openings)} held-out pieces ({chorales} chorales, the rest folk tunes in a fixed "
+            f"hashed order) with at least {SEED_BARS + BARS} bars: the seed is each piece's first "
+            f"{SEED_BARS} bars, the model writes {BARS} bars (temperature 1.0, top-p 0.95, "
+            f"sampling seed = the piece's index), and the real continuation is the piece's next "
+            f"{BARS} bars.{skipped}",
+            validity,
+            "Features of each 8-bar continuation (drums left out; beats are quarter notes; "
+            "polyphony is the mean number of notes sounding while any sounds). The overlapping "
+            "area is the area under both kernel density estimates (Gaussian, Scott's bandwidth): "
+            "1 when the generated and the real values are distributed alike.",
+            features_md,
+            draw_features(generated, real, overlap),
+            "Seed consistency: the key is found by Krumhansl-Schmuckler (Krumhansl-Kessler "
+            "profiles) on the seed and on the continuation; tempo within 1 bpm; metre the same "
+            "throughout; instruments: only programs the seed plays. The grammar holds the seed's "
+            "tempo, and its metre when the tokenizer can write it (not 4/1, for one), so those two "
+            "check the mask; key and instruments are the model's.",
+            consistency_md,
+        ]
+    )
     mean_overlap = float(np.mean(list(overlap.values())))
-    return Report(markdown, [
-        Headline("continuations that decode to valid MIDI", percent(valid_share),
-                 "goal: 100%"),
-        Headline("invalid-token rate before masking", percent(invalid_rate),
-                 "masked: every output is valid"),
-        Headline("feature overlap with the real continuations (mean of six)",
-                 f"{mean_overlap:.2f}", "1.00 = alike"),
-        Headline("continuations that keep the seed's key", percent(rates["key"][0]),
-                 f"real continuations: {percent(rates['key'][1])}"),
-    ])
+    return Report(
+        markdown,
+        [
+            Headline("continuations that decode to valid MIDI", percent(valid_share), "goal: 100%"),
+            Headline(
+                "invalid-token rate before masking",
+                percent(invalid_rate),
+                "masked: every output is valid",
+            ),
+            Headline(
+                "feature overlap with the real continuations (mean of six)",
+                f"{mean_overlap:.2f}",
+                "1.00 = alike",
+            ),
+            Headline(
+                "continuations that keep the seed's key",
+                percent(rates["key"][0]),
+                f"real continuations: {percent(rates['key'][1])}",
+            ),
+        ],
+    )
 
 
-SECTION = Section("Musical quality of continuations",
-                  ".venv/bin/python -m bench.quality", run)
+SECTION = Section("Musical quality of continuations", ".venv/bin/python -m bench.quality", run)
 
 if __name__ == "__main__":
     main(SECTION)

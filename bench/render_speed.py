@@ -32,9 +32,14 @@ SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 BARS = 16
 REPEATS, QUICK_REPEATS = 5, 2
 COMPOSE_GOAL_SECONDS = 2.0
-STAGES = {"tokenize": "tokenize the seed", "sample": "sample (prefill + batched steps)",
-          "decode_midi": "decode to MIDI", "render": "render + encode (OGG Vorbis)",
-          "pianoroll": "piano roll", "total": "**total**"}
+STAGES = {
+    "tokenize": "tokenize the seed",
+    "sample": "sample (prefill + batched steps)",
+    "decode_midi": "decode to MIDI",
+    "render": "render + encode (OGG Vorbis)",
+    "pianoroll": "piano roll",
+    "total": "**total**",
+}
 
 
 def audio_seconds(run: ComposeResult) -> float:
@@ -60,8 +65,13 @@ def run(quick: bool) -> Report:
     try:
         warm_up(composer)
         seed = SEED.read_bytes()
-        runs = {k: [composer.compose(seed, ComposeRequest(bars=BARS, candidates=k, seed=r))
-                    for r in range(repeats)] for k in (1, 4)}
+        runs = {
+            k: [
+                composer.compose(seed, ComposeRequest(bars=BARS, candidates=k, seed=r))
+                for r in range(repeats)
+            ]
+            for k in (1, 4)
+        }
         clip = Score.from_midi(runs[1][0].candidates[0].midi)
         pcm = renderer.render(clip)
         clip_seconds = len(pcm) / SAMPLE_RATE
@@ -72,40 +82,77 @@ def run(quick: bool) -> Report:
 
     audio = {k: statistics.median(audio_seconds(r) for r in runs[k]) for k in runs}
     wall = {k: statistics.median(r.timings["render"] for r in runs[k]) for k in runs}
-    speed = table(["", "candidates", "audio, s", "wall, s", "audio s per wall s"], [
-        ["FluidSynth only", "1", f"{clip_seconds:.1f}", f"{synth_only:.2f}",
-         f"{clip_seconds / synth_only:.0f}x"],
-        ["OGG Vorbis encoding only", "1", f"{clip_seconds:.1f}", f"{encode_only:.2f}",
-         f"{clip_seconds / encode_only:.0f}x"],
-        *(["render + encode, as the engine runs them", str(k), f"{audio[k]:.1f}",
-           f"{wall[k]:.2f}", f"**{audio[k] / wall[k]:.0f}x**"] for k in runs),
-    ])
-    stages = table(["stage (4 candidates)", "seconds"], [
-        [label, seconds(statistics.median(r.timings[k] for r in runs[4]))]
-        for k, label in STAGES.items()])
+    speed = table(
+        ["", "candidates", "audio, s", "wall, s", "audio s per wall s"],
+        [
+            [
+                "FluidSynth only",
+                "1",
+                f"{clip_seconds:.1f}",
+                f"{synth_only:.2f}",
+                f"{clip_seconds / synth_only:.0f}x",
+            ],
+            [
+                "OGG Vorbis encoding only",
+                "1",
+                f"{clip_seconds:.1f}",
+                f"{encode_only:.2f}",
+                f"{clip_seconds / encode_only:.0f}x",
+            ],
+            *(
+                [
+                    "render + encode, as the engine runs them",
+                    str(k),
+                    f"{audio[k]:.1f}",
+                    f"{wall[k]:.2f}",
+                    f"**{audio[k] / wall[k]:.0f}x**",
+                ]
+                for k in runs
+            ),
+        ],
+    )
+    stages = table(
+        ["stage (4 candidates)", "seconds"],
+        [
+            [label, seconds(statistics.median(r.timings[k] for r in runs[4]))]
+            for k, label in STAGES.items()
+        ],
+    )
     total = statistics.median(r.timings["total"] for r in runs[4])
     tokens = statistics.mean(c.tokens for r in runs[4] for c in r.candidates)
-    markdown = "\n\n".join([
-        f"Seed `engine/examples/motif.mid`, {BARS} bars per candidate ({clip_seconds:.0f} s "
-        f"clips with the release tail), median of {repeats} compositions per row; soundfont "
-        f"`{renderer.soundfont.name}` loaded once in {load_seconds:.2f} s; {ENCODER_THREADS} "
-        f"encoder threads; {threads} torch thread(s).",
-        speed,
-        f"One composition in-process (`Composer.compose`, no engine process, no bot), "
-        f"4 candidates of {tokens:.0f} tokens on average, median of {repeats}; goal: under "
-        f"{COMPOSE_GOAL_SECONDS:.0f} s in all:",
-        stages,
-    ])
-    return Report(markdown, [
-        Headline("render + OGG encode, 4 candidates", f"{audio[4] / wall[4]:.0f}x real time",
-                 f"1 candidate: {audio[1] / wall[1]:.0f}x"),
-        Headline("compose 4 x 16 bars in-process", seconds(total),
-                 f"goal: under {COMPOSE_GOAL_SECONDS:.0f} s"),
-    ])
+    markdown = "\n\n".join(
+        [
+            f"Seed `engine/examples/motif.mid`, {BARS} bars per candidate ({clip_seconds:.0f} s "
+            f"clips with the release tail), median of {repeats} compositions per row; soundfont "
+            f"`{renderer.soundfont.name}` loaded once in {load_seconds:.2f} s; {ENCODER_THREADS} "
+            f"encoder threads; {threads} torch thread(s).",
+            speed,
+            f"One composition in-process (`Composer.compose`, no engine process, no bot), "
+            f"4 candidates of {tokens:.0f} tokens on average, median of {repeats}; goal: under "
+            f"{COMPOSE_GOAL_SECONDS:.0f} s in all:",
+            stages,
+        ]
+    )
+    return Report(
+        markdown,
+        [
+            Headline(
+                "render + OGG encode, 4 candidates",
+                f"{audio[4] / wall[4]:.0f}x real time",
+                f"1 candidate: {audio[1] / wall[1]:.0f}x",
+            ),
+            Headline(
+                "compose 4 x 16 bars in-process",
+                seconds(total),
+                f"goal: under {COMPOSE_GOAL_SECONDS:.0f} s",
+            ),
+        ],
+    )
 
 
-SECTION = Section("Rendering and one composition in-process",
-                  ".venv/bin/python -m bench.render_speed", run)
+SECTION = Section(
+    "Rendering and one composition in-process", ".venv/bin/python -m bench.render_speed", run
+)
 
 if __name__ == "__main__":
     main(SECTION)

@@ -27,14 +27,16 @@ def repeat_seed(seed: Score, seed_bars: int, bars: int) -> Score:
             for note in track.notes:
                 time = start + note.time
                 if note.time < period and time < end:
-                    copy.notes.append(Note(time, min(note.duration, end - time), note.pitch,
-                                           note.velocity))
+                    copy.notes.append(
+                        Note(time, min(note.duration, end - time), note.pitch, note.velocity)
+                    )
         looped.tracks.append(copy)
     return looped
 
 
-def random_in_scale(seed: Score, seed_bars: int, bars: int, key: Key | None,
-                    rng: random.Random) -> Score:
+def random_in_scale(
+    seed: Score, seed_bars: int, bars: int, key: Key | None, rng: random.Random
+) -> Score:
     """The looped seed with every pitched note replaced by a random pitch of `key`'s scale
     (any pitch without a key) within its track's range: the seed's density, rhythm,
     instruments and dynamics, none of its melody or harmony."""

@@ -54,8 +54,10 @@ def dense_seed(notes: int) -> bytes:
     score.time_signatures.append(TimeSignature(0, 4, 4))
     track = Track("piano", 0, False)
     span = 80 * TICKS
-    track.notes.extend(Note(i * span // notes, TICKS // 2, 40 + rng.randrange(48),
-                            60 + rng.randrange(60)) for i in range(notes))
+    track.notes.extend(
+        Note(i * span // notes, TICKS // 2, 40 + rng.randrange(48), 60 + rng.randrange(60))
+        for i in range(notes)
+    )
     score.tracks.append(track)
     return score.dumps_midi()
 
@@ -64,8 +66,11 @@ def most_bars(seed: bytes | None, **params: object) -> int:
     """The most bars the engine's limits allow for this seed and these options."""
     limits = EngineSettings.from_env().work
     facts = SeedFacts.of(Score.from_midi(seed)) if seed is not None else None
-    fits = [bars for bars in range(1, 65) if Workload.of(
-        ComposeRequest(bars=bars, **params), facts, vocabulary_metres()).fits(limits)]
+    fits = [
+        bars
+        for bars in range(1, 65)
+        if Workload.of(ComposeRequest(bars=bars, **params), facts, vocabulary_metres()).fits(limits)
+    ]
     return max(fits)
 
 
@@ -75,8 +80,9 @@ def piece(minutes: float, notes_per_beat: int = 1) -> bytes:
     score.tempos.append(Tempo(0, 120.0))
     track = Track("piano", 0, False)
     for beat in range(int(minutes * 120)):
-        track.notes.extend(Note(beat * TICKS, TICKS, 36 + (beat + k) % 60, 80)
-                           for k in range(notes_per_beat))
+        track.notes.extend(
+            Note(beat * TICKS, TICKS, 36 + (beat + k) % 60, 80) for k in range(notes_per_beat)
+        )
     score.tracks.append(track)
     return score.dumps_midi()
 
@@ -117,23 +123,34 @@ def _children_peak(pid: int) -> float:
 async def measure(quick: bool) -> tuple[dict[str, float], list[Measured], str]:
     slow = slow_seed()
     dense = dense_seed(EngineSettings.from_env().work.max_seed_notes)
-    requests = [(f"slow seed (20 bpm, 4/2), 4 x {most_bars(slow)} bars",
-                 ComposeRequest(seed_midi=slow, bars=most_bars(slow), seed=1)),
-                (f"no seed, 4 x {most_bars(None)} bars",
-                 ComposeRequest(bars=most_bars(None), seed=1))]
+    requests = [
+        (
+            f"slow seed (20 bpm, 4/2), 4 x {most_bars(slow)} bars",
+            ComposeRequest(seed_midi=slow, bars=most_bars(slow), seed=1),
+        ),
+        (f"no seed, 4 x {most_bars(None)} bars", ComposeRequest(bars=most_bars(None), seed=1)),
+    ]
     if not quick:
         bars = most_bars(dense, include_seed=True)
-        requests.append((f"20,000-note seed included, 4 x {bars} bars",
-                         ComposeRequest(seed_midi=dense, bars=bars, include_seed=True, seed=1)))
+        requests.append(
+            (
+                f"20,000-note seed included, 4 x {bars} bars",
+                ComposeRequest(seed_midi=dense, bars=bars, include_seed=True, seed=1),
+            )
+        )
     limits = EngineSettings.from_env().work
     render_minutes = limits.max_render_seconds / 60
-    renders = [(f"render job: a 26-minute piece (cut at {render_minutes:g} minutes)",
-                piece(26))]
+    renders = [(f"render job: a 26-minute piece (cut at {render_minutes:g} minutes)", piece(26))]
     if not quick:
         # Just under the notes one render job plays, in the most audio it makes.
         per_beat = MAX_RENDER_NOTES // int(render_minutes * 120)
-        renders.append((f"render job: {per_beat * int(render_minutes * 120):,} notes in "
-                        f"{render_minutes:g} minutes", piece(render_minutes, per_beat)))
+        renders.append(
+            (
+                f"render job: {per_beat * int(render_minutes * 120):,} notes in "
+                f"{render_minutes:g} minutes",
+                piece(render_minutes, per_beat),
+            )
+        )
     async with EngineClient.local() as engine:
         pid = engine.engine_info.pid
         await engine.compose(ComposeRequest(bars=1, candidates=1, seed=0))
@@ -144,24 +161,42 @@ async def measure(quick: bool) -> tuple[dict[str, float], list[Measured], str]:
             refusal = "not refused"
         except BadRequest as exc:
             refusal = str(exc)
-        refused = {"seconds": time.perf_counter() - started, "cpu": _proc(pid)[0] - start_cpu,
-                   "bytes": len(slow)}
+        refused = {
+            "seconds": time.perf_counter() - started,
+            "cpu": _proc(pid)[0] - start_cpu,
+            "bytes": len(slow),
+        }
         results = []
         for name, request in requests:
             before_cpu, _ = _proc(pid)
             began = time.perf_counter()
             result = await engine.compose(request)
             cpu, peak = _proc(pid)
-            results.append(Measured(name, sum(c.seconds for c in result.candidates),
-                                    time.perf_counter() - began, cpu - before_cpu, peak,
-                                    _children_peak(pid)))
+            results.append(
+                Measured(
+                    name,
+                    sum(c.seconds for c in result.candidates),
+                    time.perf_counter() - began,
+                    cpu - before_cpu,
+                    peak,
+                    _children_peak(pid),
+                )
+            )
         for name, midi in renders:
             before_cpu, _ = _proc(pid)
             began = time.perf_counter()
             rendered = await engine.render(midi)
             cpu, peak = _proc(pid)
-            results.append(Measured(name, rendered.seconds, time.perf_counter() - began,
-                                    cpu - before_cpu, peak, _children_peak(pid)))
+            results.append(
+                Measured(
+                    name,
+                    rendered.seconds,
+                    time.perf_counter() - began,
+                    cpu - before_cpu,
+                    peak,
+                    _children_peak(pid),
+                )
+            )
         refused["start_mb"] = start_mb
     return refused, results, refusal
 
@@ -170,34 +205,65 @@ def run(quick: bool) -> Report:
     refused, results, refusal = asyncio.run(measure(quick))
     limits = EngineSettings.from_env().work
     peak = max(r.peak_mb for r in results)
-    rows = [[r.name, f"{r.audio_seconds:.0f} s", f"{r.wall:.1f} s", f"{r.cpu:.1f} s",
-             f"{r.peak_mb:.0f} MB", f"{r.children_peak_mb:.0f} MB"] for r in results]
-    markdown = "\n\n".join([
-        f"Limits: {limits.max_clip_seconds:.0f} s per clip, "
-        f"{limits.max_composition_seconds:.0f} s per composition, "
-        f"{limits.max_composition_tokens:,} generated ids, {limits.max_seed_notes:,} seed notes, "
-        f"{limits.max_render_seconds:.0f} s of audio per render job "
-        "(MOTIF_MAX_* variables; defaults in engine/api/limits.py).",
-        f"The {refused['bytes']:.0f}-byte seed at 20 bpm in 4/2 asking for 64 bars: refused in "
-        f"{refused['seconds'] * 1000:.0f} ms ({refused['cpu']:.2f} CPU-seconds of the engine) "
-        f"with: *{refusal}*.",
-        "The largest requests the limits allow, one after another on one engine process "
-        f"(resident {refused['start_mb']:.0f} MB after warming up; peak is the process's "
-        "high-water mark so far; the seed readers are the engine's child processes, whose "
-        "largest peak is shown):",
-        table(["request", "audio (all clips)", "wall", "engine CPU", "engine peak",
-               "seed reader peak"], rows),
-    ])
-    return Report(markdown, [
-        Headline("engine peak memory, worst request the work limits allow",
-                 f"{peak:.0f} MB", "a 20 bpm 4/2 seed x 64 bars once took it to 3.4 GB"),
-        Headline("a request over the work limits", f"refused in "
-                 f"{refused['seconds'] * 1000:.0f} ms", "before any decoding"),
-    ])
+    rows = [
+        [
+            r.name,
+            f"{r.audio_seconds:.0f} s",
+            f"{r.wall:.1f} s",
+            f"{r.cpu:.1f} s",
+            f"{r.peak_mb:.0f} MB",
+            f"{r.children_peak_mb:.0f} MB",
+        ]
+        for r in results
+    ]
+    markdown = "\n\n".join(
+        [
+            f"Limits: {limits.max_clip_seconds:.0f} s per clip, "
+            f"{limits.max_composition_seconds:.0f} s per composition, "
+            f"{limits.max_composition_tokens:,} generated ids, "
+            f"{limits.max_seed_notes:,} seed notes, "
+            f"{limits.max_render_seconds:.0f} s of audio per render job "
+            "(MOTIF_MAX_* variables; defaults in engine/api/limits.py).",
+            f"The {refused['bytes']:.0f}-byte seed at 20 bpm in 4/2 asking for 64 bars: refused in "
+            f"{refused['seconds'] * 1000:.0f} ms ({refused['cpu']:.2f} CPU-seconds of the engine) "
+            f"with: *{refusal}*.",
+            "The largest requests the limits allow, one after another on one engine process "
+            f"(resident {refused['start_mb']:.0f} MB after warming up; peak is the process's "
+            "high-water mark so far; the seed readers are the engine's child processes, whose "
+            "largest peak is shown):",
+            table(
+                [
+                    "request",
+                    "audio (all clips)",
+                    "wall",
+                    "engine CPU",
+                    "engine peak",
+                    "seed reader peak",
+                ],
+                rows,
+            ),
+        ]
+    )
+    return Report(
+        markdown,
+        [
+            Headline(
+                "engine peak memory, worst request the work limits allow",
+                f"{peak:.0f} MB",
+                "a 20 bpm 4/2 seed x 64 bars once took it to 3.4 GB",
+            ),
+            Headline(
+                "a request over the work limits",
+                f"refused in {refused['seconds'] * 1000:.0f} ms",
+                "before any decoding",
+            ),
+        ],
+    )
 
 
-SECTION = Section("Work per request: the worst allowed", ".venv/bin/python -m bench.work_limits",
-                  run)
+SECTION = Section(
+    "Work per request: the worst allowed", ".venv/bin/python -m bench.work_limits", run
+)
 
 if __name__ == "__main__":
     main(SECTION)

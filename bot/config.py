@@ -124,8 +124,13 @@ class Settings:
         object.__setattr__(self, "discord_token", token or None)
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         # Checks the device and the log level and format (the engine's variables too).
-        engine = replace(self.engine, data_dir=self.data_dir, device=self.device,
-                         log_level=self.log_level, log_format=self.log_format)
+        engine = replace(
+            self.engine,
+            data_dir=self.data_dir,
+            device=self.device,
+            log_level=self.log_level,
+            log_format=self.log_format,
+        )
         object.__setattr__(self, "engine", engine)
         object.__setattr__(self, "log_level", engine.log_level)
         object.__setattr__(self, "log_format", engine.log_format)
@@ -153,27 +158,34 @@ class Settings:
         """Build settings from `env` (default: os.environ); unset or empty means default."""
         env = os.environ if env is None else env
         engine = EngineSettings.from_env(env)
-        return cls(**read_env(env, BOT_VARIABLES), data_dir=engine.data_dir,
-                   device=engine.device, log_level=engine.log_level,
-                   log_format=engine.log_format, engine=engine)
+        return cls(
+            **read_env(env, BOT_VARIABLES),
+            data_dir=engine.data_dir,
+            device=engine.device,
+            log_level=engine.log_level,
+            log_format=engine.log_format,
+            engine=engine,
+        )
 
 
 # The bot's own variables (the engine's are engine.api.config.ENGINE_VARIABLES).
 BOT_VARIABLES = (
     Variable("DISCORD_TOKEN", "discord_token"),
     Variable("DATABASE_URL", "database_url"),
-    Variable("MOTIF_COMPOSE_COOLDOWN_SECONDS", "compose_cooldown_seconds", float,
-             COMPOSE_COOLDOWN_SECONDS),
-    Variable("MOTIF_MAX_INFLIGHT_PER_GUILD", "max_inflight_per_guild", int,
-             MAX_INFLIGHT_PER_GUILD),
-    Variable("MOTIF_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", int,
-             SQLITE_BUSY_TIMEOUT_MS),
+    Variable(
+        "MOTIF_COMPOSE_COOLDOWN_SECONDS",
+        "compose_cooldown_seconds",
+        float,
+        COMPOSE_COOLDOWN_SECONDS,
+    ),
+    Variable("MOTIF_MAX_INFLIGHT_PER_GUILD", "max_inflight_per_guild", int, MAX_INFLIGHT_PER_GUILD),
+    Variable("MOTIF_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", int, SQLITE_BUSY_TIMEOUT_MS),
     Variable("MOTIF_FINETUNE_AUTO_AFTER", "finetune_auto_after", int, FINETUNE_AUTO_AFTER),
-    Variable("MOTIF_FINETUNE_KEEP_VERSIONS", "finetune_keep_versions", int,
-             FINETUNE_KEEP_VERSIONS),
+    Variable("MOTIF_FINETUNE_KEEP_VERSIONS", "finetune_keep_versions", int, FINETUNE_KEEP_VERSIONS),
     Variable("MOTIF_FINETUNE_STEPS", "finetune_steps", int, FINETUNE_STEPS),
-    Variable("MOTIF_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", float,
-             SHUTDOWN_GRACE_SECONDS),
+    Variable(
+        "MOTIF_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", float, SHUTDOWN_GRACE_SECONDS
+    ),
     Variable("MOTIF_METRICS_PORT", "metrics_port", int, METRICS_PORT),
     Variable("MOTIF_METRICS_HOST", "metrics_host"),
     Variable("DISCORD_API_BASE", "discord_api_base"),

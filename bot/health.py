@@ -50,8 +50,9 @@ class OpsServer:
     async def start(self) -> None:
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
-        log.info("health and metrics on http://%s:%d/ (healthz, readyz, metrics)",
-                 self.host, self.port)
+        log.info(
+            "health and metrics on http://%s:%d/ (healthz, readyz, metrics)", self.host, self.port
+        )
 
     async def stop(self) -> None:
         await self._runner.cleanup()

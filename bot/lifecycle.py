@@ -158,8 +158,11 @@ class Lifecycle:
             else:
                 await interaction.response.send_message(RESTARTING, ephemeral=True)
         except discord.HTTPException:
-            log.warning("could not tell interaction %s that Motif is restarting",
-                        interaction.id, exc_info=True)
+            log.warning(
+                "could not tell interaction %s that Motif is restarting",
+                interaction.id,
+                exc_info=True,
+            )
             return
         log.info("draining: answered interaction %s (%s)", interaction.id, interaction.type.name)
 
@@ -173,8 +176,11 @@ class Lifecycle:
             else:
                 await interaction.response.send_message(NOT_FINISHED, ephemeral=True)
         except discord.HTTPException:
-            log.warning("could not tell interaction %s that its composition stopped",
-                        interaction.id, exc_info=True)
+            log.warning(
+                "could not tell interaction %s that its composition stopped",
+                interaction.id,
+                exc_info=True,
+            )
 
 
 def tracked_composition(

@@ -80,45 +80,66 @@ class Metrics:
     def __init__(self, *, in_flight: Callable[[], int] = lambda: 0) -> None:
         self.registry = registry = CollectorRegistry()
         self.compositions_started = Counter(
-            "motif_compositions_started", "Compositions asked for (/compose, Continue, Reroll)",
-            registry=registry)
+            "motif_compositions_started",
+            "Compositions asked for (/compose, Continue, Reroll)",
+            registry=registry,
+        )
         self.compositions_posted = Counter(
-            "motif_compositions_posted", "Compositions posted with their candidates",
-            registry=registry)
+            "motif_compositions_posted",
+            "Compositions posted with their candidates",
+            registry=registry,
+        )
         self.compositions_failed = Counter(
-            "motif_compositions_failed", "Compositions not posted, by reason", ["reason"],
-            registry=registry)
+            "motif_compositions_failed",
+            "Compositions not posted, by reason",
+            ["reason"],
+            registry=registry,
+        )
         for reason in FAILURE_REASONS:
             self.compositions_failed.labels(reason)
         self.time_to_post = Histogram(
             "motif_composition_time_to_post_seconds",
             "Seconds from a composition's request to its posted message",
-            buckets=TIME_TO_POST_BUCKETS, registry=registry)
+            buckets=TIME_TO_POST_BUCKETS,
+            registry=registry,
+        )
         in_flight_gauge = Gauge(
-            "motif_compositions_in_flight", "Compositions being written or posted now",
-            registry=registry)
+            "motif_compositions_in_flight",
+            "Compositions being written or posted now",
+            registry=registry,
+        )
         in_flight_gauge.set_function(in_flight)
         self.finetunes = Counter(
-            "motif_finetunes", "Fine-tuning runs started, and how they ended", ["outcome"],
-            registry=registry)
+            "motif_finetunes",
+            "Fine-tuning runs started, and how they ended",
+            ["outcome"],
+            registry=registry,
+        )
         for outcome in FINETUNE_OUTCOMES:
             self.finetunes.labels(outcome)
         # The engine's figures, as of the last scrape.
         self.engine_up = Gauge(
-            "motif_engine_up", "1 when the engine answered the last scrape's ping",
-            registry=registry)
+            "motif_engine_up",
+            "1 when the engine answered the last scrape's ping",
+            registry=registry,
+        )
         self.engine_figures = {
             field: Gauge(f"motif_engine_{field}", text, registry=registry)
             for field, text in ENGINE_GAUGES.items()
         }
         self.engine_restarts = Counter(
-            "motif_engine_restarts", "Times the engine went away and was started again",
-            registry=registry)
+            "motif_engine_restarts",
+            "Times the engine went away and was started again",
+            registry=registry,
+        )
         self.decode_tokens = Counter(
             "motif_engine_decode_tokens",
-            "Tokens sampled by the engine (rate() of it: decode tokens/s)", registry=registry)
+            "Tokens sampled by the engine (rate() of it: decode tokens/s)",
+            registry=registry,
+        )
         self.decode_steps = Counter(
-            "motif_engine_decode_steps", "Batched decode steps of the engine", registry=registry)
+            "motif_engine_decode_steps", "Batched decode steps of the engine", registry=registry
+        )
         self._restarts_seen = 0
         self._engine_pid: int | None = None
         self._engine_tokens = 0
@@ -140,8 +161,9 @@ class Metrics:
     def finetune(self, outcome: str) -> None:
         """A fine-tuning run started, or ended with `outcome` (one of FINETUNE_OUTCOMES)."""
         if outcome not in FINETUNE_OUTCOMES:
-            raise ValueError(f"outcome must be one of {', '.join(FINETUNE_OUTCOMES)} "
-                             f"(received {outcome!r})")
+            raise ValueError(
+                f"outcome must be one of {', '.join(FINETUNE_OUTCOMES)} (received {outcome!r})"
+            )
         self.finetunes.labels(outcome).inc()
 
     def observe_engine(self, stats: EngineStats | None, *, restarts: int) -> None:

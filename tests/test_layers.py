@@ -44,8 +44,17 @@ ENGINE_MODULES = {module_name(path): path for path in ENGINE.rglob("*.py")}
 API = "engine.api"
 # Libraries the bot's process must never load: torch above all (seconds of import, hundreds
 # of MB), and the numeric and audio stacks the engine's heavy parts stand on.
-HEAVY = {"torch", "numpy", "scipy", "matplotlib", "music21", "miditok", "pretty_midi",
-         "fluidsynth", "soundfile"}
+HEAVY = {
+    "torch",
+    "numpy",
+    "scipy",
+    "matplotlib",
+    "music21",
+    "miditok",
+    "pretty_midi",
+    "fluidsynth",
+    "soundfile",
+}
 # The `motif` launcher hands `motif engine ...` to the engine's CLI in that same command's
 # process, never in the bot's; the CLI's heavy imports are made inside the command run.
 LAUNCHER = ("bot.cli", "engine.__main__")
@@ -98,18 +107,22 @@ def is_cog(name: str) -> bool:
 
 def breaches(rule: str) -> list[str]:
     rules = {
-        "ui": lambda a, b: in_layer(a, "bot.ui")
-        and (in_layer(b, "bot.services") or in_layer(b, "bot.cogs")),
-        "services": lambda a, b: in_layer(a, "bot.services")
-        and (
-            in_layer(b, "bot.cogs")
-            or b in {"bot", "bot.app", "bot.__main__", "bot.cli", "bot.serve", "bot.lifecycle"}
-            or b == "bot.health"
-            or b == "bot.metrics"
+        "ui": lambda a, b: (
+            in_layer(a, "bot.ui") and (in_layer(b, "bot.services") or in_layer(b, "bot.cogs"))
+        ),
+        "services": lambda a, b: (
+            in_layer(a, "bot.services")
+            and (
+                in_layer(b, "bot.cogs")
+                or b in {"bot", "bot.app", "bot.__main__", "bot.cli", "bot.serve", "bot.lifecycle"}
+                or b == "bot.health"
+                or b == "bot.metrics"
+            )
         ),
         "cogs": lambda a, b: is_cog(b),
-        "db": lambda a, b: in_layer(a, "bot.db")
-        and not (in_layer(b, "bot.db") or b == "bot.config"),
+        "db": lambda a, b: (
+            in_layer(a, "bot.db") and not (in_layer(b, "bot.db") or b == "bot.config")
+        ),
     }
     return sorted(
         f"{a} -> {b}" for a, targets in GRAPH.items() for b in targets if rules[rule](a, b)
@@ -184,11 +197,17 @@ def test_the_contract_reader_sees_heavy_imports_in_functions(tmp_path: Path) -> 
     # The check above is only as good as imports_of: an import inside a function, or one
     # made for type checking only, must be read.
     probe = tmp_path / "probe.py"
-    probe.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                     "    from engine.model.lstm import X\n"
-                     "def f():\n    import torch.nn\n    from . import sibling\n")
+    probe.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from engine.model.lstm import X\n"
+        "def f():\n    import torch.nn\n    from . import sibling\n"
+    )
     assert imports_of("engine.api.probe", probe) == {
-        "typing.TYPE_CHECKING", "engine.model.lstm.X", "torch.nn", "engine.api.sibling"}
+        "typing.TYPE_CHECKING",
+        "engine.model.lstm.X",
+        "torch.nn",
+        "engine.api.sibling",
+    }
 
 
 def test_engine_api_imports_without_torch_or_numpy() -> None:
@@ -202,8 +221,9 @@ def test_engine_api_imports_without_torch_or_numpy() -> None:
         f"{sorted(HEAVY)!r})\n"
         "assert not heavy, heavy\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
 
 

@@ -32,8 +32,7 @@ from engine.api.schema import ComposeCommand, ComposeRequest, decode_to_engine, 
 from engine.api.seed_midi import read_seed
 from engine.cli import compose as compose_cli
 
-RANGED = {"bars": BARS, "candidates": CANDIDATES, "temperature": TEMPERATURE,
-          "tempo": TEMPO_BPM}
+RANGED = {"bars": BARS, "candidates": CANDIDATES, "temperature": TEMPERATURE, "tempo": TEMPO_BPM}
 
 
 def test_the_slash_commands_ranges_and_defaults_are_the_engines():
@@ -41,23 +40,35 @@ def test_the_slash_commands_ranges_and_defaults_are_the_engines():
     for name, allowed in RANGED.items():
         assert (options[name].min_value, options[name].max_value) == (allowed.low, allowed.high)
     defaults = {name: options[name].default for name in ("bars", "candidates", "temperature")}
-    assert defaults == {"bars": DEFAULT_BARS, "candidates": DEFAULT_CANDIDATES,
-                        "temperature": DEFAULT_TEMPERATURE}
+    assert defaults == {
+        "bars": DEFAULT_BARS,
+        "candidates": DEFAULT_CANDIDATES,
+        "temperature": DEFAULT_TEMPERATURE,
+    }
     export = {p.name: p for p in PiecesCog.export.parameters}
     assert (export["candidate"].min_value, export["candidate"].max_value) == (
-        CANDIDATES.low, CANDIDATES.high)
+        CANDIDATES.low,
+        CANDIDATES.high,
+    )
     jam = {p.name: p for p in JamCog.start.parameters}
     for name in ("bars", "candidates", "temperature"):
         assert (jam[name].min_value, jam[name].max_value, jam[name].default) == (
-            options[name].min_value, options[name].max_value, options[name].default)
+            options[name].min_value,
+            options[name].max_value,
+            options[name].default,
+        )
 
 
 def test_every_way_in_has_the_same_defaults():
     parser = argparse.ArgumentParser()
     compose_cli.add_parser(parser.add_subparsers())
     cli = parser.parse_args(["compose"])
-    expected = {"bars": DEFAULT_BARS, "candidates": DEFAULT_CANDIDATES,
-                "temperature": DEFAULT_TEMPERATURE, "top_p": DEFAULT_TOP_P}
+    expected = {
+        "bars": DEFAULT_BARS,
+        "candidates": DEFAULT_CANDIDATES,
+        "temperature": DEFAULT_TEMPERATURE,
+        "top_p": DEFAULT_TOP_P,
+    }
     request = ComposeRequest()
     job = ComposeJob(seed_midi=None, seed_label="none")
     for name, value in expected.items():
@@ -79,8 +90,9 @@ def test_the_engine_takes_each_bound_and_refuses_beyond_with_the_value(name: str
     for value in inside:
         ComposeRequest(**{name: value})
         # What the engine decodes is checked by the same code as what the bot builds.
-        assert decode_to_engine(encode(ComposeCommand(1, ComposeRequest(**{name: value})))
-                                ).request == ComposeRequest(**{name: value})
+        assert decode_to_engine(
+            encode(ComposeCommand(1, ComposeRequest(**{name: value})))
+        ).request == ComposeRequest(**{name: value})
     for value in outside:
         with pytest.raises(BadRequest, match=rf"^{name} must be .* \(received {value:g}\)$"):
             ComposeRequest(**{name: value})
@@ -95,13 +107,20 @@ def test_a_seed_has_one_size_limit():
         read_seed(b"MThd" + bytes(MAX_SEED_BYTES))
 
 
-@pytest.mark.parametrize(("allowed", "value", "message"), [
-    (Range(1, 64), 80, "bars must be within 1 and 64 (received 80)"),
-    (Range(0.5, 1.5), 0.25, "bars must be within 0.5 and 1.5 (received 0.25)"),
-    (Range(20.0, 400.0, " bpm"), float("inf"), "bars must be within 20 and 400 bpm (received inf)"),
-    (Range(0.0, 1.0, low_open=True), 0.0, "bars must be above 0 and at most 1 (received 0)"),
-    (Range(1, 64), True, "bars must be within 1 and 64 (received True)"),
-])
+@pytest.mark.parametrize(
+    ("allowed", "value", "message"),
+    [
+        (Range(1, 64), 80, "bars must be within 1 and 64 (received 80)"),
+        (Range(0.5, 1.5), 0.25, "bars must be within 0.5 and 1.5 (received 0.25)"),
+        (
+            Range(20.0, 400.0, " bpm"),
+            float("inf"),
+            "bars must be within 20 and 400 bpm (received inf)",
+        ),
+        (Range(0.0, 1.0, low_open=True), 0.0, "bars must be above 0 and at most 1 (received 0)"),
+        (Range(1, 64), True, "bars must be within 1 and 64 (received True)"),
+    ],
+)
 def test_a_range_names_what_is_allowed_and_what_was_received(allowed, value, message):
     assert value not in allowed
     with pytest.raises(ValueError) as error:

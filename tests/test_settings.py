@@ -51,8 +51,9 @@ BAD = [
     ("DATABASE_URL", "mysql://u:pw@h/db", "mysql://u:***@h/db"),
     ("MOTIF_QUEUE_URL", "http://u:pw@h:6379/0", "'http://u:***@h:6379/0'"),
 ]
-ENGINE_BAD = [case for case in BAD if case[0] in {v.name for v in
-                                                  (*ENGINE_VARIABLES, *WORK_VARIABLES)}]
+ENGINE_BAD = [
+    case for case in BAD if case[0] in {v.name for v in (*ENGINE_VARIABLES, *WORK_VARIABLES)}
+]
 # Variables any value of which is usable (a path to create, a token to try).
 ANY_VALUE = {"MOTIF_DATA_DIR", "DISCORD_TOKEN", "MOTIF_METRICS_HOST"}
 
@@ -62,10 +63,16 @@ def allowed(variable: str) -> str:
     spec = ALL_VARIABLES[variable]
     if spec.allowed is not None:
         return spec.allowed.text
-    return {"MOTIF_CHECKPOINT": "an existing file", "MOTIF_SOUNDFONT": "an existing file",
-            "MOTIF_DEVICE": DEVICES, "MOTIF_LOG_LEVEL": "one of DEBUG, INFO",
-            "MOTIF_LOG_FORMAT": "one of text, json", "DISCORD_API_BASE": "an http(s) URL",
-            "DATABASE_URL": "URL", "MOTIF_QUEUE_URL": "a redis://"}[variable]
+    return {
+        "MOTIF_CHECKPOINT": "an existing file",
+        "MOTIF_SOUNDFONT": "an existing file",
+        "MOTIF_DEVICE": DEVICES,
+        "MOTIF_LOG_LEVEL": "one of DEBUG, INFO",
+        "MOTIF_LOG_FORMAT": "one of text, json",
+        "DISCORD_API_BASE": "an http(s) URL",
+        "DATABASE_URL": "URL",
+        "MOTIF_QUEUE_URL": "a redis://",
+    }[variable]
 
 
 def test_every_variable_has_a_bad_value_tested_and_a_row_in_the_readme():
@@ -101,8 +108,9 @@ def test_the_bots_settings_refuse_every_bad_value(variable: str, value: str, sho
     assert "pw" not in message
 
 
-@pytest.mark.parametrize(("variable", "value", "shown"), ENGINE_BAD,
-                         ids=[f"{v}={x}" for v, x, _ in ENGINE_BAD])
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"), ENGINE_BAD, ids=[f"{v}={x}" for v, x, _ in ENGINE_BAD]
+)
 def test_the_engines_settings_refuse_every_bad_value(variable: str, value: str, shown: str):
     with pytest.raises(ValueError) as error:
         EngineSettings.from_env({variable: value})
@@ -119,9 +127,14 @@ def expected_error(variable: str, value: str) -> str:
 
 
 def test_the_engine_gets_the_values_the_bot_checked(tmp_path: Path):
-    env = {"MOTIF_DATA_DIR": str(tmp_path / "d"), "MOTIF_RENDER_THREADS": "3",
-           "MOTIF_MAX_CLIP_SECONDS": "90", "MOTIF_DEVICE": "cpu", "DISCORD_TOKEN": "secret",
-           "DATABASE_URL": "sqlite:///x.db"}
+    env = {
+        "MOTIF_DATA_DIR": str(tmp_path / "d"),
+        "MOTIF_RENDER_THREADS": "3",
+        "MOTIF_MAX_CLIP_SECONDS": "90",
+        "MOTIF_DEVICE": "cpu",
+        "DISCORD_TOKEN": "secret",
+        "DATABASE_URL": "sqlite:///x.db",
+    }
     settings = Settings.from_env(env)
     passed = settings.engine.to_env()
     assert passed["MOTIF_DATA_DIR"] == str((tmp_path / "d").resolve())
@@ -141,10 +154,15 @@ def test_defaults_are_valid_and_shared(tmp_path: Path):
 
 
 def run(*argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ALL_VARIABLES and k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, *argv], env={**clean, "PYTHONPATH": str(REPO), **env},
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    clean = {k: v for k, v in os.environ.items() if k not in ALL_VARIABLES and k != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, *argv],
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], variable: str, value: str) -> None:
@@ -157,26 +175,28 @@ def test_python_m_bot_stops_at_start_before_touching_the_disk(
     tmp_path: Path, variable: str, value: str, shown: str
 ):
     # With a token: the variable, not the missing token, is what stops it.
-    result = run("-m", "bot", cwd=tmp_path, DISCORD_TOKEN="not-a-real-token",
-                 **{variable: value})
+    result = run("-m", "bot", cwd=tmp_path, DISCORD_TOKEN="not-a-real-token", **{variable: value})
     assert_one_line(result, variable, value)
     assert list(tmp_path.iterdir()) == []  # no data dir, no database
 
 
-@pytest.mark.parametrize(("variable", "value", "shown"), ENGINE_BAD,
-                         ids=[f"{v}={x}" for v, x, _ in ENGINE_BAD])
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"), ENGINE_BAD, ids=[f"{v}={x}" for v, x, _ in ENGINE_BAD]
+)
 def test_python_m_engine_compose_stops_at_start(
     tmp_path: Path, variable: str, value: str, shown: str
 ):
-    result = run("-m", "engine", "compose", "--bars", "1", "--out", "out", cwd=tmp_path,
-                 **{variable: value})
+    result = run(
+        "-m", "engine", "compose", "--bars", "1", "--out", "out", cwd=tmp_path, **{variable: value}
+    )
     assert_one_line(result, variable, value)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(("variable", "value"), [("MOTIF_RENDER_THREADS", "0"),
-                                                 ("MOTIF_MAX_ROWS", "0"),
-                                                 ("MOTIF_MAX_CLIP_SECONDS", "0")])
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("MOTIF_RENDER_THREADS", "0"), ("MOTIF_MAX_ROWS", "0"), ("MOTIF_MAX_CLIP_SECONDS", "0")],
+)
 def test_python_m_engine_serve_stops_at_start(tmp_path: Path, variable: str, value: str):
     # Before it even looks at its socket (fd 99 is not one).
     result = run("-m", "engine", "serve", "--fd", "99", cwd=tmp_path, **{variable: value})

@@ -22,16 +22,20 @@ HOST_ONLY = ("PYTHONPATH", "DISCORD_TOKEN", "DATABASE_URL")
 
 
 def sh(*argv: object, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in HOST_ONLY and not k.startswith("MOTIF_")}
-    return subprocess.run([str(a) for a in argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    env = {k: v for k, v in os.environ.items() if k not in HOST_ONLY and not k.startswith("MOTIF_")}
+    return subprocess.run(
+        [str(a) for a in argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def checkout_copy(dest: Path) -> Path:
     """The tracked and new files of the checkout (not build/ leftovers, not the venv)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=REPO, capture_output=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
     for name in filter(None, listed.decode().split("\0")):
         source = REPO / name
         if source.is_file():
@@ -43,8 +47,19 @@ def checkout_copy(dest: Path) -> Path:
 @pytest.mark.timeout(1200)  # installing torch into a venv takes minutes on a busy machine
 def test_the_wheel_gives_a_working_motif_command(tmp_path: Path) -> None:
     source = checkout_copy(tmp_path / "source")
-    built = sh(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-               "-w", tmp_path / "dist", source, cwd=tmp_path)
+    built = sh(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "-q",
+        "-w",
+        tmp_path / "dist",
+        source,
+        cwd=tmp_path,
+    )
     assert built.returncode == 0, built.stderr
     (wheel,) = (tmp_path / "dist").glob("motif-*.whl")
 
@@ -53,22 +68,30 @@ def test_the_wheel_gives_a_working_motif_command(tmp_path: Path) -> None:
     # The torch this suite runs on (here the CPU build on the machine's disk, "2.13.0+cpu"):
     # pinned with its local label, so pip can never swap in a CUDA build.
     torch = f"torch=={importlib.metadata.version('torch')}"
-    installed = sh(venv / "bin" / "pip", "install", "-q", torch, wheel, cwd=tmp_path,
-                   timeout=900)
+    installed = sh(venv / "bin" / "pip", "install", "-q", torch, wheel, cwd=tmp_path, timeout=900)
     assert installed.returncode == 0, installed.stderr[-2000:]
     motif = venv / "bin" / "motif"
 
     work = tmp_path / "elsewhere"
     work.mkdir()
-    where = sh(venv / "bin" / "python", "-c", "import bot, engine; print(bot.__file__);"
-               "print(engine.__file__)", cwd=work)
+    where = sh(
+        venv / "bin" / "python",
+        "-c",
+        "import bot, engine; print(bot.__file__);print(engine.__file__)",
+        cwd=work,
+    )
     assert all(Path(p).is_relative_to(venv) for p in where.stdout.split()), where.stdout
 
     helped = sh(motif, "--help", cwd=work)
     assert helped.returncode == 0 and helped.stdout.startswith("usage: motif bot"), helped
     # The migrations ship inside the package (not in a checkout's migrations/ folder).
-    listed = sh(venv / "bin" / "python", "-c", "from bot.db.migrate import MIGRATIONS_DIR as d;"
-                "print(d); print(len(list((d / 'versions').glob('2*.py'))))", cwd=work)
+    listed = sh(
+        venv / "bin" / "python",
+        "-c",
+        "from bot.db.migrate import MIGRATIONS_DIR as d;"
+        "print(d); print(len(list((d / 'versions').glob('2*.py'))))",
+        cwd=work,
+    )
     folder, count = listed.stdout.split()
     revisions = list((REPO / "bot" / "db" / "migrations" / "versions").glob("2*.py"))
     assert Path(folder).is_relative_to(venv) and int(count) == len(revisions), listed.stdout
@@ -77,8 +100,21 @@ def test_the_wheel_gives_a_working_motif_command(tmp_path: Path) -> None:
     assert upgraded.returncode == 0, upgraded.stderr
     assert (work / "data" / "motif.db").is_file()
 
-    composed = sh(motif, "engine", "compose", "--bars", 2, "--candidates", 1, "--seed", 1,
-                  "--out", "X", "--json", cwd=work)
+    composed = sh(
+        motif,
+        "engine",
+        "compose",
+        "--bars",
+        2,
+        "--candidates",
+        1,
+        "--seed",
+        1,
+        "--out",
+        "X",
+        "--json",
+        cwd=work,
+    )
     assert composed.returncode == 0, composed.stderr
     for name in ("candidate-1.mid", "candidate-1.ogg", "pianoroll.png"):
         assert (work / "X" / name).is_file(), name

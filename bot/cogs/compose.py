@@ -54,8 +54,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Interaction = discord.Interaction["MotifBot"]
 
-FORM_NAMES = {"return": "the seed's theme returns", "free": "free (no planned repeats)",
-              "AABA": "AABA", "ABAB": "ABAB"}
+FORM_NAMES = {
+    "return": "the seed's theme returns",
+    "free": "free (no planned repeats)",
+    "AABA": "AABA",
+    "ABAB": "ABAB",
+}
 FORM_CHOICES = [app_commands.Choice(name=FORM_NAMES[f], value=f) for f in FORMS]
 
 
@@ -199,6 +203,7 @@ async def _compose_and_post(
     guild_id, channel_id = interaction.guild_id, interaction.channel_id
     user_id = interaction.user.id
     assert guild_id is not None and channel_id is not None, "the commands are guild-only"
+
     # Refusals come before the deferral, so they are a plain ephemeral answer.
     async def checked() -> ComposeJob:
         job = await resolve()

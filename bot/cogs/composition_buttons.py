@@ -111,8 +111,6 @@ class SaveButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=SAVE_T
         )
 
 
-
-
 class CompositionButtons(commands.Cog):
     """Holds no commands: MIDI and Save are buttons under each composition."""
 

@@ -144,9 +144,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
 
     @play.autocomplete("name")
     @remove.autocomplete("name")
-    async def _name(
-        self, interaction: Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
+    async def _name(self, interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await saved_seed_names(self.bot.sessions, interaction.guild_id, current)
 
     @staticmethod

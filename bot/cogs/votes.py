@@ -60,9 +60,7 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=VOTE_T
             view = composition_view(self.composition_id, list(tallies), tallies)
             await interaction.response.edit_message(view=view)
         position = list(tallies).index(self.candidate_id) + 1
-        await interaction.followup.send(
-            vote_text(result.action, position), ephemeral=True
-        )
+        await interaction.followup.send(vote_text(result.action, position), ephemeral=True)
         if result.action == "added":
             await bot.tuning.notice_activity(guild_id=guild_id, channel_id=interaction.channel_id)
 

@@ -71,9 +71,7 @@ def end_text(
     )
     if not winners:
         return head + " No round was finished, so there is no piece to hear."
-    lines = [
-        f"Round {w.round}: candidate {w.position} ({votes_text(w.votes)})" for w in winners
-    ]
+    lines = [f"Round {w.round}: candidate {w.position} ({votes_text(w.votes)})" for w in winners]
     return head + "\n" + "\n".join(lines)
 
 
@@ -96,9 +94,7 @@ def status_text(
     if open_number is None:
         lines.append(f"Round {finished + 1} is being written.")
     elif deadline is not None:
-        lines.append(
-            f"Round {open_number}'s vote closes {discord.utils.format_dt(deadline, 'R')}."
-        )
+        lines.append(f"Round {open_number}'s vote closes {discord.utils.format_dt(deadline, 'R')}.")
     else:
         lines.append(f"Round {open_number}'s vote waits for the jam to resume.")
     return "\n".join(lines)

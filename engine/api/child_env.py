@@ -14,21 +14,53 @@ import os
 from collections.abc import Mapping
 
 # Names passed as they are.
-ALLOWED_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME",  # finding programs; per-user caches and config
-    "LANG", "LANGUAGE", "TZ",  # locale and time zone (LC_* below)
-    "TMPDIR", "TEMP", "TMP",  # where temporary files go
-    "LD_LIBRARY_PATH",  # where an operator installed libfluidsynth or CUDA's libraries
-    "VIRTUAL_ENV",
-})
+ALLOWED_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",  # finding programs; per-user caches and config
+        "LANG",
+        "LANGUAGE",
+        "TZ",  # locale and time zone (LC_* below)
+        "TMPDIR",
+        "TEMP",
+        "TMP",  # where temporary files go
+        "LD_LIBRARY_PATH",  # where an operator installed libfluidsynth or CUDA's libraries
+        "VIRTUAL_ENV",
+    }
+)
 # Families of names passed as they are: the engine's settings, Python's own, the locale, and
 # what CUDA, torch and the BLAS/OpenMP thread pools read.
-ALLOWED_PREFIXES = ("MOTIF_", "PYTHON", "LC_", "XDG_", "MPL", "CUDA_", "NVIDIA_", "TORCH",
-                    "PYTORCH_", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "CUBLAS_", "CUDNN_")
+ALLOWED_PREFIXES = (
+    "MOTIF_",
+    "PYTHON",
+    "LC_",
+    "XDG_",
+    "MPL",
+    "CUDA_",
+    "NVIDIA_",
+    "TORCH",
+    "PYTORCH_",
+    "OMP_",
+    "MKL_",
+    "OPENBLAS_",
+    "KMP_",
+    "CUBLAS_",
+    "CUDNN_",
+)
 # Never passed, even under an allowed prefix (MOTIF_DATABASE_URL, a *_TOKEN an operator
 # invented): a name that says it is a secret is one.
-SECRET_MARKERS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "DATABASE_URL", "CREDENTIAL",
-                  "API_KEY", "PRIVATE_KEY")
+SECRET_MARKERS = (
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "DATABASE_URL",
+    "CREDENTIAL",
+    "API_KEY",
+    "PRIVATE_KEY",
+)
 
 
 def allowed(name: str) -> bool:
@@ -38,8 +70,9 @@ def allowed(name: str) -> bool:
     return upper in ALLOWED_NAMES or upper.startswith(ALLOWED_PREFIXES)
 
 
-def child_environment(extra: Mapping[str, str] | None = None, *,
-                      base: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_environment(
+    extra: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The allowed part of `base` (default: this process's environment), then `extra`, which
     the caller chose and is passed as given."""
     source = os.environ if base is None else base

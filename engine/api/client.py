@@ -69,10 +69,28 @@ from engine.api.transport import (
     open_until_ready,
 )
 
-__all__ = ["BadRequest", "BadSeed", "CandidateResult", "ComposeRequest", "ComposeResult",
-           "Decoding", "EngineClient", "EngineError", "EngineRestarting", "EngineStats",
-           "EngineUnavailable", "FinetuneProgress", "FinetuneRequest", "FinetuneResult",
-           "ProgressEvent", "Queued", "RenderRequest", "RenderResult", "Rendering", "VotedPair"]
+__all__ = [
+    "BadRequest",
+    "BadSeed",
+    "CandidateResult",
+    "ComposeRequest",
+    "ComposeResult",
+    "Decoding",
+    "EngineClient",
+    "EngineError",
+    "EngineRestarting",
+    "EngineStats",
+    "EngineUnavailable",
+    "FinetuneProgress",
+    "FinetuneRequest",
+    "FinetuneResult",
+    "ProgressEvent",
+    "Queued",
+    "RenderRequest",
+    "RenderResult",
+    "Rendering",
+    "VotedPair",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +122,15 @@ class _InFlight:
 
 
 class EngineClient:
-    def __init__(self, transport_factory: Callable[[], Transport], *,
-                 restart_delays: Sequence[float] = RESTART_DELAYS,
-                 startup_timeout: float = STARTUP_TIMEOUT,
-                 heartbeat_seconds: float = HEARTBEAT_SECONDS,
-                 close_timeout: float = CLOSE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        transport_factory: Callable[[], Transport],
+        *,
+        restart_delays: Sequence[float] = RESTART_DELAYS,
+        startup_timeout: float = STARTUP_TIMEOUT,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+        close_timeout: float = CLOSE_TIMEOUT,
+    ) -> None:
         self._new_transport = transport_factory
         self._restart_delays = tuple(restart_delays)
         self._startup_timeout = startup_timeout
@@ -127,9 +149,16 @@ class EngineClient:
         self.engine_info: Ready | None = None  # the running engine's ready message
 
     @classmethod
-    def local(cls, *, checkpoint: str | Path | None = None, device: str | None = None,
-              max_rows: int | None = None, python: str = sys.executable,
-              env: Mapping[str, str] | None = None, **options: Any) -> EngineClient:
+    def local(
+        cls,
+        *,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+        max_rows: int | None = None,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> EngineClient:
         """A client of an engine subprocess (`python -m engine serve`) that it starts itself.
 
         checkpoint/device/max_rows default to the engine's environment (MOTIF_CHECKPOINT,
@@ -159,8 +188,7 @@ class EngineClient:
         if self._supervisor is not None:
             raise RuntimeError("the engine client is already started")
         transport = await self._launch()  # the first start fails fast: likely a config error
-        self._supervisor = asyncio.create_task(self._supervise(transport),
-                                               name="engine-supervisor")
+        self._supervisor = asyncio.create_task(self._supervise(transport), name="engine-supervisor")
         self._supervisor.add_done_callback(self._supervisor_ended)
 
     def _supervisor_ended(self, task: asyncio.Task[None]) -> None:
@@ -178,46 +206,67 @@ class EngineClient:
         return max(0, self._generation - 1)
 
     # Public calls.
-    async def compose(self, request: ComposeRequest, *,
-                      on_progress: ProgressCallback | None = None) -> ComposeResult:
+    async def compose(
+        self, request: ComposeRequest, *, on_progress: ProgressCallback | None = None
+    ) -> ComposeResult:
         """Compose; BadSeed/BadRequest carry a message for the member who asked."""
         return await self._run(ComposeCommand(next(self._ids), request), ComposeResult, on_progress)
 
-    async def render(self, midi: bytes, *, max_audio_bytes: int | None = None,
-                     max_seconds: float | None = None, guild_id: int | None = None,
-                     pianoroll: bool = False) -> RenderResult:
+    async def render(
+        self,
+        midi: bytes,
+        *,
+        max_audio_bytes: int | None = None,
+        max_seconds: float | None = None,
+        guild_id: int | None = None,
+        pianoroll: bool = False,
+    ) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
         `max_seconds` (None: the engine's most, MOTIF_MAX_RENDER_SECONDS) of it, fitted
         into `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit.
         `guild_id`: whose turn it is among the engine's whole-file renders. `pianoroll`: also
         draw the whole file (result.pianoroll, PNG)."""
-        request = RenderRequest(midi, max_audio_bytes=max_audio_bytes, max_seconds=max_seconds,
-                                guild_id=guild_id, pianoroll=pianoroll)
+        request = RenderRequest(
+            midi,
+            max_audio_bytes=max_audio_bytes,
+            max_seconds=max_seconds,
+            guild_id=guild_id,
+            pianoroll=pianoroll,
+        )
         return await self._run(RenderCommand(next(self._ids), request), RenderResult, None)
 
-    async def finetune(self, request: FinetuneRequest, *,
-                       on_progress: ProgressCallback | None = None) -> FinetuneResult:
+    async def finetune(
+        self, request: FinetuneRequest, *, on_progress: ProgressCallback | None = None
+    ) -> FinetuneResult:
         """A new checkpoint for the server and the quality gate's verdict on it; BadRequest
         when the data cannot be used (the message says what is missing)."""
-        return await self._run(FinetuneCommand(next(self._ids), request), FinetuneResult,
-                               on_progress)
+        return await self._run(
+            FinetuneCommand(next(self._ids), request), FinetuneResult, on_progress
+        )
 
-    async def _run(self, message: ComposeCommand | RenderCommand | FinetuneCommand,
-                   expects: type[AnyResult], on_progress: ProgressCallback | None) -> Any:
+    async def _run(
+        self,
+        message: ComposeCommand | RenderCommand | FinetuneCommand,
+        expects: type[AnyResult],
+        on_progress: ProgressCallback | None,
+    ) -> Any:
         self._check_accepting()
         job = _InFlight(message, expects, asyncio.get_running_loop().create_future())
         self._jobs[job.id] = job
-        pump = (asyncio.create_task(self._pump_progress(job, on_progress),
-                                    name=f"engine-progress-{job.id}")
-                if on_progress is not None else None)
+        pump = (
+            asyncio.create_task(
+                self._pump_progress(job, on_progress), name=f"engine-progress-{job.id}"
+            )
+            if on_progress is not None
+            else None
+        )
         try:
             if self._up.is_set():
                 await self._send_job(job)  # otherwise the supervisor sends it once up
             return await job.future
         except asyncio.CancelledError:
             if job.sent_to == self._generation and self._up.is_set():
-                self._in_background(self._send(CancelCommand(job.id)),
-                                    f"engine-cancel-{job.id}")
+                self._in_background(self._send(CancelCommand(job.id)), f"engine-cancel-{job.id}")
             raise
         finally:
             del self._jobs[job.id]
@@ -231,13 +280,16 @@ class EngineClient:
         try:
             await asyncio.wait_for(self._up.wait(), timeout)
         except TimeoutError:
-            raise EngineUnavailable(f"the music engine is restarting and was not back within "
-                                    f"{timeout:g} s") from None
+            raise EngineUnavailable(
+                f"the music engine is restarting and was not back within {timeout:g} s"
+            ) from None
         try:
             return await asyncio.wait_for(self._ping(), timeout)
         except TimeoutError:
-            raise EngineUnavailable(f"the music engine did not answer within {timeout:g} s "
-                                    "(it may be stuck; it is restarted if it stays so)") from None
+            raise EngineUnavailable(
+                f"the music engine did not answer within {timeout:g} s "
+                "(it may be stuck; it is restarted if it stays so)"
+            ) from None
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting jobs, let in-flight ones finish for up to `timeout` seconds (default:
@@ -266,11 +318,11 @@ class EngineClient:
     async def _launch(self) -> Transport:
         transport = self._new_transport()
         try:
-            hello = await open_until_ready(transport, self._startup_timeout, _ready,
-                                           STOP_TIMEOUT)
+            hello = await open_until_ready(transport, self._startup_timeout, _ready, STOP_TIMEOUT)
         except (OSError, TimeoutError, TransportClosed, msgspec.MsgspecError) as exc:
-            raise EngineUnavailable(f"the music engine could not start ({exc}; "
-                                    f"{transport.describe_exit()})") from exc
+            raise EngineUnavailable(
+                f"the music engine could not start ({exc}; {transport.describe_exit()})"
+            ) from exc
         self._generation += 1
         self._transport = transport
         self.engine_info = hello
@@ -287,8 +339,11 @@ class EngineClient:
             self._transport = None
             self._engine_lost()
             if self._closing:  # stopped with the bot (e.g. its service's SIGTERM): no restart
-                self._fail_all(EngineUnavailable(
-                    "the music engine stopped while shutting down; try again soon"))
+                self._fail_all(
+                    EngineUnavailable(
+                        "the music engine stopped while shutting down; try again soon"
+                    )
+                )
                 return
             transport = await self._restart()
 
@@ -320,8 +375,11 @@ class EngineClient:
                 log.error("engine restart %d failed: %s", attempt, exc)
             if attempt == len(self._restart_delays):
                 self._down = True
-                self._fail_all(EngineUnavailable(
-                    "the music engine stopped and could not be restarted; try again later"))
+                self._fail_all(
+                    EngineUnavailable(
+                        "the music engine stopped and could not be restarted; try again later"
+                    )
+                )
         raise AssertionError("unreachable: the delays never end")
 
     async def _watch(self, transport: Transport) -> None:
@@ -335,8 +393,9 @@ class EngineClient:
             except EngineUnavailable:
                 return  # it died while we asked: the supervisor is already on it
             except TimeoutError:
-                log.error("the engine did not answer a ping for %.0f s; killing it",
-                          3 * self._heartbeat)
+                log.error(
+                    "the engine did not answer a ping for %.0f s; killing it", 3 * self._heartbeat
+                )
                 transport.kill()
                 return
 
@@ -347,8 +406,12 @@ class EngineClient:
         self._pings.clear()
         for job in list(self._jobs.values()):
             if job.sent_to is not None and job.attempts >= MAX_ATTEMPTS:
-                self._settle(job, exception=EngineUnavailable(
-                    "the music engine crashed twice while composing this; try again later"))
+                self._settle(
+                    job,
+                    exception=EngineUnavailable(
+                        "the music engine crashed twice while composing this; try again later"
+                    ),
+                )
             elif job.sent_to is not None and not job.future.done():
                 # It starts again from the beginning on the next engine (seconds away): say
                 # so, rather than leave the last progress standing still.
@@ -387,8 +450,7 @@ class EngineClient:
             job = self._jobs.get(job_id) if job_id is not None else None
             log.error("the engine sent a malformed message (%s)", exc)
             if job is not None:
-                self._settle(job, exception=EngineError(
-                    f"the engine sent a broken result ({exc})"))
+                self._settle(job, exception=EngineError(f"the engine sent a broken result ({exc})"))
             return
         if isinstance(message, Pong):
             ping = self._pings.pop(message.id, None)
@@ -411,8 +473,12 @@ class EngineClient:
                 self._settle(job, result=message.result)
             else:
                 log.error("job %s got a %s result", job.id, type(message.result).__name__)
-                self._settle(job, exception=EngineError(
-                    f"the engine sent a broken result (a {type(message.result).__name__})"))
+                self._settle(
+                    job,
+                    exception=EngineError(
+                        f"the engine sent a broken result (a {type(message.result).__name__})"
+                    ),
+                )
         else:
             self._settle(job, exception=message.exception())
 
@@ -436,8 +502,9 @@ class EngineClient:
             raise EngineUnavailable("the music engine is down; try again later")
 
     @staticmethod
-    def _settle(job: _InFlight, *, result: Any = None, exception: BaseException | None = None
-                ) -> None:
+    def _settle(
+        job: _InFlight, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
         if job.future.done():
             return
         if exception is not None:

@@ -110,10 +110,10 @@ class WorkLimits:
 
 WORK_VARIABLES = (
     Variable("MOTIF_MAX_CLIP_SECONDS", "max_clip_seconds", float, CLIP_SECONDS),
-    Variable("MOTIF_MAX_COMPOSITION_SECONDS", "max_composition_seconds", float,
-             COMPOSITION_SECONDS),
-    Variable("MOTIF_MAX_COMPOSITION_TOKENS", "max_composition_tokens", int,
-             COMPOSITION_TOKENS),
+    Variable(
+        "MOTIF_MAX_COMPOSITION_SECONDS", "max_composition_seconds", float, COMPOSITION_SECONDS
+    ),
+    Variable("MOTIF_MAX_COMPOSITION_TOKENS", "max_composition_tokens", int, COMPOSITION_TOKENS),
     Variable("MOTIF_MAX_SEED_NOTES", "max_seed_notes", int, SEED_NOTES),
     Variable("MOTIF_MAX_RENDER_SECONDS", "max_render_seconds", float, RENDER_SECONDS),
 )
@@ -142,12 +142,16 @@ class EngineSettings:
             raise ValueError(f"MOTIF_DEVICE must be {DEVICES} (received {self.device!r})")
         level = self.log_level.upper()
         if level not in LOG_LEVELS:
-            raise ValueError(f"MOTIF_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} "
-                             f"(received {self.log_level!r})")
+            raise ValueError(
+                f"MOTIF_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} "
+                f"(received {self.log_level!r})"
+            )
         object.__setattr__(self, "log_level", level)
         object.__setattr__(self, "log_format", check_log_format(self.log_format))
-        for name, path in (("MOTIF_CHECKPOINT", self.checkpoint),
-                           ("MOTIF_SOUNDFONT", self.soundfont)):
+        for name, path in (
+            ("MOTIF_CHECKPOINT", self.checkpoint),
+            ("MOTIF_SOUNDFONT", self.soundfont),
+        ):
             # A typo must not silently fall back to another model or another sound.
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{name} must be an existing file (received {str(path)!r})")

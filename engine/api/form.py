@@ -41,8 +41,9 @@ def phrase_bars(numerator: int, denominator: int) -> int:
     return 2 if beats >= LONG_BAR_BEATS else PHRASE_BARS
 
 
-def plan_form(form: str, *, bars: int, seed_bars: int, phrase: int = PHRASE_BARS
-              ) -> list[Reuse | None]:
+def plan_form(
+    form: str, *, bars: int, seed_bars: int, phrase: int = PHRASE_BARS
+) -> list[Reuse | None]:
     """For each bar of the continuation (0-based), what to reuse, or None to write freely."""
     if form not in FORMS:
         raise ValueError(f"form must be one of {', '.join(FORMS)} (received {form!r})")
@@ -65,8 +66,9 @@ def plan_form(form: str, *, bars: int, seed_bars: int, phrase: int = PHRASE_BARS
     return plan
 
 
-def _returning(plan: list[Reuse | None], bars: int, seed_bars: int, phrase: int
-               ) -> list[Reuse | None]:
+def _returning(
+    plan: list[Reuse | None], bars: int, seed_bars: int, phrase: int
+) -> list[Reuse | None]:
     """The seed's last phrase comes back, varied from its second bar, at the second phrase
     and again in the last phrase; within the third phrase, its first bar returns at its
     third (a call and answer). Without a seed, the first phrase is the theme that returns."""

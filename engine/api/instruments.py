@@ -36,13 +36,31 @@ def program_of(name_or_number: str) -> int:
         return INSTRUMENTS[key]
     if key.isdigit() and 0 <= int(key) <= 127:
         return int(key)
-    raise ValueError(f"unknown instrument {name_or_number!r}: use a GM program 0-127 or one of "
-                     f"{', '.join(INSTRUMENTS)}")
+    raise ValueError(
+        f"unknown instrument {name_or_number!r}: use a GM program 0-127 or one of "
+        f"{', '.join(INSTRUMENTS)}"
+    )
+
 
 # The sixteen General MIDI families of eight programs each, and drums (program -1 in tokens).
-GM_FAMILIES = ("piano", "chromatic percussion", "organ", "guitar", "bass", "strings",
-               "ensemble", "brass", "reed", "pipe", "synth lead", "synth pad", "synth effects",
-               "ethnic", "percussive", "sound effects")
+GM_FAMILIES = (
+    "piano",
+    "chromatic percussion",
+    "organ",
+    "guitar",
+    "bass",
+    "strings",
+    "ensemble",
+    "brass",
+    "reed",
+    "pipe",
+    "synth lead",
+    "synth pad",
+    "synth effects",
+    "ethnic",
+    "percussive",
+    "sound effects",
+)
 DRUMS = "drums"
 
 
@@ -51,6 +69,5 @@ def family_of(program: int, *, is_drum: bool = False) -> str:
     if is_drum or program == -1:
         return DRUMS
     if not 0 <= program <= 127:
-        raise ValueError(f"program must be within 0 and 127, or -1 for drums "
-                         f"(received {program})")
+        raise ValueError(f"program must be within 0 and 127, or -1 for drums (received {program})")
     return GM_FAMILIES[program // 8]

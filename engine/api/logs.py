@@ -49,8 +49,9 @@ def check_log_format(value: str) -> str:
     """`value` lower-cased; ValueError naming the variable when it is not a known format."""
     log_format = value.strip().lower()
     if log_format not in LOG_FORMATS:
-        raise ValueError(f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)} "
-                         f"(received {value!r})")
+        raise ValueError(
+            f"{LOG_FORMAT_VARIABLE} must be one of {', '.join(LOG_FORMATS)} (received {value!r})"
+        )
     return log_format
 
 

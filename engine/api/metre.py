@@ -43,10 +43,14 @@ def bar_parts(metre: str) -> list[str] | None:
         if options:
             # Bars of the seed's own denominator first, then the most even split, then beats
             # nearest the seed's (quarters before halves in 11/8).
-            best = min(options, key=lambda parts: (
-                -sum(p in same for p in parts),
-                max(sizes[p] for p in parts) - min(sizes[p] for p in parts),
-                sum(abs(int(p.split("/")[1]) - denominator) for p in parts)))
+            best = min(
+                options,
+                key=lambda parts: (
+                    -sum(p in same for p in parts),
+                    max(sizes[p] for p in parts) - min(sizes[p] for p in parts),
+                    sum(abs(int(p.split("/")[1]) - denominator) for p in parts),
+                ),
+            )
             break
     if best is None:
         return None

@@ -90,8 +90,9 @@ def check_queue_url(url: str, name: str = "MOTIF_QUEUE_URL") -> str:
     parts = urlsplit(url)
     if parts.scheme not in URL_SCHEMES or not (parts.hostname or parts.path):
         shown = url if parts.password is None else url.replace(parts.password, "***")
-        raise ValueError(f"{name} must be a redis://, rediss:// or unix:// URL "
-                         f"(received {shown!r})")
+        raise ValueError(
+            f"{name} must be a redis://, rediss:// or unix:// URL (received {shown!r})"
+        )
     return url
 
 
@@ -110,9 +111,13 @@ def connect(url: str) -> Any:
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
-    return Redis.from_url(check_queue_url(url), socket_connect_timeout=2.0, socket_timeout=10.0,
-                          retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-                          health_check_interval=5)
+    return Redis.from_url(
+        check_queue_url(url),
+        socket_connect_timeout=2.0,
+        socket_timeout=10.0,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        health_check_interval=5,
+    )
 
 
 # KEYS: marker, stream, counters. ARGV: job ttl ms, job, reply stream, client's id, body.

@@ -60,8 +60,17 @@ RECONNECT_SECONDS = 30.0  # Redis away this long: the transport closes (EngineCl
 RETRY_SECONDS = (0.1, 0.25, 0.5, 1.0)  # pauses between tries while Redis is away (then 1 s)
 MONITOR_SECONDS = 1.0  # how often the live workers are counted while jobs are in flight
 # Figures summed over the live workers' engines for a pong (engine.api.schema.EngineStats).
-SUMMED = ("active_rows", "max_rows", "active_jobs", "queued_jobs", "rendering_jobs", "jobs",
-          "steps", "training_jobs", "tokens")
+SUMMED = (
+    "active_rows",
+    "max_rows",
+    "active_jobs",
+    "queued_jobs",
+    "rendering_jobs",
+    "jobs",
+    "steps",
+    "training_jobs",
+    "tokens",
+)
 
 
 @dataclass(eq=False)
@@ -77,8 +86,9 @@ class QueueLink:
     goes on where the last one stopped: the client's id and reply stream, the position read in
     it, and the jobs sent and not yet answered."""
 
-    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX,
-                 worker_ttl: float = WORKER_TTL_SECONDS) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = DEFAULT_PREFIX, worker_ttl: float = WORKER_TTL_SECONDS
+    ) -> None:
         self.url = url
         self.keys = QueueKeys(prefix)
         self.client = uuid.uuid4().hex[:16]
@@ -120,10 +130,12 @@ class QueueTransport(Transport):
             workers = await self._live_workers()
         except (RedisError, OSError) as exc:
             await self._link.close()
-            raise TransportClosed(f"Redis at {redacted(self._link.url)} did not answer: "
-                                  f"{exc}") from exc
-        await self._inbox.put(encode(Ready(
-            0, "queue", f"{redacted(self._link.url)} ({len(workers)} workers)")))
+            raise TransportClosed(
+                f"Redis at {redacted(self._link.url)} did not answer: {exc}"
+            ) from exc
+        await self._inbox.put(
+            encode(Ready(0, "queue", f"{redacted(self._link.url)} ({len(workers)} workers)"))
+        )
         self._spawn(self._read_replies(), "queue-replies")
         self._spawn(self._watch_workers(), "queue-workers")
 
@@ -131,8 +143,9 @@ class QueueTransport(Transport):
         if self._closed is not None:
             raise TransportClosed(self._closed)
         fields = unpacked(message)
-        kind, job_id = (fields.get("type"), fields.get("id")) if isinstance(fields, dict) \
-            else (None, None)
+        kind, job_id = (
+            (fields.get("type"), fields.get("id")) if isinstance(fields, dict) else (None, None)
+        )
         if kind in KINDS and isinstance(job_id, int):
             job = QueuedJob(job_id, kind, message, f"{self._link.client}:{job_id}")
             self._link.jobs[job_id] = job
@@ -175,10 +188,10 @@ class QueueTransport(Transport):
 
     # Jobs.
     async def _send_job(self, job: QueuedJob) -> None:
-        await self._submit(keys=[self._keys.marker(job.job), self._keys.stream(job.kind),
-                                 self._keys.counters],
-                           args=[ms(JOB_TTL_SECONDS), job.job, self._link.replies,
-                                 job.id, job.body])
+        await self._submit(
+            keys=[self._keys.marker(job.job), self._keys.stream(job.kind), self._keys.counters],
+            args=[ms(JOB_TTL_SECONDS), job.job, self._link.replies, job.id, job.body],
+        )
 
     async def _flag_cancels(self) -> None:
         redis = self._link.redis
@@ -188,8 +201,9 @@ class QueueTransport(Transport):
                     pipe.set(self._keys.cancel(job), 1, px=ms(JOB_TTL_SECONDS))
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            log.warning("could not flag %d cancelled jobs yet (Redis: %s)",
-                        len(self._link.cancels), exc)
+            log.warning(
+                "could not flag %d cancelled jobs yet (Redis: %s)", len(self._link.cancels), exc
+            )
             return
         self._link.cancels.clear()
 
@@ -213,8 +227,11 @@ class QueueTransport(Transport):
             try:
                 if away_since is not None:
                     await self._resend_all()
-                    log.info("Redis answers again after %.1f s; %d jobs in flight",
-                             time.monotonic() - away_since, len(link.jobs))
+                    log.info(
+                        "Redis answers again after %.1f s; %d jobs in flight",
+                        time.monotonic() - away_since,
+                        len(link.jobs),
+                    )
                     away_since, tries = None, 0
                 answer = await redis.xread({link.replies: link.last_reply}, block=READ_BLOCK_MS)
             except (RedisError, OSError) as exc:
@@ -223,16 +240,19 @@ class QueueTransport(Transport):
                     away_since = now
                     log.warning("lost Redis at %s (%s); reconnecting", redacted(link.url), exc)
                 if now - away_since > RECONNECT_SECONDS:
-                    self._end(f"Redis at {redacted(link.url)} did not answer for "
-                              f"{RECONNECT_SECONDS:.0f} s ({exc})")
+                    self._end(
+                        f"Redis at {redacted(link.url)} did not answer for "
+                        f"{RECONNECT_SECONDS:.0f} s ({exc})"
+                    )
                     return
                 await asyncio.sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
                 tries += 1
                 continue
             for _stream, entries in answer or []:
                 for entry_id, fields in entries:
-                    link.last_reply = entry_id.decode() if isinstance(entry_id, bytes) \
-                        else str(entry_id)
+                    link.last_reply = (
+                        entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                    )
                     self._deliver(fields.get(b"m"))
             if answer:
                 # What was read is not needed again: results are MBs, keep Redis small.
@@ -281,17 +301,23 @@ class QueueTransport(Transport):
             if workers:
                 self._last_worker_seen = now
             elif now - self._last_worker_seen > self._link.worker_ttl:
-                log.error("no engine worker has been heard from for %.0f s; failing %d jobs",
-                          now - self._last_worker_seen, len(self._link.jobs))
+                log.error(
+                    "no engine worker has been heard from for %.0f s; failing %d jobs",
+                    now - self._last_worker_seen,
+                    len(self._link.jobs),
+                )
                 for job in list(self._link.jobs.values()):
-                    self._fail(job, EngineUnavailable(
-                        "no music engine worker is running; try again when the operator has "
-                        "started one"))
+                    self._fail(
+                        job,
+                        EngineUnavailable(
+                            "no music engine worker is running; try again when the operator has "
+                            "started one"
+                        ),
+                    )
                 await self._flag_cancels()
 
     async def _live_workers(self) -> list[str]:
-        names = await self._live(keys=[self._keys.workers],
-                                 args=[ms(self._link.worker_ttl)])
+        names = await self._live(keys=[self._keys.workers], args=[ms(self._link.worker_ttl)])
         return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
     async def _pong(self, ping_id: int) -> None:
@@ -332,8 +358,13 @@ class QueueTransport(Transport):
         # those and the claimed ones (an answered job's entry is deleted).
         if isinstance(entries, int) and isinstance(claimed, dict):
             total["queued_jobs"] += max(0, entries - int(claimed.get("pending") or 0))
-        return {**total, "pid": 0, "models": models, "draining": draining,
-                "device": f"queue: {len(workers)} workers ({', '.join(devices) or 'none'})"}
+        return {
+            **total,
+            "pid": 0,
+            "models": models,
+            "draining": draining,
+            "device": f"queue: {len(workers)} workers ({', '.join(devices) or 'none'})",
+        }
 
     # Helpers.
     def _spawn(self, coro: Any, name: str) -> None:
@@ -344,8 +375,7 @@ class QueueTransport(Transport):
     def _task_ended(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("queue transport task %s failed", task.get_name(),
-                      exc_info=task.exception())
+            log.error("queue transport task %s failed", task.get_name(), exc_info=task.exception())
             self._end(f"the queue transport failed ({task.exception()!r})")
 
     def _end(self, reason: str) -> None:
@@ -372,8 +402,13 @@ def unpacked(raw: object) -> Any:
         return None
 
 
-def queue_client(url: str, *, prefix: str = DEFAULT_PREFIX,
-                 worker_ttl: float = WORKER_TTL_SECONDS, **options: Any) -> EngineClient:
+def queue_client(
+    url: str,
+    *,
+    prefix: str = DEFAULT_PREFIX,
+    worker_ttl: float = WORKER_TTL_SECONDS,
+    **options: Any,
+) -> EngineClient:
     """An EngineClient whose engine is the workers of the Redis queue at `url`; `options`
     go to EngineClient (close_timeout, ...)."""
     link = QueueLink(url, prefix=prefix, worker_ttl=worker_ttl)

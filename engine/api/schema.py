@@ -79,9 +79,11 @@ class ComposeRequest(Struct, frozen=True, forbid_unknown_fields=True):
         CANDIDATES.check("candidates", self.candidates, BadRequest)
         TEMPERATURE.check("temperature", self.temperature, BadRequest)
         TOP_P.check("top_p", self.top_p, BadRequest)
-        for name, value, allowed in (("seed", self.seed, SAMPLING_SEED),
-                                     ("tempo", self.tempo, TEMPO_BPM),
-                                     ("program", self.program, PROGRAM)):
+        for name, value, allowed in (
+            ("seed", self.seed, SAMPLING_SEED),
+            ("tempo", self.tempo, TEMPO_BPM),
+            ("program", self.program, PROGRAM),
+        ):
             if value is not None:
                 allowed.check(name, value, BadRequest)
         _check_audio_bytes(self.max_audio_bytes)
@@ -137,8 +139,7 @@ class FinetuneRequest(Struct, frozen=True, forbid_unknown_fields=True):
 
 def _check_audio_bytes(value: int | None) -> None:
     if value is not None and value < MIN_AUDIO_BYTES:
-        raise BadRequest(f"max_audio_bytes must be at least {MIN_AUDIO_BYTES} "
-                         f"(received {value})")
+        raise BadRequest(f"max_audio_bytes must be at least {MIN_AUDIO_BYTES} (received {value})")
 
 
 # ---- Results ------------------------------------------------------------------------------
@@ -301,8 +302,7 @@ class JobFailed(Struct, tag="error"):
 
     @classmethod
     def of(cls, job_id: int | None, exc: BaseException) -> JobFailed:
-        kind = next((c.__name__ for c in type(exc).__mro__ if c.__name__ in _ERRORS),
-                    "EngineError")
+        kind = next((c.__name__ for c in type(exc).__mro__ if c.__name__ in _ERRORS), "EngineError")
         return cls(job_id, kind, str(exc))
 
     def exception(self) -> EngineError:
@@ -318,7 +318,8 @@ FromEngine = Ready | JobProgress | JobDone | JobFailed | Pong
 
 # Errors cross the wire by class name; anything else becomes a plain EngineError.
 _ERRORS: dict[str, type[EngineError]] = {
-    cls.__name__: cls for cls in (BadSeed, BadRequest, EngineUnavailable, EngineError)}
+    cls.__name__: cls for cls in (BadSeed, BadRequest, EngineUnavailable, EngineError)
+}
 
 # ---- Encoding and decoding ----------------------------------------------------------------
 
@@ -388,8 +389,16 @@ _AT = r"(?: - at `\$(?P<at>.*)`)?$"
 _EXPECTED = re.compile(r"^Expected `(?P<wanted>[^`]+)`, got `(?P<got>[^`]+)`" + _AT)
 _UNKNOWN = re.compile(r"^Object contains unknown field `(?P<name>[^`]+)`" + _AT)
 _MISSING = re.compile(r"^Object missing required field `(?P<name>[^`]+)`" + _AT)
-_WORDS = {"int": "int", "float": "a number", "bytes": "bytes", "bool": "true or false",
-          "str": "text", "array": "a list", "object": "a map", "null": "nothing"}
+_WORDS = {
+    "int": "int",
+    "float": "a number",
+    "bytes": "bytes",
+    "bool": "true or false",
+    "str": "text",
+    "array": "a list",
+    "object": "a map",
+    "null": "nothing",
+}
 
 
 def _describe(error: str, raw: dict[Any, Any], kind: str) -> str:

@@ -19,16 +19,22 @@ def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> Score:
     `max_notes`: an operator's lower note limit (MOTIF_MAX_SEED_NOTES)."""
     if len(data) > MAX_SEED_BYTES:
         limit_mb = MAX_SEED_BYTES / 1_000_000
-        raise BadSeed(f"the seed is {_beyond(len(data) / 1_000_000, limit_mb)} MB; seeds must "
-                      f"be at most {limit_mb:g} MB")
+        raise BadSeed(
+            f"the seed is {_beyond(len(data) / 1_000_000, limit_mb)} MB; seeds must "
+            f"be at most {limit_mb:g} MB"
+        )
     if len(data) < 14 or not data.startswith(b"MThd"):
         raise BadSeed("that file is not a MIDI file (it does not start with a MIDI header)")
     if data[12] & 0x80:
-        raise BadSeed("that MIDI file counts time in SMPTE frames, which Motif cannot read; "
-                      "export it with ticks per beat (the usual setting)")
+        raise BadSeed(
+            "that MIDI file counts time in SMPTE frames, which Motif cannot read; "
+            "export it with ticks per beat (the usual setting)"
+        )
     if data[12:14] == b"\0\0":
-        raise BadSeed("that MIDI file is broken (its header says a beat lasts 0 ticks); "
-                      "try exporting it again")
+        raise BadSeed(
+            "that MIDI file is broken (its header says a beat lasts 0 ticks); "
+            "try exporting it again"
+        )
     try:
         score = Score.from_midi(data)
     except Exception:  # symusic raises plain RuntimeErrors on broken files
@@ -43,16 +49,22 @@ def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> Score:
     for tempo in score.tempos:
         bpm = float(tempo.qpm)
         if not math.isfinite(bpm):
-            raise BadSeed("that MIDI file is broken (a tempo event says a beat lasts 0 "
-                          "microseconds); try exporting it again")
+            raise BadSeed(
+                "that MIDI file is broken (a tempo event says a beat lasts 0 "
+                "microseconds); try exporting it again"
+            )
         if bpm < low or bpm > high:
-            raise BadSeed(f"the seed's tempo is {_beyond(bpm, low if bpm < low else high)} bpm; "
-                          f"a seed's tempo must be within {low:g} and {high:g} bpm")
+            raise BadSeed(
+                f"the seed's tempo is {_beyond(bpm, low if bpm < low else high)} bpm; "
+                f"a seed's tempo must be within {low:g} and {high:g} bpm"
+            )
     seconds = score.to("second").end()
     if seconds > MAX_SEED_SECONDS:
         limit_minutes = MAX_SEED_SECONDS / 60
-        raise BadSeed(f"the seed lasts {_beyond(seconds / 60, limit_minutes)} minutes; seeds may "
-                      f"last at most {limit_minutes:g} minutes")
+        raise BadSeed(
+            f"the seed lasts {_beyond(seconds / 60, limit_minutes)} minutes; seeds may "
+            f"last at most {limit_minutes:g} minutes"
+        )
     return score
 
 

@@ -44,8 +44,9 @@ _LENGTH = struct.Struct(">I")  # a frame's header: how many bytes of message fol
 
 def frame(message: bytes) -> bytes:
     if len(message) > MAX_MESSAGE_BYTES:
-        raise ValueError(f"a message may hold at most {MAX_MESSAGE_BYTES} bytes "
-                         f"(received {len(message)})")
+        raise ValueError(
+            f"a message may hold at most {MAX_MESSAGE_BYTES} bytes (received {len(message)})"
+        )
     return _LENGTH.pack(len(message)) + message
 
 
@@ -69,7 +70,7 @@ class FrameReader:
         end = _LENGTH.size + length
         if len(self._buffer) < end:
             return None
-        message = bytes(self._buffer[_LENGTH.size:end])
+        message = bytes(self._buffer[_LENGTH.size : end])
         del self._buffer[:end]
         return message
 
@@ -103,8 +104,9 @@ class Transport(ABC):
         """Give an engine whose channel closed a moment to exit, so describe_exit() knows."""
 
 
-async def open_until_ready(transport: Transport, timeout: float, read_hello: Callable[[bytes], T],
-                           stop_timeout: float) -> T:
+async def open_until_ready(
+    transport: Transport, timeout: float, read_hello: Callable[[bytes], T], stop_timeout: float
+) -> T:
     """Open `transport` and read the engine's first message with `read_hello` (which raises
     unless it says the engine is ready). On any failure, cancellation included, the process is
     killed and reaped before the exception goes on: a start that fails leaves nothing behind."""
@@ -139,11 +141,16 @@ class SubprocessTransport(Transport):
         ours, theirs = socket.socketpair()
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                *self._argv, "--fd", str(theirs.fileno()), pass_fds=(theirs.fileno(),),
-                env=self._env, stdin=subprocess.DEVNULL,
+                *self._argv,
+                "--fd",
+                str(theirs.fileno()),
+                pass_fds=(theirs.fileno(),),
+                env=self._env,
+                stdin=subprocess.DEVNULL,
                 # Its own session: a Ctrl-C meant for the bot must not kill the engine before
                 # the bot has drained it; the engine still stops when the bot dies (EOF).
-                start_new_session=True)
+                start_new_session=True,
+            )
         except BaseException:
             ours.close()
             raise
@@ -186,8 +193,9 @@ class SubprocessTransport(Transport):
         try:
             await asyncio.wait_for(self._proc.wait(), timeout)
         except TimeoutError:
-            log.warning("engine pid %s did not exit within %.0f s; killing it",
-                        self._proc.pid, timeout)
+            log.warning(
+                "engine pid %s did not exit within %.0f s; killing it", self._proc.pid, timeout
+            )
             self.kill()
             await self._proc.wait()
 
@@ -206,8 +214,7 @@ class SubprocessTransport(Transport):
             try:
                 await asyncio.wait_for(self._proc.wait(), timeout)
             except TimeoutError:
-                log.warning("engine pid %s closed its channel but is still running",
-                            self._proc.pid)
+                log.warning("engine pid %s closed its channel but is still running", self._proc.pid)
 
 
 class SocketChannel:

@@ -30,8 +30,7 @@ class Workload:
     seed_quarters: float = 0.0  # of seed played before the continuation (include_seed)
 
     @classmethod
-    def of(cls, params: ComposeRequest, seed: SeedFacts | None,
-           metres: Sequence[str]) -> Workload:
+    def of(cls, params: ComposeRequest, seed: SeedFacts | None, metres: Sequence[str]) -> Workload:
         """The work `params` ask for on `seed`, where `metres` are those the model knows."""
         metre = seed.time_signature if seed is not None else None
         parts = bar_parts(metre) if metre is not None and _usable(metre) else None
@@ -43,9 +42,14 @@ class Workload:
         assert metre is not None
         tempo = params.tempo or (seed.tempo if seed is not None else None)
         seed_quarters = seed.quarters if params.include_seed and seed is not None else 0.0
-        return cls(bars=params.bars, candidates=params.candidates,
-                   tempo=tempo or DEFAULT_TEMPO_BPM, metre=metre, metre_known=known,
-                   seed_quarters=seed_quarters)
+        return cls(
+            bars=params.bars,
+            candidates=params.candidates,
+            tempo=tempo or DEFAULT_TEMPO_BPM,
+            metre=metre,
+            metre_known=known,
+            seed_quarters=seed_quarters,
+        )
 
     def clip_seconds(self, bars: int | None = None) -> float:
         bars = self.bars if bars is None else bars
@@ -59,9 +63,11 @@ class Workload:
         return self.candidates * (self.bars if bars is None else bars) * MAX_TOKENS_PER_BAR
 
     def fits(self, limits: WorkLimits, bars: int | None = None) -> bool:
-        return (self.clip_seconds(bars) <= limits.max_clip_seconds
-                and self.composition_seconds(bars) <= limits.max_composition_seconds
-                and self.tokens(bars) <= limits.max_composition_tokens)
+        return (
+            self.clip_seconds(bars) <= limits.max_clip_seconds
+            and self.composition_seconds(bars) <= limits.max_composition_seconds
+            and self.tokens(bars) <= limits.max_composition_tokens
+        )
 
 
 def check_workload(work: Workload, limits: WorkLimits) -> None:
@@ -71,25 +77,34 @@ def check_workload(work: Workload, limits: WorkLimits) -> None:
     bars = f"{work.bars} bars of {'' if work.metre_known else 'up to '}{work.metre}"
     with_seed = " with the seed before them" if work.seed_quarters else ""
     if work.clip_seconds() > limits.max_clip_seconds:
-        problem = (f"at {_bpm(work.tempo)} bpm, {bars} would last "
-                   f"{_duration(work.clip_seconds())}{with_seed}; a clip may last at most "
-                   f"{_duration(limits.max_clip_seconds)}")
+        problem = (
+            f"at {_bpm(work.tempo)} bpm, {bars} would last "
+            f"{_duration(work.clip_seconds())}{with_seed}; a clip may last at most "
+            f"{_duration(limits.max_clip_seconds)}"
+        )
     elif work.composition_seconds() > limits.max_composition_seconds:
-        problem = (f"at {_bpm(work.tempo)} bpm, {work.candidates} candidates of {bars} would "
-                   f"last {_duration(work.composition_seconds())} together{with_seed}; a "
-                   f"composition may last at most {_duration(limits.max_composition_seconds)}")
+        problem = (
+            f"at {_bpm(work.tempo)} bpm, {work.candidates} candidates of {bars} would "
+            f"last {_duration(work.composition_seconds())} together{with_seed}; a "
+            f"composition may last at most {_duration(limits.max_composition_seconds)}"
+        )
     else:
-        problem = (f"{work.candidates} candidates of {work.bars} bars may take up to "
-                   f"{work.tokens():,} tokens to write; this engine writes at most "
-                   f"{limits.max_composition_tokens:,} per composition")
+        problem = (
+            f"{work.candidates} candidates of {work.bars} bars may take up to "
+            f"{work.tokens():,} tokens to write; this engine writes at most "
+            f"{limits.max_composition_tokens:,} per composition"
+        )
     raise BadRequest(f"{problem}: {_advice(work, limits)}")
 
 
 def check_request(request: ComposeRequest, limits: WorkLimits, metres: Sequence[str]) -> None:
     """BadSeed or BadRequest when the seed or the work asked for is over a limit; reads the
     seed (symusic only: no tokenizer, no model), for a check before anything loads."""
-    seed = (None if request.seed_midi is None
-            else SeedFacts.of(read_seed(request.seed_midi, max_notes=limits.max_seed_notes)))
+    seed = (
+        None
+        if request.seed_midi is None
+        else SeedFacts.of(read_seed(request.seed_midi, max_notes=limits.max_seed_notes))
+    )
     check_workload(Workload.of(request, seed, metres), limits)
 
 

@@ -46,8 +46,10 @@ ABSOLUTE_GATE_LUFS = -70.0
 RELATIVE_GATE_LU = -10.0
 LOUDNESS_OFFSET = -0.691  # makes a 997 Hz sine read its own level (K-weighting adds ~0.69 dB)
 # K-weighting as BS.1770-4 tabulates it for 48 kHz: (b0, b1, b2), (1, a1, a2) of each stage.
-SHELF = ((1.53512485958697, -2.69169618940638, 1.19839281085285),
-         (1.0, -1.69065929318241, 0.73248077421585))
+SHELF = (
+    (1.53512485958697, -2.69169618940638, 1.19839281085285),
+    (1.0, -1.69065929318241, 0.73248077421585),
+)
 HIGH_PASS = ((1.0, -2.0, 1.0), (1.0, -1.99004745483398, 0.99007225036621))
 STANDARD_RATE = 48_000
 
@@ -142,8 +144,14 @@ def true_peak_dbfs(pcm: np.ndarray, factor: int = 4) -> float:
         return float(20 * np.log10(peak))
 
 
-def normalise(pcm: np.ndarray, sample_rate: int, *, seam_seconds: float | None = None,
-              target: float = TARGET_LUFS, ceiling: float = CEILING_DBFS) -> np.ndarray:
+def normalise(
+    pcm: np.ndarray,
+    sample_rate: int,
+    *,
+    seam_seconds: float | None = None,
+    target: float = TARGET_LUFS,
+    ceiling: float = CEILING_DBFS,
+) -> np.ndarray:
     """Bring `pcm` (frames, channels) to `target` LUFS in place, its peaks under `ceiling` dBFS.
 
     With seam_seconds the two sides of the seam are measured apart and each gets its own gain,
@@ -183,9 +191,12 @@ def normalise(pcm: np.ndarray, sample_rate: int, *, seam_seconds: float | None =
         if np.array_equal(total, curve):
             break  # nothing to limit: every section is at the target
         # A silent side is at no level: it keeps the other side's gain.
-        reached = [meter.loudness(envelope.hop_gains(total, a, meter.hop, len(meter.weighted)))
-                   if np.isfinite(level) else target
-                   for meter, (a, _), level in zip(meters, sections, levels, strict=True)]
+        reached = [
+            meter.loudness(envelope.hop_gains(total, a, meter.hop, len(meter.weighted)))
+            if np.isfinite(level)
+            else target
+            for meter, (a, _), level in zip(meters, sections, levels, strict=True)
+        ]
         if max(target - level for level in reached) < TOLERANCE_LU:
             break
         # Make up what the limiter took. A dB more gain yields less than a dB more loudness

@@ -78,8 +78,9 @@ def bar_starts(score: symusic.Score, until_seconds: float) -> np.ndarray:
     tpq = score.ticks_per_quarter
     signatures = score.time_signatures.numpy()
     times = signatures["time"].astype(np.int64)
-    metres = list(zip(signatures["numerator"].tolist(), signatures["denominator"].tolist(),
-                      strict=True))
+    metres = list(
+        zip(signatures["numerator"].tolist(), signatures["denominator"].tolist(), strict=True)
+    )
     if not len(times) or times[0] > 0:
         times, metres = np.insert(times, 0, 0), [(4, 4), *metres]
     tempos = score.tempos.numpy()
@@ -137,8 +138,10 @@ class _Roll:
     def pitch_range(self) -> tuple[int, int] | None:
         if not self.pitched:
             return None
-        return (min(int(n["pitch"].min()) for _, n in self.pitched),
-                max(int(n["pitch"].max()) for _, n in self.pitched))
+        return (
+            min(int(n["pitch"].min()) for _, n in self.pitched),
+            max(int(n["pitch"].max()) for _, n in self.pitched),
+        )
 
     def metre(self) -> str:
         signatures, tempos = self.score.time_signatures, self.score.tempos
@@ -172,8 +175,11 @@ def draw_pianoroll(
     strip = _Roll.of(seed) if seed is not None and not seed_seconds else None
     everything = rows + ([strip] if strip else [])
     ranges = [r for roll in everything if (r := roll.pitch_range())]
-    pitches = ((min(r[0] for r in ranges) - 1, max(r[1] for r in ranges) + 1) if ranges
-               else DEFAULT_PITCHES)
+    pitches = (
+        (min(r[0] for r in ranges) - 1, max(r[1] for r in ranges) + 1)
+        if ranges
+        else DEFAULT_PITCHES
+    )
     span = max([roll.end for roll in rows] + [seed_seconds or 0.0, 1.0])
     with_drums = any(roll.drums is not None for roll in everything)
 
@@ -185,8 +191,14 @@ def draw_pianoroll(
     # per row with its own ticks.
     plot_width = WIDTH_PX - MARGIN_PX["left"] - MARGIN_PX["right"]
     plot_height = height - MARGIN_PX["top"] - MARGIN_PX["bottom"]
-    ax = fig.add_axes((MARGIN_PX["left"] / WIDTH_PX, MARGIN_PX["bottom"] / height,
-                       plot_width / WIDTH_PX, plot_height / height))
+    ax = fig.add_axes(
+        (
+            MARGIN_PX["left"] / WIDTH_PX,
+            MARGIN_PX["bottom"] / height,
+            plot_width / WIDTH_PX,
+            plot_height / height,
+        )
+    )
     ax.set_axis_off()
     ax.set_xlim(0, span)
     ax.set_ylim(0, plot_height)
@@ -197,10 +209,16 @@ def draw_pianoroll(
         strip_height = SEED_STRIP_PX - SEED_LABELS_PX - ROW_GAP_PX
         # The seed's last `span` seconds (all of it, mostly): what leads into the candidates.
         start = max(0.0, strip.end - span)
-        canvas.band(strip, "Seed", top - SEED_LABELS_PX - strip_height, strip_height,
-                    DRUM_LANE_PX["seed"] if with_drums else 0, start=start, to_end=True)
-        canvas.bar_numbers(strip, top - SEED_LABELS_PX + 2, start=start, below=False,
-                           to_end=True)
+        canvas.band(
+            strip,
+            "Seed",
+            top - SEED_LABELS_PX - strip_height,
+            strip_height,
+            DRUM_LANE_PX["seed"] if with_drums else 0,
+            start=start,
+            to_end=True,
+        )
+        canvas.bar_numbers(strip, top - SEED_LABELS_PX + 2, start=start, below=False, to_end=True)
         top -= SEED_STRIP_PX
     row_height = (top + ROW_GAP_PX) / len(rows) - ROW_GAP_PX
     grid = canvas.bars(rows[-1], 0.0)  # numbered under the last row
@@ -212,25 +230,41 @@ def draw_pianoroll(
         bars = canvas.bars(roll, 0.0)
         if len(bars) != len(grid) or not np.allclose(bars, grid):
             # Without a seed each candidate may pick its metre: number its own bars above it.
-            canvas.bar_numbers(roll, bottom + row_height + 2, start=0.0, below=False,
-                               room_px=METRE_LABEL_PX)
-            ax.text(span, bottom + row_height + 2, roll.metre(), ha="right", va="bottom",
-                    color=INK, fontsize=8)
+            canvas.bar_numbers(
+                roll, bottom + row_height + 2, start=0.0, below=False, room_px=METRE_LABEL_PX
+            )
+            ax.text(
+                span,
+                bottom + row_height + 2,
+                roll.metre(),
+                ha="right",
+                va="bottom",
+                color=INK,
+                fontsize=8,
+            )
     canvas.bar_numbers(rows[-1], -4, start=0.0, below=True)
-    ax.text(0.5, 2 - MARGIN_PX["bottom"], f"bar ({rows[-1].metre()})",
-            transform=ax.get_yaxis_transform(), ha="center", va="bottom", color=INK, fontsize=9)
+    ax.text(
+        0.5,
+        2 - MARGIN_PX["bottom"],
+        f"bar ({rows[-1].metre()})",
+        transform=ax.get_yaxis_transform(),
+        ha="center",
+        va="bottom",
+        color=INK,
+        fontsize=9,
+    )
     canvas.finish()
     _legend(fig, everything, height)
 
     out = io.BytesIO()
     # zlib level 1: a flat-coloured image compresses about as well and several times faster.
-    fig.savefig(out, format="png", dpi=DPI, facecolor=BACKGROUND,
-                pil_kwargs={"compress_level": 1})
+    fig.savefig(out, format="png", dpi=DPI, facecolor=BACKGROUND, pil_kwargs={"compress_level": 1})
     return out.getvalue()
 
 
-def _rectangles(x0: np.ndarray | float, y0: np.ndarray | float, x1: np.ndarray | float,
-                y1: np.ndarray | float) -> np.ndarray:
+def _rectangles(
+    x0: np.ndarray | float, y0: np.ndarray | float, x1: np.ndarray | float, y1: np.ndarray | float
+) -> np.ndarray:
     """(n, 4, xy) corners of axis-aligned rectangles; scalars broadcast."""
     x0, y0, x1, y1 = np.broadcast_arrays(*(np.atleast_1d(v) for v in (x0, y0, x1, y1)))
     corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
@@ -246,13 +280,28 @@ class _Canvas:
         self.low, self.high = pitches
         self.notes: dict[int, list[tuple[np.ndarray, float]]] = {}  # program: (verts, outline)
         self.shapes: dict[str, list[np.ndarray]] = {
-            "panels": [], "lanes": [], "shading": [], "bars": [], "hits": [], "seams": []}
+            "panels": [],
+            "lanes": [],
+            "shading": [],
+            "bars": [],
+            "hits": [],
+            "seams": [],
+        }
 
     def _text(self, x: float, y: float, text: str, **style) -> None:
         self.ax.text(x, y, text, **{"color": INK, "fontsize": 8, **style})
 
-    def band(self, roll: _Roll, label: str, bottom: float, height: float, lane: float,
-             *, start: float = 0.0, to_end: bool = False) -> None:
+    def band(
+        self,
+        roll: _Roll,
+        label: str,
+        bottom: float,
+        height: float,
+        lane: float,
+        *,
+        start: float = 0.0,
+        to_end: bool = False,
+    ) -> None:
         """Draw `roll` from `start` seconds on in the band [bottom, bottom + height] px."""
         per_pitch = (height - lane) / (self.high - self.low + 1)
         pitch_y = bottom + lane + 0.5 * per_pitch - self.low * per_pitch  # + pitch * per_pitch
@@ -265,8 +314,9 @@ class _Canvas:
             x1 = x0 + np.maximum(notes["duration"], MIN_NOTE_SECONDS)
             y = pitch_y + notes["pitch"].astype(np.float64) * per_pitch
             seen = x1 > 0
-            verts = _rectangles(x0[seen], y[seen] - 0.4 * per_pitch, x1[seen],
-                                y[seen] + 0.4 * per_pitch)
+            verts = _rectangles(
+                x0[seen], y[seen] - 0.4 * per_pitch, x1[seen], y[seen] + 0.4 * per_pitch
+            )
             self.notes.setdefault(program, []).append((verts, outline))
         labels = self.ax.get_yaxis_transform()  # x in axes fractions, y in pixels
         ticks = [p for p in range(self.low, self.high + 1) if p % 12 == 0]
@@ -275,14 +325,36 @@ class _Canvas:
         if per_pitch * 12 < 11:  # too tight for every C: every other one
             ticks = ticks[::2]
         for p in ticks:
-            self._text(-0.006, pitch_y + p * per_pitch, pretty_midi.note_number_to_name(p),
-                       transform=labels, ha="right", va="center")
-        self._text(-0.05, bottom + height / 2, label, transform=labels, ha="center",
-                   va="center", rotation=90, fontsize=9, fontweight="bold")
+            self._text(
+                -0.006,
+                pitch_y + p * per_pitch,
+                pretty_midi.note_number_to_name(p),
+                transform=labels,
+                ha="right",
+                va="center",
+            )
+        self._text(
+            -0.05,
+            bottom + height / 2,
+            label,
+            transform=labels,
+            ha="center",
+            va="center",
+            rotation=90,
+            fontsize=9,
+            fontweight="bold",
+        )
         if lane:
             self.shapes["lanes"].append(_rectangles(0.0, bottom, self.span, bottom + lane))
-            self._text(-0.006, bottom + lane / 2, "drums", transform=labels, ha="right",
-                       va="center", fontsize=7)
+            self._text(
+                -0.006,
+                bottom + lane / 2,
+                "drums",
+                transform=labels,
+                ha="right",
+                va="center",
+                fontsize=7,
+            )
             if roll.drums is not None:
                 self.shapes["hits"].append(_drum_ticks(roll.drums, start, bottom, lane))
         bars = self.bars(roll, start, to_end=to_end)
@@ -302,8 +374,16 @@ class _Canvas:
         self.shapes["seams"].append(np.array([[[seconds, bottom], [seconds, bottom + height]]]))
         self._text(seconds / 2, bottom + height - 3, "seed", ha="center", va="top", alpha=0.8)
 
-    def bar_numbers(self, roll: _Roll, y: float, *, start: float, below: bool,
-                    to_end: bool = False, room_px: float = 0.0) -> None:
+    def bar_numbers(
+        self,
+        roll: _Roll,
+        y: float,
+        *,
+        start: float,
+        below: bool,
+        to_end: bool = False,
+        room_px: float = 0.0,
+    ) -> None:
         """Number the bars (1 = the score's first) along a band's edge, at the lines where they
         start, thinned to every 2nd, 4th, ... bar when they would crowd; `room_px` at the
         right end stays free."""
@@ -339,17 +419,24 @@ class _Canvas:
         for program, parts in sorted(self.notes.items()):
             verts = np.concatenate([v for v, _ in parts])
             widths = np.concatenate([np.full(len(v), w) for v, w in parts])
-            self.ax.add_collection(PolyCollection(
-                verts, facecolors=program_colour(program), edgecolors=PANEL, linewidths=widths,
-                zorder=2))
+            self.ax.add_collection(
+                PolyCollection(
+                    verts,
+                    facecolors=program_colour(program),
+                    edgecolors=PANEL,
+                    linewidths=widths,
+                    zorder=2,
+                )
+            )
         # One crisp pixel a hit: sixteenth hi-hats 3-4 px apart (16 bars at 120 bpm) merged
         # into a solid bar at 1.5 points.
         lines("hits", colors=DRUMS, linewidths=72 / DPI, antialiaseds=False, zorder=2)
         lines("seams", colors=SEED, alpha=0.5, linewidths=1, zorder=3)
 
 
-def _drum_ticks(hits: dict[str, np.ndarray], start: float, bottom: float,
-                lane: float) -> np.ndarray:
+def _drum_ticks(
+    hits: dict[str, np.ndarray], start: float, bottom: float, lane: float
+) -> np.ndarray:
     """One short vertical line per hit: kicks at the bottom of the lane, snares and toms in
     the middle, cymbals and other percussion on top. Returns (hits, 2, xy) segments."""
     pitch = hits["pitch"]
@@ -358,8 +445,9 @@ def _drum_ticks(hits: dict[str, np.ndarray], start: float, bottom: float,
     x = hits["time"].astype(np.float64) - start
     y0 = bottom + (level + 0.15) * third
     seen = x >= 0
-    return np.stack([np.stack([x, y0], axis=1), np.stack([x, y0 + 0.7 * third], axis=1)],
-                    axis=1)[seen]
+    return np.stack([np.stack([x, y0], axis=1), np.stack([x, y0 + 0.7 * third], axis=1)], axis=1)[
+        seen
+    ]
 
 
 def _legend(fig: Figure, rolls: list[_Roll], height: int) -> None:
@@ -382,5 +470,11 @@ def _legend(fig: Figure, rolls: list[_Roll], height: int) -> None:
         squares.append(_rectangles(x, y - 5, x + 20, y + 5))
         fig.text((x + 28) / WIDTH_PX, y / height, name, color=INK, fontsize=9, va="center")
     if squares:
-        fig.add_artist(PolyCollection(np.concatenate(squares), facecolors=[c for c, _ in entries],
-                                      linewidths=0, transform=IdentityTransform()))
+        fig.add_artist(
+            PolyCollection(
+                np.concatenate(squares),
+                facecolors=[c for c, _ in entries],
+                linewidths=0,
+                transform=IdentityTransform(),
+            )
+        )

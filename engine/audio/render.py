@@ -180,7 +180,10 @@ class Renderer:
             self._write_float(synth.synth, count, buf, 2 * start, 2, buf, 2 * start + 1, 2)
 
     def render_to_ogg(
-        self, midi: bytes | symusic.Score, *, max_bytes: int | None = None,
+        self,
+        midi: bytes | symusic.Score,
+        *,
+        max_bytes: int | None = None,
         codec: str = DEFAULT_CODEC,
     ) -> EncodedAudio:
         """Render at the default rate and encode, fitting into max_bytes when given."""
@@ -234,8 +237,9 @@ def _track_rows(track: symusic.Track, channel: int, sample_rate: int) -> list[np
     ]
 
 
-def encode_ogg(pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = None,
-               codec: str = DEFAULT_CODEC) -> EncodedAudio:
+def encode_ogg(
+    pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = None, codec: str = DEFAULT_CODEC
+) -> EncodedAudio:
     """Encode PCM (N, channels) to OGG Vorbis, or Opus when asked and libsndfile has it at this
     rate (Vorbis otherwise).
 
@@ -271,10 +275,11 @@ def _encode(pcm: np.ndarray, sample_rate: int, subtype: str, level: float | None
     options = {} if level is None else {"compression_level": level}
     # libsndfile 1.2.2's Vorbis encoder dies (SIGSEGV) when one write carries ~2.5 M frames
     # (a 53 s clip at 48 kHz): feed it in blocks.
-    with sf.SoundFile(out, "w", sample_rate, pcm.shape[1], format="OGG", subtype=subtype,
-                      **options) as f:
+    with sf.SoundFile(
+        out, "w", sample_rate, pcm.shape[1], format="OGG", subtype=subtype, **options
+    ) as f:
         for start in range(0, len(pcm), WRITE_BLOCK_FRAMES):
-            f.write(pcm[start:start + WRITE_BLOCK_FRAMES])
+            f.write(pcm[start : start + WRITE_BLOCK_FRAMES])
     return out.getvalue()
 
 

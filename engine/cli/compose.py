@@ -31,21 +31,29 @@ def add_parser(commands) -> None:
     p.add_argument("seed_file", nargs="?", type=Path, metavar="SEED.mid")
     p.add_argument("--bars", type=int, default=DEFAULT_BARS, help=BARS.text)
     p.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES, help=CANDIDATES.text)
-    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
-                   help=TEMPERATURE.text)
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE, help=TEMPERATURE.text)
     p.add_argument("--top-p", type=float, default=DEFAULT_TOP_P)
     p.add_argument("--seed", type=int, default=None, help="sampling seed (same seed, same music)")
-    p.add_argument("--tempo", type=float, default=None,
-                   help=f"bpm, {TEMPO_BPM.text} (default: the seed's)")
-    p.add_argument("--instrument", default=None,
-                   help=f"GM program number or one of: {', '.join(INSTRUMENTS)}")
+    p.add_argument(
+        "--tempo", type=float, default=None, help=f"bpm, {TEMPO_BPM.text} (default: the seed's)"
+    )
+    p.add_argument(
+        "--instrument", default=None, help=f"GM program number or one of: {', '.join(INSTRUMENTS)}"
+    )
     p.add_argument("--include-seed", action="store_true", help="output the seed too")
-    p.add_argument("--form", default="return", choices=("return", "free", "AABA", "ABAB"),
-                   help="which bars come back (default: the seed's material returns)")
-    p.add_argument("--ignore-key", action="store_true",
-                   help="do not lean toward the seed's key")
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="model (default: MOTIF_CHECKPOINT, else the shipped base.pt)")
+    p.add_argument(
+        "--form",
+        default="return",
+        choices=("return", "free", "AABA", "ABAB"),
+        help="which bars come back (default: the seed's material returns)",
+    )
+    p.add_argument("--ignore-key", action="store_true", help="do not lean toward the seed's key")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="model (default: MOTIF_CHECKPOINT, else the shipped base.pt)",
+    )
     p.add_argument("--out", type=Path, default=Path("out"))
     p.add_argument("--json", action="store_true", help="print a JSON summary last")
     p.set_defaults(run=run)
@@ -76,11 +84,19 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             return fail(f"cannot read {args.seed_file}: {exc.strerror}")
     try:
-        params = ComposeRequest(seed_midi=seed_bytes, bars=args.bars,
-                                candidates=args.candidates, temperature=args.temperature,
-                                top_p=args.top_p, seed=args.seed, tempo=args.tempo,
-                                program=program, include_seed=args.include_seed,
-                                form=args.form, follow_key=not args.ignore_key)
+        params = ComposeRequest(
+            seed_midi=seed_bytes,
+            bars=args.bars,
+            candidates=args.candidates,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            seed=args.seed,
+            tempo=args.tempo,
+            program=program,
+            include_seed=args.include_seed,
+            form=args.form,
+            follow_key=not args.ignore_key,
+        )
         # The seed and the work it asks for are checked before torch and the model load
         # (seconds), so a refusal is quick; the plan checks again with the model's metres.
         check_request(params, settings.work, vocabulary_metres())
@@ -94,9 +110,12 @@ def run(args: argparse.Namespace) -> int:
 
     configure_threads(settings.threads)
     try:
-        composer = Composer(args.checkpoint or settings.checkpoint or BASE_CHECKPOINT,
-                            device=settings.device, renderer=Renderer(settings.soundfont),
-                            limits=settings.work)
+        composer = Composer(
+            args.checkpoint or settings.checkpoint or BASE_CHECKPOINT,
+            device=settings.device,
+            renderer=Renderer(settings.soundfont),
+            limits=settings.work,
+        )
     except FileNotFoundError as exc:
         return fail(str(exc))
     try:
@@ -111,19 +130,36 @@ def run(args: argparse.Namespace) -> int:
         midi, audio = args.out / f"candidate-{i}.mid", args.out / f"candidate-{i}.ogg"
         midi.write_bytes(cand.midi)
         audio.write_bytes(cand.audio)
-        summary.append({"midi": str(midi), "audio": str(audio), "seconds": round(cand.seconds, 3),
-                        "notes": cand.notes, "tokens": cand.tokens,
-                        "invalid_rate": round(cand.invalid_rate, 4)})
+        summary.append(
+            {
+                "midi": str(midi),
+                "audio": str(audio),
+                "seconds": round(cand.seconds, 3),
+                "notes": cand.notes,
+                "tokens": cand.tokens,
+                "invalid_rate": round(cand.invalid_rate, 4),
+            }
+        )
     pianoroll = args.out / "pianoroll.png"
     pianoroll.write_bytes(result.pianoroll)
     timings = {k: round(v, 3) for k, v in result.timings.items()}
     if args.json:
-        print(json.dumps({"candidates": summary, "pianoroll": str(pianoroll),
-                          "timings": timings, "invalid_rate": round(result.invalid_rate, 4)}))
+        print(
+            json.dumps(
+                {
+                    "candidates": summary,
+                    "pianoroll": str(pianoroll),
+                    "timings": timings,
+                    "invalid_rate": round(result.invalid_rate, 4),
+                }
+            )
+        )
     else:
         for item in summary:
-            print(f"{item['audio']}  {item['seconds']:.1f}s  {item['notes']} notes  "
-                  f"(MIDI: {item['midi']})")
+            print(
+                f"{item['audio']}  {item['seconds']:.1f}s  {item['notes']} notes  "
+                f"(MIDI: {item['midi']})"
+            )
         print(f"{pianoroll}  piano roll")
         print(f"timings: {timings}")
     return 0

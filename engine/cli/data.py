@@ -15,24 +15,40 @@ def add_parser(commands) -> None:
     parser = commands.add_parser("data", help="build the training corpus")
     sub = parser.add_subparsers(dest="action", required=True)
     build = sub.add_parser("build", help="convert music21's corpus to MIDI (resumable)")
-    build.add_argument("--data-dir", type=Path, default=None,
-                       help="default: MOTIF_DATA_DIR, else ./data")
+    build.add_argument(
+        "--data-dir", type=Path, default=None, help="default: MOTIF_DATA_DIR, else ./data"
+    )
     build.add_argument("--workers", type=int, default=None)
-    build.add_argument("--copies", type=int, default=AUGMENTED_COPIES,
-                       help="augmented copies of every piece (re-voiced, re-keyed, "
-                            f"re-dynamised; default {AUGMENTED_COPIES}; 0: none)")
+    build.add_argument(
+        "--copies",
+        type=int,
+        default=AUGMENTED_COPIES,
+        help="augmented copies of every piece (re-voiced, re-keyed, "
+        f"re-dynamised; default {AUGMENTED_COPIES}; 0: none)",
+    )
     which = build.add_mutually_exclusive_group()
-    which.add_argument("--folk-only", action="store_true",
-                       help="skip the polyphonic scores (seconds instead of minutes)")
-    which.add_argument("--scores", nargs="+", metavar="COLLECTION",
-                       help="convert only these collections of scores (e.g. bach)")
+    which.add_argument(
+        "--folk-only",
+        action="store_true",
+        help="skip the polyphonic scores (seconds instead of minutes)",
+    )
+    which.add_argument(
+        "--scores",
+        nargs="+",
+        metavar="COLLECTION",
+        help="convert only these collections of scores (e.g. bach)",
+    )
     build.set_defaults(run=run_build)
     stats = sub.add_parser("stats", help="instrument families, velocities and keys of a split")
-    stats.add_argument("--data-dir", type=Path, default=None,
-                       help="default: MOTIF_DATA_DIR, else ./data")
+    stats.add_argument(
+        "--data-dir", type=Path, default=None, help="default: MOTIF_DATA_DIR, else ./data"
+    )
     stats.add_argument("--split", choices=("train", "valid"), default="train")
-    stats.add_argument("--augmented", action="store_true",
-                       help="the augmented copies instead of the pieces as converted")
+    stats.add_argument(
+        "--augmented",
+        action="store_true",
+        help="the augmented copies instead of the pieces as converted",
+    )
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=run_stats)
 
@@ -43,9 +59,13 @@ def run_build(args: argparse.Namespace) -> int:
     if args.copies < 0:
         print(f"error: --copies must be 0 or more (received {args.copies})", file=sys.stderr)
         return 2
-    manifest = build_corpus(args.data_dir or args.settings.data_dir, workers=args.workers,
-                            scores=not args.folk_only, score_collections=args.scores,
-                            copies=args.copies)
+    manifest = build_corpus(
+        args.data_dir or args.settings.data_dir,
+        workers=args.workers,
+        scores=not args.folk_only,
+        score_collections=args.scores,
+        copies=args.copies,
+    )
     summary = {k: v for k, v in manifest.items() if k not in ("entries", "skipped", "augmented")}
     summary["skipped"] = len(manifest["skipped"])
     if "augmented" in manifest:
@@ -65,8 +85,11 @@ def run_stats(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not paths:
-        print(f"error: no {'augmented ' if args.augmented else ''}{args.split} pieces in "
-              f"{args.data_dir} (run `python -m engine data build`)", file=sys.stderr)
+        print(
+            f"error: no {'augmented ' if args.augmented else ''}{args.split} pieces in "
+            f"{args.data_dir} (run `python -m engine data build`)",
+            file=sys.stderr,
+        )
         return 2
     stats = measure_files(paths)
     print(json.dumps(stats, indent=1) if args.json else render_stats(stats))

@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: no MIDI files in {args.data}", file=sys.stderr)
         return 2
     configure_threads(args.settings.threads, decoding=False)
-    ckpt = load_checkpoint(args.checkpoint or BASE_CHECKPOINT,
-                           device=pick_device(args.settings.device))
+    ckpt = load_checkpoint(
+        args.checkpoint or BASE_CHECKPOINT, device=pick_device(args.settings.device)
+    )
     tok = ckpt.tokenizer
     ids, notes, skipped = [], 0, 0
     for path in files:
@@ -49,10 +50,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     stream = np.asarray(ids, dtype=np.int32)
     bits = evaluate_bits(ckpt.model, stream, parts=1)
-    result = {"nll_bits_per_token": round(bits, 4),
-              "nll_bits_per_note": round(bits * (len(stream) - 1) / max(1, notes), 4),
-              "tokens": len(stream), "notes": notes, "files": len(files) - skipped,
-              "skipped_files": skipped}
-    print(json.dumps(result) if args.json else
-          "\n".join(f"{k}: {v}" for k, v in result.items()))
+    result = {
+        "nll_bits_per_token": round(bits, 4),
+        "nll_bits_per_note": round(bits * (len(stream) - 1) / max(1, notes), 4),
+        "tokens": len(stream),
+        "notes": notes,
+        "files": len(files) - skipped,
+        "skipped_files": skipped,
+    }
+    print(json.dumps(result) if args.json else "\n".join(f"{k}: {v}" for k, v in result.items()))
     return 0

@@ -40,30 +40,60 @@ def add_parser(commands) -> None:
     p = commands.add_parser("finetune", help="fine-tune a model on a folder of MIDI files")
     p.add_argument("--data", type=Path, required=True, help="folder of the server's MIDI files")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
-    p.add_argument("--from", dest="start", type=Path, default=None,
-                   help="checkpoint to start from (default: the shipped base model)")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="where the base corpus is (built there, folk part only, if missing; "
-                        "default: MOTIF_DATA_DIR, else ./data)")
+    p.add_argument(
+        "--from",
+        dest="start",
+        type=Path,
+        default=None,
+        help="checkpoint to start from (default: the shipped base model)",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the base corpus is (built there, folk part only, if missing; "
+        "default: MOTIF_DATA_DIR, else ./data)",
+    )
     p.add_argument("--steps", type=int, default=d["steps"])
     p.add_argument("--batch-size", type=int, default=d["batch_size"])
     p.add_argument("--seq-len", type=int, default=d["seq_len"])
     p.add_argument("--lr", type=float, default=d["lr"])
     p.add_argument("--eval-every", type=int, default=d["eval_every"])
-    p.add_argument("--server-share", type=float, default=d["server_share"],
-                   help="share of each batch from the server's pieces (the rest: base replay)")
-    p.add_argument("--preference-steps", type=int, default=d["preference_steps"],
-                   help="DPO steps on the votes (default: a third of --steps, at least 2)")
-    p.add_argument("--min-pairs", type=int, default=d["min_pairs"],
-                   help="preference pairs needed for the preference step")
+    p.add_argument(
+        "--server-share",
+        type=float,
+        default=d["server_share"],
+        help="share of each batch from the server's pieces (the rest: base replay)",
+    )
+    p.add_argument(
+        "--preference-steps",
+        type=int,
+        default=d["preference_steps"],
+        help="DPO steps on the votes (default: a third of --steps, at least 2)",
+    )
+    p.add_argument(
+        "--min-pairs",
+        type=int,
+        default=d["min_pairs"],
+        help="preference pairs needed for the preference step",
+    )
     p.add_argument("--base-eval-tokens", type=int, default=d["base_eval_tokens"])
     p.add_argument("--replay-pieces", type=int, default=d["replay_pieces"])
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: MOTIF_DEVICE)")
-    p.add_argument("--nice", type=int, default=0,
-                   help="lower this process's CPU priority by this much (the engine uses 10)")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="lower this process's CPU priority by this much (the engine uses 10)",
+    )
     p.add_argument("--json", action="store_true", help="a JSON result on the last line")
-    p.add_argument("--wire-job", type=int, default=None, metavar="ID",
-                   help="speak the engine's wire on stdout as job ID (the engine's own use)")
+    p.add_argument(
+        "--wire-job",
+        type=int,
+        default=None,
+        metavar="ID",
+        help="speak the engine's wire on stdout as job ID (the engine's own use)",
+    )
     p.set_defaults(run=run)
 
 
@@ -72,8 +102,14 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"no folder at {args.data}"
     if args.start is not None and not args.start.is_file():
         return f"no checkpoint at {args.start}"
-    for name in ("steps", "batch_size", "seq_len", "eval_every", "base_eval_tokens",
-                 "replay_pieces"):
+    for name in (
+        "steps",
+        "batch_size",
+        "seq_len",
+        "eval_every",
+        "base_eval_tokens",
+        "replay_pieces",
+    ):
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be positive (received {getattr(args, name)})"
     if (args.preference_steps or 0) < 0 or args.min_pairs < 1:
@@ -138,12 +174,21 @@ def run(args: argparse.Namespace) -> int:
 
     configure_threads(args.settings.threads, decoding=False)
     config = FinetuneConfig(
-        steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
-        eval_every=args.eval_every, server_share=args.server_share,
-        replay_pieces=args.replay_pieces, base_eval_tokens=args.base_eval_tokens,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        server_share=args.server_share,
+        replay_pieces=args.replay_pieces,
+        base_eval_tokens=args.base_eval_tokens,
         preferences=PreferenceConfig(
-            steps=max(2, args.steps // 3) if args.preference_steps is None
-            else args.preference_steps, min_pairs=args.min_pairs))
+            steps=max(2, args.steps // 3)
+            if args.preference_steps is None
+            else args.preference_steps,
+            min_pairs=args.min_pairs,
+        ),
+    )
 
     def progress(phase: str, percent: float) -> None:
         if wire is not None:
@@ -154,12 +199,18 @@ def run(args: argparse.Namespace) -> int:
 
     pieces, pairs = read_folder(args.data)
     try:
-        outcome = run_finetune(pieces, pairs, args.out,
-                               data_dir=args.data_dir or args.settings.data_dir,
-                               start=args.start, config=config,
-                               device=pick_device(args.device or args.settings.device),
-                               progress=progress,
-                               should_stop=should_stop, say=say)
+        outcome = run_finetune(
+            pieces,
+            pairs,
+            args.out,
+            data_dir=args.data_dir or args.settings.data_dir,
+            start=args.start,
+            config=config,
+            device=pick_device(args.device or args.settings.device),
+            progress=progress,
+            should_stop=should_stop,
+            say=say,
+        )
     except BadRequest as exc:
         print(f"error: {exc}", file=sys.stderr)
         if wire is not None:
@@ -170,13 +221,23 @@ def run(args: argparse.Namespace) -> int:
         return 130
     from engine.model.checkpoint import write_record
 
-    result = {"accepted": outcome.accepted, "reason": outcome.reason,
-              "checkpoint": str(outcome.checkpoint), "metrics": outcome.metrics}
+    result = {
+        "accepted": outcome.accepted,
+        "reason": outcome.reason,
+        "checkpoint": str(outcome.checkpoint),
+        "metrics": outcome.metrics,
+    }
     write_record(outcome.checkpoint, result)
     say(f"{'accepted' if outcome.accepted else 'rejected'}: {outcome.reason}")
     if wire is not None:  # the engine names the version (engine.serving.model_store)
-        wire.done(FinetuneResult(outcome.accepted, outcome.reason, model=str(outcome.checkpoint),
-                                 metrics=outcome.metrics))
+        wire.done(
+            FinetuneResult(
+                outcome.accepted,
+                outcome.reason,
+                model=str(outcome.checkpoint),
+                metrics=outcome.metrics,
+            )
+        )
     elif args.json:
         print(json.dumps(result), flush=True)
     return 0

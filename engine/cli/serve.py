@@ -23,28 +23,51 @@ from engine.api.config import EngineSettings
 
 def add_parser(commands) -> None:
     p = commands.add_parser("serve", help="serve compose jobs to an EngineClient")
-    p.add_argument("--fd", type=int, required=True,
-                   help="file descriptor of the socket to serve (inherited from the client)")
+    p.add_argument(
+        "--fd",
+        type=int,
+        required=True,
+        help="file descriptor of the socket to serve (inherited from the client)",
+    )
     add_engine_options(p)
     p.set_defaults(run=run)
 
 
 def add_engine_options(p: argparse.ArgumentParser) -> None:
     """The options that override the engine's settings (serve, and worker for its engine)."""
-    p.add_argument("--checkpoint", type=Path, default=None,
-                   help="base model (default: MOTIF_CHECKPOINT, else the shipped base.pt)")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="base model (default: MOTIF_CHECKPOINT, else the shipped base.pt)",
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: MOTIF_DEVICE)")
-    p.add_argument("--max-rows", type=int, default=None,
-                   help="sequences decoding at once (default: MOTIF_MAX_ROWS, else 64 on CPU)")
-    p.add_argument("--render-threads", type=int, default=None,
-                   help="FluidSynth threads (default: MOTIF_RENDER_THREADS, else cores / 4)")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=None,
+        help="sequences decoding at once (default: MOTIF_MAX_ROWS, else 64 on CPU)",
+    )
+    p.add_argument(
+        "--render-threads",
+        type=int,
+        default=None,
+        help="FluidSynth threads (default: MOTIF_RENDER_THREADS, else cores / 4)",
+    )
 
 
 def with_engine_options(args: argparse.Namespace) -> EngineSettings:
     """The settings of the environment with the options given; ValueError for a bad one."""
-    overrides = {name: value for name, value in (
-        ("checkpoint", args.checkpoint), ("device", args.device), ("max_rows", args.max_rows),
-        ("render_threads", args.render_threads)) if value is not None}
+    overrides = {
+        name: value
+        for name, value in (
+            ("checkpoint", args.checkpoint),
+            ("device", args.device),
+            ("max_rows", args.max_rows),
+            ("render_threads", args.render_threads),
+        )
+        if value is not None
+    }
     return dataclasses.replace(args.settings, **overrides)
 
 
@@ -59,8 +82,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from engine.api.logs import configure_logging
 
-    configure_logging(level=settings.log_level, log_format=settings.log_format,
-                      process="engine")
+    configure_logging(level=settings.log_level, log_format=settings.log_format, process="engine")
     from engine.api.transport import SocketChannel
     from engine.audio.render import RendererUnavailable
     from engine.model.checkpoint import BASE_CHECKPOINT

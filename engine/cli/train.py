@@ -24,14 +24,19 @@ AUGMENTED = "augmented"  # name of the augmented held-out copies in the record a
 
 def add_parser(commands) -> None:
     p = commands.add_parser("train", help="train the base model on the corpus")
-    p.add_argument("--data-dir", type=Path, default=None,
-                   help="default: MOTIF_DATA_DIR, else ./data")
+    p.add_argument(
+        "--data-dir", type=Path, default=None, help="default: MOTIF_DATA_DIR, else ./data"
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--vocab-size", type=int, default=2000)
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    p.add_argument("--time-budget", type=float, default=0.0,
-                   help="minutes; the LR schedule follows wall time and ends on time "
-                        "(default 0: off, the steps decide)")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=0.0,
+        help="minutes; the LR schedule follows wall time and ends on time "
+        "(default 0: off, the steps decide)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -41,11 +46,16 @@ def add_parser(commands) -> None:
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--ngram-order", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init-from", type=Path, default=None, metavar="CKPT",
-                   help="go on from this checkpoint's weights and tokenizer (its vocabulary "
-                        "holds every program: a model trained on the pieces as converted "
-                        "learns their augmented copies' instruments without starting over); "
-                        "the size options are then its own")
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="CKPT",
+        help="go on from this checkpoint's weights and tokenizer (its vocabulary "
+        "holds every program: a model trained on the pieces as converted "
+        "learns their augmented copies' instruments without starting over); "
+        "the size options are then its own",
+    )
     p.set_defaults(run=run)
 
 
@@ -60,9 +70,11 @@ def _streams(data_dir: Path, tokenizer, tokenizer_path: Path) -> dict:
     from engine.training.streams import TokenStream, build_stream, stream_path
 
     digest = hashlib.sha1(tokenizer_path.read_bytes()).hexdigest()[:10]
-    files = {"train": split_paths(data_dir, "train") + augmented_paths(data_dir, "train"),
-             "valid": split_paths(data_dir, "valid"),
-             f"valid-{AUGMENTED}": augmented_paths(data_dir, "valid")}
+    files = {
+        "train": split_paths(data_dir, "train") + augmented_paths(data_dir, "train"),
+        "valid": split_paths(data_dir, "valid"),
+        f"valid-{AUGMENTED}": augmented_paths(data_dir, "valid"),
+    }
     streams = {}
     for name, paths in files.items():
         if not paths:
@@ -71,17 +83,22 @@ def _streams(data_dir: Path, tokenizer, tokenizer_path: Path) -> dict:
         if path.with_suffix(".npy").exists():
             streams[name] = TokenStream.load(path)
             continue
-        stream = build_stream(paths, tokenizer, tokenizer_path,
-                              workers=os.cpu_count() or 2, desc=f"tokenize {name}")
+        stream = build_stream(
+            paths, tokenizer, tokenizer_path, workers=os.cpu_count() or 2, desc=f"tokenize {name}"
+        )
         stream.save(path)
         streams[name] = stream
     return streams
 
 
 def _nll(bits_per_token: float, stream) -> dict:
-    return {"nll_bits_per_token": round(bits_per_token, 4),
-            "nll_bits_per_note": round(bits_per_token * len(stream.ids) / stream.notes, 4),
-            "tokens": len(stream.ids), "notes": stream.notes, "pieces": stream.pieces}
+    return {
+        "nll_bits_per_token": round(bits_per_token, 4),
+        "nll_bits_per_note": round(bits_per_token * len(stream.ids) / stream.notes, 4),
+        "tokens": len(stream.ids),
+        "notes": stream.notes,
+        "pieces": stream.pieces,
+    }
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,23 +132,42 @@ def run(args: argparse.Namespace) -> int:
     elif tokenizer_path.exists():
         tokenizer = MidiTokenizer.load(tokenizer_path)
     else:
-        print(f"training BPE ({args.vocab_size} ids) on {len(bpe_files):,} training pieces "
-              f"and copies ...")
+        print(
+            f"training BPE ({args.vocab_size} ids) on {len(bpe_files):,} training pieces "
+            f"and copies ..."
+        )
         tokenizer = MidiTokenizer.train(bpe_files, args.vocab_size)
         tokenizer.save(tokenizer_path)
     streams = _streams(args.data_dir, tokenizer, tokenizer_path)
     train_stream, valid_stream = streams["train"], streams["valid"]
     augmented_valid = streams.get(f"valid-{AUGMENTED}")
-    print(f"tokens: train {len(train_stream.ids):,} valid {len(valid_stream.ids):,}"
-          + (f" valid ({AUGMENTED}) {len(augmented_valid.ids):,}" if augmented_valid else ""))
+    print(
+        f"tokens: train {len(train_stream.ids):,} valid {len(valid_stream.ids):,}"
+        + (f" valid ({AUGMENTED}) {len(augmented_valid.ids):,}" if augmented_valid else "")
+    )
     coverage = count_programs(train_stream.ids, tokenizer)
 
-    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                         lr=args.lr, eval_every=args.eval_every, seed=args.seed,
-                         time_budget_seconds=args.time_budget * 60 or None)
-    model = start.model if start is not None else LSTMLanguageModel(ModelConfig(
-        vocab_size=tokenizer.vocab_size, embed_dim=args.embed, hidden_dim=args.hidden,
-        num_layers=args.layers))
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        time_budget_seconds=args.time_budget * 60 or None,
+    )
+    model = (
+        start.model
+        if start is not None
+        else LSTMLanguageModel(
+            ModelConfig(
+                vocab_size=tokenizer.vocab_size,
+                embed_dim=args.embed,
+                hidden_dim=args.hidden,
+                num_layers=args.layers,
+            )
+        )
+    )
     working = work / "best.pt"
     bar = tqdm(total=config.steps, desc="train", unit="step", mininterval=10)
 
@@ -144,9 +180,15 @@ def run(args: argparse.Namespace) -> int:
         if best:
             save_checkpoint(working, Checkpoint(model, tokenizer, {"step": step}))
 
-    result = train(model, train_stream.ids, valid_stream.ids, config,
-                   on_step=on_step, on_eval=on_eval,
-                   also_evaluate={AUGMENTED: augmented_valid.ids} if augmented_valid else None)
+    result = train(
+        model,
+        train_stream.ids,
+        valid_stream.ids,
+        config,
+        on_step=on_step,
+        on_eval=on_eval,
+        also_evaluate={AUGMENTED: augmented_valid.ids} if augmented_valid else None,
+    )
     bar.close()
 
     best = load_checkpoint(working)
@@ -154,40 +196,56 @@ def run(args: argparse.Namespace) -> int:
     best.model.half().float()
     heldout = {"plain": _nll(evaluate_bits(best.model, valid_stream.ids), valid_stream)}
     if augmented_valid:
-        heldout[AUGMENTED] = _nll(evaluate_bits(best.model, augmented_valid.ids),
-                                  augmented_valid)
+        heldout[AUGMENTED] = _nll(evaluate_bits(best.model, augmented_valid.ids), augmented_valid)
     print("fitting the n-gram baseline ...")
     ngram = NGramModel(args.ngram_order, tokenizer.vocab_size).fit(train_stream.ids)
-    baseline = {"order": args.ngram_order,
-                "plain": _nll(ngram.bits_per_token(valid_stream.ids), valid_stream)}
+    baseline = {
+        "order": args.ngram_order,
+        "plain": _nll(ngram.bits_per_token(valid_stream.ids), valid_stream),
+    }
     if augmented_valid:
         baseline[AUGMENTED] = _nll(ngram.bits_per_token(augmented_valid.ids), augmented_valid)
     augmented = manifest.get("augmented", {})
     meta = {
-        "data": {"source": manifest["source"], "pieces_train": train_stream.pieces,
-                 "pieces_valid": valid_stream.pieces, "tokens_train": len(train_stream.ids),
-                 "tokens_valid": len(valid_stream.ids), "notes_valid": valid_stream.notes,
-                 "notes_train": train_stream.notes,
-                 "augmented": {"version": augmented.get("version"),
-                               "copies_per_piece": augmented.get("copies", 0),
-                               "copies_train": augmented.get("train", 0),
-                               "copies_valid": augmented.get("valid", 0)},
-                 "collections": manifest["collections"],
-                 "split": f"{manifest['valid_percent']}% of pieces by hash of their id "
-                          "(a piece's augmented copies go with it)"},
+        "data": {
+            "source": manifest["source"],
+            "pieces_train": train_stream.pieces,
+            "pieces_valid": valid_stream.pieces,
+            "tokens_train": len(train_stream.ids),
+            "tokens_valid": len(valid_stream.ids),
+            "notes_valid": valid_stream.notes,
+            "notes_train": train_stream.notes,
+            "augmented": {
+                "version": augmented.get("version"),
+                "copies_per_piece": augmented.get("copies", 0),
+                "copies_train": augmented.get("train", 0),
+                "copies_valid": augmented.get("valid", 0),
+            },
+            "collections": manifest["collections"],
+            "split": f"{manifest['valid_percent']}% of pieces by hash of their id "
+            "(a piece's augmented copies go with it)",
+        },
         "tokenizer": {"kind": "MidiTok REMI + BPE", "vocab_size": tokenizer.vocab_size},
         "model": best.model.config.to_dict() | {"parameters": best.model.num_parameters()},
         # The checkpoint this run went on from, and that one's own training.
-        "init_from": None if start is None else {
-            "checkpoint": args.init_from.name, "train": start.meta.get("train"),
-            "data": {k: start.meta.get("data", {}).get(k)
-                     for k in ("pieces_train", "tokens_train")}},
-        "train": config.to_dict() | {"steps_done": result.steps_done,
-                                     "best_step": result.best_step,
-                                     "wall_seconds": round(result.wall_seconds, 1)},
+        "init_from": None
+        if start is None
+        else {
+            "checkpoint": args.init_from.name,
+            "train": start.meta.get("train"),
+            "data": {
+                k: start.meta.get("data", {}).get(k) for k in ("pieces_train", "tokens_train")
+            },
+        },
+        "train": config.to_dict()
+        | {
+            "steps_done": result.steps_done,
+            "best_step": result.best_step,
+            "wall_seconds": round(result.wall_seconds, 1),
+        },
         "total_wall_seconds": round(time.perf_counter() - started, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores "
-                   f"({torch.get_num_threads()} torch threads), torch {torch.__version__}",
+        f"({torch.get_num_threads()} torch threads), torch {torch.__version__}",
         # "plain": the held-out pieces as converted; "augmented": their augmented copies.
         "heldout": heldout,
         "ngram_baseline": baseline,
@@ -200,9 +258,11 @@ def run(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, best, half=True)
     write_record(args.out, meta)
     best.tokenizer.save(args.out.parent / "tokenizer.json")
-    draw_loss_curve(result.history, args.out.with_name(args.out.stem + "-loss.png"),
-                    earlier=None if start is None else start.meta.get("history"),
-                    earlier_steps=0 if start is None else
-                    start.meta.get("train", {}).get("steps_done", 0))
+    draw_loss_curve(
+        result.history,
+        args.out.with_name(args.out.stem + "-loss.png"),
+        earlier=None if start is None else start.meta.get("history"),
+        earlier_steps=0 if start is None else start.meta.get("train", {}).get("steps_done", 0),
+    )
     print(json.dumps({k: meta[k] for k in ("heldout", "ngram_baseline", "train")}, indent=1))
     return 0

@@ -22,13 +22,19 @@ def add_parser(commands) -> None:
     from engine.api.queue_keys import DEFAULT_CLAIM_IDLE_SECONDS, DEFAULT_PREFIX
 
     p = commands.add_parser("worker", help="take compose, render and fine-tune jobs from Redis")
-    p.add_argument("--queue-url", default=None,
-                   help=f"the Redis to take jobs from (default: {QUEUE_URL})")
-    p.add_argument("--name", default=None,
-                   help="this worker's name in Redis, unique (default: <host>-<pid>)")
-    p.add_argument("--claim-idle", type=float, default=DEFAULT_CLAIM_IDLE_SECONDS,
-                   help="seconds after which a silent worker's jobs are taken over "
-                        f"(default: {DEFAULT_CLAIM_IDLE_SECONDS:g})")
+    p.add_argument(
+        "--queue-url", default=None, help=f"the Redis to take jobs from (default: {QUEUE_URL})"
+    )
+    p.add_argument(
+        "--name", default=None, help="this worker's name in Redis, unique (default: <host>-<pid>)"
+    )
+    p.add_argument(
+        "--claim-idle",
+        type=float,
+        default=DEFAULT_CLAIM_IDLE_SECONDS,
+        help="seconds after which a silent worker's jobs are taken over "
+        f"(default: {DEFAULT_CLAIM_IDLE_SECONDS:g})",
+    )
     # The prefix of the Redis keys: the tests give each test its own. Deployments sharing
     # one Redis use a database each (the URL's /N), which needs no setting on the bot.
     p.add_argument("--prefix", default=DEFAULT_PREFIX, help=argparse.SUPPRESS)
@@ -45,8 +51,10 @@ def run(args: argparse.Namespace) -> int:
     url = args.queue_url or os.environ.get(QUEUE_URL, "").strip()
     try:
         if not url:
-            raise ValueError(f"{QUEUE_URL} (or --queue-url) must name the Redis to take jobs "
-                             "from, e.g. redis://127.0.0.1:6379/0")
+            raise ValueError(
+                f"{QUEUE_URL} (or --queue-url) must name the Redis to take jobs "
+                "from, e.g. redis://127.0.0.1:6379/0"
+            )
         check_queue_url(url)
         if args.claim_idle < 1:
             raise ValueError(f"--claim-idle must be at least 1 s (received {args.claim_idle})")
@@ -54,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(level=settings.log_level, log_format=settings.log_format,
-                      process="worker")
+    configure_logging(level=settings.log_level, log_format=settings.log_format, process="worker")
     import asyncio
 
     from engine.queue.worker import QueueWorker
@@ -65,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     env = child_environment(settings.to_env())
     env.pop(QUEUE_URL, None)
     argv = [sys.executable, "-m", "engine", "serve"]
-    worker = QueueWorker(url, argv, env, name=args.name, prefix=args.prefix,
-                    claim_idle=args.claim_idle)
+    worker = QueueWorker(
+        url, argv, env, name=args.name, prefix=args.prefix, claim_idle=args.claim_idle
+    )
     return asyncio.run(worker.run())

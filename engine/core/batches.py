@@ -41,9 +41,15 @@ class DecodeBatches:
         seed = job.plan.params.seed
         generator = torch.Generator()
         generator.manual_seed(seed if seed is not None else torch.seed())
-        job.rows = [Row(request=job, generator=generator, options=job.plan.options,
-                        guidance=job.plan.guidance)
-                    for _ in range(job.plan.params.candidates)]
+        job.rows = [
+            Row(
+                request=job,
+                generator=generator,
+                options=job.plan.options,
+                guidance=job.plan.guidance,
+            )
+            for _ in range(job.plan.params.candidates)
+        ]
         batch = self._batches.get(job.model)
         if batch is None:
             batch = DecodeBatch(job.model.model, job.model.grammar)

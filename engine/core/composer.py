@@ -34,15 +34,29 @@ from engine.model.checkpoint import BASE_CHECKPOINT
 from engine.model.device import pick_device
 
 # What callers of the offline engine use beside it, from one place.
-__all__ = ["ENCODER_THREADS", "ComposeRequest", "ComposeResult", "Composer", "Plan",
-           "seed_seconds", "to_score", "warm_up"]
+__all__ = [
+    "ENCODER_THREADS",
+    "ComposeRequest",
+    "ComposeResult",
+    "Composer",
+    "Plan",
+    "seed_seconds",
+    "to_score",
+    "warm_up",
+]
 
 
 class Composer:
     """The model, tokenizer, grammar and synth of one checkpoint, and an engine core."""
 
-    def __init__(self, checkpoint: Path = BASE_CHECKPOINT, *, device: str | None = None,
-                 renderer: Renderer | None = None, limits: WorkLimits | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: Path = BASE_CHECKPOINT,
+        *,
+        device: str | None = None,
+        renderer: Renderer | None = None,
+        limits: WorkLimits | None = None,
+    ) -> None:
         self.device = pick_device(device)
         # Offline there is only the base model: no room is kept for others.
         self.models = ModelCache(checkpoint, self.device, budget_bytes=0, resolve=_base_only)
@@ -53,19 +67,22 @@ class Composer:
         self.limits = limits or WorkLimits()
         self._outputs: dict[int, Output] = {}
         self._ids = itertools.count(1)
-        self.core = EngineCore(self.models, max_rows=DEFAULT_MAX_ROWS["cpu"],
-                               limits=self.limits, emit=self._collect)
+        self.core = EngineCore(
+            self.models, max_rows=DEFAULT_MAX_ROWS["cpu"], limits=self.limits, emit=self._collect
+        )
 
     def close(self) -> None:
         self.core.close()
         self.renderer.close()
 
-    def compose(self, seed_midi: bytes | None, params: ComposeRequest,
-                *, max_audio_bytes: int | None = None) -> ComposeResult:
+    def compose(
+        self, seed_midi: bytes | None, params: ComposeRequest, *, max_audio_bytes: int | None = None
+    ) -> ComposeResult:
         """One composition through every stage of the core; BadSeed or BadRequest (before
         any decoding) when the seed is unfit or the work over this composer's limits."""
-        job = ScheduledJob(next(self._ids), params, seed_midi=seed_midi,
-                           max_audio_bytes=max_audio_bytes)
+        job = ScheduledJob(
+            next(self._ids), params, seed_midi=seed_midi, max_audio_bytes=max_audio_bytes
+        )
         self.core.add(job)
         self.core.prepare_next(InProcessSeeds())
         while not job.ended and not self.core.decoded.pending:
@@ -83,23 +100,39 @@ class Composer:
             self._outputs[job.id] = output
 
     # The stages one at a time (benchmarks measure them apart).
-    def plan(self, seed_midi: bytes | None, params: ComposeRequest,
-             limits: WorkLimits | None = None) -> Plan:
-        return plan_composition(self.tokenizer, self.grammar, seed_midi, params,
-                                limits or self.limits, known=self.known)
+    def plan(
+        self, seed_midi: bytes | None, params: ComposeRequest, limits: WorkLimits | None = None
+    ) -> Plan:
+        return plan_composition(
+            self.tokenizer, self.grammar, seed_midi, params, limits or self.limits, known=self.known
+        )
 
     def decode(self, plan: Plan) -> list[Row]:
         started = time.perf_counter()
-        rows = generate(self.model, self.grammar, plan.prompt.ids, plan.params.candidates,
-                        plan.options, seed=plan.params.seed, guidance=plan.guidance,
-                        first_onset=plan.prompt.first_onset)
+        rows = generate(
+            self.model,
+            self.grammar,
+            plan.prompt.ids,
+            plan.params.candidates,
+            plan.options,
+            seed=plan.params.seed,
+            guidance=plan.guidance,
+            first_onset=plan.prompt.first_onset,
+        )
         plan.timings["sample"] = time.perf_counter() - started
         return rows
 
-    def finish(self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
-               ) -> ComposeResult:
-        job = ScheduledJob(0, plan.params, plan=plan, rows=rows, max_audio_bytes=max_audio_bytes,
-                           model=self.models.acquire(None))
+    def finish(
+        self, plan: Plan, rows: list[Row], *, max_audio_bytes: int | None = None
+    ) -> ComposeResult:
+        job = ScheduledJob(
+            0,
+            plan.params,
+            plan=plan,
+            rows=rows,
+            max_audio_bytes=max_audio_bytes,
+            model=self.models.acquire(None),
+        )
         return self.core.render(job, self.renderer)
 
 

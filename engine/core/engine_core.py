@@ -116,8 +116,9 @@ class InProcessSeeds:
 
 
 class EngineCore:
-    def __init__(self, models: ModelCache, *, max_rows: int, limits: WorkLimits,
-                 emit: Emit) -> None:
+    def __init__(
+        self, models: ModelCache, *, max_rows: int, limits: WorkLimits, emit: Emit
+    ) -> None:
         self.models = models
         self.limits = limits
         self._emit = emit
@@ -130,8 +131,9 @@ class EngineCore:
         self._scheduler: Scheduler[ScheduledJob] = Scheduler(max_rows)
         self._batches = DecodeBatches()
         self._last_report = 0.0
-        self._encoders = ThreadPoolExecutor(max_workers=ENCODER_THREADS,
-                                            thread_name_prefix="ogg-encoder")
+        self._encoders = ThreadPoolExecutor(
+            max_workers=ENCODER_THREADS, thread_name_prefix="ogg-encoder"
+        )
         self._ending = threading.Lock()  # a job ends once, whichever threads race to end it
 
     def close(self) -> None:
@@ -171,13 +173,23 @@ class EngineCore:
             return
         try:
             started = time.perf_counter()
-            seed = (None if job.seed_midi is None
-                    else seeds.read(model.tokenizer, job.seed_midi,
-                                    max_notes=self.limits.max_seed_notes))
+            seed = (
+                None
+                if job.seed_midi is None
+                else seeds.read(
+                    model.tokenizer, job.seed_midi, max_notes=self.limits.max_seed_notes
+                )
+            )
             with model.tokenizer_lock:  # MIDI decoding on the render threads uses it too
-                job.plan = plan_from_seed(model.tokenizer, model.grammar, seed, job.request,
-                                          self.limits, started=started,
-                                          known=known_programs(model.coverage))
+                job.plan = plan_from_seed(
+                    model.tokenizer,
+                    model.grammar,
+                    seed,
+                    job.request,
+                    self.limits,
+                    started=started,
+                    known=known_programs(model.coverage),
+                )
         except (BadSeed, BadRequest) as exc:
             self._end(job, exc)
             return
@@ -245,9 +257,16 @@ class EngineCore:
 
     def _on_stats(self, reply: Callable[[dict[str, Any]], None]) -> None:
         scheduler = self._scheduler
-        reply({"active_rows": scheduler.active_rows, "max_rows": scheduler.max_rows,
-               "active_jobs": len(scheduler.running), "queued_jobs": scheduler.waiting,
-               "steps": self._batches.steps, "tokens": self._batches.tokens})
+        reply(
+            {
+                "active_rows": scheduler.active_rows,
+                "max_rows": scheduler.max_rows,
+                "active_jobs": len(scheduler.running),
+                "queued_jobs": scheduler.waiting,
+                "steps": self._batches.steps,
+                "tokens": self._batches.tokens,
+            }
+        )
 
     def _start(self, job: ScheduledJob) -> None:
         started = time.perf_counter()
@@ -322,8 +341,15 @@ class EngineCore:
         scores, seed_s = self._scores(job)
         self._release(job)  # the model is not needed to render: it may leave the cache
         assert job.plan is not None
-        return render_composition(job.plan, job.rows, scores, seed_s, renderer=renderer,
-                                  encoders=self._encoders, max_audio_bytes=job.max_audio_bytes)
+        return render_composition(
+            job.plan,
+            job.rows,
+            scores,
+            seed_s,
+            renderer=renderer,
+            encoders=self._encoders,
+            max_audio_bytes=job.max_audio_bytes,
+        )
 
     def _scores(self, job: ScheduledJob) -> tuple[list[Score], float | None]:
         """The job's candidates as MIDI scores, and where its seed ends in them."""
@@ -331,8 +357,9 @@ class EngineCore:
         started = time.perf_counter()
         tokenizer = job.model.tokenizer
         with job.model.tokenizer_lock:
-            scores = [to_score(tokenizer, job.plan, row.tokens, index=i)
-                      for i, row in enumerate(job.rows)]
+            scores = [
+                to_score(tokenizer, job.plan, row.tokens, index=i) for i, row in enumerate(job.rows)
+            ]
             seed_s = seed_seconds(tokenizer, job.plan)
         job.plan.timings["decode_midi"] = time.perf_counter() - started
         return scores, seed_s
@@ -345,8 +372,11 @@ class EngineCore:
             job.ended = True
         self._release(job)
         if isinstance(output, ComposeResult):
-            output.timings = {**job.timings, **output.timings,
-                              "total": time.perf_counter() - job.received}
+            output.timings = {
+                **job.timings,
+                **output.timings,
+                "total": time.perf_counter() - job.received,
+            }
         self._emit(job, output)
 
     def _release(self, job: ScheduledJob) -> None:
@@ -400,8 +430,14 @@ class EngineCore:
                 assert job.plan is not None
                 scores, seed_s = self._scores(job)
                 for renderer in renderers:
-                    render_composition(job.plan, job.rows, scores, seed_s, renderer=renderer,
-                                       encoders=self._encoders)
+                    render_composition(
+                        job.plan,
+                        job.rows,
+                        scores,
+                        seed_s,
+                        renderer=renderer,
+                        encoders=self._encoders,
+                    )
             finally:
                 self.decoded.finished(job)
                 self._end(job, None)

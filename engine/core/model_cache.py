@@ -45,21 +45,31 @@ class LoadedModel:
 
 
 def _tensor_bytes(model: LSTMLanguageModel, grammar: Grammar) -> int:
-    tensors = [*model.parameters(), *model.buffers(),
-               *(v for v in vars(grammar).values() if isinstance(v, torch.Tensor))]
+    tensors = [
+        *model.parameters(),
+        *model.buffers(),
+        *(v for v in vars(grammar).values() if isinstance(v, torch.Tensor)),
+    ]
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def load_model(path: Path, device: torch.device, key: str | None = None) -> LoadedModel:
     ckpt = load_checkpoint(path, device=device)
     grammar = Grammar.build(ckpt.tokenizer).to(device)
-    return LoadedModel(key or str(path), ckpt.model, ckpt.tokenizer, grammar,
-                       _tensor_bytes(ckpt.model, grammar), coverage=ckpt.coverage)
+    return LoadedModel(
+        key or str(path),
+        ckpt.model,
+        ckpt.tokenizer,
+        grammar,
+        _tensor_bytes(ckpt.model, grammar),
+        coverage=ckpt.coverage,
+    )
 
 
 class ModelCache:
-    def __init__(self, base: Path, device: torch.device, *, budget_bytes: int,
-                 resolve: Callable[[str], Path]) -> None:
+    def __init__(
+        self, base: Path, device: torch.device, *, budget_bytes: int, resolve: Callable[[str], Path]
+    ) -> None:
         self.device = device
         self._resolve = resolve  # a version's id -> its checkpoint
         self.budget_bytes = budget_bytes

@@ -57,7 +57,8 @@ class Scheduler(Generic[J]):
         one alone, when nothing runs). Their rows count as running from now on."""
         started = []
         while (job := self._waiting.peek()) is not None and (
-                self.active_rows + self._asked[job] <= self.max_rows or not self._running):
+            self.active_rows + self._asked[job] <= self.max_rows or not self._running
+        ):
             self._waiting.pop()
             rows = self._running[job] = self._asked.pop(job)
             self.active_rows += rows

@@ -41,66 +41,156 @@ BASS_MEDIAN = 60  # the lowest part of a polyphonic piece is a bass line below t
 # Practical sounding ranges (MIDI notes) of the programs pieces are voiced onto.
 RANGES: dict[int, tuple[int, int]] = {
     **{p: (21, 108) for p in range(0, 8)},  # pianos, electric pianos, harpsichord, clavinet
-    8: (60, 108), 9: (72, 108), 10: (60, 96), 11: (53, 89), 12: (45, 96), 13: (65, 108),
-    14: (60, 79), 15: (50, 88),  # chromatic percussion
-    **{p: (36, 96) for p in range(16, 21)}, 21: (53, 89), 22: (60, 96), 23: (53, 89),  # organs
+    8: (60, 108),
+    9: (72, 108),
+    10: (60, 96),
+    11: (53, 89),
+    12: (45, 96),
+    13: (65, 108),
+    14: (60, 79),
+    15: (50, 88),  # chromatic percussion
+    **{p: (36, 96) for p in range(16, 21)},
+    21: (53, 89),
+    22: (60, 96),
+    23: (53, 89),  # organs
     **{p: (40, 88) for p in range(24, 32)},  # guitars
     **{p: (28, 60) for p in range(32, 40)},  # basses
-    40: (55, 103), 41: (48, 88), 42: (36, 76), 43: (28, 60), 44: (36, 96), 45: (28, 96),
+    40: (55, 103),
+    41: (48, 88),
+    42: (36, 76),
+    43: (28, 60),
+    44: (36, 96),
+    45: (28, 96),
     46: (24, 103),  # violin, viola, cello, contrabass, tremolo, pizzicato, harp
-    48: (28, 96), 49: (28, 96), 50: (36, 96), 51: (36, 96), 52: (40, 81), 53: (40, 81),
+    48: (28, 96),
+    49: (28, 96),
+    50: (36, 96),
+    51: (36, 96),
+    52: (40, 81),
+    53: (40, 81),
     54: (40, 84),  # string ensembles, synth strings, choir aahs, voice oohs, synth voice
-    56: (54, 84), 57: (40, 72), 58: (28, 58), 59: (54, 82), 60: (34, 77), 61: (36, 84),
-    62: (36, 90), 63: (36, 90),  # trumpet, trombone, tuba, muted trumpet, horn, brass
-    64: (56, 88), 65: (49, 81), 66: (44, 76), 67: (36, 69), 68: (58, 91), 69: (52, 81),
-    70: (34, 75), 71: (50, 94),  # saxes, oboe, english horn, bassoon, clarinet
-    72: (74, 108), 73: (60, 96), 74: (60, 91), 75: (60, 96), 76: (60, 84), 77: (55, 84),
-    78: (60, 96), 79: (60, 84),  # piccolo, flute, recorder, pan flute ... ocarina
-    **{p: (36, 96) for p in range(80, 87)}, 87: (28, 72),  # synth leads (87: bass + lead)
+    56: (54, 84),
+    57: (40, 72),
+    58: (28, 58),
+    59: (54, 82),
+    60: (34, 77),
+    61: (36, 84),
+    62: (36, 90),
+    63: (36, 90),  # trumpet, trombone, tuba, muted trumpet, horn, brass
+    64: (56, 88),
+    65: (49, 81),
+    66: (44, 76),
+    67: (36, 69),
+    68: (58, 91),
+    69: (52, 81),
+    70: (34, 75),
+    71: (50, 94),  # saxes, oboe, english horn, bassoon, clarinet
+    72: (74, 108),
+    73: (60, 96),
+    74: (60, 91),
+    75: (60, 96),
+    76: (60, 84),
+    77: (55, 84),
+    78: (60, 96),
+    79: (60, 84),  # piccolo, flute, recorder, pan flute ... ocarina
+    **{p: (36, 96) for p in range(80, 87)},
+    87: (28, 72),  # synth leads (87: bass + lead)
     **{p: (36, 96) for p in range(88, 104)},  # synth pads and effects
-    104: (48, 84), 105: (48, 84), 106: (50, 86), 107: (55, 91), 108: (60, 88),
-    109: (55, 79), 110: (55, 100), 111: (60, 91), 114: (52, 88),  # ethnic, steel drums
+    104: (48, 84),
+    105: (48, 84),
+    106: (50, 86),
+    107: (55, 91),
+    108: (60, 88),
+    109: (55, 79),
+    110: (55, 100),
+    111: (60, 91),
+    114: (52, 88),  # ethnic, steel drums
 }
 
 # Programs each role is voiced onto, with weights (common instruments weigh more).
 _MELODY = {
-    **dict.fromkeys((64, 65, 66, 68, 71), 3.0), 69: 1.0,  # reeds
-    **dict.fromkeys((73, 74), 3.0), **dict.fromkeys((72, 75, 78), 1.5),
+    **dict.fromkeys((64, 65, 66, 68, 71), 3.0),
+    69: 1.0,  # reeds
+    **dict.fromkeys((73, 74), 3.0),
+    **dict.fromkeys((72, 75, 78), 1.5),
     **dict.fromkeys((76, 77, 79), 1.0),  # pipes
-    **dict.fromkeys((56, 60), 3.0), **dict.fromkeys((59, 61), 1.5),  # brass
-    40: 4.0, 41: 1.0, 110: 1.5,  # violin, viola, fiddle
-    **dict.fromkeys((80, 81), 3.0), **dict.fromkeys(range(82, 87), 1.0),  # synth leads
-    **dict.fromkeys((24, 25, 26, 27), 2.0), **dict.fromkeys((28, 29, 30), 1.0),  # guitars
-    **dict.fromkeys((0, 4, 5), 2.0), **dict.fromkeys((1, 2, 3, 6, 7), 1.0),  # keys
-    **dict.fromkeys((8, 9, 10, 11, 12, 13), 1.0), 15: 0.5,  # mallets, bells
-    **dict.fromkeys((16, 19, 21, 22), 1.0), **dict.fromkeys((17, 18, 20, 23), 0.5),  # organs
+    **dict.fromkeys((56, 60), 3.0),
+    **dict.fromkeys((59, 61), 1.5),  # brass
+    40: 4.0,
+    41: 1.0,
+    110: 1.5,  # violin, viola, fiddle
+    **dict.fromkeys((80, 81), 3.0),
+    **dict.fromkeys(range(82, 87), 1.0),  # synth leads
+    **dict.fromkeys((24, 25, 26, 27), 2.0),
+    **dict.fromkeys((28, 29, 30), 1.0),  # guitars
+    **dict.fromkeys((0, 4, 5), 2.0),
+    **dict.fromkeys((1, 2, 3, 6, 7), 1.0),  # keys
+    **dict.fromkeys((8, 9, 10, 11, 12, 13), 1.0),
+    15: 0.5,  # mallets, bells
+    **dict.fromkeys((16, 19, 21, 22), 1.0),
+    **dict.fromkeys((17, 18, 20, 23), 0.5),  # organs
     **dict.fromkeys((104, 105, 106, 107, 108, 109, 111, 114), 0.7),  # ethnic, steel drums
     **dict.fromkeys((52, 53, 54), 1.0),  # voices
 }
 _BASS = {
-    **dict.fromkeys((32, 33, 34), 4.0), **dict.fromkeys((35, 36, 37, 38, 39), 2.0),  # basses
-    42: 3.0, 43: 3.0, 45: 1.0,  # cello, contrabass, pizzicato
-    57: 2.0, 58: 2.0, 70: 2.0, 67: 1.5, 87: 1.0,  # trombone, tuba, bassoon, bari sax
+    **dict.fromkeys((32, 33, 34), 4.0),
+    **dict.fromkeys((35, 36, 37, 38, 39), 2.0),  # basses
+    42: 3.0,
+    43: 3.0,
+    45: 1.0,  # cello, contrabass, pizzicato
+    57: 2.0,
+    58: 2.0,
+    70: 2.0,
+    67: 1.5,
+    87: 1.0,  # trombone, tuba, bassoon, bari sax
     **dict.fromkeys((0, 1, 4, 5, 19), 1.0),  # a keyboard's left hand, church organ
 }
 _INNER = {
-    41: 3.0, 42: 2.0, 40: 1.0, 60: 3.0, 57: 2.0, 61: 1.0,  # viola, cello, horn, trombone
-    71: 3.0, 69: 1.5, 70: 1.5, 65: 2.0, 66: 2.0, 68: 1.0,  # reeds
-    **dict.fromkeys((48, 49, 52, 53), 1.5), **dict.fromkeys((50, 51, 54), 1.0),  # ensembles
-    **dict.fromkeys((24, 25, 26, 27), 1.0), **dict.fromkeys((0, 4, 11, 19), 1.0),
+    41: 3.0,
+    42: 2.0,
+    40: 1.0,
+    60: 3.0,
+    57: 2.0,
+    61: 1.0,  # viola, cello, horn, trombone
+    71: 3.0,
+    69: 1.5,
+    70: 1.5,
+    65: 2.0,
+    66: 2.0,
+    68: 1.0,  # reeds
+    **dict.fromkeys((48, 49, 52, 53), 1.5),
+    **dict.fromkeys((50, 51, 54), 1.0),  # ensembles
+    **dict.fromkeys((24, 25, 26, 27), 1.0),
+    **dict.fromkeys((0, 4, 11, 19), 1.0),
     **dict.fromkeys((62, 63, 88, 89, 94), 0.7),  # synth brass, pads
 }
 _CHORDS = {
-    **dict.fromkeys((0, 4, 5), 3.0), **dict.fromkeys((1, 2, 3, 6, 7), 1.0),  # keys
-    **dict.fromkeys((24, 25, 26, 27), 2.5), **dict.fromkeys((28, 29, 30, 31), 1.0),  # guitars
-    **dict.fromkeys((16, 19), 2.0), **dict.fromkeys((17, 18, 20, 21, 23), 1.0),  # organs
+    **dict.fromkeys((0, 4, 5), 3.0),
+    **dict.fromkeys((1, 2, 3, 6, 7), 1.0),  # keys
+    **dict.fromkeys((24, 25, 26, 27), 2.5),
+    **dict.fromkeys((28, 29, 30, 31), 1.0),  # guitars
+    **dict.fromkeys((16, 19), 2.0),
+    **dict.fromkeys((17, 18, 20, 21, 23), 1.0),  # organs
     **dict.fromkeys((88, 89, 90, 91, 92, 93, 94, 95), 1.5),  # synth pads
-    **dict.fromkeys((48, 49, 50, 51, 52, 53, 54), 1.5), 61: 1.0, 62: 1.0, 63: 1.0,  # ensembles
-    46: 2.0, 11: 1.0, 12: 1.0, 15: 0.5, 44: 0.7, 45: 0.7,  # harp, mallets, strings
-    **dict.fromkeys(range(96, 104), 0.4), **dict.fromkeys((105, 107), 0.5),  # fx, banjo, koto
+    **dict.fromkeys((48, 49, 50, 51, 52, 53, 54), 1.5),
+    61: 1.0,
+    62: 1.0,
+    63: 1.0,  # ensembles
+    46: 2.0,
+    11: 1.0,
+    12: 1.0,
+    15: 0.5,
+    44: 0.7,
+    45: 0.7,  # harp, mallets, strings
+    **dict.fromkeys(range(96, 104), 0.4),
+    **dict.fromkeys((105, 107), 0.5),  # fx, banjo, koto
 }
 ROLES: dict[str, dict[int, float]] = {
-    "melody": _MELODY, "bass": _BASS, "inner": _INNER, "chords": _CHORDS}
+    "melody": _MELODY,
+    "bass": _BASS,
+    "inner": _INNER,
+    "chords": _CHORDS,
+}
 
 # How a polyphonic piece is arranged, with weights: each line its own instrument; melody,
 # bass and one chordal instrument for the lines between; or everything on one instrument.
@@ -132,8 +222,15 @@ def describe_parts(score: Score) -> list[TrackShape]:
             continue
         a = track.notes.numpy()
         pitch = a["pitch"].astype(np.int64)
-        parts.append(TrackShape(i, int(pitch.min()), int(pitch.max()), float(np.median(pitch)),
-                          overlap_share(a["time"], a["duration"]) > POLYPHONIC_SHARE))
+        parts.append(
+            TrackShape(
+                i,
+                int(pitch.min()),
+                int(pitch.max()),
+                float(np.median(pitch)),
+                overlap_share(a["time"], a["duration"]) > POLYPHONIC_SHARE,
+            )
+        )
     return sorted(parts, key=lambda p: (p.median, p.index))
 
 
@@ -166,8 +263,9 @@ def assign_roles(parts: Sequence[TrackShape]) -> dict[int, str]:
     return roles
 
 
-def octave_shift(part: TrackShape, transpose: int, program: int, octaves: Sequence[int]
-                 ) -> int | None:
+def octave_shift(
+    part: TrackShape, transpose: int, program: int, octaves: Sequence[int]
+) -> int | None:
     """The octave move (from `octaves`, smallest first) that fits the part in the
     program's range once transposed, or None."""
     low, high = RANGES[program]
@@ -192,8 +290,9 @@ class Voicing:
     octave: int  # octaves the part moves, on top of the piece's transposition
 
 
-def voice_one(part: TrackShape, role: str, transpose: int, octaves: Sequence[int],
-              rng: np.random.Generator) -> Voicing | None:
+def voice_one(
+    part: TrackShape, role: str, transpose: int, octaves: Sequence[int], rng: np.random.Generator
+) -> Voicing | None:
     """A program of `role` the part fits (moved by one of `octaves`), or None."""
     shifts = {p: octave_shift(part, transpose, p, octaves) for p in ROLES[role]}
     program = choose(rng, ROLES[role], lambda p: shifts[p] is not None)
@@ -209,8 +308,9 @@ def fits_unmoved(parts: Sequence[TrackShape], transpose: int):
     return lambda p: all(octave_shift(part, transpose, p, (0,)) == 0 for part in parts)
 
 
-def voice_parts(parts: Sequence[TrackShape], transpose: int, rng: np.random.Generator
-                ) -> dict[int, Voicing]:
+def voice_parts(
+    parts: Sequence[TrackShape], transpose: int, rng: np.random.Generator
+) -> dict[int, Voicing]:
     """A program and an octave move for each part that can be re-voiced (others keep
     theirs)."""
     if not parts:
@@ -256,13 +356,15 @@ def choose_transposition(score: Score, rng: np.random.Generator) -> int:
     if not pitches:
         return 0
     low, high = min(pitches), max(pitches)
-    allowed = [t for t in TRANSPOSE_RANGE
-               if TOKEN_PITCH_RANGE[0] <= low + t and high + t <= TOKEN_PITCH_RANGE[1]]
+    allowed = [
+        t
+        for t in TRANSPOSE_RANGE
+        if TOKEN_PITCH_RANGE[0] <= low + t and high + t <= TOKEN_PITCH_RANGE[1]
+    ]
     return int(rng.choice(allowed)) if allowed else 0
 
 
-def shape_velocities(velocity: np.ndarray, level: float, rng: np.random.Generator
-                     ) -> np.ndarray:
+def shape_velocities(velocity: np.ndarray, level: float, rng: np.random.Generator) -> np.ndarray:
     """The part's accents kept around `level`, scaled by a drawn contrast, with jitter."""
     v = velocity.astype(float)
     contrast = rng.uniform(*CONTRAST)
@@ -290,8 +392,7 @@ def augment(score: Score, piece_id: str, copy: int) -> Score:
                 track.program = voicing.program
         level = piece_level + rng.normal(0.0, LEVEL_SPREAD) + (MELODY_LIFT if i == top else 0)
         velocity = shape_velocities(a["velocity"], float(np.clip(level, 20, 120)), rng)
-        track.notes = Note.from_numpy(a["time"], a["duration"], pitch.astype(np.int8),
-                                      velocity)
+        track.notes = Note.from_numpy(a["time"], a["duration"], pitch.astype(np.int8), velocity)
     return out
 
 

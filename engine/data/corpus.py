@@ -131,8 +131,9 @@ def convert_score_file(score_path: str, out_path: str) -> str | None:
         signal.alarm(0)
 
 
-def _score_jobs(src: Path, midi_dir: Path, only: Collection[str] | None = None
-                ) -> list[tuple[str, str]]:
+def _score_jobs(
+    src: Path, midi_dir: Path, only: Collection[str] | None = None
+) -> list[tuple[str, str]]:
     jobs = []
     for path in sorted(src.rglob("*")):
         if path.suffix not in SCORE_SUFFIXES:
@@ -169,8 +170,14 @@ def note_fingerprint(midi_path: Path) -> str | None:
     return hashlib.sha1(repr(notes).encode()).hexdigest()
 
 
-def build_corpus(data_dir: Path, *, workers: int | None = None, scores: bool = True,
-                 score_collections: Collection[str] | None = None, copies: int = 0) -> dict:
+def build_corpus(
+    data_dir: Path,
+    *,
+    workers: int | None = None,
+    scores: bool = True,
+    score_collections: Collection[str] | None = None,
+    copies: int = 0,
+) -> dict:
     """Convert, dedupe, split, augment and write the manifest; returns the manifest.
 
     `score_collections` converts only those collections of scores (e.g. {"bach"}: about 400
@@ -277,8 +284,7 @@ def augment_file(source: str, target: str, piece_id: str, copy: int) -> bool:
     return True
 
 
-def augment_corpus(out: Path, manifest: dict, copies: int, *, workers: int | None = None
-                   ) -> dict:
+def augment_corpus(out: Path, manifest: dict, copies: int, *, workers: int | None = None) -> dict:
     """Write `copies` augmented copies of every piece and list them in the manifest."""
     from engine.data.augment import AUGMENT_VERSION
 
@@ -290,19 +296,33 @@ def augment_corpus(out: Path, manifest: dict, copies: int, *, workers: int | Non
         collection, name = e["id"].split("/", 1)
         for copy in range(1, copies + 1):
             target = folder / collection / f"{name}~{copy}.mid"
-            jobs.append(({"id": f"{e['id']}~{copy}", "source": e["id"],
-                          "path": str(target.relative_to(out)), "split": e["split"]},
-                         (str(out / e["path"]), str(target), e["id"], copy)))
+            jobs.append(
+                (
+                    {
+                        "id": f"{e['id']}~{copy}",
+                        "source": e["id"],
+                        "path": str(target.relative_to(out)),
+                        "split": e["split"],
+                    },
+                    (str(out / e["path"]), str(target), e["id"], copy),
+                )
+            )
     entries = []
     with ProcessPoolExecutor(max_workers=workers or max(1, os.cpu_count() or 2)) as pool:
-        done = pool.map(augment_file, *zip(*(args for _, args in jobs), strict=True),
-                        chunksize=64) if jobs else []
-        for (entry, _), ok in tqdm(zip(jobs, done, strict=True), total=len(jobs),
-                                   desc="augment", unit="copy"):
+        done = (
+            pool.map(augment_file, *zip(*(args for _, args in jobs), strict=True), chunksize=64)
+            if jobs
+            else []
+        )
+        for (entry, _), ok in tqdm(
+            zip(jobs, done, strict=True), total=len(jobs), desc="augment", unit="copy"
+        ):
             if ok:
                 entries.append(entry)
     manifest["augmented"] = {
-        "version": AUGMENT_VERSION, "copies": copies, "pieces": len(entries),
+        "version": AUGMENT_VERSION,
+        "copies": copies,
+        "pieces": len(entries),
         "train": sum(e["split"] == "train" for e in entries),
         "valid": sum(e["split"] == "valid" for e in entries),
         "entries": entries,

@@ -18,8 +18,16 @@ from engine.api.instruments import DRUMS, GM_FAMILIES, family_of
 from engine.evaluation.musical_stats import NAMES, Notes, find_key
 
 # Velocity bands named after the dynamics they usually stand for.
-VELOCITY_BANDS = (("ppp", 1, 23), ("pp", 24, 39), ("p", 40, 55), ("mp", 56, 71),
-                  ("mf", 72, 87), ("f", 88, 103), ("ff", 104, 119), ("fff", 120, 127))
+VELOCITY_BANDS = (
+    ("ppp", 1, 23),
+    ("pp", 24, 39),
+    ("p", 40, 55),
+    ("mp", 56, 71),
+    ("mf", 72, 87),
+    ("f", 88, 103),
+    ("ff", 104, 119),
+    ("fff", 120, 127),
+)
 
 
 def measure_files(paths: Iterable[Path]) -> dict:
@@ -41,8 +49,9 @@ def measure_files(paths: Iterable[Path]) -> dict:
             program = -1 if track.is_drum else track.program
             families[family_of(program)] += track.note_num()
             programs[program] += track.note_num()
-            velocities += np.bincount(track.notes.numpy()["velocity"].astype(np.int64),
-                                      minlength=128)[:128]
+            velocities += np.bincount(
+                track.notes.numpy()["velocity"].astype(np.int64), minlength=128
+            )[:128]
         key = find_key(Notes.of(score))
         keys[str(key) if key else "none"] += 1
     notes = sum(families.values())
@@ -52,8 +61,9 @@ def measure_files(paths: Iterable[Path]) -> dict:
         "notes": notes,
         "families": {f: families.get(f, 0) for f in (*GM_FAMILIES, DRUMS)},
         "programs": {str(p): n for p, n in sorted(programs.items())},
-        "velocity_bands": {name: int(velocities[lo:hi + 1].sum())
-                           for name, lo, hi in VELOCITY_BANDS},
+        "velocity_bands": {
+            name: int(velocities[lo : hi + 1].sum()) for name, lo, hi in VELOCITY_BANDS
+        },
         "keys": dict(keys.most_common()),
     }
 
@@ -61,24 +71,31 @@ def measure_files(paths: Iterable[Path]) -> dict:
 def render_stats(stats: dict) -> str:
     """The measurement as three small text tables."""
     notes = max(1, stats["notes"])
-    lines = [f"{stats['pieces']:,} pieces, {stats['notes']:,} notes"
-             + (f" ({stats['unreadable']} unreadable)" if stats["unreadable"] else "")]
+    lines = [
+        f"{stats['pieces']:,} pieces, {stats['notes']:,} notes"
+        + (f" ({stats['unreadable']} unreadable)" if stats["unreadable"] else "")
+    ]
     lines.append("\nnotes per GM family:")
-    lines += [f"  {family:<22}{count / notes:7.2%}  {count:>10,}"
-              for family, count in stats["families"].items() if count]
+    lines += [
+        f"  {family:<22}{count / notes:7.2%}  {count:>10,}"
+        for family, count in stats["families"].items()
+        if count
+    ]
     programs = {int(p) for p, n in stats["programs"].items() if n}
-    lines.append(f"  programs used: {len(programs - {-1})} of 128"
-                 + (", and drums" if -1 in programs else ", no drums"))
+    lines.append(
+        f"  programs used: {len(programs - {-1})} of 128"
+        + (", and drums" if -1 in programs else ", no drums")
+    )
     lines.append("\nvelocities:")
-    lines += [f"  {band:<5}{count / notes:7.2%}" for band, count in
-              stats["velocity_bands"].items()]
+    lines += [f"  {band:<5}{count / notes:7.2%}" for band, count in stats["velocity_bands"].items()]
     pieces = max(1, stats["pieces"])
     tonics = Counter()
     for key, count in stats["keys"].items():
         tonics[key.split()[0]] += count
     lines.append("\nkeys (Krumhansl-Schmuckler, share of pieces):")
-    lines += [f"  {key:<10}{count / pieces:7.2%}" for key, count in
-              list(stats["keys"].items())[:8]]
-    lines.append(f"  {len(stats['keys'])} keys found; by tonic: " + ", ".join(
-        f"{t} {tonics.get(t, 0) / pieces:.0%}" for t in NAMES))
+    lines += [f"  {key:<10}{count / pieces:7.2%}" for key, count in list(stats["keys"].items())[:8]]
+    lines.append(
+        f"  {len(stats['keys'])} keys found; by tonic: "
+        + ", ".join(f"{t} {tonics.get(t, 0) / pieces:.0%}" for t in NAMES)
+    )
     return "\n".join(lines)

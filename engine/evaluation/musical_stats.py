@@ -115,8 +115,10 @@ def scale_consistency(notes: Notes) -> float:
     if not len(notes):
         return 0.0
     counts = np.bincount(notes.pitch % PITCH_CLASSES, minlength=PITCH_CLASSES)
-    in_scale = max(int(counts[[(tonic + d) % PITCH_CLASSES for d in MAJOR_SCALE]].sum())
-                   for tonic in range(PITCH_CLASSES))
+    in_scale = max(
+        int(counts[[(tonic + d) % PITCH_CLASSES for d in MAJOR_SCALE]].sum())
+        for tonic in range(PITCH_CLASSES)
+    )
     return in_scale / len(notes)
 
 
@@ -142,9 +144,11 @@ def key_correlations(notes: Notes) -> dict[Key, float]:
     histogram = pitch_class_histogram(notes, by_duration=True)
     if not histogram.any() or np.ptp(histogram) == 0:
         return {}
-    return {Key(tonic, minor): float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1])
-            for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE))
-            for tonic in range(PITCH_CLASSES)}
+    return {
+        Key(tonic, minor): float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1])
+        for minor, profile in ((False, MAJOR_PROFILE), (True, MINOR_PROFILE))
+        for tonic in range(PITCH_CLASSES)
+    }
 
 
 def find_key(notes: Notes) -> Key | None:
@@ -204,6 +208,7 @@ def features(score: Score, *, bars: int, beats: float) -> dict[str, float]:
 
 # Segments: bars follow the score's time signatures (4/4 before the first one).
 
+
 def bar_lines(score: Score, bars: int) -> list[int]:
     """Ticks of the first `bars` + 1 bar lines; a time signature takes effect at the next one."""
     signatures = sorted((ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures)
@@ -232,6 +237,7 @@ def segment(score: Score, first_bar: int, bars: int) -> tuple[Score, float]:
 
 
 # Facts a continuation may keep from its seed.
+
 
 def instruments(score: Score) -> frozenset[int]:
     """GM programs of the tracks that play (DRUMS for drum tracks)."""
@@ -270,16 +276,18 @@ def seed_consistency(seed: Score, continuation: Score) -> dict[str, bool | None]
     seed_key, key = find_key(Notes.of(seed)), find_key(Notes.of(continuation))
     return {
         "key": None if seed_key is None else key == seed_key,
-        "key_signature": None if seed_key is None else (
-            key is not None and key.signature == seed_key.signature),
+        "key_signature": None
+        if seed_key is None
+        else (key is not None and key.signature == seed_key.signature),
         "tempo": all(abs(q - tempo) <= TEMPO_TOLERANCE for q in tempos),
-        "metre": (metres or {MIDI_DEFAULT_METRE}) == {time_signature_at(seed, end)
-                                                      or MIDI_DEFAULT_METRE},
+        "metre": (metres or {MIDI_DEFAULT_METRE})
+        == {time_signature_at(seed, end) or MIDI_DEFAULT_METRE},
         "instruments": instruments(continuation) <= instruments(seed),
     }
 
 
 # A continuation against its seed, bar by bar, on every note (drums included).
+
 
 @dataclass(frozen=True)
 class BarNotes:
@@ -303,8 +311,15 @@ class BarNotes:
         arrays = [t.notes.numpy() for t in tracks]
         if not arrays:
             empty = np.zeros(0, dtype=np.int64)
-            return cls(empty, empty, empty, empty, empty.astype(bool),
-                       np.diff(lines).astype(np.int64), bars)
+            return cls(
+                empty,
+                empty,
+                empty,
+                empty,
+                empty.astype(bool),
+                np.diff(lines).astype(np.int64),
+                bars,
+            )
         steps = np.round(np.concatenate([a["time"] for a in arrays]) * STEPS_PER_BEAT / tpq)
         bar = np.searchsorted(lines, steps, side="right") - 1
         inside = bar < bars
@@ -314,8 +329,9 @@ class BarNotes:
             step=(steps[inside] - lines[bar]).astype(np.int64),
             pitch=np.concatenate([a["pitch"] for a in arrays]).astype(np.int64)[inside],
             velocity=np.concatenate([a["velocity"] for a in arrays]).astype(np.int64)[inside],
-            drum=np.concatenate([np.full(len(a["time"]), t.is_drum) for t, a in
-                                 zip(tracks, arrays, strict=True)])[inside],
+            drum=np.concatenate(
+                [np.full(len(a["time"]), t.is_drum) for t, a in zip(tracks, arrays, strict=True)]
+            )[inside],
             bar_steps=np.diff(lines).astype(np.int64),
             bars=bars,
         )
@@ -329,13 +345,16 @@ class BarNotes:
 
 def bars_written(score: Score) -> int:
     """Bars from the start to the end of the last note (in the score's metres)."""
-    ends = [int((a["time"] + a["duration"]).max()) for a in
-            (t.notes.numpy() for t in score.tracks if t.note_num())]
+    ends = [
+        int((a["time"] + a["duration"]).max())
+        for a in (t.notes.numpy() for t in score.tracks if t.note_num())
+    ]
     if not ends:
         return 0
     tpq = score.ticks_per_quarter
-    shortest = min([tpq * 4 * ts.numerator // ts.denominator for ts in score.time_signatures]
-                   or [tpq * 4])
+    shortest = min(
+        [tpq * 4 * ts.numerator // ts.denominator for ts in score.time_signatures] or [tpq * 4]
+    )
     lines = bar_lines(score, max(ends) // max(1, shortest) + 2)
     return int(np.searchsorted(lines, max(ends), side="left"))
 
@@ -380,8 +399,13 @@ def profile_distance(a: np.ndarray, b: np.ndarray) -> float:
 def bar_patterns(notes: BarNotes) -> list[frozenset[tuple[bool, int, int]]]:
     """Each bar's (drum, onset step, pitch) triples."""
     patterns: list[set[tuple[bool, int, int]]] = [set() for _ in range(notes.bars)]
-    for bar, drum, step, pitch in zip(notes.bar.tolist(), notes.drum.tolist(),
-                                      notes.step.tolist(), notes.pitch.tolist(), strict=True):
+    for bar, drum, step, pitch in zip(
+        notes.bar.tolist(),
+        notes.drum.tolist(),
+        notes.step.tolist(),
+        notes.pitch.tolist(),
+        strict=True,
+    ):
         patterns[bar].add((drum, step, pitch))
     return [frozenset(p) for p in patterns]
 
@@ -422,10 +446,12 @@ def instruments_kept(seed: Score, continuation: Score) -> float:
 
 # Comparing two sets of values of one feature.
 
+
 def kde_bandwidth(values: np.ndarray, floor: float) -> float:
     """Scott's rule, as scipy.stats.gaussian_kde, never below `floor` (constant features)."""
-    return max(float(np.std(values, ddof=1)) * len(values) ** -0.2 if len(values) > 1 else 0.0,
-               floor)
+    return max(
+        float(np.std(values, ddof=1)) * len(values) ** -0.2 if len(values) > 1 else 0.0, floor
+    )
 
 
 def kde(values: np.ndarray, grid: np.ndarray, bandwidth: float) -> np.ndarray:

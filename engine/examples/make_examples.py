@@ -17,8 +17,9 @@ HERE = Path(__file__).parent
 TPQ = 480
 
 
-def _track(name: str, program: int, notes: list[tuple[float, int, float, int]],
-           is_drum: bool = False) -> Track:
+def _track(
+    name: str, program: int, notes: list[tuple[float, int, float, int]], is_drum: bool = False
+) -> Track:
     """notes: (beat, pitch, beats, velocity)."""
     track = Track(name=name, program=program, is_drum=is_drum)
     for beat, pitch, length, velocity in notes:
@@ -47,24 +48,53 @@ def motif() -> Score:
 
 
 def waltz_violin() -> Score:
-    notes = [(0, 69, 1, 85), (1, 71, 1, 70), (2, 73, 1, 70), (3, 74, 2, 90), (5, 73, 1, 70),
-             (6, 71, 1, 85), (7, 69, 1, 70), (8, 68, 1, 70), (9, 69, 3, 90)]
+    notes = [
+        (0, 69, 1, 85),
+        (1, 71, 1, 70),
+        (2, 73, 1, 70),
+        (3, 74, 2, 90),
+        (5, 73, 1, 70),
+        (6, 71, 1, 85),
+        (7, 69, 1, 70),
+        (8, 68, 1, 70),
+        (9, 69, 3, 90),
+    ]
     return _score(96, 3, 4, [_track("Violin", 40, notes)])
 
 
 def band() -> Score:
-    melody = [(0, 72, 1, 90), (1, 74, 1, 80), (2, 76, 2, 90), (4, 79, 1, 90), (5, 76, 1, 80),
-              (6, 74, 2, 85), (8, 72, 1, 90), (9, 69, 1, 80), (10, 67, 2, 85), (12, 72, 4, 90)]
+    melody = [
+        (0, 72, 1, 90),
+        (1, 74, 1, 80),
+        (2, 76, 2, 90),
+        (4, 79, 1, 90),
+        (5, 76, 1, 80),
+        (6, 74, 2, 85),
+        (8, 72, 1, 90),
+        (9, 69, 1, 80),
+        (10, 67, 2, 85),
+        (12, 72, 4, 90),
+    ]
     chords = []
     for bar, root in enumerate([60, 57, 53, 55]):
         for offset in (0, 4, 7):
             chords.append((bar * 4, root + offset, 4, 60))
-    bass = [(bar * 4 + b, root - 24, 1, 80) for bar, root in enumerate([60, 57, 53, 55])
-            for b in (0, 2)]
+    bass = [
+        (bar * 4 + b, root - 24, 1, 80) for bar, root in enumerate([60, 57, 53, 55]) for b in (0, 2)
+    ]
     drums = [(beat, 36 if beat % 2 == 0 else 38, 0.5, 90) for beat in range(16)]
     drums += [(beat + 0.5, 42, 0.25, 60) for beat in range(16)]
-    return _score(120, 4, 4, [_track("Flute", 73, melody), _track("Piano", 0, chords),
-                              _track("Bass", 33, bass), _track("Drums", 0, drums, is_drum=True)])
+    return _score(
+        120,
+        4,
+        4,
+        [
+            _track("Flute", 73, melody),
+            _track("Piano", 0, chords),
+            _track("Bass", 33, bass),
+            _track("Drums", 0, drums, is_drum=True),
+        ],
+    )
 
 
 def main() -> None:

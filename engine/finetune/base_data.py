@@ -54,8 +54,9 @@ def tokenizer_digest(tokenizer: MidiTokenizer) -> str:
     return hashlib.sha1(vocab.encode()).hexdigest()[:10]
 
 
-def _encode_until(tokenizer: MidiTokenizer, paths: list[Path], max_tokens: int | None
-                  ) -> np.ndarray:
+def _encode_until(
+    tokenizer: MidiTokenizer, paths: list[Path], max_tokens: int | None
+) -> np.ndarray:
     ids: list[int] = []
     for path in paths:
         try:
@@ -81,9 +82,14 @@ def _cached(path: Path, make: Callable[[], np.ndarray]) -> np.ndarray:
         return ids
 
 
-def base_streams(data_dir: Path, tokenizer: MidiTokenizer, *,
-                 replay_pieces: int = REPLAY_PIECES, eval_tokens: int = BASE_EVAL_TOKENS,
-                 say: Callable[[str], None] = print) -> tuple[np.ndarray, np.ndarray]:
+def base_streams(
+    data_dir: Path,
+    tokenizer: MidiTokenizer,
+    *,
+    replay_pieces: int = REPLAY_PIECES,
+    eval_tokens: int = BASE_EVAL_TOKENS,
+    say: Callable[[str], None] = print,
+) -> tuple[np.ndarray, np.ndarray]:
     """(replay stream from the training split, held-out sample from the validation split)."""
     manifest = ensure_corpus(data_dir, say)
     root = corpus_dir(data_dir)
@@ -103,5 +109,7 @@ def base_streams(data_dir: Path, tokenizer: MidiTokenizer, *,
         ordered = valid[::7] + [p for i, p in enumerate(valid) if i % 7]
         return _encode_until(tokenizer, ordered, eval_tokens)
 
-    return (_cached(cache / f"replay-{replay_pieces}.npy", replay),
-            _cached(cache / f"heldout-{eval_tokens}.npy", heldout))
+    return (
+        _cached(cache / f"replay-{replay_pieces}.npy", replay),
+        _cached(cache / f"heldout-{eval_tokens}.npy", heldout),
+    )

@@ -27,19 +27,26 @@ class GateFigures:
 
     def to_dict(self) -> dict:
         return {k: round(v, 4) for k, v in asdict(self).items()} | {
-            "base_nll_limit": round(self.base_limit, 4)}
+            "base_nll_limit": round(self.base_limit, 4)
+        }
 
 
 def judge(f: GateFigures) -> tuple[bool, str]:
     """(accepted, the reason in one sentence a server admin can read)."""
     if not f.server_nll_after < f.server_nll_before:
-        return False, (f"it did not fit this server's held-out pieces better "
-                       f"({f.server_nll_before:.3f} -> {f.server_nll_after:.3f} bits/token)")
+        return False, (
+            f"it did not fit this server's held-out pieces better "
+            f"({f.server_nll_before:.3f} -> {f.server_nll_after:.3f} bits/token)"
+        )
     if not f.base_nll_after <= f.base_limit:
         worse = f.base_nll_after / f.base_nll_reference - 1
-        return False, (f"it forgot too much of music in general: {worse:.1%} worse than the "
-                       f"base model on its held-out pieces (the limit is "
-                       f"{f.base_tolerance:.0%})")
-    return True, (f"better on this server's held-out pieces ({f.server_nll_before:.3f} -> "
-                  f"{f.server_nll_after:.3f} bits/token) and within {f.base_tolerance:.0%} "
-                  f"of the base model elsewhere")
+        return False, (
+            f"it forgot too much of music in general: {worse:.1%} worse than the "
+            f"base model on its held-out pieces (the limit is "
+            f"{f.base_tolerance:.0%})"
+        )
+    return True, (
+        f"better on this server's held-out pieces ({f.server_nll_before:.3f} -> "
+        f"{f.server_nll_after:.3f} bits/token) and within {f.base_tolerance:.0%} "
+        f"of the base model elsewhere"
+    )

@@ -38,30 +38,34 @@ def sequence_logps(model: nn.Module, sequences: list[list[int]], pad_id: int) ->
     length = max(len(s) for s in sequences)
     batch = torch.full((len(sequences), length), pad_id, dtype=torch.long)
     for row, seq in enumerate(sequences):
-        batch[row, :len(seq)] = torch.as_tensor(seq)
+        batch[row, : len(seq)] = torch.as_tensor(seq)
     batch = batch.to(device)
     logits, _ = model(batch[:, :-1])
     logps = torch.log_softmax(logits.float(), dim=-1)
     targets = batch[:, 1:]
     picked = logps.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    mask = torch.arange(length - 1, device=device)[None, :] < torch.as_tensor(
-        [len(s) - 1 for s in sequences], device=device)[:, None]
+    mask = (
+        torch.arange(length - 1, device=device)[None, :]
+        < torch.as_tensor([len(s) - 1 for s in sequences], device=device)[:, None]
+    )
     return (picked * mask).sum(dim=1)
 
 
 @torch.no_grad()
-def _all_logps(model: nn.Module, pairs: list[tuple[list[int], list[int]]], pad_id: int,
-               chunk: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def _all_logps(
+    model: nn.Module, pairs: list[tuple[list[int], list[int]]], pad_id: int, chunk: int = 8
+) -> tuple[torch.Tensor, torch.Tensor]:
     chosen, rejected = [], []
     for start in range(0, len(pairs), chunk):
-        part = pairs[start:start + chunk]
+        part = pairs[start : start + chunk]
         chosen.append(sequence_logps(model, [c for c, _ in part], pad_id))
         rejected.append(sequence_logps(model, [r for _, r in part], pad_id))
     return torch.cat(chosen), torch.cat(rejected)
 
 
-def preference_accuracy(model: nn.Module, pairs: list[tuple[list[int], list[int]]],
-                        pad_id: int) -> float:
+def preference_accuracy(
+    model: nn.Module, pairs: list[tuple[list[int], list[int]]], pad_id: int
+) -> float:
     """Share of pairs where the model finds the chosen candidate likelier per token."""
     was_training = model.training
     model.eval()
@@ -71,10 +75,15 @@ def preference_accuracy(model: nn.Module, pairs: list[tuple[list[int], list[int]
     return float(((chosen / lengths[:, 0]) > (rejected / lengths[:, 1])).float().mean())
 
 
-def optimise_preferences(model: nn.Module, pairs: list[tuple[list[int], list[int]]],
-                         pad_id: int, config: PreferenceConfig, *,
-                         on_step: Callable[[int, float], None] | None = None,
-                         should_stop: Callable[[], bool] | None = None) -> dict:
+def optimise_preferences(
+    model: nn.Module,
+    pairs: list[tuple[list[int], list[int]]],
+    pad_id: int,
+    config: PreferenceConfig,
+    *,
+    on_step: Callable[[int, float], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> dict:
     """DPO in place; returns its figures (loss, accuracies before and after)."""
     reference = copy.deepcopy(model).eval()
     ref_chosen, ref_rejected = _all_logps(reference, pairs, pad_id)
@@ -87,8 +96,7 @@ def optimise_preferences(model: nn.Module, pairs: list[tuple[list[int], list[int
     for step in range(config.steps):
         if should_stop and should_stop():
             break
-        picked = rng.choice(len(pairs), size=min(config.pairs_per_step, len(pairs)),
-                            replace=False)
+        picked = rng.choice(len(pairs), size=min(config.pairs_per_step, len(pairs)), replace=False)
         part = [pairs[i] for i in picked]
         chosen = sequence_logps(model, [c for c, _ in part], pad_id)
         rejected = sequence_logps(model, [r for _, r in part], pad_id)
@@ -104,8 +112,11 @@ def optimise_preferences(model: nn.Module, pairs: list[tuple[list[int], list[int
         if on_step:
             on_step(steps, loss.item())
     model.eval()
-    return {"preference_steps": steps, "preference_pairs": len(pairs),
-            "preference_loss_first": round(losses[0], 4) if losses else None,
-            "preference_loss_last": round(losses[-1], 4) if losses else None,
-            "preference_accuracy_before": round(accuracy_before, 4),
-            "preference_accuracy_after": round(preference_accuracy(model, pairs, pad_id), 4)}
+    return {
+        "preference_steps": steps,
+        "preference_pairs": len(pairs),
+        "preference_loss_first": round(losses[0], 4) if losses else None,
+        "preference_loss_last": round(losses[-1], 4) if losses else None,
+        "preference_accuracy_before": round(accuracy_before, 4),
+        "preference_accuracy_after": round(preference_accuracy(model, pairs, pad_id), 4),
+    }

@@ -1,11 +1,11 @@
 """One fine-tuning run: from the server's active version to a gated new checkpoint.
 
-    preparing    load the start model, the server's pieces and the base replay/held-out data
-    tuning       supervised steps on the server's pieces mixed with base replay, stopping
-                 early when the server's held-out pieces stop improving (best weights kept)
-    preferences  DPO on the members' votes, if there are enough; kept only if it passes the
-                 gate on its own, else the tuned model goes to the gate
-    gate         judge, save the checkpoint with its figures either way
+preparing    load the start model, the server's pieces and the base replay/held-out data
+tuning       supervised steps on the server's pieces mixed with base replay, stopping
+             early when the server's held-out pieces stop improving (best weights kept)
+preferences  DPO on the members' votes, if there are enough; kept only if it passes the
+             gate on its own, else the tuned model goes to the gate
+gate         judge, save the checkpoint with its figures either way
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ from engine.training.loop import TrainConfig, evaluate_bits, train
 from engine.training.streams import MixedWindows
 
 # Share of the whole run each phase takes, for one progress figure.
-PHASES = {"preparing": (0.0, 0.1), "tuning": (0.1, 0.75), "preferences": (0.75, 0.9),
-          "gate": (0.9, 1.0)}
+PHASES = {
+    "preparing": (0.0, 0.1),
+    "tuning": (0.1, 0.75),
+    "preferences": (0.75, 0.9),
+    "gate": (0.9, 1.0),
+}
 
 Progress = Callable[[str, float], None]  # (phase, percent of the whole run)
 
@@ -55,9 +59,16 @@ class FinetuneConfig:
     preferences: PreferenceConfig = field(default_factory=PreferenceConfig)
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, seq_len=self.seq_len,
-                           lr=self.lr, warmup_steps=min(self.warmup_steps, self.steps),
-                           eval_every=self.eval_every, eval_parts=1, seed=self.seed)
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            seq_len=self.seq_len,
+            lr=self.lr,
+            warmup_steps=min(self.warmup_steps, self.steps),
+            eval_every=self.eval_every,
+            eval_parts=1,
+            seed=self.seed,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,11 +86,19 @@ def _bits(model: torch.nn.Module, ids: np.ndarray) -> float:
     return evaluate_bits(model, ids, parts=1)
 
 
-def run_finetune(pieces: list[bytes], pairs: list[tuple[bytes, bytes]], out: Path, *,
-                 data_dir: Path, start: Path | None = None, config: FinetuneConfig | None = None,
-                 device: str | torch.device = "cpu", progress: Progress = lambda p, f: None,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 say: Callable[[str], None] = print) -> FinetuneOutcome:
+def run_finetune(
+    pieces: list[bytes],
+    pairs: list[tuple[bytes, bytes]],
+    out: Path,
+    *,
+    data_dir: Path,
+    start: Path | None = None,
+    config: FinetuneConfig | None = None,
+    device: str | torch.device = "cpu",
+    progress: Progress = lambda p, f: None,
+    should_stop: Callable[[], bool] = lambda: False,
+    say: Callable[[str], None] = print,
+) -> FinetuneOutcome:
     """Tune, gate and save to `out`. BadRequest when the data cannot be used; Cancelled."""
     config = config or FinetuneConfig()
     started = time.perf_counter()
@@ -97,17 +116,26 @@ def run_finetune(pieces: list[bytes], pairs: list[tuple[bytes, bytes]], out: Pat
     data = server_data.prepare(tokenizer, pieces, pairs)
     report("preparing", 0.3)
     replay, base_heldout = base_data.base_streams(
-        data_dir, tokenizer, replay_pieces=config.replay_pieces,
-        eval_tokens=config.base_eval_tokens, say=say)
+        data_dir,
+        tokenizer,
+        replay_pieces=config.replay_pieces,
+        eval_tokens=config.base_eval_tokens,
+        say=say,
+    )
     report("preparing", 0.7)
-    base_model = model if start_path == BASE_CHECKPOINT else load_checkpoint(
-        BASE_CHECKPOINT, device=device).model
+    base_model = (
+        model
+        if start_path == BASE_CHECKPOINT
+        else load_checkpoint(BASE_CHECKPOINT, device=device).model
+    )
     base_reference = _bits(base_model, base_heldout)
     del base_model
     server_before = _bits(model, data.heldout)
-    say(f"start: {start_path.name}, server held-out {server_before:.4f} bits/token, "
+    say(
+        f"start: {start_path.name}, server held-out {server_before:.4f} bits/token, "
         f"{data.train_pieces} pieces to learn from, {data.heldout_pieces} held out, "
-        f"{len(data.pairs)} preference pairs")
+        f"{len(data.pairs)} preference pairs"
+    )
 
     best = {"bits": server_before, "step": 0, "state": copy.deepcopy(model.state_dict())}
     evals_since_best = 0
@@ -122,33 +150,47 @@ def run_finetune(pieces: list[bytes], pairs: list[tuple[bytes, bytes]], out: Pat
         say(f"step {step}: server held-out {bits:.4f} bits/token")
 
     tuning = train(
-        model, MixedWindows([(data.train, config.server_share),
-                             (replay, 1 - config.server_share)]),
-        data.heldout, config.train_config(), on_eval=on_eval,
+        model,
+        MixedWindows([(data.train, config.server_share), (replay, 1 - config.server_share)]),
+        data.heldout,
+        config.train_config(),
+        on_eval=on_eval,
         on_step=lambda step, bits, lr: report("tuning", step / config.steps),
-        should_stop=lambda: should_stop() or evals_since_best >= config.patience)
+        should_stop=lambda: should_stop() or evals_since_best >= config.patience,
+    )
     if should_stop():
         raise Cancelled()
     model.load_state_dict(best["state"])
     _as_stored(model)
-    metrics: dict = {"train_pieces": data.train_pieces, "heldout_pieces": data.heldout_pieces,
-                     "skipped_pieces": data.skipped, "tuning_steps": tuning.steps_done,
-                     "best_step": best["step"], "train_tokens": int(len(data.train)),
-                     "heldout_tokens": int(len(data.heldout)),
-                     "heldout_notes": data.heldout_notes,
-                     "preference_pairs": len(data.pairs), "stage": "tuning"}
+    metrics: dict = {
+        "train_pieces": data.train_pieces,
+        "heldout_pieces": data.heldout_pieces,
+        "skipped_pieces": data.skipped,
+        "tuning_steps": tuning.steps_done,
+        "best_step": best["step"],
+        "train_tokens": int(len(data.train)),
+        "heldout_tokens": int(len(data.heldout)),
+        "heldout_notes": data.heldout_notes,
+        "preference_pairs": len(data.pairs),
+        "stage": "tuning",
+    }
 
     def figures() -> GateFigures:
-        return GateFigures(server_before, _bits(model, data.heldout), base_reference,
-                           _bits(model, base_heldout))
+        return GateFigures(
+            server_before, _bits(model, data.heldout), base_reference, _bits(model, base_heldout)
+        )
 
     if len(data.pairs) >= config.preferences.min_pairs:
         report("preferences", 0.0)
         tuned_state = copy.deepcopy(model.state_dict())
         prefs = optimise_preferences(
-            model, data.pairs, tokenizer.pad_id, config.preferences,
+            model,
+            data.pairs,
+            tokenizer.pad_id,
+            config.preferences,
             on_step=lambda step, loss: report("preferences", step / config.preferences.steps),
-            should_stop=should_stop)
+            should_stop=should_stop,
+        )
         _as_stored(model)
         accepted, reason = judge(figures())
         metrics |= prefs | {"stage": "preferences"}
@@ -157,15 +199,20 @@ def run_finetune(pieces: list[bytes], pairs: list[tuple[bytes, bytes]], out: Pat
             metrics |= {"stage": "tuning", "preferences_rejected": reason}
             model.load_state_dict(tuned_state)
     elif data.pairs:
-        metrics["preferences_skipped"] = (f"{len(data.pairs)} preference pairs; the preference "
-                                          f"step needs {config.preferences.min_pairs}")
+        metrics["preferences_skipped"] = (
+            f"{len(data.pairs)} preference pairs; the preference "
+            f"step needs {config.preferences.min_pairs}"
+        )
 
     report("gate", 0.0)
     gate = figures()
     accepted, reason = judge(gate)
     metrics |= gate.to_dict() | {"wall_seconds": round(time.perf_counter() - started, 1)}
-    meta = {"finetune": metrics | {"accepted": accepted, "reason": reason},
-            "parent": str(start_path), "config": config.to_dict()}
+    meta = {
+        "finetune": metrics | {"accepted": accepted, "reason": reason},
+        "parent": str(start_path),
+        "config": config.to_dict(),
+    }
     if ckpt.coverage is not None:  # what the model learned: its parent's data and the server's
         meta["programs"] = ckpt.coverage.plus(count_programs(data.train, tokenizer)).to_record()
     save_checkpoint(out, Checkpoint(model, tokenizer, meta), half=True)

@@ -38,13 +38,16 @@ def piece_key(midi: bytes) -> str:
     return hashlib.sha1(midi).hexdigest()
 
 
-def split_pieces(pieces: list[bytes], share: float = HELDOUT_SHARE
-                 ) -> tuple[list[bytes], list[bytes]]:
+def split_pieces(
+    pieces: list[bytes], share: float = HELDOUT_SHARE
+) -> tuple[list[bytes], list[bytes]]:
     """(tuning, held-out): duplicates dropped, at least one piece on each side."""
     unique = sorted({piece_key(p): p for p in pieces}.items())
     if len(unique) < MIN_PIECES:
-        raise BadRequest(f"fine-tuning needs at least {MIN_PIECES} different pieces (seeds or "
-                         f"winning candidates); this server has {len(unique)}")
+        raise BadRequest(
+            f"fine-tuning needs at least {MIN_PIECES} different pieces (seeds or "
+            f"winning candidates); this server has {len(unique)}"
+        )
     held = max(1, math.floor(len(unique) * share))
     return [p for _, p in unique[held:]], [p for _, p in unique[:held]]
 
@@ -63,23 +66,32 @@ def _stream(encoded: list[tuple[list[int], int]]) -> np.ndarray:
     return np.asarray([i for ids, _ in encoded for i in ids], dtype=np.int32)
 
 
-def prepare(tokenizer: MidiTokenizer, pieces: list[bytes],
-            pairs: list[tuple[bytes, bytes]]) -> ServerData:
+def prepare(
+    tokenizer: MidiTokenizer, pieces: list[bytes], pairs: list[tuple[bytes, bytes]]
+) -> ServerData:
     tuning, heldout = split_pieces(pieces)
     tuned = [e for p in tuning if (e := encode_piece(tokenizer, p))]
     held = [e for p in heldout if (e := encode_piece(tokenizer, p))]
     skipped = len(tuning) + len(heldout) - len(tuned) - len(held)
     if not tuned or not held:
-        raise BadRequest(f"only {len(tuned) + len(held)} of this server's pieces could be read; "
-                         f"fine-tuning needs at least {MIN_PIECES}")
+        raise BadRequest(
+            f"only {len(tuned) + len(held)} of this server's pieces could be read; "
+            f"fine-tuning needs at least {MIN_PIECES}"
+        )
     encoded_pairs = []
     for chosen, rejected in pairs:
         c, r = encode_piece(tokenizer, chosen), encode_piece(tokenizer, rejected)
         if c and r:
             encoded_pairs.append((c[0][:MAX_PAIR_TOKENS], r[0][:MAX_PAIR_TOKENS]))
-    return ServerData(train=_stream(tuned), heldout=_stream(held), train_pieces=len(tuned),
-                      heldout_pieces=len(held), heldout_notes=sum(n for _, n in held),
-                      skipped=skipped, pairs=encoded_pairs)
+    return ServerData(
+        train=_stream(tuned),
+        heldout=_stream(held),
+        train_pieces=len(tuned),
+        heldout_pieces=len(held),
+        heldout_notes=sum(n for _, n in held),
+        skipped=skipped,
+        pairs=encoded_pairs,
+    )
 
 
 def read_folder(folder: Path) -> tuple[list[bytes], list[tuple[bytes, bytes]]]:

@@ -50,8 +50,9 @@ class Arrangement:
         return bool(self.written) or not self.continued
 
 
-def plan_arrangement(profile: SeedProfile | None, known: frozenset[int],
-                     instrument: int | None = None) -> Arrangement:
+def plan_arrangement(
+    profile: SeedProfile | None, known: frozenset[int], instrument: int | None = None
+) -> Arrangement:
     """Who plays what. `known`: the programs the model learned to write; `instrument`: the
     member's choice for the new notes (it replaces the seed's pitched parts, the drums and the
     parts the model cannot write play on)."""
@@ -71,6 +72,7 @@ def plan_arrangement(profile: SeedProfile | None, known: frozenset[int],
 
 
 # Continuing parts from the seed's material.
+
 
 @dataclass(frozen=True)
 class BarGrid:
@@ -96,13 +98,24 @@ class BarGrid:
         return self.line(self.bars)
 
 
-def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iterable[Part],
-                   grid: BarGrid, rng: np.random.Generator, *, gaps_only: bool = False) -> None:
+def continue_parts(
+    output: Score,
+    seed: Score,
+    profile: SeedProfile,
+    parts: Iterable[Part],
+    grid: BarGrid,
+    rng: np.random.Generator,
+    *,
+    gaps_only: bool = False,
+) -> None:
     """Add to `output` a track per part, going on from the seed's last bars. With
     `gaps_only`, a part the output already plays only fills the bars where it is silent, and
     only if the seed plays it steadily (an accompaniment; a melody may rest)."""
-    seed = seed if seed.ticks_per_quarter == output.ticks_per_quarter else seed.resample(
-        output.ticks_per_quarter, min_dur=1)
+    seed = (
+        seed
+        if seed.ticks_per_quarter == output.ticks_per_quarter
+        else seed.resample(output.ticks_per_quarter, min_dur=1)
+    )
     seed_bars = _seed_bars(seed, profile, grid.bar_ticks)
     # The seed's unfinished last bar is no bar to loop: the continuation finishes it (the
     # `lead`), playing it as the loop's next bar would, and its bars follow the loop on. A
@@ -118,18 +131,21 @@ def continue_parts(output: Score, seed: Score, profile: SeedProfile, parts: Iter
         if not any(len(b) for b in bars):
             continue
         playing = _bars_played(output, part.program, grid) if gaps_only else set()
-        lead_silent = not (gaps_only and _plays_between(output, part.program, grid.seam,
-                                                        grid.start))
+        lead_silent = not (
+            gaps_only and _plays_between(output, part.program, grid.seam, grid.start)
+        )
         if gaps_only and sum(len(b) > 0 for b in bars) < STEADY_SHARE * len(bars):
             continue
-        track = Track(_name(seed, part.program), 0 if part.is_drums else part.program,
-                      part.is_drums)
+        track = Track(
+            _name(seed, part.program), 0 if part.is_drums else part.program, part.is_drums
+        )
         rows = []
         # A gap in a part the model writes keeps the seed's loop order: matching the harmony
         # there would echo the model's own drift back at it (a pad filled from the seed's
         # dominant bar in every gap pulled whole continuations into the dominant's key).
-        sources = _sources(bars, np.zeros_like(written) if gaps_only else written, part,
-                           grid.bars + bool(lead))
+        sources = _sources(
+            bars, np.zeros_like(written) if gaps_only else written, part, grid.bars + bool(lead)
+        )
         if lead:
             notes = bars[sources.pop(0)]
             notes = notes[notes[:, 0] >= grid.bar_ticks - lead]
@@ -184,7 +200,7 @@ def _seed_bars(seed: Score, profile: SeedProfile, bar_ticks: int) -> list[int]:
         if length == bar_ticks:
             starts.append(tick)
         tick += length
-    return starts[-max(LOOP_PERIODS) * 2:] or [max(0, end - bar_ticks)]
+    return starts[-max(LOOP_PERIODS) * 2 :] or [max(0, end - bar_ticks)]
 
 
 def _bar_notes(seed: Score, program: int, start: int, bar_ticks: int) -> np.ndarray:
@@ -195,8 +211,17 @@ def _bar_notes(seed: Score, program: int, start: int, bar_ticks: int) -> np.ndar
             continue
         n = track.notes.numpy()
         inside = (n["time"] >= start) & (n["time"] < start + bar_ticks)
-        rows.append(np.stack([n["time"][inside] - start, n["duration"][inside],
-                              n["pitch"][inside], n["velocity"][inside]], axis=1))
+        rows.append(
+            np.stack(
+                [
+                    n["time"][inside] - start,
+                    n["duration"][inside],
+                    n["pitch"][inside],
+                    n["velocity"][inside],
+                ],
+                axis=1,
+            )
+        )
     return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 4), np.int64)
 
 
@@ -214,8 +239,7 @@ def _sources(bars: list[np.ndarray], written: np.ndarray, part: Part, count: int
         if not target.any():
             chosen.append(default)
             continue
-        fit = classes @ target / (np.linalg.norm(classes, axis=1) * np.linalg.norm(target)
-                                  + 1e-9)
+        fit = classes @ target / (np.linalg.norm(classes, axis=1) * np.linalg.norm(target) + 1e-9)
         best = int(np.argmax(fit))
         chosen.append(best if fit[best] > fit[default] + HARMONY_MARGIN else default)
     return chosen
@@ -251,8 +275,11 @@ def _bar_pitch_classes(output: Score, grid: BarGrid) -> np.ndarray:
         n = track.notes.numpy()
         bar = (n["time"].astype(np.int64) - grid.start) // grid.bar_ticks
         ok = (bar >= 0) & (bar < grid.bars)
-        np.add.at(weights, (bar[ok], n["pitch"][ok].astype(np.int64) % 12),
-                  n["duration"][ok].astype(np.float64))
+        np.add.at(
+            weights,
+            (bar[ok], n["pitch"][ok].astype(np.int64) % 12),
+            n["duration"][ok].astype(np.float64),
+        )
     return weights
 
 
@@ -260,8 +287,13 @@ def _ends_phrase(bar_number: int, bars_left: int) -> bool:
     return bar_number % PHRASE_BARS == PHRASE_BARS - 1 or bars_left == 1
 
 
-def _with_fill(notes: np.ndarray, bars: list[np.ndarray], bar_ticks: int,
-               profile: SeedProfile, rng: np.random.Generator) -> np.ndarray:
+def _with_fill(
+    notes: np.ndarray,
+    bars: list[np.ndarray],
+    bar_ticks: int,
+    profile: SeedProfile,
+    rng: np.random.Generator,
+) -> np.ndarray:
     """The bar with its last beat replaced by a fill on the seed's own snares and toms."""
     beat = bar_ticks // max(1, profile.numerator)
     everything = np.concatenate(bars)
@@ -273,10 +305,18 @@ def _with_fill(notes: np.ndarray, bars: list[np.ndarray], bar_ticks: int,
     step = beat // hits
     pitches = sorted(drums, reverse=True)  # high toms to low: a fill falls
     low, high = profile.drums.velocity_low, profile.drums.velocity_high  # type: ignore[union-attr]
-    fill = np.array([[bar_ticks - beat + i * step, max(1, step // 2),
-                      pitches[(i + int(rng.integers(0, 2))) % len(pitches)],
-                      low + (high - low) * (i + 1) // hits] for i in range(hits)],
-                    dtype=np.int64)
+    fill = np.array(
+        [
+            [
+                bar_ticks - beat + i * step,
+                max(1, step // 2),
+                pitches[(i + int(rng.integers(0, 2))) % len(pitches)],
+                low + (high - low) * (i + 1) // hits,
+            ]
+            for i in range(hits)
+        ],
+        dtype=np.int64,
+    )
     return np.concatenate([keep, fill])
 
 
@@ -294,9 +334,13 @@ def _set_notes(track: Track, rows: np.ndarray, end: int) -> None:
     rows = rows[rows[:, 0] < end]
     rows = rows[np.argsort(rows[:, 0], kind="stable")]
     duration = np.minimum(rows[:, 1], end - rows[:, 0]).clip(min=1)
-    track.notes = Note.from_numpy(rows[:, 0].astype(np.int32), duration.astype(np.int32),
-                                  rows[:, 2].astype(np.int8), rows[:, 3].astype(np.int8),
-                                  "tick")
+    track.notes = Note.from_numpy(
+        rows[:, 0].astype(np.int32),
+        duration.astype(np.int32),
+        rows[:, 2].astype(np.int8),
+        rows[:, 3].astype(np.int8),
+        "tick",
+    )
 
 
 def _name(seed: Score, program: int) -> str:
@@ -307,6 +351,7 @@ def _name(seed: Score, program: int) -> str:
 
 
 # Handing the model's notes to the seed's instruments.
+
 
 def voice_by_register(output: Score, parts: Sequence[Part], *, start: int = 0) -> None:
     """Move the pitched notes written from `start` on into one track per part, each note to
@@ -322,8 +367,11 @@ def voice_by_register(output: Score, parts: Sequence[Part], *, start: int = 0) -
             continue
         n = track.notes.numpy()
         after = n["time"] >= start
-        rows.append(np.stack([n[k][after] for k in ("time", "duration", "pitch", "velocity")],
-                             axis=1).astype(np.int64))
+        rows.append(
+            np.stack(
+                [n[k][after] for k in ("time", "duration", "pitch", "velocity")], axis=1
+            ).astype(np.int64)
+        )
         if not after.all():  # the seed's own notes (include_seed) stay where they are
             before = track.copy()
             before.notes = before.notes.filter(lambda note: note.time < start)
@@ -335,7 +383,8 @@ def voice_by_register(output: Score, parts: Sequence[Part], *, start: int = 0) -
     lows = np.array([p.low for p in parts])
     highs = np.array([p.high for p in parts])
     distance = np.maximum(lows[None, :] - notes[:, 2:3], 0) + np.maximum(
-        notes[:, 2:3] - highs[None, :], 0)  # (notes, parts)
+        notes[:, 2:3] - highs[None, :], 0
+    )  # (notes, parts)
     owner = np.argmin(distance, axis=1)
     bottom = int(np.argmin(lows))
     for index, part in enumerate(parts):
@@ -379,8 +428,9 @@ def keep_one_line(output: Score, programs: set[int], *, start: int = 0) -> None:
         if track.is_drum or track.program not in programs or not track.note_num():
             continue
         n = track.notes.numpy()
-        rows = np.stack([n[k] for k in ("time", "duration", "pitch", "velocity")],
-                        axis=1).astype(np.int64)
+        rows = np.stack([n[k] for k in ("time", "duration", "pitch", "velocity")], axis=1).astype(
+            np.int64
+        )
         after = rows[:, 0] >= start
         line = _one_line(rows[after], lowest=False)
         kept = np.concatenate([rows[~after], line])
@@ -405,9 +455,11 @@ def keep_in_register(output: Score, parts: Sequence[Part], *, start: int = 0) ->
             continue
         low, high = ranges[track.program]
         n = track.notes.numpy()
-        rows = np.stack([n[k] for k in ("time", "duration", "pitch", "velocity")],
-                        axis=1).astype(np.int64)
+        rows = np.stack([n[k] for k in ("time", "duration", "pitch", "velocity")], axis=1).astype(
+            np.int64
+        )
         after = rows[:, 0] >= start
-        rows[after, 2] = _into_range(rows[after, 2], max(0, low - REGISTER_SLACK),
-                                     min(127, high + REGISTER_SLACK))
+        rows[after, 2] = _into_range(
+            rows[after, 2], max(0, low - REGISTER_SLACK), min(127, high + REGISTER_SLACK)
+        )
         _set_notes(track, rows, int((rows[:, 0] + rows[:, 1]).max()))

@@ -16,8 +16,21 @@ from engine.api.metre import MAX_METRE_PARTS
 from engine.generation.steering import SteeringTables
 from engine.model.tokenizer import MidiTokenizer
 
-TYPES = ["BOS", "EOS", "PAD", "Bar", "TimeSig", "Position", "Tempo", "Program", "ProgramDrum",
-         "Pitch", "PitchDrum", "Velocity", "Duration"]
+TYPES = [
+    "BOS",
+    "EOS",
+    "PAD",
+    "Bar",
+    "TimeSig",
+    "Position",
+    "Tempo",
+    "Program",
+    "ProgramDrum",
+    "Pitch",
+    "PitchDrum",
+    "Velocity",
+    "Duration",
+]
 T = {name: i for i, name in enumerate(TYPES)}
 
 # What may follow what in one REMI stream with programs (MidiTok's own graph, minus PAD, with
@@ -58,8 +71,9 @@ def _type_and_value(token: str) -> tuple[str, str]:
     return kind, value
 
 
-def _crowd_allows(tokenizer: MidiTokenizer, first_type: torch.Tensor,
-                  opens_bar: torch.Tensor) -> torch.Tensor:
+def _crowd_allows(
+    tokenizer: MidiTokenizer, first_type: torch.Tensor, opens_bar: torch.Tensor
+) -> torch.Tensor:
     """(3, V): which ids a row may take at each crowd level (ROOMY, CROWDED, ...).
 
     A crowded bar must close in a few ids whatever the model wants, so it takes no new event:
@@ -71,8 +85,12 @@ def _crowd_allows(tokenizer: MidiTokenizer, first_type: torch.Tensor,
     starting with a Velocity may carry a later Position.
     """
     size = len(first_type)
-    starts = torch.tensor([sum(_type_and_value(t)[0] in _EVENT_STARTS
-                               for t in tokenizer.base_tokens(i)) for i in range(size)])
+    starts = torch.tensor(
+        [
+            sum(_type_and_value(t)[0] in _EVENT_STARTS for t in tokenizer.base_tokens(i))
+            for i in range(size)
+        ]
+    )
     quiet = starts == 0
     note = (first_type == T["Program"]) | (first_type == T["ProgramDrum"])
     allows = torch.ones(3, size, dtype=torch.bool)
@@ -113,11 +131,21 @@ class Grammar:
             for b in nexts:
                 follows[T[a], T[b]] = True
         size = tokenizer.vocab_size
-        cols = {name: torch.full((size,), NONE, dtype=torch.long) for name in (
-            "first_type", "last_type", "first_position", "last_position", "time_signature",
-            "program")}
-        flags = {name: torch.zeros(size, dtype=torch.bool) for name in (
-            "internally_valid", "opens_bar", "has_tempo")}
+        cols = {
+            name: torch.full((size,), NONE, dtype=torch.long)
+            for name in (
+                "first_type",
+                "last_type",
+                "first_position",
+                "last_position",
+                "time_signature",
+                "program",
+            )
+        }
+        flags = {
+            name: torch.zeros(size, dtype=torch.bool)
+            for name in ("internally_valid", "opens_bar", "has_tempo")
+        }
         time_signatures: list[str] = []
         per_beat = max(tokenizer.remi.config.beat_res.values())
         for token_id in range(size):
@@ -153,13 +181,21 @@ class Grammar:
             flags["has_tempo"][token_id] = any(k == "Tempo" for k, _ in kinds)
         bar_positions = torch.tensor([positions_per_bar(ts, per_beat) for ts in time_signatures])
         crowd_allows = _crowd_allows(tokenizer, cols["first_type"], flags["opens_bar"])
-        return cls(follows=follows, time_signatures=time_signatures,
-                   bar_positions=bar_positions, crowd_allows=crowd_allows,
-                   steering=SteeringTables.build(tokenizer), **cols, **flags)
+        return cls(
+            follows=follows,
+            time_signatures=time_signatures,
+            bar_positions=bar_positions,
+            crowd_allows=crowd_allows,
+            steering=SteeringTables.build(tokenizer),
+            **cols,
+            **flags,
+        )
 
     def to(self, device: torch.device | str) -> Grammar:
-        moved = {k: (v.to(device) if isinstance(v, torch.Tensor | SteeringTables) else v)
-                 for k, v in vars(self).items()}
+        moved = {
+            k: (v.to(device) if isinstance(v, torch.Tensor | SteeringTables) else v)
+            for k, v in vars(self).items()
+        }
         return Grammar(**moved)
 
     def time_signature_index(self, value: str) -> int:
@@ -187,14 +223,32 @@ class GrammarState:
     cycle_len: torch.Tensor
     cycle_at: torch.Tensor
 
-    FIELDS = ("last_type", "position", "limit", "bars", "bar_tokens", "time_signature",
-              "open_bar", "first_by", "cycle", "cycle_len", "cycle_at")
+    FIELDS = (
+        "last_type",
+        "position",
+        "limit",
+        "bars",
+        "bar_tokens",
+        "time_signature",
+        "open_bar",
+        "first_by",
+        "cycle",
+        "cycle_len",
+        "cycle_at",
+    )
 
     @classmethod
-    def after(cls, grammar: Grammar, prompts: list[list[int]], device, *,
-              time_signatures: list[int] | None = None, open_bar: bool = False,
-              first_onset: tuple[int, int] | None = None,
-              cycles: list[tuple[tuple[int, ...], int]] | None = None) -> GrammarState:
+    def after(
+        cls,
+        grammar: Grammar,
+        prompts: list[list[int]],
+        device,
+        *,
+        time_signatures: list[int] | None = None,
+        open_bar: bool = False,
+        first_onset: tuple[int, int] | None = None,
+        cycles: list[tuple[tuple[int, ...], int]] | None = None,
+    ) -> GrammarState:
         """The state at the end of each prompt; `time_signatures` are the metres to keep
         (NONE, the default: the first one the row chooses), `open_bar` starts on a bar line.
         `first_onset` (first, last): the rows go on inside the prompt's last bar, their first
@@ -221,8 +275,9 @@ class GrammarState:
         as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
         rows = len(prompts)
         metres = as_long(time_signatures if time_signatures is not None else [NONE] * rows)
-        opens = torch.full((rows,), open_bar and first_onset is None, dtype=torch.bool,
-                           device=device)
+        opens = torch.full(
+            (rows,), open_bar and first_onset is None, dtype=torch.bool, device=device
+        )
         first_by = as_long([NONE if first_onset is None else first_onset[1]] * rows)
         cycles = cycles or [((), 0)] * rows
         cycle = as_long([[*c, *[NONE] * (MAX_METRE_PARTS - len(c))] for c, _ in cycles])
@@ -232,8 +287,19 @@ class GrammarState:
         zeros = as_long([0] * rows)
         # The bar's ids count toward its cap from the seam on: the seed's part of the bar may
         # be dense, and a crowded bar would have no onset left to write.
-        return cls(as_long(last_type), as_long(position), as_long(limit), zeros, zeros.clone(),
-                   metres, opens, first_by, cycle, cycle_len, cycle_at)
+        return cls(
+            as_long(last_type),
+            as_long(position),
+            as_long(limit),
+            zeros,
+            zeros.clone(),
+            metres,
+            opens,
+            first_by,
+            cycle,
+            cycle_len,
+            cycle_at,
+        )
 
     def crowd(self) -> torch.Tensor:
         """(B,) each row's row of Grammar.crowd_allows."""
@@ -241,8 +307,9 @@ class GrammarState:
         mid_event = (self.last_type == T["Position"]) | (self.last_type == T["Tempo"])
         return crowded * (CROWDED + mid_event.long())
 
-    def allowed(self, grammar: Grammar, *, keep_tempo: torch.Tensor,
-                want_program: torch.Tensor) -> torch.Tensor:
+    def allowed(
+        self, grammar: Grammar, *, keep_tempo: torch.Tensor, want_program: torch.Tensor
+    ) -> torch.Tensor:
         """(B, V) bool mask of the ids each sequence may take next.
 
         Never empty: from every state the grammar can reach, some id leads on to the next
@@ -254,8 +321,11 @@ class GrammarState:
         # A position may only move forward within a bar (a Bar resets it).
         ok &= (first_pos == NONE) | grammar.opens_bar | (first_pos > self.position[:, None])
         # ... and stay inside the bar its time signature measures.
-        ok &= (grammar.last_position == NONE) | grammar.opens_bar | (
-            grammar.last_position < self.limit[:, None])
+        ok &= (
+            (grammar.last_position == NONE)
+            | grammar.opens_bar
+            | (grammar.last_position < self.limit[:, None])
+        )
         ok &= ~(grammar.has_tempo & keep_tempo[:, None])
         ts, want_ts = grammar.time_signature, self.time_signature[:, None]
         ok &= (ts == NONE) | (want_ts == NONE) | (ts == want_ts)
@@ -277,19 +347,24 @@ class GrammarState:
         opens = grammar.opens_bar[ids]
         last_pos = grammar.last_position[ids]
         self.position = torch.where(
-            last_pos != NONE, last_pos, torch.where(opens, torch.full_like(last_pos, NONE),
-                                                    self.position))
+            last_pos != NONE,
+            last_pos,
+            torch.where(opens, torch.full_like(last_pos, NONE), self.position),
+        )
         ts = grammar.time_signature[ids]
         self.limit = torch.where(ts != NONE, grammar.bar_positions[ts.clamp(min=0)], self.limit)
         # The first time signature chosen (when none was asked) holds for the rest.
-        self.time_signature = torch.where((self.time_signature == NONE) & (ts != NONE), ts,
-                                          self.time_signature)
+        self.time_signature = torch.where(
+            (self.time_signature == NONE) & (ts != NONE), ts, self.time_signature
+        )
         # A row with a cycle of metres: once a bar has stated its metre, the next bar's is due.
         turns = (ts != NONE) & (self.cycle_len > 0)
-        self.cycle_at = torch.where(turns, (self.cycle_at + 1) % self.cycle_len.clamp(min=1),
-                                    self.cycle_at)
+        self.cycle_at = torch.where(
+            turns, (self.cycle_at + 1) % self.cycle_len.clamp(min=1), self.cycle_at
+        )
         self.time_signature = torch.where(
-            turns, self.cycle.gather(1, self.cycle_at[:, None])[:, 0], self.time_signature)
+            turns, self.cycle.gather(1, self.cycle_at[:, None])[:, 0], self.time_signature
+        )
         self.open_bar = self.open_bar & ~opens
         self.first_by = torch.where(last_pos != NONE, NONE, self.first_by)
         self.bars = self.bars + opens.long()

@@ -58,38 +58,57 @@ class SeedPlan:
     seed_bars: list[list[int] | None]
 
 
-def guide(profile: SeedProfile, seed_ids: Sequence[int], grammar: Grammar, *, bars: int,
-          form: str, instrument: int | None, follow_key: bool = True,
-          known: frozenset[int] = ANY_PITCHED, unfinished_last_bar: bool = False) -> SeedPlan:
+def guide(
+    profile: SeedProfile,
+    seed_ids: Sequence[int],
+    grammar: Grammar,
+    *,
+    bars: int,
+    form: str,
+    instrument: int | None,
+    follow_key: bool = True,
+    known: frozenset[int] = ANY_PITCHED,
+    unfinished_last_bar: bool = False,
+) -> SeedPlan:
     """`unfinished_last_bar`: the continuation goes on inside the seed's last bar
     (engine.generation.prompt.Seam), which is then no bar to bring back whole."""
     arrangement = plan_arrangement(profile, known, instrument)
     written = arrangement.written
     parts = [p for p in profile.pitched if p.program in written]
-    key_strength = (KEY_STRENGTH * profile.key_confidence
-                    if follow_key and profile.key is not None else 0.0)
+    key_strength = (
+        KEY_STRENGTH * profile.key_confidence if follow_key and profile.key is not None else 0.0
+    )
     steering = RowSteering(
         programs=written or None,
         scale=profile.scale if key_strength > 0 else None,
         key_strength=key_strength,
         pitch_class_shares=profile.pitch_class_shares,
-        part_pitch_shares=tuple((program, profile.pitch_shares(program))
-                                for program in sorted(written) if program != DRUMS),
+        part_pitch_shares=tuple(
+            (program, profile.pitch_shares(program))
+            for program in sorted(written)
+            if program != DRUMS
+        ),
         velocities=profile.velocity_range(written if parts else None),
         monophonic=len(parts) == 1 and parts[0].monophonic,
         notes_per_bar=profile.notes_per_bar(written if parts else None),
         onsets=profile.onset_profile,
-        positions_per_beat=profile.positions_per_beat)
+        positions_per_beat=profile.positions_per_beat,
+    )
     seed_bars = copyable_bars(seed_ids, grammar, written)
     if unfinished_last_bar:
         seed_bars = seed_bars[:-1]
-    plan = plan_form(form, bars=bars, seed_bars=len(seed_bars),
-                     phrase=phrase_bars(profile.numerator, profile.denominator))
+    plan = plan_form(
+        form,
+        bars=bars,
+        seed_bars=len(seed_bars),
+        phrase=phrase_bars(profile.numerator, profile.denominator),
+    )
     return SeedPlan(profile, arrangement, steering, plan, seed_bars)
 
 
-def copyable_bars(seed_ids: Sequence[int], grammar: Grammar, written: frozenset[int]
-                  ) -> list[list[int] | None]:
+def copyable_bars(
+    seed_ids: Sequence[int], grammar: Grammar, written: frozenset[int]
+) -> list[list[int] | None]:
     """The seed's bars as ids; None for a bar a continuation may not copy: one in another
     metre than the seed's last, without notes, or with an instrument it does not write."""
     opens_bar = grammar.opens_bar.tolist()
@@ -101,14 +120,19 @@ def copyable_bars(seed_ids: Sequence[int], grammar: Grammar, written: frozenset[
     out: list[list[int] | None] = []
     for bar, metre in zip(bars, metres, strict=True):
         programs = {program_of[i] for i in bar} - {NONE}
-        fits = (metre == final and programs and MIXED not in programs
-                and (not written or programs <= written))
+        fits = (
+            metre == final
+            and programs
+            and MIXED not in programs
+            and (not written or programs <= written)
+        )
         out.append(bar if fits else None)
     return out
 
 
-def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: BarGrid,
-                      rng: np.random.Generator) -> None:
+def arrange_candidate(
+    output: Score, seed: Score | None, plan: SeedPlan, grid: BarGrid, rng: np.random.Generator
+) -> None:
     """Finish a decoded candidate (in place): continued, voiced and one-line parts."""
     arrangement = plan.arrangement
     if arrangement.voiced:
@@ -117,8 +141,7 @@ def arrange_candidate(output: Score, seed: Score | None, plan: SeedPlan, grid: B
     written = [p for p in plan.profile.pitched if p.program in arrangement.written]
     dropped = tuple(p for p in written if p.program not in heard)
     if seed is not None and (arrangement.continued or dropped):
-        continue_parts(output, seed, plan.profile, (*arrangement.continued, *dropped), grid,
-                       rng)
+        continue_parts(output, seed, plan.profile, (*arrangement.continued, *dropped), grid, rng)
     kept = tuple(p for p in written if p.program in heard)
     # An accompaniment the model let fall silent in places (with one part, it is the tune,
     # which may rest).
@@ -134,8 +157,9 @@ def solo_programs(profile: SeedProfile) -> set[int]:
     parts_of: dict[int, list] = {}
     for part in profile.pitched:
         parts_of.setdefault(part.program, []).append(part)
-    return {program for program, parts in parts_of.items()
-            if len(parts) == 1 and parts[0].monophonic}
+    return {
+        program for program, parts in parts_of.items() if len(parts) == 1 and parts[0].monophonic
+    }
 
 
 def _programs_after(output: Score, start: int) -> set[int]:

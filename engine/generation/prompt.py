@@ -60,15 +60,24 @@ class Seam:
         return self.bar_ticks - self.at
 
 
-def build_prompt(tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None,
-                 *, tempo: float | None = None) -> Prompt:
-    tokens = None if seed is None else SeedTokens(tokenizer.encode(split_metres(seed)),
-                                                  SeedFacts.of(seed))
+def build_prompt(
+    tokenizer: MidiTokenizer, grammar: Grammar, seed: Score | None, *, tempo: float | None = None
+) -> Prompt:
+    tokens = (
+        None
+        if seed is None
+        else SeedTokens(tokenizer.encode(split_metres(seed)), SeedFacts.of(seed))
+    )
     return prompt_from_seed(tokenizer, grammar, tokens, tempo=tempo)
 
 
-def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
-                     *, tempo: float | None = None) -> Prompt:
+def prompt_from_seed(
+    tokenizer: MidiTokenizer,
+    grammar: Grammar,
+    seed: SeedTokens | None,
+    *,
+    tempo: float | None = None,
+) -> Prompt:
     """The prompt of an already tokenized seed (engine.serving.seed_reader tokenizes them apart)."""
     if seed is None:
         return Prompt([tokenizer.bos_id], [], tempo or DEFAULT_TEMPO_BPM, NONE, 0)
@@ -80,7 +89,7 @@ def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedToken
         # Keep the seed's last bars, starting on a bar line as training windows often do.
         tail = len(ids) - MAX_PROMPT_TOKENS
         starts = [i for i in range(tail, len(ids)) if grammar.opens_bar[ids[i]]]
-        prompt = ids[starts[0]:] if starts else ids[tail:]
+        prompt = ids[starts[0] :] if starts else ids[tail:]
     ts = seed.facts.time_signature
     seam = find_seam(tokenizer, grammar, ids)
     bars_ticks = bars_length_ticks(tokenizer, ids)
@@ -89,16 +98,19 @@ def prompt_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedToken
         ids=prompt,
         seed_ids=ids,
         tempo=tempo or seed.facts.tempo or DEFAULT_TEMPO_BPM,
-        time_signature=(cycle[at] if cycle else grammar.time_signature_index(ts) if ts
-                        else NONE),
+        time_signature=(cycle[at] if cycle else grammar.time_signature_index(ts) if ts else NONE),
         seed_ticks=bars_ticks - (0 if seam is None else seam.rest_ticks),
         seam=seam,
-        metre_cycle=cycle, cycle_at=at, extra_bars=extra, seed_metre=ts if cycle else None,
+        metre_cycle=cycle,
+        cycle_at=at,
+        extra_bars=extra,
+        seed_metre=ts if cycle else None,
     )
 
 
-def metre_cycle(tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int],
-                metre: str | None) -> tuple[tuple[int, ...], int, int]:
+def metre_cycle(
+    tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int], metre: str | None
+) -> tuple[tuple[int, ...], int, int]:
     """For a seed in a metre the vocabulary lacks (engine.api.seed_midi.split_metres wrote
     each of its bars as bars of held metres): the grammar indices of those metres, which one
     the continuation's next bar states, and how many of them finish the seed's last bar.
@@ -114,8 +126,10 @@ def metre_cycle(tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int],
     # began to follow the cycle, from its first part (as split_metres writes them).
     stated = [t.partition("_")[2] for t in tokenizer.to_base(ids) if t.startswith("TimeSig_")]
     k = len(parts)
-    begins = next((s for s in range(len(stated))
-                   if all(m == parts[i % k] for i, m in enumerate(stated[s:]))), len(stated))
+    begins = next(
+        (s for s in range(len(stated)) if all(m == parts[i % k] for i, m in enumerate(stated[s:]))),
+        len(stated),
+    )
     last = (len(stated) - begins - 1) % k
     return cycle, (last + 1) % k, k - 1 - last
 
@@ -136,15 +150,17 @@ def find_seam(tokenizer: MidiTokenizer, grammar: Grammar, ids: list[int]) -> Sea
     before = bars[-2] if len(bars) > 1 else []
     quarter = tokenizer.remi.time_division
     score = tokenizer.decode([*before, *last])
-    sound = max((int(n.time) + int(n.duration) for t in score.tracks for n in t.notes),
-                default=0) - bars_length_ticks(tokenizer, before)
+    sound = max(
+        (int(n.time) + int(n.duration) for t in score.tracks for n in t.notes), default=0
+    ) - bars_length_ticks(tokenizer, before)
     bar_ticks = bars_length_ticks(tokenizer, last)
     sixteenth = quarter // 4
     at = math.ceil(max(0, sound) / sixteenth) * sixteenth
     if at <= 0 or at > bar_ticks - quarter:
         return None
-    metre = next((t.partition("_")[2] for t in tokenizer.to_base(last)
-                  if t.startswith("TimeSig_")), "4/4")
+    metre = next(
+        (t.partition("_")[2] for t in tokenizer.to_base(last) if t.startswith("TimeSig_")), "4/4"
+    )
     positions = positions_per_bar(metre, max(tokenizer.remi.config.beat_res.values()))
     ticks_per_position = bar_ticks / positions
     first = math.ceil(at / ticks_per_position)

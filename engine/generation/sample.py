@@ -55,8 +55,13 @@ class SamplingOptions:
     @classmethod
     def of(cls, params: ComposeRequest, time_signature: int) -> SamplingOptions:
         """The sampler's share of a composition's options."""
-        return cls(bars=params.bars, temperature=params.temperature, top_p=params.top_p,
-                   program=params.program, time_signature=time_signature)
+        return cls(
+            bars=params.bars,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            program=params.program,
+            time_signature=time_signature,
+        )
 
     @property
     def grammar_bars(self) -> int:
@@ -79,8 +84,9 @@ class Guidance:
     # not copy (another metre, or instruments they may not write).
     seed_bars: list[list[int] | None] = field(default_factory=list)
 
-    def material(self, bar: int, written: list[int], opens_bar: list[bool]
-                 ) -> tuple[list[int], bool]:
+    def material(
+        self, bar: int, written: list[int], opens_bar: list[bool]
+    ) -> tuple[list[int], bool]:
         """The ids bar `bar` (0-based) of a row copies ([] to write it freely), and whether
         they are the whole bar (then the bar closes after them)."""
         reuse = self.form[bar] if bar < len(self.form) else None
@@ -148,8 +154,14 @@ class DecodeBatch:
         return logits[0, -1], state
 
     @torch.no_grad()
-    def add(self, prompt: list[int], rows: list[Row], *, open_bar: bool = True,
-            first_onset: tuple[int, int] | None = None) -> None:
+    def add(
+        self,
+        prompt: list[int],
+        rows: list[Row],
+        *,
+        open_bar: bool = True,
+        first_onset: tuple[int, int] | None = None,
+    ) -> None:
         """Prefill `prompt` once and start every row of `rows` from it.
 
         With `open_bar` the first generated token starts a new bar. With `first_onset`
@@ -162,31 +174,41 @@ class DecodeBatch:
         self.c = _cat(self.c, c.expand(-1, n, -1).contiguous(), dim=1)
         self.logits = _cat(self.logits, last.expand(n, -1).clone())
         o = [r.options for r in rows]
-        g = GrammarState.after(self.grammar, [prompt] * n, self.device,
-                               time_signatures=[x.time_signature for x in o], open_bar=open_bar,
-                               first_onset=first_onset,
-                               cycles=[(x.metre_cycle, x.cycle_at) for x in o])
+        g = GrammarState.after(
+            self.grammar,
+            [prompt] * n,
+            self.device,
+            time_signatures=[x.time_signature for x in o],
+            open_bar=open_bar,
+            first_onset=first_onset,
+            cycles=[(x.metre_cycle, x.cycle_at) for x in o],
+        )
         if self.gstate is None:
             self.gstate = g
         else:
             for name in GrammarState.FIELDS:
-                setattr(self.gstate, name, torch.cat([getattr(self.gstate, name),
-                                                      getattr(g, name)]))
+                setattr(
+                    self.gstate, name, torch.cat([getattr(self.gstate, name), getattr(g, name)])
+                )
         new = {
             "temperature": torch.tensor([x.temperature for x in o], device=self.device),
             "top_p": torch.tensor([x.top_p for x in o], device=self.device),
             "bars": torch.tensor([x.grammar_bars for x in o], device=self.device),
             "keep_tempo": torch.tensor([x.keep_tempo for x in o], device=self.device),
-            "program": torch.tensor([NONE if x.program is None else x.program for x in o],
-                                    device=self.device),
+            "program": torch.tensor(
+                [NONE if x.program is None else x.program for x in o], device=self.device
+            ),
         }
         for k, v in new.items():
             self._opts[k] = _cat(self._opts.get(k), v)
         if self.grammar.steering is not None:
             guidance = rows[0].guidance if rows else None
-            steer = SteeringRows.of(self.grammar.steering,
-                                    guidance.steering if guidance else RowSteering(), n,
-                                    self.device)
+            steer = SteeringRows.of(
+                self.grammar.steering,
+                guidance.steering if guidance else RowSteering(),
+                n,
+                self.device,
+            )
             self.steer = steer if self.steer is None else self.steer.cat(steer)
         self.rows.extend(rows)
 
@@ -242,8 +264,9 @@ class DecodeBatch:
         self._close_copied_bars(st)
         tok_list, ends_list, inv_list = tokens.tolist(), ends.tolist(), invalid.tolist()
         dead_list = dead.tolist()
-        for i, (row, tok, end, inv, is_dead) in enumerate(zip(
-                self.rows, tok_list, ends_list, inv_list, dead_list, strict=True)):
+        for i, (row, tok, end, inv, is_dead) in enumerate(
+            zip(self.rows, tok_list, ends_list, inv_list, dead_list, strict=True)
+        ):
             row.invalid_mass += inv
             row.steps += 1
             if end:  # the id that ended the row is not written
@@ -274,10 +297,13 @@ class DecodeBatch:
         for i, row in enumerate(self.rows):
             if row.forced:
                 picked[i] = row.forced.pop(0)
-            elif (row.guidance is not None and row.guidance.form
-                  and self._opens_bar[picked[i]] and opened[i] < row.options.grammar_bars):
-                material, whole = row.guidance.material(opened[i], row.tokens,
-                                                        self._opens_bar)
+            elif (
+                row.guidance is not None
+                and row.guidance.form
+                and self._opens_bar[picked[i]]
+                and opened[i] < row.options.grammar_bars
+            ):
+                material, whole = row.guidance.material(opened[i], row.tokens, self._opens_bar)
                 if not material:
                     continue
                 picked[i], row.forced = material[0], material[1:]
@@ -290,8 +316,7 @@ class DecodeBatch:
 
     def _close_copied_bars(self, st: GrammarState) -> None:
         """A bar copied whole ends where its source ended: the row's next id opens a bar."""
-        closing = [i for i, row in enumerate(self.rows)
-                   if row.close_after_copy and not row.forced]
+        closing = [i for i, row in enumerate(self.rows) if row.close_after_copy and not row.forced]
         for i in closing:
             self.rows[i].close_after_copy = False
         if closing:
@@ -318,16 +343,25 @@ class DecodeBatch:
         return dropped
 
 
-def generate(model: LSTMLanguageModel, grammar: Grammar, prompt: list[int], n: int,
-             options: SamplingOptions, *, seed: int | None = None,
-             must_open_bar: bool = True, guidance: Guidance | None = None,
-             first_onset: tuple[int, int] | None = None) -> list[Row]:
+def generate(
+    model: LSTMLanguageModel,
+    grammar: Grammar,
+    prompt: list[int],
+    n: int,
+    options: SamplingOptions,
+    *,
+    seed: int | None = None,
+    must_open_bar: bool = True,
+    guidance: Guidance | None = None,
+    first_onset: tuple[int, int] | None = None,
+) -> list[Row]:
     """All `n` candidates of one request, decoded as one batch."""
     gen = torch.Generator()
     gen.manual_seed(seed if seed is not None else torch.seed())
     request = object()
-    rows = [Row(request=request, generator=gen, options=options, guidance=guidance)
-            for _ in range(n)]
+    rows = [
+        Row(request=request, generator=gen, options=options, guidance=guidance) for _ in range(n)
+    ]
     batch = DecodeBatch(model, grammar)
     batch.add(prompt, rows, open_bar=must_open_bar, first_onset=first_onset)
     while len(batch):

@@ -91,8 +91,9 @@ class SeedProfile:
 
     def notes_per_bar(self, programs: frozenset[int] | None = None) -> float:
         """Pitched notes per bar, of the given programs (default: every pitched part)."""
-        return sum(p.notes_per_bar for p in self.pitched
-                   if programs is None or p.program in programs)
+        return sum(
+            p.notes_per_bar for p in self.pitched if programs is None or p.program in programs
+        )
 
     def velocity_range(self, programs: frozenset[int] | None = None) -> tuple[int, int]:
         """The dynamics of the given pitched parts (default: the whole seed)."""
@@ -127,8 +128,9 @@ class SeedProfile:
     def from_record(cls, record: dict) -> SeedProfile:
         fields = dict(record)
         fields["parts"] = tuple(Part.from_values(values) for values in record["parts"])
-        fields["key"] = None if record["key"] is None else Key(int(record["key"][0]),
-                                                               bool(record["key"][1]))
+        fields["key"] = (
+            None if record["key"] is None else Key(int(record["key"][0]), bool(record["key"][1]))
+        )
         fields["scale"] = frozenset(record["scale"])
         fields["onset_profile"] = tuple(record["onset_profile"])
         fields["pitch_class_shares"] = tuple(record["pitch_class_shares"])
@@ -152,15 +154,27 @@ def profile_seed(score: Score, *, positions_per_beat: int = 12) -> SeedProfile:
                 key, confidence = best, r
     scale = _scale(notes, key)
 
-    velocities = np.concatenate([t.notes.numpy()["velocity"] for t in score.tracks
-                                 if t.note_num()] or [np.zeros(0)])
+    velocities = np.concatenate(
+        [t.notes.numpy()["velocity"] for t in score.tracks if t.note_num()] or [np.zeros(0)]
+    )
     low, high = _range(velocities, default=(64, 96))
     return SeedProfile(
-        parts=parts, bars=bars, numerator=numerator, denominator=denominator, key=key,
-        key_confidence=confidence, scale=scale, velocity_low=low, velocity_high=high,
-        onset_profile=tuple(float(x) for x in _onset_profile(score, lines, numerator,
-                                                             denominator, positions_per_beat)),
-        positions_per_beat=positions_per_beat, pitch_class_shares=_pitch_class_shares(notes))
+        parts=parts,
+        bars=bars,
+        numerator=numerator,
+        denominator=denominator,
+        key=key,
+        key_confidence=confidence,
+        scale=scale,
+        velocity_low=low,
+        velocity_high=high,
+        onset_profile=tuple(
+            float(x)
+            for x in _onset_profile(score, lines, numerator, denominator, positions_per_beat)
+        ),
+        positions_per_beat=positions_per_beat,
+        pitch_class_shares=_pitch_class_shares(notes),
+    )
 
 
 def scale_of(key: Key) -> frozenset[int]:
@@ -174,8 +188,9 @@ def scale_of(key: Key) -> frozenset[int]:
 
 
 def _pitch_class_shares(notes: Notes) -> tuple[float, ...]:
-    weights = np.bincount(notes.pitch % PITCH_CLASSES, weights=notes.duration,
-                          minlength=PITCH_CLASSES).astype(np.float64)
+    weights = np.bincount(
+        notes.pitch % PITCH_CLASSES, weights=notes.duration, minlength=PITCH_CLASSES
+    ).astype(np.float64)
     if weights.sum() <= 0:
         return (1 / PITCH_CLASSES,) * PITCH_CLASSES
     return tuple(float(w) for w in weights / weights.sum())
@@ -184,8 +199,9 @@ def _pitch_class_shares(notes: Notes) -> tuple[float, ...]:
 def _scale(notes: Notes, key: Key | None) -> frozenset[int]:
     if not len(notes):
         return frozenset(range(PITCH_CLASSES))
-    weights = np.bincount(notes.pitch % PITCH_CLASSES, weights=notes.duration,
-                          minlength=PITCH_CLASSES)
+    weights = np.bincount(
+        notes.pitch % PITCH_CLASSES, weights=notes.duration, minlength=PITCH_CLASSES
+    )
     own = {int(pc) for pc in np.flatnonzero(weights >= OWN_PITCH_CLASS_SHARE * weights.sum())}
     if key is None:
         return frozenset(range(PITCH_CLASSES))
@@ -202,13 +218,21 @@ def _part(track, bars: int) -> Part | None:
         program=DRUMS if track.is_drum else int(track.program),
         notes=len(notes["pitch"]),
         notes_per_bar=len(notes["pitch"]) / bars,
-        low=pitch_low, high=pitch_high,
-        velocity_low=velocity_low, velocity_high=velocity_high,
+        low=pitch_low,
+        high=pitch_high,
+        velocity_low=velocity_low,
+        velocity_high=velocity_high,
         monophonic=not track.is_drum and _overlap_share(notes) <= MONOPHONIC_OVERLAP,
-        pitch_weights=() if track.is_drum else tuple(
-            float(w) for w in np.bincount(notes["pitch"].astype(np.int64) % PITCH_CLASSES,
-                                          weights=notes["duration"].astype(np.float64),
-                                          minlength=PITCH_CLASSES)),
+        pitch_weights=()
+        if track.is_drum
+        else tuple(
+            float(w)
+            for w in np.bincount(
+                notes["pitch"].astype(np.int64) % PITCH_CLASSES,
+                weights=notes["duration"].astype(np.float64),
+                minlength=PITCH_CLASSES,
+            )
+        ),
     )
 
 
@@ -250,8 +274,9 @@ def _bar_lines_to_end(score: Score) -> list[int]:
     return lines
 
 
-def _onset_profile(score: Score, lines: list[int], numerator: int, denominator: int,
-                   per_beat: int) -> np.ndarray:
+def _onset_profile(
+    score: Score, lines: list[int], numerator: int, denominator: int, per_beat: int
+) -> np.ndarray:
     """Share of pitched onsets at each position of a bar of the final metre (REMI's grid:
     `per_beat` positions per beat of the time signature's denominator)."""
     size = numerator * per_beat

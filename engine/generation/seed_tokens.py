@@ -30,8 +30,9 @@ class SeedTokens:
     pitched_ids: list[int] | None = None
 
     @classmethod
-    def of(cls, tokenizer: MidiTokenizer, data: bytes, *,
-           max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
+    def of(
+        cls, tokenizer: MidiTokenizer, data: bytes, *, max_notes: int = MAX_SEED_NOTES
+    ) -> SeedTokens:
         """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit (over
         `max_notes` too, before tokenizing)."""
         from engine.api.seed_midi import read_seed, split_metres
@@ -46,8 +47,13 @@ class SeedTokens:
             pitched = written.copy()
             pitched.tracks = [t for t in written.tracks if not t.is_drum]
             pitched_ids = tokenizer.encode(pitched)
-        return cls(tokenizer.encode(written), SeedFacts.of(score), profile_seed(score),
-                   score.dumps_midi(), pitched_ids)
+        return cls(
+            tokenizer.encode(written),
+            SeedFacts.of(score),
+            profile_seed(score),
+            score.dumps_midi(),
+            pitched_ids,
+        )
 
     @property
     def copyable_ids(self) -> list[int]:
@@ -55,16 +61,25 @@ class SeedTokens:
 
     def to_record(self) -> dict[str, Any]:
         facts = self.facts
-        return {"ids": self.ids, "tempo": facts.tempo, "time_signature": facts.time_signature,
-                "quarters": facts.quarters,
-                "profile": None if self.profile is None else self.profile.to_record(),
-                "material": self.material, "pitched_ids": self.pitched_ids}
+        return {
+            "ids": self.ids,
+            "tempo": facts.tempo,
+            "time_signature": facts.time_signature,
+            "quarters": facts.quarters,
+            "profile": None if self.profile is None else self.profile.to_record(),
+            "material": self.material,
+            "pitched_ids": self.pitched_ids,
+        }
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> SeedTokens:
         profile = record.get("profile")
         pitched = record.get("pitched_ids")
         facts = SeedFacts(record["tempo"], record["time_signature"], float(record["quarters"]))
-        return cls(list(record["ids"]), facts,
-                   None if profile is None else SeedProfile.from_record(profile),
-                   record.get("material"), None if pitched is None else list(pitched))
+        return cls(
+            list(record["ids"]),
+            facts,
+            None if profile is None else SeedProfile.from_record(profile),
+            record.get("material"),
+            None if pitched is None else list(pitched),
+        )

@@ -61,39 +61,64 @@ class Plan:
         return None if self.seed_material is None else Score.from_midi(self.seed_material)
 
 
-def plan_composition(tokenizer: MidiTokenizer, grammar: Grammar, seed_midi: bytes | None,
-                     params: ComposeRequest, limits: WorkLimits | None = None, *,
-                     known: frozenset[int] = ANY_PITCHED) -> Plan:
+def plan_composition(
+    tokenizer: MidiTokenizer,
+    grammar: Grammar,
+    seed_midi: bytes | None,
+    params: ComposeRequest,
+    limits: WorkLimits | None = None,
+    *,
+    known: frozenset[int] = ANY_PITCHED,
+) -> Plan:
     """Read and tokenize the seed here, then plan; BadSeed/BadRequest (before any decoding)
     when the seed is unfit or the request would cost more than `limits` allow."""
     started = time.perf_counter()
     limits = limits or WorkLimits()
-    seed = (None if seed_midi is None
-            else SeedTokens.of(tokenizer, seed_midi, max_notes=limits.max_seed_notes))
-    return plan_from_seed(tokenizer, grammar, seed, params, limits, started=started,
-                          known=known)
+    seed = (
+        None
+        if seed_midi is None
+        else SeedTokens.of(tokenizer, seed_midi, max_notes=limits.max_seed_notes)
+    )
+    return plan_from_seed(tokenizer, grammar, seed, params, limits, started=started, known=known)
 
 
-def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens | None,
-                   params: ComposeRequest, limits: WorkLimits, *, started: float,
-                   known: frozenset[int] = ANY_PITCHED) -> Plan:
+def plan_from_seed(
+    tokenizer: MidiTokenizer,
+    grammar: Grammar,
+    seed: SeedTokens | None,
+    params: ComposeRequest,
+    limits: WorkLimits,
+    *,
+    started: float,
+    known: frozenset[int] = ANY_PITCHED,
+) -> Plan:
     """The plan of a seed tokenized already (`started`: when its reading began; `known`: the
     programs the model learned to write); BadRequest, before any decoding, when the request
     would cost more than `limits` allow."""
     facts = seed.facts if seed is not None else None
     check_workload(Workload.of(params, facts, grammar.time_signatures), limits)
     prompt = prompt_from_seed(tokenizer, grammar, seed, tempo=params.tempo)
-    options = replace(SamplingOptions.of(params, prompt.time_signature),
-                      metre_cycle=prompt.metre_cycle, cycle_at=prompt.cycle_at,
-                      extra_bars=prompt.extra_bars)
+    options = replace(
+        SamplingOptions.of(params, prompt.time_signature),
+        metre_cycle=prompt.metre_cycle,
+        cycle_at=prompt.cycle_at,
+        extra_bars=prompt.extra_bars,
+    )
     plan = Plan(params, prompt, options)
     if seed is not None and seed.profile is not None:
         # Bars of a cycle of metres (7/4 as 4/4, 3/4) may not be copied across it.
         mixed_cycle = len(set(prompt.metre_cycle)) > 1
-        plan.seed = guide(seed.profile, seed.copyable_ids, grammar, bars=options.grammar_bars,
-                          form="free" if mixed_cycle else params.form, instrument=params.program,
-                          follow_key=params.follow_key, known=known,
-                          unfinished_last_bar=prompt.seam is not None)
+        plan.seed = guide(
+            seed.profile,
+            seed.copyable_ids,
+            grammar,
+            bars=options.grammar_bars,
+            form="free" if mixed_cycle else params.form,
+            instrument=params.program,
+            follow_key=params.follow_key,
+            known=known,
+            unfinished_last_bar=prompt.seam is not None,
+        )
         plan.seed_material = seed.material
         plan.guidance = Guidance(plan.seed.steering, plan.seed.form, plan.seed.seed_bars)
     elif seed is None:  # without a seed, the first phrase is the theme that returns
@@ -102,8 +127,7 @@ def plan_from_seed(tokenizer: MidiTokenizer, grammar: Grammar, seed: SeedTokens 
     return plan
 
 
-def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: int = 0
-             ) -> Score:
+def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: int = 0) -> Score:
     """Decode candidate `index`; the whole piece is at one tempo (the seed's, or the chosen
     one), arranged like its seed (engine.generation.keep_seed).
 
@@ -133,8 +157,9 @@ def to_score(tokenizer: MidiTokenizer, plan: Plan, tokens: list[int], *, index: 
     score.tempos = tempo_map(plan, score.ticks_per_quarter)
     if plan.seed is not None:
         # `lead`: the part of a seed bar the continuation finishes before its first whole bar.
-        grid = BarGrid(start, (end - start) // max(1, plan.params.bars), plan.params.bars,
-                       lead=start - seam)
+        grid = BarGrid(
+            start, (end - start) // max(1, plan.params.bars), plan.params.bars, lead=start - seam
+        )
         if grid.bar_ticks > 0:
             rng = np.random.default_rng([plan.params.seed or 0, index])
             arrange_candidate(score, plan.seed_score, plan.seed, grid, rng)
@@ -151,15 +176,16 @@ def _decode(tokenizer: MidiTokenizer, ids: list[int]) -> tuple[Score, int]:
     return tokenizer.decode(ids), bars_length_ticks(tokenizer, ids)
 
 
-def _first_whole_bar(tokenizer: MidiTokenizer, prefix: list[int], tokens: list[int],
-                     prompt: Prompt) -> int:
+def _first_whole_bar(
+    tokenizer: MidiTokenizer, prefix: list[int], tokens: list[int], prompt: Prompt
+) -> int:
     """Tick (in the decoded prefix + tokens) of the continuation's first whole bar: after the
     rest of the seed's bar it goes on in, and the bars that finish a seed bar of a metre the
     vocabulary lacks."""
     opens = [i for i, t in enumerate(tokens) if tokenizer.base_tokens(t)[:1] == ["Bar_None"]]
     if prompt.seam is None and prompt.extra_bars == 0 or len(opens) <= prompt.extra_bars:
         return bars_length_ticks(tokenizer, prefix) if prefix else 0
-    return bars_length_ticks(tokenizer, [*prefix, *tokens[:opens[prompt.extra_bars]]])
+    return bars_length_ticks(tokenizer, [*prefix, *tokens[: opens[prompt.extra_bars]]])
 
 
 def _restate_metre(score: Score, plan: Plan, seam: int, start: int) -> None:
@@ -170,13 +196,16 @@ def _restate_metre(score: Score, plan: Plan, seam: int, start: int) -> None:
     quarter = score.ticks_per_quarter
     decoded = list(score.time_signatures)
     metre = plan.prompt.seed_metre or (
-        f"{decoded[-1].numerator}/{decoded[-1].denominator}" if decoded else "4/4")
+        f"{decoded[-1].numerator}/{decoded[-1].denominator}" if decoded else "4/4"
+    )
     numerator, denominator = (int(x) for x in metre.split("/"))
     seed = plan.seed_score if plan.params.include_seed else None
     if seed is not None and plan.prompt.seed_metre:
         scale = quarter / seed.ticks_per_quarter
-        signatures = [TimeSignature(round(ts.time * scale), ts.numerator, ts.denominator)
-                      for ts in seed.time_signatures]
+        signatures = [
+            TimeSignature(round(ts.time * scale), ts.numerator, ts.denominator)
+            for ts in seed.time_signatures
+        ]
     elif start == seam:
         signatures = [ts for ts in decoded if ts.time < seam]
     else:
@@ -194,8 +223,9 @@ def tempo_map(plan: Plan, ticks_per_quarter: int) -> list[Tempo]:
         return [Tempo(0, plan.prompt.tempo)]
     scale = ticks_per_quarter / seed.ticks_per_quarter
     start = plan.prompt.seed_ticks
-    changes = [Tempo(int(t.time * scale), float(t.qpm)) for t in seed.tempos
-               if t.time * scale < start]
+    changes = [
+        Tempo(int(t.time * scale), float(t.qpm)) for t in seed.tempos if t.time * scale < start
+    ]
     return [*changes, Tempo(start, plan.prompt.tempo)]
 
 
@@ -208,14 +238,22 @@ def seed_seconds(tokenizer: MidiTokenizer, plan: Plan) -> float | None:
     seconds = 0.0
     for tempo, following in zip(tempos, [*tempos[1:], None], strict=True):
         until = plan.prompt.seed_ticks if following is None else following.time
-        seconds += max(0, min(until, plan.prompt.seed_ticks) - tempo.time) / quarter * 60.0 / (
-            tempo.qpm)
+        seconds += (
+            max(0, min(until, plan.prompt.seed_ticks) - tempo.time) / quarter * 60.0 / (tempo.qpm)
+        )
     return seconds
 
 
-def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
-                       seed_seconds: float | None, *, renderer: Renderer,
-                       encoders: Executor, max_audio_bytes: int | None = None) -> ComposeResult:
+def render_composition(
+    plan: Plan,
+    rows: list[Row],
+    scores: list[Score],
+    seed_seconds: float | None,
+    *,
+    renderer: Renderer,
+    encoders: Executor,
+    max_audio_bytes: int | None = None,
+) -> ComposeResult:
     """Render, encode and draw the decoded candidates (on the thread that owns `renderer`)."""
     started = time.perf_counter()
     # The synth renders one clip at a time while earlier clips encode on other cores
@@ -232,24 +270,39 @@ def render_composition(plan: Plan, rows: list[Row], scores: list[Score],
         audio = job.result()
         bars = plan.options.bars_of(row.bars)  # in the seed's metre
         if bars < plan.params.bars:  # a bug: the grammar leaves every bar a way to close
-            log.warning("a candidate stopped after %d of %d bars (%s)", bars,
-                        plan.params.bars, row.stop_reason)
-        candidates.append(CandidateResult(
-            midi=score.dumps_midi(), audio=audio.data, seconds=audio.seconds,
-            notes=score.note_num(), tokens=len(row.tokens),
-            invalid_rate=row.invalid_mass / max(1, row.steps), bars=bars,
-            audio_note=audio.note, audio_quality_lowered=audio.quality_lowered,
-            audio_cut_from=audio.cut_from, programs=programs_heard(score)))
+            log.warning(
+                "a candidate stopped after %d of %d bars (%s)",
+                bars,
+                plan.params.bars,
+                row.stop_reason,
+            )
+        candidates.append(
+            CandidateResult(
+                midi=score.dumps_midi(),
+                audio=audio.data,
+                seconds=audio.seconds,
+                notes=score.note_num(),
+                tokens=len(row.tokens),
+                invalid_rate=row.invalid_mass / max(1, row.steps),
+                bars=bars,
+                audio_note=audio.note,
+                audio_quality_lowered=audio.quality_lowered,
+                audio_cut_from=audio.cut_from,
+                programs=programs_heard(score),
+            )
+        )
     plan.timings["render"] = time.perf_counter() - started
     started = time.perf_counter()
     png = draw_pianoroll(scores, seed=plan.seed_score, seed_seconds=seed_seconds)
     plan.timings["pianoroll"] = time.perf_counter() - started
-    return ComposeResult(candidates, png, seed_seconds, dict(plan.timings),
-                         tempo=float(plan.prompt.tempo))
+    return ComposeResult(
+        candidates, png, seed_seconds, dict(plan.timings), tempo=float(plan.prompt.tempo)
+    )
 
 
 def programs_heard(score: Score) -> list[int]:
     """The GM programs of the score's tracks with notes (DRUMS for a drum kit), in order."""
-    heard = [DRUMS if track.is_drum else int(track.program)
-             for track in score.tracks if len(track.notes)]
+    heard = [
+        DRUMS if track.is_drum else int(track.program) for track in score.tracks if len(track.notes)
+    ]
     return list(dict.fromkeys(heard))

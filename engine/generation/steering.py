@@ -103,11 +103,13 @@ class SteeringTables:
     @classmethod
     def build(cls, tokenizer: MidiTokenizer) -> SteeringTables:
         size = tokenizer.vocab_size
-        velocity_values = sorted(int(t.split("_")[1]) for t in tokenizer.remi.vocab
-                                 if t.startswith("Velocity_"))
+        velocity_values = sorted(
+            int(t.split("_")[1]) for t in tokenizer.remi.vocab if t.startswith("Velocity_")
+        )
         level = {v: i for i, v in enumerate(velocity_values)}
-        max_position = max([int(t.split("_")[1]) for t in tokenizer.remi.vocab
-                            if t.startswith("Position_")] or [0])
+        max_position = max(
+            [int(t.split("_")[1]) for t in tokenizer.remi.vocab if t.startswith("Position_")] or [0]
+        )
         programs = np.zeros((size, PROGRAMS), np.float32)
         pitch_classes = np.zeros((size, PITCH_CLASSES), np.float32)
         velocities = np.zeros((size, len(velocity_values)), np.float32)
@@ -159,17 +161,32 @@ class SteeringTables:
         note_counts = np.zeros((size, PROGRAMS * PITCH_CLASSES), np.uint8)
         np.add.at(note_counts, (note_ids, note_slots), 1)
         as_tensor = torch.from_numpy
-        return cls(as_tensor(programs), as_tensor(pitch_classes), as_tensor(velocities),
-                   velocity_values, as_tensor(positions), as_tensor(note_starts),
-                   as_tensor(pending), as_tensor(stacks), as_tensor(starts_with_program),
-                   as_tensor(ends_note), as_tensor(opens_bar), as_tensor(lead_pitch_classes),
-                   torch.tensor(note_ids, dtype=torch.long),
-                   torch.tensor(note_slots, dtype=torch.long), as_tensor(note_counts),
-                   as_tensor(last_program))
+        return cls(
+            as_tensor(programs),
+            as_tensor(pitch_classes),
+            as_tensor(velocities),
+            velocity_values,
+            as_tensor(positions),
+            as_tensor(note_starts),
+            as_tensor(pending),
+            as_tensor(stacks),
+            as_tensor(starts_with_program),
+            as_tensor(ends_note),
+            as_tensor(opens_bar),
+            as_tensor(lead_pitch_classes),
+            torch.tensor(note_ids, dtype=torch.long),
+            torch.tensor(note_slots, dtype=torch.long),
+            as_tensor(note_counts),
+            as_tensor(last_program),
+        )
 
     def to(self, device: torch.device | str) -> SteeringTables:
-        return SteeringTables(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                                 for k, v in vars(self).items()})
+        return SteeringTables(
+            **{
+                k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                for k, v in vars(self).items()
+            }
+        )
 
     @property
     def max_positions(self) -> int:
@@ -199,13 +216,24 @@ class SteeringRows:
     pitch_written: torch.Tensor  # (B, 129 * 12) float
     program_now: torch.Tensor  # (B,) long: the program the next bare Pitch belongs to; -1: none
 
-    FIELDS = ("fixed_mask", "fixed_bias", "allowed_velocities", "monophonic",
-              "density_target", "notes_in_bar", "after_note", "pitch_target", "pitch_on",
-              "pitch_written", "program_now")
+    FIELDS = (
+        "fixed_mask",
+        "fixed_bias",
+        "allowed_velocities",
+        "monophonic",
+        "density_target",
+        "notes_in_bar",
+        "after_note",
+        "pitch_target",
+        "pitch_on",
+        "pitch_written",
+        "program_now",
+    )
 
     @classmethod
-    def of(cls, tables: SteeringTables, steering: RowSteering, rows: int,
-           device: torch.device | str) -> SteeringRows:
+    def of(
+        cls, tables: SteeringTables, steering: RowSteering, rows: int, device: torch.device | str
+    ) -> SteeringRows:
         programs = torch.ones(PROGRAMS, dtype=torch.bool)
         if steering.programs:
             programs = torch.zeros(PROGRAMS, dtype=torch.bool)
@@ -214,8 +242,11 @@ class SteeringRows:
         if steering.scale is not None and steering.key_strength > 0:
             centre = tonal_centre_bias(steering.pitch_class_shares)
             for pc in range(PITCH_CLASSES):
-                off_scale[pc] = (steering.key_strength if pc not in steering.scale else
-                                 -TONAL_CENTRE_WEIGHT * steering.key_strength * centre[pc])
+                off_scale[pc] = (
+                    steering.key_strength
+                    if pc not in steering.scale
+                    else -TONAL_CENTRE_WEIGHT * steering.key_strength * centre[pc]
+                )
         levels = torch.tensor(tables.velocity_values)
         velocities = torch.ones(len(levels), dtype=torch.bool)
         if steering.velocities is not None:
@@ -226,14 +257,16 @@ class SteeringRows:
         groove = torch.zeros(tables.max_positions)
         if steering.onsets is not None and len(steering.onsets):
             groove[: len(steering.onsets)] = torch.from_numpy(
-                groove_bias(steering.onsets, steering.positions_per_beat)).float()
+                groove_bias(steering.onsets, steering.positions_per_beat)
+            ).float()
         # Folded where the tables live: the few small vectors move, not the (V, ...) tables.
         at = tables.programs.device
         bad_program = (programs.logical_not().float().to(at) @ tables.programs.T) > 0
         bad_velocity = (velocities.logical_not().float().to(at) @ tables.velocities.T) > 0
         fixed_mask = ~(bad_program | bad_velocity)
-        fixed_bias = (-(off_scale.to(at) @ tables.pitch_classes.T)
-                      + groove.to(at) @ tables.positions.T)
+        fixed_bias = (
+            -(off_scale.to(at) @ tables.pitch_classes.T) + groove.to(at) @ tables.positions.T
+        )
 
         pitch_target = torch.zeros(PROGRAMS, PITCH_CLASSES)
         if steering.scale is not None and steering.key_strength > 0 and PITCH_FEEDBACK > 0:
@@ -241,27 +274,32 @@ class SteeringRows:
                 row = torch.tensor(shares, dtype=torch.float32)
                 if row.sum() > 0:
                     pitch_target[program] = row / row.sum()
-        pitch_on = (pitch_target.sum(dim=1, keepdim=True) > 0).float().expand(
-            -1, PITCH_CLASSES).flatten()
+        pitch_on = (
+            (pitch_target.sum(dim=1, keepdim=True) > 0).float().expand(-1, PITCH_CLASSES).flatten()
+        )
         pitch_target = pitch_target.flatten()
 
         def rep(t: torch.Tensor) -> torch.Tensor:
             return t.to(device).unsqueeze(0).expand(rows, *t.shape).clone()
 
         return cls(
-            fixed_mask=rep(fixed_mask), fixed_bias=rep(fixed_bias),
+            fixed_mask=rep(fixed_mask),
+            fixed_bias=rep(fixed_bias),
             allowed_velocities=rep(velocities),
             monophonic=torch.full((rows,), steering.monophonic, dtype=torch.bool, device=device),
             density_target=torch.full((rows,), float(steering.notes_per_bar), device=device),
             notes_in_bar=torch.zeros(rows, device=device),
             after_note=torch.zeros(rows, dtype=torch.bool, device=device),
-            pitch_target=rep(pitch_target), pitch_on=rep(pitch_on),
+            pitch_target=rep(pitch_target),
+            pitch_on=rep(pitch_on),
             pitch_written=torch.zeros(rows, PROGRAMS * PITCH_CLASSES, device=device),
-            program_now=torch.full((rows,), -1, dtype=torch.long, device=device))
+            program_now=torch.full((rows,), -1, dtype=torch.long, device=device),
+        )
 
     def cat(self, other: SteeringRows) -> SteeringRows:
-        return SteeringRows(**{f: torch.cat([getattr(self, f), getattr(other, f)])
-                               for f in self.FIELDS})
+        return SteeringRows(
+            **{f: torch.cat([getattr(self, f), getattr(other, f)]) for f in self.FIELDS}
+        )
 
     def select(self, keep: torch.Tensor) -> SteeringRows:
         return SteeringRows(**{f: getattr(self, f)[keep] for f in self.FIELDS})
@@ -270,16 +308,18 @@ class SteeringRows:
         """(B, V) bool: the ids that fit each row."""
         if not bool(self.monophonic.any()):
             return self.fixed_mask
-        chord = tables.stacks[None, :] | (self.after_note[:, None]
-                                          & tables.starts_with_program[None, :])
+        chord = tables.stacks[None, :] | (
+            self.after_note[:, None] & tables.starts_with_program[None, :]
+        )
         return self.fixed_mask & ~(self.monophonic[:, None] & chord)
 
     def bias(self, tables: SteeringTables) -> torch.Tensor:
         """(B, V) float nats added to each row's scaled logits."""
         target = self.density_target[:, None] * DENSITY_SLACK
         added = (tables.note_starts + tables.pending_note)[None, :]
-        current = torch.where(tables.opens_bar[None, :], torch.zeros_like(added),
-                              self.notes_in_bar[:, None])
+        current = torch.where(
+            tables.opens_bar[None, :], torch.zeros_like(added), self.notes_in_bar[:, None]
+        )
         excess = (current + added - target).clamp(min=0).minimum(added)
         bias = self.fixed_bias - DENSITY_COST * excess * (self.density_target[:, None] > 0)
         if not bool((self.pitch_target > 0).any()):
@@ -301,8 +341,9 @@ class SteeringRows:
         written = counts.sum(dim=2, keepdim=True)
         so_far = (counts / written.clamp(min=1)).flatten(1)
         floor = PITCH_FEEDBACK_FLOOR
-        nats = (PITCH_FEEDBACK * torch.log((self.pitch_target + floor) / (so_far + floor))
-                ).clamp(-PITCH_FEEDBACK_CAP, PITCH_FEEDBACK_CAP)
+        nats = (PITCH_FEEDBACK * torch.log((self.pitch_target + floor) / (so_far + floor))).clamp(
+            -PITCH_FEEDBACK_CAP, PITCH_FEEDBACK_CAP
+        )
         # Grown in over a part's first notes; nothing for a program without a target.
         ramp = (written / PITCH_FEEDBACK_WARMUP).clamp(max=1).expand(-1, -1, PITCH_CLASSES)
         return nats * ramp.flatten(1) * self.pitch_on
@@ -318,7 +359,8 @@ class SteeringRows:
         under_way = (self.program_now >= 0)[:, None]
         written = self.pitch_written + tables.note_counts[ids]
         self.pitch_written = written.scatter_add(
-            1, self._slots_now(), tables.lead_pitch_classes[ids] * under_way)
+            1, self._slots_now(), tables.lead_pitch_classes[ids] * under_way
+        )
         last = tables.last_program[ids]
         self.program_now = torch.where(last >= 0, last, self.program_now)
 
@@ -341,7 +383,8 @@ def groove_bias(onsets: Sequence[float], positions_per_beat: int) -> np.ndarray:
     size = len(onsets)
     prior = metric_prior(size, positions_per_beat)
     mixed = (1 - GROOVE_PRIOR_SHARE) * np.asarray(onsets, dtype=np.float64) + (
-        GROOVE_PRIOR_SHARE * prior)
+        GROOVE_PRIOR_SHARE * prior
+    )
     bias = GROOVE_STRENGTH * np.log(np.maximum(mixed, 1e-9) * size)
     return np.clip(bias, GROOVE_FLOOR, GROOVE_CEILING)
 

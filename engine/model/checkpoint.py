@@ -42,8 +42,10 @@ class Checkpoint:
 def save_checkpoint(path: Path, ckpt: Checkpoint, *, half: bool = False) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if half and v.is_floating_point() else v).cpu()
-             for k, v in ckpt.model.state_dict().items()}
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).cpu()
+        for k, v in ckpt.model.state_dict().items()
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tok_path = Path(tmp) / "tokenizer.json"
         ckpt.tokenizer.save(tok_path)
@@ -60,15 +62,19 @@ def save_checkpoint(path: Path, ckpt: Checkpoint, *, half: bool = False) -> None
     os.replace(tmp_path, path)  # a crash never leaves half a checkpoint
 
 
-def load_checkpoint(path: Path = BASE_CHECKPOINT, *, device: str | torch.device = "cpu",
-                    ) -> Checkpoint:
+def load_checkpoint(
+    path: Path = BASE_CHECKPOINT,
+    *,
+    device: str | torch.device = "cpu",
+) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path} (run `make train` to make one)")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     model = LSTMLanguageModel(ModelConfig(**payload["model_config"]))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in payload["state_dict"].items()})
+    model.load_state_dict(
+        {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    )
     model.to(device).eval()
     tokenizer = MidiTokenizer.from_json(payload["tokenizer"])
     return Checkpoint(model=model, tokenizer=tokenizer, meta=payload.get("meta", {}))

@@ -49,26 +49,34 @@ class ProgramCoverage:
         """Both counts together (a fine-tune: its parent's data and the server's)."""
         return ProgramCoverage(
             {p: self.notes.get(p, 0) + other.notes.get(p, 0) for p in {*self.notes, *other.notes}},
-            {p: self.pieces.get(p, 0) + other.pieces.get(p, 0)
-             for p in {*self.pieces, *other.pieces}})
+            {
+                p: self.pieces.get(p, 0) + other.pieces.get(p, 0)
+                for p in {*self.pieces, *other.pieces}
+            },
+        )
 
     def to_record(self) -> dict:
         """JSON-ready: every program listed, the ones never seen with zeros."""
-        return {"learned_min_notes": LEARNED_MIN_NOTES,
-                "programs": {str(p): {"notes": self.notes.get(p, 0),
-                                      "pieces": self.pieces.get(p, 0)} for p in PROGRAMS}}
+        return {
+            "learned_min_notes": LEARNED_MIN_NOTES,
+            "programs": {
+                str(p): {"notes": self.notes.get(p, 0), "pieces": self.pieces.get(p, 0)}
+                for p in PROGRAMS
+            },
+        }
 
     @classmethod
     def from_record(cls, record: dict) -> ProgramCoverage:
         programs = record["programs"]
-        return cls({int(p): int(v["notes"]) for p, v in programs.items()},
-                   {int(p): int(v["pieces"]) for p, v in programs.items()})
+        return cls(
+            {int(p): int(v["notes"]) for p, v in programs.items()},
+            {int(p): int(v["pieces"]) for p, v in programs.items()},
+        )
 
 
 def _check(program: int) -> None:
     if not DRUMS <= program <= 127:
-        raise ValueError(f"program must be within 0 and 127, or -1 for drums "
-                         f"(received {program})")
+        raise ValueError(f"program must be within 0 and 127, or -1 for drums (received {program})")
 
 
 def count_programs(ids: np.ndarray, tokenizer: MidiTokenizer) -> ProgramCoverage:
@@ -90,7 +98,10 @@ def count_programs(ids: np.ndarray, tokenizer: MidiTokenizer) -> ProgramCoverage
             notes[program] = notes.get(program, 0) + int(occurrences[token_id]) * count
             if occurrences[token_id]:
                 carriers.setdefault(program, []).append(token_id)
-    pieces = {program: int(np.unique(piece_of[np.isin(ids, carrying)]).size)
-              for program, carrying in carriers.items()}
-    return ProgramCoverage({p: n for p, n in notes.items() if n},
-                           {p: n for p, n in pieces.items() if n})
+    pieces = {
+        program: int(np.unique(piece_of[np.isin(ids, carrying)]).size)
+        for program, carrying in carriers.items()
+    }
+    return ProgramCoverage(
+        {p: n for p, n in notes.items() if n}, {p: n for p, n in pieces.items() if n}
+    )

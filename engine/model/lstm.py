@@ -41,14 +41,19 @@ class LSTMLanguageModel(nn.Module):
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim)
         self.lstm = nn.LSTM(
-            config.embed_dim, config.hidden_dim, num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0, batch_first=True)
+            config.embed_dim,
+            config.hidden_dim,
+            num_layers=config.num_layers,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+            batch_first=True,
+        )
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_dim, config.vocab_size)
         self._fused: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
-    def forward(self, tokens: torch.Tensor, state: State | None = None
-                ) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, tokens: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
         x = self.drop(self.embed(tokens))  # (B, T, E)
         out, state = self.lstm(x, state)  # (B, T, H)
         return self.head(self.drop(out)), state  # (B, T, V)

@@ -60,8 +60,9 @@ class MidiTokenizer:
         self.pad_id, self.bos_id, self.eos_id = (remi[f"{t}_None"] for t in SPECIAL_TOKENS)
 
     @classmethod
-    def train(cls, midi_paths: Sequence[Path],
-              vocab_size: int = DEFAULT_VOCAB_SIZE) -> MidiTokenizer:
+    def train(
+        cls, midi_paths: Sequence[Path], vocab_size: int = DEFAULT_VOCAB_SIZE
+    ) -> MidiTokenizer:
         remi = REMI(base_config())
         remi.train(vocab_size=vocab_size, model="BPE", files_paths=list(midi_paths))
         return cls(remi)

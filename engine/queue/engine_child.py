@@ -49,8 +49,14 @@ class EngineStartFailed(RuntimeError):
 class EngineChild:
     """One engine process at a time; `start()` again after it ended starts a new one."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], *,
-                 on_message: MessageHandler, startup_timeout: float = STARTUP_TIMEOUT) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        on_message: MessageHandler,
+        startup_timeout: float = STARTUP_TIMEOUT,
+    ) -> None:
         self._argv = list(argv)
         self._env = dict(env)
         self._on_message = on_message
@@ -71,8 +77,7 @@ class EngineChild:
         """Start a process and wait until it serves; its first stats (max_rows...)."""
         transport = SubprocessTransport(self._argv, env=self._env)
         try:
-            hello = await open_until_ready(transport, self._startup_timeout, _ready,
-                                           STOP_TIMEOUT)
+            hello = await open_until_ready(transport, self._startup_timeout, _ready, STOP_TIMEOUT)
         except (OSError, TimeoutError, TransportClosed) as exc:
             raise EngineStartFailed(f"{exc} ({transport.describe_exit()})") from exc
         self._transport = transport
@@ -85,8 +90,12 @@ class EngineChild:
             self.kill()
             await self.wait_ended()
             raise EngineStartFailed(f"the engine did not answer its first ping ({exc})") from exc
-        log.info("engine pid %s ready on %s (%s rows)", hello.get("pid"), hello.get("device"),
-                 stats.get("max_rows"))
+        log.info(
+            "engine pid %s ready on %s (%s rows)",
+            hello.get("pid"),
+            hello.get("device"),
+            stats.get("max_rows"),
+        )
         return stats
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -140,8 +149,7 @@ class EngineChild:
             try:
                 await self._on_message(message)
             except Exception:
-                log.exception("could not handle a %r message from the engine",
-                              message.get("type"))
+                log.exception("could not handle a %r message from the engine", message.get("type"))
         await transport.wait_exit(STOP_TIMEOUT)
         for future in self._pings.values():
             if not future.done():

@@ -113,11 +113,18 @@ def rows_of(kind: str, message: dict[str, Any], max_rows: int) -> int:
 
 
 class QueueWorker:
-    def __init__(self, url: str, engine_argv: list[str], engine_env: dict[str, str], *,
-                 name: str | None = None, prefix: str = DEFAULT_PREFIX,
-                 claim_idle: float = DEFAULT_CLAIM_IDLE_SECONDS,
-                 heartbeat: float = HEARTBEAT_SECONDS,
-                 worker_ttl: float = WORKER_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        url: str,
+        engine_argv: list[str],
+        engine_env: dict[str, str],
+        *,
+        name: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        claim_idle: float = DEFAULT_CLAIM_IDLE_SECONDS,
+        heartbeat: float = HEARTBEAT_SECONDS,
+        worker_ttl: float = WORKER_TTL_SECONDS,
+    ) -> None:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self._url = url
         self._keys = QueueKeys(prefix)
@@ -161,8 +168,12 @@ class QueueWorker:
             log.error("cannot reach Redis at %s: %s", redacted(self._url), exc)
             await self._redis.aclose()
             return EXIT_REDIS
-        log.info("worker %s on %s (claims idle %.0f s are taken over)", self.name,
-                 redacted(self._url), self._claim_idle)
+        log.info(
+            "worker %s on %s (claims idle %.0f s are taken over)",
+            self.name,
+            redacted(self._url),
+            self._claim_idle,
+        )
         self._spawn(self._heartbeats(), "heartbeats")
         self._spawn(self._keep_engine(), "engine")
         self._spawn(self._watch_engine(), "engine-watch")
@@ -178,15 +189,17 @@ class QueueWorker:
 
     def _on_signal(self, stop_signal: signal.Signals) -> None:
         if self._draining:
-            log.warning("%s again: stopping now; the jobs held go to other workers",
-                        stop_signal.name)
+            log.warning(
+                "%s again: stopping now; the jobs held go to other workers", stop_signal.name
+            )
             self._stopped.set()
             return
         self._draining = True
         self._state = "draining"
         self._room.set()  # the claim loops see the drain and end
-        log.info("%s: taking no new jobs, finishing %d in flight", stop_signal.name,
-                 len(self._claims))
+        log.info(
+            "%s: taking no new jobs, finishing %d in flight", stop_signal.name, len(self._claims)
+        )
         self._spawn(self._drain(), "drain")
 
     async def _drain(self) -> None:
@@ -194,8 +207,17 @@ class QueueWorker:
             # Minutes of training cannot finish in a stop's grace (the embedded engine fails
             # them too): the member starts it again.
             await self._stop_in_engine(claim)
-            self._post(claim, encode(JobFailed.of(claim.client_id, EngineUnavailable(
-                "the music engine stopped during this fine-tune; start it again later"))))
+            self._post(
+                claim,
+                encode(
+                    JobFailed.of(
+                        claim.client_id,
+                        EngineUnavailable(
+                            "the music engine stopped during this fine-tune; start it again later"
+                        ),
+                    )
+                ),
+            )
         while self._claims or self._finishing:
             await asyncio.sleep(DRAIN_POLL_SECONDS)
         log.info("drained; stopping")
@@ -210,14 +232,20 @@ class QueueWorker:
         if self._finishing:  # replies already made: give them a moment to reach Redis
             await asyncio.wait(list(self._finishing), timeout=FINISH_GRACE_SECONDS)
         if self._claims:
-            log.warning("stopped holding %d jobs: other workers take them over in %.0f s",
-                        len(self._claims), self._claim_idle)
+            log.warning(
+                "stopped holding %d jobs: other workers take them over in %.0f s",
+                len(self._claims),
+                self._claim_idle,
+            )
         try:
             await self._redis.zrem(self._keys.workers, self.name)
             await self._redis.delete(self._keys.worker(self.name))
         except (RedisError, OSError) as exc:
-            log.warning("could not leave the live workers (Redis: %s); they forget this one "
-                        "in %.0f s", exc, self._worker_ttl)
+            log.warning(
+                "could not leave the live workers (Redis: %s); they forget this one in %.0f s",
+                exc,
+                self._worker_ttl,
+            )
         await self._redis.aclose()
 
     def _fatal(self, code: int) -> None:
@@ -235,8 +263,11 @@ class QueueWorker:
                     log.error("the engine could not start (%s); giving up", exc)
                     self._fatal(EXIT_ENGINE)
                     return
-                log.error("the engine could not start (%s); trying again in %.1f s", exc,
-                          ENGINE_RESTART_DELAYS[failures])
+                log.error(
+                    "the engine could not start (%s); trying again in %.1f s",
+                    exc,
+                    ENGINE_RESTART_DELAYS[failures],
+                )
                 await asyncio.sleep(ENGINE_RESTART_DELAYS[failures])
                 failures += 1
                 continue
@@ -262,11 +293,15 @@ class QueueWorker:
         lost = [c for c in self._claims.values() if c.generation <= generation]
         for claim in lost:
             self._drop(claim)
-            self._post(claim, encode(JobProgress(claim.client_id, EngineRestarting())),
-                       progress=True)
+            self._post(
+                claim, encode(JobProgress(claim.client_id, EngineRestarting())), progress=True
+            )
         if lost:
-            log.warning("%d jobs were lost with the engine; they run again in %.0f s", len(lost),
-                        self._claim_idle)
+            log.warning(
+                "%d jobs were lost with the engine; they run again in %.0f s",
+                len(lost),
+                self._claim_idle,
+            )
 
     async def _watch_engine(self) -> None:
         """Keep the engine's figures fresh for the heartbeat; kill an engine that hangs."""
@@ -288,8 +323,9 @@ class QueueWorker:
         claim = self._claims.get(engine_id) if isinstance(engine_id, int) else None
         if claim is None:
             if kind == "error" and engine_id is None:
-                log.error("the engine reported: %s: %s", message.get("kind"),
-                          message.get("message"))
+                log.error(
+                    "the engine reported: %s: %s", message.get("kind"), message.get("message")
+                )
             return  # a job this worker let go of
         if kind == "progress":
             event = message.get("event")
@@ -328,8 +364,9 @@ class QueueWorker:
     async def _claim_new(self, kind: str) -> None:
         stream = self._keys.stream(kind)
         while await self._wait_for_room(kind):
-            answer = await self._redis_call(self._redis.xreadgroup(
-                GROUP, self.name, {stream: ">"}, count=1, block=BLOCK_MS))
+            answer = await self._redis_call(
+                self._redis.xreadgroup(GROUP, self.name, {stream: ">"}, count=1, block=BLOCK_MS)
+            )
             for _stream, entries in answer or []:
                 for entry_id, fields in entries:
                     await self._take(kind, decoded(entry_id), fields, deliveries=1)
@@ -341,8 +378,11 @@ class QueueWorker:
             for kind in KINDS:
                 stream = self._keys.stream(kind)
                 while self._has_room(kind):
-                    answer = await self._redis_call(self._redis.xautoclaim(
-                        stream, GROUP, self.name, ms(self._claim_idle), "0-0", count=1))
+                    answer = await self._redis_call(
+                        self._redis.xautoclaim(
+                            stream, GROUP, self.name, ms(self._claim_idle), "0-0", count=1
+                        )
+                    )
                     claimed = answer[1] if answer else []
                     if not claimed:
                         break
@@ -352,21 +392,31 @@ class QueueWorker:
                     entry = decoded(entry_id)
                     if any(c.entry == entry for c in self._claims.values()):
                         continue  # its own, refreshed too late (Redis was away): it runs here
-                    pending = await self._redis_call(self._redis.xpending_range(
-                        stream, GROUP, min=entry, max=entry, count=1))
+                    pending = await self._redis_call(
+                        self._redis.xpending_range(stream, GROUP, min=entry, max=entry, count=1)
+                    )
                     deliveries = int(pending[0]["times_delivered"]) if pending else 1
-                    log.warning("took over %s job %s (delivery %d)", kind,
-                                decoded(fields.get(b"job")), deliveries)
+                    log.warning(
+                        "took over %s job %s (delivery %d)",
+                        kind,
+                        decoded(fields.get(b"job")),
+                        deliveries,
+                    )
                     if deliveries > MAX_DELIVERIES:
                         await self._dead_letter(kind, entry, fields, deliveries)
                     else:
                         await self._take(kind, entry, fields, deliveries)
 
-    async def _take(self, kind: str, entry: str, fields: dict[bytes, Any],
-                    deliveries: int) -> None:
+    async def _take(self, kind: str, entry: str, fields: dict[bytes, Any], deliveries: int) -> None:
         try:
-            claim = Claim(kind, self._keys.stream(kind), entry, decoded(fields[b"job"]),
-                          decoded(fields[b"reply"]), int(fields[b"id"]))
+            claim = Claim(
+                kind,
+                self._keys.stream(kind),
+                entry,
+                decoded(fields[b"job"]),
+                decoded(fields[b"reply"]),
+                int(fields[b"id"]),
+            )
             message = msgspec.msgpack.decode(fields[b"body"])
             if not isinstance(message, dict):
                 raise TypeError(f"a job must be a map (received {type(message).__name__})")
@@ -387,32 +437,60 @@ class QueueWorker:
         self._claims[claim.engine_id] = claim
         self._held_rows += claim.rows
         if deliveries > 1:  # the member saw it stop: say it starts again
-            self._post(claim, encode(JobProgress(claim.client_id, EngineRestarting())),
-                       progress=True)
+            self._post(
+                claim, encode(JobProgress(claim.client_id, EngineRestarting())), progress=True
+            )
         try:
             await self._engine.send({**message, "id": claim.engine_id})
         except TransportClosed:
             # The engine died under it: let it go like the others it held.
             self._drop(claim)
 
-    async def _dead_letter(self, kind: str, entry: str, fields: dict[bytes, Any],
-                           deliveries: int) -> None:
+    async def _dead_letter(
+        self, kind: str, entry: str, fields: dict[bytes, Any], deliveries: int
+    ) -> None:
         job = decoded(fields.get(b"job"))
-        log.error("%s job %s was delivered %d times and its engine died each time; "
-                  "dead-lettered in %s", kind, job, deliveries - 1, self._keys.dead)
-        await self._redis_call(self._redis.xadd(self._keys.dead, {
-            "job": job, "kind": kind, "entry": entry, "deliveries": deliveries - 1,
-            "worker": self.name, "body": fields.get(b"body", b"")},
-            maxlen=DEAD_MAXLEN, approximate=True))
+        log.error(
+            "%s job %s was delivered %d times and its engine died each time; dead-lettered in %s",
+            kind,
+            job,
+            deliveries - 1,
+            self._keys.dead,
+        )
+        await self._redis_call(
+            self._redis.xadd(
+                self._keys.dead,
+                {
+                    "job": job,
+                    "kind": kind,
+                    "entry": entry,
+                    "deliveries": deliveries - 1,
+                    "worker": self.name,
+                    "body": fields.get(b"body", b""),
+                },
+                maxlen=DEAD_MAXLEN,
+                approximate=True,
+            )
+        )
         try:
-            claim = Claim(kind, self._keys.stream(kind), entry, job,
-                          decoded(fields[b"reply"]), int(fields[b"id"]))
+            claim = Claim(
+                kind,
+                self._keys.stream(kind),
+                entry,
+                job,
+                decoded(fields[b"reply"]),
+                int(fields[b"id"]),
+            )
         except (KeyError, ValueError):
             await self._redis_call(self._redis.xack(self._keys.stream(kind), GROUP, entry))
             return
-        message = JobFailed.of(claim.client_id, EngineUnavailable(
-            "the music engine crashed twice while working on this, so it was set aside; "
-            "try again later"))
+        message = JobFailed.of(
+            claim.client_id,
+            EngineUnavailable(
+                "the music engine crashed twice while working on this, so it was set aside; "
+                "try again later"
+            ),
+        )
         self._finish_later(claim, encode(message), "dead")
 
     async def _touch(self) -> None:
@@ -427,13 +505,17 @@ class QueueWorker:
                 mine = {c.entry: c for c in claims if c.kind == kind}
                 if not mine:
                     continue
-                answer = await self._redis_call(self._touch_script(
-                    keys=[self._keys.stream(kind)], args=[GROUP, self.name, *mine]))
+                answer = await self._redis_call(
+                    self._touch_script(
+                        keys=[self._keys.stream(kind)], args=[GROUP, self.name, *mine]
+                    )
+                )
                 lost, gone = answer if answer else ([], [])
                 for entry in lost:
                     claim = mine[decoded(entry)]
-                    log.warning("job %s was taken over by another worker; stopping it here",
-                                claim.job)
+                    log.warning(
+                        "job %s was taken over by another worker; stopping it here", claim.job
+                    )
                     await self._stop_in_engine(claim)
             await self._stop_cancelled(claims)
 
@@ -443,7 +525,7 @@ class QueueWorker:
         values = await self._redis_call(self._redis.mget(keys))
         if not values:
             return
-        cancelled, markers = values[:len(claims)], values[len(claims):]
+        cancelled, markers = values[: len(claims)], values[len(claims) :]
         for claim, flag, marker in zip(claims, cancelled, markers, strict=True):
             if claim.engine_id not in self._claims:
                 continue
@@ -472,8 +554,7 @@ class QueueWorker:
             self._finish_later(claim, packed, "posted")
 
     async def _post_progress(self, claim: Claim, event: Any) -> None:
-        packed = msgspec.msgpack.encode({"type": "progress", "id": claim.client_id,
-                                         "event": event})
+        packed = msgspec.msgpack.encode({"type": "progress", "id": claim.client_id, "event": event})
         await self._post_progress_packed(claim, packed)
 
     async def _post_progress_packed(self, claim: Claim, packed: bytes) -> None:
@@ -488,8 +569,7 @@ class QueueWorker:
             log.debug("progress of job %s dropped: %s", claim.job, exc)
 
     def _finish_later(self, claim: Claim, packed: bytes | None, counter: str) -> None:
-        task = asyncio.create_task(self._finish(claim, packed, counter),
-                                   name=f"finish-{claim.job}")
+        task = asyncio.create_task(self._finish(claim, packed, counter), name=f"finish-{claim.job}")
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
 
@@ -498,19 +578,32 @@ class QueueWorker:
         for tries in itertools.count():
             try:
                 posted = await self._finish_script(
-                    keys=[self._keys.marker(claim.job), claim.reply, claim.stream,
-                          self._keys.counters],
-                    args=[GROUP, claim.entry, packed or b"", ms(JOB_TTL_SECONDS),
-                          ms(REPLY_TTL_SECONDS), REPLY_MAXLEN, counter])
+                    keys=[
+                        self._keys.marker(claim.job),
+                        claim.reply,
+                        claim.stream,
+                        self._keys.counters,
+                    ],
+                    args=[
+                        GROUP,
+                        claim.entry,
+                        packed or b"",
+                        ms(JOB_TTL_SECONDS),
+                        ms(REPLY_TTL_SECONDS),
+                        REPLY_MAXLEN,
+                        counter,
+                    ],
+                )
             except (RedisError, OSError) as exc:
                 if tries == 0:
-                    log.warning("could not post job %s yet (Redis: %s); retrying", claim.job,
-                                exc)
+                    log.warning("could not post job %s yet (Redis: %s); retrying", claim.job, exc)
                 await asyncio.sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
                 continue
             if not posted:
-                log.info("job %s was answered already (by another delivery of it); dropped "
-                         "this reply", claim.job)
+                log.info(
+                    "job %s was answered already (by another delivery of it); dropped this reply",
+                    claim.job,
+                )
             elif packed is not None:
                 log.debug("job %s answered", claim.job)
             return
@@ -521,22 +614,30 @@ class QueueWorker:
         while True:
             stats = self._stats if self._up else {}
             fields: dict[str, Any] = {
-                "pid": os.getpid(), "host": socket.gethostname(), "state": self._state,
-                "engine_pid": self._engine.pid or 0, "claims": len(self._claims),
-                "stats": msgspec.msgpack.encode(stats) if stats else b""}
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "state": self._state,
+                "engine_pid": self._engine.pid or 0,
+                "claims": len(self._claims),
+                "stats": msgspec.msgpack.encode(stats) if stats else b"",
+            }
             args: list[Any] = [self.name, ms(self._worker_ttl * 3)]
             for key, value in fields.items():
                 args += [key, value]
-            await self._redis_call(self._heartbeat_script(
-                keys=[self._keys.workers, self._keys.worker(self.name)], args=args))
+            await self._redis_call(
+                self._heartbeat_script(
+                    keys=[self._keys.workers, self._keys.worker(self.name)], args=args
+                )
+            )
             await asyncio.sleep(self._heartbeat)
 
     async def _ensure_groups(self) -> None:
         for kind in KINDS:
             try:
                 # From the stream's start: jobs queued while Redis had lost the group count.
-                await self._redis.xgroup_create(self._keys.stream(kind), GROUP, id="0",
-                                                mkstream=True)
+                await self._redis.xgroup_create(
+                    self._keys.stream(kind), GROUP, id="0", mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -549,8 +650,9 @@ class QueueWorker:
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-            log.warning("Redis lost the consumer groups (restarted without its data?); "
-                        "creating them again")
+            log.warning(
+                "Redis lost the consumer groups (restarted without its data?); creating them again"
+            )
             await self._redis_call(self._ensure_groups())
             return None
         except (RedisError, OSError) as exc:
@@ -580,4 +682,3 @@ class QueueWorker:
             # A bug here: stop rather than run on half-working; the jobs go to others.
             log.error("worker task %s failed; stopping", task.get_name(), exc_info=exc)
             self._fatal(EXIT_ENGINE)
-

@@ -70,8 +70,15 @@ class FinetuneProcess:
 
 
 class FinetuneProcesses:
-    def __init__(self, data_dir: Path, store: ModelStore, send: Callable[[FromEngine], None], *,
-                 python: str = sys.executable, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        store: ModelStore,
+        send: Callable[[FromEngine], None],
+        *,
+        python: str = sys.executable,
+        threads: int | None = None,
+    ) -> None:
         self._data_dir = Path(data_dir).resolve()
         self._store = store
         self._send = send
@@ -88,19 +95,26 @@ class FinetuneProcesses:
     def start(self, job_id: int, request: FinetuneRequest) -> None:
         """Start the child; BadRequest if the server already has a run or the version to
         start from is not one of the server's own."""
-        start_from = (None if request.start_from is None
-                      else self._store.find(request.start_from, guild_id=request.guild_id))
+        start_from = (
+            None
+            if request.start_from is None
+            else self._store.find(request.start_from, guild_id=request.guild_id)
+        )
         with self._lock:
             if any(j.guild_id == request.guild_id for j in self._jobs.values()):
                 raise BadRequest("this server's model is already being fine-tuned")
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            workdir = OwnedDir.create(self._workdirs / str(request.guild_id)
-                                      / f"{stamp}-{job_id}")
+            workdir = OwnedDir.create(self._workdirs / str(request.guild_id) / f"{stamp}-{job_id}")
             model, out = self._store.new(request.guild_id, f"{stamp}-{job_id}")
-            job = FinetuneProcess(id=job_id, guild_id=request.guild_id, workdir=workdir,
-                                  model=model, out=out, start_from=start_from,
-                                  keep={*request.keep, model, *([request.start_from]
-                                                                if request.start_from else [])})
+            job = FinetuneProcess(
+                id=job_id,
+                guild_id=request.guild_id,
+                workdir=workdir,
+                model=model,
+                out=out,
+                start_from=start_from,
+                keep={*request.keep, model, *([request.start_from] if request.start_from else [])},
+            )
             self._jobs[job_id] = job
         try:
             self._write_data(job.workdir.path / "data", request)
@@ -110,8 +124,9 @@ class FinetuneProcesses:
                 self._jobs.pop(job_id, None)
             job.workdir.remove()
             raise
-        job.watcher = threading.Thread(target=self._watch, args=(job,),
-                                       name=f"finetune-{job_id}", daemon=True)
+        job.watcher = threading.Thread(
+            target=self._watch, args=(job,), name=f"finetune-{job_id}", daemon=True
+        )
         job.watcher.start()
 
     def cancel(self, job_id: int) -> bool:
@@ -172,10 +187,22 @@ class FinetuneProcesses:
             (pair_dir / "rejected.mid").write_bytes(pair.rejected)
 
     def _spawn(self, job: FinetuneProcess, steps: int | None) -> subprocess.Popen:
-        argv = [self._python, "-m", "engine", "finetune", "--data",
-                str(job.workdir.path / "data"),
-                "--out", str(job.out), "--data-dir", str(self._data_dir),
-                "--wire-job", str(job.id), "--nice", str(NICENESS)]
+        argv = [
+            self._python,
+            "-m",
+            "engine",
+            "finetune",
+            "--data",
+            str(job.workdir.path / "data"),
+            "--out",
+            str(job.out),
+            "--data-dir",
+            str(self._data_dir),
+            "--wire-job",
+            str(job.id),
+            "--nice",
+            str(NICENESS),
+        ]
         if job.start_from is not None:
             argv += ["--from", str(job.start_from)]
         if steps is not None:
@@ -184,8 +211,9 @@ class FinetuneProcesses:
         # environment (engine.api.child_env says why that matters).
         env = child_environment({"MOTIF_THREADS": str(self._threads)})
         log.info("fine-tune %d for guild %d: %s", job.id, job.guild_id, " ".join(argv[1:]))
-        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                stdin=subprocess.DEVNULL, env=env)
+        return subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+        )
 
     # Watching (one thread per job).
     def _watch(self, job: FinetuneProcess) -> None:
@@ -250,15 +278,16 @@ class FinetuneProcesses:
         if code == 0 and job.result is not None:
             # The engine, not the child, knows where the checkpoint lives and what it pruned.
             result = msgspec.structs.replace(
-                job.result, model=job.model, pruned=self._store.prune(job.guild_id, job.keep))
+                job.result, model=job.model, pruned=self._store.prune(job.guild_id, job.keep)
+            )
             self._send(JobDone(job.id, result))
         elif code == BAD_DATA_EXIT:
             self._reply_error(job, job.error or BadRequest("the data could not be used"))
         else:
-            log.error("fine-tune %d exited with %s:\n%s", job.id, code,
-                      "\n".join(job.stderr_tail))
-            self._reply_error(job, EngineError(
-                f"the fine-tune stopped with an error (exit status {code})"))
+            log.error("fine-tune %d exited with %s:\n%s", job.id, code, "\n".join(job.stderr_tail))
+            self._reply_error(
+                job, EngineError(f"the fine-tune stopped with an error (exit status {code})")
+            )
 
     def _stop(self, job: FinetuneProcess) -> None:
         process = job.process

@@ -47,10 +47,13 @@ class ModelStore:
             raise BadRequest(str(exc)) from None
         if guild_id is None or path.parent != self.folder(guild_id):
             raise BadRequest(
-                f"a server can only use its own model versions (received {model!r:.60})")
+                f"a server can only use its own model versions (received {model!r:.60})"
+            )
         if not path.is_file():
-            raise BadRequest(f"model version {model} is not in this engine (it may have been "
-                             "pruned); activate another version")
+            raise BadRequest(
+                f"model version {model} is not in this engine (it may have been "
+                "pruned); activate another version"
+            )
         return path
 
     def prune(self, guild_id: int, keep: Collection[str]) -> list[str]:

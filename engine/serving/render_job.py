@@ -21,8 +21,10 @@ from engine.audio.render import SAMPLE_RATE, TAIL_SECONDS, Renderer, encode_ogg
 def read_midi(data: bytes) -> Score:
     """The file as a symusic Score (ticks), or BadRequest saying what is wrong with it."""
     if len(data) > MAX_RENDER_MIDI_BYTES:
-        raise BadRequest(f"the MIDI file is {len(data) / 1e6:.1f} MB; audio is made from files "
-                         f"of up to {MAX_RENDER_MIDI_BYTES // 1_000_000} MB")
+        raise BadRequest(
+            f"the MIDI file is {len(data) / 1e6:.1f} MB; audio is made from files "
+            f"of up to {MAX_RENDER_MIDI_BYTES // 1_000_000} MB"
+        )
     if len(data) < 14 or not data.startswith(b"MThd"):
         raise BadRequest("that file is not a MIDI file (it does not start with a MIDI header)")
     try:
@@ -50,8 +52,14 @@ def first_seconds(score: Score, max_seconds: float) -> tuple[Score, float, bool]
     return part, end, True
 
 
-def render_midi(renderer: Renderer, data: bytes, *, max_audio_bytes: int | None,
-                max_seconds: float, pianoroll: bool = False) -> RenderResult:
+def render_midi(
+    renderer: Renderer,
+    data: bytes,
+    *,
+    max_audio_bytes: int | None,
+    max_seconds: float,
+    pianoroll: bool = False,
+) -> RenderResult:
     """Render at most `max_seconds` (the server checked them against its limit) on the
     caller's thread (the one that owns `renderer`); BadRequest when the file cannot be
     rendered, with the reason. `pianoroll`: draw the whole file too (a jam's piece so far)."""
@@ -59,13 +67,20 @@ def render_midi(renderer: Renderer, data: bytes, *, max_audio_bytes: int | None,
     part, end, cut = first_seconds(score, max_seconds)
     notes = part.note_num()
     if notes > MAX_RENDER_NOTES:
-        raise BadRequest(f"the audio would play {notes:,} notes; it is made for at most "
-                         f"{MAX_RENDER_NOTES:,} at once")
+        raise BadRequest(
+            f"the audio would play {notes:,} notes; it is made for at most "
+            f"{MAX_RENDER_NOTES:,} at once"
+        )
     encoded = encode_ogg(renderer.render(part), SAMPLE_RATE, max_bytes=max_audio_bytes)
     cut_at, cut_for = (max_seconds, "length") if cut else (None, None)
     if encoded.cut_from is not None:
         cut_at, cut_for = encoded.seconds, "size"
-    return RenderResult(audio=encoded.data, seconds=encoded.seconds,
-                        full_seconds=end + TAIL_SECONDS, quality_lowered=encoded.quality_lowered,
-                        cut_at=cut_at, cut_for=cut_for,
-                        pianoroll=draw_pianoroll([score], labels=["Piece"]) if pianoroll else None)
+    return RenderResult(
+        audio=encoded.data,
+        seconds=encoded.seconds,
+        full_seconds=end + TAIL_SECONDS,
+        quality_lowered=encoded.quality_lowered,
+        cut_at=cut_at,
+        cut_for=cut_for,
+        pianoroll=draw_pianoroll([score], labels=["Piece"]) if pianoroll else None,
+    )

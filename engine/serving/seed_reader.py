@@ -56,8 +56,9 @@ class SeedReader:
     READ_TIMEOUT_SECONDS is killed and the seed refused; the next read starts a new child.
     """
 
-    def __init__(self, *, python: str = sys.executable,
-                 timeout: float = READ_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, *, python: str = sys.executable, timeout: float = READ_TIMEOUT_SECONDS
+    ) -> None:
         self._python = python
         self._timeout = timeout
         self._process: subprocess.Popen[bytes] | None = None
@@ -71,8 +72,12 @@ class SeedReader:
         """Start the child now (at the engine's warm-up) rather than on the first seed."""
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
-                [self._python, "-m", "engine.serving.seed_reader"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, bufsize=0, env=child_environment())
+                [self._python, "-m", "engine.serving.seed_reader"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                bufsize=0,
+                env=child_environment(),
+            )
             self._unpacker = msgpack.Unpacker(raw=False)
             log.info("seed reader pid %d started", self._process.pid)
 
@@ -88,8 +93,9 @@ class SeedReader:
             process.kill()
             process.wait()
 
-    def read(self, tokenizer: MidiTokenizer, seed: bytes, *,
-             max_notes: int = MAX_SEED_NOTES) -> SeedTokens:
+    def read(
+        self, tokenizer: MidiTokenizer, seed: bytes, *, max_notes: int = MAX_SEED_NOTES
+    ) -> SeedTokens:
         """The seed's tokens under `tokenizer`; BadSeed when the seed is unfit (more than
         `max_notes` too) or the child could not read it."""
         self.start()
@@ -113,7 +119,7 @@ class SeedReader:
         message = memoryview(msgpack.packb(request, use_bin_type=True))
         try:
             while message:  # a pipe may take a large seed in several writes
-                message = message[os.write(process.stdin.fileno(), message):]
+                message = message[os.write(process.stdin.fileno(), message) :]
         except OSError:
             self._lost("it stopped before reading the seed")
         deadline = time.monotonic() + self._timeout
@@ -122,8 +128,10 @@ class SeedReader:
                 return reply
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
-                self._lost(f"it read for over {self._timeout:.0f} s", BadSeed(
-                    "that MIDI file takes too long to read; try exporting it again"))
+                self._lost(
+                    f"it read for over {self._timeout:.0f} s",
+                    BadSeed("that MIDI file takes too long to read; try exporting it again"),
+                )
             data = os.read(process.stdout.fileno(), READ_CHUNK)
             if not data:
                 self._lost("it stopped while reading the seed")
@@ -165,8 +173,7 @@ def _serve() -> None:
             out.flush()
 
 
-def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
-            ) -> dict[str, Any]:
+def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]) -> dict[str, Any]:
     from engine.model.tokenizer import MidiTokenizer
 
     try:
@@ -178,8 +185,11 @@ def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
         if key not in tokenizers:
             return {"need_tokenizer": True}
         tokenizers.move_to_end(key)
-        seed = SeedTokens.of(tokenizers[key], request["seed"],
-                             max_notes=int(request.get("max_notes", MAX_SEED_NOTES)))
+        seed = SeedTokens.of(
+            tokenizers[key],
+            request["seed"],
+            max_notes=int(request.get("max_notes", MAX_SEED_NOTES)),
+        )
     except BadSeed as exc:
         return {"bad_seed": str(exc)}
     except Exception as exc:  # a bug, or a seed the tokenizer chokes on: the engine decides

@@ -129,8 +129,7 @@ def lower_thread_priority(niceness: int) -> None:
         return
     thread = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, thread,
-                       os.getpriority(os.PRIO_PROCESS, thread) + niceness)
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + niceness)
     except OSError as exc:
         log.warning("could not lower the priority of thread %s: %s", thread, exc)
 
@@ -139,8 +138,13 @@ class WholeFiles:
     """Whole MIDI files to render: one lane, guilds in turn, on `threads` renderers of their
     own at a lower CPU priority. Every file's end goes to `output`."""
 
-    def __init__(self, output: Callable[[AudioJob, FileOutput], None], *,
-                 threads: int = WHOLE_FILE_THREADS, soundfont: Path | None = None) -> None:
+    def __init__(
+        self,
+        output: Callable[[AudioJob, FileOutput], None],
+        *,
+        threads: int = WHOLE_FILE_THREADS,
+        soundfont: Path | None = None,
+    ) -> None:
         self._output = output
         self._lane: FairLane[AudioJob] = FairLane()
         self.renderers = [Renderer(soundfont) for _ in range(threads)]
@@ -184,8 +188,13 @@ class WholeFiles:
 
     def _render(self, job: AudioJob, renderer: Renderer) -> FileOutput:
         try:
-            return render_midi(renderer, job.midi, max_audio_bytes=job.max_audio_bytes,
-                               max_seconds=job.max_seconds, pianoroll=job.pianoroll)
+            return render_midi(
+                renderer,
+                job.midi,
+                max_audio_bytes=job.max_audio_bytes,
+                max_seconds=job.max_seconds,
+                pianoroll=job.pianoroll,
+            )
         except BadRequest as exc:
             return exc
         except Exception:
@@ -194,8 +203,9 @@ class WholeFiles:
 
 
 class Server:
-    def __init__(self, channel: SocketChannel, settings: EngineSettings, *,
-                 checkpoint: Path) -> None:
+    def __init__(
+        self, channel: SocketChannel, settings: EngineSettings, *, checkpoint: Path
+    ) -> None:
         self._channel = channel
         self._work_limits = settings.work
         # A render job's max_seconds: any length up to the operator's bound.
@@ -206,31 +216,47 @@ class Server:
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
         self._store = ModelStore(settings.data_dir)  # the guilds' versions: ids -> files
-        self._models = ModelCache(checkpoint, self.device,
-                                  budget_bytes=settings.model_cache_bytes,
-                                  resolve=self._store.path_of)
-        self._core = EngineCore(self._models, max_rows=settings.max_rows_for(self.device.type),
-                                limits=settings.work, emit=self._on_output)
+        self._models = ModelCache(
+            checkpoint,
+            self.device,
+            budget_bytes=settings.model_cache_bytes,
+            resolve=self._store.path_of,
+        )
+        self._core = EngineCore(
+            self._models,
+            max_rows=settings.max_rows_for(self.device.type),
+            limits=settings.work,
+            emit=self._on_output,
+        )
         self._seeds = [SeedReader() for _ in range(SEED_READERS)]  # one per planner thread
         # One synth per thread (FluidSynth's sample cache shares the soundfont between them).
         self._renderers = [Renderer(settings.soundfont) for _ in range(settings.render_threads)]
         self._files = WholeFiles(self._on_output, soundfont=settings.soundfont)
-        self._tuning = FinetuneProcesses(settings.data_dir, self._store, self._send,
-                                         threads=settings.finetune_threads)
+        self._tuning = FinetuneProcesses(
+            settings.data_dir, self._store, self._send, threads=settings.finetune_threads
+        )
 
     def run(self) -> int:
         """Serve until the client closes the channel; the exit code for the process."""
         self._warm_up()
         core = self._core
         workers: list[tuple[str, Callable[[], None]]] = [("core", core.run)]
-        workers += [(f"planner-{i}", functools.partial(self._loop, core.prepare_next, reader))
-                    for i, reader in enumerate(self._seeds)]
-        workers += [(f"renderer-{i}", functools.partial(self._loop, core.render_next, renderer))
-                    for i, renderer in enumerate(self._renderers)]
-        workers += [(f"files-{i}", functools.partial(self._files.run, i))
-                    for i in range(len(self._files.renderers))]
-        threads = [threading.Thread(target=self._guarded, args=(name, target), name=name)
-                   for name, target in workers]
+        workers += [
+            (f"planner-{i}", functools.partial(self._loop, core.prepare_next, reader))
+            for i, reader in enumerate(self._seeds)
+        ]
+        workers += [
+            (f"renderer-{i}", functools.partial(self._loop, core.render_next, renderer))
+            for i, renderer in enumerate(self._renderers)
+        ]
+        workers += [
+            (f"files-{i}", functools.partial(self._files.run, i))
+            for i in range(len(self._files.renderers))
+        ]
+        threads = [
+            threading.Thread(target=self._guarded, args=(name, target), name=name)
+            for name, target in workers
+        ]
         for thread in threads:
             thread.start()
         self._send(Ready(os.getpid(), str(self.device), self._models.base.key))
@@ -256,8 +282,11 @@ class Server:
         if self._fatal:
             log.error("stopped because the %s thread crashed", self._fatal)
             return 1
-        log.info("stopped after finishing its jobs" if self._draining.is_set()
-                 else "channel closed; stopped")
+        log.info(
+            "stopped after finishing its jobs"
+            if self._draining.is_set()
+            else "channel closed; stopped"
+        )
         return 0
 
     @staticmethod
@@ -273,16 +302,23 @@ class Server:
         if self._draining.is_set():
             return
         self._draining.set()
-        threading.Thread(target=self._stop_when_idle, args=(signal.Signals(signum).name,),
-                         name="drain", daemon=True).start()
+        threading.Thread(
+            target=self._stop_when_idle,
+            args=(signal.Signals(signum).name,),
+            name="drain",
+            daemon=True,
+        ).start()
 
     def _stop_when_idle(self, signal_name: str) -> None:
         with self._lock:
             jobs = len(self._jobs)
         log.info("%s: refusing new jobs, finishing %d in flight, then stopping", signal_name, jobs)
         # Minutes of training cannot finish in a stop's grace: they end now, as failures.
-        self._tuning.interrupt(EngineUnavailable(
-            "the music engine stopped during this fine-tune; start it again later"))
+        self._tuning.interrupt(
+            EngineUnavailable(
+                "the music engine stopped during this fine-tune; start it again later"
+            )
+        )
         while True:
             with self._lock:
                 idle = not self._jobs
@@ -319,8 +355,9 @@ class Server:
             return
         kind = message.__struct_config__.tag  # "compose", "render", ...: what the client sent
         if isinstance(message, NEW_WORK) and self._draining.is_set():
-            self._send_error(message.id, EngineUnavailable(
-                "the music engine is stopping; try again in a minute"))
+            self._send_error(
+                message.id, EngineUnavailable("the music engine is stopping; try again in a minute")
+            )
             return
         try:
             if isinstance(message, ComposeCommand):
@@ -349,8 +386,13 @@ class Server:
             except BadRequest as exc:
                 self._send_error(message.id, exc)
                 return
-        job = ScheduledJob(message.id, request, guild=request.guild_id,
-                           seed_midi=request.seed_midi, max_audio_bytes=request.max_audio_bytes)
+        job = ScheduledJob(
+            message.id,
+            request,
+            guild=request.guild_id,
+            seed_midi=request.seed_midi,
+            max_audio_bytes=request.max_audio_bytes,
+        )
         if self._register(job):
             self._core.add(job)
 
@@ -364,8 +406,14 @@ class Server:
         except BadRequest as exc:
             self._send_error(message.id, exc)
             return
-        job = AudioJob(message.id, request.midi, request.max_audio_bytes, float(max_seconds),
-                       guild=request.guild_id, pianoroll=request.pianoroll)
+        job = AudioJob(
+            message.id,
+            request.midi,
+            request.max_audio_bytes,
+            float(max_seconds),
+            guild=request.guild_id,
+            pianoroll=request.pianoroll,
+        )
         if self._register(job):
             self._files.put(job)
 
@@ -398,11 +446,21 @@ class Server:
         def reply(stats: dict[str, Any]) -> None:
             with self._lock:
                 jobs = len(self._jobs)
-            self._send(Pong(message.id, EngineStats(
-                **stats, pid=os.getpid(), device=str(self.device), jobs=jobs,
-                rendering_jobs=self._core.decoded.pending + self._files.pending,
-                models=self._models.keys(), training_jobs=self._tuning.running,
-                draining=self._draining.is_set())))
+            self._send(
+                Pong(
+                    message.id,
+                    EngineStats(
+                        **stats,
+                        pid=os.getpid(),
+                        device=str(self.device),
+                        jobs=jobs,
+                        rendering_jobs=self._core.decoded.pending + self._files.pending,
+                        models=self._models.keys(),
+                        training_jobs=self._tuning.running,
+                        draining=self._draining.is_set(),
+                    ),
+                )
+            )
 
         self._core.stats(reply)
 

@@ -76,8 +76,14 @@ class TrainResult:
 
 
 @torch.no_grad()
-def evaluate_bits(model: nn.Module, ids: np.ndarray, *, max_tokens: int | None = None,
-                  chunk: int = 512, parts: int = 16) -> float:
+def evaluate_bits(
+    model: nn.Module,
+    ids: np.ndarray,
+    *,
+    max_tokens: int | None = None,
+    chunk: int = 512,
+    parts: int = 16,
+) -> float:
     """Mean bits per token over the stream, in `parts` contiguous lanes carrying state."""
     was_training = model.training
     model.eval()
@@ -88,24 +94,31 @@ def evaluate_bits(model: nn.Module, ids: np.ndarray, *, max_tokens: int | None =
     if lane < 2:
         parts, lane = 1, len(ids) - 1
     x = torch.as_tensor(ids[: parts * lane].reshape(parts, lane), dtype=torch.long)
-    y = torch.as_tensor(ids[1: parts * lane + 1].reshape(parts, lane), dtype=torch.long)
+    y = torch.as_tensor(ids[1 : parts * lane + 1].reshape(parts, lane), dtype=torch.long)
     total, count, state = 0.0, 0, None
     for start in range(0, lane, chunk):
-        xb, yb = x[:, start:start + chunk].to(device), y[:, start:start + chunk].to(device)
+        xb, yb = x[:, start : start + chunk].to(device), y[:, start : start + chunk].to(device)
         logits, state = model(xb, state)
-        loss = nn.functional.cross_entropy(logits.flatten(0, 1).float(), yb.flatten(),
-                                           reduction="sum")
+        loss = nn.functional.cross_entropy(
+            logits.flatten(0, 1).float(), yb.flatten(), reduction="sum"
+        )
         total += loss.item()
         count += yb.numel()
     model.train(was_training)
     return total / count / LN2
 
 
-def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np.ndarray,
-          config: TrainConfig, *, on_step: Callable[[int, float, float], None] | None = None,
-          on_eval: Callable[[int, float, bool], None] | None = None,
-          should_stop: Callable[[], bool] | None = None,
-          also_evaluate: dict[str, np.ndarray] | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    train_ids: np.ndarray | WindowSampler,
+    valid_ids: np.ndarray,
+    config: TrainConfig,
+    *,
+    on_step: Callable[[int, float, float], None] | None = None,
+    on_eval: Callable[[int, float, bool], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    also_evaluate: dict[str, np.ndarray] | None = None,
+) -> TrainResult:
     """Train in place. on_step(step, loss_bits, lr); on_eval(step, valid_bits, is_best).
 
     `train_ids` is one token stream, or a sampler of windows
@@ -126,8 +139,12 @@ def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": config.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+    )
     result = TrainResult(best_valid_bits=math.inf, best_step=0, steps_done=0, wall_seconds=0.0)
     started = time.perf_counter()
     model.train()
@@ -138,8 +155,9 @@ def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np
         lr = config.lr_at(step, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batch = torch.as_tensor(windows(config.batch_size, config.seq_len, rng),
-                                dtype=torch.long, device=device)
+        batch = torch.as_tensor(
+            windows(config.batch_size, config.seq_len, rng), dtype=torch.long, device=device
+        )
         logits, _ = model(batch[:, :-1])
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
         optimizer.zero_grad(set_to_none=True)
@@ -151,17 +169,28 @@ def train(model: nn.Module, train_ids: np.ndarray | WindowSampler, valid_ids: np
             on_step(step + 1, loss.item() / LN2, lr)
         last = config.progress(step + 1, time.perf_counter() - started) >= 1.0
         if (step + 1) % config.eval_every == 0 or last:
-            bits = evaluate_bits(model, valid_ids, max_tokens=config.eval_max_tokens,
-                                 parts=config.eval_parts)
+            bits = evaluate_bits(
+                model, valid_ids, max_tokens=config.eval_max_tokens, parts=config.eval_parts
+            )
             improved = bits < result.best_valid_bits
             if improved:
                 result.best_valid_bits, result.best_step = bits, step + 1
-            others = {f"valid_bits_{name}": evaluate_bits(
-                model, ids, max_tokens=config.eval_max_tokens, parts=config.eval_parts)
-                for name, ids in (also_evaluate or {}).items()}
-            result.history.append({"step": step + 1, "train_bits": loss.item() / LN2,
-                                   "valid_bits": bits, **others, "lr": lr,
-                                   "seconds": time.perf_counter() - started})
+            others = {
+                f"valid_bits_{name}": evaluate_bits(
+                    model, ids, max_tokens=config.eval_max_tokens, parts=config.eval_parts
+                )
+                for name, ids in (also_evaluate or {}).items()
+            }
+            result.history.append(
+                {
+                    "step": step + 1,
+                    "train_bits": loss.item() / LN2,
+                    "valid_bits": bits,
+                    **others,
+                    "lr": lr,
+                    "seconds": time.perf_counter() - started,
+                }
+            )
             if on_eval:
                 on_eval(step + 1, bits, improved)
     result.wall_seconds = time.perf_counter() - started

@@ -28,7 +28,7 @@ def _pack(ids: np.ndarray, n: int, bits: int) -> np.ndarray:
     """Keys of every n-gram ending at positions n-1.. of ids."""
     key = np.zeros(len(ids) - n + 1, dtype=np.int64)
     for k in range(n):
-        key = (key << bits) | ids[k: len(ids) - n + 1 + k].astype(np.int64)
+        key = (key << bits) | ids[k : len(ids) - n + 1 + k].astype(np.int64)
     return key
 
 
@@ -72,7 +72,7 @@ class NGramModel:
             ctx = keys >> self.bits
             c_h = _lookup(table.ctx_keys, table.ctx_counts, ctx).astype(float)
             types = _lookup(table.ctx_keys, table.ctx_types, ctx).astype(float)
-            lower = prob[n - 2:]
+            lower = prob[n - 2 :]
             seen = c_h > 0
             with np.errstate(divide="ignore", invalid="ignore"):
                 mixed = (np.maximum(c_hw - DISCOUNT, 0) + DISCOUNT * types * lower) / c_h

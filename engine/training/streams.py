@@ -32,7 +32,8 @@ class TokenStream:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path.with_suffix(".npy"), self.ids)
         path.with_suffix(".json").write_text(
-            json.dumps({"notes": self.notes, "pieces": self.pieces, "tokens": len(self.ids)}))
+            json.dumps({"notes": self.notes, "pieces": self.pieces, "tokens": len(self.ids)})
+        )
 
     @classmethod
     def load(cls, path: Path) -> TokenStream:
@@ -54,12 +55,19 @@ def _encode_file(path: str) -> tuple[list[int], int]:
         return [], 0
 
 
-def build_stream(paths: Sequence[Path], tokenizer: MidiTokenizer, tokenizer_path: Path,
-                 *, workers: int = 2, desc: str = "tokenize") -> TokenStream:
+def build_stream(
+    paths: Sequence[Path],
+    tokenizer: MidiTokenizer,
+    tokenizer_path: Path,
+    *,
+    workers: int = 2,
+    desc: str = "tokenize",
+) -> TokenStream:
     chunks: list[np.ndarray] = []
     notes = pieces = 0
-    with ProcessPoolExecutor(workers, initializer=_init_worker,
-                             initargs=(str(tokenizer_path),)) as pool:
+    with ProcessPoolExecutor(
+        workers, initializer=_init_worker, initargs=(str(tokenizer_path),)
+    ) as pool:
         results = pool.map(_encode_file, [str(p) for p in paths], chunksize=32)
         for ids, n in tqdm(results, total=len(paths), desc=desc, unit="piece"):
             if not ids:
@@ -74,14 +82,15 @@ def stream_path(data_dir: Path, split: str) -> Path:
     return Path(data_dir) / "tokens" / split
 
 
-def random_windows(ids: np.ndarray, batch: int, length: int, rng: np.random.Generator
-                   ) -> np.ndarray:
+def random_windows(
+    ids: np.ndarray, batch: int, length: int, rng: np.random.Generator
+) -> np.ndarray:
     """(batch, length + 1) windows: inputs are [:, :-1], targets [:, 1:]."""
     if len(ids) < length + 2:
         # A small server's pieces may be shorter than one window: repeat them end to end.
         ids = np.tile(ids, -(-(length + 2) // len(ids)))
     starts = rng.integers(0, len(ids) - length - 1, size=batch)
-    return np.stack([ids[s:s + length + 1] for s in starts])
+    return np.stack([ids[s : s + length + 1] for s in starts])
 
 
 class MixedWindows:
@@ -98,6 +107,9 @@ class MixedWindows:
     def __call__(self, batch: int, length: int, rng: np.random.Generator) -> np.ndarray:
         counts = [round(batch * share) for _, share in self._streams]
         counts[0] += batch - sum(counts)  # rounding leftovers go to the first stream
-        parts = [random_windows(ids, n, length, rng)
-                 for (ids, _), n in zip(self._streams, counts, strict=True) if n > 0]
+        parts = [
+            random_windows(ids, n, length, rng)
+            for (ids, _), n in zip(self._streams, counts, strict=True)
+            if n > 0
+        ]
         return np.concatenate(parts)

@@ -46,8 +46,9 @@ def test_random_notes_keep_the_rhythm_and_stay_in_the_scale_and_range():
     looped = repeat_seed(seed, 2, 4)
     noise = random_in_scale(seed, 2, 4, Key(0, minor=False), random.Random(1))
     for ours, theirs in zip(noise.tracks, looped.tracks, strict=True):
-        assert [(n.time, n.duration, n.velocity) for n in ours.notes] == \
-            [(n.time, n.duration, n.velocity) for n in theirs.notes]
+        assert [(n.time, n.duration, n.velocity) for n in ours.notes] == [
+            (n.time, n.duration, n.velocity) for n in theirs.notes
+        ]
     pitches = [n.pitch for n in noise.tracks[0].notes]
     assert all(60 <= p <= 71 and p % 12 in Key(0, minor=False).scale for p in pitches)
     assert pitches != [n.pitch for n in looped.tracks[0].notes]  # not the seed's melody
@@ -68,5 +69,6 @@ def test_clip_loudness_is_bs1770_with_silence_at_the_gate():
     # Silence in the clip barely lowers it (only the blocks across the edge); a silent clip
     # reads as the absolute gate.
     assert clip_loudness(np.concatenate([sine, np.zeros_like(sine)]), rate) == pytest.approx(
-        0.0, abs=0.5)
+        0.0, abs=0.5
+    )
     assert clip_loudness(np.zeros((rate, 2)), rate) == ABSOLUTE_GATE_LUFS

@@ -76,7 +76,10 @@ def settings(
 ) -> Settings:
     shutil.copyfile(bot_db_template, tmp_path / "motif.db")
     return Settings(  # type: ignore[arg-type]
-        data_dir=tmp_path, log_level="DEBUG", engine=EngineSettings(work=work), **limits,
+        data_dir=tmp_path,
+        log_level="DEBUG",
+        engine=EngineSettings(work=work),
+        **limits,
         **tuning_options,
     )
 

@@ -144,7 +144,11 @@ async def test_a_file_name_shows_as_it_is_named_not_as_markdown_or_a_mention(wor
 
 async def test_form_and_key_options_reach_the_engine_and_are_kept_for_a_reroll(world) -> None:
     result = await world.alice.slash(
-        world.channel, "compose", seed=("motif.mid", MOTIF), form="AABA", follow_key=False,
+        world.channel,
+        "compose",
+        seed=("motif.mid", MOTIF),
+        form="AABA",
+        follow_key=False,
         **SMALL,
     )
     await check_composition_message(world, result, 2)
@@ -177,10 +181,10 @@ async def test_an_operators_lower_seed_note_limit_holds_in_the_bot(world) -> Non
     before = await counts(world.bot)
     result = await world.alice.slash(world.channel, "compose", seed=("motif.mid", MOTIF), **SMALL)
     assert refused_privately(result)
-    assert re.search(r"the seed has \d+ notes; seeds may have at most 3$",
-                     result.response.content.rstrip("."))
-    added = await world.alice.slash(world.channel, "seed add", file=("motif.mid", MOTIF),
-                                    name="x")
+    assert re.search(
+        r"the seed has \d+ notes; seeds may have at most 3$", result.response.content.rstrip(".")
+    )
+    added = await world.alice.slash(world.channel, "seed add", file=("motif.mid", MOTIF), name="x")
     assert "seeds may have at most 3" in reply(added).content
     assert await counts(world.bot) == before
     assert raised(world.env) == [BadSeed, BadSeed]
@@ -197,8 +201,7 @@ async def test_an_operators_lower_seed_note_limit_holds_in_the_bot(world) -> Non
         {"tempo": int(TEMPO_BPM.low) - 1},
         {"form": "rondo"},
     ],
-    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo-high", "tempo-low",
-         "form"],
+    ids=["bars-high", "bars-low", "candidates", "temperature", "tempo-high", "tempo-low", "form"],
 )
 async def test_out_of_range_options_are_refused_by_discord(world, options) -> None:
     with pytest.raises(simcord.OptionError):

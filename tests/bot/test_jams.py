@@ -153,8 +153,12 @@ async def test_votes_at_the_deadline(world) -> None:
     (result,) = results(world)
     assert "candidate 2 wins with 1 vote" in result.content
     closed = next(m for m in messages(world) if m.id == first.id)
-    votes = [c for row in closed.components for c in row.children  # type: ignore[attr-defined]
-             if (c.label or "").startswith("Vote ")]
+    votes = [
+        c
+        for row in closed.components
+        for c in row.children  # type: ignore[attr-defined]
+        if (c.label or "").startswith("Vote ")
+    ]
     shown = [(c.label, c.disabled) for c in votes]
     assert shown[:2] == [("Vote 1 · 0", True), ("Vote 2 · 1", True)]  # final votes, locked
     with pytest.raises(SetupError, match="disabled"):  # a member cannot press them any more

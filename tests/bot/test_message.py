@@ -114,7 +114,8 @@ def test_the_embed_names_the_servers_model_version() -> None:
 def test_the_thinking_message_says_when_the_composer_restarted() -> None:
     # The engine client's event for jobs whose engine died: they start again on a new one.
     assert describe(EngineRestarting()) == (
-        "The composer restarted; your composition is starting again...")
+        "The composer restarted; your composition is starting again..."
+    )
     assert describe(Decoding(40.0)) == "Composing... 40%"
 
 

@@ -18,8 +18,17 @@ from engine.api.errors import BadRequest, BadSeed, EngineError, EngineUnavailabl
 
 
 def _stats(pid: int, tokens: int, steps: int, **figures: int) -> EngineStats:
-    defaults = dict(device="cpu", active_rows=2, max_rows=64, active_jobs=1, queued_jobs=3,
-                    rendering_jobs=0, jobs=4, models=[], training_jobs=0)
+    defaults = dict(
+        device="cpu",
+        active_rows=2,
+        max_rows=64,
+        active_jobs=1,
+        queued_jobs=3,
+        rendering_jobs=0,
+        jobs=4,
+        models=[],
+        training_jobs=0,
+    )
     return EngineStats(pid=pid, tokens=tokens, steps=steps, **{**defaults, **figures})
 
 

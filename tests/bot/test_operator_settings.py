@@ -18,13 +18,15 @@ def test_by_default_logs_are_text_metrics_are_off_and_the_grace_fits_kubernetes(
 
 
 def test_reads_the_operator_variables() -> None:
-    settings = Settings.from_env({
-        "MOTIF_LOG_FORMAT": "JSON",
-        "MOTIF_SHUTDOWN_GRACE_SECONDS": "7.5",
-        "MOTIF_METRICS_PORT": "9108",
-        "MOTIF_METRICS_HOST": "0.0.0.0",
-        "DISCORD_API_BASE": "http://proxy:8080/api/v10/",
-    })
+    settings = Settings.from_env(
+        {
+            "MOTIF_LOG_FORMAT": "JSON",
+            "MOTIF_SHUTDOWN_GRACE_SECONDS": "7.5",
+            "MOTIF_METRICS_PORT": "9108",
+            "MOTIF_METRICS_HOST": "0.0.0.0",
+            "DISCORD_API_BASE": "http://proxy:8080/api/v10/",
+        }
+    )
     assert settings.log_format == "json"
     assert settings.shutdown_grace_seconds == 7.5
     assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9108)

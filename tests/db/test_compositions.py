@@ -85,10 +85,13 @@ async def test_bad_compositions_are_refused(session: AsyncSession) -> None:
     with pytest.raises(ValueError, match="params must be plain JSON"):
         await make_composition(session, params={"when": object()})
     with pytest.raises(ValueError, match="received nan"):
-        await record_composition(session, guild_id=GUILD_A, channel_id=CHANNEL,
-                                 requester_id=ALICE,
-                                 candidates=[NewCandidate(midi=b"x", seconds=float("nan"),
-                                                          notes=1)])
+        await record_composition(
+            session,
+            guild_id=GUILD_A,
+            channel_id=CHANNEL,
+            requester_id=ALICE,
+            candidates=[NewCandidate(midi=b"x", seconds=float("nan"), notes=1)],
+        )
     with pytest.raises(SeedNotFound):
         await make_composition(session, seed_id=10**6)
     with pytest.raises(ModelVersionNotFound):

@@ -197,8 +197,12 @@ async def test_another_server_sees_nothing(session: AsyncSession) -> None:
     assert (await export_finetune_data(session, guild_id=GUILD_B)).is_empty
     assert await count_new_finetune_material(session, guild_id=GUILD_B) == 0
     assert await versions_to_keep(session, guild_id=GUILD_B, recent=5) == []
-    assert await mark_model_versions_pruned(
-        session, guild_id=GUILD_B, engine_ids=[a.version.engine_id]) == 0
+    assert (
+        await mark_model_versions_pruned(
+            session, guild_id=GUILD_B, engine_ids=[a.version.engine_id]
+        )
+        == 0
+    )
     # A's run (it has no owner: abandoned) is neither renewed nor failed by B's calls.
     owner = "b-process"
     assert not await renew_finetune_lease(session, guild_id=GUILD_B, run_id=a.run.id, owner=owner)

@@ -78,9 +78,7 @@ async def vote(session: AsyncSession, round_id: int, candidate: int, user: int):
 
 
 async def stop(session: AsyncSession, jam: Jam):  # type: ignore[no-untyped-def]
-    return await end_jam(
-        session, guild_id=GUILD_A, jam_id=jam.id, status=JamStatus.STOPPED, now=T0
-    )
+    return await end_jam(session, guild_id=GUILD_A, jam_id=jam.id, status=JamStatus.STOPPED, now=T0)
 
 
 async def close(session: AsyncSession, round_id: int, now: datetime = T0):  # type: ignore[no-untyped-def]
@@ -121,9 +119,7 @@ async def test_a_round_closes_once_and_counts_every_vote_before_it(
         await vote(session, row.id, candidates[1], ALICE)
         await vote(session, row.id, candidates[1], BOB)
         assert await due_jam_rounds(session, now=T0 + timedelta(seconds=119)) == []
-        assert await due_jam_rounds(session, now=T0 + timedelta(seconds=120)) == [
-            (GUILD_A, row.id)
-        ]
+        assert await due_jam_rounds(session, now=T0 + timedelta(seconds=120)) == [(GUILD_A, row.id)]
 
     async def closer():  # type: ignore[no-untyped-def]
         async with sessions() as own:  # each caller its own connection, as two processes
@@ -133,7 +129,9 @@ async def test_a_round_closes_once_and_counts_every_vote_before_it(
     won = [r for r in results if r is not None]
     assert len(won) == 1
     assert (won[0].winner_candidate_id, won[0].winner_position, won[0].winner_votes) == (
-        candidates[1], 2, 2,
+        candidates[1],
+        2,
+        2,
     )
     async with sessions() as session:
         with pytest.raises(JamRoundClosed, match="Round 1's vote has closed"):
@@ -198,9 +196,7 @@ async def test_pause_keeps_the_time_left_and_resume_gives_it_back(session: Async
     resumed = await resume_jam(session, guild_id=GUILD_A, jam_id=jam.id, now=later)
     assert resumed is not None and resumed.deadline == later + timedelta(seconds=30)
     assert await resume_jam(session, guild_id=GUILD_A, jam_id=jam.id, now=later) is None
-    assert await due_jam_rounds(session, now=later + timedelta(seconds=30)) == [
-        (GUILD_A, row.id)
-    ]
+    assert await due_jam_rounds(session, now=later + timedelta(seconds=30)) == [(GUILD_A, row.id)]
 
 
 async def test_a_stalled_jam_is_claimed_by_one_writer(session: AsyncSession) -> None:
@@ -209,9 +205,7 @@ async def test_a_stalled_jam_is_claimed_by_one_writer(session: AsyncSession) -> 
     late = T0 + LEASE + timedelta(seconds=1)  # the starter's process is gone
     assert await stalled_jams(session, now=late) == [(GUILD_A, jam.id)]
     until = late + LEASE
-    assert await claim_jam_writer(
-        session, guild_id=GUILD_A, jam_id=jam.id, now=late, until=until
-    )
+    assert await claim_jam_writer(session, guild_id=GUILD_A, jam_id=jam.id, now=late, until=until)
     assert not await claim_jam_writer(
         session, guild_id=GUILD_A, jam_id=jam.id, now=late, until=until
     )
@@ -250,8 +244,10 @@ async def jam_state(session: AsyncSession, jam: Jam) -> tuple:
         assert row is not None
         state = (row.status, row.writer_until, row.paused_remaining, row.finished_at)
     rounds = await get_jam_rounds(session, guild_id=GUILD_A, jam_id=jam.id)
-    tallies = [await get_tallies(session, guild_id=GUILD_A, composition_id=r.composition_id)
-               for r in rounds]
+    tallies = [
+        await get_tallies(session, guild_id=GUILD_A, composition_id=r.composition_id)
+        for r in rounds
+    ]
     return state, [(r.number, r.status, r.deadline, r.winner_candidate_id) for r in rounds], tallies
 
 
@@ -270,22 +266,42 @@ async def test_another_server_cannot_reach_a_jam(session: AsyncSession) -> None:
     with pytest.raises(NoJam):
         await get_jam(session, guild_id=GUILD_B, jam_id=jam.id)
     with pytest.raises(NoJam):
-        await cast_jam_vote(session, guild_id=GUILD_B, round_id=first.id,
-                            candidate_id=candidates[1], user_id=BOB)
+        await cast_jam_vote(
+            session, guild_id=GUILD_B, round_id=first.id, candidate_id=candidates[1], user_id=BOB
+        )
     assert await get_jam_rounds(session, guild_id=GUILD_B, jam_id=jam.id) == []
     assert await jam_winners(session, guild_id=GUILD_B, jam_id=jam.id) == []
     assert not await everyone_back(session, guild_id=GUILD_B, round_id=first.id)
-    assert await add_jam_round(session, guild_id=GUILD_B, jam_id=jam.id, number=2,
-                               composition_id=composition.id, now=later) is None
-    assert await close_jam_round(session, guild_id=GUILD_B, round_id=first.id, now=later,
-                                 writer_until=later + LEASE) is None
-    assert await claim_jam_writer(session, guild_id=GUILD_B, jam_id=jam.id, now=later,
-                                  until=later + LEASE) is None
+    assert (
+        await add_jam_round(
+            session,
+            guild_id=GUILD_B,
+            jam_id=jam.id,
+            number=2,
+            composition_id=composition.id,
+            now=later,
+        )
+        is None
+    )
+    assert (
+        await close_jam_round(
+            session, guild_id=GUILD_B, round_id=first.id, now=later, writer_until=later + LEASE
+        )
+        is None
+    )
+    assert (
+        await claim_jam_writer(
+            session, guild_id=GUILD_B, jam_id=jam.id, now=later, until=later + LEASE
+        )
+        is None
+    )
     await set_jam_writer(session, guild_id=GUILD_B, jam_id=jam.id, until=None)
     assert not await pause_jam(session, guild_id=GUILD_B, jam_id=jam.id, now=later)
     assert await resume_jam(session, guild_id=GUILD_B, jam_id=jam.id, now=later) is None
-    assert await end_jam(session, guild_id=GUILD_B, jam_id=jam.id, status=JamStatus.STOPPED,
-                         now=later) is None
+    assert (
+        await end_jam(session, guild_id=GUILD_B, jam_id=jam.id, status=JamStatus.STOPPED, now=later)
+        is None
+    )
 
     assert await jam_state(session, jam) == before
     assert (await get_jam(session, guild_id=GUILD_A, jam_id=jam.id)).status == "running"

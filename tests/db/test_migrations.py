@@ -17,7 +17,14 @@ from bot.db import Base, create_engine, migrate
 from .helpers import ON_SESSION_LOOP
 
 TABLES = {
-    "guild", "seed", "composition", "candidate", "vote", "model_version", "finetune_run", "jam",
+    "guild",
+    "seed",
+    "composition",
+    "candidate",
+    "vote",
+    "model_version",
+    "finetune_run",
+    "jam",
     "jam_round",
 }
 

@@ -37,8 +37,9 @@ def _band(tpq: int = 480) -> Score:
     drums += [(b + 0.5, 42, 0.25, 60) for b in range(8)] + [(7.5, 45, 0.25, 90)]
     bass = [(0, 36, 2, 90), (2, 43, 2, 90), (4, 41, 2, 90), (6, 48, 2, 90)]
     sax = [(0, 72, 1, 80), (1, 74, 1, 80), (2, 76, 2, 80), (4, 77, 4, 80)]
-    return _score([_track(0, drums, True, tpq), _track(33, bass, tpq=tpq),
-                   _track(65, sax, tpq=tpq)], tpq)
+    return _score(
+        [_track(0, drums, True, tpq), _track(33, bass, tpq=tpq), _track(65, sax, tpq=tpq)], tpq
+    )
 
 
 def test_the_plan_gives_the_model_what_it_knows_and_continues_the_rest() -> None:
@@ -88,8 +89,21 @@ def test_a_bass_loop_follows_the_new_harmony() -> None:
     profile = profile_seed(seed)
     bass = next(p for p in profile.parts if p.program == 33)
     # The model wrote F-A-C in bar 0 and C-E-G in bar 1: the bass should play F, then C.
-    output = _score([_track(0, [(0, 65, 4, 80), (0, 69, 4, 80), (0, 72, 4, 80),
-                                (4, 60, 4, 80), (4, 64, 4, 80), (4, 67, 4, 80)])])
+    output = _score(
+        [
+            _track(
+                0,
+                [
+                    (0, 65, 4, 80),
+                    (0, 69, 4, 80),
+                    (0, 72, 4, 80),
+                    (4, 60, 4, 80),
+                    (4, 64, 4, 80),
+                    (4, 67, 4, 80),
+                ],
+            )
+        ]
+    )
     grid = BarGrid(start=0, bar_ticks=4 * TPQ, bars=2)
     continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0))
     played = output.tracks[-1].notes.numpy()
@@ -102,8 +116,13 @@ def test_a_bass_loop_follows_the_new_harmony() -> None:
 def test_keyboard_notes_are_voiced_by_register_with_one_line_for_the_sax() -> None:
     profile = profile_seed(_band())
     voiced = [p for p in profile.pitched]
-    output = _score([_track(0, [(0, 38, 2, 80), (0, 74, 1, 80), (0, 77, 1, 80),
-                                (1, 76, 1, 80), (2, 40, 2, 80)])])
+    output = _score(
+        [
+            _track(
+                0, [(0, 38, 2, 80), (0, 74, 1, 80), (0, 77, 1, 80), (1, 76, 1, 80), (2, 40, 2, 80)]
+            )
+        ]
+    )
     voice_by_register(output, voiced)
     by_program = {t.program: t.notes.numpy() for t in output.tracks}
     assert set(by_program) == {33, 65}
@@ -122,13 +141,16 @@ def test_a_steady_accompaniment_fills_only_the_bars_the_model_left_it_out_of() -
     # The model wrote bass in bar 0 only and sax in bar 1 only, of four bars.
     output = _score([_track(33, [(0, 40, 4, 90)]), _track(65, [(4, 79, 4, 80)])])
     grid = BarGrid(0, 4 * TPQ, 4)
-    continue_parts(output, seed, profile, (bass, sax), grid, np.random.default_rng(0),
-                   gaps_only=True)
+    continue_parts(
+        output, seed, profile, (bass, sax), grid, np.random.default_rng(0), gaps_only=True
+    )
     bar = 4 * TPQ
-    bass_bars = sorted({int(n.time // bar) for t in output.tracks if t.program == 33
-                        for n in t.notes})
-    sax_bars = sorted({int(n.time // bar) for t in output.tracks if t.program == 65
-                       for n in t.notes})
+    bass_bars = sorted(
+        {int(n.time // bar) for t in output.tracks if t.program == 33 for n in t.notes}
+    )
+    sax_bars = sorted(
+        {int(n.time // bar) for t in output.tracks if t.program == 65 for n in t.notes}
+    )
     assert bass_bars == [0, 1, 2, 3]  # the bass plays every seed bar: filled where silent
     new_bass = [n for t in output.tracks[2:] if t.program == 33 for n in t.notes]
     assert new_bass and min(n.time for n in new_bass) >= bar  # bar 0 kept the model's bass
@@ -141,8 +163,9 @@ def test_a_seed_s_instrument_stays_near_the_register_the_seed_gives_it() -> None
     profile = profile_seed(_band())
     sax = next(p for p in profile.parts if p.program == 65)  # 72-77 in the seed
     # The model wrote the sax two octaves down, one note a little above, and left the bass be.
-    output = _score([_track(65, [(0, 48, 1, 80), (1, sax.high + 3, 1, 80)]),
-                     _track(33, [(0, 36, 1, 90)])])
+    output = _score(
+        [_track(65, [(0, 48, 1, 80), (1, sax.high + 3, 1, 80)]), _track(33, [(0, 36, 1, 90)])]
+    )
     keep_in_register(output, [sax], start=0)
     sax_pitches = [n.pitch for n in output.tracks[0].notes]
     assert sax_pitches == [72, sax.high + 3]  # moved by octaves; slack kept
@@ -161,8 +184,7 @@ def test_a_steady_part_the_model_left_silent_fills_the_rest_of_the_seed_s_last_b
     bass = next(p for p in profile.parts if p.program == 33)
     grid = BarGrid(start=2 * TPQ, bar_ticks=4 * TPQ, bars=2, lead=2 * TPQ)
     output = _score([_track(33, [(2, 41, 4, 90), (6, 36, 4, 90)])])
-    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0),
-                   gaps_only=True)
+    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0), gaps_only=True)
     added = [n for t in output.tracks[1:] for n in t.notes]
     assert added, "the bass stayed silent in the rest of the seed's bar"
     assert all(grid.seam <= n.time < grid.start for n in added)  # only there: bars are whole
@@ -171,8 +193,7 @@ def test_a_steady_part_the_model_left_silent_fills_the_rest_of_the_seed_s_last_b
 
     # Where the model's bass already plays in that half bar, nothing is added.
     output = _score([_track(33, [(0, 38, 2, 90), (2, 41, 4, 90), (6, 36, 4, 90)])])
-    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0),
-                   gaps_only=True)
+    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0), gaps_only=True)
     assert len(output.tracks) == 1
 
 
@@ -184,13 +205,14 @@ def test_a_gap_in_a_part_the_model_writes_keeps_the_seed_s_loop_order() -> None:
     seed = _band()
     profile = profile_seed(seed)
     bass = next(p for p in profile.parts if p.program == 33)
-    output = _score([
-        _track(33, [(0, 36, 4, 90), (4, 41, 4, 90), (12, 41, 4, 90)]),  # no bass in bar 2
-        _track(0, [(8, 65, 4, 80), (8, 69, 4, 80), (8, 72, 4, 80)]),  # an F chord there
-    ])
+    output = _score(
+        [
+            _track(33, [(0, 36, 4, 90), (4, 41, 4, 90), (12, 41, 4, 90)]),  # no bass in bar 2
+            _track(0, [(8, 65, 4, 80), (8, 69, 4, 80), (8, 72, 4, 80)]),  # an F chord there
+        ]
+    )
     grid = BarGrid(0, 4 * TPQ, 4)
-    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0),
-                   gaps_only=True)
+    continue_parts(output, seed, profile, [bass], grid, np.random.default_rng(0), gaps_only=True)
     filled = [n for t in output.tracks[2:] for n in t.notes]
     assert filled and {n.time // grid.bar_ticks for n in filled} == {2}
     assert {n.pitch % 12 for n in filled} == {0, 7}

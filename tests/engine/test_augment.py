@@ -17,8 +17,9 @@ def chorale(build_score):
     alto = [62, 64, 62, 64, 65, 64, 62, 60]
     tenor = [59, 57, 55, 57, 59, 55, 55, 57]
     bass = [43, 45, 47, 48, 50, 48, 43, 45]
-    return build_score([(0, False, [(i, 1, p) for i, p in enumerate(v)])
-                        for v in (soprano, alto, tenor, bass)])
+    return build_score(
+        [(0, False, [(i, 1, p) for i, p in enumerate(v)]) for v in (soprano, alto, tenor, bass)]
+    )
 
 
 @pytest.fixture
@@ -41,8 +42,9 @@ def test_the_same_piece_and_copy_give_the_same_file(chorale):
 def test_roles_follow_register(chorale, build_score):
     roles = assign_roles(describe_parts(chorale))
     assert roles == {0: "melody", 1: "inner", 2: "inner", 3: "bass"}
-    chords = build_score([(0, False, [(0, 2, 60), (0, 2, 64), (0, 2, 67), (2, 2, 62),
-                                      (2, 2, 65), (2, 2, 69)])])
+    chords = build_score(
+        [(0, False, [(0, 2, 60), (0, 2, 64), (0, 2, 67), (2, 2, 62), (2, 2, 65), (2, 2, 69)])]
+    )
     assert assign_roles(describe_parts(chords)) == {0: "chords"}
 
 

@@ -22,8 +22,10 @@ from engine.serving.model_store import ModelStore
 from tests.engine.test_server import SERVE, STARTUP_TIMEOUT, RawEngine, receive_until, reply_to
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
-SECRETS = {"DISCORD_TOKEN": "the-bot-token-stays-in-the-bot",
-           "DATABASE_URL": "postgresql+asyncpg://motif:hunter2@db.example/motif"}
+SECRETS = {
+    "DISCORD_TOKEN": "the-bot-token-stays-in-the-bot",
+    "DATABASE_URL": "postgresql+asyncpg://motif:hunter2@db.example/motif",
+}
 GUILD = 4242
 LONG_RUN = 5000  # steps: the run is still going whatever the test does meanwhile
 
@@ -45,8 +47,9 @@ def children_of(pid: int) -> dict[int, str]:
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             if int(fields[1]) == pid and fields[0] != "Z":
-                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().replace(
-                    b"\0", b" ").decode()
+                found[int(stat.parent.name)] = (
+                    (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
         except (OSError, IndexError, ValueError):
             continue  # it exited while we looked
     return found
@@ -70,17 +73,25 @@ async def wait_until(predicate, what: str, timeout: float = 120.0) -> Any:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
 @session_loop
 async def test_the_bots_secrets_reach_neither_the_engine_nor_its_children(
-        monkeypatch, engine_data_dir, pieces):
+    monkeypatch, engine_data_dir, pieces
+):
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    async with EngineClient.local(device="cpu", max_rows=8,
-                                  env={"MOTIF_DATA_DIR": str(engine_data_dir)}) as engine:
-        run = asyncio.create_task(engine.finetune(
-            FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)))
+    async with EngineClient.local(
+        device="cpu", max_rows=8, env={"MOTIF_DATA_DIR": str(engine_data_dir)}
+    ) as engine:
+        run = asyncio.create_task(
+            engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN))
+        )
         pid = engine.engine_info.pid
         children = await wait_until(
-            lambda: (found := children_of(pid)) and any(" finetune " in c for c in found.values())
-            and found, "the engine runs a fine-tune child")
+            lambda: (
+                (found := children_of(pid))
+                and any(" finetune " in c for c in found.values())
+                and found
+            ),
+            "the engine runs a fine-tune child",
+        )
         for process in [pid, *children]:
             env = environ_of(process)
             assert not SECRETS.keys() & env.keys(), (process, children.get(process))
@@ -92,22 +103,46 @@ async def test_the_bots_secrets_reach_neither_the_engine_nor_its_children(
 
 
 def test_the_allow_list_keeps_what_children_need_and_nothing_else():
-    env = child_environment({"MOTIF_DATA_DIR": "/srv/motif"}, base={
-        "PATH": "/usr/bin", "HOME": "/home/motif", "LC_ALL": "C.UTF-8", "MOTIF_DEVICE": "cpu",
-        "CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "2", "PYTHONPATH": "/srv",
-        "DISCORD_TOKEN": "x", "DATABASE_URL": "y", "MOTIF_DATABASE_URL": "z",
-        "AWS_SECRET_ACCESS_KEY": "k", "MOTIF_API_TOKEN": "t", "HTTPS_PROXY": "http://u:p@proxy",
-        "SSH_AUTH_SOCK": "/tmp/agent"})
-    assert env == {"PATH": "/usr/bin", "HOME": "/home/motif", "LC_ALL": "C.UTF-8",
-                   "MOTIF_DEVICE": "cpu", "CUDA_VISIBLE_DEVICES": "0", "OMP_NUM_THREADS": "2",
-                   "PYTHONPATH": "/srv", "MOTIF_DATA_DIR": "/srv/motif"}
+    env = child_environment(
+        {"MOTIF_DATA_DIR": "/srv/motif"},
+        base={
+            "PATH": "/usr/bin",
+            "HOME": "/home/motif",
+            "LC_ALL": "C.UTF-8",
+            "MOTIF_DEVICE": "cpu",
+            "CUDA_VISIBLE_DEVICES": "0",
+            "OMP_NUM_THREADS": "2",
+            "PYTHONPATH": "/srv",
+            "DISCORD_TOKEN": "x",
+            "DATABASE_URL": "y",
+            "MOTIF_DATABASE_URL": "z",
+            "AWS_SECRET_ACCESS_KEY": "k",
+            "MOTIF_API_TOKEN": "t",
+            "HTTPS_PROXY": "http://u:p@proxy",
+            "SSH_AUTH_SOCK": "/tmp/agent",
+        },
+    )
+    assert env == {
+        "PATH": "/usr/bin",
+        "HOME": "/home/motif",
+        "LC_ALL": "C.UTF-8",
+        "MOTIF_DEVICE": "cpu",
+        "CUDA_VISIBLE_DEVICES": "0",
+        "OMP_NUM_THREADS": "2",
+        "PYTHONPATH": "/srv",
+        "MOTIF_DATA_DIR": "/srv/motif",
+    }
 
 
 # Fine-tune work folders.
 
+
 async def start_engine(data_dir: Path) -> tuple[RawEngine, int]:
-    transport = RawEngine(SubprocessTransport(
-        [*SERVE, "--max-rows", "8"], env=child_environment({"MOTIF_DATA_DIR": str(data_dir)})))
+    transport = RawEngine(
+        SubprocessTransport(
+            [*SERVE, "--max-rows", "8"], env=child_environment({"MOTIF_DATA_DIR": str(data_dir)})
+        )
+    )
     await transport.open()
     ready, _ = await receive_until(transport, lambda m: True, STARTUP_TIMEOUT)
     assert ready["type"] == "ready", ready
@@ -117,8 +152,11 @@ async def start_engine(data_dir: Path) -> tuple[RawEngine, int]:
 async def start_run(engine: RawEngine, job_id: int, pieces: list[bytes]) -> None:
     request = FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=LONG_RUN)
     await engine.transport.send(encode(FinetuneCommand(job_id, request)))
-    await receive_until(engine, lambda m: reply_to(job_id, "progress")(m)
-                        and m["event"]["stage"] == "training", timeout=STARTUP_TIMEOUT)
+    await receive_until(
+        engine,
+        lambda m: reply_to(job_id, "progress")(m) and m["event"]["stage"] == "training",
+        timeout=STARTUP_TIMEOUT,
+    )
 
 
 def run_folders(data_dir: Path) -> list[Path]:
@@ -127,8 +165,7 @@ def run_folders(data_dir: Path) -> list[Path]:
 
 
 @session_loop
-async def test_work_folders_of_a_killed_engine_are_swept_at_the_next_start(
-        engine_data_dir, pieces):
+async def test_work_folders_of_a_killed_engine_are_swept_at_the_next_start(engine_data_dir, pieces):
     first, first_pid = await start_engine(engine_data_dir)
     await start_run(first, 1, pieces)
     [folder, lock] = run_folders(engine_data_dir)
@@ -160,8 +197,9 @@ async def test_work_folders_of_a_killed_engine_are_swept_at_the_next_start(
 
 def test_a_failed_spawn_leaves_no_folder(engine_data_dir, pieces):
     replies: list[dict] = []
-    jobs = FinetuneProcesses(engine_data_dir, ModelStore(engine_data_dir), replies.append,
-                             python="/nonexistent/python")
+    jobs = FinetuneProcesses(
+        engine_data_dir, ModelStore(engine_data_dir), replies.append, python="/nonexistent/python"
+    )
     with pytest.raises((OSError, EngineError)):
         jobs.start(7, FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
     assert run_folders(engine_data_dir) == [] and jobs.running == 0 and not replies

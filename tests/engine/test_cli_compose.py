@@ -15,8 +15,13 @@ TAIL = 1.0  # the renderer's release tail (engine.audio.render.TAIL_SECONDS)
 
 
 def compose(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", "compose", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "compose", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 def _check_outputs(out, summary, candidates, bars, bpm, beats_per_bar=None):
@@ -30,7 +35,7 @@ def _check_outputs(out, summary, candidates, bars, bpm, beats_per_bar=None):
         assert cand["audio"] == str(out / f"candidate-{i}.ogg")
         pcm, rate = sf.read(cand["audio"])
         assert pcm.ndim == 2 and pcm.shape[1] == 2
-        assert np.sqrt(np.mean(pcm ** 2)) > 1e-3, "clip is silent"
+        assert np.sqrt(np.mean(pcm**2)) > 1e-3, "clip is silent"
         seconds = len(pcm) / rate
         assert abs(seconds - cand["seconds"]) < 0.05
         assert abs(seconds - TAIL - bars * bar_seconds) <= bar_seconds, (seconds, bars)
@@ -42,8 +47,9 @@ def _check_outputs(out, summary, candidates, bars, bpm, beats_per_bar=None):
 
 def test_no_seed(tmp_path):
     out = tmp_path / "out"
-    run = compose("--bars", 4, "--candidates", 2, "--temperature", 1.0, "--seed", 1,
-                  "--out", out, "--json")
+    run = compose(
+        "--bars", 4, "--candidates", 2, "--temperature", 1.0, "--seed", 1, "--out", out, "--json"
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     _check_outputs(out, summary, 2, 4, 110.0)
@@ -52,8 +58,20 @@ def test_no_seed(tmp_path):
 
 def test_waltz_seed_on_violin_keeps_tempo_and_metre(tmp_path, examples):
     out = tmp_path / "out"
-    run = compose(examples / "waltz-violin.mid", "--bars", 8, "--candidates", 3,
-                  "--temperature", 0.9, "--seed", 2, "--out", out, "--json")
+    run = compose(
+        examples / "waltz-violin.mid",
+        "--bars",
+        8,
+        "--candidates",
+        3,
+        "--temperature",
+        0.9,
+        "--seed",
+        2,
+        "--out",
+        out,
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     _check_outputs(out, summary, 3, 8, 96.0, 3)
@@ -65,8 +83,9 @@ def test_waltz_seed_on_violin_keeps_tempo_and_metre(tmp_path, examples):
 
 def test_multitrack_seed(tmp_path, examples):
     out = tmp_path / "out"
-    run = compose(examples / "band.mid", "--bars", 4, "--candidates", 4, "--seed", 3,
-                  "--out", out, "--json")
+    run = compose(
+        examples / "band.mid", "--bars", 4, "--candidates", 4, "--seed", 3, "--out", out, "--json"
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     _check_outputs(out, summary, 4, 4, 120.0, 4)
@@ -74,8 +93,21 @@ def test_multitrack_seed(tmp_path, examples):
 
 def test_include_seed_and_instrument(tmp_path, examples):
     out = tmp_path / "out"
-    run = compose(examples / "motif.mid", "--bars", 2, "--candidates", 1, "--seed", 4,
-                  "--instrument", "flute", "--include-seed", "--out", out, "--json")
+    run = compose(
+        examples / "motif.mid",
+        "--bars",
+        2,
+        "--candidates",
+        1,
+        "--seed",
+        4,
+        "--instrument",
+        "flute",
+        "--include-seed",
+        "--out",
+        out,
+        "--json",
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     midi = Score(summary["candidates"][0]["midi"])
@@ -86,8 +118,18 @@ def test_include_seed_and_instrument(tmp_path, examples):
     assert 4 * 2.4 < seconds <= 6 * 2.4 + 1e-6
 
 
-@pytest.mark.parametrize("kind", ["not midi", "truncated", "empty", "huge file",
-                                  "too many notes", "absurd tempo", "absurd length"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "not midi",
+        "truncated",
+        "empty",
+        "huge file",
+        "too many notes",
+        "absurd tempo",
+        "absurd length",
+    ],
+)
 def test_bad_seed_exits_with_one_line_and_writes_nothing(tmp_path, examples, kind):
     from tests.engine.test_seed import bad_seeds
 
@@ -102,10 +144,15 @@ def test_bad_seed_exits_with_one_line_and_writes_nothing(tmp_path, examples, kin
     assert not out.exists()
 
 
-@pytest.mark.parametrize("args,reason", [(["--bars", "0"], "bars"),
-                                         (["--candidates", "5"], "candidates"),
-                                         (["--tempo", "1000"], "tempo"),
-                                         (["--instrument", "kazoo"], "instrument")])
+@pytest.mark.parametrize(
+    "args,reason",
+    [
+        (["--bars", "0"], "bars"),
+        (["--candidates", "5"], "candidates"),
+        (["--tempo", "1000"], "tempo"),
+        (["--instrument", "kazoo"], "instrument"),
+    ],
+)
 def test_out_of_range_options_exit_with_one_line(tmp_path, args, reason):
     run = compose(*args, "--out", tmp_path / "out")
     assert run.returncode != 0
@@ -122,13 +169,14 @@ def test_bad_seed_is_refused_before_torch_and_the_model_load(tmp_path, examples,
     seed = tmp_path / "seed.mid"
     seed.write_bytes(data)
     # The checkpoint does not exist: had the CLI tried to load it, it would say so instead.
-    code = ("import json, sys\n"
-            "from engine.__main__ import main\n"
-            f"code = main(['compose', {str(seed)!r}, '--out', {str(tmp_path / 'out')!r},"
-            f" '--checkpoint', {str(tmp_path / 'missing.pt')!r}])\n"
-            "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import json, sys\n"
+        "from engine.__main__ import main\n"
+        f"code = main(['compose', {str(seed)!r}, '--out', {str(tmp_path / 'out')!r},"
+        f" '--checkpoint', {str(tmp_path / 'missing.pt')!r}])\n"
+        "print(json.dumps({'code': code, 'torch': 'torch' in sys.modules}))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"code": 2, "torch": False}
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and reason in lines[0], run.stderr

@@ -67,10 +67,12 @@ def check(result, candidates: int, *, seeded: bool = False) -> None:
 
 def test_client_does_not_import_torch():
     # `engine.client` is the design's contract name; it hands on engine.api.client's names.
-    code = ("import engine.client, engine.api.client, sys\n"
-            "assert engine.client.EngineClient is engine.api.client.EngineClient\n"
-            "from engine.client import BadSeed, ComposeRequest, ComposeResult, EngineUnavailable\n"
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import engine.client, engine.api.client, sys\n"
+        "assert engine.client.EngineClient is engine.api.client.EngineClient\n"
+        "from engine.client import BadSeed, ComposeRequest, ComposeResult, EngineUnavailable\n"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -83,13 +85,27 @@ def test_the_composer_takes_the_request_the_client_sends():
 
 @session_loop
 async def test_eight_concurrent_compositions(engine, examples):
-    seeds = [None, (examples / "motif.mid").read_bytes(),
-             (examples / "waltz-violin.mid").read_bytes(), (examples / "band.mid").read_bytes()]
+    seeds = [
+        None,
+        (examples / "motif.mid").read_bytes(),
+        (examples / "waltz-violin.mid").read_bytes(),
+        (examples / "band.mid").read_bytes(),
+    ]
     events: dict[int, list] = {i: [] for i in range(8)}
-    requests = [ComposeRequest(seed_midi=seeds[i % 4], bars=4, candidates=1 + i % 4,
-                               temperature=0.9, seed=i, guild_id=i % 3) for i in range(8)]
-    results = await asyncio.gather(*(
-        engine.compose(r, on_progress=events[i].append) for i, r in enumerate(requests)))
+    requests = [
+        ComposeRequest(
+            seed_midi=seeds[i % 4],
+            bars=4,
+            candidates=1 + i % 4,
+            temperature=0.9,
+            seed=i,
+            guild_id=i % 3,
+        )
+        for i in range(8)
+    ]
+    results = await asyncio.gather(
+        *(engine.compose(r, on_progress=events[i].append) for i, r in enumerate(requests))
+    )
     for i, (request, result) in enumerate(zip(requests, results, strict=True)):
         check(result, request.candidates, seeded=request.seed_midi is not None)
         assert [c.bars for c in result.candidates] == [request.bars] * request.candidates
@@ -162,31 +178,39 @@ async def test_a_midi_longer_than_a_render_job_makes_is_cut_and_says_so(engine):
     assert rendered.cut_for == "length" and rendered.cut_at == DEFAULT_MAX_RENDER_SECONDS
     assert rendered.full_seconds == pytest.approx(26 * 60 + 1, abs=1)
     assert soundfile.info(io.BytesIO(rendered.audio)).duration == pytest.approx(
-        DEFAULT_MAX_RENDER_SECONDS + 1, abs=0.1)  # the cut, then the release tail
+        DEFAULT_MAX_RENDER_SECONDS + 1, abs=0.1
+    )  # the cut, then the release tail
     shorter = await engine.render(long_piece(26), max_seconds=30)
     assert shorter.cut_at == 30 and shorter.seconds == pytest.approx(31, abs=0.1)
     # A tight upload limit shortens it further, and says that is why.
     fitted = await engine.render(long_piece(26), max_audio_bytes=200_000)
     assert len(fitted.audio) <= 200_000 and fitted.quality_lowered
     assert fitted.cut_for == "size" and fitted.cut_at < DEFAULT_MAX_RENDER_SECONDS
-    with pytest.raises(BadRequest, match=r"max_seconds must be above 0 and at most 300 s "
-                                         r"\(received 301\)"):
+    with pytest.raises(
+        BadRequest,
+        match=r"max_seconds must be above 0 and at most 300 s "
+        r"\(received 301\)",
+    ):
         await engine.render(long_piece(1), max_seconds=301)
 
 
 @session_loop
 async def test_an_engine_takes_its_work_limits_from_the_operators_variables(examples):
     # Lowered limits reach the engine's server and its seed reader child.
-    env = {"MOTIF_MAX_RENDER_SECONDS": "20", "MOTIF_MAX_SEED_NOTES": "3",
-           "MOTIF_MAX_CLIP_SECONDS": "20"}
+    env = {
+        "MOTIF_MAX_RENDER_SECONDS": "20",
+        "MOTIF_MAX_SEED_NOTES": "3",
+        "MOTIF_MAX_CLIP_SECONDS": "20",
+    }
     async with local(env=env) as limited:
         rendered = await limited.render(long_piece(1))
         assert rendered.cut_for == "length" and rendered.cut_at == 20
         with pytest.raises(BadRequest, match=r"at most 20 s \(received 30\)"):
             await limited.render(long_piece(1), max_seconds=30)
         with pytest.raises(BadSeed, match="seeds may have at most 3$"):
-            await limited.compose(ComposeRequest(
-                seed_midi=(examples / "motif.mid").read_bytes(), bars=1))
+            await limited.compose(
+                ComposeRequest(seed_midi=(examples / "motif.mid").read_bytes(), bars=1)
+            )
         with pytest.raises(BadRequest, match="a clip may last at most 20 seconds"):
             await limited.compose(ComposeRequest(bars=16, tempo=120.0))
 
@@ -211,8 +235,9 @@ async def test_cancelled_request_frees_its_batch_rows(engine):
         if isinstance(event, Decoding):
             started.set()
 
-    task = asyncio.create_task(engine.compose(ComposeRequest(bars=64, candidates=4, seed=0),
-                                              on_progress=on_progress))
+    task = asyncio.create_task(
+        engine.compose(ComposeRequest(bars=64, candidates=4, seed=0), on_progress=on_progress)
+    )
     await asyncio.wait_for(started.wait(), 30)
     assert (await engine.stats()).active_rows == 4
     task.cancel()
@@ -224,8 +249,9 @@ async def test_cancelled_request_frees_its_batch_rows(engine):
     assert stats.active_rows == 0 and stats.jobs == 0, stats
 
 
-async def compose_and_kill(client: EngineClient, kills: int,
-                           events: list | None = None) -> tuple[object, float]:
+async def compose_and_kill(
+    client: EngineClient, kills: int, events: list | None = None
+) -> tuple[object, float]:
     """Compose, killing the engine (-9) the first `kills` times the job starts decoding;
     the progress events seen go to `events`."""
     killed: list[int] = []
@@ -240,8 +266,10 @@ async def compose_and_kill(client: EngineClient, kills: int,
 
     started = time.monotonic()
     try:
-        outcome: object = await asyncio.wait_for(client.compose(
-            ComposeRequest(bars=16, candidates=4, seed=5), on_progress=on_progress), 60)
+        outcome: object = await asyncio.wait_for(
+            client.compose(ComposeRequest(bars=16, candidates=4, seed=5), on_progress=on_progress),
+            60,
+        )
     except EngineUnavailable as exc:
         outcome = exc
     assert len(killed) == kills
@@ -260,7 +288,7 @@ async def test_kill_9_restarts_and_retries_the_job_once():
         # progressed again from the start.
         kinds = [type(e) for e in events]
         assert EngineRestarting in kinds
-        assert Decoding in kinds[kinds.index(EngineRestarting):]
+        assert Decoding in kinds[kinds.index(EngineRestarting) :]
         assert client.engine_info.pid != first_pid
         outcome, seconds = await compose_and_kill(client, kills=2)
         assert seconds < 30

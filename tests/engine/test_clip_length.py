@@ -49,8 +49,9 @@ def _assert_spans(candidate, bars: int, bar_seconds: float) -> None:
     assert integrated_loudness(pcm, SAMPLE_RATE) == pytest.approx(TARGET_LUFS, abs=1.0)
 
 
-@pytest.mark.parametrize("make,bar_seconds", [(m, b) for _, m, b in SEEDS],
-                         ids=[name for name, _, _ in SEEDS])
+@pytest.mark.parametrize(
+    "make,bar_seconds", [(m, b) for _, m, b in SEEDS], ids=[name for name, _, _ in SEEDS]
+)
 def test_every_clip_lasts_its_bars_plus_the_tail(composer, make, bar_seconds):
     seed = member_seeds.midi_bytes(make())
     composition = composer.compose(seed, ComposeRequest(bars=3, candidates=2, seed=11))
@@ -63,28 +64,34 @@ def test_a_clip_whose_last_bars_are_quiet_still_lasts_every_bar(composer, exampl
     """A candidate that falls silent after its first bar: its clip used to stop at the last
     note (+ tail), so members heard 3 s of the 9 s composed."""
     # Sampling seed 6: a first bar whose notes all end within it.
-    plan = composer.plan((examples / "band.mid").read_bytes(),
-                         ComposeRequest(bars=4, candidates=1, seed=6))
+    plan = composer.plan(
+        (examples / "band.mid").read_bytes(), ComposeRequest(bars=4, candidates=1, seed=6)
+    )
     [row] = composer.decode(plan)
     grammar, tok = composer.grammar, composer.tokenizer
     opened = [i for i, t in enumerate(row.tokens) if grammar.opens_bar[t]]
     empty_bar = [single_id(tok, "Bar_None"), single_id(tok, "TimeSig_4/4")]
-    row.tokens = row.tokens[:opened[1]] + empty_bar * 3  # bar 1 as written, then 3 quiet bars
+    row.tokens = row.tokens[: opened[1]] + empty_bar * 3  # bar 1 as written, then 3 quiet bars
     plan.seed = None  # no drums or bass going on from the seed: the quiet bars stay quiet
     [candidate] = composer.finish(plan, [row]).candidates
-    last_note = max(n.time + n.duration for t in Score.from_midi(candidate.midi).to("second")
-                    .tracks for n in t.notes)
+    last_note = max(
+        n.time + n.duration
+        for t in Score.from_midi(candidate.midi).to("second").tracks
+        for n in t.notes
+    )
     assert last_note <= 2.0  # the music stops within the first bar ...
     _assert_spans(candidate, 4, 2.0)  # ... and the clip still lasts all four
 
 
 def test_a_candidate_cut_short_by_the_token_cap_says_how_many_bars_it_finished(
-        composer, examples, monkeypatch, caplog):
+    composer, examples, monkeypatch, caplog
+):
     """The cap stays as a last resort; a row it stops reports its finished bars, which the
     composition message then shows, and the engine logs it."""
     monkeypatch.setattr(sample, "MAX_TOKENS_PER_BAR", 8)  # 32 ids for 4 bars: too few
-    plan = composer.plan((examples / "band.mid").read_bytes(),
-                         ComposeRequest(bars=4, candidates=1, seed=5))
+    plan = composer.plan(
+        (examples / "band.mid").read_bytes(), ComposeRequest(bars=4, candidates=1, seed=5)
+    )
     [row] = composer.decode(plan)
     opened = sum(bool(composer.grammar.opens_bar[t]) for t in row.tokens)
     assert (row.stop_reason, len(row.tokens), row.bars) == ("token cap", 32, opened - 1)

@@ -69,15 +69,20 @@ def test_augmented_copies_follow_their_piece_and_are_resumed(tmp_path):
     pieces = [Piece("folk", p.stem, p) for p in sorted((out / "midi" / "folk").glob("*.mid"))]
     manifest = augment_corpus(out, write_manifest(out, pieces, {}), 2, workers=1)
     copies = manifest["augmented"]["entries"]
-    assert [c["id"] for c in copies] == ["folk/book1~1", "folk/book1~2", "folk/book2~1",
-                                         "folk/book2~2"]
+    assert [c["id"] for c in copies] == [
+        "folk/book1~1",
+        "folk/book1~2",
+        "folk/book2~1",
+        "folk/book2~2",
+    ]
     assert all(c["split"] == split_of(c["source"]) for c in copies)
     for c in copies:
         copy, source = Score(out / c["path"]), Score(out / f"midi/{c['source']}.mid")
         assert copy.note_num() == source.note_num()
     assert json.loads((out / "manifest.json").read_text())["augmented"]["pieces"] == 4
-    assert sorted(augmented_paths(tmp_path, "train") + augmented_paths(tmp_path, "valid")) == \
-        sorted(out / c["path"] for c in copies)
+    assert sorted(
+        augmented_paths(tmp_path, "train") + augmented_paths(tmp_path, "valid")
+    ) == sorted(out / c["path"] for c in copies)
     stamp = (out / copies[0]["path"]).stat().st_mtime_ns
     augment_corpus(out, manifest, 2, workers=1)
     assert (out / copies[0]["path"]).stat().st_mtime_ns == stamp  # resumed, not rewritten

@@ -110,6 +110,7 @@ class Replies:
 
     def finished(self, count: int, timeout: float = 120.0) -> list[int]:
         """Ids of the first `count` results or errors, in the order they came."""
+
         def ended() -> list[int]:
             return [m["id"] for m in self.messages if m["type"] in ("result", "error")]
 
@@ -121,8 +122,9 @@ class Replies:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[Server, Replies]]:
     ours, theirs = socket.socketpair()
-    settings = EngineSettings(data_dir=tmp_path, device="cpu", max_rows=64, render_threads=1,
-                              model_cache_mb=1024)
+    settings = EngineSettings(
+        data_dir=tmp_path, device="cpu", max_rows=64, render_threads=1, model_cache_mb=1024
+    )
     engine = Server(SocketChannel(theirs), settings, checkpoint=CHECKPOINT)
     replies = Replies(SocketChannel(ours))
     yield engine, replies
@@ -142,14 +144,38 @@ def test_every_stage_takes_guilds_in_turn_under_a_flood(server, examples):
     heavy = slow_seed()
     # The flooding guild sends three slow seeds to compose and four seed plays; then the
     # victim composes and a third guild plays a seed.
-    messages = [{"type": "compose", "id": i, "request": {
-        "seed_midi": heavy, "bars": 1, "candidates": 1, "seed": i, "guild_id": FLOOD}}
-        for i in (1, 2, 3)]
-    messages += [{"type": "render", "id": i, "request": {"midi": seed, "guild_id": FLOOD}}
-                 for i in (11, 12, 13, 14)]
-    messages += [{"type": "compose", "id": 20, "request": {
-        "seed_midi": seed, "bars": 2, "candidates": 1, "seed": 20, "guild_id": VICTIM}},
-        {"type": "render", "id": 30, "request": {"midi": seed, "guild_id": BYSTANDER}}]
+    messages = [
+        {
+            "type": "compose",
+            "id": i,
+            "request": {
+                "seed_midi": heavy,
+                "bars": 1,
+                "candidates": 1,
+                "seed": i,
+                "guild_id": FLOOD,
+            },
+        }
+        for i in (1, 2, 3)
+    ]
+    messages += [
+        {"type": "render", "id": i, "request": {"midi": seed, "guild_id": FLOOD}}
+        for i in (11, 12, 13, 14)
+    ]
+    messages += [
+        {
+            "type": "compose",
+            "id": 20,
+            "request": {
+                "seed_midi": seed,
+                "bars": 2,
+                "candidates": 1,
+                "seed": 20,
+                "guild_id": VICTIM,
+            },
+        },
+        {"type": "render", "id": 30, "request": {"midi": seed, "guild_id": BYSTANDER}},
+    ]
     for message in messages:
         engine._handle(msgspec.msgpack.encode(message))
 
@@ -158,8 +184,11 @@ def test_every_stage_takes_guilds_in_turn_under_a_flood(server, examples):
     planned: list[int] = []
     for _ in range(4):
         assert engine._core.prepare_next(engine._seeds[0])
-        planned += [job_id for job_id, job in engine._jobs.items()
-                    if getattr(job, "plan", None) is not None and job_id not in planned]
+        planned += [
+            job_id
+            for job_id, job in engine._jobs.items()
+            if getattr(job, "plan", None) is not None and job_id not in planned
+        ]
     assert planned == [1, 20, 2, 3]
 
     # Decoding (the scheduler's own fair queue), then composition renders: the victim's

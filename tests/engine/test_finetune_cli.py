@@ -20,16 +20,35 @@ from engine.model.checkpoint import BASE_CHECKPOINT, load_checkpoint, save_check
 from engine.model.coverage import DRUMS, ProgramCoverage
 
 # Small batches keep each run to seconds; the defaults are for real servers.
-FAST = ["--batch-size", "8", "--seq-len", "128", "--base-eval-tokens", "8000",
-        "--replay-pieces", "200"]
+FAST = [
+    "--batch-size",
+    "8",
+    "--seq-len",
+    "128",
+    "--base-eval-tokens",
+    "8000",
+    "--replay-pieces",
+    "200",
+]
 
 
-def finetune(*args: str | Path, data_dir: Path, text: bool = True
-             ) -> subprocess.CompletedProcess:
+def finetune(*args: str | Path, data_dir: Path, text: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "engine", "finetune", *map(str, args), "--data-dir",
-         str(data_dir), "--json", *FAST],
-        capture_output=True, text=text, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "finetune",
+            *map(str, args),
+            "--data-dir",
+            str(data_dir),
+            "--json",
+            *FAST,
+        ],
+        capture_output=True,
+        text=text,
+        timeout=600,
+    )
 
 
 def wire_messages(stdout: bytes) -> list:
@@ -59,8 +78,20 @@ def chorale_dir(chorale_files, tmp_path_factory) -> Path:
 def tuned(chorale_dir, engine_data_dir, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("tuned") / "v1.pt"
     # As the engine runs it: the engine's wire on stdout (--json then stays quiet).
-    proc = finetune("--data", chorale_dir, "--out", out, "--steps", "12", "--eval-every", "4",
-                    "--wire-job", "7", data_dir=engine_data_dir, text=False)
+    proc = finetune(
+        "--data",
+        chorale_dir,
+        "--out",
+        out,
+        "--steps",
+        "12",
+        "--eval-every",
+        "4",
+        "--wire-job",
+        "7",
+        data_dir=engine_data_dir,
+        text=False,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     *progress, done = wire_messages(proc.stdout)
     assert all(isinstance(m, JobProgress) and m.id == 7 for m in progress)
@@ -77,8 +108,11 @@ def test_chorales_fine_tune_passes_the_gate(tuned):
     m = result["metrics"]
     assert result["accepted"], result["reason"]
     assert m["server_nll_after"] < m["server_nll_before"]
-    assert m["base_nll_after"] <= m["base_nll_limit"] == pytest.approx(
-        m["base_nll_reference"] * 1.05, abs=1e-3)
+    assert (
+        m["base_nll_after"]
+        <= m["base_nll_limit"]
+        == pytest.approx(m["base_nll_reference"] * 1.05, abs=1e-3)
+    )
     assert m["train_pieces"] + m["heldout_pieces"] == 8 and m["heldout_pieces"] >= 1
     assert 1 <= m["best_step"] <= m["tuning_steps"] <= 12
     # The checkpoint is self-describing: the figures and verdict travel with it.
@@ -92,35 +126,72 @@ def test_eval_contract_agrees_with_the_gate_on_the_tuned_model(tuned, chorale_di
     _, out = tuned
 
     def nll(*checkpoint: str) -> float:
-        proc = subprocess.run([sys.executable, "-m", "engine", "eval", *checkpoint, "--data",
-                               str(chorale_dir), "--json"], capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                "eval",
+                *checkpoint,
+                "--data",
+                str(chorale_dir),
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         return last_json(proc)["nll_bits_per_token"]
 
     assert nll("--checkpoint", str(out)) < nll()
 
 
-def test_tuning_from_a_tuned_version_starts_from_it(tuned, chorale_dir, engine_data_dir,
-                                                    tmp_path):
+def test_tuning_from_a_tuned_version_starts_from_it(tuned, chorale_dir, engine_data_dir, tmp_path):
     result, first = tuned
-    proc = finetune("--data", chorale_dir, "--out", tmp_path / "v2.pt", "--from", first,
-                    "--steps", "4", "--eval-every", "2", data_dir=engine_data_dir)
+    proc = finetune(
+        "--data",
+        chorale_dir,
+        "--out",
+        tmp_path / "v2.pt",
+        "--from",
+        first,
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        data_dir=engine_data_dir,
+    )
     second = last_json(proc)
     # The gate measures the start (v1) on the same held-out pieces v1's gate measured it on.
     assert second["metrics"]["server_nll_before"] == pytest.approx(
-        result["metrics"]["server_nll_after"], abs=2e-3)
+        result["metrics"]["server_nll_after"], abs=2e-3
+    )
     assert load_checkpoint(tmp_path / "v2.pt").meta["parent"] == str(first)
 
 
 def test_a_tuned_version_records_its_parents_instruments_and_the_servers(
-        chorale_dir, engine_data_dir, tmp_path):
+    chorale_dir, engine_data_dir, tmp_path
+):
     parent = load_checkpoint(BASE_CHECKPOINT)
-    parent.meta = {"programs": ProgramCoverage({0: 90_000, 65: 4_000},
-                                               {0: 300, 65: 20}).to_record()}
+    parent.meta = {
+        "programs": ProgramCoverage({0: 90_000, 65: 4_000}, {0: 300, 65: 20}).to_record()
+    }
     save_checkpoint(tmp_path / "parent.pt", parent, half=True)
-    last_json(finetune("--data", chorale_dir, "--out", tmp_path / "v.pt", "--from",
-                       tmp_path / "parent.pt", "--steps", "2", "--eval-every", "2",
-                       data_dir=engine_data_dir))
+    last_json(
+        finetune(
+            "--data",
+            chorale_dir,
+            "--out",
+            tmp_path / "v.pt",
+            "--from",
+            tmp_path / "parent.pt",
+            "--steps",
+            "2",
+            "--eval-every",
+            "2",
+            data_dir=engine_data_dir,
+        )
+    )
     coverage = load_checkpoint(tmp_path / "v.pt").coverage
     assert coverage is not None
     server: dict[int, int] = {}
@@ -128,8 +199,10 @@ def test_a_tuned_version_records_its_parents_instruments_and_the_servers(
         for track in Score(path).tracks:
             program = DRUMS if track.is_drum else track.program
             server[program] = server.get(program, 0) + track.note_num()
-    added = {p: coverage.notes_of(p) - n for p, n in ((p, {0: 90_000, 65: 4_000}.get(p, 0))
-                                                    for p in range(-1, 128))}
+    added = {
+        p: coverage.notes_of(p) - n
+        for p, n in ((p, {0: 90_000, 65: 4_000}.get(p, 0)) for p in range(-1, 128))
+    }
     # The server's pieces it tuned on, not the ones its gate held out.
     assert {p for p, n in added.items() if n} == set(server)
     assert all(0 < added[p] <= server[p] for p in server)
@@ -140,9 +213,14 @@ def test_a_tuned_version_records_its_parents_instruments_and_the_servers(
 def _noise_piece(rng: np.random.Generator) -> Score:
     score, track = Score(480), Track(program=0)
     for i in range(300):
-        track.notes.append(Note(int(rng.integers(0, 64)) * 120 + (i // 4) * 480,
-                                int(rng.integers(1, 8)) * 60, int(rng.integers(30, 100)),
-                                int(rng.integers(20, 127))))
+        track.notes.append(
+            Note(
+                int(rng.integers(0, 64)) * 120 + (i // 4) * 480,
+                int(rng.integers(1, 8)) * 60,
+                int(rng.integers(30, 100)),
+                int(rng.integers(20, 127)),
+            )
+        )
     score.tracks.append(track)
     return score
 
@@ -153,9 +231,21 @@ def test_gate_rejects_a_model_that_forgets_music(engine_data_dir, tmp_path):
     rng = np.random.default_rng(1)
     for i in range(6):
         _noise_piece(rng).dump_midi(tmp_path / f"noise-{i}.mid")
-    proc = finetune("--data", tmp_path, "--out", tmp_path / "out" / "v.pt", "--steps", "20",
-                    "--eval-every", "10", "--server-share", "1.0", "--lr", "3e-3",
-                    data_dir=engine_data_dir)
+    proc = finetune(
+        "--data",
+        tmp_path,
+        "--out",
+        tmp_path / "out" / "v.pt",
+        "--steps",
+        "20",
+        "--eval-every",
+        "10",
+        "--server-share",
+        "1.0",
+        "--lr",
+        "3e-3",
+        data_dir=engine_data_dir,
+    )
     result = last_json(proc)
     m = result["metrics"]
     assert not result["accepted"]
@@ -168,22 +258,39 @@ def test_gate_rejects_a_model_that_forgets_music(engine_data_dir, tmp_path):
 def test_gate_rejects_a_run_that_never_improves(chorale_dir, engine_data_dir, tmp_path):
     """An absurd learning rate wrecks every evaluated step: early stopping keeps nothing
     better than the start, and the gate says so."""
-    proc = finetune("--data", chorale_dir, "--out", tmp_path / "v.pt", "--steps", "4",
-                    "--eval-every", "2", "--lr", "0.5", data_dir=engine_data_dir)
+    proc = finetune(
+        "--data",
+        chorale_dir,
+        "--out",
+        tmp_path / "v.pt",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--lr",
+        "0.5",
+        data_dir=engine_data_dir,
+    )
     result = last_json(proc)
     assert not result["accepted"]
     assert result["metrics"]["best_step"] == 0
     assert "did not fit this server's held-out pieces better" in result["reason"]
 
 
-@pytest.mark.parametrize("files, message", [
-    ({}, "at least 3 different pieces"),
-    ({"a.mid": "chorale", "b.mid": "chorale", "c.mid": "chorale"}, "at least 3 different"),
-    ({"a.mid": b"not midi", "b.mid": b"MThd broken", "c.mid": b"MThd\x00\x00\x00"},
-     "could be read"),
-])
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({}, "at least 3 different pieces"),
+        ({"a.mid": "chorale", "b.mid": "chorale", "c.mid": "chorale"}, "at least 3 different"),
+        (
+            {"a.mid": b"not midi", "b.mid": b"MThd broken", "c.mid": b"MThd\x00\x00\x00"},
+            "could be read",
+        ),
+    ],
+)
 def test_unusable_data_exits_2_with_one_line_and_writes_nothing(
-        files, message, chorale_files, engine_data_dir, tmp_path):
+    files, message, chorale_files, engine_data_dir, tmp_path
+):
     folder = tmp_path / "data"
     folder.mkdir()
     for name, content in files.items():
@@ -197,16 +304,25 @@ def test_unusable_data_exits_2_with_one_line_and_writes_nothing(
 
 @pytest.mark.parametrize("option", [["--steps", "0"], ["--lr", "5"], ["--server-share", "0"]])
 def test_out_of_range_options_exit_2(option, chorale_dir, engine_data_dir, tmp_path):
-    proc = finetune("--data", chorale_dir, "--out", tmp_path / "v.pt", *option,
-                    data_dir=engine_data_dir)
+    proc = finetune(
+        "--data", chorale_dir, "--out", tmp_path / "v.pt", *option, data_dir=engine_data_dir
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
     assert not (tmp_path / "v.pt").exists()
 
 
 def test_unusable_data_is_said_on_the_wire_as_the_engine_reads_it(engine_data_dir, tmp_path):
     (tmp_path / "data").mkdir()
-    proc = finetune("--data", tmp_path / "data", "--out", tmp_path / "v.pt", "--wire-job", "3",
-                    data_dir=engine_data_dir, text=False)
+    proc = finetune(
+        "--data",
+        tmp_path / "data",
+        "--out",
+        tmp_path / "v.pt",
+        "--wire-job",
+        "3",
+        data_dir=engine_data_dir,
+        text=False,
+    )
     assert proc.returncode == 2
     *progress, failed = wire_messages(proc.stdout)
     assert all(isinstance(m, JobProgress) for m in progress)  # preparing, before it knew

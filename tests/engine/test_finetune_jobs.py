@@ -26,8 +26,9 @@ GUILD, OTHER_GUILD = 111, 222
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def engine(engine_data_dir) -> AsyncIterator[EngineClient]:
-    async with EngineClient.local(device="cpu", max_rows=8,
-                                  env={"MOTIF_DATA_DIR": str(engine_data_dir)}) as client:
+    async with EngineClient.local(
+        device="cpu", max_rows=8, env={"MOTIF_DATA_DIR": str(engine_data_dir)}
+    ) as client:
         yield client
 
 
@@ -44,8 +45,7 @@ async def wait_for_no_training(engine: EngineClient, timeout: float = 30.0) -> N
 
 
 @session_loop
-async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
-                                                                engine_data_dir):
+async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces, engine_data_dir):
     models = engine_data_dir / "models" / str(GUILD)
     models.mkdir(parents=True, exist_ok=True)
     (models / "stale.pt").write_bytes(b"an old version nobody keeps")
@@ -53,11 +53,16 @@ async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
     events: list[FinetuneProgress] = []
     result = await engine.finetune(
         FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=4, keep=[f"{GUILD}/kept"]),
-        on_progress=events.append)
+        on_progress=events.append,
+    )
 
     assert result.accepted, result.reason
-    assert {"server_nll_before", "server_nll_after", "base_nll_reference",
-            "base_nll_after"} <= result.metrics.keys()
+    assert {
+        "server_nll_before",
+        "server_nll_after",
+        "base_nll_reference",
+        "base_nll_after",
+    } <= result.metrics.keys()
     # The version is named by an id; its file is the engine's, under the server's folder.
     name = result.model.removeprefix(f"{GUILD}/")
     assert result.model == f"{GUILD}/{name}" and (models / f"{name}.pt").is_file()
@@ -68,44 +73,48 @@ async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces,
     assert not (models / "stale.pt").exists() and (models / "kept.pt").exists()
     assert not any((engine_data_dir / "finetune" / str(GUILD)).iterdir())
 
-    composed = await engine.compose(ComposeRequest(bars=2, candidates=1, seed=1,
-                                                   guild_id=GUILD, model=result.model))
+    composed = await engine.compose(
+        ComposeRequest(bars=2, candidates=1, seed=1, guild_id=GUILD, model=result.model)
+    )
     assert composed.candidates[0].notes > 0
     assert result.model in (await engine.stats()).models
     # Another server cannot compose with it, nor name a file by path.
     for model, guild in ((result.model, OTHER_GUILD), (str(models / f"{name}.pt"), GUILD)):
         with pytest.raises(BadRequest, match="own model versions|<server id>/<name>"):
-            await engine.compose(ComposeRequest(bars=1, candidates=1, guild_id=guild,
-                                                model=model))
+            await engine.compose(ComposeRequest(bars=1, candidates=1, guild_id=guild, model=model))
     with pytest.raises(BadRequest, match="not in this engine"):
-        await engine.compose(ComposeRequest(bars=1, candidates=1, guild_id=GUILD,
-                                            model=f"{GUILD}/stale"))
+        await engine.compose(
+            ComposeRequest(bars=1, candidates=1, guild_id=GUILD, model=f"{GUILD}/stale")
+        )
 
 
 @session_loop
 async def test_preference_pairs_reach_the_preference_step(engine, pieces):
-    pairs = [VotedPair(chosen=pieces[i % 8], rejected=pieces[(i + 3) % 8])
-             for i in range(8)]
-    result = await engine.finetune(FinetuneRequest(guild_id=OTHER_GUILD, pieces=pieces,
-                                                   pairs=pairs, steps=2))
+    pairs = [VotedPair(chosen=pieces[i % 8], rejected=pieces[(i + 3) % 8]) for i in range(8)]
+    result = await engine.finetune(
+        FinetuneRequest(guild_id=OTHER_GUILD, pieces=pieces, pairs=pairs, steps=2)
+    )
     assert result.metrics["preference_pairs"] == 8
     assert result.metrics["preference_steps"] >= 1
     assert 0 <= result.metrics["preference_accuracy_after"] <= 1
 
 
 @session_loop
-async def test_compositions_flow_while_a_server_trains_and_cancelling_stops_it(engine, pieces,
-                                                                                engine_data_dir):
-    first = asyncio.create_task(engine.finetune(
-        FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=500)))
+async def test_compositions_flow_while_a_server_trains_and_cancelling_stops_it(
+    engine, pieces, engine_data_dir
+):
+    first = asyncio.create_task(
+        engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=500))
+    )
     deadline = time.monotonic() + 30
     while not (await engine.stats()).training_jobs:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.1)
     with pytest.raises(BadRequest, match="already being fine-tuned"):
         await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=1))
-    composed = await engine.compose(ComposeRequest(bars=2, candidates=2, seed=3,
-                                                   guild_id=OTHER_GUILD))
+    composed = await engine.compose(
+        ComposeRequest(bars=2, candidates=2, seed=3, guild_id=OTHER_GUILD)
+    )
     assert all(c.notes > 0 for c in composed.candidates)
     assert (await engine.stats()).training_jobs == 1  # still training meanwhile
     first.cancel()
@@ -116,18 +125,21 @@ async def test_compositions_flow_while_a_server_trains_and_cancelling_stops_it(e
 
 
 @session_loop
-async def test_a_server_cannot_start_from_another_servers_checkpoint(engine, pieces,
-                                                                     engine_data_dir):
+async def test_a_server_cannot_start_from_another_servers_checkpoint(
+    engine, pieces, engine_data_dir
+):
     theirs = engine_data_dir / "models" / "333"
     theirs.mkdir(parents=True, exist_ok=True)
     victim = theirs / "their-version.pt"
     victim.write_bytes(b"another server's model")
     with pytest.raises(BadRequest, match="own model versions"):
-        await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces,
-                                              start_from="333/their-version", steps=1))
+        await engine.finetune(
+            FinetuneRequest(guild_id=GUILD, pieces=pieces, start_from="333/their-version", steps=1)
+        )
     with pytest.raises(BadRequest, match=r"<server id>/<name>"):  # a path is no version id
-        await engine.finetune(FinetuneRequest(guild_id=GUILD, pieces=pieces,
-                                              start_from=str(victim), steps=1))
+        await engine.finetune(
+            FinetuneRequest(guild_id=GUILD, pieces=pieces, start_from=str(victim), steps=1)
+        )
     assert (await engine.stats()).training_jobs == 0
 
 

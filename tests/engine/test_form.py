@@ -25,8 +25,12 @@ def test_without_a_seed_the_first_phrase_is_the_theme() -> None:
 def test_aaba_repeats_its_a_phrase_with_a_varied_last_bar() -> None:
     plan = plan_form("AABA", bars=16, seed_bars=4)
     assert plan[:4] == [None] * 4 and plan[8:12] == [None] * 4  # A and B are new
-    assert plan[4:8] == [Reuse(own_bar=0), Reuse(own_bar=1), Reuse(own_bar=2),
-                         Reuse(own_bar=3, varied=True)]
+    assert plan[4:8] == [
+        Reuse(own_bar=0),
+        Reuse(own_bar=1),
+        Reuse(own_bar=2),
+        Reuse(own_bar=3, varied=True),
+    ]
     assert plan[12:16] == plan[4:8]
 
 

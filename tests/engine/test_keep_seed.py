@@ -54,8 +54,9 @@ def test_the_drums_go_on_to_the_last_bar(band_composition):
 def test_a_sax_melody_stays_one_sax_line_in_the_seed_s_dynamics(composer):
     seed = member_seeds.sax_melody(bars=4)
     profile = profile_seed(seed)
-    composition = composer.compose(member_seeds.midi_bytes(seed),
-                                   ComposeRequest(bars=8, candidates=2, seed=5))
+    composition = composer.compose(
+        member_seeds.midi_bytes(seed), ComposeRequest(bars=8, candidates=2, seed=5)
+    )
     low, high = profile.velocity_range()
     for candidate in composition.candidates:
         score = Score.from_midi(candidate.midi)
@@ -78,8 +79,15 @@ def test_steering_toward_the_key_puts_more_notes_in_the_seed_s_scale(base_checkp
     shares = {}
     for strength in (0.0, 2.0):
         guidance = Guidance(RowSteering(scale=profile.scale, key_strength=strength))
-        rows = generate(base_checkpoint.model, grammar, plan.prompt.ids, 4, plan.options,
-                        seed=11, guidance=guidance)
+        rows = generate(
+            base_checkpoint.model,
+            grammar,
+            plan.prompt.ids,
+            4,
+            plan.options,
+            seed=11,
+            guidance=guidance,
+        )
         notes = Notes.of(tokenizer.decode([i for r in rows for i in r.tokens]))
         shares[strength] = in_scale_share(notes, profile.key)
     # A sax line in A-flat major is far from what the model learned most (78% of its notes in
@@ -95,8 +103,15 @@ def test_an_aaba_form_repeats_its_first_phrase(base_checkpoint, grammar):
     tokenizer = base_checkpoint.tokenizer
     opens_bar = grammar.opens_bar.tolist()
     guidance = Guidance(form=plan_form("AABA", bars=16, seed_bars=0))
-    rows = generate(base_checkpoint.model, grammar, [tokenizer.bos_id], 2,
-                    SamplingOptions(bars=16), seed=2, guidance=guidance)
+    rows = generate(
+        base_checkpoint.model,
+        grammar,
+        [tokenizer.bos_id],
+        2,
+        SamplingOptions(bars=16),
+        seed=2,
+        guidance=guidance,
+    )
     for row in rows:
         bars = split_bars(row.tokens, opens_bar)
         assert len(bars) == 16
@@ -110,14 +125,25 @@ def test_the_seed_s_theme_returns_by_default(base_checkpoint, grammar):
     tokenizer = base_checkpoint.tokenizer
     seed = member_seeds.six_eight_tune(bars=4)
     seed_tokens = SeedTokens.of(tokenizer, member_seeds.midi_bytes(seed))
-    plan = plan_composition(tokenizer, grammar, member_seeds.midi_bytes(seed),
-                            ComposeRequest(bars=12, candidates=2, seed=4))
+    plan = plan_composition(
+        tokenizer,
+        grammar,
+        member_seeds.midi_bytes(seed),
+        ComposeRequest(bars=12, candidates=2, seed=4),
+    )
     assert plan.guidance is not None and plan.seed is not None
     theme = plan.seed.form[8].seed_bar  # the last phrase starts with the seed's theme
     seed_bar = copyable_bars(seed_tokens.ids, grammar, plan.seed.arrangement.written)[theme]
     assert seed_bar is not None
-    rows = generate(base_checkpoint.model, grammar, plan.prompt.ids, 2, plan.options,
-                    seed=4, guidance=plan.guidance)
+    rows = generate(
+        base_checkpoint.model,
+        grammar,
+        plan.prompt.ids,
+        2,
+        plan.options,
+        seed=4,
+        guidance=plan.guidance,
+    )
     for row in rows:
         assert split_bars(row.tokens, grammar.opens_bar.tolist())[8] == seed_bar
 
@@ -160,9 +186,10 @@ def test_a_clip_with_its_seed_keeps_the_seed_s_tempo_changes(composer):
 
     seed = member_seeds.sax_melody(bars=4)
     seed.tempos = [Tempo(0, 90.0), Tempo(seed.ticks_per_quarter * 8, 120.0)]  # bar 3: faster
-    composition = composer.compose(member_seeds.midi_bytes(seed),
-                                   ComposeRequest(bars=4, candidates=1, seed=2,
-                                                 include_seed=True))
+    composition = composer.compose(
+        member_seeds.midi_bytes(seed),
+        ComposeRequest(bars=4, candidates=1, seed=2, include_seed=True),
+    )
     score = Score.from_midi(composition.candidates[0].midi)
     tpq = score.ticks_per_quarter
     assert [(t.time / tpq, round(t.qpm)) for t in score.tempos] == [(0, 90), (8, 120), (16, 120)]
@@ -193,8 +220,15 @@ def test_a_checkpoint_s_record_says_which_instruments_the_model_writes(grammar) 
     assert known_programs(record) == {0, 65, DRUMS}
     assert known_programs(None) == ANY_PITCHED  # no record: it reads any pitched program
     seed = member_seeds.band_loop(bars=4)  # drums, bass (33), keys (4)
-    plan = guide(profile_seed(seed), [], grammar, bars=8, form="free", instrument=None,
-                 known=known_programs(record))
+    plan = guide(
+        profile_seed(seed),
+        [],
+        grammar,
+        bars=8,
+        form="free",
+        instrument=None,
+        known=known_programs(record),
+    )
     # Neither the bass nor the keys were learned: the model writes for the keyboard and its
     # notes are voiced onto them; the drums go on from the seed's own bars.
     assert plan.arrangement.written == {0}

@@ -13,8 +13,9 @@ from engine.api.logs import JsonFormatter, check_log_format, configure_logging
 
 
 def _record(message: str, *args: object, exc_info: object = None) -> logging.LogRecord:
-    return logging.LogRecord("bot.cogs.compose", logging.WARNING, __file__, 7, message, args,
-                             exc_info)  # type: ignore[arg-type]
+    return logging.LogRecord(
+        "bot.cogs.compose", logging.WARNING, __file__, 7, message, args, exc_info
+    )  # type: ignore[arg-type]
 
 
 def test_a_record_is_one_line_of_json_with_the_fields_collectors_need() -> None:
@@ -23,7 +24,10 @@ def test_a_record_is_one_line_of_json_with_the_fields_collectors_need() -> None:
     entry = json.loads(line)
     assert entry["message"] == "guild 12: composition #3\nposted"
     assert (entry["level"], entry["logger"], entry["process"]) == (
-        "WARNING", "bot.cogs.compose", "bot")
+        "WARNING",
+        "bot.cogs.compose",
+        "bot",
+    )
     assert entry["time"].endswith("+00:00") and "T" in entry["time"]
     assert isinstance(entry["pid"], int) and "exception" not in entry
 
@@ -67,6 +71,9 @@ def test_configure_logging_sends_every_logger_to_stderr_in_the_format(
 
 
 def test_an_unknown_format_names_the_variable_and_the_value() -> None:
-    with pytest.raises(ValueError, match=r"MOTIF_LOG_FORMAT must be one of text, json "
-                                         r"\(received 'yaml'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"MOTIF_LOG_FORMAT must be one of text, json "
+        r"\(received 'yaml'\)",
+    ):
         check_log_format("yaml")

@@ -32,8 +32,9 @@ RATE = 48_000
 CODEC_SLACK_DB = 1.0
 
 
-def tone(dbfs: float, seconds: float, *, rate: int = RATE, hz: float = 997.0,
-         channels: int = 2) -> np.ndarray:
+def tone(
+    dbfs: float, seconds: float, *, rate: int = RATE, hz: float = 997.0, channels: int = 2
+) -> np.ndarray:
     """A sine whose peak is at `dbfs`, the same on every channel."""
     t = np.arange(round(seconds * rate)) / rate
     wave = 10 ** (dbfs / 20) * np.sin(2 * np.pi * hz * t)
@@ -52,6 +53,7 @@ def decode(data: bytes) -> np.ndarray:
 
 # --- the meter: facts from ITU-R BS.1770-4 and EBU Tech 3341 ---------------------------------
 
+
 def test_k_weighting_adds_what_the_offset_takes_away_at_997_hz():
     # The -0.691 in the loudness formula is there to cancel the K-weighting's gain at 997 Hz.
     gain_db = 10 * math.log10(k_weighting_power(np.array([997.0]))[0])
@@ -68,12 +70,14 @@ def test_a_997_hz_sine_on_both_channels_reads_its_own_level(dbfs):
 def test_one_channel_reads_3_db_under_two():
     # BS.1770: a 0 dBFS 1 kHz sine on one channel alone reads -3.01 LKFS.
     assert integrated_loudness(tone(0.0, 5.0, hz=1000.0, channels=1), RATE) == pytest.approx(
-        -3.01, abs=0.01)
+        -3.01, abs=0.01
+    )
 
 
 def test_44_1_khz_reads_like_48_khz():
     assert integrated_loudness(tone(-20.0, 10.0, rate=44_100), 44_100) == pytest.approx(
-        -20.0, abs=0.05)
+        -20.0, abs=0.05
+    )
 
 
 def test_low_frequencies_count_less():
@@ -82,9 +86,14 @@ def test_low_frequencies_count_less():
     assert -27.0 < low < -24.0
 
 
-@pytest.mark.parametrize("pcm", [np.zeros((RATE * 5, 2), np.float32),  # digital silence
-                                 tone(-72.0, 5.0),  # under the absolute gate of -70 LUFS
-                                 tone(-20.0, 0.39)])  # shorter than one 400 ms block
+@pytest.mark.parametrize(
+    "pcm",
+    [
+        np.zeros((RATE * 5, 2), np.float32),  # digital silence
+        tone(-72.0, 5.0),  # under the absolute gate of -70 LUFS
+        tone(-20.0, 0.39),
+    ],
+)  # shorter than one 400 ms block
 def test_nothing_to_measure_reads_minus_infinity(pcm):
     assert integrated_loudness(pcm, RATE) == -math.inf
 
@@ -94,8 +103,13 @@ def test_just_over_the_absolute_gate_is_measured():
 
 
 def test_silence_around_a_tone_does_not_count():
-    pcm = np.concatenate([np.zeros((RATE * 10, 2), np.float32), tone(-23.0, 10.0),
-                          np.zeros((RATE * 10, 2), np.float32)])
+    pcm = np.concatenate(
+        [
+            np.zeros((RATE * 10, 2), np.float32),
+            tone(-23.0, 10.0),
+            np.zeros((RATE * 10, 2), np.float32),
+        ]
+    )
     # The blocks of pure silence fall under the absolute gate. 97 blocks lie in the tone and
     # 3 at each edge overlap it by 1/4, 1/2, 3/4 (they pass the relative gate): their mean
     # power is (97 + 2 * 1.5) / 103 of the tone's.
@@ -130,11 +144,13 @@ def biquad(x: list[float], b: tuple[float, ...], a: tuple[float, ...]) -> list[f
 def reference_loudness(pcm: np.ndarray) -> float:
     """BS.1770-4 written out: filter each channel with both biquads, 400 ms blocks every
     100 ms, absolute then relative gate."""
-    weighted = np.stack([biquad(biquad(pcm[:, c].tolist(), *SHELF), *HIGH_PASS)
-                         for c in range(pcm.shape[1])], axis=1)
+    weighted = np.stack(
+        [biquad(biquad(pcm[:, c].tolist(), *SHELF), *HIGH_PASS) for c in range(pcm.shape[1])],
+        axis=1,
+    )
     block, step = round(0.4 * RATE), round(0.1 * RATE)
     starts = range(0, len(pcm) - block + 1, step)
-    z = np.array([np.mean(weighted[s:s + block] ** 2, axis=0).sum() for s in starts])
+    z = np.array([np.mean(weighted[s : s + block] ** 2, axis=0).sum() for s in starts])
     levels = -0.691 + 10 * np.log10(z)
     audible = z[levels > -70]
     gate = -0.691 + 10 * np.log10(audible.mean()) - 10
@@ -160,6 +176,7 @@ def test_true_peak_sees_the_peak_between_samples():
 
 
 # --- the normaliser ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dbfs", [-45.0, -30.0, -10.0])
 def test_quiet_and_loud_clips_reach_the_target(dbfs):
@@ -236,7 +253,8 @@ def test_each_side_of_the_seam_reaches_the_target():
     assert integrated_loudness(out[cut + margin :], RATE) == pytest.approx(TARGET_LUFS, abs=0.2)
     # The gain moves from one side's to the other's over the ramp, not in one step.
     ratio = np.abs(out[cut - margin : cut + margin, 0]) / np.maximum(
-        np.abs(pcm[cut - margin : cut + margin, 0]), 1e-6)
+        np.abs(pcm[cut - margin : cut + margin, 0]), 1e-6
+    )
     db = 20 * np.log10(ratio[np.abs(pcm[cut - margin : cut + margin, 0]) > 1e-3])
     assert np.abs(np.diff(db)).max() < 0.5
 
@@ -253,6 +271,7 @@ def test_silence_is_left_alone_and_a_silent_side_takes_the_others_gain():
 
 
 # --- real compositions, rendered by FluidSynth and encoded to OGG --------------------------
+
 
 def member_seed(examples, name: str) -> bytes:
     """A bundled example by file name, or one of bench/member_seeds.py's by its function."""
@@ -277,8 +296,9 @@ def test_every_clip_of_a_post_has_one_loudness(composer, examples, name):
 def test_include_seed_has_no_jump_at_the_seam(composer, examples, name):
     """Peak-normalised, a seed sat up to 15 LU under or over its continuations."""
     seed = member_seed(examples, name)
-    composition = composer.compose(seed, ComposeRequest(bars=8, candidates=2, seed=3,
-                                                       include_seed=True))
+    composition = composer.compose(
+        seed, ComposeRequest(bars=8, candidates=2, seed=3, include_seed=True)
+    )
     assert composition.seed_seconds
     cut = round(composition.seed_seconds * RATE)
     for candidate in composition.candidates:

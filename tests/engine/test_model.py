@@ -10,8 +10,9 @@ from engine.model.lstm import LSTMLanguageModel, ModelConfig
 
 def test_fused_step_matches_forward():
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=50, embed_dim=16, hidden_dim=32,
-                                          num_layers=2)).eval()
+    model = LSTMLanguageModel(
+        ModelConfig(vocab_size=50, embed_dim=16, hidden_dim=32, num_layers=2)
+    ).eval()
     tokens = torch.randint(0, 50, (3, 7))
     full, _ = model(tokens)  # (3, 7, 50)
     state = model.zero_state(3)

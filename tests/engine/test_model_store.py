@@ -15,8 +15,10 @@ def write(store: ModelStore, model: str) -> None:
     path.with_suffix(".json").write_text("{}")
 
 
-@pytest.mark.parametrize("model", ["7", "7/", "/etc/passwd", "7/../8/x", "7/..", "7/a/b",
-                                   "x/a", "7/.hidden", "7/a..b", "7/a."])
+@pytest.mark.parametrize(
+    "model",
+    ["7", "7/", "/etc/passwd", "7/../8/x", "7/..", "7/a/b", "x/a", "7/.hidden", "7/a..b", "7/a."],
+)
 def test_an_id_that_is_not_server_slash_name_names_no_file(tmp_path, model):
     with pytest.raises(ValueError, match=r"<server id>/<name> \(received"):
         ModelStore(tmp_path).path_of(model)
@@ -27,8 +29,10 @@ def test_an_id_that_is_not_server_slash_name_names_no_file(tmp_path, model):
 def test_a_server_finds_its_own_versions_only(tmp_path):
     store = ModelStore(tmp_path)
     model, path = store.new(7, "20261201-120000-3")
-    assert (model, path) == ("7/20261201-120000-3",
-                             tmp_path.resolve() / "models" / "7" / "20261201-120000-3.pt")
+    assert (model, path) == (
+        "7/20261201-120000-3",
+        tmp_path.resolve() / "models" / "7" / "20261201-120000-3.pt",
+    )
     with pytest.raises(BadRequest, match="not in this engine"):
         store.find(model, guild_id=7)
     write(store, model)

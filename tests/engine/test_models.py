@@ -58,8 +58,11 @@ def test_a_loaded_model_says_which_instruments_it_learned(tmp_path):
     ckpt = load_checkpoint(CHECKPOINT)
     recorded, bare = tmp_path / "recorded.pt", tmp_path / "bare.pt"
     save_checkpoint(bare, Checkpoint(ckpt.model, ckpt.tokenizer, {"step": 1}))
-    ckpt.meta = {"programs": ProgramCoverage({0: 90_000, 65: 4_000, 33: 12},
-                                             {0: 300, 65: 20, 33: 1}).to_record()}
+    ckpt.meta = {
+        "programs": ProgramCoverage(
+            {0: 90_000, 65: 4_000, 33: 12}, {0: 300, 65: 20, 33: 1}
+        ).to_record()
+    }
     save_checkpoint(recorded, ckpt)
     coverage = load_model(recorded, torch.device("cpu")).coverage
     assert coverage is not None

@@ -241,15 +241,24 @@ def test_pitch_class_distance():
 
 
 def test_bar_notes_place_every_note_in_its_bar_drums_included():
-    s = score(track([(0, 1, 60), (1.5, 1, 62), (2.99, 1, 64), (6, 1, 65)]),
-              track([(3, 0.1, 36)], drum=True), metre=(3, 4))
+    s = score(
+        track([(0, 1, 60), (1.5, 1, 62), (2.99, 1, 64), (6, 1, 65)]),
+        track([(3, 0.1, 36)], drum=True),
+        metre=(3, 4),
+    )
     notes = BarNotes.of(s, 2)  # bars of 3 beats: [0, 3), [3, 6); the note at 6 is outside
     assert notes.bars == 2 and notes.bar_steps.tolist() == [36, 36]
     # The onset a hundredth of a beat before the bar line is heard on it: bar 1, step 0.
-    placed = sorted(zip(notes.bar.tolist(), notes.step.tolist(), notes.pitch.tolist(),
-                        notes.drum.tolist(), strict=True))
-    assert placed == [(0, 0, 60, False), (0, 18, 62, False), (1, 0, 36, True),
-                      (1, 0, 64, False)]
+    placed = sorted(
+        zip(
+            notes.bar.tolist(),
+            notes.step.tolist(),
+            notes.pitch.tolist(),
+            notes.drum.tolist(),
+            strict=True,
+        )
+    )
+    assert placed == [(0, 0, 60, False), (0, 18, 62, False), (1, 0, 36, True), (1, 0, 64, False)]
     assert len(notes) == 4 and notes.per_bar() == 2.0
     assert len(BarNotes.of(score(), 4)) == 0 and BarNotes.of(score(), 4).per_bar() == 0.0
 
@@ -273,8 +282,10 @@ def test_a_pickup_bar_is_counted_apart():
 
 
 def test_drum_bar_share():
-    s = score(track([(b, 1, 60) for b in range(16)]),
-              track([(0, 0.1, 36), (0.5, 0.1, 42), (9, 0.1, 38)], drum=True))
+    s = score(
+        track([(b, 1, 60) for b in range(16)]),
+        track([(0, 0.1, 36), (0.5, 0.1, 42), (9, 0.1, 38)], drum=True),
+    )
     assert drum_bar_share(BarNotes.of(s, 4)) == 0.5  # drums in bars 0 and 2 of 4
     assert drum_bar_share(BarNotes.of(s, 8)) == 0.25  # bars the score never reaches count
 
@@ -290,8 +301,7 @@ def test_onset_profiles_compare_where_notes_start_in_the_bar():
     half = BarNotes.of(score(track([(b * 0.5, 0.5, 60) for b in range(16)])), 2)
     assert profile_distance(profile, onset_profile(half)) == pytest.approx(0.5)
     # A 6/8 bar (36 steps) of dotted quarters against 4/4 on the beat: only beat 1 is shared.
-    six_eight = BarNotes.of(score(track([(b * 1.5, 1.5, 60) for b in range(4)]),
-                                  metre=(6, 8)), 2)
+    six_eight = BarNotes.of(score(track([(b * 1.5, 1.5, 60) for b in range(4)]), metre=(6, 8)), 2)
     assert len(onset_profile(six_eight)) == 36
     assert profile_distance(profile, onset_profile(six_eight)) == pytest.approx(0.75)
     assert profile_distance(profile, onset_profile(BarNotes.of(score(), 2))) == 1.0
@@ -323,8 +333,10 @@ def test_loud_notes_and_kept_instruments():
         loud.notes.append(Note(i * TPQ, TPQ, 60, velocity))
     assert loud_share(BarNotes.of(score(loud), 1)) == 0.5
     assert loud_share(BarNotes.of(score(), 1)) is None
-    seed = score(track([(0, 1, 60)]), track([(0, 1, 36)], program=33),
-                 track([(0, 1, 38)], drum=True))
-    assert instruments_kept(seed, score(track([(0, 1, 60)]), track([(0, 1, 60)], program=40))
-                            ) == pytest.approx(1 / 3)
+    seed = score(
+        track([(0, 1, 60)]), track([(0, 1, 36)], program=33), track([(0, 1, 38)], drum=True)
+    )
+    assert instruments_kept(
+        seed, score(track([(0, 1, 60)]), track([(0, 1, 60)], program=40))
+    ) == pytest.approx(1 / 3)
     assert instruments_kept(seed, seed) == 1.0

@@ -59,6 +59,7 @@ def test_png_is_one_row_per_candidate(band, rows):
 
 # --- bars ----------------------------------------------------------------------------------
 
+
 def test_bars_follow_metre_and_tempo_changes(build_score):
     score = build_score([(PIANO, False, [(0, 1, 60)])], bpm=120)  # 4/4: a bar is 2 s
     score.time_signatures.append(TimeSignature(2 * 4 * 480, 3, 4))  # 3/4 after two bars
@@ -115,6 +116,7 @@ def test_a_row_in_another_metre_numbers_its_own_bars(build_score):
 
 # --- the seed ------------------------------------------------------------------------------
 
+
 def test_included_seed_is_shaded(scale, waltz):
     plain = pixels(draw_pianoroll([scale, waltz]))
     marked = pixels(draw_pianoroll([scale, waltz], seed_seconds=2.0))
@@ -140,6 +142,7 @@ def test_included_seed_is_not_drawn_twice(scale, waltz):
 
 
 # --- drums ---------------------------------------------------------------------------------
+
 
 def test_drums_have_their_own_lane_under_the_pitched_notes(band):
     image = pixels(draw_pianoroll([band]))[:, PLOT]
@@ -179,6 +182,7 @@ def test_no_lane_without_drums(scale, waltz):
 
 # --- colours -------------------------------------------------------------------------------
 
+
 def test_an_instrument_has_one_colour_in_every_post(band, waltz, build_score):
     trumpet = build_score([(TRUMPET, False, [(0, 2, 70)])])
     alone = pixels(draw_pianoroll([waltz]))
@@ -202,6 +206,7 @@ def test_families_share_a_hue_and_programs_differ():
 
 
 # --- inputs --------------------------------------------------------------------------------
+
 
 def test_midi_bytes_draw_like_scores(waltz):
     assert np.array_equal(

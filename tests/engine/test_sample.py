@@ -26,8 +26,9 @@ def waltz_prompt(base_checkpoint, grammar, examples):
 @pytest.mark.parametrize("bars", [1, 4, 16])
 def test_generates_exactly_the_requested_bars(base_checkpoint, grammar, bars):
     tok = base_checkpoint.tokenizer
-    rows = generate(base_checkpoint.model, grammar, [tok.bos_id], 3,
-                    SamplingOptions(bars=bars), seed=1)
+    rows = generate(
+        base_checkpoint.model, grammar, [tok.bos_id], 3, SamplingOptions(bars=bars), seed=1
+    )
     for row in rows:
         assert row.stop_reason == "bars"
         assert _bars(tok, row.tokens) == bars
@@ -47,15 +48,24 @@ DENSE_SEEDS = [
 ]
 
 
-@pytest.mark.parametrize("make,sampling_seed", [(m, s) for _, m, s in DENSE_SEEDS],
-                         ids=[name for name, _, _ in DENSE_SEEDS])
-def test_every_candidate_of_a_dense_seed_reaches_the_bars_asked(base_checkpoint, grammar, make,
-                                                                 sampling_seed):
+@pytest.mark.parametrize(
+    "make,sampling_seed",
+    [(m, s) for _, m, s in DENSE_SEEDS],
+    ids=[name for name, _, _ in DENSE_SEEDS],
+)
+def test_every_candidate_of_a_dense_seed_reaches_the_bars_asked(
+    base_checkpoint, grammar, make, sampling_seed
+):
     tok = base_checkpoint.tokenizer
     prompt = build_prompt(tok, grammar, read_seed(member_seeds.midi_bytes(make())))
-    rows = generate(base_checkpoint.model, grammar, prompt.ids, 2,
-                    SamplingOptions(bars=4, time_signature=prompt.time_signature),
-                    seed=sampling_seed)
+    rows = generate(
+        base_checkpoint.model,
+        grammar,
+        prompt.ids,
+        2,
+        SamplingOptions(bars=4, time_signature=prompt.time_signature),
+        seed=sampling_seed,
+    )
     for row in rows:
         assert (row.stop_reason, row.bars, _bars(tok, row.tokens)) == ("bars", 4, 4)
         assert tok.remi.tokens_errors(tok.to_base(row.tokens)) == 0
@@ -66,9 +76,14 @@ def test_every_candidate_of_a_dense_seed_reaches_the_bars_asked(base_checkpoint,
 
 def test_generated_sequences_are_valid_remi(base_checkpoint, grammar, waltz_prompt):
     tok = base_checkpoint.tokenizer
-    rows = generate(base_checkpoint.model, grammar, waltz_prompt.ids, 4,
-                    SamplingOptions(bars=8, temperature=1.3, time_signature=
-                                    waltz_prompt.time_signature), seed=2)
+    rows = generate(
+        base_checkpoint.model,
+        grammar,
+        waltz_prompt.ids,
+        4,
+        SamplingOptions(bars=8, temperature=1.3, time_signature=waltz_prompt.time_signature),
+        seed=2,
+    )
     for row in rows:
         base = tok.to_base(row.tokens)
         assert tok.remi.tokens_errors(base) == 0
@@ -81,8 +96,14 @@ def test_generated_sequences_are_valid_remi(base_checkpoint, grammar, waltz_prom
 def test_metre_and_tempo_of_the_seed_hold(base_checkpoint, grammar, waltz_prompt):
     tok = base_checkpoint.tokenizer
     assert waltz_prompt.time_signature != NONE
-    rows = generate(base_checkpoint.model, grammar, waltz_prompt.ids, 2,
-                    SamplingOptions(bars=6, time_signature=waltz_prompt.time_signature), seed=3)
+    rows = generate(
+        base_checkpoint.model,
+        grammar,
+        waltz_prompt.ids,
+        2,
+        SamplingOptions(bars=6, time_signature=waltz_prompt.time_signature),
+        seed=3,
+    )
     for row in rows:
         base = tok.to_base(row.tokens)
         assert {t for t in base if t.startswith("TimeSig")} == {"TimeSig_3/4"}
@@ -102,8 +123,9 @@ def test_same_seed_same_music_other_seed_other_music(base_checkpoint, grammar):
 
 def test_instrument_option_puts_every_new_note_on_that_program(base_checkpoint, grammar):
     tok = base_checkpoint.tokenizer
-    rows = generate(base_checkpoint.model, grammar, [tok.bos_id], 2,
-                    SamplingOptions(bars=4, program=40), seed=4)
+    rows = generate(
+        base_checkpoint.model, grammar, [tok.bos_id], 2, SamplingOptions(bars=4, program=40), seed=4
+    )
     for row in rows:
         programs = {t for t in tok.to_base(row.tokens) if t.startswith("Program")}
         assert programs == {"Program_40"}
@@ -114,8 +136,10 @@ def test_prompt_state_tracks_the_seed_end(base_checkpoint, grammar, waltz_prompt
     assert int(state.limit[0]) == 36  # 3/4 at 12 positions per beat
 
 
-@pytest.mark.parametrize("field,value", [("bars", 0), ("bars", 65), ("temperature", 0.0),
-                                         ("top_p", 1.5), ("program", 128)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("bars", 0), ("bars", 65), ("temperature", 0.0), ("top_p", 1.5), ("program", 128)],
+)
 def test_options_out_of_range_are_refused_before_the_sampler(field, value):
     # The sampler trusts its options: the request that carries them (engine.api.schema) is
     # checked once, when the bot makes it and when the engine decodes it.
@@ -126,8 +150,9 @@ def test_options_out_of_range_are_refused_before_the_sampler(field, value):
 def test_instrument_option_excludes_drums_after_a_drum_seed(base_checkpoint, grammar, examples):
     tok = base_checkpoint.tokenizer
     prompt = build_prompt(tok, grammar, Score(examples / "band.mid"))
-    rows = generate(base_checkpoint.model, grammar, prompt.ids, 2,
-                    SamplingOptions(bars=4, program=73), seed=5)
+    rows = generate(
+        base_checkpoint.model, grammar, prompt.ids, 2, SamplingOptions(bars=4, program=73), seed=5
+    )
     for row in rows:
         base = tok.to_base(row.tokens)
         assert not any(t.startswith("PitchDrum") for t in base)

@@ -29,7 +29,11 @@ def test_admission_fits_rows_under_the_cap_in_guild_turns():
     for job, rows in ((a1, 2), (a2, 2), (b1, 3), (c1, 1)):
         scheduler.add(job, rows)
     assert [(j.name, p) for j, p in scheduler.positions()] == [
-        ("a1", 1), ("b1", 2), ("c1", 3), ("a2", 4)]
+        ("a1", 1),
+        ("b1", 2),
+        ("c1", 3),
+        ("a2", 4),
+    ]
     assert list(scheduler.positions()) == []  # nothing moved since
     assert scheduler.schedule() == [a1]  # b1's 3 rows do not fit beside a1's 2
     assert scheduler.active_rows == 2 and scheduler.waiting == 3
@@ -79,8 +83,9 @@ class Recorder:
         elif isinstance(output, BaseException):
             self.failed.append((job.id, output))
 
-    def submit(self, job_id: int, *, guild: int = 0, bars: int = 2, candidates: int = 2
-               ) -> ScheduledJob:
+    def submit(
+        self, job_id: int, *, guild: int = 0, bars: int = 2, candidates: int = 2
+    ) -> ScheduledJob:
         """A job prepared at once, in the order of the calls (so the scheduler alone orders
         them), and submitted."""
         request = ComposeRequest(bars=bars, candidates=candidates, seed=job_id, guild_id=guild)
@@ -137,8 +142,13 @@ def test_rows_join_a_running_batch_and_leave_when_done(models):
     long.cancelled = True
     rec.core.cancel(long)
     assert rec.stats() | {"steps": 0, "tokens": 0} == {
-        "active_rows": 0, "max_rows": 16, "active_jobs": 0, "queued_jobs": 0, "steps": 0,
-        "tokens": 0}
+        "active_rows": 0,
+        "max_rows": 16,
+        "active_jobs": 0,
+        "queued_jobs": 0,
+        "steps": 0,
+        "tokens": 0,
+    }
     assert rec.dropped == [1] and long.model is None  # its model is handed back
 
 
@@ -157,8 +167,13 @@ def test_cancel_frees_rows_and_queue_places(models):
     rec.core.step()  # the freed rows go to the next job at once
     assert rec.dropped == [2, 1]
     assert rec.stats() | {"steps": 0, "tokens": 0} == {
-        "active_rows": 4, "max_rows": 4, "active_jobs": 1, "queued_jobs": 0, "steps": 0,
-        "tokens": 0}
+        "active_rows": 4,
+        "max_rows": 4,
+        "active_jobs": 1,
+        "queued_jobs": 0,
+        "steps": 0,
+        "tokens": 0,
+    }
     rec.core.stop()
     assert not rec.core.step()
     assert rec.dropped == [2, 1, 3] and not rec.failed and behind.ended

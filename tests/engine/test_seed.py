@@ -32,8 +32,18 @@ def bad_seeds(examples) -> dict[str, tuple[bytes, str]]:
     }
 
 
-@pytest.mark.parametrize("kind", ["not midi", "truncated", "empty", "huge file",
-                                  "too many notes", "absurd tempo", "absurd length"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "not midi",
+        "truncated",
+        "empty",
+        "huge file",
+        "too many notes",
+        "absurd tempo",
+        "absurd length",
+    ],
+)
 def test_bad_seed_is_refused_with_a_reason(examples, kind):
     data, reason = bad_seeds(examples)[kind]
     with pytest.raises(BadSeed, match=reason) as info:
@@ -50,24 +60,50 @@ def _raw_midi(*, division: int = 480, tempo_mspq: int | None = None) -> bytes:
     """One note in a type-0 file written byte by byte, for headers symusic cannot write."""
     events = b"" if tempo_mspq is None else b"\x00\xff\x51\x03" + tempo_mspq.to_bytes(3, "big")
     events += b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x40\x00\xff\x2f\x00"
-    return (b"MThd" + (6).to_bytes(4, "big") + b"\x00\x00\x00\x01" + division.to_bytes(2, "big")
-            + b"MTrk" + len(events).to_bytes(4, "big") + events)
+    return (
+        b"MThd"
+        + (6).to_bytes(4, "big")
+        + b"\x00\x00\x00\x01"
+        + division.to_bytes(2, "big")
+        + b"MTrk"
+        + len(events).to_bytes(4, "big")
+        + events
+    )
 
 
-@pytest.mark.parametrize("data,expected", [
-    # 19.6 bpm used to read "20 bpm is outside 20-400 bpm"
-    (_midi(bpm=19.6), "the seed's tempo is 19.6 bpm; a seed's tempo must be within 20 and 400"),
-    (_midi(bpm=19.96), "the seed's tempo is just under 20 bpm"),
-    (_midi(bpm=400.4), "the seed's tempo is 400.4 bpm"),
-    (_midi(bpm=1000), "the seed's tempo is 1,000 bpm"),
-    # a tempo event of 0 microseconds per beat used to read "inf bpm"
-    (_raw_midi(tempo_mspq=0), "a tempo event says a beat lasts 0 microseconds"),
-    (_raw_midi(division=0), "its header says a beat lasts 0 ticks"),
-    (_raw_midi(division=0xE728), "counts time in SMPTE frames"),
-    (b"MThd" + b"\0" * (MAX_SEED_BYTES - 3), "the seed is just over 1 MB; seeds must be at most"),
-    (_midi(notes=2, start_beat=2 * 60 * 30.2), "the seed lasts 30.2 minutes; seeds may last at"),
-], ids=["19.6 bpm", "19.96 bpm", "400.4 bpm", "1000 bpm", "tempo 0", "division 0", "SMPTE",
-        "1 MB + 3 bytes", "30.2 minutes"])
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        # 19.6 bpm used to read "20 bpm is outside 20-400 bpm"
+        (_midi(bpm=19.6), "the seed's tempo is 19.6 bpm; a seed's tempo must be within 20 and 400"),
+        (_midi(bpm=19.96), "the seed's tempo is just under 20 bpm"),
+        (_midi(bpm=400.4), "the seed's tempo is 400.4 bpm"),
+        (_midi(bpm=1000), "the seed's tempo is 1,000 bpm"),
+        # a tempo event of 0 microseconds per beat used to read "inf bpm"
+        (_raw_midi(tempo_mspq=0), "a tempo event says a beat lasts 0 microseconds"),
+        (_raw_midi(division=0), "its header says a beat lasts 0 ticks"),
+        (_raw_midi(division=0xE728), "counts time in SMPTE frames"),
+        (
+            b"MThd" + b"\0" * (MAX_SEED_BYTES - 3),
+            "the seed is just over 1 MB; seeds must be at most",
+        ),
+        (
+            _midi(notes=2, start_beat=2 * 60 * 30.2),
+            "the seed lasts 30.2 minutes; seeds may last at",
+        ),
+    ],
+    ids=[
+        "19.6 bpm",
+        "19.96 bpm",
+        "400.4 bpm",
+        "1000 bpm",
+        "tempo 0",
+        "division 0",
+        "SMPTE",
+        "1 MB + 3 bytes",
+        "30.2 minutes",
+    ],
+)
 def test_refusals_say_precisely_what_is_wrong(data, expected):
     with pytest.raises(BadSeed) as info:
         read_seed(data)

@@ -32,6 +32,7 @@ PEAK_BYTES = 128 * 1024 * 1024
 
 # Writing MIDI byte by byte, lies included.
 
+
 def vlq(n: int) -> bytes:
     """A variable-length quantity (what MIDI delta times and lengths are written in)."""
     out = [n & 0x7F]
@@ -61,10 +62,15 @@ def midi(*tracks: bytes, division: int = 480, fmt: int = 1, declared: int | None
     return header(count, division, fmt) + b"".join(tracks)
 
 
-def note(pitch: int = 60, *, at: int = 0, length: int = 480, velocity: int = 80,
-         channel: int = 0) -> bytes:
-    return (vlq(at) + bytes([0x90 | channel, pitch, velocity])
-            + vlq(length) + bytes([0x80 | channel, pitch, 0]))
+def note(
+    pitch: int = 60, *, at: int = 0, length: int = 480, velocity: int = 80, channel: int = 0
+) -> bytes:
+    return (
+        vlq(at)
+        + bytes([0x90 | channel, pitch, velocity])
+        + vlq(length)
+        + bytes([0x80 | channel, pitch, 0])
+    )
 
 
 def tempo(mspq: int, at: int = 0) -> bytes:
@@ -77,6 +83,7 @@ def meta(kind: int, data: bytes, at: int = 0, length: int | None = None) -> byte
 
 # The hostile files, by family. Each generator takes its own Random.
 
+
 def mutated(rng: random.Random, real: list[bytes]) -> bytes:
     data = bytearray(rng.choice(real))
     for _ in range(rng.randint(1, 24)):
@@ -87,10 +94,18 @@ def mutated(rng: random.Random, real: list[bytes]) -> bytes:
         elif action < 0.7:
             data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
         elif action < 0.85:
-            del data[at:at + rng.randint(1, 8)]
+            del data[at : at + rng.randint(1, 8)]
         else:  # a byte MIDI gives meaning to: status, meta, end of track, a long VLQ
-            data[at:at] = rng.choice([b"\xff", b"\xf0", b"\xff\x2f\x00", b"\xff\xff\xff\x7f",
-                                      b"\x90", b"\xff\x51\x03\x00\x00\x00"])
+            data[at:at] = rng.choice(
+                [
+                    b"\xff",
+                    b"\xf0",
+                    b"\xff\x2f\x00",
+                    b"\xff\xff\xff\x7f",
+                    b"\x90",
+                    b"\xff\x51\x03\x00\x00\x00",
+                ]
+            )
     return bytes(data)
 
 
@@ -100,7 +115,7 @@ def event_mutated(rng: random.Random, real: list[bytes]) -> bytes:
     data = bytearray(rng.choice(real))
     spans, at = [], 14
     while at + 8 <= len(data):
-        length = int.from_bytes(data[at + 4:at + 8], "big")
+        length = int.from_bytes(data[at + 4 : at + 8], "big")
         spans.append(range(at + 8, min(at + 8 + length, len(data))))
         at += 8 + length
     positions = [i for span in spans for i in span if data[i] < 0x80]
@@ -111,12 +126,13 @@ def event_mutated(rng: random.Random, real: list[bytes]) -> bytes:
 
 def truncated(rng: random.Random, real: list[bytes]) -> bytes:
     data = rng.choice(real)
-    return data[:rng.randrange(1, len(data))]
+    return data[: rng.randrange(1, len(data))]
 
 
 def divisions(rng: random.Random, real: list[bytes]) -> bytes:
-    division = rng.choice([0, 1, 2, 0x7FFF, 0x8000, 0xE728, 0xE250, 0xFFFF, 0xE800,
-                           rng.randrange(0x8000, 0x10000)])
+    division = rng.choice(
+        [0, 1, 2, 0x7FFF, 0x8000, 0xE728, 0xE250, 0xFFFF, 0xE800, rng.randrange(0x8000, 0x10000)]
+    )
     return midi(track(note() + note(64)), division=division)
 
 
@@ -139,8 +155,13 @@ def tempos(rng: random.Random, real: list[bytes]) -> bytes:
     elif choice == 2:  # a tempo change at every tick
         events = b"".join(tempo(rng.randrange(1, 1 << 24), at=1) for _ in range(3000)) + note()
     elif choice == 3:  # a tempo event whose length lies
-        events = (vlq(0) + b"\xff\x51" + vlq(rng.choice([0, 1, 2, 4, 200]))
-                  + bytes(rng.randrange(256) for _ in range(3)) + note())
+        events = (
+            vlq(0)
+            + b"\xff\x51"
+            + vlq(rng.choice([0, 1, 2, 4, 200]))
+            + bytes(rng.randrange(256) for _ in range(3))
+            + note()
+        )
     else:
         events = tempo(500_000) + note() + tempo(0, at=10) + note(62)
     return midi(track(events))
@@ -162,7 +183,8 @@ def many_notes(rng: random.Random, real: list[bytes]) -> bytes:
     # One running status for every event, so that the count fits in the size limit.
     events = b"\x00\x90" + b"".join(
         (vlq(spacing) if i else b"") + bytes([p, 64]) + (vlq(1) + bytes([p, 0]) if closed else b"")
-        for i, p in enumerate(pitches))
+        for i, p in enumerate(pitches)
+    )
     return midi(track(events))
 
 
@@ -189,11 +211,17 @@ def meta_events(rng: random.Random, real: list[bytes]) -> bytes:
     elif choice == 2:  # a sysex that claims the rest of the world
         events = b"\x00\xf0" + vlq(0x0FFFFFFF) + b"\x01\x02" + note()
     elif choice == 3:  # unknown meta types and an end of track in the middle
-        events = (b"".join(meta(rng.randrange(0x60, 0x7F), bytes(rng.randrange(20)))
-                           for _ in range(50)) + note() + b"\x00\xff\x2f\x00" + note(70))
+        events = (
+            b"".join(meta(rng.randrange(0x60, 0x7F), bytes(rng.randrange(20))) for _ in range(50))
+            + note()
+            + b"\x00\xff\x2f\x00"
+            + note(70)
+        )
     elif choice == 4:  # time signatures no one plays
-        events = (meta(0x58, bytes([rng.choice([0, 1, 255, 13]), rng.choice([0, 2, 7, 31, 255]),
-                                    24, 8])) + note())
+        events = (
+            meta(0x58, bytes([rng.choice([0, 1, 255, 13]), rng.choice([0, 2, 7, 31, 255]), 24, 8]))
+            + note()
+        )
     else:  # key signatures no one writes
         events = meta(0x59, bytes([rng.randrange(256), rng.randrange(256)])) + note()
     return midi(track(events))
@@ -207,8 +235,11 @@ def chunks(rng: random.Random, real: list[bytes]) -> bytes:
     if choice == 1:  # one that says less
         return midi(track(events, length=rng.randrange(0, len(events))))
     if choice == 2:  # unknown chunks around the track
-        return midi(chunk(b"XFIH", bytes(rng.randrange(256) for _ in range(30))),
-                    track(events), chunk(b"MTrk", b""))
+        return midi(
+            chunk(b"XFIH", bytes(rng.randrange(256) for _ in range(30))),
+            track(events),
+            chunk(b"MTrk", b""),
+        )
     if choice == 3:  # a header whose own length lies
         return header(1, length=rng.choice([0, 2, 100, 0xFFFFFFFF])) + track(events)
     if choice == 4:  # a track with no end-of-track
@@ -229,31 +260,47 @@ def channels(rng: random.Random, real: list[bytes]) -> bytes:
         channel = rng.choice([0, 9, 15, rng.randrange(16)])
         kind = rng.randrange(4)
         if kind == 0:
-            events += note(rng.randrange(128), velocity=rng.randrange(128), channel=channel,
-                           length=rng.choice([0, 1, 480]))
+            events += note(
+                rng.randrange(128),
+                velocity=rng.randrange(128),
+                channel=channel,
+                length=rng.choice([0, 1, 480]),
+            )
         elif kind == 1:
             events += b"\x00" + bytes([0xC0 | channel, rng.randrange(128)])
         elif kind == 2:
             events += b"\x00" + bytes([0xE0 | channel, rng.randrange(128), rng.randrange(128)])
         else:  # note-ons never closed, note-offs never opened
-            events += b"\x00" + bytes([rng.choice([0x90, 0x80]) | channel,
-                                       rng.randrange(128), rng.randrange(1, 128)])
+            events += b"\x00" + bytes(
+                [rng.choice([0x90, 0x80]) | channel, rng.randrange(128), rng.randrange(1, 128)]
+            )
     return midi(track(events), track(note(channel=9)))
 
 
 def long_time(rng: random.Random, real: list[bytes]) -> bytes:
     division = rng.choice([1, 2, 24, 0x7FFF])
     at = rng.choice([0x0FFFFFFF, 10**6, division * 4 * 4000])
-    return midi(track(tempo(rng.choice([150_000, 500_000, 2_999_999])) + note() + note(at=at)),
-                division=division)
+    return midi(
+        track(tempo(rng.choice([150_000, 500_000, 2_999_999])) + note() + note(at=at)),
+        division=division,
+    )
 
 
 FAMILIES: dict[str, tuple[Callable[[random.Random, list[bytes]], bytes], int]] = {
-    "mutated": (mutated, 60), "event-mutated": (event_mutated, 50),
-    "truncated": (truncated, 30), "division": (divisions, 12), "delta": (delta_times, 20),
-    "tempo": (tempos, 25), "tracks": (many_tracks, 8), "notes": (many_notes, 6),
-    "running-status": (running_status, 25), "meta": (meta_events, 30), "chunks": (chunks, 25),
-    "garbage": (garbage, 25), "channels": (channels, 20), "long-time": (long_time, 10),
+    "mutated": (mutated, 60),
+    "event-mutated": (event_mutated, 50),
+    "truncated": (truncated, 30),
+    "division": (divisions, 12),
+    "delta": (delta_times, 20),
+    "tempo": (tempos, 25),
+    "tracks": (many_tracks, 8),
+    "notes": (many_notes, 6),
+    "running-status": (running_status, 25),
+    "meta": (meta_events, 30),
+    "chunks": (chunks, 25),
+    "garbage": (garbage, 25),
+    "channels": (channels, 20),
+    "long-time": (long_time, 10),
 }
 CASES = [f"{family}-{i}" for family, (_, count) in FAMILIES.items() for i in range(count)]
 

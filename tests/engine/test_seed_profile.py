@@ -19,8 +19,7 @@ def _score(tracks: list[Track], numerator: int = 4, denominator: int = 4) -> Sco
     return score
 
 
-def _track(program: int, notes: list[tuple[float, int, float, int]], drum: bool = False
-           ) -> Track:
+def _track(program: int, notes: list[tuple[float, int, float, int]], drum: bool = False) -> Track:
     track = Track("t", program, drum)
     for beat, pitch, length, velocity in notes:
         track.notes.append(Note(int(beat * TPQ), int(length * TPQ), pitch, velocity))
@@ -42,8 +41,11 @@ def test_the_band_seed_has_its_four_parts_and_its_key(examples) -> None:
 
 def test_a_six_eight_tune_keeps_its_compound_grid() -> None:
     # Dotted-quarter pulse with a jig's long-short pattern: onsets on eighths 0, 2, 3, 5.
-    notes = [(bar * 3 + eighth / 2, 67 + (eighth % 3), 0.5, 80)
-             for bar in range(4) for eighth in (0, 2, 3, 5)]
+    notes = [
+        (bar * 3 + eighth / 2, 67 + (eighth % 3), 0.5, 80)
+        for bar in range(4)
+        for eighth in (0, 2, 3, 5)
+    ]
     profile = profile_seed(_score([_track(73, notes)], 6, 8))
     assert (profile.numerator, profile.denominator) == (6, 8)
     assert len(profile.onset_profile) == 6 * 12

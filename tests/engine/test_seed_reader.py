@@ -49,8 +49,7 @@ def test_a_bad_seed_is_refused_with_its_reason(reader, base_checkpoint):
         reader.read(base_checkpoint.tokenizer, b"RIFF, not a MIDI file")
 
 
-def test_a_reader_that_hangs_is_replaced_and_only_that_seed_is_refused(base_checkpoint,
-                                                                     examples):
+def test_a_reader_that_hangs_is_replaced_and_only_that_seed_is_refused(base_checkpoint, examples):
     tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
     reader = SeedReader(timeout=5.0)  # how long the test waits for a stopped process
     try:
@@ -65,8 +64,7 @@ def test_a_reader_that_hangs_is_replaced_and_only_that_seed_is_refused(base_chec
         reader.close()
 
 
-def test_a_reader_that_dies_costs_the_seed_it_was_reading_only(reader, base_checkpoint,
-                                                                examples):
+def test_a_reader_that_dies_costs_the_seed_it_was_reading_only(reader, base_checkpoint, examples):
     tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
     reader.read(tokenizer, seed)
     dying = reader.pid
@@ -92,8 +90,7 @@ def test_a_reader_that_dies_costs_the_seed_it_was_reading_only(reader, base_chec
     assert reader.read(tokenizer, seed).ids and reader.pid != dying
 
 
-def test_a_stop_signal_leaves_the_reader_to_its_draining_engine(reader, base_checkpoint,
-                                                                examples):
+def test_a_stop_signal_leaves_the_reader_to_its_draining_engine(reader, base_checkpoint, examples):
     tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
     reader.read(tokenizer, seed)
     pid = reader.pid

@@ -29,8 +29,11 @@ def tokenizer(base_checkpoint):
 
 
 def _id(tokenizer, token: str) -> int:
-    return tokenizer.remi.vocab[token] if token in tokenizer.remi.vocab else next(
-        i for i in range(tokenizer.vocab_size) if tokenizer.base_tokens(i) == [token])
+    return (
+        tokenizer.remi.vocab[token]
+        if token in tokenizer.remi.vocab
+        else next(i for i in range(tokenizer.vocab_size) if tokenizer.base_tokens(i) == [token])
+    )
 
 
 def _rows(tables, steering: RowSteering, n: int = 1) -> SteeringRows:
@@ -113,8 +116,7 @@ def test_drums_are_a_column_of_their_own(tables, tokenizer) -> None:
     assert tables.programs[_id(tokenizer, "Program_-1"), DRUMS] == 1.0
 
 
-def test_pitch_feedback_draws_back_a_part_that_drifts_from_the_seed_s(tables,
-                                                                      tokenizer) -> None:
+def test_pitch_feedback_draws_back_a_part_that_drifts_from_the_seed_s(tables, tokenizer) -> None:
     from engine.generation.steering import PITCH_FEEDBACK_CAP
 
     c_major = frozenset({0, 2, 4, 5, 7, 9, 11})

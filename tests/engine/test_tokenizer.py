@@ -11,8 +11,11 @@ EXAMPLES = ["motif.mid", "waltz-violin.mid", "band.mid"]
 def _notes(score: Score, resolution: int) -> list[tuple]:
     """(onset, pitch, program/drum) at the tokenizer's grid, sorted."""
     tpq = score.ticks_per_quarter
-    return sorted((round(n.time * resolution / tpq), n.pitch, -1 if t.is_drum else t.program)
-                  for t in score.tracks for n in t.notes)
+    return sorted(
+        (round(n.time * resolution / tpq), n.pitch, -1 if t.is_drum else t.program)
+        for t in score.tracks
+        for n in t.notes
+    )
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

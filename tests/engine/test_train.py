@@ -24,13 +24,23 @@ def _stream(base_checkpoint, examples) -> np.ndarray:
 def test_tiny_training_run_lowers_the_loss(base_checkpoint, examples):
     ids = _stream(base_checkpoint, examples)
     torch.manual_seed(0)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=base_checkpoint.tokenizer.vocab_size,
-                                          embed_dim=32, hidden_dim=64, dropout=0.0))
+    model = LSTMLanguageModel(
+        ModelConfig(
+            vocab_size=base_checkpoint.tokenizer.vocab_size,
+            embed_dim=32,
+            hidden_dim=64,
+            dropout=0.0,
+        )
+    )
     before = evaluate_bits(model, ids)
     evals = []
-    result = train(model, ids, ids, TrainConfig(steps=60, batch_size=8, seq_len=32, lr=1e-2,
-                                                warmup_steps=5, eval_every=30),
-                   on_eval=lambda step, bits, best: evals.append((step, bits, best)))
+    result = train(
+        model,
+        ids,
+        ids,
+        TrainConfig(steps=60, batch_size=8, seq_len=32, lr=1e-2, warmup_steps=5, eval_every=30),
+        on_eval=lambda step, bits, best: evals.append((step, bits, best)),
+    )
     after = evaluate_bits(model, ids)
     assert result.steps_done == 60
     assert [e[0] for e in evals] == [30, 60]
@@ -39,14 +49,20 @@ def test_tiny_training_run_lowers_the_loss(base_checkpoint, examples):
 
 
 def test_other_held_out_sets_are_measured_beside_the_one_that_picks_the_best(
-        base_checkpoint, examples):
+    base_checkpoint, examples
+):
     ids = _stream(base_checkpoint, examples)
     other = ids[::-1].copy()
-    model = LSTMLanguageModel(ModelConfig(vocab_size=base_checkpoint.tokenizer.vocab_size,
-                                          embed_dim=16, hidden_dim=16))
-    result = train(model, ids, ids, TrainConfig(steps=4, batch_size=2, seq_len=16,
-                                                eval_every=2),
-                   also_evaluate={"augmented": other})
+    model = LSTMLanguageModel(
+        ModelConfig(vocab_size=base_checkpoint.tokenizer.vocab_size, embed_dim=16, hidden_dim=16)
+    )
+    result = train(
+        model,
+        ids,
+        ids,
+        TrainConfig(steps=4, batch_size=2, seq_len=16, eval_every=2),
+        also_evaluate={"augmented": other},
+    )
     assert [h["step"] for h in result.history] == [2, 4]
     for h in result.history:
         assert h["valid_bits_augmented"] > 0
@@ -55,11 +71,18 @@ def test_other_held_out_sets_are_measured_beside_the_one_that_picks_the_best(
 
 def test_should_stop_ends_training_early(base_checkpoint, examples):
     ids = _stream(base_checkpoint, examples)
-    model = LSTMLanguageModel(ModelConfig(vocab_size=base_checkpoint.tokenizer.vocab_size,
-                                          embed_dim=8, hidden_dim=8))
+    model = LSTMLanguageModel(
+        ModelConfig(vocab_size=base_checkpoint.tokenizer.vocab_size, embed_dim=8, hidden_dim=8)
+    )
     calls = []
-    result = train(model, ids, ids, TrainConfig(steps=50, batch_size=2, seq_len=8),
-                   on_step=lambda *a: calls.append(a), should_stop=lambda: len(calls) >= 5)
+    result = train(
+        model,
+        ids,
+        ids,
+        TrainConfig(steps=50, batch_size=2, seq_len=8),
+        on_step=lambda *a: calls.append(a),
+        should_stop=lambda: len(calls) >= 5,
+    )
     assert result.steps_done == 5
 
 

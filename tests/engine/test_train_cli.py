@@ -29,13 +29,33 @@ from engine.model.coverage import DRUMS
 
 # Seconds, not the real run's hour: a tiny model, a few steps, a vocabulary just above
 # REMI's base one.
-TINY = ["--vocab-size", "650", "--steps", "6", "--eval-every", "3", "--batch-size", "4",
-        "--seq-len", "32", "--hidden", "16", "--embed", "16", "--layers", "1"]
+TINY = [
+    "--vocab-size",
+    "650",
+    "--steps",
+    "6",
+    "--eval-every",
+    "3",
+    "--batch-size",
+    "4",
+    "--seq-len",
+    "32",
+    "--hidden",
+    "16",
+    "--embed",
+    "16",
+    "--layers",
+    "1",
+]
 
 
 def engine(*args: str | Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "engine", *map(str, args)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -104,8 +124,10 @@ def test_data_stats_shows_what_the_copies_add(data_dir):
     plain, copies = stats(), stats("--augmented")
     assert copies["pieces"] == AUGMENTED_COPIES * plain["pieces"]
     assert copies["notes"] == AUGMENTED_COPIES * plain["notes"]
-    used = {name: {f for f, n in s["families"].items() if n} for name, s in
-            (("plain", plain), ("copies", copies))}
+    used = {
+        name: {f for f, n in s["families"].items() if n}
+        for name, s in (("plain", plain), ("copies", copies))
+    }
     assert len(used["copies"]) > len(used["plain"])
     assert len(copies["keys"]) > len(plain["keys"])
 
@@ -113,15 +135,35 @@ def test_data_stats_shows_what_the_copies_add(data_dir):
 def test_training_goes_on_from_a_checkpoint_with_its_tokenizer(data_dir, trained, tmp_path):
     # --init-from: the first run's weights and vocabulary, not a new BPE; the record says so.
     out = tmp_path / "more.pt"
-    engine("train", "--data-dir", data_dir, "--out", out, "--init-from", trained,
-           "--steps", "3", "--eval-every", "3", "--batch-size", "4", "--seq-len", "32")
+    engine(
+        "train",
+        "--data-dir",
+        data_dir,
+        "--out",
+        out,
+        "--init-from",
+        trained,
+        "--steps",
+        "3",
+        "--eval-every",
+        "3",
+        "--batch-size",
+        "4",
+        "--seq-len",
+        "32",
+    )
     first, more = load_checkpoint(trained), load_checkpoint(out)
     assert more.model.config == first.model.config
     assert more.tokenizer.vocab_size == first.tokenizer.vocab_size
-    assert more.tokenizer.to_base(list(range(first.tokenizer.vocab_size))) == \
-        first.tokenizer.to_base(list(range(first.tokenizer.vocab_size)))
-    moved = [not (a == b).all() for a, b in zip(first.model.state_dict().values(),
-                                                 more.model.state_dict().values(), strict=True)]
+    assert more.tokenizer.to_base(
+        list(range(first.tokenizer.vocab_size))
+    ) == first.tokenizer.to_base(list(range(first.tokenizer.vocab_size)))
+    moved = [
+        not (a == b).all()
+        for a, b in zip(
+            first.model.state_dict().values(), more.model.state_dict().values(), strict=True
+        )
+    ]
     assert any(moved), "three steps of training change the weights"
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["init_from"]["checkpoint"] == trained.name

@@ -55,16 +55,22 @@ def refusal(seed: bytes | None, limits: WorkLimits = LIMITS, **params) -> str:
 
 def test_the_slow_seed_asking_for_64_bars_is_refused_saying_what_to_ask_for():
     message = refusal(SLOW, bars=64)
-    assert message.startswith("at 20 bpm, 64 bars of 4/2 would last 26 minutes; a clip may "
-                              f"last at most {LIMITS.max_clip_seconds / 60:g} minutes")
+    assert message.startswith(
+        "at 20 bpm, 64 bars of 4/2 would last 26 minutes; a clip may "
+        f"last at most {LIMITS.max_clip_seconds / 60:g} minutes"
+    )
     assert message.endswith(f"ask for at most {MOST_BARS} bars")
     # What it offers is really the most that fits, for 4 candidates and for 1.
     for candidates in (4, 1):
-        check_request(ComposeRequest(seed_midi=SLOW, bars=MOST_BARS, candidates=candidates), LIMITS,
-                      METRES)
+        check_request(
+            ComposeRequest(seed_midi=SLOW, bars=MOST_BARS, candidates=candidates), LIMITS, METRES
+        )
         with pytest.raises(BadRequest):
-            check_request(ComposeRequest(seed_midi=SLOW, bars=MOST_BARS + 1, candidates=candidates),
-                          LIMITS, METRES)
+            check_request(
+                ComposeRequest(seed_midi=SLOW, bars=MOST_BARS + 1, candidates=candidates),
+                LIMITS,
+                METRES,
+            )
 
 
 def test_the_composition_limit_counts_every_candidate_and_offers_fewer():
@@ -104,14 +110,14 @@ def test_without_a_known_metre_the_widest_the_model_may_choose_counts():
 def test_an_included_seed_counts_and_can_be_left_out():
     # 40 quarter notes at 20 bpm: the seed alone lasts 2 minutes, in 4/4.
     long_seed = slow_seed(20.0, (4, 4), beats=40)
-    work = Workload.of(ComposeRequest(bars=4, include_seed=True), facts(long_seed),
-                       METRES)
+    work = Workload.of(ComposeRequest(bars=4, include_seed=True), facts(long_seed), METRES)
     assert work.seed_quarters == 40
     assert work.clip_seconds() == pytest.approx((40 + 16) * 3.0)
     message = refusal(long_seed, WorkLimits(max_clip_seconds=100), bars=4, include_seed=True)
     assert "with the seed before them" in message and message.endswith("leave out include_seed")
-    check_request(ComposeRequest(seed_midi=long_seed, bars=4), WorkLimits(max_clip_seconds=100),
-                  METRES)
+    check_request(
+        ComposeRequest(seed_midi=long_seed, bars=4), WorkLimits(max_clip_seconds=100), METRES
+    )
 
 
 def test_generated_tokens_are_bounded_at_the_decode_loops_cap():
@@ -128,16 +134,20 @@ def test_an_operator_may_take_fewer_seed_notes():
 
 @pytest.mark.parametrize("bars", [1, 16, 64])
 def test_clip_seconds_are_what_the_bars_last(bars):
-    work = Workload.of(ComposeRequest(bars=bars), facts(slow_seed(96.0, (3, 4))),
-                       METRES)
+    work = Workload.of(ComposeRequest(bars=bars), facts(slow_seed(96.0, (3, 4))), METRES)
     assert work.clip_seconds() == pytest.approx(bars * 3 * 60 / 96)
     assert work.composition_seconds() == pytest.approx(4 * work.clip_seconds())
     assert math.isclose(work.tokens(), 4 * bars * MAX_TOKENS_PER_BAR)
 
 
 def compose(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", "compose", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", "compose", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_the_cli_refuses_the_slow_seed_before_loading_the_model(tmp_path: Path):

@@ -43,9 +43,15 @@ class BotProcess:
 
     async def __aenter__(self) -> BotProcess:
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=REPO, env=self.env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=REPO,
+            env=self.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         self._reader = asyncio.create_task(self._read_stderr())
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         return self
@@ -82,14 +88,16 @@ class BotProcess:
     async def wait_draining(self) -> dict[str, Any]:
         """Until /readyz says 503 because the bot drains; its JSON."""
         return await self._poll_readyz(
-            lambda status, body: status == 503 and body.get("draining"), 30.0)
+            lambda status, body: status == 503 and body.get("draining"), 30.0
+        )
 
     async def metric(self, name: str, **labels: str) -> float:
         """One sample of /metrics, scraped now."""
         status, text = await self.get("/metrics")
         assert status == 200, text
-        wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
-                         if labels else "")
+        wanted = name + (
+            "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
+        )
         for line in text.splitlines():
             sample, _, value = line.rpartition(" ")
             if sample == wanted:
@@ -103,16 +111,21 @@ class BotProcess:
                 await asyncio.sleep(0.05)
 
     def engine_pids(self) -> list[int]:
-        return [int(m[1]) for entry in self.log
-                if (m := re.match(r"engine pid (\d+) ready", entry.get("message", "")))]
+        return [
+            int(m[1])
+            for entry in self.log
+            if (m := re.match(r"engine pid (\d+) ready", entry.get("message", "")))
+        ]
 
     async def _poll_readyz(self, done: Any, timeout: float) -> dict[str, Any]:
         async with asyncio.timeout(timeout):
             while True:
                 assert self.process is not None
                 if self.process.returncode is not None:
-                    raise AssertionError(f"the bot exited with {self.process.returncode}: "
-                                         f"{self.log[-5:]} {self.other_lines[-5:]}")
+                    raise AssertionError(
+                        f"the bot exited with {self.process.returncode}: "
+                        f"{self.log[-5:]} {self.other_lines[-5:]}"
+                    )
                 try:
                     status, text = await self.get("/readyz")
                 except aiohttp.ClientError:

@@ -36,10 +36,22 @@ MEMBER_ID = 900_000_000_000_000_300
 EPHEMERAL = 1 << 6
 # Every permission but administrator: enough for anything the bot checks.
 ALL_PERMISSIONS = str((1 << 50) - 1 - 8)
-BOT_USER = {"id": str(BOT_ID), "username": "motif", "discriminator": "0", "global_name": None,
-            "avatar": None, "bot": True, "flags": 0}
-MEMBER_USER = {"id": str(MEMBER_ID), "username": "alice", "discriminator": "0",
-               "global_name": "Alice", "avatar": None}
+BOT_USER = {
+    "id": str(BOT_ID),
+    "username": "motif",
+    "discriminator": "0",
+    "global_name": None,
+    "avatar": None,
+    "bot": True,
+    "flags": 0,
+}
+MEMBER_USER = {
+    "id": str(MEMBER_ID),
+    "username": "alice",
+    "discriminator": "0",
+    "global_name": "Alice",
+    "avatar": None,
+}
 TIMESTAMP = "2026-01-01T00:00:00+00:00"
 
 
@@ -88,21 +100,44 @@ class DiscordStandIn:
     def slash_command(self, name: str, **options: Any) -> str:
         """Dispatch /name with these options as a member in the channel; the token."""
         kinds = {bool: 5, int: 4, float: 10, str: 3}
-        data = {"id": str(next(self._ids)), "name": name, "type": 1, "options": [
-            {"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items()]}
+        data = {
+            "id": str(next(self._ids)),
+            "name": name,
+            "type": 1,
+            "options": [
+                {"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items()
+            ],
+        }
         return self._interaction(2, data)
 
     def button(self, custom_id: str) -> str:
         """Dispatch a click on a button with this custom_id (on a message of the bot)."""
         message = {
-            "id": str(next(self._ids)), "channel_id": str(CHANNEL_ID), "author": BOT_USER,
-            "content": "", "timestamp": TIMESTAMP, "edited_timestamp": None, "tts": False,
-            "mention_everyone": False, "mentions": [], "mention_roles": [], "attachments": [],
-            "embeds": [], "pinned": False, "type": 0, "flags": 0,
-            "components": [{"type": 1, "components": [
-                {"type": 2, "style": 1, "label": "Button", "custom_id": custom_id}]}]}
-        return self._interaction(3, {"custom_id": custom_id, "component_type": 2},
-                                 message=message)
+            "id": str(next(self._ids)),
+            "channel_id": str(CHANNEL_ID),
+            "author": BOT_USER,
+            "content": "",
+            "timestamp": TIMESTAMP,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+            "components": [
+                {
+                    "type": 1,
+                    "components": [
+                        {"type": 2, "style": 1, "label": "Button", "custom_id": custom_id}
+                    ],
+                }
+            ],
+        }
+        return self._interaction(3, {"custom_id": custom_id, "component_type": 2}, message=message)
 
     def hold(self, token: str) -> None:
         self._held[token] = asyncio.Event()
@@ -112,12 +147,18 @@ class DiscordStandIn:
 
     def callbacks(self, token: str) -> list[dict[str, Any]]:
         """The interaction responses the bot sent for this interaction."""
-        return [r.json for r in self.requests
-                if r.path.startswith("/interactions/") and r.path.endswith(f"/{token}/callback")]
+        return [
+            r.json
+            for r in self.requests
+            if r.path.startswith("/interactions/") and r.path.endswith(f"/{token}/callback")
+        ]
 
     def original_edits(self, token: str) -> list[Request]:
-        return [r for r in self.requests
-                if r.method == "PATCH" and r.path.endswith(f"/{token}/messages/@original")]
+        return [
+            r
+            for r in self.requests
+            if r.method == "PATCH" and r.path.endswith(f"/{token}/messages/@original")
+        ]
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
         """Wait until `predicate()` is truthy (re-checked at each request); its value."""
@@ -140,11 +181,18 @@ class DiscordStandIn:
             if payload["op"] == 1:
                 await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
             elif payload["op"] == 2:
-                await self._send(ws, "READY", {
-                    "v": 10, "user": BOT_USER, "guilds": [{"id": str(GUILD_ID),
-                                                           "unavailable": True}],
-                    "session_id": "standin", "resume_gateway_url": self._gateway_url,
-                    "application": {"id": str(BOT_ID), "flags": 0}})
+                await self._send(
+                    ws,
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": BOT_USER,
+                        "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
+                        "session_id": "standin",
+                        "resume_gateway_url": self._gateway_url,
+                        "application": {"id": str(BOT_ID), "flags": 0},
+                    },
+                )
                 await self._send(ws, "GUILD_CREATE", _guild())
                 self.ready.set()
         self.gateway_close_codes.append(ws.close_code)
@@ -161,14 +209,33 @@ class DiscordStandIn:
     def _interaction(self, kind: int, data: dict[str, Any], **extra: Any) -> str:
         token = f"token-{next(self._ids)}"
         payload = {
-            "id": str(next(self._ids)), "application_id": str(BOT_ID), "type": kind,
-            "token": token, "version": 1, "guild_id": str(GUILD_ID),
-            "channel_id": str(CHANNEL_ID), "channel": _channel(), "data": data,
-            "member": {"user": MEMBER_USER, "roles": [], "joined_at": TIMESTAMP, "deaf": False,
-                       "mute": False, "flags": 0, "permissions": ALL_PERMISSIONS},
-            "app_permissions": ALL_PERMISSIONS, "locale": "en-US", "guild_locale": "en-US",
-            "entitlements": [], "authorizing_integration_owners": {"0": str(GUILD_ID)},
-            "context": 0, "attachment_size_limit": 10 * 1024 * 1024, **extra}
+            "id": str(next(self._ids)),
+            "application_id": str(BOT_ID),
+            "type": kind,
+            "token": token,
+            "version": 1,
+            "guild_id": str(GUILD_ID),
+            "channel_id": str(CHANNEL_ID),
+            "channel": _channel(),
+            "data": data,
+            "member": {
+                "user": MEMBER_USER,
+                "roles": [],
+                "joined_at": TIMESTAMP,
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": ALL_PERMISSIONS,
+            },
+            "app_permissions": ALL_PERMISSIONS,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(GUILD_ID)},
+            "context": 0,
+            "attachment_size_limit": 10 * 1024 * 1024,
+            **extra,
+        }
         live = [ws for ws in self._sockets if not ws.closed]
         assert live, "the bot is not connected to the gateway"
         task = asyncio.create_task(self._send(live[-1], "INTERACTION_CREATE", payload))
@@ -197,25 +264,47 @@ class DiscordStandIn:
     async def _answer(self, request: Request) -> web.StreamResponse:
         method, path, body = request.method, request.path, request.json or {}
         if (method, path) == ("GET", "/gateway/bot"):
-            return _json({"url": self._gateway_url, "shards": 1,
-                                      "session_start_limit": {"total": 1000, "remaining": 1000,
-                                                              "reset_after": 0,
-                                                              "max_concurrency": 1}})
+            return _json(
+                {
+                    "url": self._gateway_url,
+                    "shards": 1,
+                    "session_start_limit": {
+                        "total": 1000,
+                        "remaining": 1000,
+                        "reset_after": 0,
+                        "max_concurrency": 1,
+                    },
+                }
+            )
         if (method, path) == ("GET", "/users/@me"):
             return _json(BOT_USER)
         if (method, path) == ("GET", "/oauth2/applications/@me"):
-            return _json({
-                "id": str(BOT_ID), "name": "Motif", "description": "", "icon": None,
-                "bot_public": True, "bot_require_code_grant": False, "owner": MEMBER_USER,
-                "verify_key": "0" * 64, "flags": 0})
+            return _json(
+                {
+                    "id": str(BOT_ID),
+                    "name": "Motif",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": MEMBER_USER,
+                    "verify_key": "0" * 64,
+                    "flags": 0,
+                }
+            )
         if method == "POST" and path.endswith("/callback"):
             data = body.get("data") or {}
-            return _json({
-                "interaction": {"id": path.split("/")[2], "type": body.get("type"),
-                                "response_message_loading": body.get("type") == 5,
-                                "response_message_ephemeral": bool(
-                                    (data.get("flags") or 0) & EPHEMERAL)},
-                "resource": {"type": body.get("type")}})
+            return _json(
+                {
+                    "interaction": {
+                        "id": path.split("/")[2],
+                        "type": body.get("type"),
+                        "response_message_loading": body.get("type") == 5,
+                        "response_message_ephemeral": bool((data.get("flags") or 0) & EPHEMERAL),
+                    },
+                    "resource": {"type": body.get("type")},
+                }
+            )
         if path.startswith("/webhooks/") and method in ("PATCH", "POST", "GET"):
             token = path.split("/")[3]
             if method == "PATCH" and token in self._held:
@@ -223,21 +312,37 @@ class DiscordStandIn:
             return _json(self._message(request))
         if path.startswith("/webhooks/") and method == "DELETE":
             return web.Response(status=204)
-        return _json({"message": f"the stand-in has no {method} {path}",
-                                  "code": 0}, status=404)
+        return _json({"message": f"the stand-in has no {method} {path}", "code": 0}, status=404)
 
     def _message(self, request: Request) -> dict[str, Any]:
         body = request.json or {}
         return {
-            "id": str(next(self._ids)), "channel_id": str(CHANNEL_ID), "author": BOT_USER,
-            "content": body.get("content") or "", "timestamp": TIMESTAMP,
-            "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [],
-            "mention_roles": [], "pinned": False, "type": 0, "flags": body.get("flags") or 0,
-            "embeds": body.get("embeds") or [], "components": body.get("components") or [],
-            "attachments": [{"id": str(next(self._ids)), "filename": name, "size": 1,
-                             "url": f"{self.api_base}/files/{name}",
-                             "proxy_url": f"{self.api_base}/files/{name}"}
-                            for name in request.files]}
+            "id": str(next(self._ids)),
+            "channel_id": str(CHANNEL_ID),
+            "author": BOT_USER,
+            "content": body.get("content") or "",
+            "timestamp": TIMESTAMP,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "pinned": False,
+            "type": 0,
+            "flags": body.get("flags") or 0,
+            "embeds": body.get("embeds") or [],
+            "components": body.get("components") or [],
+            "attachments": [
+                {
+                    "id": str(next(self._ids)),
+                    "filename": name,
+                    "size": 1,
+                    "url": f"{self.api_base}/files/{name}",
+                    "proxy_url": f"{self.api_base}/files/{name}",
+                }
+                for name in request.files
+            ],
+        }
 
     def _notify(self) -> None:
         self._changed.set()
@@ -245,28 +350,66 @@ class DiscordStandIn:
 
 def _json(data: Any, status: int = 200) -> web.Response:
     # Exactly "application/json", as Discord sends it: discord.py compares the header whole.
-    return web.Response(body=json.dumps(data).encode(), status=status,
-                        headers={"Content-Type": "application/json"})
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"}
+    )
 
 
 def _channel() -> dict[str, Any]:
-    return {"id": str(CHANNEL_ID), "type": 0, "name": "music", "guild_id": str(GUILD_ID),
-            "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None}
+    return {
+        "id": str(CHANNEL_ID),
+        "type": 0,
+        "name": "music",
+        "guild_id": str(GUILD_ID),
+        "position": 0,
+        "permission_overwrites": [],
+        "nsfw": False,
+        "parent_id": None,
+    }
 
 
 def _guild() -> dict[str, Any]:
-    everyone = {"id": str(GUILD_ID), "name": "@everyone", "permissions": ALL_PERMISSIONS,
-                "position": 0, "color": 0, "hoist": False, "managed": False,
-                "mentionable": False, "flags": 0}
+    everyone = {
+        "id": str(GUILD_ID),
+        "name": "@everyone",
+        "permissions": ALL_PERMISSIONS,
+        "position": 0,
+        "color": 0,
+        "hoist": False,
+        "managed": False,
+        "mentionable": False,
+        "flags": 0,
+    }
     return {
-        "id": str(GUILD_ID), "name": "Band", "icon": None, "owner_id": str(MEMBER_ID),
-        "roles": [everyone], "channels": [_channel()], "emojis": [], "stickers": [],
-        "features": [], "members": [], "member_count": 2, "threads": [], "voice_states": [],
-        "presences": [], "stage_instances": [], "guild_scheduled_events": [],
-        "unavailable": False, "large": False, "joined_at": TIMESTAMP, "premium_tier": 0,
-        "verification_level": 0, "default_message_notifications": 0,
-        "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0,
-        "system_channel_flags": 0, "preferred_locale": "en-US", "afk_timeout": 300}
+        "id": str(GUILD_ID),
+        "name": "Band",
+        "icon": None,
+        "owner_id": str(MEMBER_ID),
+        "roles": [everyone],
+        "channels": [_channel()],
+        "emojis": [],
+        "stickers": [],
+        "features": [],
+        "members": [],
+        "member_count": 2,
+        "threads": [],
+        "voice_states": [],
+        "presences": [],
+        "stage_instances": [],
+        "guild_scheduled_events": [],
+        "unavailable": False,
+        "large": False,
+        "joined_at": TIMESTAMP,
+        "premium_tier": 0,
+        "verification_level": 0,
+        "default_message_notifications": 0,
+        "explicit_content_filter": 0,
+        "mfa_level": 0,
+        "nsfw_level": 0,
+        "system_channel_flags": 0,
+        "preferred_locale": "en-US",
+        "afk_timeout": 300,
+    }
 
 
 def free_port() -> int:

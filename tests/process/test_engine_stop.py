@@ -31,8 +31,9 @@ async def test_a_stopped_engine_delivers_its_jobs_in_flight_then_exits_0(
             if not isinstance(event, Queued):
                 started.set()
 
-        in_flight = asyncio.create_task(engine.compose(
-            ComposeRequest(bars=8, candidates=2, seed=1), on_progress=on_progress))
+        in_flight = asyncio.create_task(
+            engine.compose(ComposeRequest(bars=8, candidates=2, seed=1), on_progress=on_progress)
+        )
         await asyncio.wait_for(started.wait(), 120)
         os.kill(pid, signal.SIGTERM)
         async with asyncio.timeout(30):

@@ -35,8 +35,12 @@ def _reroll_id(post: Request) -> str:
 
 
 def _restarting_answer(answers: list[dict[str, Any]]) -> bool:
-    return len(answers) == 1 and answers[0]["type"] == 4 and answers[0]["data"]["content"] == (
-        RESTARTING) and answers[0]["data"]["flags"] & EPHEMERAL
+    return (
+        len(answers) == 1
+        and answers[0]["type"] == 4
+        and answers[0]["data"]["content"] == (RESTARTING)
+        and answers[0]["data"]["flags"] & EPHEMERAL
+    )
 
 
 STOP_SIGNALS = [pytest.param(s, id=s.name) for s in (signal.SIGTERM, signal.SIGINT)]

@@ -17,8 +17,10 @@ import redis
 from tests.queue.processes import REDIS_SERVER, RedisServer, WorkerProcess
 
 REDIS_ENV = "MOTIF_TEST_REDIS_URL"
-REDIS_SKIP_REASON = ("redis-server is not installed and MOTIF_TEST_REDIS_URL is not set: the "
-                     "job queue tests did NOT run. Install it with: make system")
+REDIS_SKIP_REASON = (
+    "redis-server is not installed and MOTIF_TEST_REDIS_URL is not set: the "
+    "job queue tests did NOT run. Install it with: make system"
+)
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +70,10 @@ StartWorkers = Callable[..., list[WorkerProcess]]
 
 def worker_starter(log_dir: Path, started: list[WorkerProcess]) -> StartWorkers:
     def start(url: str, prefix: str, names: list[str], **options: object) -> list[WorkerProcess]:
-        workers = [WorkerProcess(url, prefix, name, log_dir, **options)  # type: ignore[arg-type]
-                   for name in names]
+        workers = [
+            WorkerProcess(url, prefix, name, log_dir, **options)  # type: ignore[arg-type]
+            for name in names
+        ]
         started.extend(workers)
         for worker in workers:
             worker.wait_serving()

@@ -17,7 +17,8 @@ from typing import Any
 import redis
 
 REDIS_SERVER = shutil.which("redis-server") or (
-    "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None)
+    "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None
+)
 WORKER_START_SECONDS = 240.0  # torch, the model, the soundfont, a warm-up: on a busy machine
 STOP_SECONDS = 60.0
 
@@ -55,10 +56,25 @@ class RedisServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--dir",
-             str(self.directory), "--save", "", "--appendonly", "no",
-             "--logfile", str(self.directory / "server.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True)
+            [
+                REDIS_SERVER,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(self.directory / "server.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         client = redis.Redis(port=self.port, socket_connect_timeout=1)
         deadline = time.monotonic() + 10
         while True:
@@ -67,8 +83,9 @@ class RedisServer:
                 break
             except redis.ConnectionError:
                 if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start: "
-                                       f"{(self.directory / 'server.log').read_text()}") from None
+                    raise RuntimeError(
+                        f"redis-server did not start: {(self.directory / 'server.log').read_text()}"
+                    ) from None
                 time.sleep(0.05)
         client.close()
 
@@ -86,22 +103,49 @@ class RedisServer:
 class WorkerProcess:
     """`python -m engine worker` with the shipped checkpoint on the CPU, logging to a file."""
 
-    def __init__(self, url: str, prefix: str, name: str, log_dir: Path, *,
-                 claim_idle: float = 3.0, max_rows: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        name: str,
+        log_dir: Path,
+        *,
+        claim_idle: float = 3.0,
+        max_rows: int | None = None,
+    ) -> None:
         self.name = name
         self.prefix = prefix
         self.log = log_dir / f"{name}.log"
-        argv = [sys.executable, "-m", "engine", "worker", "--queue-url", url, "--prefix",
-                prefix, "--name", name, "--claim-idle", str(claim_idle), "--device", "cpu"]
+        argv = [
+            sys.executable,
+            "-m",
+            "engine",
+            "worker",
+            "--queue-url",
+            url,
+            "--prefix",
+            prefix,
+            "--name",
+            name,
+            "--claim-idle",
+            str(claim_idle),
+            "--device",
+            "cpu",
+        ]
         if max_rows is not None:
             argv += ["--max-rows", str(max_rows)]
         env = {k: v for k, v in os.environ.items() if k != "MOTIF_QUEUE_URL"}
         env["MOTIF_DATA_DIR"] = str(log_dir / f"{name}-data")
         env["MOTIF_RENDER_THREADS"] = "1"
         with self.log.open("wb") as out:
-            self.process = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.engine_pids: set[int] = set()
         self._redis = redis.Redis.from_url(url)
 
@@ -121,8 +165,9 @@ class WorkerProcess:
     def engine_pid(self) -> int:
         return int(self.info().get("engine_pid") or 0)
 
-    def wait_serving(self, timeout: float = WORKER_START_SECONDS, *,
-                     not_engine: int | None = None) -> None:
+    def wait_serving(
+        self, timeout: float = WORKER_START_SECONDS, *, not_engine: int | None = None
+    ) -> None:
         """Until its engine serves (a new one, when `not_engine` names the old one's pid)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -131,11 +176,13 @@ class WorkerProcess:
             if info.get("state") == b"serving" and info.get("stats") and engine != not_engine:
                 return
             if self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited with {self.process.returncode}:"
-                                   f"\n{self.log_text()}")
+                raise RuntimeError(
+                    f"worker {self.name} exited with {self.process.returncode}:\n{self.log_text()}"
+                )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker {self.name} did not serve within {timeout:.0f} s:"
-                                   f"\n{self.log_text()}")
+                raise TimeoutError(
+                    f"worker {self.name} did not serve within {timeout:.0f} s:\n{self.log_text()}"
+                )
             time.sleep(0.2)
 
     def log_text(self) -> str:

@@ -30,15 +30,18 @@ pytestmark = pytest.mark.redis
 
 async def _queued(client, keys: QueueKeys, job: str, body: bytes = b"\x80") -> int:
     submit = client.register_script(SUBMIT)
-    return await submit(keys=[keys.marker(job), keys.stream("compose"), keys.counters],
-                        args=[60_000, job, keys.replies("c"), 1, body])
+    return await submit(
+        keys=[keys.marker(job), keys.stream("compose"), keys.counters],
+        args=[60_000, job, keys.replies("c"), 1, body],
+    )
 
 
 async def _finish(client, keys: QueueKeys, job: str, entry: bytes, message: bytes) -> int:
     finish = client.register_script(FINISH)
-    return await finish(keys=[keys.marker(job), keys.replies("c"), keys.stream("compose"),
-                              keys.counters],
-                        args=[GROUP, entry, message, 60_000, 60_000, 100, "posted"])
+    return await finish(
+        keys=[keys.marker(job), keys.replies("c"), keys.stream("compose"), keys.counters],
+        args=[GROUP, entry, message, 60_000, 60_000, 100, "posted"],
+    )
 
 
 async def test_a_job_sent_again_is_queued_once(redis_url: str, prefix: str) -> None:
@@ -52,8 +55,7 @@ async def test_a_job_sent_again_is_queued_once(redis_url: str, prefix: str) -> N
         await client.aclose()
 
 
-async def test_a_reply_is_posted_once_whoever_finishes_the_job(redis_url: str,
-                                                               prefix: str) -> None:
+async def test_a_reply_is_posted_once_whoever_finishes_the_job(redis_url: str, prefix: str) -> None:
     keys, client = QueueKeys(prefix), connect(redis_url)
     stream = keys.stream("compose")
     try:
@@ -67,15 +69,17 @@ async def test_a_reply_is_posted_once_whoever_finishes_the_job(redis_url: str,
         replies = await client.xrange(keys.replies("c"))
         assert [fields[b"m"] for _, fields in replies] == [b"first"]
         assert await client.hgetall(keys.counters) == {
-            b"submitted": b"1", b"posted": b"1", b"duplicates": b"1"}
+            b"submitted": b"1",
+            b"posted": b"1",
+            b"duplicates": b"1",
+        }
         assert (await client.xpending(stream, GROUP))["pending"] == 0
         assert await client.xlen(stream) == 0  # acknowledged and deleted: Redis stays small
     finally:
         await client.aclose()
 
 
-async def test_a_reply_gets_through_when_redis_lost_the_group(redis_url: str,
-                                                              prefix: str) -> None:
+async def test_a_reply_gets_through_when_redis_lost_the_group(redis_url: str, prefix: str) -> None:
     keys, client = QueueKeys(prefix), connect(redis_url)
     try:  # a restart without persistence: no stream, no group, no marker
         assert await _finish(client, keys, "c:9", b"1-1", b"reply") == 1
@@ -85,7 +89,8 @@ async def test_a_reply_gets_through_when_redis_lost_the_group(redis_url: str,
 
 
 async def test_touch_keeps_claims_and_tells_which_were_taken_over_or_are_gone(
-        redis_url: str, prefix: str) -> None:
+    redis_url: str, prefix: str
+) -> None:
     keys, client = QueueKeys(prefix), connect(redis_url)
     stream = keys.stream("compose")
     touch = client.register_script(TOUCH)
@@ -108,7 +113,8 @@ async def test_touch_keeps_claims_and_tells_which_were_taken_over_or_are_gone(
 
 
 async def test_with_no_worker_at_all_the_member_is_told_within_seconds(
-        redis_url: str, prefix: str, inspect: redis.Redis) -> None:
+    redis_url: str, prefix: str, inspect: redis.Redis
+) -> None:
     async with queue_client(redis_url, prefix=prefix) as engine:
         with pytest.raises(EngineUnavailable, match="no music engine worker is running"):
             # Within the workers' heartbeat ttl (5 s) and a check, not a time-out.
@@ -118,15 +124,17 @@ async def test_with_no_worker_at_all_the_member_is_told_within_seconds(
         assert len(cancelled) == 1
 
 
-async def test_stats_count_a_worker_whose_engine_is_still_starting(redis_url: str,
-                                                                   prefix: str) -> None:
+async def test_stats_count_a_worker_whose_engine_is_still_starting(
+    redis_url: str, prefix: str
+) -> None:
     keys = QueueKeys(prefix)
     async with queue_client(redis_url, prefix=prefix) as engine:
         client = connect(redis_url)
         try:  # what a worker writes before its engine serves: no figures yet
             await client.register_script(HEARTBEAT)(
                 keys=[keys.workers, keys.worker("w")],
-                args=["w", 15_000, "state", "starting", "stats", b""])
+                args=["w", 15_000, "state", "starting", "stats", b""],
+            )
         finally:
             await client.aclose()
         stats = await engine.stats()
@@ -141,13 +149,20 @@ async def test_a_client_whose_redis_does_not_answer_cannot_start() -> None:
     assert time.monotonic() - started < 30
 
 
-@pytest.mark.parametrize(("url", "said"), [
-    ("http://u:pw@h:6379/0", "must be a redis://, rediss:// or unix:// URL"),
-    (f"redis://127.0.0.1:{free_port()}/0", "cannot reach Redis"),
-])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://u:pw@h:6379/0", "must be a redis://, rediss:// or unix:// URL"),
+        (f"redis://127.0.0.1:{free_port()}/0", "cannot reach Redis"),
+    ],
+)
 def test_a_worker_without_a_usable_redis_says_why_in_one_line(url: str, said: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "engine", "worker", "--queue-url", url],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "engine", "worker", "--queue-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert said in done.stderr and "Traceback" not in done.stderr and "pw" not in done.stderr
 

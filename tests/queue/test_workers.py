@@ -32,14 +32,19 @@ LONG_JOB = ComposeRequest(bars=16, candidates=4, seed=5)  # seconds of decoding:
 
 
 @pytest.fixture(scope="module")
-def pair(redis_url: str, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[tuple[str, list[WorkerProcess]]]:
+def pair(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, list[WorkerProcess]]]:
     """Two workers of four decode rows each, for the tests that kill nothing."""
     started: list[WorkerProcess] = []
     prefix = f"test-pair-{os.getpid()}"
     try:
-        yield prefix, worker_starter(tmp_path_factory.mktemp("pair"), started)(
-            redis_url, prefix, ["left", "right"], max_rows=4)
+        yield (
+            prefix,
+            worker_starter(tmp_path_factory.mktemp("pair"), started)(
+                redis_url, prefix, ["left", "right"], max_rows=4
+            ),
+        )
     finally:
         for worker in started:
             worker.stop()
@@ -48,8 +53,9 @@ def pair(redis_url: str, tmp_path_factory: pytest.TempPathFactory
 def holders(inspect: redis.Redis, prefix: str, kind: str = "compose") -> dict[str, int]:
     """Worker name -> how many jobs of `kind` it holds (claimed, not yet answered)."""
     summary = inspect.xpending(f"{prefix}:jobs:{kind}", GROUP)
-    return {c["name"].decode(): int(c["pending"]) for c in summary["consumers"]
-            if int(c["pending"])}
+    return {
+        c["name"].decode(): int(c["pending"]) for c in summary["consumers"] if int(c["pending"])
+    }
 
 
 async def long_job_decoding(engine, events: list[object]) -> asyncio.Task:
@@ -71,8 +77,11 @@ async def test_compositions_and_renders_go_through_the_workers(pair, redis_url, 
     events: list[object] = []
     async with queue_client(redis_url, prefix=prefix) as engine:
         result = await engine.compose(
-            ComposeRequest(seed_midi=(examples / "motif.mid").read_bytes(), bars=4,
-                           candidates=2, seed=3), on_progress=events.append)
+            ComposeRequest(
+                seed_midi=(examples / "motif.mid").read_bytes(), bars=4, candidates=2, seed=3
+            ),
+            on_progress=events.append,
+        )
         check(result, 2, seeded=True)
         assert Decoding in {type(e) for e in events} and isinstance(events[-1], Rendering)
         rendered = await engine.render((examples / "band.mid").read_bytes(), pianoroll=True)
@@ -83,22 +92,22 @@ async def test_compositions_and_renders_go_through_the_workers(pair, redis_url, 
         assert stats.max_rows == 8 and "2 workers" in stats.device  # both engines, summed
 
 
-async def test_a_worker_claims_only_the_compositions_it_has_rows_for(pair, redis_url,
-                                                                     inspect):
+async def test_a_worker_claims_only_the_compositions_it_has_rows_for(pair, redis_url, inspect):
     prefix, _workers = pair
     stream = f"{prefix}:jobs:compose"
     waited_for_rows = spread = False
     async with queue_client(redis_url, prefix=prefix) as engine:
-        jobs = [asyncio.create_task(engine.compose(ComposeRequest(bars=8, candidates=4, seed=s)))
-                for s in range(3)]
+        jobs = [
+            asyncio.create_task(engine.compose(ComposeRequest(bars=8, candidates=4, seed=s)))
+            for s in range(3)
+        ]
         while not all(job.done() for job in jobs):
             held = holders(inspect, prefix)
             waiting = inspect.xlen(stream) - sum(held.values())  # answered ones are deleted
             # Each worker's four rows are taken by one job; the third job waits in Redis for
             # rows to free up, instead of queueing inside a worker that cannot decode it yet.
             spread = spread or held == {"left": 1, "right": 1}
-            waited_for_rows = waited_for_rows or (held == {"left": 1, "right": 1}
-                                                  and waiting == 1)
+            waited_for_rows = waited_for_rows or (held == {"left": 1, "right": 1} and waiting == 1)
             await asyncio.sleep(0.05)
         for job in jobs:
             check(job.result(), 4)
@@ -106,7 +115,8 @@ async def test_a_worker_claims_only_the_compositions_it_has_rows_for(pair, redis
 
 
 async def test_a_worker_killed_mid_job_has_it_taken_over_and_answered_once(
-        redis_url, prefix, start_workers, inspect):
+    redis_url, prefix, start_workers, inspect
+):
     workers = {w.name: w for w in start_workers(redis_url, prefix, ["a", "b"])}
     events: list[object] = []
     async with queue_client(redis_url, prefix=prefix) as engine:
@@ -118,7 +128,7 @@ async def test_a_worker_killed_mid_job_has_it_taken_over_and_answered_once(
         check(await asyncio.wait_for(job, 240), 4)
     # The member saw it start again (on the survivor), after the claim went idle.
     kinds = [type(e) for e in events]
-    assert EngineRestarting in kinds and Decoding in kinds[kinds.index(EngineRestarting):]
+    assert EngineRestarting in kinds and Decoding in kinds[kinds.index(EngineRestarting) :]
     assert "took over compose job" in survivor.log_text()
     counters = inspect.hgetall(f"{prefix}:counters")
     assert counters[b"posted"] == b"1" and b"duplicates" not in counters, counters
@@ -127,7 +137,8 @@ async def test_a_worker_killed_mid_job_has_it_taken_over_and_answered_once(
 
 
 async def test_a_stalled_worker_that_wakes_up_does_not_answer_twice(
-        redis_url, prefix, start_workers, inspect):
+    redis_url, prefix, start_workers, inspect
+):
     workers = {w.name: w for w in start_workers(redis_url, prefix, ["a", "b"])}
     events: list[object] = []
     async with queue_client(redis_url, prefix=prefix) as engine:
@@ -143,8 +154,10 @@ async def test_a_stalled_worker_that_wakes_up_does_not_answer_twice(
             os.kill(stalled.pid, signal.SIGCONT)
         # Awake, it finds the job answered: it stops it, or drops its own reply.
         async with asyncio.timeout(60):
-            while not any(said in stalled.log_text() for said in (
-                    "was taken over by another worker", "was answered already")):
+            while not any(
+                said in stalled.log_text()
+                for said in ("was taken over by another worker", "was answered already")
+            ):
                 await asyncio.sleep(0.2)
     counters = inspect.hgetall(f"{prefix}:counters")
     assert counters[b"posted"] == b"1", counters
@@ -152,7 +165,8 @@ async def test_a_stalled_worker_that_wakes_up_does_not_answer_twice(
 
 
 async def test_a_job_whose_engine_dies_twice_is_dead_lettered_and_the_worker_lives_on(
-        redis_url, prefix, start_workers, inspect):
+    redis_url, prefix, start_workers, inspect
+):
     [worker] = start_workers(redis_url, prefix, ["solo"])
     killed: list[int] = []
 
@@ -190,8 +204,9 @@ async def test_a_redis_restart_loses_no_job(redis_server: RedisServer, prefix, s
     assert "Redis answers again" in worker.log_text()
 
 
-async def test_a_stopped_worker_posts_its_jobs_then_leaves(redis_url, prefix, start_workers,
-                                                           inspect):
+async def test_a_stopped_worker_posts_its_jobs_then_leaves(
+    redis_url, prefix, start_workers, inspect
+):
     [worker] = start_workers(redis_url, prefix, ["solo"])
     events: list[object] = []
     async with queue_client(redis_url, prefix=prefix) as engine:
@@ -202,4 +217,3 @@ async def test_a_stopped_worker_posts_its_jobs_then_leaves(redis_url, prefix, st
         assert inspect.zscore(f"{prefix}:workers", "solo") is None  # left the live set
         with pytest.raises(EngineUnavailable, match="no music engine worker"):
             await asyncio.wait_for(engine.compose(ComposeRequest(bars=1)), 30)
-

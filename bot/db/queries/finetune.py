@@ -210,7 +210,10 @@ async def record_finetune_result(
     check_id("run_id", run_id)
     status = ModelVersionStatus.READY if accepted else ModelVersionStatus.REJECTED
     version = new_model_version(
-        guild_id=guild_id, engine_id=engine_id, parent_id=parent_id, metrics=metrics,
+        guild_id=guild_id,
+        engine_id=engine_id,
+        parent_id=parent_id,
+        metrics=metrics,
         status=status,
     )
     async with writing(session):

@@ -295,9 +295,7 @@ async def close_jam_round(
             .where(JamRound.id == round_id)
             .values(winner_candidate_id=winner, winner_votes=tallies[winner])
         )
-        await session.execute(
-            update(Jam).where(Jam.id == jam.id).values(writer_until=writer_until)
-        )
+        await session.execute(update(Jam).where(Jam.id == jam.id).values(writer_until=writer_until))
         await session.refresh(row)
         await session.refresh(jam)
     return ClosedRound(jam, row, winner, position, tallies[winner], tallies)
@@ -370,9 +368,7 @@ async def set_jam_writer(
     check_id("jam_id", jam_id)
     async with writing(session):
         await session.execute(
-            update(Jam)
-            .where(Jam.id == jam_id, Jam.guild_id == guild_id)
-            .values(writer_until=until)
+            update(Jam).where(Jam.id == jam_id, Jam.guild_id == guild_id).values(writer_until=until)
         )
 
 
@@ -473,4 +469,3 @@ async def jam_winners(
             .order_by(JamRound.number)
         )
         return [(row, candidate) for row, candidate in rows]
-

@@ -34,7 +34,10 @@ async def add_model_version(
     whether it passed the quality gate.
     """
     version = new_model_version(
-        guild_id=guild_id, engine_id=engine_id, parent_id=parent_id, metrics=metrics,
+        guild_id=guild_id,
+        engine_id=engine_id,
+        parent_id=parent_id,
+        metrics=metrics,
         status=status,
     )
     async with writing(session):

@@ -120,9 +120,7 @@ async def _toggle_vote(
         action, now_voting = "removed", None
     else:
         await session.execute(
-            update(Vote)
-            .where(member_vote)
-            .values(candidate_id=candidate_id, updated_at=utcnow())
+            update(Vote).where(member_vote).values(candidate_id=candidate_id, updated_at=utcnow())
         )
         action, now_voting = "moved", candidate_id
     tallies = await _tallies(session, composition_id)

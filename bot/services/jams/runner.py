@@ -158,7 +158,11 @@ class JamRunner:
             return
         log.info(
             "guild %s: jam #%s round %s closed (%s): candidate %s",
-            guild_id, closed.jam.id, closed.round.number, how, closed.winner_position,
+            guild_id,
+            closed.jam.id,
+            closed.round.number,
+            how,
+            closed.winner_position,
         )
         await self._close_buttons(closed)
         await self._post_result(closed, how)
@@ -299,8 +303,12 @@ class JamRunner:
         if midi is None:
             return [], None
         files = [discord.File(io.BytesIO(midi), filename=f"{name}.mid")]
-        budget = (channel.guild.filesize_limit - len(midi) - MESSAGE_RESERVE_BYTES
-                  - compose_message.PIANOROLL_RESERVE_BYTES)
+        budget = (
+            channel.guild.filesize_limit
+            - len(midi)
+            - MESSAGE_RESERVE_BYTES
+            - compose_message.PIANOROLL_RESERVE_BYTES
+        )
         try:
             rendered = await self.host.engine.render(
                 midi, max_audio_bytes=budget, guild_id=jam.guild_id, pianoroll=True

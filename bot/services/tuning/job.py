@@ -41,9 +41,7 @@ class TuningJob:
         request = FinetuneRequest(
             guild_id=export.guild_id,
             pieces=[s.midi for s in export.seeds] + [w.midi for w in export.winners],
-            pairs=[
-                VotedPair(chosen=p.chosen_midi, rejected=p.rejected_midi) for p in export.pairs
-            ],
+            pairs=[VotedPair(chosen=p.chosen_midi, rejected=p.rejected_midi) for p in export.pairs],
             start_from=start_from,
             keep=keep,
             steps=steps,

@@ -26,9 +26,7 @@ ENGINE_DOWN = "the music engine was not available (it is restarting or down); tr
 UNEXPECTED = "something went wrong on our side; it has been logged"
 
 
-async def record_result(
-    host: TuningHost, job: TuningJob, result: FinetuneResult
-) -> ModelVersion:
+async def record_result(host: TuningHost, job: TuningJob, result: FinetuneResult) -> ModelVersion:
     """The run's new version becomes one of the server's (serving at once if accepted);
     the versions the engine pruned are marked so; the run succeeds. One transaction:
     FinetuneRunFinished (and nothing recorded) if the run was ended meanwhile."""

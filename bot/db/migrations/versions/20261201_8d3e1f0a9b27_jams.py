@@ -60,9 +60,7 @@ def upgrade() -> None:
             "status IN ('running', 'paused', 'finished', 'stopped')",
             name="ck_jam_status_known",
         ),
-        sa.CheckConstraint(
-            "rounds >= 1 AND round_seconds >= 1", name="ck_jam_rounds_positive"
-        ),
+        sa.CheckConstraint("rounds >= 1 AND round_seconds >= 1", name="ck_jam_rounds_positive"),
         sa.PrimaryKeyConstraint("id", name="pk_jam"),
         sqlite_autoincrement=True,
     )
@@ -110,9 +108,7 @@ def upgrade() -> None:
         sa.Column("winner_votes", sa.Integer(), nullable=True),
         sa.Column("closed_at", TIMESTAMP, nullable=True),
         sa.CheckConstraint("number >= 1", name="ck_jam_round_number_positive"),
-        sa.CheckConstraint(
-            "status IN ('open', 'closed')", name="ck_jam_round_status_known"
-        ),
+        sa.CheckConstraint("status IN ('open', 'closed')", name="ck_jam_round_status_known"),
         sa.PrimaryKeyConstraint("id", name="pk_jam_round"),
         sa.UniqueConstraint("jam_id", "number", name="uq_jam_round_jam_id_number"),
         sa.UniqueConstraint("composition_id", name="uq_jam_round_composition_id"),

@@ -42,8 +42,10 @@ def _rename(old: str, new: str, convert: Callable[[str], str]) -> None:
     bind = op.get_bind()
     rows = bind.execute(sa.text(f"SELECT id, {new} FROM model_version")).all()
     for version_id, value in rows:
-        bind.execute(sa.text(f"UPDATE model_version SET {new} = :value WHERE id = :id"),
-                     {"value": convert(value), "id": version_id})
+        bind.execute(
+            sa.text(f"UPDATE model_version SET {new} = :value WHERE id = :id"),
+            {"value": convert(value), "id": version_id},
+        )
 
 
 def upgrade() -> None:
