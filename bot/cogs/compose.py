@@ -80,6 +80,7 @@ class ComposeCog(commands.Cog):
         include_seed="Start each clip with the seed itself",
         form="Which bars come back (default: the seed's theme returns)",
         follow_key="Stay in the seed's key (default: yes)",
+        quantise="Snap a seed played by hand to sixteenths and triplets first",
     )
     @app_commands.choices(instrument=INSTRUMENT_CHOICES, form=FORM_CHOICES)
     async def compose(
@@ -95,6 +96,7 @@ class ComposeCog(commands.Cog):
         include_seed: bool = False,
         form: str = DEFAULT_FORM,
         follow_key: bool = True,
+        quantise: bool = False,
     ) -> None:
         guild_id = interaction.guild_id
         assert guild_id is not None
@@ -109,6 +111,7 @@ class ComposeCog(commands.Cog):
                 include_seed=include_seed,
                 form=form,
                 follow_key=follow_key,
+                quantise=quantise,
             )
             return await composing.new_job(
                 self.bot.sessions,

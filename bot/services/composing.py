@@ -47,6 +47,7 @@ class ComposeJob:
     include_seed: bool = False
     form: str = DEFAULT_FORM  # which bars come back: return, free, AABA, ABAB
     follow_key: bool = True
+    quantise: bool = False  # snap a performed seed to the score grid first
     # A fresh sampling seed per job: a reroll differs, and the stored value can replay it.
     sampling_seed: int = 0
 
@@ -75,6 +76,7 @@ class ComposeJob:
             include_seed=self.include_seed and self.seed_midi is not None,
             form=self.form,
             follow_key=self.follow_key,
+            quantise=self.quantise and self.seed_midi is not None,
             guild_id=guild_id,
             max_audio_bytes=max_audio_bytes,
             model=model,
@@ -98,6 +100,7 @@ class ComposeJob:
             "include_seed": self.include_seed,
             "form": self.form,
             "follow_key": self.follow_key,
+            "quantise": self.quantise,
             "sampling_seed": self.sampling_seed,
             "seed_label": self.seed_label,
         }
@@ -115,6 +118,7 @@ class ComposeJob:
             include_seed=bool(params.get("include_seed", False)),
             form=params.get("form") if params.get("form") in FORMS else DEFAULT_FORM,
             follow_key=bool(params.get("follow_key", True)),
+            quantise=bool(params.get("quantise", False)),
             **{"seed_label": params.get("seed_label", "unknown"), "seed_midi": None, **seed},
         )
         return job.fresh()

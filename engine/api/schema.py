@@ -68,6 +68,8 @@ class ComposeRequest(Struct, frozen=True, forbid_unknown_fields=True):
     include_seed: bool = False
     form: str = DEFAULT_FORM  # which bars come back: return, free, AABA, ABAB (engine.api.form)
     follow_key: bool = True  # lean toward the seed's key (passing notes stay possible)
+    # Snap a performed seed's notes to sixteenths and triplets before the model reads it.
+    quantise: bool = False
     guild_id: int | None = None  # whose turn it is in the engine's fair queue
     max_audio_bytes: int | None = None  # each OGG fits this (the server's upload limit)
     # The guild's model version by the engine's id for it (FinetuneResult.model), never a

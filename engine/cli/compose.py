@@ -49,6 +49,11 @@ def add_parser(commands) -> None:
     )
     p.add_argument("--ignore-key", action="store_true", help="do not lean toward the seed's key")
     p.add_argument(
+        "--quantise",
+        action="store_true",
+        help="snap a performed seed's notes to sixteenths and triplets before continuing it",
+    )
+    p.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
@@ -96,12 +101,19 @@ def run(args: argparse.Namespace) -> int:
             include_seed=args.include_seed,
             form=args.form,
             follow_key=not args.ignore_key,
+            quantise=args.quantise,
         )
         # The seed and the work it asks for are checked before torch and the model load
         # (seconds), so a refusal is quick; the plan checks again with the model's metres.
         check_request(params, settings.work, vocabulary_metres())
     except (BadSeed, BadRequest) as exc:
         return fail(str(exc))
+    if seed_bytes is not None and not args.quantise and seed_looks_performed(seed_bytes):
+        print(
+            "note: this seed looks played by hand (its notes fall between the beats); "
+            "--quantise snaps them to the grid",
+            file=sys.stderr,
+        )
 
     from engine.audio.render import Renderer
     from engine.core.composer import Composer
@@ -163,3 +175,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"{pianoroll}  piano roll")
         print(f"timings: {timings}")
     return 0
+
+
+def seed_looks_performed(seed: bytes) -> bool:
+    from engine.api.seed_midi import read_seed
+    from engine.generation.quantise import looks_performed
+
+    return looks_performed(read_seed(seed))

@@ -105,14 +105,18 @@ Emit = Callable[[ScheduledJob, Output], None]
 class SeedSource(Protocol):
     """Reads a seed into tokens: engine.serving.seed_reader.SeedReader, or InProcessSeeds."""
 
-    def read(self, tokenizer: MidiTokenizer, seed: bytes, *, max_notes: int) -> SeedTokens: ...
+    def read(
+        self, tokenizer: MidiTokenizer, seed: bytes, *, max_notes: int, quantise: bool
+    ) -> SeedTokens: ...
 
 
 class InProcessSeeds:
     """Seeds read on the calling thread (offline: nothing else waits for the GIL)."""
 
-    def read(self, tokenizer: MidiTokenizer, seed: bytes, *, max_notes: int) -> SeedTokens:
-        return SeedTokens.of(tokenizer, seed, max_notes=max_notes)
+    def read(
+        self, tokenizer: MidiTokenizer, seed: bytes, *, max_notes: int, quantise: bool
+    ) -> SeedTokens:
+        return SeedTokens.of(tokenizer, seed, max_notes=max_notes, quantise=quantise)
 
 
 class EngineCore:
@@ -177,7 +181,10 @@ class EngineCore:
                 None
                 if job.seed_midi is None
                 else seeds.read(
-                    model.tokenizer, job.seed_midi, max_notes=self.limits.max_seed_notes
+                    model.tokenizer,
+                    job.seed_midi,
+                    max_notes=self.limits.max_seed_notes,
+                    quantise=job.request.quantise,
                 )
             )
             with model.tokenizer_lock:  # MIDI decoding on the render threads uses it too

@@ -31,13 +31,22 @@ class SeedTokens:
 
     @classmethod
     def of(
-        cls, tokenizer: MidiTokenizer, data: bytes, *, max_notes: int = MAX_SEED_NOTES
+        cls,
+        tokenizer: MidiTokenizer,
+        data: bytes,
+        *,
+        max_notes: int = MAX_SEED_NOTES,
+        quantise: bool = False,
     ) -> SeedTokens:
         """Read and tokenize MIDI bytes in this process; BadSeed when they are unfit (over
-        `max_notes` too, before tokenizing)."""
+        `max_notes` too, before tokenizing). `quantise`: snap the notes to the score grid
+        first, so the continuation, its profile and the seed played back are the quantised."""
         from engine.api.seed_midi import read_seed, split_metres
+        from engine.generation.quantise import quantise_score
 
         score = read_seed(data, max_notes=max_notes)
+        if quantise:
+            score = quantise_score(score)
         # The model reads bars of the metres its vocabulary holds; the seed's own metre is
         # kept for everything counted in bars a member sees (facts, profile, material).
         written = split_metres(score)

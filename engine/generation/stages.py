@@ -77,7 +77,9 @@ def plan_composition(
     seed = (
         None
         if seed_midi is None
-        else SeedTokens.of(tokenizer, seed_midi, max_notes=limits.max_seed_notes)
+        else SeedTokens.of(
+            tokenizer, seed_midi, max_notes=limits.max_seed_notes, quantise=params.quantise
+        )
     )
     return plan_from_seed(tokenizer, grammar, seed, params, limits, started=started, known=known)
 

@@ -10,7 +10,8 @@ costs that child (restarted for the next seed), never the engine and its batch.
 
 The child imports no torch (MidiTok works without it), so it starts in about a second and
 holds ~100 MB. It speaks msgpack on its stdin/stdout:
-    engine -> child  {key (a hash of the tokenizer), seed, max_notes, [tokenizer (its JSON)]}
+    engine -> child  {key (a hash of the tokenizer), seed, max_notes, quantise,
+                      [tokenizer (its JSON)]}
     child -> engine  {ids, tempo, time_signature, quarters, profile, material, pitched_ids}
                      | {bad_seed: message}
                      | {error: message}
@@ -94,7 +95,12 @@ class SeedReader:
             process.wait()
 
     def read(
-        self, tokenizer: MidiTokenizer, seed: bytes, *, max_notes: int = MAX_SEED_NOTES
+        self,
+        tokenizer: MidiTokenizer,
+        seed: bytes,
+        *,
+        max_notes: int = MAX_SEED_NOTES,
+        quantise: bool = False,
     ) -> SeedTokens:
         """The seed's tokens under `tokenizer`; BadSeed when the seed is unfit (more than
         `max_notes` too) or the child could not read it."""
@@ -102,7 +108,7 @@ class SeedReader:
         # Tokenizers go by their content: every server's fine-tuned model shares the base
         # model's, so the child keeps one. It is sent only when the child asks for it.
         key = hashlib.sha256(tokenizer.params_json.encode()).hexdigest()
-        request = {"key": key, "seed": seed, "max_notes": max_notes}
+        request = {"key": key, "seed": seed, "max_notes": max_notes, "quantise": quantise}
         reply = self._ask(request)
         if reply.get("need_tokenizer"):
             reply = self._ask({**request, "tokenizer": tokenizer.params_json})
@@ -189,6 +195,7 @@ def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]
             tokenizers[key],
             request["seed"],
             max_notes=int(request.get("max_notes", MAX_SEED_NOTES)),
+            quantise=bool(request.get("quantise", False)),
         )
     except BadSeed as exc:
         return {"bad_seed": str(exc)}

@@ -12,6 +12,7 @@ import simcord
 from bot.cogs.compose import NotPosted
 from bot.db import Composition, get_composition
 from bot.errors import UserFacingError
+from bot.services import composing
 from engine.api.config import WorkLimits
 from engine.api.errors import BadRequest, BadSeed
 from engine.api.limits import BARS, CANDIDATES, TEMPERATURE, TEMPO_BPM
@@ -142,13 +143,14 @@ async def test_a_file_name_shows_as_it_is_named_not_as_markdown_or_a_mention(wor
     assert "…" in description and len(description) < 120
 
 
-async def test_form_and_key_options_reach_the_engine_and_are_kept_for_a_reroll(world) -> None:
+async def test_form_key_and_quantise_options_are_kept_for_a_reroll(world) -> None:
     result = await world.alice.slash(
         world.channel,
         "compose",
         seed=("motif.mid", MOTIF),
         form="AABA",
         follow_key=False,
+        quantise=True,
         **SMALL,
     )
     await check_composition_message(world, result, 2)
@@ -158,6 +160,12 @@ async def test_form_and_key_options_reach_the_engine_and_are_kept_for_a_reroll(w
             session, guild_id=world.guild.id, composition_id=composition_id
         )
     assert stored.params["form"] == "AABA" and stored.params["follow_key"] is False
+    assert stored.params["quantise"] is True
+    assert (
+        composing.ComposeJob.from_params(stored.params, seed_midi=MOTIF)
+        .request(guild_id=world.guild.id, max_audio_bytes=None, model=None)
+        .quantise
+    )
 
 
 async def test_a_request_over_the_engines_work_limits_is_refused_privately(world) -> None:

@@ -44,6 +44,16 @@ def test_reads_what_the_engine_would_read_itself(reader, base_checkpoint, exampl
         assert reader.read(tokenizer, data) == SeedTokens.of(tokenizer, data)
 
 
+def test_the_reader_quantises_when_asked(reader, base_checkpoint):
+    from tests.engine.test_quantise import _played_eighths
+
+    tokenizer = base_checkpoint.tokenizer
+    played, _ = _played_eighths()
+    quantised = reader.read(tokenizer, played, quantise=True)
+    assert quantised == SeedTokens.of(tokenizer, played, quantise=True)
+    assert quantised.ids != reader.read(tokenizer, played).ids
+
+
 def test_a_bad_seed_is_refused_with_its_reason(reader, base_checkpoint):
     with pytest.raises(BadSeed, match="not a MIDI file"):
         reader.read(base_checkpoint.tokenizer, b"RIFF, not a MIDI file")
