@@ -78,15 +78,13 @@ def test_sync_without_a_token_is_a_one_line_error(tmp_path) -> None:
 async def test_the_bot_starts_its_own_engine_and_stops_it_on_close(settings) -> None:
     # The production wiring (no engine passed in), without Discord: setup_hook is what
     # login() runs before connecting.
-    bot = create_bot(settings)
-    await bot.setup_hook()
-    try:
+    # `async with` sets the client up as login() does (its loops wait for "ready" on it).
+    async with create_bot(settings) as bot:
+        await bot.setup_hook()
         commands = {c.name for c in bot.tree.get_commands()}
         assert {"compose", "seed", "top", "piece", "finetune", "model"} <= commands
         stats = await bot.engine.stats()
         assert stats.pid > 0
-    finally:
-        await bot.close()
     with pytest.raises(EngineUnavailable):
         await bot.engine.stats()
 
@@ -110,16 +108,10 @@ async def test_a_bot_that_starts_fails_the_runs_its_predecessor_left(
 
     # `python -m bot sync` builds a bot without an engine: it must not touch a running
     # bot's runs.
-    bot = create_bot(settings, start_engine=False)
-    await bot.setup_hook()
-    try:
+    async with create_bot(settings, start_engine=False) as bot:
+        await bot.setup_hook()
         assert await status() == ("queued", None)
-    finally:
-        await bot.close()
-    bot = create_bot(settings, engine=music_engine)
-    await bot.setup_hook()
-    try:
+    async with create_bot(settings, engine=music_engine) as bot:
+        await bot.setup_hook()
         state, error = await status()
         assert state == "failed" and "the bot restarted" in (error or "")
-    finally:
-        await bot.close()
