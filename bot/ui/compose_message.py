@@ -139,7 +139,8 @@ def instrument_name(program: int) -> str:
         return "drums"
     if not 0 <= program <= 127:
         return f"program {program}"
-    return pretty_midi.program_to_instrument_name(program).lower()
+    name: str = pretty_midi.program_to_instrument_name(program)
+    return name.lower()
 
 
 def fitted_text(candidate: CandidateResult, upload_limit: int) -> str | None:

@@ -81,13 +81,12 @@ class ComposeRequest(Struct, frozen=True, forbid_unknown_fields=True):
         CANDIDATES.check("candidates", self.candidates, BadRequest)
         TEMPERATURE.check("temperature", self.temperature, BadRequest)
         TOP_P.check("top_p", self.top_p, BadRequest)
-        for name, value, allowed in (
-            ("seed", self.seed, SAMPLING_SEED),
-            ("tempo", self.tempo, TEMPO_BPM),
-            ("program", self.program, PROGRAM),
-        ):
-            if value is not None:
-                allowed.check(name, value, BadRequest)
+        if self.seed is not None:
+            SAMPLING_SEED.check("seed", self.seed, BadRequest)
+        if self.tempo is not None:
+            TEMPO_BPM.check("tempo", self.tempo, BadRequest)
+        if self.program is not None:
+            PROGRAM.check("program", self.program, BadRequest)
         _check_audio_bytes(self.max_audio_bytes)
         try:
             plan_form(self.form, bars=self.bars, seed_bars=0)
