@@ -50,4 +50,4 @@ lint: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf out .pytest_cache .ruff_cache
+	rm -rf out .pytest_cache .ruff_cache .mypy_cache
