@@ -41,6 +41,16 @@ def unread_input(pid: int) -> int:
         os.close(fd)
 
 
+def stop(pid: int) -> None:
+    """SIGSTOP `pid` and wait until it is stopped. A busy machine may not run it for a while
+    after the signal; a read it is blocked in meanwhile would still take what arrives."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def reader() -> Iterator[SeedReader]:
     seeds = SeedReader(timeout=30.0)
@@ -89,7 +99,7 @@ def test_a_reader_that_dies_costs_the_seed_it_was_reading_only(reader, base_chec
     tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
     reader.read(tokenizer, seed)
     dying = reader.pid
-    os.kill(dying, signal.SIGSTOP)
+    stop(dying)  # the request then stays in its pipe
     outcome: list[BaseException | SeedTokens] = []
 
     def read() -> None:
