@@ -129,10 +129,10 @@ class SeedReader:
             return SeedTokens.from_reply(reply)
         if isinstance(reply, SeedRefused):
             raise BadSeed(reply.message)
-        why = (
-            reply.message if isinstance(reply, SeedReadFailed) else "it wanted the tokenizer again"
-        )
-        log.error("the seed reader failed: %s", why)
+        if isinstance(reply, SeedReadFailed):
+            log.error("the seed reader failed: %s", reply.message)
+        else:  # it asked for the tokenizer it had just been sent
+            log.error("the seed reader asked for its tokenizer twice")
         raise EngineError(UNREADABLE)
 
     def _ask(self, request: ReadSeed) -> SeedReply:
