@@ -42,10 +42,12 @@ train: setup
 bench: setup
 	$(BIN)/python -m bench
 
-# CI runs this before the tests: lint rules and the formatter's layout on every file.
+# CI runs this before the tests: lint rules and the formatter's layout on every file, and
+# the types of what the bot process runs (engine/api and bot/; pyproject.toml, [tool.mypy]).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
-	rm -rf out .pytest_cache .ruff_cache
+	rm -rf out .pytest_cache .ruff_cache .mypy_cache

@@ -34,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "engine":
         from engine.__main__ import main as engine_main
 
-        return engine_main(rest, prog="motif engine")
+        status: int = engine_main(rest, prog="motif engine")
+        return status
     if command in ("-h", "--help"):
         print(USAGE)
         return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 
 import discord
 from discord import app_commands
@@ -126,11 +126,12 @@ async def _send_ephemeral(interaction: discord.Interaction, text: str) -> None:
 def _describe(interaction: discord.Interaction) -> str:
     if interaction.command is not None:
         return f"/{interaction.command.qualified_name}"
-    custom_id = (interaction.data or {}).get("custom_id", "?")
+    data: Mapping[str, object] = interaction.data or {}  # a component's has its custom_id
+    custom_id = data.get("custom_id", "?")
     return f"component {custom_id}"
 
 
-async def reporting(interaction: discord.Interaction, action: Awaitable[None]) -> None:
+async def reporting(interaction: discord.Interaction, action: Awaitable[object]) -> None:
     """Run a button's or modal's work; errors go to `report` like a command's would."""
     try:
         await action

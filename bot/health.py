@@ -19,7 +19,7 @@ from aiohttp import web
 from sqlalchemy import text
 
 from bot.metrics import CONTENT_TYPE
-from bot.services.engine_port import EngineStats
+from bot.services.engine_port import Engine, EngineStats
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
@@ -74,10 +74,15 @@ class OpsServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         stats = None if self._bot.lifecycle.draining else await self._engine_stats()
-        engine = getattr(self._bot, "engine", None)
+        engine = self._engine()
         metrics = self._bot.metrics
         metrics.observe_engine(stats, restarts=engine.restarts if engine is not None else 0)
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    def _engine(self) -> Engine | None:
+        """The bot's engine, once setup_hook has made it."""
+        engine: Engine | None = getattr(self._bot, "engine", None)
+        return engine
 
     def _gateway_connected(self) -> bool:
         ws = self._bot.ws
@@ -96,7 +101,7 @@ class OpsServer:
         return True
 
     async def _engine_stats(self) -> EngineStats | None:
-        engine = getattr(self._bot, "engine", None)
+        engine = self._engine()
         if engine is None:
             return None
         try:

@@ -24,11 +24,14 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import discord
 
 from bot.errors import UserFacingError
+
+if TYPE_CHECKING:
+    from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 FAIL_SECONDS = 5.0
 
 P = ParamSpec("P")
+InteractionT = TypeVar("InteractionT", bound=discord.Interaction[Any])
 
 
 class Restarting(UserFacingError):
@@ -183,17 +187,25 @@ class Lifecycle:
             )
 
 
+class CompositionHost(Protocol):
+    """The bot as a composition flow's first argument (MotifBot)."""
+
+    lifecycle: Lifecycle
+    metrics: Metrics
+
+
+B = TypeVar("B", bound=CompositionHost)
+
+
 def tracked_composition(
-    flow: Callable[P, Awaitable[None]],
-) -> Callable[P, Awaitable[None]]:
+    flow: Callable[Concatenate[B, InteractionT, P], Awaitable[None]],
+) -> Callable[Concatenate[B, InteractionT, P], Awaitable[None]]:
     """For a flow called as flow(bot, interaction, ...): the drain waits for it (and fails it
     clearly past the grace), and the metrics count it and how it ended."""
 
     @functools.wraps(flow)
-    async def run(*args: P.args, **kwargs: P.kwargs) -> None:
-        bot, interaction = args[0], args[1]
-        assert isinstance(interaction, discord.Interaction)
+    async def run(bot: B, interaction: InteractionT, /, *args: P.args, **kwargs: P.kwargs) -> None:
         async with bot.lifecycle.tracking(interaction), bot.metrics.composition():
-            await flow(*args, **kwargs)
+            await flow(bot, interaction, *args, **kwargs)
 
     return run

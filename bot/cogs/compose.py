@@ -52,6 +52,9 @@ if TYPE_CHECKING:
     from bot.app import MotifBot
 
 log = logging.getLogger(__name__)
+# discord.py types Item.callback for an interaction of any client, so an override that names
+# MotifBot is flagged [override]; ours only ever get MotifBot's, hence the
+# `type: ignore[override]` on them.
 Interaction = discord.Interaction["MotifBot"]
 
 FORM_NAMES = {
@@ -140,11 +143,11 @@ class ContinueButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=CO
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> ContinueButton:
         return cls(int(match["candidate"]))
 
-    async def callback(self, interaction: Interaction) -> None:
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         await reporting(interaction, self._continue(interaction))
 
     async def _continue(self, interaction: Interaction) -> None:
@@ -167,11 +170,11 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=RERO
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> RerollButton:
         return cls(int(match["composition"]))
 
-    async def callback(self, interaction: Interaction) -> None:
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         await reporting(interaction, self._reroll(interaction))
 
     async def _reroll(self, interaction: Interaction) -> None:

@@ -21,6 +21,9 @@ from bot.ui.views import MIDI_TEMPLATE, SAVE_TEMPLATE, midi_id, save_id
 if TYPE_CHECKING:
     from bot.app import MotifBot
 
+# discord.py types Item.callback and Modal.on_submit for an interaction of any client, so an
+# override that names MotifBot is flagged [override]; ours only ever get MotifBot's, hence the
+# `type: ignore[override]` on them.
 Interaction = discord.Interaction["MotifBot"]
 
 
@@ -39,11 +42,11 @@ class MidiButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=MIDI_T
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> MidiButton:
         return cls(int(match["composition"]))
 
-    async def callback(self, interaction: Interaction) -> None:
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         await reporting(interaction, self._send(interaction))
 
     async def _send(self, interaction: Interaction) -> None:
@@ -73,7 +76,7 @@ class SaveSeedModal(discord.ui.Modal, title="Save as a server seed"):
         super().__init__(timeout=600)
         self.candidate_id = candidate_id
 
-    async def on_submit(self, interaction: Interaction) -> None:
+    async def on_submit(self, interaction: Interaction) -> None:  # type: ignore[override]
         bot, guild_id = interaction.client, _guild(interaction)
         async with bot.sessions() as session:
             seed = await save_candidate_as_seed(
@@ -88,7 +91,11 @@ class SaveSeedModal(discord.ui.Modal, title="Save as a server seed"):
         )
         await bot.tuning.notice_activity(guild_id=guild_id, channel_id=interaction.channel_id)
 
-    async def on_error(self, interaction: Interaction, error: Exception) -> None:
+    # Modal.on_error takes no item, unlike the BaseView.on_error it overrides (discord.py's
+    # design, Rapptz/discord.py#9816): mypy flags every override of it against BaseView.
+    async def on_error(  # type: ignore[override]
+        self, interaction: discord.Interaction, error: Exception, /
+    ) -> None:
         await report(interaction, error)
 
 
@@ -101,11 +108,11 @@ class SaveButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=SAVE_T
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> SaveButton:
         return cls(int(match["candidate"]))
 
-    async def callback(self, interaction: Interaction) -> None:
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         await reporting(
             interaction, interaction.response.send_modal(SaveSeedModal(self.candidate_id))
         )

@@ -17,6 +17,9 @@ from bot.ui.views import VOTE_TEMPLATE, composition_view, vote_id, vote_text
 if TYPE_CHECKING:
     from bot.app import MotifBot
 
+# discord.py types Item.callback for an interaction of any client, so an override that names
+# MotifBot is flagged [override]; ours only ever get MotifBot's, hence the
+# `type: ignore[override]` on them.
 Interaction = discord.Interaction["MotifBot"]
 
 # One lock per composition message: concurrent clicks edit it one after the other, each
@@ -32,11 +35,11 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=VOTE_T
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: Interaction, item: discord.ui.Item[Any], match: re.Match[str]
+        cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]
     ) -> VoteButton:
         return cls(int(match["composition"]), int(match["candidate"]))
 
-    async def callback(self, interaction: Interaction) -> None:
+    async def callback(self, interaction: Interaction) -> None:  # type: ignore[override]
         await reporting(interaction, self._vote(interaction))
 
     async def _vote(self, interaction: Interaction) -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import discord
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.db import (
@@ -25,7 +26,7 @@ from bot.services.seed_files import read_midi_attachment, short_name
 from bot.ui.slash_options import AS_IN_SEED
 from engine.api.config import WorkLimits
 from engine.api.form import DEFAULT_FORM, FORMS
-from engine.api.instruments import INSTRUMENTS
+from engine.api.instruments import INSTRUMENTS, listed_name
 from engine.api.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
 from engine.api.metre import vocabulary_metres
 from engine.api.workload import check_request
@@ -35,96 +36,116 @@ __all__ = ["AS_IN_SEED", "ComposeJob"]
 
 @dataclass(frozen=True, slots=True)
 class ComposeJob:
-    seed_midi: bytes | None
+    """A composition the bot asks for: the engine's request (its one shape, checked as it is
+    made: BadRequest names an option out of range) and where its seed came from. The
+    server's own fields (guild, upload limit, model version) are added by `request`."""
+
+    options: ComposeRequest  # the seed and the member's options; `seed` samples afresh per job
     seed_label: str  # shown in the embed: "saved seed "intro"", "none", ...
     seed_id: int | None = None
     parent_candidate_id: int | None = None
-    bars: int = DEFAULT_BARS
-    candidates: int = DEFAULT_CANDIDATES
-    temperature: float = DEFAULT_TEMPERATURE
-    tempo: int | None = None  # bpm; None keeps the seed's
-    instrument: str = AS_IN_SEED
-    include_seed: bool = False
-    form: str = DEFAULT_FORM  # which bars come back: return, free, AABA, ABAB
-    follow_key: bool = True
-    quantise: bool = False  # snap a performed seed to the score grid first
-    # A fresh sampling seed per job: a reroll differs, and the stored value can replay it.
-    sampling_seed: int = 0
+
+    @classmethod
+    def of(
+        cls,
+        seed_midi: bytes | None,
+        seed_label: str,
+        *,
+        seed_id: int | None = None,
+        parent_candidate_id: int | None = None,
+        instrument: str = AS_IN_SEED,
+        tempo: int | None = None,
+        include_seed: bool = False,
+        quantise: bool = False,
+        **options: Any,
+    ) -> ComposeJob:
+        """A job from a member's options: the slash commands' (`instrument` by name, `tempo`
+        in whole bpm); the others (bars, candidates, temperature, form, follow_key) are
+        ComposeRequest's own. A fresh sampling seed."""
+        request = ComposeRequest(
+            seed_midi=seed_midi,
+            tempo=tempo,
+            program=INSTRUMENTS.get(instrument),  # AS_IN_SEED is no instrument: None
+            # Only a seed can start the clips, or be snapped to the score grid.
+            include_seed=include_seed and seed_midi is not None,
+            quantise=quantise and seed_midi is not None,
+            **options,
+        )
+        return cls(request, seed_label, seed_id, parent_candidate_id).fresh()
 
     @property
-    def keeps_instruments(self) -> bool:
-        """True when the seed's (or the model's) instruments play: no instrument was chosen."""
-        return self.instrument == AS_IN_SEED
+    def seed_midi(self) -> bytes | None:
+        return self.options.seed_midi
 
     @property
-    def program(self) -> int | None:
-        return None if self.keeps_instruments else INSTRUMENTS[self.instrument]
+    def candidates(self) -> int:
+        return self.options.candidates
 
     def request(
         self, *, guild_id: int, max_audio_bytes: int | None, model: str | None
     ) -> ComposeRequest:
-        """The engine's request (`model`: the engine id of the server's active version);
-        BadRequest, naming the option, when one is out of range."""
-        return ComposeRequest(
-            seed_midi=self.seed_midi,
-            bars=self.bars,
-            candidates=self.candidates,
-            temperature=self.temperature,
-            seed=self.sampling_seed,
-            tempo=float(self.tempo) if self.tempo is not None else None,
-            program=self.program,
-            include_seed=self.include_seed and self.seed_midi is not None,
-            form=self.form,
-            follow_key=self.follow_key,
-            quantise=self.quantise and self.seed_midi is not None,
-            guild_id=guild_id,
-            max_audio_bytes=max_audio_bytes,
-            model=model,
+        """The engine's request (`model`: the engine id of the server's active version)."""
+        return msgspec.structs.replace(
+            self.options, guild_id=guild_id, max_audio_bytes=max_audio_bytes, model=model
         )
 
     def check_work(self, limits: WorkLimits) -> None:
         """BadSeed or BadRequest, saying what to change, when the seed or the work this job
         asks for is over the engine's limits (blocking: it reads the seed; run it in a
         thread). The engine checks again; this lets the bot refuse before it answers."""
-        request = self.request(guild_id=0, max_audio_bytes=None, model=None)
-        check_request(request, limits, vocabulary_metres())
+        check_request(self.options, limits, vocabulary_metres())
 
+    # The options as the database keeps them (Composition.params, Jam.params): written and
+    # read here only. The names are the slash commands' (instrument by name, whole bpm).
     def params(self) -> dict[str, Any]:
         """JSON stored with the composition (everything but the seed, which has columns)."""
+        options = self.options
+        program = options.program
         return {
-            "bars": self.bars,
-            "candidates": self.candidates,
-            "temperature": self.temperature,
-            "tempo": self.tempo,
-            "instrument": self.instrument,
-            "include_seed": self.include_seed,
-            "form": self.form,
-            "follow_key": self.follow_key,
-            "quantise": self.quantise,
-            "sampling_seed": self.sampling_seed,
+            "bars": options.bars,
+            "candidates": options.candidates,
+            "temperature": options.temperature,
+            "tempo": None if options.tempo is None else round(options.tempo),
+            "instrument": AS_IN_SEED if program is None else listed_name(program),
+            "include_seed": options.include_seed,
+            "form": options.form,
+            "follow_key": options.follow_key,
+            "quantise": options.quantise,
+            "sampling_seed": options.seed,
             "seed_label": self.seed_label,
         }
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], **seed: Any) -> ComposeJob:
-        """A new job with a stored composition's options and the given seed fields."""
-        instrument = params.get("instrument", AS_IN_SEED)
-        job = cls(
+    def from_params(
+        cls,
+        params: dict[str, Any],
+        *,
+        seed_midi: bytes | None = None,
+        seed_id: int | None = None,
+        parent_candidate_id: int | None = None,
+    ) -> ComposeJob:
+        """A new job (a fresh sampling seed) with a stored composition's options and the
+        given seed."""
+        form = params.get("form")
+        return cls.of(
+            seed_midi,
+            str(params.get("seed_label", "unknown")),
+            seed_id=seed_id,
+            parent_candidate_id=parent_candidate_id,
             bars=int(params.get("bars", DEFAULT_BARS)),
             candidates=int(params.get("candidates", DEFAULT_CANDIDATES)),
             temperature=float(params.get("temperature", DEFAULT_TEMPERATURE)),
             tempo=params.get("tempo"),
-            instrument=instrument if instrument in INSTRUMENTS else AS_IN_SEED,
+            instrument=params.get("instrument", AS_IN_SEED),
             include_seed=bool(params.get("include_seed", False)),
-            form=params.get("form") if params.get("form") in FORMS else DEFAULT_FORM,
+            form=form if form in FORMS else DEFAULT_FORM,
             follow_key=bool(params.get("follow_key", True)),
             quantise=bool(params.get("quantise", False)),
-            **{"seed_label": params.get("seed_label", "unknown"), "seed_midi": None, **seed},
         )
-        return job.fresh()
 
     def fresh(self) -> ComposeJob:
-        return replace(self, sampling_seed=random.randrange(2**31))
+        sampling_seed = random.randrange(2**31)
+        return replace(self, options=msgspec.structs.replace(self.options, seed=sampling_seed))
 
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -146,17 +167,14 @@ async def new_job(
     if attachment is not None:
         midi = await read_midi_attachment(attachment, max_notes=max_seed_notes)
         label = f'attached "{short_name(attachment.filename)}"'
-        return ComposeJob(seed_midi=midi.data, seed_label=label, **options).fresh()
+        return ComposeJob.of(midi.data, label, **options)
     if saved_seed is not None:
         async with sessions() as session:
             stored = await get_seed(session, guild_id=guild_id, name=saved_seed)
-        return ComposeJob(
-            seed_midi=stored.midi,
-            seed_id=stored.id,
-            seed_label=f'saved seed "{stored.name}"',
-            **options,
-        ).fresh()
-    return ComposeJob(seed_midi=None, seed_label="none (from scratch)", **options).fresh()
+        return ComposeJob.of(
+            stored.midi, f'saved seed "{stored.name}"', seed_id=stored.id, **options
+        )
+    return ComposeJob.of(None, "none (from scratch)", **options)
 
 
 async def continuation(sessions: Sessions, *, guild_id: int, candidate_id: int) -> ComposeJob:

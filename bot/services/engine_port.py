@@ -7,7 +7,7 @@ and result types come from `engine.api.schema`, which is light: no torch in the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from engine.api.schema import (
@@ -47,7 +47,7 @@ __all__ = [
     "VotedPair",
 ]
 
-ProgressCallback = Callable[[ProgressEvent], object]
+ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
 
 
 class Engine(Protocol):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from symusic import Note, Score, Tempo, TimeSignature, Track
+# The tick-based classes the symusic.Score, Track, ... factories make, which symusic types.
+from symusic.core import NoteTick, ScoreTick, TempoTick, TimeSignatureTick, TrackTick
 
 
-def bar_ticks(score: Score) -> int:
+def bar_ticks(score: ScoreTick) -> int:
     """Ticks per bar in the metre in force at the score's end (4/4 when it has none)."""
     numerator, denominator = 4, 4
     if len(score.time_signatures):
@@ -21,7 +22,7 @@ def bar_ticks(score: Score) -> int:
     return score.ticks_per_quarter * 4 * numerator // denominator
 
 
-def length_ticks(score: Score) -> int:
+def length_ticks(score: ScoreTick) -> int:
     """The score's length in whole bars (at least one), in ticks."""
     bar = bar_ticks(score)
     return max(1, math.ceil(score.end() / bar)) * bar
@@ -31,31 +32,31 @@ def concatenate(midis: Sequence[bytes]) -> bytes:
     """One MIDI file of `midis` in order; tracks with the same instrument are merged."""
     if not midis:
         raise ValueError("a piece has at least one round (received none)")
-    scores = [Score.from_midi(data) for data in midis]
+    scores = [ScoreTick.from_midi(data) for data in midis]
     tpq = max(score.ticks_per_quarter for score in scores)
-    out = Score(tpq)
-    tracks: dict[tuple[int, bool], Track] = {}
+    out = ScoreTick(tpq)
+    tracks: dict[tuple[int, bool], TrackTick] = {}
     offset = 0
     for score in scores:
         if score.ticks_per_quarter != tpq:
             score = score.resample(tpq, min_dur=1)
         for tempo in score.tempos:
-            out.tempos.append(Tempo(tempo.time + offset, tempo.qpm))
+            out.tempos.append(TempoTick(tempo.time + offset, tempo.qpm))
         for ts in score.time_signatures:
             out.time_signatures.append(
-                TimeSignature(ts.time + offset, ts.numerator, ts.denominator)
+                TimeSignatureTick(ts.time + offset, ts.numerator, ts.denominator)
             )
         for track in score.tracks:
             key = (track.program, track.is_drum)
             if key not in tracks:
-                tracks[key] = Track(track.name, track.program, track.is_drum)
+                tracks[key] = TrackTick(track.name, track.program, track.is_drum)
                 out.tracks.append(tracks[key])
                 # symusic appends a copy: keep the score's own track to add notes to.
                 tracks[key] = out.tracks[-1]
             target = tracks[key]
             for note in track.notes:
                 target.notes.append(
-                    Note(note.time + offset, note.duration, note.pitch, note.velocity)
+                    NoteTick(note.time + offset, note.duration, note.pitch, note.velocity)
                 )
         offset += length_ticks(score)
     return out.dumps_midi()

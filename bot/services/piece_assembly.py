@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from symusic import Score
+from symusic.core import ScoreTick
 
 from bot.services.midi_concat import concatenate, length_ticks
 
@@ -42,7 +42,7 @@ class PieceFiles:
 
 def round_seconds(midi: bytes) -> float:
     """How long a round plays to its last bar line (each round keeps one tempo)."""
-    score = Score.from_midi(midi)
+    score = ScoreTick.from_midi(midi)
     qpm = score.tempos[-1].qpm if len(score.tempos) else DEFAULT_QPM
     return length_ticks(score) / score.ticks_per_quarter * 60.0 / qpm
 

@@ -16,7 +16,7 @@ import discord
 from bot.db.queries import SEED_MAX_BYTES
 from bot.errors import UserFacingError
 from bot.ui.text import escaped, shortened
-from engine.api.seed_midi import read_seed
+from engine.api.seed_midi import read_seed, seed_seconds
 
 # What MIDI files are called; any other name with a content type Discord recognised as
 # something else (a recording, a picture, text) is refused before it is downloaded.
@@ -85,7 +85,7 @@ async def read_midi_attachment(attachment: discord.Attachment, *, max_notes: int
 def check_midi(data: bytes, *, max_notes: int) -> MidiFile:
     """Validate MIDI bytes (blocking: call it in a thread)."""
     score = read_seed(data, max_notes=max_notes)
-    return MidiFile(data=data, notes=score.note_num(), seconds=float(score.to("second").end()))
+    return MidiFile(data=data, notes=score.note_num(), seconds=seed_seconds(score))
 
 
 def _size(n: int) -> str:

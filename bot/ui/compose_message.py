@@ -11,28 +11,17 @@ import pretty_midi
 from bot.ui.audio_text import upload_limit_text
 from bot.ui.text import escaped
 from bot.ui.versions import version_name
-from engine.api.schema import DRUMS, CandidateResult, ComposeResult
+from engine.api.instruments import listed_name
+from engine.api.schema import DRUMS, CandidateResult, ComposeRequest, ComposeResult
 
 
 class ComposeOptions(Protocol):
     """What the message shows of a composition's request (bot.services.composing.ComposeJob)."""
 
     @property
-    def seed_midi(self) -> bytes | None: ...
+    def options(self) -> ComposeRequest: ...
     @property
     def seed_label(self) -> str: ...
-    @property
-    def bars(self) -> int: ...
-    @property
-    def temperature(self) -> float: ...
-    @property
-    def tempo(self) -> int | None: ...
-    @property
-    def instrument(self) -> str: ...
-    @property
-    def keeps_instruments(self) -> bool: ...
-    @property
-    def include_seed(self) -> bool: ...
 
 
 PIANOROLL = "pianoroll.png"
@@ -72,13 +61,14 @@ def embed(
         description=f"Seed: {escaped(job.seed_label)}",
         colour=discord.Colour.blurple(),
     )
-    e.add_field(name="Bars", value=str(job.bars))
+    options = job.options
+    e.add_field(name="Bars", value=str(options.bars))
     e.add_field(name="Candidates", value=str(len(result.candidates)))
-    e.add_field(name="Temperature", value=f"{job.temperature:g}")
-    e.add_field(name="Tempo", value=tempo_text(job, result))
-    e.add_field(name="Instrument", value=instrument_text(job, result))
+    e.add_field(name="Temperature", value=f"{options.temperature:g}")
+    e.add_field(name="Tempo", value=tempo_text(options, result))
+    e.add_field(name="Instrument", value=instrument_text(options, result))
     e.add_field(name="Model", value=version_name(model_version_id))
-    if job.include_seed and job.seed_midi is not None:
+    if options.include_seed and options.seed_midi is not None:
         e.add_field(name="Clips", value="start with the seed", inline=False)
     notes = [
         f"Candidate {i}: {note}"
@@ -88,9 +78,9 @@ def embed(
     if notes:
         e.add_field(name="Audio fitted to the upload limit", value="\n".join(notes), inline=False)
     short = [
-        f"Candidate {i} stopped after {c.bars} of {job.bars} bars"
+        f"Candidate {i} stopped after {c.bars} of {options.bars} bars"
         for i, c in enumerate(result.candidates, start=1)
-        if c.bars is not None and c.bars < job.bars
+        if c.bars is not None and c.bars < options.bars
     ]
     if short:
         # Should not happen (the engine's grammar leaves every bar a way to close): if a
@@ -104,25 +94,26 @@ def embed(
     return e
 
 
-def tempo_text(job: ComposeOptions, result: ComposeResult) -> str:
+def tempo_text(options: ComposeRequest, result: ComposeResult) -> str:
     """The tempo the candidates were written at, and whose it was."""
-    if job.tempo:
-        return f"{job.tempo} bpm"
+    if options.tempo:
+        return f"{options.tempo:.0f} bpm"  # a member's: whole bpm
     if result.tempo is None:  # an engine that does not say
-        return "as in the seed" if job.seed_midi is not None else "the composer's"
+        return "as in the seed" if options.seed_midi is not None else "the composer's"
     bpm = f"{result.tempo:.0f} bpm"
-    return f"{bpm} (the seed's)" if job.seed_midi is not None else bpm
+    return f"{bpm} (the seed's)" if options.seed_midi is not None else bpm
 
 
 # Instruments named in the embed before "and N more".
 MAX_NAMED_INSTRUMENTS = 4
 
 
-def instrument_text(job: ComposeOptions, result: ComposeResult) -> str:
+def instrument_text(options: ComposeRequest, result: ComposeResult) -> str:
     """The instrument asked for; else the seed's; else what the model chose to play."""
-    if not job.keeps_instruments:
-        return job.instrument.replace("-", " ")
-    if job.seed_midi is not None:
+    if options.program is not None:
+        listed = listed_name(options.program)
+        return listed.replace("-", " ") if listed else instrument_name(options.program)
+    if options.seed_midi is not None:
         return "as in the seed"
     heard = list(dict.fromkeys(p for c in result.candidates for p in c.programs))
     if not heard:
@@ -139,7 +130,8 @@ def instrument_name(program: int) -> str:
         return "drums"
     if not 0 <= program <= 127:
         return f"program {program}"
-    return pretty_midi.program_to_instrument_name(program).lower()
+    name: str = pretty_midi.program_to_instrument_name(program)
+    return name.lower()
 
 
 def fitted_text(candidate: CandidateResult, upload_limit: int) -> str | None:

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -103,14 +103,15 @@ HEARTBEAT_SECONDS = 10.0  # while jobs are in flight, the engine must answer a p
 CLOSE_TIMEOUT = 60.0  # closing lets the jobs in flight finish for this long, then fails them
 
 ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
+R = TypeVar("R", ComposeResult, RenderResult, FinetuneResult)
 
 
 @dataclass(eq=False)
-class _InFlight:
+class _InFlight(Generic[R]):
     # Sent again as it is (same id) to the engine that replaces one that died.
     message: ComposeCommand | RenderCommand | FinetuneCommand
-    expects: type[AnyResult]  # what its result must be
-    future: asyncio.Future[Any]
+    expects: type[R]  # what its result must be
+    future: asyncio.Future[R]
     attempts: int = 0
     sent_to: int | None = None  # generation of the engine the job was last sent to
     progress: ProgressEvent | None = None
@@ -137,7 +138,7 @@ class EngineClient:
         self._heartbeat = heartbeat_seconds
         self._close_timeout = close_timeout
         self._ids = itertools.count(1)
-        self._jobs: dict[int, _InFlight] = {}
+        self._jobs: dict[int, _InFlight[Any]] = {}
         self._pings: dict[int, asyncio.Future[EngineStats]] = {}
         self._transport: Transport | None = None
         self._generation = 0  # which engine is running: bumped at every (re)start
@@ -247,11 +248,12 @@ class EngineClient:
     async def _run(
         self,
         message: ComposeCommand | RenderCommand | FinetuneCommand,
-        expects: type[AnyResult],
+        expects: type[R],
         on_progress: ProgressCallback | None,
-    ) -> Any:
+    ) -> R:
         self._check_accepting()
-        job = _InFlight(message, expects, asyncio.get_running_loop().create_future())
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        job = _InFlight(message, expects, future)
         self._jobs[job.id] = job
         pump = (
             asyncio.create_task(
@@ -427,7 +429,7 @@ class EngineClient:
                 await self._send_job(job)
 
     # Messages.
-    async def _send_job(self, job: _InFlight) -> None:
+    async def _send_job(self, job: _InFlight[Any]) -> None:
         job.sent_to = self._generation
         job.attempts += 1
         await self._send(job.message)
@@ -503,7 +505,10 @@ class EngineClient:
 
     @staticmethod
     def _settle(
-        job: _InFlight, *, result: Any = None, exception: BaseException | None = None
+        job: _InFlight[Any],
+        *,
+        result: AnyResult | None = None,
+        exception: BaseException | None = None,
     ) -> None:
         if job.future.done():
             return
@@ -523,7 +528,7 @@ class EngineClient:
         task.add_done_callback(self._background.discard)
 
     @staticmethod
-    async def _pump_progress(job: _InFlight, callback: ProgressCallback) -> None:
+    async def _pump_progress(job: _InFlight[Any], callback: ProgressCallback) -> None:
         """Call back with the latest event; a slow callback skips stale ones, never blocks."""
         while True:
             await job.progress_changed.wait()

@@ -28,6 +28,12 @@ INSTRUMENTS: dict[str, int] = {
     "harp": 46,
     "accordion": 21,
 }
+_LISTED = {program: name for name, program in INSTRUMENTS.items()}
+
+
+def listed_name(program: int) -> str | None:
+    """The short list's name of a GM program ("french-horn"), None when it is not listed."""
+    return _LISTED.get(program)
 
 
 def program_of(name_or_number: str) -> int:

@@ -16,6 +16,13 @@ refused with the same sentence wherever it comes from.
 (The message classes are not named Compose, Render, ... because modules are: one name, one
 thing; tests/test_layers.py.)
 
+Inside the engine, a planner asks its seed reader child (engine.serving.seed_reader) to read
+and tokenize a seed with the same kind of messages, on the child's stdin and stdout:
+
+    engine -> child   ReadSeed{key, seed, max_notes, quantise, tokenizer}
+    child -> engine   SeedRead{ids, tempo, ...} | SeedRefused{message}
+                      | SeedReadFailed{message} | TokenizerWanted
+
 Each message is a map whose "type" names it; a progress event's "stage" names it; a result's
 "type" names the job it answers. A transport (engine.api.transport) carries the encoded bytes
 as they are, so any transport (a socket to a local subprocess, a job queue) speaks this.
@@ -40,6 +47,7 @@ from engine.api.limits import (
     DEFAULT_TEMPERATURE,
     DEFAULT_TOP_P,
     FINETUNE_STEPS,
+    MAX_SEED_NOTES,
     MIN_AUDIO_BYTES,
     PROGRAM,
     SAMPLING_SEED,
@@ -81,13 +89,12 @@ class ComposeRequest(Struct, frozen=True, forbid_unknown_fields=True):
         CANDIDATES.check("candidates", self.candidates, BadRequest)
         TEMPERATURE.check("temperature", self.temperature, BadRequest)
         TOP_P.check("top_p", self.top_p, BadRequest)
-        for name, value, allowed in (
-            ("seed", self.seed, SAMPLING_SEED),
-            ("tempo", self.tempo, TEMPO_BPM),
-            ("program", self.program, PROGRAM),
-        ):
-            if value is not None:
-                allowed.check(name, value, BadRequest)
+        if self.seed is not None:
+            SAMPLING_SEED.check("seed", self.seed, BadRequest)
+        if self.tempo is not None:
+            TEMPO_BPM.check("tempo", self.tempo, BadRequest)
+        if self.program is not None:
+            PROGRAM.check("program", self.program, BadRequest)
         _check_audio_bytes(self.max_audio_bytes)
         try:
             plan_form(self.form, bars=self.bars, seed_bars=0)
@@ -318,6 +325,46 @@ class Pong(Struct, tag="pong"):
 
 FromEngine = Ready | JobProgress | JobDone | JobFailed | Pong
 
+# ---- The seed reader child's pipe (engine.serving.seed_reader) -----------------------------
+
+
+class ReadSeed(Struct, frozen=True, forbid_unknown_fields=True):
+    """Read and tokenize `seed` with the tokenizer whose JSON hashes to `key`. The child keeps
+    the tokenizers it was sent; the JSON comes (`tokenizer`) only when it asks for it."""
+
+    key: str
+    seed: bytes
+    max_notes: int = MAX_SEED_NOTES
+    quantise: bool = False  # ComposeRequest.quantise
+    tokenizer: str | None = None
+
+
+class SeedRead(Struct, tag="tokens"):
+    """A seed read: engine.generation.seed_tokens.SeedTokens, in plain values."""
+
+    ids: list[int]
+    tempo: float | None  # the seed's facts (engine.api.seed_midi.SeedFacts)
+    time_signature: str | None
+    quarters: float
+    profile: dict[str, Any] | None = None  # SeedProfile.to_record() (engine.generation)
+    material: bytes | None = None
+    pitched_ids: list[int] | None = None
+
+
+class SeedRefused(Struct, tag="bad_seed"):
+    message: str  # why the seed is unfit, for the member (BadSeed)
+
+
+class SeedReadFailed(Struct, tag="error"):
+    message: str  # a bug, or a seed the tokenizer choked on: for the engine's log
+
+
+class TokenizerWanted(Struct, tag="need_tokenizer"):
+    """The child lacks the request's tokenizer: ask again with its JSON."""
+
+
+SeedReply = SeedRead | SeedRefused | SeedReadFailed | TokenizerWanted
+
 # Errors cross the wire by class name; anything else becomes a plain EngineError.
 _ERRORS: dict[str, type[EngineError]] = {
     cls.__name__: cls for cls in (BadSeed, BadRequest, EngineUnavailable, EngineError)
@@ -328,10 +375,12 @@ _ERRORS: dict[str, type[EngineError]] = {
 _encoder = msgspec.msgpack.Encoder()
 _to_engine = msgspec.msgpack.Decoder(ToEngine)
 _from_engine = msgspec.msgpack.Decoder(FromEngine)
+_read_seed = msgspec.msgpack.Decoder(ReadSeed)
+_seed_reply = msgspec.msgpack.Decoder(SeedReply)
 _MESSAGE_TYPES = ("compose", "render", "finetune", "cancel", "ping")
 
 
-def encode(message: ToEngine | FromEngine) -> bytes:
+def encode(message: ToEngine | FromEngine | ReadSeed | SeedReply) -> bytes:
     return _encoder.encode(message)
 
 
@@ -355,6 +404,18 @@ def decode_from_engine(data: bytes) -> FromEngine:
     """The engine's message, typed and checked; msgspec.ValidationError or DecodeError when
     it is broken."""
     return _from_engine.decode(data)
+
+
+def decode_read_seed(data: bytes) -> ReadSeed:
+    """A planner's request, in the seed reader child; msgspec.ValidationError or DecodeError
+    when it is broken."""
+    return _read_seed.decode(data)
+
+
+def decode_seed_reply(data: bytes) -> SeedReply:
+    """The seed reader child's answer, in the engine; msgspec.ValidationError or DecodeError
+    when it is broken."""
+    return _seed_reply.decode(data)
 
 
 def job_id_of(data: bytes) -> int | None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
-from symusic import Score, TimeSignature
+# The tick-based classes the `symusic.Score` factory makes: symusic types their members, not
+# the factory's products.
+from symusic.core import ScoreSecond, ScoreTick, TimeSignatureTick, TimeSignatureTickList
 
 from engine.api.errors import BadSeed
 from engine.api.limits import MAX_SEED_BYTES, MAX_SEED_NOTES, MAX_SEED_SECONDS, TEMPO_BPM
@@ -14,7 +17,7 @@ from engine.api.metre import bar_parts, quarters_per_bar, vocabulary_metres
 TEMPO_LIMITS_BPM = (TEMPO_BPM.low, TEMPO_BPM.high)
 
 
-def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> Score:
+def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> ScoreTick:
     """The seed as a symusic Score (ticks), or BadSeed saying what is wrong with it.
     `max_notes`: an operator's lower note limit (MOTIF_MAX_SEED_NOTES)."""
     if len(data) > MAX_SEED_BYTES:
@@ -36,7 +39,7 @@ def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> Score:
             "try exporting it again"
         )
     try:
-        score = Score.from_midi(data)
+        score = ScoreTick.from_midi(data)
     except Exception:  # symusic raises plain RuntimeErrors on broken files
         raise BadSeed("that MIDI file is broken or truncated; try exporting it again") from None
     notes = score.note_num()
@@ -58,7 +61,7 @@ def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> Score:
                 f"the seed's tempo is {_beyond(bpm, low if bpm < low else high)} bpm; "
                 f"a seed's tempo must be within {low:g} and {high:g} bpm"
             )
-    seconds = score.to("second").end()
+    seconds = seed_seconds(score)
     if seconds > MAX_SEED_SECONDS:
         limit_minutes = MAX_SEED_SECONDS / 60
         raise BadSeed(
@@ -77,12 +80,17 @@ def _beyond(value: float, limit: float) -> str:
     return f"just {'under' if value < limit else 'over'} {limit:,g}"
 
 
-def seed_tempo(score: Score) -> float | None:
+def seed_seconds(score: ScoreTick) -> float:
+    """How long the seed plays, to its last note's end."""
+    return cast(ScoreSecond, score.to("second")).end()  # symusic types `to` as object
+
+
+def seed_tempo(score: ScoreTick) -> float | None:
     """The tempo in force at the seed's end (where the continuation starts)."""
     return float(score.tempos[-1].qpm) if len(score.tempos) else None
 
 
-def seed_time_signature(score: Score) -> str | None:
+def seed_time_signature(score: ScoreTick) -> str | None:
     if not len(score.time_signatures):
         return None
     ts = score.time_signatures[-1]
@@ -99,16 +107,16 @@ class SeedFacts:
     quarters: float = 0.0  # its bars, whole bars of its last metre: what include_seed plays
 
     @classmethod
-    def of(cls, score: Score) -> SeedFacts:
+    def of(cls, score: ScoreTick) -> SeedFacts:
         metre = seed_time_signature(score)
         # A broken file's metre may be 3/0 (its denominator's power of two overflowed).
         usable = metre is not None and all(int(x) > 0 for x in metre.split("/"))
-        bar = quarters_per_bar(metre if usable else "4/4")
+        bar = quarters_per_bar(metre if metre is not None and usable else "4/4")
         quarters = math.ceil(score.end() / score.ticks_per_quarter / bar) * bar
         return cls(seed_tempo(score), metre, float(quarters))
 
 
-def split_metres(score: Score) -> Score:
+def split_metres(score: ScoreTick) -> ScoreTick:
     """The score with each bar of a metre the vocabulary lacks restated as bars it holds
     (engine.api.metre.bar_parts: a 7/4 bar as 4/4 then 3/4). MidiTok would drop such a metre and
     count 4/4 bars across it, so a 7/4 seed's bar lines would drift through its music. The
@@ -119,21 +127,21 @@ def split_metres(score: Score) -> Score:
         return score
     tpq = score.ticks_per_quarter
     end = score.end()
-    restated = []
+    restated: list[TimeSignatureTick] = []
     for i, ts in enumerate(signatures):
         metre = f"{ts.numerator}/{ts.denominator}"
         parts = bar_parts(metre) if ts.numerator > 0 and ts.denominator > 0 else None
         if parts is None or parts == [metre]:
-            restated.append(TimeSignature(ts.time, ts.numerator, ts.denominator))
+            restated.append(TimeSignatureTick(ts.time, ts.numerator, ts.denominator))
             continue
         until = signatures[i + 1].time if i + 1 < len(signatures) else max(end, ts.time + 1)
         tick = ts.time
         part = 0
         while tick < until:  # no metre after the music: it would add an empty bar
             numerator, denominator = (int(x) for x in parts[part].split("/"))
-            restated.append(TimeSignature(tick, numerator, denominator))
+            restated.append(TimeSignatureTick(tick, numerator, denominator))
             tick += tpq * 4 * numerator // denominator
             part = (part + 1) % len(parts)
     out = score.copy()
-    out.time_signatures = restated
+    out.time_signatures = TimeSignatureTickList(restated)
     return out

@@ -4,9 +4,10 @@ process (engine.serving.seed_reader) or, offline, in this one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from engine.api.limits import MAX_SEED_NOTES
+from engine.api.schema import SeedRead
 from engine.api.seed_midi import SeedFacts
 from engine.generation.seed_profile import SeedProfile, profile_seed
 
@@ -68,27 +69,26 @@ class SeedTokens:
     def copyable_ids(self) -> list[int]:
         return self.pitched_ids if self.pitched_ids is not None else self.ids
 
-    def to_record(self) -> dict[str, Any]:
+    def to_reply(self) -> SeedRead:
+        """As the seed reader child sends it (engine.api.schema)."""
         facts = self.facts
-        return {
-            "ids": self.ids,
-            "tempo": facts.tempo,
-            "time_signature": facts.time_signature,
-            "quarters": facts.quarters,
-            "profile": None if self.profile is None else self.profile.to_record(),
-            "material": self.material,
-            "pitched_ids": self.pitched_ids,
-        }
+        return SeedRead(
+            ids=self.ids,
+            tempo=facts.tempo,
+            time_signature=facts.time_signature,
+            quarters=facts.quarters,
+            profile=None if self.profile is None else self.profile.to_record(),
+            material=self.material,
+            pitched_ids=self.pitched_ids,
+        )
 
     @classmethod
-    def from_record(cls, record: dict[str, Any]) -> SeedTokens:
-        profile = record.get("profile")
-        pitched = record.get("pitched_ids")
-        facts = SeedFacts(record["tempo"], record["time_signature"], float(record["quarters"]))
+    def from_reply(cls, reply: SeedRead) -> SeedTokens:
+        profile = reply.profile
         return cls(
-            list(record["ids"]),
-            facts,
+            reply.ids,
+            SeedFacts(reply.tempo, reply.time_signature, reply.quarters),
             None if profile is None else SeedProfile.from_record(profile),
-            record.get("material"),
-            None if pitched is None else list(pitched),
+            reply.material,
+            reply.pitched_ids,
         )

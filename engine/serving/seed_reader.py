@@ -9,13 +9,13 @@ also shields the engine from the seed itself: a file that crashes or hangs the M
 costs that child (restarted for the next seed), never the engine and its batch.
 
 The child imports no torch (MidiTok works without it), so it starts in about a second and
-holds ~100 MB. It speaks msgpack on its stdin/stdout:
-    engine -> child  {key (a hash of the tokenizer), seed, max_notes, quantise,
-                      [tokenizer (its JSON)]}
-    child -> engine  {ids, tempo, time_signature, quarters, profile, material, pitched_ids}
-                     | {bad_seed: message}
-                     | {error: message}
-                     | {need_tokenizer: true} (then the engine asks again with the JSON)
+holds ~100 MB. It speaks engine.api.schema's messages on its stdin/stdout, each in a frame of
+its length as on the engine's socket (engine.api.transport.frame), decoded once as they arrive:
+    engine -> child  ReadSeed{key (a hash of the tokenizer), seed, max_notes, quantise,
+                     [tokenizer JSON]}
+    child -> engine  SeedRead{ids, tempo, time_signature, quarters, profile, material,
+                     pitched_ids} | SeedRefused{message} | SeedReadFailed{message}
+                     | TokenizerWanted (then the engine asks again with the JSON)
 """
 
 from __future__ import annotations
@@ -29,13 +29,25 @@ import subprocess
 import sys
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import msgpack
+import msgspec
 
 from engine.api.child_env import child_environment
 from engine.api.errors import BadSeed, EngineError
 from engine.api.limits import MAX_SEED_NOTES
+from engine.api.schema import (
+    ReadSeed,
+    SeedRead,
+    SeedReadFailed,
+    SeedRefused,
+    SeedReply,
+    TokenizerWanted,
+    decode_read_seed,
+    decode_seed_reply,
+    encode,
+)
+from engine.api.transport import FrameReader, frame
 from engine.generation.seed_tokens import SeedTokens
 
 if TYPE_CHECKING:
@@ -48,6 +60,7 @@ SEED_READER_NICENESS = 10  # below decoding and rendering, which members wait on
 READ_TIMEOUT_SECONDS = 60.0
 START_TIMEOUT_SECONDS = 60.0
 READ_CHUNK = 1 << 16
+UNREADABLE = "the engine could not read this seed"  # the child failed, not the seed
 
 
 class SeedReader:
@@ -63,7 +76,7 @@ class SeedReader:
         self._python = python
         self._timeout = timeout
         self._process: subprocess.Popen[bytes] | None = None
-        self._unpacker = msgpack.Unpacker(raw=False)
+        self._frames = FrameReader()
 
     @property
     def pid(self) -> int | None:
@@ -79,7 +92,7 @@ class SeedReader:
                 bufsize=0,
                 env=child_environment(),
             )
-            self._unpacker = msgpack.Unpacker(raw=False)
+            self._frames = FrameReader()
             log.info("seed reader pid %d started", self._process.pid)
 
     def close(self) -> None:
@@ -108,21 +121,24 @@ class SeedReader:
         # Tokenizers go by their content: every server's fine-tuned model shares the base
         # model's, so the child keeps one. It is sent only when the child asks for it.
         key = hashlib.sha256(tokenizer.params_json.encode()).hexdigest()
-        request = {"key": key, "seed": seed, "max_notes": max_notes, "quantise": quantise}
+        request = ReadSeed(key, seed, max_notes, quantise)
         reply = self._ask(request)
-        if reply.get("need_tokenizer"):
-            reply = self._ask({**request, "tokenizer": tokenizer.params_json})
-        if "bad_seed" in reply:
-            raise BadSeed(str(reply["bad_seed"]))
-        if "error" in reply:
-            log.error("the seed reader failed: %s", reply["error"])
-            raise EngineError("the engine could not read this seed")
-        return SeedTokens.from_record(reply)
+        if isinstance(reply, TokenizerWanted):
+            reply = self._ask(msgspec.structs.replace(request, tokenizer=tokenizer.params_json))
+        if isinstance(reply, SeedRead):
+            return SeedTokens.from_reply(reply)
+        if isinstance(reply, SeedRefused):
+            raise BadSeed(reply.message)
+        if isinstance(reply, SeedReadFailed):
+            log.error("the seed reader failed: %s", reply.message)
+        else:  # it asked for the tokenizer it had just been sent
+            log.error("the seed reader asked for its tokenizer twice")
+        raise EngineError(UNREADABLE)
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _ask(self, request: ReadSeed) -> SeedReply:
         process = self._process
         assert process is not None and process.stdin is not None and process.stdout is not None
-        message = memoryview(msgpack.packb(request, use_bin_type=True))
+        message = memoryview(frame(encode(request)))
         try:
             while message:  # a pipe may take a large seed in several writes
                 message = message[os.write(process.stdin.fileno(), message) :]
@@ -130,7 +146,7 @@ class SeedReader:
             self._lost("it stopped before reading the seed")
         deadline = time.monotonic() + self._timeout
         while True:
-            for reply in self._unpacker:
+            if (reply := self._next_reply()) is not None:
                 return reply
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([process.stdout], [], [], left)[0]:
@@ -141,7 +157,16 @@ class SeedReader:
             data = os.read(process.stdout.fileno(), READ_CHUNK)
             if not data:
                 self._lost("it stopped while reading the seed")
-            self._unpacker.feed(data)
+            self._frames.feed(data)
+
+    def _next_reply(self) -> SeedReply | None:
+        """The child's next whole answer, decoded, or None until more bytes come. An answer
+        that is not one costs the child (its stream cannot be trusted on)."""
+        try:
+            data = self._frames.next()
+            return None if data is None else decode_seed_reply(data)
+        except (ValueError, msgspec.DecodeError) as exc:  # too long a frame; a broken answer
+            self._lost(f"it sent a broken answer ({exc})", EngineError(UNREADABLE))
 
     def _lost(self, why: str, error: EngineError | None = None) -> NoReturn:
         """Give up on the child (the next read starts another) and refuse the seed."""
@@ -171,37 +196,35 @@ def _serve() -> None:
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, signal.SIG_IGN)
     tokenizers: OrderedDict[str, MidiTokenizer] = OrderedDict()
-    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=64 * 1024 * 1024)
+    requests = FrameReader()
     while data := os.read(sys.stdin.fileno(), READ_CHUNK):
-        unpacker.feed(data)
-        for request in unpacker:
-            out.write(msgpack.packb(_answer(request, tokenizers), use_bin_type=True))
+        requests.feed(data)
+        while (message := requests.next()) is not None:
+            out.write(frame(encode(_answer(message, tokenizers))))
             out.flush()
 
 
-def _answer(request: dict[str, Any], tokenizers: OrderedDict[str, MidiTokenizer]) -> dict[str, Any]:
+def _answer(message: bytes, tokenizers: OrderedDict[str, MidiTokenizer]) -> SeedReply:
     from engine.model.tokenizer import MidiTokenizer
 
     try:
-        key = request["key"]
-        if "tokenizer" in request:
-            tokenizers[key] = MidiTokenizer.from_json(request["tokenizer"])
+        request = decode_read_seed(message)
+        key = request.key
+        if request.tokenizer is not None:
+            tokenizers[key] = MidiTokenizer.from_json(request.tokenizer)
             while len(tokenizers) > TOKENIZERS_KEPT:
                 tokenizers.popitem(last=False)
         if key not in tokenizers:
-            return {"need_tokenizer": True}
+            return TokenizerWanted()
         tokenizers.move_to_end(key)
         seed = SeedTokens.of(
-            tokenizers[key],
-            request["seed"],
-            max_notes=int(request.get("max_notes", MAX_SEED_NOTES)),
-            quantise=bool(request.get("quantise", False)),
+            tokenizers[key], request.seed, max_notes=request.max_notes, quantise=request.quantise
         )
     except BadSeed as exc:
-        return {"bad_seed": str(exc)}
-    except Exception as exc:  # a bug, or a seed the tokenizer chokes on: the engine decides
-        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    return seed.to_record()
+        return SeedRefused(str(exc))
+    except Exception as exc:  # a bug, a broken request, or a seed the tokenizer chokes on
+        return SeedReadFailed(f"{type(exc).__name__}: {exc}"[:500])
+    return seed.to_reply()
 
 
 if __name__ == "__main__":

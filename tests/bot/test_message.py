@@ -55,9 +55,9 @@ def test_every_file_of_a_message_fits_the_upload_limit() -> None:
 
 
 def test_the_embed_states_parameters_seed_model_and_any_audio_reduction() -> None:
-    job = ComposeJob(
-        seed_midi=b"MThd",
-        seed_label='saved seed "intro"',
+    job = ComposeJob.of(
+        b"MThd",
+        'saved seed "intro"',
         bars=8,
         tempo=96,
         instrument="flute",
@@ -86,7 +86,7 @@ def test_the_embed_states_parameters_seed_model_and_any_audio_reduction() -> Non
 
 
 def test_without_a_seed_the_embed_says_what_the_composer_used() -> None:
-    job = ComposeJob(seed_midi=None, seed_label="none (from scratch)")
+    job = ComposeJob.of(None, "none (from scratch)")
     played = result(candidate(programs=[0, DRUMS]), candidate(programs=[33, 0]), tempo=132.0)
     fields = fields_of(embed(5, job, played, model_version_id=None, upload_limit=EIGHT_MIB))
     assert fields["Tempo"] == "132 bpm"
@@ -95,7 +95,7 @@ def test_without_a_seed_the_embed_says_what_the_composer_used() -> None:
 
 
 def test_with_a_seed_the_embed_says_the_tempo_is_the_seeds() -> None:
-    job = ComposeJob(seed_midi=b"MThd", seed_label='attached "a.mid"')
+    job = ComposeJob.of(b"MThd", 'attached "a.mid"')
     fields = fields_of(
         embed(
             5, job, result(candidate(programs=[40])), model_version_id=None, upload_limit=EIGHT_MIB
@@ -106,7 +106,7 @@ def test_with_a_seed_the_embed_says_the_tempo_is_the_seeds() -> None:
 
 
 def test_the_embed_names_the_servers_model_version() -> None:
-    job = ComposeJob(seed_midi=None, seed_label="none")
+    job = ComposeJob.of(None, "none")
     shown = embed(3, job, result(candidate()), model_version_id=17, upload_limit=EIGHT_MIB)
     assert fields_of(shown)["Model"] == "v17"
 
@@ -120,7 +120,7 @@ def test_the_thinking_message_says_when_the_composer_restarted() -> None:
 
 
 def test_the_embed_says_which_candidate_stopped_before_the_bars_asked() -> None:
-    job = ComposeJob(seed_midi=None, seed_label="none", bars=16)
+    job = ComposeJob.of(None, "none", bars=16)
     cut = result(candidate(bars=16), candidate(bars=3), candidate())
     shown = fields_of(embed(5, job, cut, model_version_id=None, upload_limit=EIGHT_MIB))
     assert shown["Shorter than asked"] == "Candidate 2 stopped after 3 of 16 bars"

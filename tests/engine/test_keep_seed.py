@@ -9,6 +9,7 @@ from symusic import Score
 
 from bench import member_seeds
 from engine.api.form import plan_form
+from engine.api.schema import decode_seed_reply, encode
 from engine.core.composer import ComposeRequest
 from engine.evaluation.musical_stats import Notes, in_scale_share
 from engine.generation.bars import split_bars
@@ -163,10 +164,11 @@ def test_copyable_bars_leave_out_instruments_the_rows_may_not_write(base_checkpo
     assert len(copyable_bars(tokens.ids, grammar, frozenset())) == len(copyable)
 
 
-def test_the_seed_reader_s_record_keeps_the_profile(base_checkpoint):
+def test_the_seed_reader_s_reply_keeps_the_profile(base_checkpoint):
     seed = member_seeds.band_loop(bars=4)
     tokens = SeedTokens.of(base_checkpoint.tokenizer, member_seeds.midi_bytes(seed))
-    again = SeedTokens.from_record(tokens.to_record())
+    reply = decode_seed_reply(encode(tokens.to_reply()))  # as it crosses the child's pipe
+    again = SeedTokens.from_reply(reply)
     assert again.ids == tokens.ids and again.material == tokens.material
     assert again.pitched_ids == tokens.pitched_ids and tokens.pitched_ids != tokens.ids
     assert again.profile.parts == tokens.profile.parts

@@ -7,14 +7,25 @@ import array
 import fcntl
 import os
 import signal
+import subprocess
+import sys
 import termios
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from engine.api.errors import BadSeed
+from engine.api.errors import BadSeed, EngineError
+from engine.api.schema import (
+    ReadSeed,
+    SeedReadFailed,
+    TokenizerWanted,
+    decode_seed_reply,
+    encode,
+)
+from engine.api.transport import FrameReader, frame
 from engine.generation.seed_tokens import SeedTokens
 from engine.serving.seed_reader import SeedReader
 
@@ -28,6 +39,16 @@ def unread_input(pid: int) -> int:
         return count[0]
     finally:
         os.close(fd)
+
+
+def stop(pid: int) -> None:
+    """SIGSTOP `pid` and wait until it is stopped. A busy machine may not run it for a while
+    after the signal; a read it is blocked in meanwhile would still take what arrives."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "T":
+        assert time.monotonic() < deadline, f"process {pid} did not stop"
+        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -78,7 +99,7 @@ def test_a_reader_that_dies_costs_the_seed_it_was_reading_only(reader, base_chec
     tokenizer, seed = base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes()
     reader.read(tokenizer, seed)
     dying = reader.pid
-    os.kill(dying, signal.SIGSTOP)
+    stop(dying)  # the request then stays in its pipe
     outcome: list[BaseException | SeedTokens] = []
 
     def read() -> None:
@@ -106,3 +127,45 @@ def test_a_stop_signal_leaves_the_reader_to_its_draining_engine(reader, base_che
     pid = reader.pid
     os.kill(pid, signal.SIGTERM)  # what systemd sends every process of a service it stops
     assert reader.read(tokenizer, seed).ids and reader.pid == pid
+
+
+def ask_child(child: subprocess.Popen[bytes], message: bytes) -> bytes:
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(frame(message))
+    child.stdin.flush()
+    frames = FrameReader()
+    while (answer := frames.next()) is None:
+        frames.feed(os.read(child.stdout.fileno(), 1 << 16))
+    return answer
+
+
+def test_the_child_answers_a_broken_request_and_goes_on(examples):
+    child = subprocess.Popen(
+        [sys.executable, "-m", "engine.serving.seed_reader"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        broken = decode_seed_reply(ask_child(child, b"\x81\xa4seed\x01"))  # {"seed": 1}
+        assert isinstance(broken, SeedReadFailed)
+        assert broken.message.startswith("ValidationError: Expected `bytes`, got `int`")
+        request = ReadSeed("an unknown tokenizer", (examples / "motif.mid").read_bytes())
+        assert isinstance(decode_seed_reply(ask_child(child, encode(request))), TokenizerWanted)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_child_s_broken_answer_costs_that_child(tmp_path: Path, base_checkpoint, examples):
+    # A stand-in for a child with a bug: it answers every request with bytes that are no
+    # message of the schema (a frame of three bytes).
+    broken = tmp_path / "broken-child"
+    broken.write_text("#!/bin/sh\nprintf '\\000\\000\\000\\003abc'\nexec cat > /dev/null\n")
+    broken.chmod(0o755)
+    reader = SeedReader(python=str(broken), timeout=30.0)
+    try:
+        with pytest.raises(EngineError, match="^the engine could not read this seed$"):
+            reader.read(base_checkpoint.tokenizer, (examples / "motif.mid").read_bytes())
+        assert reader.pid is None  # killed; the next read starts another
+    finally:
+        reader.close()

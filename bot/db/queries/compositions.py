@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import delete, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Load, aliased, defer, selectinload
+from sqlalchemy.orm import aliased, defer, selectinload
+from sqlalchemy.orm.interfaces import LoaderOption
 
 from bot.db.errors import (
     CandidateNotFound,
@@ -27,7 +28,7 @@ MAX_CANDIDATES = 25
 MAX_PIECE_ROUNDS = 1000
 
 
-def _load_candidates(*, with_midi: bool) -> Load:
+def _load_candidates(*, with_midi: bool) -> LoaderOption:
     """Load a composition's candidates; without MIDI, touching candidate.midi raises."""
     load = selectinload(Composition.candidates)
     return load if with_midi else load.options(defer(Candidate.midi, raiseload=True))
@@ -255,12 +256,16 @@ async def get_piece(
         )
     )
     async with reading(session):
-        links = (
-            await session.execute(select(chain.c.id, chain.c.parent_candidate_id, chain.c.depth))
-        ).all()
+        links = sorted(
+            (
+                await session.execute(
+                    select(chain.c.id, chain.c.parent_candidate_id, chain.c.depth)
+                )
+            ).all(),
+            key=lambda link: -link.depth,  # root first
+        )
         if not links:
             raise CompositionNotFound(composition_id)
-        links.sort(key=lambda link: -link.depth)  # root first
         # The continued candidates first, with MIDI: the compositions' candidate lists below
         # then reuse these objects instead of their MIDI-less copies.
         continued_ids = [link.parent_candidate_id for link in links[1:]]
