@@ -14,7 +14,7 @@ import ctypes
 import functools
 import io
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -101,8 +101,16 @@ def _fluidsynth() -> tuple[ModuleType, Callable[..., int]]:
 class Renderer:
     """A FluidSynth synth with a General MIDI soundfont loaded once (one synth per sample rate)."""
 
-    def __init__(self, soundfont: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        soundfont: str | Path | None = None,
+        *,
+        settings: Mapping[str, int | float | str] | None = None,
+    ) -> None:
+        """`settings`: FluidSynth settings beside ours, e.g. {"synth.reverb.active": 0} (the
+        benchmark measures what reverb and chorus cost)."""
         self._fluidsynth, self._write_float = _fluidsynth()
+        self._settings = dict(settings or {})
         self.soundfont = Path(soundfont) if soundfont is not None else find_soundfont()
         if not self.soundfont.is_file():
             raise SoundfontNotFound(f"soundfont {self.soundfont} does not exist")
@@ -113,7 +121,9 @@ class Renderer:
         # The rate is fixed when a synth is made; FluidSynth's sample cache lets a second synth
         # share the soundfont's samples with the first.
         if sample_rate not in self._synths:
-            synth = self._fluidsynth.Synth(samplerate=float(sample_rate), channels=CHANNELS)
+            synth = self._fluidsynth.Synth(
+                samplerate=float(sample_rate), channels=CHANNELS, **self._settings
+            )
             if synth.sfload(str(self.soundfont)) < 0:
                 synth.delete()
                 raise SoundfontNotFound(f"FluidSynth could not load soundfont {self.soundfont}")
