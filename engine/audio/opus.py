@@ -35,6 +35,9 @@ MAX_LACING = 255  # lacing values (segments) per Ogg page
 PACKETS_PER_PAGE = 50  # about a second of audio per page: seeking stays fine, overhead ~1%
 SERIAL = 0x4D6F7466  # "Motf": one logical stream per file, so any fixed serial will do
 VENDOR = b"motif libopus"
+# Beyond bitrate x duration: page headers and lacing (~130-200 bytes per second measured at
+# 32-112 kb/s), the two header pages, and what constrained VBR lets a frame overshoot.
+PAGE_BYTES_PER_SECOND, HEADER_BYTES = 250, 1024
 
 
 class OpusUnavailable(RuntimeError):
@@ -75,6 +78,11 @@ def available() -> bool:
     except OpusUnavailable:
         return False
     return True
+
+
+def estimated_bytes(bitrate: int, seconds: float) -> int:
+    """An upper estimate of `encode`'s size for a clip of this length (measured on clips)."""
+    return round(seconds * (bitrate / 8 + PAGE_BYTES_PER_SECOND)) + HEADER_BYTES
 
 
 def encode(pcm: np.ndarray, sample_rate: int, *, bitrate: int, complexity: int) -> bytes:

@@ -52,7 +52,6 @@ OPUS_BITRATES = (112_000, 80_000, 64_000, 48_000, 32_000)
 # libopus's complexity (0-10) trades encoding time for quality at one bit rate: 5 costs 0.66x
 # of 10 here (bench/render_speed.py measures the levels and their coding noise).
 OPUS_COMPLEXITY = 5
-OGG_OVERHEAD = 1.02  # Ogg pages add ~1% to the packets; sizes are estimated with this margin
 # libsndfile maps compression_level onto Vorbis quality. Measured on a 4-track piece: default
 # 130, then 93, 77, 62 kb/s.
 VORBIS_STEPS = (None, 0.8, 0.9, 1.0)
@@ -277,7 +276,7 @@ def _opus_steps(pcm: np.ndarray, sample_rate: int, max_bytes: int | None) -> tup
     fits = [
         i
         for i, rate in enumerate(OPUS_BITRATES)
-        if max_bytes is None or rate / 8 * seconds * OGG_OVERHEAD <= max_bytes
+        if max_bytes is None or opus.estimated_bytes(rate, seconds) <= max_bytes
     ]
     return OPUS_BITRATES[fits[0] if fits else len(OPUS_BITRATES) - 1 :]
 
