@@ -25,6 +25,7 @@ SECTIONS = [
     "bench.programs",
     "bench.decode_speed",
     "bench.render_speed",
+    "bench.audio_levers",
     "bench.compose_e2e",
     "bench.fairness",
     "bench.job_queue",

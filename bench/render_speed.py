@@ -5,13 +5,18 @@
 `Composer.compose` from the bundled seed for 1 and 4 candidates x 16 bars, the soundfont loaded
 once: seconds of audio per second of wall time for FluidSynth plus OGG encoding as the engine
 runs them (the synth renders one clip while earlier clips encode on other threads), then
-FluidSynth and the encoder alone on one clip, and the stages of a 4-candidate composition.
+FluidSynth and the encoder alone on one clip, the stages of a 4-candidate composition, and
+what a composition costs in CPU seconds (all of this process's threads) with the clips encoded
+as now (Opus through libopus) and as before (libsndfile's Vorbis), in turn in the same run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import statistics
 import time
+from collections.abc import Iterator
 
 from symusic import Score
 
@@ -26,17 +31,19 @@ from engine.core.composer import (
     ComposeResult,
     warm_up,
 )
+from engine.generation import stages
 from engine.model.device import configure_threads
 
 SEED = REPO_ROOT / "engine" / "examples" / "motif.mid"
 BARS = 16
 REPEATS, QUICK_REPEATS = 5, 2
 COMPOSE_GOAL_SECONDS = 2.0
+CPU_GOAL_SECONDS = 1.5  # issue 16
 STAGES = {
     "tokenize": "tokenize the seed",
     "sample": "sample (prefill + batched steps)",
     "decode_midi": "decode to MIDI",
-    "render": "render + encode (OGG Vorbis)",
+    "render": "render + encode (Ogg Opus)",
     "pianoroll": "piano roll",
     "total": "**total**",
 }
@@ -53,6 +60,30 @@ def timed(repeats: int, work) -> float:
         work()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+@contextlib.contextmanager
+def encoding_as_before() -> Iterator[None]:
+    """Compositions encode their clips with libsndfile's Vorbis, as the engine did before."""
+    now = stages.encode_ogg
+    stages.encode_ogg = functools.partial(encode_ogg, codec="vorbis")
+    try:
+        yield
+    finally:
+        stages.encode_ogg = now
+
+
+def cpu_per_composition(composer: Composer, seed: bytes, repeats: int) -> dict[str, list[float]]:
+    """CPU seconds of this process per 4 x 16-bar composition, now and before, alternating
+    (so the machine's drift falls on both alike)."""
+    costs: dict[str, list[float]] = {"now": [], "before": []}
+    for r in range(repeats):
+        for kind in costs:
+            with encoding_as_before() if kind == "before" else contextlib.nullcontext():
+                started = time.process_time()
+                composer.compose(seed, ComposeRequest(bars=BARS, candidates=4, seed=r))
+                costs[kind].append(time.process_time() - started)
+    return costs
 
 
 def run(quick: bool) -> Report:
@@ -77,6 +108,8 @@ def run(quick: bool) -> Report:
         clip_seconds = len(pcm) / SAMPLE_RATE
         synth_only = timed(repeats, lambda: renderer.render(clip))
         encode_only = timed(repeats, lambda: encode_ogg(pcm, SAMPLE_RATE))
+        vorbis_only = timed(repeats, lambda: encode_ogg(pcm, SAMPLE_RATE, codec="vorbis"))
+        costs = cpu_per_composition(composer, seed, repeats)
     finally:
         composer.close()
 
@@ -93,11 +126,18 @@ def run(quick: bool) -> Report:
                 f"{clip_seconds / synth_only:.0f}x",
             ],
             [
-                "OGG Vorbis encoding only",
+                "Ogg Opus encoding only (libopus)",
                 "1",
                 f"{clip_seconds:.1f}",
                 f"{encode_only:.2f}",
                 f"{clip_seconds / encode_only:.0f}x",
+            ],
+            [
+                "Ogg Vorbis encoding only (libsndfile, before)",
+                "1",
+                f"{clip_seconds:.1f}",
+                f"{vorbis_only:.2f}",
+                f"{clip_seconds / vorbis_only:.0f}x",
             ],
             *(
                 [
@@ -111,7 +151,7 @@ def run(quick: bool) -> Report:
             ),
         ],
     )
-    stages = table(
+    stage_table = table(
         ["stage (4 candidates)", "seconds"],
         [
             [label, seconds(statistics.median(r.timings[k] for r in runs[4]))]
@@ -119,6 +159,20 @@ def run(quick: bool) -> Report:
         ],
     )
     total = statistics.median(r.timings["total"] for r in runs[4])
+    cpu = {kind: statistics.median(c) for kind, c in costs.items()}
+    ratios = statistics.median(n / b for n, b in zip(costs["now"], costs["before"], strict=True))
+    cpu_table = table(
+        ["4 x 16 bars, CPU seconds of the process", "median", "runs"],
+        [
+            ["clips in Ogg Opus through libopus (now)", f"{cpu['now']:.2f} s", str(repeats)],
+            [
+                "clips in Ogg Vorbis through libsndfile (before)",
+                f"{cpu['before']:.2f} s",
+                str(repeats),
+            ],
+            ["now / before (median of the pairs)", f"{ratios:.2f}x", ""],
+        ],
+    )
     tokens = statistics.mean(c.tokens for r in runs[4] for c in r.candidates)
     markdown = "\n\n".join(
         [
@@ -130,7 +184,10 @@ def run(quick: bool) -> Report:
             f"One composition in-process (`Composer.compose`, no engine process, no bot), "
             f"4 candidates of {tokens:.0f} tokens on average, median of {repeats}; goal: under "
             f"{COMPOSE_GOAL_SECONDS:.0f} s in all:",
-            stages,
+            stage_table,
+            "What one composition costs in CPU (decoding, rendering, encoding on every thread; "
+            f"goal: at most {CPU_GOAL_SECONDS} s), now and before in turn:",
+            cpu_table,
         ]
     )
     return Report(
@@ -140,6 +197,12 @@ def run(quick: bool) -> Report:
                 "render + OGG encode, 4 candidates",
                 f"{audio[4] / wall[4]:.0f}x real time",
                 f"1 candidate: {audio[1] / wall[1]:.0f}x",
+            ),
+            Headline(
+                "CPU per composition, 4 x 16 bars in-process",
+                f"{cpu['now']:.2f} s",
+                f"before (Vorbis): {cpu['before']:.2f} s, {ratios:.2f}x; "
+                f"goal: at most {CPU_GOAL_SECONDS} s",
             ),
             Headline(
                 "compose 4 x 16 bars in-process",

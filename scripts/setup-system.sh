@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what Motif needs from the OS, only when it is missing, and say what was done.
 # Needs: libfluidsynth3 (the synthesiser) and a General MIDI soundfont (FluidR3_GM is best);
+# libopus0 for the clips (it comes with libfluidsynth3 through libsndfile1 on Debian 12);
 # redis-server for the job queue's tests and for running engine workers (a bot with the
 # embedded engine does not use it).
 set -euo pipefail
@@ -8,6 +9,9 @@ set -euo pipefail
 need=()
 if ! ldconfig -p 2>/dev/null | grep -q 'libfluidsynth\.so\.3'; then
   need+=(libfluidsynth3)
+fi
+if ! ldconfig -p 2>/dev/null | grep -q 'libopus\.so\.0'; then
+  need+=(libopus0)
 fi
 if [ -z "${MOTIF_SOUNDFONT:-}" ] && [ ! -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then
   need+=(fluid-soundfont-gm)
@@ -18,7 +22,7 @@ if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; 
 fi
 
 if [ ${#need[@]} -eq 0 ]; then
-  echo "system: libfluidsynth3, a GM soundfont and redis-server are present"
+  echo "system: libfluidsynth3, libopus0, a GM soundfont and redis-server are present"
   exit 0
 fi
 

@@ -159,7 +159,7 @@ DRUMS = -1
 
 class CandidateResult(Struct):
     midi: bytes
-    audio: bytes  # OGG (Opus, or Vorbis where libsndfile lacks Opus)
+    audio: bytes  # Ogg Opus (Ogg Vorbis where libopus is missing)
     seconds: float
     notes: int
     tokens: int

@@ -14,7 +14,7 @@ import ctypes
 import functools
 import io
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -24,13 +24,15 @@ import numpy as np
 import soundfile as sf
 import symusic
 
+from engine.audio import opus
 from engine.audio.loudness import normalise
 from soundfonts import SoundfontNotFound, find_soundfont
 
 if TYPE_CHECKING:
     import fluidsynth
 
-# Opus only encodes at 48 kHz (or lower speech rates); rendering at 48 kHz avoids resampling.
+# Opus encodes at 48 kHz (or 24, 16, 12, 8): rendering at 48 kHz avoids resampling and keeps
+# the cymbals' top octave (12-24 kHz) that 24 kHz would cut (bench/render_speed.py compares).
 SAMPLE_RATE = 48_000
 TAIL_SECONDS = 1.0  # lets releases and reverb ring out after the last note-off
 DRUM_CHANNEL = 9  # GM channel 10: FluidSynth makes it (and only it) a percussion channel
@@ -39,17 +41,20 @@ DRUM_CHANNEL = 9  # GM channel 10: FluidSynth makes it (and only it) a percussio
 CHANNELS = 256
 MELODIC_CHANNELS = tuple(c for c in range(CHANNELS) if c != DRUM_CHANNEL)
 FLUID_BLOCK = 64  # FluidSynth's FLUID_BUFSIZE: it synthesises this many frames at a time
-# Opus is preferred (better sound per byte) though it encodes at ~35x real time on this CPU,
-# Vorbis at ~60x: for a 30 s clip 0.9 s against 0.5 s, more than the render itself (0.3 s).
-OPUS_RATES = frozenset({8_000, 12_000, 16_000, 24_000, 48_000})
-# Vorbis by default: libsndfile encodes it in 0.65 s per 39 s clip against Opus's 0.99 s on
-# this CPU, at about the same size (~600 KB) and both play inline in Discord; encoding is
-# the largest cost of a composition, so the faster codec wins (bench/decode_speed.py).
-DEFAULT_CODEC = "vorbis"
-# libsndfile maps compression_level onto Opus bitrate / Vorbis quality. Measured on a 4-track
-# piece: Opus default 122, then 88, 63, 38 kb/s; Vorbis default 130, then 93, 77, 62 kb/s.
-# Below that, shortening the clip serves listeners better than more artefacts.
-QUALITY_STEPS = {"OPUS": (None, 0.85, 0.9, 0.95), "VORBIS": (None, 0.8, 0.9, 1.0)}
+# Opus through libopus itself (engine/audio/opus.py) by default: 0.16 s per 39 s clip on this
+# CPU against 0.34 s for libsndfile's Vorbis and 1.0 s for libsndfile's Opus, and better sound
+# per byte than Vorbis. Vorbis (libsndfile) when libopus is missing or the rate is not Opus's.
+DEFAULT_CODEC = "opus"
+# Opus bit rates, best first: the first is every clip's; the bot's upload limit may need a
+# lower one (then `quality_lowered`). 112 kb/s stereo is transparent for most music; below
+# 32 kb/s shortening the clip serves listeners better than more artefacts.
+OPUS_BITRATES = (112_000, 80_000, 64_000, 48_000, 32_000)
+# libopus's complexity (0-10) trades encoding time for quality at one bit rate: 5 costs 0.66x
+# of 10 here (bench/render_speed.py measures the levels and their coding noise).
+OPUS_COMPLEXITY = 5
+# libsndfile maps compression_level onto Vorbis quality. Measured on a 4-track piece: default
+# 130, then 93, 77, 62 kb/s.
+VORBIS_STEPS = (None, 0.8, 0.9, 1.0)
 WRITE_BLOCK_FRAMES = 1 << 16
 FADE_SECONDS = 0.05  # fade applied when a clip must be shortened, so it does not end in a click
 
@@ -95,8 +100,16 @@ def _fluidsynth() -> tuple[ModuleType, Callable[..., int]]:
 class Renderer:
     """A FluidSynth synth with a General MIDI soundfont loaded once (one synth per sample rate)."""
 
-    def __init__(self, soundfont: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        soundfont: str | Path | None = None,
+        *,
+        settings: Mapping[str, int | float | str] | None = None,
+    ) -> None:
+        """`settings`: FluidSynth settings beside ours, e.g. {"synth.reverb.active": 0} (the
+        benchmark measures what reverb and chorus cost)."""
         self._fluidsynth, self._write_float = _fluidsynth()
+        self._settings = dict(settings or {})
         self.soundfont = Path(soundfont) if soundfont is not None else find_soundfont()
         if not self.soundfont.is_file():
             raise SoundfontNotFound(f"soundfont {self.soundfont} does not exist")
@@ -107,7 +120,9 @@ class Renderer:
         # The rate is fixed when a synth is made; FluidSynth's sample cache lets a second synth
         # share the soundfont's samples with the first.
         if sample_rate not in self._synths:
-            synth = self._fluidsynth.Synth(samplerate=float(sample_rate), channels=CHANNELS)
+            synth = self._fluidsynth.Synth(
+                samplerate=float(sample_rate), channels=CHANNELS, **self._settings
+            )
             if synth.sfload(str(self.soundfont)) < 0:
                 synth.delete()
                 raise SoundfontNotFound(f"FluidSynth could not load soundfont {self.soundfont}")
@@ -240,34 +255,67 @@ def _track_rows(track: symusic.Track, channel: int, sample_rate: int) -> list[np
 def encode_ogg(
     pcm: np.ndarray, sample_rate: int, *, max_bytes: int | None = None, codec: str = DEFAULT_CODEC
 ) -> EncodedAudio:
-    """Encode PCM (N, channels) to OGG Vorbis, or Opus when asked and libsndfile has it at this
-    rate (Vorbis otherwise).
+    """Encode PCM (N, channels) to Ogg Opus, or Ogg Vorbis when asked, when libopus is missing
+    or when the rate is not one Opus takes.
 
-    If max_bytes is given, the quality is lowered step by step until the file fits; if even the
-    lowest step does not fit, the clip is shortened (with a short fade-out). `note` says which.
+    If max_bytes is given, the quality is lowered until the file fits (for Opus the bit rate is
+    chosen before encoding, so a clip is encoded once); if even the lowest quality does not
+    fit, the clip is shortened (with a short fade-out). `note` says which.
     """
     if codec not in ("vorbis", "opus"):
         raise ValueError(f"codec must be vorbis or opus (received {codec!r})")
-    opus_ok = sample_rate in OPUS_RATES and sf.check_format("OGG", "OPUS")
-    subtype = "OPUS" if codec == "opus" and opus_ok else "VORBIS"
-    codec = subtype.lower()
-    seconds = len(pcm) / sample_rate
-    for level in QUALITY_STEPS[subtype]:
-        data = _encode(pcm, sample_rate, subtype, level)
-        if max_bytes is None or len(data) <= max_bytes:
-            note = None if level is None else f"quality lowered to fit {max_bytes} bytes"
-            return EncodedAudio(data, seconds, codec, note, quality_lowered=level is not None)
+    if codec == "opus" and sample_rate in opus.RATES and opus.available():
+        return _fit(pcm, sample_rate, max_bytes, "opus", _opus_steps(pcm, sample_rate, max_bytes))
+    return _fit(pcm, sample_rate, max_bytes, "vorbis", VORBIS_STEPS)
 
-    lowest, frames = QUALITY_STEPS[subtype][-1], len(pcm)
+
+def _opus_steps(pcm: np.ndarray, sample_rate: int, max_bytes: int | None) -> tuple[int, ...]:
+    """The bit rates worth trying: from the best one whose estimated size fits (one encoding
+    instead of one per step), the first always tried."""
+    seconds = len(pcm) / sample_rate
+    fits = [
+        i
+        for i, rate in enumerate(OPUS_BITRATES)
+        if max_bytes is None or opus.estimated_bytes(rate, seconds) <= max_bytes
+    ]
+    return OPUS_BITRATES[fits[0] if fits else len(OPUS_BITRATES) - 1 :]
+
+
+def _fit(
+    pcm: np.ndarray,
+    sample_rate: int,
+    max_bytes: int | None,
+    codec: str,
+    steps: tuple[int | float | None, ...],
+) -> EncodedAudio:
+    """Encode at each step (best first) until one fits, else shorten at the last one."""
+    best = OPUS_BITRATES[0] if codec == "opus" else VORBIS_STEPS[0]
+    seconds = len(pcm) / sample_rate
+    for level in steps:
+        data = _encoded(pcm, sample_rate, codec, level)
+        if max_bytes is None or len(data) <= max_bytes:
+            lowered = level != best
+            note = f"quality lowered to fit {max_bytes} bytes" if lowered else None
+            return EncodedAudio(data, seconds, codec, note, quality_lowered=lowered)
+
+    assert max_bytes is not None
+    lowest, frames = steps[-1], len(pcm)
     while len(data) > max_bytes:
         # Size grows about linearly with length; aim 10% under to converge in a step or two.
         frames = int(frames * max_bytes / len(data) * 0.9)
         if frames < sample_rate * FADE_SECONDS:
             raise ValueError(f"max_bytes is too small for any audio clip (received {max_bytes})")
-        data = _encode(_fade_out(pcm[:frames], sample_rate), sample_rate, subtype, lowest)
+        data = _encoded(_fade_out(pcm[:frames], sample_rate), sample_rate, codec, lowest)
     kept = frames / sample_rate
     note = f"quality lowered and cut from {seconds:.1f} s to {kept:.1f} s to fit {max_bytes} bytes"
     return EncodedAudio(data, kept, codec, note, quality_lowered=True, cut_from=seconds)
+
+
+def _encoded(pcm: np.ndarray, sample_rate: int, codec: str, level: int | float | None) -> bytes:
+    if codec == "opus":
+        assert isinstance(level, int)
+        return opus.encode(pcm, sample_rate, bitrate=level, complexity=OPUS_COMPLEXITY)
+    return _encode(pcm, sample_rate, "VORBIS", level)
 
 
 def _encode(pcm: np.ndarray, sample_rate: int, subtype: str, level: float | None) -> bytes:
