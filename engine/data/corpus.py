@@ -304,7 +304,7 @@ def write_manifest(
         )
     for scan in scans:
         dropped = Counter()
-        kept = 0
+        kept = drums = 0
         for result in scan.results:
             reason = result.reason
             if reason is None:
@@ -328,6 +328,7 @@ def write_manifest(
                 }
             )
             kept += 1
+            drums += result.drums
         sources.append(
             {
                 "name": scan.source.name,
@@ -336,7 +337,7 @@ def write_manifest(
                 "files": len(scan.results),
                 "kept": kept,
                 "dropped": dict(dropped),
-                "with_drums": sum(r.drums for r in scan.results if r.reason is None),
+                "with_drums": drums,
             }
         )
     counts: dict[str, dict[str, int]] = {}
