@@ -45,8 +45,10 @@ VALID_PERCENT = 5  # held-out share of pieces
 # (which stays as it is): the plain corpus is a third of what the model trains on.
 AUGMENTED_COPIES = 2
 MUSIC21 = "music21"  # the name of music21's corpus among the manifest's sources
+# README, "Data and licences": the software is BSD, some of its encodings are not for sale.
 MUSIC21_LICENCE = (
-    "BSD-3-Clause (music21 package); each collection's own source is in music21's corpus docs"
+    "music21 (BSD-3-Clause); some encodings, the Essen collection and the Humdrum ones among "
+    "them, are for non-commercial use only"
 )
 CONVERSION_FAILED = "conversion failed"  # a music21 score that did not convert to MIDI
 
