@@ -104,6 +104,13 @@ def run_build(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the files judged so far are in the journal; run the same command "
+            "again to go on",
+            file=sys.stderr,
+        )
+        return 130
     summary = {k: v for k, v in manifest.items() if k not in ("entries", "skipped", "augmented")}
     summary["skipped"] = len(manifest["skipped"])
     if "augmented" in manifest:

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import sys
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -182,6 +183,11 @@ def _inspect_job(job: tuple[str, str]) -> FileResult:
     return inspect_file(*job)
 
 
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the main process, which stops the pool and keeps the journal."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _read_journal(path: Path) -> dict[str, FileResult]:
     done: dict[str, FileResult] = {}
     if not path.exists():
@@ -214,25 +220,30 @@ def scan_source(source: MidiSource, corpus: Path, *, workers: int | None = None)
     reused = len(results)
     if jobs:
         workers = workers or max(1, os.cpu_count() or 2)
-        with (
-            open(journal_path, "a") as journal,
-            ProcessPoolExecutor(max_workers=workers) as pool,
-        ):
-            chunksize = max(1, min(64, len(jobs) // (workers * 8)))
-            bar = tqdm(
-                total=len(files),
-                initial=reused,
-                desc=f"midi {source.name}",
-                unit="file",
-                file=sys.stderr,
-                mininterval=1.0,
-                smoothing=0.05,
-            )
-            for result in pool.map(_inspect_job, jobs, chunksize=chunksize):
-                results[result.rel] = result
-                journal.write(json.dumps(asdict(result)) + "\n")
-                bar.update(1)
+        chunksize = max(1, min(64, len(jobs) // (workers * 8)))
+        bar = tqdm(
+            total=len(files),
+            initial=reused,
+            desc=f"midi {source.name}",
+            unit="file",
+            file=sys.stderr,
+            mininterval=1.0,
+            smoothing=0.05,
+        )
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
+        try:
+            with open(journal_path, "a") as journal:
+                for result in pool.map(_inspect_job, jobs, chunksize=chunksize):
+                    results[result.rel] = result
+                    journal.write(json.dumps(asdict(result)) + "\n")
+                    bar.update(1)
+        except KeyboardInterrupt:
+            # What was judged is in the journal; a rerun goes on from there.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
             bar.close()
+        pool.shutdown()
     ordered = [results[p.relative_to(source.root).as_posix()] for p in files]
     return FolderScan(source, ordered, reused)
 
