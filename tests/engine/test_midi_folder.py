@@ -25,6 +25,7 @@ from engine.data.midi_folder import (
     UNREADABLE,
 )
 from engine.model.tokenizer import MidiTokenizer
+from tests.engine.test_train_cli import engine
 
 TPQ = 480
 
@@ -85,17 +86,6 @@ def folder(tmp_path_factory) -> Path:
     score([(0, False, many)]).dump_midi(root / "wall.mid")
     (root / "notes.txt").write_text("not a MIDI file, not looked at")
     return root
-
-
-def engine(*args: str | Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "engine", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc
 
 
 @pytest.fixture(scope="module")
