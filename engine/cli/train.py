@@ -31,6 +31,15 @@ def add_parser(commands) -> None:
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--vocab-size", type=int, default=2000)
+    p.add_argument(
+        "--bpe-pieces",
+        type=int,
+        default=0,
+        metavar="N",
+        help="learn the BPE merges from N training pieces picked by a stable hash of their "
+        "path instead of all of them (a large collection: the merges settle long before "
+        "hundreds of thousands of files; default 0: all)",
+    )
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument(
         "--time-budget",
@@ -132,11 +141,18 @@ def _nll(bits_per_token: float, stream) -> dict:
 def _prepare(args: argparse.Namespace, work: Path, quiet: bool):
     """The tokenizer (trained on the training pieces, or --init-from's), its path, the
     token streams and the checkpoint to start from (or None)."""
-    from engine.data.corpus import augmented_paths, split_paths
+    from engine.data.corpus import augmented_paths, corpus_dir, split_paths
     from engine.model.checkpoint import load_checkpoint
     from engine.model.tokenizer import MidiTokenizer
 
     bpe_files = split_paths(args.data_dir, "train") + augmented_paths(args.data_dir, "train")
+    if 0 < args.bpe_pieces < len(bpe_files):
+        root = corpus_dir(args.data_dir)
+
+        def rank(path: Path) -> bytes:  # by the path in the corpus: the data dir may move
+            return hashlib.sha1(str(path.relative_to(root)).encode()).digest()
+
+        bpe_files = sorted(sorted(bpe_files, key=rank)[: args.bpe_pieces])
     tokenizer_path = work / f"tokenizer-{args.vocab_size}-{_files_digest(bpe_files)}.json"
     start = None
     if args.init_from is not None:
@@ -192,6 +208,11 @@ def run(args: argparse.Namespace) -> int:
     from engine.training.ngram import NGramModel
     from engine.training.plots import draw_loss_curve
 
+    if args.bpe_pieces < 0:
+        print(
+            f"error: --bpe-pieces must be 0 or more (received {args.bpe_pieces})", file=sys.stderr
+        )
+        return 2
     if args.accumulate < 1:
         print(
             f"error: --accumulate must be 1 or more (received {args.accumulate})", file=sys.stderr
@@ -341,7 +362,12 @@ def run(args: argparse.Namespace) -> int:
             "(music21's; a MIDI folder's by hash of their notes; a piece's augmented copies "
             "go with it)",
         },
-        "tokenizer": {"kind": "MidiTok REMI + BPE", "vocab_size": tokenizer.vocab_size},
+        "tokenizer": {
+            "kind": "MidiTok REMI + BPE",
+            "vocab_size": tokenizer.vocab_size,
+            # Training pieces the merges were learned from (0: all of them).
+            "bpe_pieces": 0 if start is not None else args.bpe_pieces,
+        },
         "model": best.model.config.to_dict() | {"parameters": best.model.num_parameters()},
         # The checkpoint this run went on from, and that one's own training.
         "init_from": None

@@ -194,6 +194,8 @@ def test_torchrun_trains_with_two_processes_and_one_goes_on_with_resume(data_dir
             "--device",
             "cpu",
             *TINY,
+            "--bpe-pieces",  # a tokenizer of its own: process 0 trains it, the other waits
+            "6",
         ],
         capture_output=True,
         text=True,
@@ -204,13 +206,14 @@ def test_torchrun_trains_with_two_processes_and_one_goes_on_with_resume(data_dir
     assert record["train"]["processes"] == 2
     assert record["train"]["tokens_per_step"] == 4 * 32 * 2 * 2
     assert record["train"]["autocast"] == "off"
+    assert record["tokenizer"]["bpe_pieces"] == 6
     assert [h["step"] for h in record["history"]] == [3, 6]
     assert load_checkpoint(out).model.config.hidden_dim == 16
     assert out.with_name("two-loss.png").stat().st_size > 0
 
     # One process goes on from the two's saved state to step 9.
     more = engine("train", "--data-dir", data_dir, "--out", out, *TINY[:2], "--steps", "9",
-                  *TINY[4:], "--resume")  # fmt: skip
+                  *TINY[4:], "--bpe-pieces", "6", "--resume")  # fmt: skip
     record = json.loads(out.with_suffix(".json").read_text())
     assert record["train"]["resumed"] and record["train"]["processes"] == 1
     assert [h["step"] for h in record["history"]] == [3, 6, 9]
