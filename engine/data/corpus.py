@@ -307,7 +307,9 @@ def write_manifest(
     for scan in scans:
         dropped = Counter()
         kept = drums = 0
-        for result in scan.results:
+        for result in tqdm(
+            scan.results, desc=f"keep {scan.source.name}", unit="file", mininterval=1.0
+        ):
             reason = result.reason
             if reason is None:
                 if result.bytes_hash in seen_bytes:

@@ -68,8 +68,10 @@ class MidiSource:
 
     @property
     def journal_name(self) -> str:
-        where = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:8]
-        return f"{self.name}-{where}-v{INSPECT_VERSION}.jsonl"
+        """By the folder's own path (not its name in this build, which may change)."""
+        root = self.root.resolve()
+        where = hashlib.sha1(str(root).encode()).hexdigest()[:8]
+        return f"{root.name}-{where}-v{INSPECT_VERSION}.jsonl"
 
 
 @dataclass
@@ -140,9 +142,12 @@ def inspect_file(path: str, rel: str) -> FileResult:
 
     from engine.data.corpus import score_fingerprint
 
-    stat = os.stat(path)
+    try:
+        stat = os.stat(path)
+        data = Path(path).read_bytes()
+    except OSError:  # gone or unreadable since the walk
+        return FileResult(rel, 0, 0, reason=UNREADABLE)
     result = FileResult(rel, stat.st_size, stat.st_mtime_ns)
-    data = Path(path).read_bytes()
     result.bytes_hash = hashlib.sha1(data).hexdigest()
     if not data:
         result.reason = EMPTY
@@ -192,12 +197,13 @@ def _read_journal(path: Path) -> dict[str, FileResult]:
     done: dict[str, FileResult] = {}
     if not path.exists():
         return done
-    for line in path.read_text().splitlines():
-        try:
-            result = FileResult(**json.loads(line))
-        except (ValueError, TypeError):
-            continue  # a line cut short by an interrupted run
-        done[result.rel] = result
+    with open(path) as lines:
+        for line in lines:
+            try:
+                result = FileResult(**json.loads(line))
+            except (ValueError, TypeError):
+                continue  # a line cut short by an interrupted run
+            done[result.rel] = result
     return done
 
 
@@ -232,10 +238,15 @@ def scan_source(source: MidiSource, corpus: Path, *, workers: int | None = None)
         )
         pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
         try:
-            with open(journal_path, "a") as journal:
+            with open(journal_path, "a+b") as journal:
+                journal.seek(0, os.SEEK_END)
+                if journal.tell():  # a line cut short by a killed run ends here first
+                    journal.seek(-1, os.SEEK_END)
+                    if journal.read(1) != b"\n":
+                        journal.write(b"\n")
                 for result in pool.map(_inspect_job, jobs, chunksize=chunksize):
                     results[result.rel] = result
-                    journal.write(json.dumps(asdict(result)) + "\n")
+                    journal.write(json.dumps(asdict(result)).encode() + b"\n")
                     bar.update(1)
         except KeyboardInterrupt:
             # What was judged is in the journal; a rerun goes on from there.
