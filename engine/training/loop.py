@@ -165,7 +165,7 @@ def load_train_state(path: Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no training state to resume at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ValueError(f"{path} is not a training state ({STATE_FORMAT})")
     return state
