@@ -192,8 +192,8 @@ def run(quick: bool) -> Report:
             Headline(
                 "training tokens/s, 1 process / 2 processes (each)",
                 f"{one[0]:,.0f} / {' + '.join(f'{r:,.0f}' for r in two)}",
-                f"2 processes do {sum(two) / one[0]:.2f}x the work of 1 on {cores} cores "
-                f"(1 process on 1 thread: {single[0]:,.0f})",
+                f"1 process on 1 thread: {single[0]:,.0f}; 2 processes x 1 thread do "
+                f"{sum(two) / single[0]:.2f}x of it on {cores} cores",
             ),
             Headline(
                 "`data build --midi` files/s, 1 / 2 workers",
