@@ -34,6 +34,7 @@ SECTIONS = [
     "bench.out_of_domain",
     "bench.bar_counts",
     "bench.loudness",
+    "bench.training",
 ]
 OUTPUT = REPO_ROOT / "BENCHMARKS.md"
 

@@ -1,11 +1,13 @@
 """Decode speed of the shipped model: our fused step vs calling nn.LSTM one token at a time,
-and the memory-bandwidth bound of one step.
+the memory-bandwidth bound of one step, and larger LSTMs (`engine train --hidden --layers`).
 
     .venv/bin/python -m bench.decode_speed [--quick]
 
 Tokens/s at batch 1, 4, 16, 64 for both steps (median of repeats, one torch thread as the
 engine decodes) and their ratio. At batch 1 a step reads every weight once for one token, so
 memory bandwidth bounds it: weight bytes per step / the bandwidth of a large copy, timed here.
+Larger LSTMs (random weights, the shipped vocabulary) are timed the same way with the fused
+step, to show what a bigger model costs per composition.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from engine.model.device import configure_threads
 from engine.model.lstm import LSTMLanguageModel
 
 BATCHES = (1, 4, 16, 64)
+# (layers, hidden) of larger models `engine train --layers --hidden` makes; shipped first.
+SIZES = ((2, 512), (3, 512), (2, 1024), (4, 1024))
+SIZE_BATCHES = (1, 16)
 DRAM_BUFFER_MB = 512  # far beyond any CPU cache
 STEPS, REPEATS = 200, 5
 QUICK_STEPS, QUICK_REPEATS = 50, 2
@@ -56,6 +61,30 @@ def decode_table(steps: int, repeats: int) -> list[dict]:
                 "nn_lstm_tokens_per_s": ref,
                 "ratio": ours / ref,
             }
+        )
+    return rows
+
+
+def size_table(steps: int, repeats: int) -> list[dict]:
+    """Fused-step tokens/s of LSTMs of SIZES at SIZE_BATCHES."""
+    from engine.model.lstm import ModelConfig
+
+    shipped = load_checkpoint(BASE_CHECKPOINT).model.config
+    rows = []
+    for layers, hidden in SIZES:
+        torch.manual_seed(0)
+        model = LSTMLanguageModel(
+            ModelConfig(shipped.vocab_size, shipped.embed_dim, hidden, layers)
+        ).eval()
+        rates = {
+            batch: statistics.median(
+                tokens_per_second(model.step, model, batch, steps) for _ in range(repeats)
+            )
+            for batch in SIZE_BATCHES
+        }
+        rows.append(
+            {"layers": layers, "hidden": hidden, "parameters": model.num_parameters()}
+            | {f"batch_{b}": r for b, r in rates.items()}
         )
     return rows
 
@@ -111,6 +140,7 @@ def run(quick: bool) -> Report:
     steps, repeats = (QUICK_STEPS, QUICK_REPEATS) if quick else (STEPS, REPEATS)
     model = load_checkpoint(BASE_CHECKPOINT).model
     rows = decode_table(steps, repeats)
+    sizes = size_table(steps, repeats)
     per_step = weight_bytes_per_step(model)
     dram = copy_bandwidth(DRAM_BUFFER_MB * 2**20, repeats)
     cached = copy_bandwidth(per_step, 20 * repeats)
@@ -160,6 +190,25 @@ def run(quick: bool) -> Report:
                 else "."
             ),
             draw(rows, dram_bound),
+            "Larger LSTMs through the same fused step (random weights, the shipped "
+            "vocabulary and embedding); the engine decodes any size `engine train` makes:",
+            table(
+                [
+                    "layers x hidden",
+                    "parameters",
+                    *(f"batch {b}, tokens/s" for b in SIZE_BATCHES),
+                    "batch 1 vs shipped",
+                ],
+                [
+                    [
+                        f"{r['layers']} x {r['hidden']}",
+                        f"{r['parameters'] / 1e6:.1f} M",
+                        *(f"{r[f'batch_{b}']:,.0f}" for b in SIZE_BATCHES),
+                        f"{r['batch_1'] / sizes[0]['batch_1']:.2f}x",
+                    ]
+                    for r in sizes
+                ],
+            ),
         ]
     )
     by_batch = {r["batch"]: r["ratio"] for r in rows}
@@ -176,6 +225,12 @@ def run(quick: bool) -> Report:
                 "fused step vs nn.LSTM step, batch 1 / 4 / 16 / 64",
                 " / ".join(f"{by_batch[b]:.2f}x" for b in BATCHES),
                 "1.00x = no gain",
+            ),
+            Headline(
+                "decode tokens/s at batch 1, LSTM 2 x 512 (shipped) / 4 x 1024",
+                f"{sizes[0]['batch_1']:,.0f} / {sizes[-1]['batch_1']:,.0f}",
+                f"{sizes[-1]['parameters'] / 1e6:.0f} M parameters vs "
+                f"{sizes[0]['parameters'] / 1e6:.1f} M",
             ),
             Headline(
                 "batch-1 decode vs memory-bandwidth bound",

@@ -1,5 +1,6 @@
-"""`python -m engine data build | stats`: the offline corpus from music21's bundled scores,
-with augmented copies of every piece (engine/data/augment.py), and what it holds."""
+"""`python -m engine data build | stats`: the offline corpus from music21's bundled scores
+and any folders of MIDI files (engine/data/midi_folder.py), with augmented copies of every
+piece (engine/data/augment.py), and what it holds."""
 
 from __future__ import annotations
 
@@ -10,15 +11,41 @@ from pathlib import Path
 
 
 def add_parser(commands) -> None:
-    from engine.data.corpus import AUGMENTED_COPIES  # light: no music21 until a build runs
+    # light: no music21 until a build runs
+    from engine.data.corpus import AUGMENTED_COPIES
+    from engine.data.midi_folder import DEFAULT_LICENCE
 
     parser = commands.add_parser("data", help="build the training corpus")
     sub = parser.add_subparsers(dest="action", required=True)
-    build = sub.add_parser("build", help="convert music21's corpus to MIDI (resumable)")
+    build = sub.add_parser(
+        "build", help="convert music21's corpus and MIDI folders to the corpus (resumable)"
+    )
     build.add_argument(
         "--data-dir", type=Path, default=None, help="default: MOTIF_DATA_DIR, else ./data"
     )
-    build.add_argument("--workers", type=int, default=None)
+    build.add_argument("--workers", type=int, default=None, help="default: one per core")
+    build.add_argument(
+        "--midi",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of MIDI files (.mid, .midi, .kar, searched recursively) to take in; "
+        "repeat for several",
+    )
+    build.add_argument(
+        "--licence",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="the licence of the n-th --midi folder, recorded in the manifest "
+        f'(default "{DEFAULT_LICENCE}")',
+    )
+    build.add_argument(
+        "--no-music21",
+        action="store_true",
+        help="only the --midi folders, without music21's corpus",
+    )
     build.add_argument(
         "--copies",
         type=int,
@@ -55,22 +82,44 @@ def add_parser(commands) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from engine.data.corpus import build_corpus
+    from engine.data.midi_folder import reasons_table
 
     if args.copies < 0:
         print(f"error: --copies must be 0 or more (received {args.copies})", file=sys.stderr)
         return 2
-    manifest = build_corpus(
-        args.data_dir or args.settings.data_dir,
-        workers=args.workers,
-        scores=not args.folk_only,
-        score_collections=args.scores,
-        copies=args.copies,
-    )
+    if args.workers is not None and args.workers < 1:
+        print(f"error: --workers must be 1 or more (received {args.workers})", file=sys.stderr)
+        return 2
+    try:
+        manifest = build_corpus(
+            args.data_dir or args.settings.data_dir,
+            workers=args.workers,
+            scores=not args.folk_only,
+            score_collections=args.scores,
+            copies=args.copies,
+            midi_dirs=args.midi,
+            licences=args.licence,
+            music21=not args.no_music21,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the files judged so far are in the journal; run the same command "
+            "again to go on",
+            file=sys.stderr,
+        )
+        return 130
     summary = {k: v for k, v in manifest.items() if k not in ("entries", "skipped", "augmented")}
     summary["skipped"] = len(manifest["skipped"])
     if "augmented" in manifest:
         summary["augmented"] = {k: v for k, v in manifest["augmented"].items() if k != "entries"}
     print(json.dumps(summary, indent=1))
+    for source in manifest["sources"]:
+        print(f"\n{source['name']}: kept {source['kept']:,} of {source['files']:,} files")
+        if source["dropped"]:
+            print(reasons_table(source["dropped"], source["files"]))
     return 0
 
 

@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import platform
+import signal
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +31,15 @@ def add_parser(commands) -> None:
     )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--vocab-size", type=int, default=2000)
+    p.add_argument(
+        "--bpe-pieces",
+        type=int,
+        default=0,
+        metavar="N",
+        help="learn the BPE merges from N training pieces picked by a stable hash of their "
+        "path instead of all of them (a large collection: the merges settle long before "
+        "hundreds of thousands of files; default 0: all)",
+    )
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     p.add_argument(
         "--time-budget",
@@ -46,6 +57,32 @@ def add_parser(commands) -> None:
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--ngram-order", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--accumulate",
+        type=int,
+        default=1,
+        metavar="N",
+        help="batches per optimiser step (gradient accumulation; a step sees "
+        "batch-size x N x processes windows)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        default="auto",
+        help="autocast on CUDA (auto: bf16 where the GPU has it, else fp16); a CPU trains in fp32",
+    )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="cpu, cuda, auto (default: MOTIF_DEVICE); under torchrun each process takes "
+        "the GPU of its LOCAL_RANK",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the state the last run with this --out saved in the data dir "
+        "(weights, optimiser, step, generators, best so far)",
+    )
     p.add_argument(
         "--init-from",
         type=Path,
@@ -101,34 +138,29 @@ def _nll(bits_per_token: float, stream) -> dict:
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from engine.data.corpus import augmented_paths, load_manifest, split_paths
-    from engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_record
-    from engine.model.coverage import count_programs
-    from engine.model.device import configure_threads
-    from engine.model.lstm import LSTMLanguageModel, ModelConfig
+def _prepare(args: argparse.Namespace, work: Path, quiet: bool):
+    """The tokenizer (trained on the training pieces, or --init-from's), its path, the
+    token streams and the checkpoint to start from (or None)."""
+    from engine.data.corpus import augmented_paths, corpus_dir, split_paths
+    from engine.model.checkpoint import load_checkpoint
     from engine.model.tokenizer import MidiTokenizer
-    from engine.training.loop import TrainConfig, evaluate_bits, train
-    from engine.training.ngram import NGramModel
-    from engine.training.plots import draw_loss_curve
 
-    configure_threads(args.settings.threads, decoding=False)
-    args.data_dir = args.data_dir or args.settings.data_dir
-    manifest = load_manifest(args.data_dir)
-    work = args.data_dir / "training"
-    work.mkdir(parents=True, exist_ok=True)
     bpe_files = split_paths(args.data_dir, "train") + augmented_paths(args.data_dir, "train")
+    if 0 < args.bpe_pieces < len(bpe_files):
+        root = corpus_dir(args.data_dir)
+
+        def rank(path: Path) -> bytes:  # by the path in the corpus: the data dir may move
+            return hashlib.sha1(str(path.relative_to(root)).encode()).digest()
+
+        bpe_files = sorted(sorted(bpe_files, key=rank)[: args.bpe_pieces])
     tokenizer_path = work / f"tokenizer-{args.vocab_size}-{_files_digest(bpe_files)}.json"
-    started = time.perf_counter()
     start = None
     if args.init_from is not None:
         start = load_checkpoint(args.init_from)
         tokenizer = start.tokenizer
         tokenizer_path = work / f"tokenizer-of-{_files_digest([args.init_from.resolve()])}.json"
-        tokenizer.save(tokenizer_path)
+        if not quiet:  # process 0 writes it; the others read it after the barrier
+            tokenizer.save(tokenizer_path)
     elif tokenizer_path.exists():
         tokenizer = MidiTokenizer.load(tokenizer_path)
     else:
@@ -139,13 +171,85 @@ def run(args: argparse.Namespace) -> int:
         tokenizer = MidiTokenizer.train(bpe_files, args.vocab_size)
         tokenizer.save(tokenizer_path)
     streams = _streams(args.data_dir, tokenizer, tokenizer_path)
+    return tokenizer, tokenizer_path, streams, start
+
+
+def _stop_on_signals() -> dict:
+    """Ctrl-C (or torchrun's SIGTERM) asks the loop to stop after its step and save."""
+    flag = {"stop": False}
+
+    def handler(signum, frame) -> None:
+        if flag["stop"]:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return flag
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from engine.data.corpus import load_manifest
+    from engine.model.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_record
+    from engine.model.coverage import count_programs
+    from engine.model.device import configure_threads
+    from engine.model.lstm import LSTMLanguageModel, ModelConfig
+    from engine.training import distributed
+    from engine.training.loop import (
+        TrainConfig,
+        autocast_dtype,
+        evaluate_bits,
+        load_train_state,
+        train,
+    )
+    from engine.training.ngram import NGramModel
+    from engine.training.plots import draw_loss_curve
+
+    if args.bpe_pieces < 0:
+        print(
+            f"error: --bpe-pieces must be 0 or more (received {args.bpe_pieces})", file=sys.stderr
+        )
+        return 2
+    if args.accumulate < 1:
+        print(
+            f"error: --accumulate must be 1 or more (received {args.accumulate})", file=sys.stderr
+        )
+        return 2
+    args.data_dir = args.data_dir or args.settings.data_dir
+    manifest = load_manifest(args.data_dir)
+    work = args.data_dir / "training"
+    work.mkdir(parents=True, exist_ok=True)
+    state_path = work / f"state-{args.out.stem}.pt"
+    if args.resume and not state_path.exists():
+        print(
+            f"error: --resume: no training state at {state_path} (a run with --out "
+            f"{args.out} saves one at its first evaluation)",
+            file=sys.stderr,
+        )
+        return 2
+    processes = distributed.join(args.device or args.settings.device)
+    main = processes.main
+    configure_threads(
+        args.settings.threads or distributed.threads_per_process(processes), decoding=False
+    )
+    started = time.perf_counter()
+    if not main:
+        processes.barrier()  # process 0 trains the tokenizer and fills the caches first
+    tokenizer, tokenizer_path, streams, start = _prepare(args, work, quiet=not main)
+    if main:
+        processes.barrier()
     train_stream, valid_stream = streams["train"], streams["valid"]
     augmented_valid = streams.get(f"valid-{AUGMENTED}")
-    print(
-        f"tokens: train {len(train_stream.ids):,} valid {len(valid_stream.ids):,}"
-        + (f" valid ({AUGMENTED}) {len(augmented_valid.ids):,}" if augmented_valid else "")
-    )
-    coverage = count_programs(train_stream.ids, tokenizer)
+    if main:
+        print(
+            f"tokens: train {len(train_stream.ids):,} valid {len(valid_stream.ids):,}"
+            + (f" valid ({AUGMENTED}) {len(augmented_valid.ids):,}" if augmented_valid else "")
+            + (f"; {processes.world_size} processes" if processes.distributed else "")
+        )
+    coverage = count_programs(train_stream.ids, tokenizer) if main else None
 
     config = TrainConfig(
         steps=args.steps,
@@ -155,6 +259,8 @@ def run(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         seed=args.seed,
         time_budget_seconds=args.time_budget * 60 or None,
+        accumulate=args.accumulate,
+        precision=args.precision,
     )
     model = (
         start.model
@@ -167,9 +273,22 @@ def run(args: argparse.Namespace) -> int:
                 num_layers=args.layers,
             )
         )
-    )
-    working = work / "best.pt"
-    bar = tqdm(total=config.steps, desc="train", unit="step", mininterval=10)
+    ).to(processes.device)
+    if args.resume:
+        saved = load_train_state(state_path)["model"]
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if shapes != {k: tuple(v.shape) for k, v in saved.items()}:
+            print(
+                f"error: --resume: the state at {state_path} is of another model size or "
+                "vocabulary (give the --hidden, --embed, --layers and --vocab-size it had)",
+                file=sys.stderr,
+            )
+            distributed.leave(processes)
+            return 2
+    working = work / f"best-{args.out.stem}.pt"
+    bar = tqdm(total=config.steps, desc="train", unit="step", mininterval=10, disable=not main)
+    if args.resume:
+        bar.update(load_train_state(state_path)["step"])
 
     def on_step(step: int, bits: float, lr: float) -> None:
         bar.update(1)
@@ -180,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
         if best:
             save_checkpoint(working, Checkpoint(model, tokenizer, {"step": step}))
 
+    stop = _stop_on_signals()
     result = train(
         model,
         train_stream.ids,
@@ -187,9 +307,23 @@ def run(args: argparse.Namespace) -> int:
         config,
         on_step=on_step,
         on_eval=on_eval,
+        should_stop=lambda: stop["stop"],
         also_evaluate={AUGMENTED: augmented_valid.ids} if augmented_valid else None,
+        state_path=state_path,
+        resume=args.resume,
     )
     bar.close()
+    distributed.leave(processes)
+    if stop["stop"]:
+        if main:
+            print(
+                f"stopped at step {result.steps_done}; the state is in {state_path}: "
+                "run the same command with --resume to go on",
+                file=sys.stderr,
+            )
+        return 130
+    if not main:
+        return 0
 
     best = load_checkpoint(working)
     # The shipped weights are half precision: measure the model as shipped.
@@ -206,9 +340,11 @@ def run(args: argparse.Namespace) -> int:
     if augmented_valid:
         baseline[AUGMENTED] = _nll(ngram.bits_per_token(augmented_valid.ids), augmented_valid)
     augmented = manifest.get("augmented", {})
+    amp = autocast_dtype(config.precision, processes.device)
     meta = {
         "data": {
             "source": manifest["source"],
+            "sources": manifest.get("sources", []),
             "pieces_train": train_stream.pieces,
             "pieces_valid": valid_stream.pieces,
             "tokens_train": len(train_stream.ids),
@@ -223,9 +359,15 @@ def run(args: argparse.Namespace) -> int:
             },
             "collections": manifest["collections"],
             "split": f"{manifest['valid_percent']}% of pieces by hash of their id "
-            "(a piece's augmented copies go with it)",
+            "(music21's; a MIDI folder's by hash of their notes; a piece's augmented copies "
+            "go with it)",
         },
-        "tokenizer": {"kind": "MidiTok REMI + BPE", "vocab_size": tokenizer.vocab_size},
+        "tokenizer": {
+            "kind": "MidiTok REMI + BPE",
+            "vocab_size": tokenizer.vocab_size,
+            # Training pieces the merges were learned from (0: all of them).
+            "bpe_pieces": 0 if start is not None else args.bpe_pieces,
+        },
         "model": best.model.config.to_dict() | {"parameters": best.model.num_parameters()},
         # The checkpoint this run went on from, and that one's own training.
         "init_from": None
@@ -242,6 +384,14 @@ def run(args: argparse.Namespace) -> int:
             "steps_done": result.steps_done,
             "best_step": result.best_step,
             "wall_seconds": round(result.wall_seconds, 1),
+            "processes": processes.world_size,
+            "device": processes.device.type,
+            "autocast": str(amp).removeprefix("torch.") if amp else "off",
+            "tokens_per_step": config.batch_size
+            * config.seq_len
+            * config.accumulate
+            * processes.world_size,
+            "resumed": args.resume,
         },
         "total_wall_seconds": round(time.perf_counter() - started, 1),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores "

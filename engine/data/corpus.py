@@ -21,12 +21,17 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Collection, Iterable
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from engine.data.midi_folder import FolderScan
 
 # Collections in ABC: monophonic folk tunes (with abc2midi's guitar-chord accompaniment).
 ABC_SUFFIX = ".abc"
@@ -39,6 +44,13 @@ VALID_PERCENT = 5  # held-out share of pieces
 # Augmented copies of every piece that `engine data build` writes beside the piece itself
 # (which stays as it is): the plain corpus is a third of what the model trains on.
 AUGMENTED_COPIES = 2
+MUSIC21 = "music21"  # the name of music21's corpus among the manifest's sources
+# README, "Data and licences": the software is BSD, some of its encodings are not for sale.
+MUSIC21_LICENCE = (
+    "music21 (BSD-3-Clause); some encodings, the Essen collection and the Humdrum ones among "
+    "them, are for non-commercial use only"
+)
+CONVERSION_FAILED = "conversion failed"  # a music21 score that did not convert to MIDI
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,11 @@ def note_fingerprint(midi_path: Path) -> str | None:
         score = symusic.Score(str(midi_path))
     except Exception:
         return None
+    return score_fingerprint(score)
+
+
+def score_fingerprint(score) -> str | None:
+    """`note_fingerprint` of a parsed score (None when it has no notes)."""
     tpq = score.ticks_per_quarter or 1
     notes = sorted(
         (n.time * 12 // tpq, n.pitch, n.duration * 12 // tpq)
@@ -177,18 +194,46 @@ def build_corpus(
     scores: bool = True,
     score_collections: Collection[str] | None = None,
     copies: int = 0,
+    midi_dirs: Sequence[Path] = (),
+    licences: Sequence[str] = (),
+    music21: bool = True,
 ) -> dict:
     """Convert, dedupe, split, augment and write the manifest; returns the manifest.
 
     `score_collections` converts only those collections of scores (e.g. {"bach"}: about 400
     polyphonic pieces in a couple of minutes instead of all of them). `copies` augmented
     copies of every piece are written too (engine/data/augment.py; `engine data build` asks for
-    AUGMENTED_COPIES, fine-tuning's replay corpus for none)."""
-    src = music21_corpus_dir()
+    AUGMENTED_COPIES, fine-tuning's replay corpus for none). `midi_dirs` are folders of MIDI
+    files taken in beside music21's pieces, or instead of them (`music21=False`), each under
+    its licence (engine/data/midi_folder.py)."""
+    from engine.data.midi_folder import name_sources, scan_source
+
     out = corpus_dir(data_dir)
     midi_dir = out / "midi"
     midi_dir.mkdir(parents=True, exist_ok=True)
+    if not music21 and not midi_dirs:
+        raise ValueError("nothing to build: no music21 corpus and no --midi folder")
+    taken = [p.name for p in midi_dir.iterdir() if p.is_dir()]
+    sources = name_sources(midi_dirs, licences, taken=[*taken, MUSIC21])
+    skipped: dict[str, str] = {}
+    if music21:
+        skipped = _convert_music21(midi_dir, workers, scores, score_collections)
+    scans = [scan_source(source, out, workers=workers) for source in sources]
+    pieces = _collect_pieces(midi_dir) if music21 else ()
+    manifest = write_manifest(out, pieces, skipped, scans)
+    if copies:
+        manifest = augment_corpus(out, manifest, copies, workers=workers)
+    return manifest
 
+
+def _convert_music21(
+    midi_dir: Path,
+    workers: int | None,
+    scores: bool,
+    score_collections: Collection[str] | None,
+) -> dict[str, str]:
+    """music21's folk books and scores as MIDI files in midi_dir; the scores it skipped."""
+    src = music21_corpus_dir()
     binary = abc2midi_binary()
     abc_files = sorted(src.rglob(f"*{ABC_SUFFIX}"))
     for abc in tqdm(abc_files, desc="folk (abc2midi)", unit="book"):
@@ -205,11 +250,7 @@ def build_corpus(
                 reason = fut.result()
                 if reason:
                     skipped[str(Path(futures[fut]).relative_to(src))] = reason
-
-    manifest = write_manifest(out, _collect_pieces(midi_dir), skipped)
-    if copies:
-        manifest = augment_corpus(out, manifest, copies, workers=workers)
-    return manifest
+    return skipped
 
 
 def _collect_pieces(midi_dir: Path) -> Iterable[Piece]:
@@ -217,33 +258,112 @@ def _collect_pieces(midi_dir: Path) -> Iterable[Piece]:
         yield Piece(path.parent.name, path.stem, path)
 
 
-def write_manifest(out: Path, pieces: Iterable[Piece], skipped: dict[str, str]) -> dict:
+def write_manifest(
+    out: Path,
+    pieces: Iterable[Piece],
+    skipped: dict[str, str],
+    scans: Sequence[FolderScan] = (),
+) -> dict:
+    """Dedupe music21's pieces and the folders' files together, split and list them.
+
+    music21's pieces come first and keep their split by id (the shipped model's held-out set);
+    a folder's file is split by the hash of its notes."""
+    from engine.data.midi_folder import EMPTY, SAME_BYTES, SAME_NOTES, copy_kept
+
     seen: dict[str, str] = {}
-    entries, duplicates, empty = [], 0, 0
-    for piece in tqdm(list(pieces), desc="dedupe", unit="piece"):
-        fingerprint = note_fingerprint(piece.path)
-        if fingerprint is None:
-            empty += 1
-            continue
-        if fingerprint in seen:
-            duplicates += 1
-            continue
-        seen[fingerprint] = piece.id
-        entries.append(
-            {"id": piece.id, "path": str(piece.path.relative_to(out)), "split": piece.split}
+    seen_bytes: set[str] = set()
+    entries: list[dict] = []
+    sources: list[dict] = []
+    pieces = list(pieces)
+    if pieces or not scans:
+        dropped: Counter[str] = Counter()
+        for piece in tqdm(pieces, desc="dedupe", unit="piece"):
+            fingerprint = note_fingerprint(piece.path)
+            reason = EMPTY if fingerprint is None else SAME_NOTES if fingerprint in seen else None
+            if reason:
+                dropped[reason] += 1
+                continue
+            seen[fingerprint] = piece.id
+            entries.append(
+                {
+                    "id": piece.id,
+                    "path": str(piece.path.relative_to(out)),
+                    "split": piece.split,
+                    "source": MUSIC21,
+                }
+            )
+        if skipped:
+            dropped[CONVERSION_FAILED] = len(skipped)
+        sources.append(
+            {
+                "name": MUSIC21,
+                "path": "music21 bundled corpus",
+                "licence": MUSIC21_LICENCE,
+                "files": len(pieces) + len(skipped),
+                "kept": len(entries),
+                "dropped": dict(dropped),
+            }
+        )
+    for scan in scans:
+        dropped = Counter()
+        kept = drums = 0
+        for result in tqdm(
+            scan.results, desc=f"keep {scan.source.name}", unit="file", mininterval=1.0
+        ):
+            reason = result.reason
+            if reason is None:
+                if result.bytes_hash in seen_bytes:
+                    reason = SAME_BYTES
+                elif result.notes_hash in seen:
+                    reason = SAME_NOTES
+            if reason:
+                dropped[reason] += 1
+                continue
+            piece_id = f"{scan.source.name}/{result.rel}"
+            seen_bytes.add(result.bytes_hash)
+            seen[result.notes_hash] = piece_id
+            path = copy_kept(out, scan.source, result.rel)
+            entries.append(
+                {
+                    "id": piece_id,
+                    "path": str(path.relative_to(out)),
+                    "split": split_of(result.notes_hash),
+                    "source": scan.source.name,
+                }
+            )
+            kept += 1
+            drums += result.drums
+        sources.append(
+            {
+                "name": scan.source.name,
+                "path": str(scan.source.root.resolve()),
+                "licence": scan.source.licence,
+                "files": len(scan.results),
+                "kept": kept,
+                "dropped": dict(dropped),
+                "with_drums": drums,
+            }
         )
     counts: dict[str, dict[str, int]] = {}
     for e in entries:
         coll = e["id"].split("/")[0]
         counts.setdefault(coll, {"train": 0, "valid": 0})[e["split"]] += 1
+    dropped_total: Counter[str] = Counter()
+    for source in sources:
+        dropped_total.update(source["dropped"])
     manifest = {
-        "source": "music21 bundled corpus",
+        "source": " + ".join(
+            "music21 bundled corpus" if s["name"] == MUSIC21 else f"{s['name']} (MIDI folder)"
+            for s in sources
+        ),
+        "sources": sources,
         "valid_percent": VALID_PERCENT,
         "pieces": len(entries),
         "train": sum(e["split"] == "train" for e in entries),
         "valid": sum(e["split"] == "valid" for e in entries),
-        "duplicates_removed": duplicates,
-        "empty_removed": empty,
+        "duplicates_removed": dropped_total[SAME_NOTES] + dropped_total[SAME_BYTES],
+        "empty_removed": dropped_total[EMPTY],
+        "dropped": dict(dropped_total),
         "skipped": skipped,
         "collections": counts,
         "entries": entries,

@@ -169,3 +169,65 @@ def test_training_goes_on_from_a_checkpoint_with_its_tokenizer(data_dir, trained
     assert record["init_from"]["checkpoint"] == trained.name
     assert record["init_from"]["train"]["steps_done"] == 6
     assert record["train"]["steps_done"] == 3
+
+
+def test_torchrun_trains_with_two_processes_and_one_goes_on_with_resume(data_dir, tmp_path):
+    # The README's command for N GPUs, here with two CPU processes over gloo.
+    out = tmp_path / "two.pt"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "engine",
+            "train",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--accumulate",
+            "2",
+            "--device",
+            "cpu",
+            *TINY,
+            "--bpe-pieces",  # a tokenizer of its own: process 0 trains it, the other waits
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["train"]["processes"] == 2
+    assert record["train"]["tokens_per_step"] == 4 * 32 * 2 * 2
+    assert record["train"]["autocast"] == "off"
+    assert record["tokenizer"]["bpe_pieces"] == 6
+    assert [h["step"] for h in record["history"]] == [3, 6]
+    assert load_checkpoint(out).model.config.hidden_dim == 16
+    assert out.with_name("two-loss.png").stat().st_size > 0
+
+    # One process goes on from the two's saved state to step 9.
+    more = engine("train", "--data-dir", data_dir, "--out", out, *TINY[:2], "--steps", "9",
+                  *TINY[4:], "--bpe-pieces", "6", "--resume")  # fmt: skip
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["train"]["resumed"] and record["train"]["processes"] == 1
+    assert [h["step"] for h in record["history"]] == [3, 6, 9]
+    assert "step 9: held-out" in more.stdout + more.stderr
+
+
+def test_resume_without_a_saved_state_says_so_and_trains_nothing(data_dir, tmp_path):
+    out = tmp_path / "never.pt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "train", "--data-dir", data_dir, "--out", out,
+         *TINY, "--resume"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "--resume: no training state" in proc.stderr and "never" in proc.stderr
+    assert not out.exists()
