@@ -415,12 +415,12 @@ class QueueWorker:
                 packed = msgspec.msgpack.encode(
                     {**message, "id": claim.client_id, "result": result}
                 )
-            except (RedisError, OSError) as exc:
+            except (RedisError, ConnectionError, TimeoutError) as exc:
                 if tries == 0:
                     log.warning("could not share model %s yet (%s); retrying", model, exc)
                 await asyncio.sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
                 continue
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OSError) as exc:  # its file is gone: not retried
                 log.error("fine-tune job %s: %s", claim.job, exc)
                 packed = encode(
                     JobFailed.of(claim.client_id, EngineError("the fine-tune's model was lost"))
