@@ -12,6 +12,11 @@ processes, the bot's client (`queue_client`) beside the embedded engine (`Engine
 - Throughput: a batch of such compositions sent at once, through one worker then two.
 - Recovery: a composition whose worker is killed (-9) as it starts decoding; the time from the
   kill to the answer, with the workers' claim idle time given.
+- What N workers would do: Redis' own CPU time per composition (INFO cpu, over the batches)
+  bounds the queue at one Redis core; below that, each worker on a machine of its own adds
+  its throughput.
+- Models on every worker: publishing a server's version of the shipped model's size to Redis
+  and fetching it (with its checksum) on a worker that has never seen it.
 """
 
 from __future__ import annotations
@@ -235,11 +240,15 @@ async def measure(quick: bool, checkpoint: Path, work: Path) -> dict:
             before = commands(url)
             queued = await latencies(engine, sequential)
             per_job = (commands(url) - before) / (sequential + 1)
+            cpu_before = redis_cpu(url)
             one = await throughput(engine, batch)
             workers.start("w2")
             await workers.serving(engine, 2)
             two = await throughput(engine, batch)
+            # Heartbeats and polls of the seconds the batches took are counted in: an upper bound.
+            redis_per_job = (redis_cpu(url) - cpu_before) / (2 * batch)
             recovered, alone = await recovery(engine, workers, url)
+        publish, fetch, size = await model_transfer(url, work)
     finally:
         workers.stop()
         process.terminate()
@@ -251,10 +260,55 @@ async def measure(quick: bool, checkpoint: Path, work: Path) -> dict:
         "two": two,
         "per_job": per_job,
         "recovered": recovered,
+        "redis_per_job": redis_per_job,
+        "publish": publish,
+        "fetch": fetch,
+        "model_mb": size / 1e6,
         "alone": alone,
         "sequential": sequential,
         "batch": batch,
     }
+
+
+def redis_cpu(url: str) -> float:
+    """CPU seconds Redis has used since it started (its main thread and the rest)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        info = client.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+    finally:
+        client.close()
+
+
+async def model_transfer(url: str, work: Path, repeats: int = 5) -> tuple[float, float, int]:
+    """Median seconds to publish a version the size of the shipped model and to fetch it on a
+    machine without it (checksum and write included), and its bytes."""
+    from engine.api.queue_keys import QueueKeys, connect
+    from engine.model.checkpoint import BASE_CHECKPOINT
+    from engine.queue.shared_models import SharedModels
+    from engine.serving.model_store import ModelStore
+
+    client = connect(url)
+    try:
+        trainer = SharedModels(client, QueueKeys("bench"), ModelStore(work / "trainer"))
+        model = "1/version"
+        path = trainer.local.path_of(model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(BASE_CHECKPOINT, path)
+        published, fetched = [], []
+        for i in range(repeats):
+            started = time.perf_counter()
+            await trainer.publish(model, accepted=True)
+            published.append(time.perf_counter() - started)
+            worker = SharedModels(client, QueueKeys("bench"), ModelStore(work / f"worker-{i}"))
+            started = time.perf_counter()
+            await worker.ensure_local(model, guild_id=1)
+            fetched.append(time.perf_counter() - started)
+        return float(np.median(published)), float(np.median(fetched)), path.stat().st_size
+    finally:
+        await client.aclose()
 
 
 def commands(url: str) -> int:
@@ -308,6 +362,23 @@ def run(quick: bool) -> Report:
             f"{figures['per_job']:.0f} Redis commands per composition here, one at a time "
             "(heartbeats, claim refreshes and idle polls included; fewer per job when jobs run at "
             "once), and its reply's bytes once in, once out.",
+            f"What that predicts for N GPU workers: Redis spent at most "
+            f"{ms(figures['redis_per_job'])} of CPU per composition in those batches (its "
+            "heartbeats and polls over the same seconds included), so one Redis core carries "
+            f"about {1 / figures['redis_per_job']:,.0f} compositions a second. A GPU worker "
+            "on a machine of its own adds its own throughput (here the two workers shared two "
+            "cores, so the second added less than one on a machine of its own): N workers "
+            "give N times one worker's rate "
+            "until the queue's total reaches that bound, which at one worker's rate here "
+            f"({one:.1f} of these smallest compositions a second) is about "
+            f"{1 / figures['redis_per_job'] / one:,.0f} workers. A real composition (16 bars, "
+            "4 candidates) holds a worker for seconds, so real workers stay further from it.",
+            f"Models on every worker: a server's version of the shipped model's size "
+            f"({figures['model_mb']:.1f} MB) is published to Redis in {ms(figures['publish'])} "
+            f"and fetched, checked (SHA-256) and written by a worker that lacks it in "
+            f"{ms(figures['fetch'])} (medians of 5, loopback): the first composition with a "
+            "version on a worker pays that once; later ones load it from the worker's disk "
+            "through its model cache as the embedded engine does.",
             f"A worker killed (-9) as its composition ({RECOVERY_JOB.bars} bars, "
             f"{figures['alone']:.1f} s alone) started decoding: answered "
             f"{figures['recovered']:.1f} s after the kill, with `--claim-idle {CLAIM_IDLE:g}`: the "
@@ -327,6 +398,16 @@ def run(quick: bool) -> Report:
                 "job queue: throughput, two workers over one (this machine)",
                 f"{two / one:.2f}x",
                 "one machine's cores shared; more machines add each",
+            ),
+            Headline(
+                "job queue: Redis CPU per composition (one Redis core's bound)",
+                f"{ms(figures['redis_per_job'])} ({1 / figures['redis_per_job']:,.0f}/s)",
+                "N GPU workers scale N-fold below that bound",
+            ),
+            Headline(
+                "job queue: a server's version fetched by a worker without it",
+                f"{ms(figures['fetch'])} for {figures['model_mb']:.1f} MB",
+                f"published in {ms(figures['publish'])}; once per worker and version",
             ),
             Headline(
                 "job queue: a killed worker's composition answered after",

@@ -33,9 +33,6 @@ SQLITE_BUSY_TIMEOUT_MS = Range(0, 600_000)
 # 0: fine-tuning starts only when an admin asks (/finetune start).
 DEFAULT_FINETUNE_AUTO_AFTER = 0
 FINETUNE_AUTO_AFTER = Range(0, 1_000_000)
-# Enough to roll back a couple of times without a server's checkpoints filling the disk.
-DEFAULT_FINETUNE_KEEP_VERSIONS = 3
-FINETUNE_KEEP_VERSIONS = Range(1, 1000)
 # How long a stopping bot lets compositions in flight finish before it fails them. Below
 # Kubernetes' default 30 s (then SIGKILL), leaving 10 s to fail the rest, stop the engine and
 # close the gateway; a composition alone takes a few seconds, a busy queue longer.
@@ -101,8 +98,6 @@ class Settings:
     # Start a server's fine-tune by itself once this many seeds and votes are new since its
     # last run (0: never).
     finetune_auto_after: int = DEFAULT_FINETUNE_AUTO_AFTER
-    # How many of a server's newest versions keep their checkpoint (the active one always does).
-    finetune_keep_versions: int = DEFAULT_FINETUNE_KEEP_VERSIONS
     # Tuning steps per run; None lets the engine choose.
     finetune_steps: int | None = None
     # "json": one JSON object per log line (bot and engine).
@@ -181,7 +176,6 @@ BOT_VARIABLES = (
     Variable("MOTIF_MAX_INFLIGHT_PER_GUILD", "max_inflight_per_guild", int, MAX_INFLIGHT_PER_GUILD),
     Variable("MOTIF_SQLITE_BUSY_TIMEOUT_MS", "sqlite_busy_timeout_ms", int, SQLITE_BUSY_TIMEOUT_MS),
     Variable("MOTIF_FINETUNE_AUTO_AFTER", "finetune_auto_after", int, FINETUNE_AUTO_AFTER),
-    Variable("MOTIF_FINETUNE_KEEP_VERSIONS", "finetune_keep_versions", int, FINETUNE_KEEP_VERSIONS),
     Variable("MOTIF_FINETUNE_STEPS", "finetune_steps", int, FINETUNE_STEPS),
     Variable(
         "MOTIF_SHUTDOWN_GRACE_SECONDS", "shutdown_grace_seconds", float, SHUTDOWN_GRACE_SECONDS

@@ -22,6 +22,7 @@ from engine.api.limits import (
     COMPOSITION_SECONDS,
     COMPOSITION_TOKENS,
     DEFAULT_DEVICE,
+    DEFAULT_FINETUNE_KEEP_VERSIONS,
     DEFAULT_LOG_FORMAT,
     DEFAULT_LOG_LEVEL,
     DEFAULT_MAX_CLIP_SECONDS,
@@ -31,6 +32,7 @@ from engine.api.limits import (
     DEFAULT_MAX_ROWS,
     DEFAULT_MODEL_CACHE_MB,
     DEVICES,
+    FINETUNE_KEEP_VERSIONS,
     LOG_LEVELS,
     MAX_ROWS,
     MAX_SEED_NOTES,
@@ -132,6 +134,8 @@ class EngineSettings:
     model_cache_mb: int = DEFAULT_MODEL_CACHE_MB
     threads: int | None = None  # torch's; None: one to decode, every core for batch work
     finetune_threads: int = field(default_factory=default_finetune_threads)
+    # Newest accepted versions per server kept after a fine-tune (engine.serving.model_store).
+    finetune_keep_versions: int = DEFAULT_FINETUNE_KEEP_VERSIONS
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT  # "text" or "json" (engine.api.logs)
     work: WorkLimits = field(default_factory=WorkLimits)
@@ -194,6 +198,7 @@ ENGINE_VARIABLES = (
     Variable("MOTIF_MODEL_CACHE_MB", "model_cache_mb", int, MODEL_CACHE_MB),
     Variable("MOTIF_THREADS", "threads", int, TORCH_THREADS),
     Variable("MOTIF_FINETUNE_THREADS", "finetune_threads", int, TORCH_THREADS),
+    Variable("MOTIF_FINETUNE_KEEP_VERSIONS", "finetune_keep_versions", int, FINETUNE_KEEP_VERSIONS),
     Variable("MOTIF_LOG_LEVEL", "log_level", str),
     Variable("MOTIF_LOG_FORMAT", "log_format", str),
 )

@@ -206,3 +206,10 @@ def default_finetune_threads() -> int:
 
 # Steps of one fine-tune run (the engine's default is engine.finetune.defaults).
 FINETUNE_STEPS = Range(1, 100_000)
+
+# A server's fine-tuned versions whose checkpoints the engine keeps after a run: the newest
+# accepted ones (what an admin may still roll back to), besides the active one and the new
+# one, which are always kept. Three cover "the last few" without a server's folder (or the
+# shared model store of the queue's workers, ~10-20 MB a version) growing with every run.
+DEFAULT_FINETUNE_KEEP_VERSIONS = 3
+FINETUNE_KEEP_VERSIONS = Range(1, 1000)

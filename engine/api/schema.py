@@ -129,16 +129,15 @@ class FinetuneRequest(Struct, frozen=True, forbid_unknown_fields=True):
     """Tune a server's model on its pieces (seeds and winners) and its members' preferences.
 
     Model versions are named by the engine's ids ("<guild id>/<name>"): the engine owns the
-    files (engine.serving.model_store). `start_from` is the server's active version (None: the
-    base model) and `keep` the versions that must survive pruning (those the bot may still
-    serve or roll back to).
+    files (engine.serving.model_store) and decides which of a server's versions to keep: the
+    result names the new one and those it deleted. `start_from` is the server's active version
+    (None: the base model), which is always kept.
     """
 
     guild_id: int
     pieces: list[bytes]
     pairs: list[VotedPair] = []
     start_from: str | None = None
-    keep: list[str] = []
     steps: int | None = None  # tuning steps; None: the engine's default
 
     def __post_init__(self) -> None:

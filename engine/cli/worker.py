@@ -72,7 +72,18 @@ def run(args: argparse.Namespace) -> int:
     env = child_environment(settings.to_env())
     env.pop(QUEUE_URL, None)
     argv = [sys.executable, "-m", "engine", "serve"]
+    from engine.serving.model_store import ModelStore
+
+    # The servers' versions this worker fetched or made, under its engine's data dir: a cache
+    # of those the workers share in Redis (engine.queue.shared_models).
+    models = ModelStore(settings.data_dir, keep_recent=settings.finetune_keep_versions)
     worker = QueueWorker(
-        url, argv, env, name=args.name, prefix=args.prefix, claim_idle=args.claim_idle
+        url,
+        argv,
+        env,
+        models=models,
+        name=args.name,
+        prefix=args.prefix,
+        claim_idle=args.claim_idle,
     )
     return asyncio.run(worker.run())

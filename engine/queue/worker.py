@@ -19,6 +19,10 @@ Faults:
   whose engines died each time is dead-lettered (`<prefix>:dead`) and its client told.
 - Redis away: every loop retries; replies wait in memory until Redis answers, and a lost
   consumer group is created again.
+
+Models: a job that names a server's fine-tuned version waits until this worker has it on its
+disk (fetched from Redis on first use, engine.queue.shared_models); a fine-tune's new version
+is published to Redis before its reply, and the versions the retention rule drops leave Redis.
 - SIGTERM/SIGINT drains: no new claims, compositions and renders in flight finish and are
   posted, fine-tunes are failed as the embedded engine fails them on a stop, then the worker
   leaves the live set and exits 0. A second signal stops at once (the claims go to others).
@@ -41,7 +45,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import RedisError, ResponseError
 
-from engine.api.errors import EngineUnavailable
+from engine.api.errors import BadRequest, EngineError, EngineUnavailable
 from engine.api.limits import DEFAULT_CANDIDATES
 from engine.api.queue_keys import (
     DEAD_MAXLEN,
@@ -66,6 +70,8 @@ from engine.api.queue_keys import (
 from engine.api.schema import EngineRestarting, JobFailed, JobProgress, encode
 from engine.api.transport import TransportClosed
 from engine.queue.engine_child import EngineChild, EngineStartFailed
+from engine.queue.shared_models import SharedModels
+from engine.serving.model_store import ModelStore, guild_of
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +101,7 @@ class Claim:
     engine_id: int = 0  # the id the engine knows it by (0: never sent)
     rows: int = 0  # decode rows held until it renders
     generation: int = 0  # which engine process it was sent to
+    start_from: str | None = None  # a fine-tune's start (kept whatever the retention rule)
 
 
 def decoded(value: Any) -> str:
@@ -119,6 +126,7 @@ class QueueWorker:
         engine_argv: list[str],
         engine_env: dict[str, str],
         *,
+        models: ModelStore,
         name: str | None = None,
         prefix: str = DEFAULT_PREFIX,
         claim_idle: float = DEFAULT_CLAIM_IDLE_SECONDS,
@@ -133,6 +141,8 @@ class QueueWorker:
         self._worker_ttl = worker_ttl
         self._engine = EngineChild(engine_argv, engine_env, on_message=self._on_engine_message)
         self._redis: Any = None
+        self._local_models = models  # this machine's copies, under its engine's data dir
+        self._models: SharedModels | None = None
         self._finish_script: Any = None
         self._touch_script: Any = None
         self._heartbeat_script: Any = None
@@ -161,6 +171,7 @@ class QueueWorker:
         self._finish_script = self._redis.register_script(FINISH)
         self._touch_script = self._redis.register_script(TOUCH)
         self._heartbeat_script = self._redis.register_script(HEARTBEAT)
+        self._models = SharedModels(self._redis, self._keys, self._local_models)
         try:
             await self._redis.ping()
             await self._ensure_groups()
@@ -332,6 +343,10 @@ class QueueWorker:
             if isinstance(event, dict) and event.get("stage") == "rendering":
                 self._free_rows(claim)  # decoded: its rows are free for the next job
             await self._post_progress(claim, event)
+        elif kind == "result" and claim.kind == "finetune":
+            # Held (and touched) while the new version goes to Redis: minutes of training
+            # must not be run again by another worker meanwhile.
+            self._spawn(self._share_finetune(claim, message), f"share-{claim.job}")
         elif kind in ("result", "error"):
             self._drop(claim)
             self._post(claim, msgspec.msgpack.encode({**message, "id": claim.client_id}))
@@ -342,6 +357,77 @@ class QueueWorker:
         self._drop(claim)
         with contextlib.suppress(TransportClosed):  # or gone with its engine
             await self._engine.send({"type": "cancel", "id": claim.engine_id})
+
+    # Models.
+    async def _models_ready(self, claim: Claim, message: dict[str, Any]) -> bool:
+        """Fetch the server's version the job names (a composition's model, a fine-tune's
+        start) to this disk; False, with the job answered, when it cannot be had."""
+        request = message.get("request")
+        if not isinstance(request, dict) or self._models is None:
+            return True
+        model = request.get("model") if claim.kind == "compose" else request.get("start_from")
+        if claim.kind not in ("compose", "finetune") or not isinstance(model, str):
+            return True
+        if claim.kind == "finetune":
+            claim.start_from = model
+        guild_id = request.get("guild_id")
+        for tries in itertools.count():
+            try:
+                await self._models.ensure_local(
+                    model, guild_id=guild_id if isinstance(guild_id, int) else None
+                )
+                return True
+            except BadRequest as exc:
+                failure: Exception = exc
+            except (RedisError, OSError) as exc:
+                if tries + 1 < len(RETRY_SECONDS):
+                    await asyncio.sleep(RETRY_SECONDS[tries])
+                    continue
+                log.error("could not fetch model %s for job %s: %s", model, claim.job, exc)
+                failure = EngineError(
+                    "the music engine could not fetch this server's model; try again later"
+                )
+            self._drop(claim)
+            self._post(claim, encode(JobFailed.of(claim.client_id, failure)))
+            return False
+        raise AssertionError("unreachable")
+
+    async def _share_finetune(self, claim: Claim, message: dict[str, Any]) -> None:
+        """Publish a fine-tune's new version, apply the retention rule to the server's shared
+        versions, and answer with what it pruned there (the engine's own list was of this
+        disk, a cache). Retried while Redis is away, like every reply."""
+        assert self._models is not None
+        result = dict(message.get("result") or {})
+        model = result.get("model")
+        packed: bytes
+        for tries in itertools.count():
+            try:
+                if not isinstance(model, str):
+                    raise TypeError(f"a fine-tune result names no model (received {model!r})")
+                guild_id = guild_of(model)
+                if result.get("accepted"):
+                    await self._models.publish(model, accepted=True)
+                else:
+                    # Never served, so never shared; its figures are in the result.
+                    self._local_models.remove([model])
+                protect = {model, *([claim.start_from] if claim.start_from else [])}
+                result["pruned"] = await self._models.retain(guild_id, protect)
+                packed = msgspec.msgpack.encode(
+                    {**message, "id": claim.client_id, "result": result}
+                )
+            except (RedisError, ConnectionError, TimeoutError) as exc:
+                if tries == 0:
+                    log.warning("could not share model %s yet (%s); retrying", model, exc)
+                await asyncio.sleep(RETRY_SECONDS[min(tries, len(RETRY_SECONDS) - 1)])
+                continue
+            except (TypeError, ValueError, OSError) as exc:  # its file is gone: not retried
+                log.error("fine-tune job %s: %s", claim.job, exc)
+                packed = encode(
+                    JobFailed.of(claim.client_id, EngineError("the fine-tune's model was lost"))
+                )
+            break
+        self._drop(claim)
+        self._post(claim, packed)
 
     # Claiming.
     def _has_room(self, kind: str) -> bool:
@@ -440,6 +526,8 @@ class QueueWorker:
             self._post(
                 claim, encode(JobProgress(claim.client_id, EngineRestarting())), progress=True
             )
+        if not await self._models_ready(claim, message):
+            return
         try:
             await self._engine.send({**message, "id": claim.engine_id})
         except TransportClosed:

@@ -5,8 +5,8 @@ One run per server at a time. The child speaks the engine's own wire on its stdo
 (engine.api.schema, in frames, as the job: `--wire-job`): its progress events go on to the
 client, its result or error is the job's once it has exited; cancelling the job stops the child
 (SIGTERM, then SIGKILL). Versions are named by id and kept by engine.serving.model_store; after
-a run, the server's versions the client did not ask to keep (and that are neither the start
-nor the new one) are deleted and their ids listed in the result.
+a run, its retention rule deletes the server's versions it does not keep (never the start nor
+the new one) and the result lists their ids, so the client only learns the outcome.
 The server's MIDI is copied for the child into <data dir>/finetune/<guild id>/<stamp>-<id>/,
 removed when the run ends however it ends; an engine that died mid-run cannot remove it, so
 every engine sweeps, at its start, the folders no live engine owns (engine.serving.owned_dirs).
@@ -59,7 +59,7 @@ class FinetuneProcess:
     model: str  # the new version's id
     out: Path  # its file
     start_from: Path | None
-    keep: set[str]  # ids of the versions that must survive pruning
+    protect: set[str]  # ids that survive pruning whatever the rule: the start and the new one
     process: subprocess.Popen | None = None
     cancelled: bool = False
     result: FinetuneResult | None = None  # what the child sent
@@ -113,7 +113,7 @@ class FinetuneProcesses:
                 model=model,
                 out=out,
                 start_from=start_from,
-                keep={*request.keep, model, *([request.start_from] if request.start_from else [])},
+                protect={model, *([request.start_from] if request.start_from else [])},
             )
             self._jobs[job_id] = job
         try:
@@ -278,7 +278,7 @@ class FinetuneProcesses:
         if code == 0 and job.result is not None:
             # The engine, not the child, knows where the checkpoint lives and what it pruned.
             result = msgspec.structs.replace(
-                job.result, model=job.model, pruned=self._store.prune(job.guild_id, job.keep)
+                job.result, model=job.model, pruned=self._store.retain(job.guild_id, job.protect)
             )
             self._send(JobDone(job.id, result))
         elif code == BAD_DATA_EXIT:

@@ -215,7 +215,8 @@ class Server:
         self._jobs: dict[int, ScheduledJob | AudioJob] = {}
         self._draining = threading.Event()  # a stop signal came: finish what is in flight
         self._fatal: str | None = None
-        self._store = ModelStore(settings.data_dir)  # the guilds' versions: ids -> files
+        # The guilds' versions: ids -> files, and which of them a server keeps.
+        self._store = ModelStore(settings.data_dir, keep_recent=settings.finetune_keep_versions)
         self._models = ModelCache(
             checkpoint,
             self.device,

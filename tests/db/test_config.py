@@ -19,7 +19,7 @@ def test_defaults_put_sqlite_in_the_data_dir() -> None:
     assert settings.max_inflight_per_guild >= 1
     # Fine-tuning starts only when an admin asks, with the engine's own step count.
     assert (settings.finetune_auto_after, settings.finetune_steps) == (0, None)
-    assert settings.finetune_keep_versions >= 1
+    assert settings.engine.finetune_keep_versions >= 1  # the engine's rule (model_store)
 
 
 def test_reads_every_variable(tmp_path: Path) -> None:
@@ -45,7 +45,7 @@ def test_reads_every_variable(tmp_path: Path) -> None:
     assert (settings.device, settings.compose_cooldown_seconds) == ("cuda:1", 2.5)
     assert (settings.max_inflight_per_guild, settings.sqlite_busy_timeout_ms) == (4, 2000)
     assert settings.log_level == "DEBUG"
-    assert (settings.finetune_auto_after, settings.finetune_keep_versions) == (25, 5)
+    assert (settings.finetune_auto_after, settings.engine.finetune_keep_versions) == (25, 5)
     assert settings.finetune_steps == 60
 
 

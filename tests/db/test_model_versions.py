@@ -14,7 +14,6 @@ from bot.db import (
     list_model_versions,
     mark_model_versions_pruned,
     rollback_model_version,
-    versions_to_keep,
 )
 from bot.db.errors import (
     ModelVersionNotFound,
@@ -116,29 +115,3 @@ async def test_pruned_versions_never_serve_and_rollback_skips_them(session: Asyn
         await activate_model_version(session, guild_id=GUILD_A, version_id=v2.id)
     back = await rollback_model_version(session, guild_id=GUILD_A)
     assert back is not None and back.id == v1.id  # skipped the pruned parent
-
-
-async def test_versions_to_keep_are_the_newest_ready_ones_and_the_active_one(
-    session: AsyncSession,
-) -> None:
-    assert await versions_to_keep(session, guild_id=GUILD_A, recent=3) == []
-    v1 = await add_model_version(session, guild_id=GUILD_A, engine_id="1/1")
-    await activate_model_version(session, guild_id=GUILD_A, version_id=v1.id)
-    for n in (2, 3, 4):
-        await add_model_version(session, guild_id=GUILD_A, engine_id=f"1/{n}")
-    await add_model_version(
-        session, guild_id=GUILD_A, engine_id="1/5", status=ModelVersionStatus.REJECTED
-    )
-    assert await versions_to_keep(session, guild_id=GUILD_A, recent=2) == [
-        "1/4",
-        "1/3",
-        "1/1",
-    ]
-    assert await versions_to_keep(session, guild_id=GUILD_A, recent=10) == [
-        "1/4",
-        "1/3",
-        "1/2",
-        "1/1",
-    ]
-    with pytest.raises(ValueError, match="received 0"):
-        await versions_to_keep(session, guild_id=GUILD_A, recent=0)

@@ -5,6 +5,8 @@ belong to another server."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import time
 from collections.abc import AsyncIterator
 
@@ -19,6 +21,7 @@ from engine.api.client import (
     FinetuneRequest,
     VotedPair,
 )
+from tests.engine.test_server import CHECKPOINT
 
 session_loop = pytest.mark.asyncio(loop_scope="session")
 GUILD, OTHER_GUILD = 111, 222
@@ -48,11 +51,16 @@ async def wait_for_no_training(engine: EngineClient, timeout: float = 30.0) -> N
 async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces, engine_data_dir):
     models = engine_data_dir / "models" / str(GUILD)
     models.mkdir(parents=True, exist_ok=True)
-    (models / "stale.pt").write_bytes(b"an old version nobody keeps")
-    (models / "kept.pt").write_bytes(b"the version the bot may roll back to")
+    # Older versions of the server, newest last: the engine keeps the newest accepted ones
+    # (MOTIF_FINETUNE_KEEP_VERSIONS, 3 with the new one) and the one the run starts from.
+    for age, name in ((400, "stale"), (300, "older"), (200, "kept"), (100, "recent")):
+        (models / f"{name}.pt").write_bytes(b"an earlier version")
+        os.utime(models / f"{name}.pt", (time.time() - age,) * 2)
+    shutil.copy(CHECKPOINT, models / "active.pt")  # rolled back to: the oldest of all
+    os.utime(models / "active.pt", (time.time() - 500,) * 2)
     events: list[FinetuneProgress] = []
     result = await engine.finetune(
-        FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=4, keep=[f"{GUILD}/kept"]),
+        FinetuneRequest(guild_id=GUILD, pieces=pieces, steps=4, start_from=f"{GUILD}/active"),
         on_progress=events.append,
     )
 
@@ -68,9 +76,10 @@ async def test_a_run_reports_progress_and_its_checkpoint_serves(engine, pieces, 
     assert result.model == f"{GUILD}/{name}" and (models / f"{name}.pt").is_file()
     assert events and all(isinstance(e, FinetuneProgress) for e in events)
     assert events[-1].percent == 100.0
-    # Pruned: what was neither kept nor new; the working copy of the data is gone too.
-    assert result.pruned == [f"{GUILD}/stale"]
-    assert not (models / "stale.pt").exists() and (models / "kept.pt").exists()
+    # Pruned by the engine's rule, and the bot told which; the working copy of the data too.
+    assert result.pruned == [f"{GUILD}/older", f"{GUILD}/stale"]
+    assert not (models / "stale.pt").exists() and not (models / "older.pt").exists()
+    assert all((models / f"{name}.pt").exists() for name in ("kept", "recent", "active"))
     assert not any((engine_data_dir / "finetune" / str(GUILD)).iterdir())
 
     composed = await engine.compose(

@@ -112,6 +112,8 @@ class WorkerProcess:
         *,
         claim_idle: float = 3.0,
         max_rows: int | None = None,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.prefix = prefix
@@ -134,9 +136,13 @@ class WorkerProcess:
         ]
         if max_rows is not None:
             argv += ["--max-rows", str(max_rows)]
+        extra = env or {}
         env = {k: v for k, v in os.environ.items() if k != "MOTIF_QUEUE_URL"}
-        env["MOTIF_DATA_DIR"] = str(log_dir / f"{name}-data")
+        # Each worker its own data dir, as on its own machine.
+        self.data_dir = data_dir or log_dir / f"{name}-data"
+        env["MOTIF_DATA_DIR"] = str(self.data_dir)
         env["MOTIF_RENDER_THREADS"] = "1"
+        env.update(extra)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 argv,

@@ -61,7 +61,6 @@ from bot.db.queries.model_versions import (
     list_model_versions,
     mark_model_versions_pruned,
     rollback_model_version,
-    versions_to_keep,
 )
 from bot.db.queries.seeds import (
     SEED_MAX_BYTES,
@@ -119,7 +118,6 @@ __all__ = [
     "add_seed",
     "autocomplete_seed_names",
     "cast_vote",
-    "versions_to_keep",
     "count_new_finetune_material",
     "create_finetune_run",
     "delete_composition",

@@ -168,31 +168,6 @@ async def rollback_model_version(session: AsyncSession, *, guild_id: int) -> Mod
     return previous
 
 
-async def versions_to_keep(session: AsyncSession, *, guild_id: int, recent: int) -> list[str]:
-    """The engine ids of the versions a fine-tune must not prune: the server's `recent` newest
-    ready versions (what a rollback or an activation may still want) and the active one."""
-    check_snowflake("guild_id", guild_id)
-    if recent < 1:
-        raise ValueError(f"recent must be at least 1 (received {recent})")
-    newest_ready = (
-        select(ModelVersion.engine_id)
-        .where(
-            ModelVersion.guild_id == guild_id, ModelVersion.status == ModelVersionStatus.READY.value
-        )
-        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
-        .limit(recent)
-    )
-    active = (
-        select(ModelVersion.engine_id)
-        .join(Guild, Guild.active_model_version_id == ModelVersion.id)
-        .where(Guild.id == guild_id, ModelVersion.guild_id == guild_id)
-    )
-    async with reading(session):
-        ids = list((await session.scalars(newest_ready)).all())
-        ids += (await session.scalars(active)).all()
-    return list(dict.fromkeys(ids))
-
-
 async def mark_model_versions_pruned(
     session: AsyncSession, *, guild_id: int, engine_ids: Sequence[str]
 ) -> int:

@@ -33,7 +33,6 @@ class TuningJob:
         channel_id: int | None,
         parent_id: int | None,
         start_from: str | None,
-        keep: list[str],
         steps: int | None,
     ) -> TuningJob:
         """The server's seeds and winners are the pieces it learns from; its votes (winner
@@ -43,7 +42,6 @@ class TuningJob:
             pieces=[s.midi for s in export.seeds] + [w.midi for w in export.winners],
             pairs=[VotedPair(chosen=p.chosen_midi, rejected=p.rejected_midi) for p in export.pairs],
             start_from=start_from,
-            keep=keep,
             steps=steps,
         )
         return cls(

@@ -24,7 +24,6 @@ from bot.db import (
     fail_abandoned_finetune_runs,
     get_active_model_version,
     renew_finetune_lease,
-    versions_to_keep,
 )
 from bot.db.errors import FinetuneAlreadyRunning, FinetuneRunFinished
 from bot.db.queries.finetune import RUN_HEARTBEAT_SECONDS
@@ -117,9 +116,6 @@ class FinetuneRunner:
             if export.is_empty:
                 raise NothingToLearn()
             active = await get_active_model_version(session, guild_id=guild_id)
-            keep = await versions_to_keep(
-                session, guild_id=guild_id, recent=settings.finetune_keep_versions
-            )
             # A run whose process died after this one started would block the server for good.
             if failed := await fail_abandoned_finetune_runs(session, guild_id=guild_id):
                 log.warning(
@@ -138,7 +134,6 @@ class FinetuneRunner:
             channel_id=channel_id,
             parent_id=active.id if active is not None else None,
             start_from=active.engine_id if active is not None else None,
-            keep=keep,
             steps=settings.finetune_steps,
         )
         running = self._running[guild_id] = _Running(job)
