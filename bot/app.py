@@ -74,6 +74,7 @@ class MotifBot(commands.Bot):
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=MotifTree,
+            **_shard_options(settings),
         )
         self.settings = settings
         self.limits = EngineWorkLimits(
@@ -141,6 +142,19 @@ class MotifBot(commands.Bot):
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
 
 
+class ShardedMotifBot(MotifBot, commands.AutoShardedBot):
+    """MOTIF_SHARD_COUNT: discord.py's AutoShardedBot runs this process' shards (all of them,
+    or MOTIF_SHARD_IDS). Nothing else changes: what the processes share (cooldowns, caps,
+    jobs in flight) is in Redis, the rest in the database."""
+
+
+def _shard_options(settings: Settings) -> dict[str, object]:
+    if not settings.sharded:
+        return {}
+    ids = settings.shard_ids
+    return {"shard_count": settings.shard_count, "shard_ids": list(ids) if ids else None}
+
+
 def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     """The engine: with MOTIF_QUEUE_URL, the workers of that Redis job queue; otherwise the
     embedded one, a subprocess the client starts, watches and restarts."""
@@ -163,4 +177,5 @@ def create_bot(
 ) -> MotifBot:
     """The bot, not connected. `engine`: an already open engine client to use (and not close);
     `start_engine=False`: no engine at all (for syncing commands)."""
-    return MotifBot(settings, engine=engine, start_engine=start_engine)
+    kind = ShardedMotifBot if settings.sharded else MotifBot
+    return kind(settings, engine=engine, start_engine=start_engine)
