@@ -23,7 +23,7 @@ from bot.db import create_engine, create_sessionmaker
 from bot.lifecycle import FAIL_SECONDS, Lifecycle
 from bot.metrics import Metrics
 from bot.services.engine_port import Engine
-from bot.services.limits import EngineWorkLimits
+from bot.services.limits import EngineWorkLimits, WorkSlots
 from bot.services.tuning.runner import FinetuneRunner
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,7 @@ class MotifBot(commands.Bot):
             **_shard_options(settings),
         )
         self.settings = settings
-        self.limits = EngineWorkLimits(
-            cooldown_seconds=settings.compose_cooldown_seconds,
-            max_inflight_per_guild=settings.max_inflight_per_guild,
-        )
+        self.limits = work_limits(settings)
         # An engine passed in belongs to the caller (tests share one across bots); otherwise
         # setup_hook starts the embedded one and close() stops it.
         self._given_engine = engine
@@ -125,6 +122,7 @@ class MotifBot(commands.Bot):
             await self.lifecycle.finish()
             await super().close()
         finally:
+            await self.limits.aclose()
             if self._db_ready:
                 self._db_ready = False
                 await self.db.dispose()
@@ -153,6 +151,20 @@ def _shard_options(settings: Settings) -> dict[str, object]:
         return {}
     ids = settings.shard_ids
     return {"shard_count": settings.shard_count, "shard_ids": list(ids) if ids else None}
+
+
+def work_limits(settings: Settings) -> WorkSlots:
+    """The cooldown and cap: with MOTIF_QUEUE_URL in its Redis, shared by every bot process
+    (shards); otherwise in this process."""
+    options = dict(
+        cooldown_seconds=settings.compose_cooldown_seconds,
+        max_inflight_per_guild=settings.max_inflight_per_guild,
+    )
+    if settings.queue_url is not None:
+        from bot.services.shared_limits import SharedWorkLimits  # redis-py: queue users only
+
+        return SharedWorkLimits(settings.queue_url, **options)
+    return EngineWorkLimits(**options)
 
 
 def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:

@@ -215,7 +215,7 @@ async def _compose_and_post(
         await asyncio.to_thread(job.check_work, bot.settings.engine.work)
         return job
 
-    with bot.limits.slot(guild_id, user_id, Work.COMPOSITION) as slot:
+    async with bot.limits.slot(guild_id, user_id, Work.COMPOSITION) as slot:
         job = await check_then_defer(interaction, checked())
         async with bot.sessions() as session:
             version = await get_active_model_version(session, guild_id=guild_id)
