@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -23,8 +24,12 @@ from bot.db import create_engine, create_sessionmaker
 from bot.lifecycle import FAIL_SECONDS, Lifecycle
 from bot.metrics import Metrics
 from bot.services.engine_port import Engine
+from bot.services.handover import handover_owner
 from bot.services.limits import EngineWorkLimits, WorkSlots
 from bot.services.tuning.runner import FinetuneRunner
+
+if TYPE_CHECKING:
+    from engine.api.queue_handover import QueueHandover
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,9 @@ class MotifBot(commands.Bot):
         # `python -m bot sync` only needs the command definitions, not a music engine.
         self._start_engine = start_engine
         self._engine_context: AbstractAsyncContextManager[Engine] | None = None
+        # With MOTIF_QUEUE_URL: the jobs a process of ours left when it died (bot.cogs.compose
+        # posts their results).
+        self.handover: QueueHandover | None = None
         self._db_ready = False
         # Stopping (SIGTERM, Ctrl-C) drains instead of dropping work: see bot.lifecycle.
         self.lifecycle = Lifecycle(self, grace_seconds=settings.shutdown_grace_seconds)
@@ -106,6 +114,11 @@ class MotifBot(commands.Bot):
         elif self._start_engine:
             self._engine_context = open_engine(self.settings)
             self.engine = await self._engine_context.__aenter__()
+            if self.settings.queue_url is not None:
+                from engine.api.queue_handover import QueueHandover  # redis-py: queue only
+
+                owner = handover_owner(self.settings)
+                self.handover = QueueHandover(self.settings.queue_url, owner=owner)
         if self._given_engine is not None or self._start_engine:
             # Only a bot that will run jobs: `sync` must not touch the runs of a running bot.
             await self.tuning.recover()
@@ -123,6 +136,8 @@ class MotifBot(commands.Bot):
             await super().close()
         finally:
             await self.limits.aclose()
+            if self.handover is not None:
+                await self.handover.aclose()
             if self._db_ready:
                 self._db_ready = False
                 await self.db.dispose()
@@ -176,7 +191,9 @@ def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     if settings.queue_url is not None:
         from engine.api.queue_transport import queue_client
 
-        return queue_client(settings.queue_url, close_timeout=FAIL_SECONDS)
+        return queue_client(
+            settings.queue_url, owner=handover_owner(settings), close_timeout=FAIL_SECONDS
+        )
     from engine.api.client import EngineClient
 
     # The engine's variables as the bot checked them (data dir absolute: the engine keeps the
