@@ -27,7 +27,7 @@ from discord.ext import commands
 
 from bot.db import Composition, get_active_model_version
 from bot.errors import APOLOGY, UserFacingError, friendly_message, reporting
-from bot.lifecycle import NOT_FINISHED, tracked_composition
+from bot.lifecycle import FAIL_SECONDS, NOT_FINISHED, tracked_composition
 from bot.services import composing
 from bot.services.composing import ComposeJob
 from bot.services.engine_port import ComposeResult
@@ -98,8 +98,9 @@ class ComposeCog(commands.Cog):
             await asyncio.wait(tasks)
 
     async def _adopt(self, handover: QueueHandover) -> None:
-        """Post the compositions a dead process of ours left (each taken by one process)."""
-        while True:
+        """Post the compositions a dead process of ours left (each taken by one process).
+        A draining bot takes none: its successor will."""
+        while not self.bot.lifecycle.draining:
             for orphan in await handover.adopt():
                 task = asyncio.create_task(
                     self._post_adopted(handover, orphan), name=f"compose-adopted-{orphan.job}"
@@ -119,6 +120,7 @@ class ComposeCog(commands.Cog):
         edit: Edit = functools.partial(webhook.edit_message, "@original")  # type: ignore[arg-type]
         with contextlib.suppress(discord.HTTPException):  # cosmetic, like the progress
             await edit(content=STILL_COMPOSING)
+        message: discord.Message | None = None
         try:
             result = await handover.outcome(orphan)
             composition = await composing.record(
@@ -132,6 +134,17 @@ class ComposeCog(commands.Cog):
             )
             message = await _post(bot, edit, note.upload_limit, composition, note.job, result)
             await composing.posted(bot.sessions, composition, message.id)
+        except asyncio.CancelledError:
+            # This process stops too (its cogs unload after the drain): say so, as the
+            # drain says it of the compositions it cancels (unless it is up already).
+            if message is not None:
+                raise
+            with contextlib.suppress(discord.HTTPException, TimeoutError):
+                await asyncio.wait_for(
+                    edit(content=NOT_FINISHED, embed=None, attachments=[], view=None),
+                    FAIL_SECONDS,
+                )
+            raise
         except Exception as error:  # noqa: BLE001 - every outcome is told; bugs are logged
             text = NOT_FINISHED if isinstance(error, JobLost) else friendly_message(error)
             if text is None:
