@@ -32,7 +32,7 @@ from tests.process.discord_standin import (
     Request,
     guild_of_shard,
 )
-from tests.queue.processes import REDIS_SERVER, RedisServer, WorkerProcess
+from tests.queue.processes import RedisServer, WorkerProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -52,22 +52,9 @@ def database_url() -> Iterator[str]:
         drop_postgres_database(server, url)
 
 
-@pytest.fixture
-def queue(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis of this test's own: the bots use the default key prefix."""
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (make system installs it)")
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest_asyncio.fixture(loop_scope="function")
-async def workers(queue: RedisServer, tmp_path: Path) -> AsyncIterator[list[WorkerProcess]]:
-    started = [WorkerProcess(queue.url, "motif", f"w{i}", tmp_path) for i in (1, 2)]
+async def workers(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[list[WorkerProcess]]:
+    started = [WorkerProcess(redis_server.url, "motif", f"w{i}", tmp_path) for i in (1, 2)]
     try:
         for worker in started:
             await asyncio.to_thread(worker.wait_serving)
@@ -100,13 +87,17 @@ def custom_ids(post: Request) -> list[str]:
 
 @pytest.mark.timeout(900)
 async def test_two_shards_two_workers_share_limits_buttons_and_a_restart(
-    tmp_path: Path, queue: RedisServer, database_url: str, workers: list[WorkerProcess]
+    tmp_path: Path, redis_server: RedisServer, database_url: str, workers: list[WorkerProcess]
 ) -> None:
     guild_0, guild_1 = guild_of_shard(0, 2), guild_of_shard(1, 2)
     async with (
         DiscordStandIn(shard_count=2) as discord_,
-        BotProcess(tmp_path / "bot0", discord_, **shard_env(0, queue, database_url)) as bot_0,
-        BotProcess(tmp_path / "bot1", discord_, **shard_env(1, queue, database_url)) as bot_1,
+        BotProcess(
+            tmp_path / "bot0", discord_, **shard_env(0, redis_server, database_url)
+        ) as bot_0,
+        BotProcess(
+            tmp_path / "bot1", discord_, **shard_env(1, redis_server, database_url)
+        ) as bot_1,
     ):
         # Both migrate the same empty database at once (one waits for the other).
         await asyncio.gather(bot_0.wait_ready(), bot_1.wait_ready())
@@ -140,7 +131,7 @@ async def test_two_shards_two_workers_share_limits_buttons_and_a_restart(
         # posts it. The workers are paused so the job cannot finish before the kill.
         for worker in workers:
             os.kill(worker.pid, signal.SIGSTOP)
-        inspect = redis.Redis.from_url(queue.url)
+        inspect = redis.Redis.from_url(redis_server.url)
         try:
             third = discord_.slash_command(
                 "compose", in_guild=guild_0, member=OTHER_MEMBER_USER, bars=4, candidates=2
@@ -155,7 +146,7 @@ async def test_two_shards_two_workers_share_limits_buttons_and_a_restart(
             for worker in workers:
                 os.kill(worker.pid, signal.SIGCONT)
         async with BotProcess(
-            tmp_path / "bot0-again", discord_, **shard_env(0, queue, database_url)
+            tmp_path / "bot0-again", discord_, **shard_env(0, redis_server, database_url)
         ) as successor:
             await successor.wait_ready()
             post = await discord_.wait_for(lambda: posted(discord_, third), COMPOSE_SECONDS)

@@ -67,12 +67,14 @@ async def test_a_live_client_keeps_its_notes_and_a_closing_one_removes_them(
         await inspect.aclose()
 
 
-async def _dead_clients_job(redis_url: str, keys: QueueKeys, job: str, note: bytes) -> None:
-    """What a client that died with job `job` in flight leaves: the job and its note, and no
-    liveness key."""
+async def _dead_clients_job(
+    redis_url: str, keys: QueueKeys, job: str, note: bytes, marker: str = "queued"
+) -> None:
+    """What a client that died with job `job` in flight leaves: the job (its marker) and its
+    note, and no liveness key."""
     client = connect(redis_url)
     try:
-        await client.set(keys.marker(job), "queued")
+        await client.set(keys.marker(job), marker)
         record = {"client": "dead", "reply": keys.replies("dead"), "id": 5, "note": note}
         await client.set(keys.note(job), msgspec.msgpack.encode(record))
         await client.sadd(keys.notes("shards-0"), job)
@@ -133,13 +135,8 @@ async def test_a_dead_clients_job_is_adopted_once_and_its_reply_read(
 async def test_a_reply_the_dead_client_had_read_is_reported_lost(
     redis_url: str, prefix: str, handover: QueueHandover
 ) -> None:
-    keys = QueueKeys(prefix)
-    await _dead_clients_job(redis_url, keys, "dead:5", b"post me")
-    client = connect(redis_url)
-    try:
-        await client.set(keys.marker("dead:5"), "done")  # answered, and the stream trimmed
-    finally:
-        await client.aclose()
+    # Answered, and the reply read (then trimmed) by the client before it died.
+    await _dead_clients_job(redis_url, QueueKeys(prefix), "dead:5", b"post me", marker="done")
     [orphan] = await handover.adopt()
     with pytest.raises(JobLost):
         await asyncio.wait_for(handover.outcome(orphan), 10)
