@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -23,8 +24,12 @@ from bot.db import create_engine, create_sessionmaker
 from bot.lifecycle import FAIL_SECONDS, Lifecycle
 from bot.metrics import Metrics
 from bot.services.engine_port import Engine
-from bot.services.limits import EngineWorkLimits
+from bot.services.handover import handover_owner
+from bot.services.limits import EngineWorkLimits, WorkSlots
 from bot.services.tuning.runner import FinetuneRunner
+
+if TYPE_CHECKING:
+    from engine.api.queue_handover import QueueHandover
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +79,19 @@ class MotifBot(commands.Bot):
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=MotifTree,
+            **_shard_options(settings),
         )
         self.settings = settings
-        self.limits = EngineWorkLimits(
-            cooldown_seconds=settings.compose_cooldown_seconds,
-            max_inflight_per_guild=settings.max_inflight_per_guild,
-        )
+        self.limits = work_limits(settings)
         # An engine passed in belongs to the caller (tests share one across bots); otherwise
         # setup_hook starts the embedded one and close() stops it.
         self._given_engine = engine
         # `python -m bot sync` only needs the command definitions, not a music engine.
         self._start_engine = start_engine
         self._engine_context: AbstractAsyncContextManager[Engine] | None = None
+        # With MOTIF_QUEUE_URL: the jobs a process of ours left when it died (bot.cogs.compose
+        # posts their results).
+        self.handover: QueueHandover | None = None
         self._db_ready = False
         # Stopping (SIGTERM, Ctrl-C) drains instead of dropping work: see bot.lifecycle.
         self.lifecycle = Lifecycle(self, grace_seconds=settings.shutdown_grace_seconds)
@@ -108,6 +114,11 @@ class MotifBot(commands.Bot):
         elif self._start_engine:
             self._engine_context = open_engine(self.settings)
             self.engine = await self._engine_context.__aenter__()
+            if self.settings.queue_url is not None:
+                from engine.api.queue_handover import QueueHandover  # redis-py: queue only
+
+                owner = handover_owner(self.settings)
+                self.handover = QueueHandover(self.settings.queue_url, owner=owner)
         if self._given_engine is not None or self._start_engine:
             # Only a bot that will run jobs: `sync` must not touch the runs of a running bot.
             await self.tuning.recover()
@@ -124,6 +135,9 @@ class MotifBot(commands.Bot):
             await self.lifecycle.finish()
             await super().close()
         finally:
+            await self.limits.aclose()
+            if self.handover is not None:
+                await self.handover.aclose()
             if self._db_ready:
                 self._db_ready = False
                 await self.db.dispose()
@@ -141,6 +155,33 @@ class MotifBot(commands.Bot):
         log.info("connected as %s to %d servers", self.user, len(self.guilds))
 
 
+class ShardedMotifBot(MotifBot, commands.AutoShardedBot):
+    """MOTIF_SHARD_COUNT: discord.py's AutoShardedBot runs this process' shards (all of them,
+    or MOTIF_SHARD_IDS). Nothing else changes: what the processes share (cooldowns, caps,
+    jobs in flight) is in Redis, the rest in the database."""
+
+
+def _shard_options(settings: Settings) -> dict[str, Any]:
+    if not settings.sharded:
+        return {}
+    ids = settings.shard_ids
+    return {"shard_count": settings.shard_count, "shard_ids": list(ids) if ids else None}
+
+
+def work_limits(settings: Settings) -> WorkSlots:
+    """The cooldown and cap: with MOTIF_QUEUE_URL in its Redis, shared by every bot process
+    (shards); otherwise in this process."""
+    cooldown = settings.compose_cooldown_seconds
+    cap = settings.max_inflight_per_guild
+    if settings.queue_url is not None:
+        from bot.services.shared_limits import SharedWorkLimits  # redis-py: queue users only
+
+        return SharedWorkLimits(
+            settings.queue_url, cooldown_seconds=cooldown, max_inflight_per_guild=cap
+        )
+    return EngineWorkLimits(cooldown_seconds=cooldown, max_inflight_per_guild=cap)
+
+
 def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     """The engine: with MOTIF_QUEUE_URL, the workers of that Redis job queue; otherwise the
     embedded one, a subprocess the client starts, watches and restarts."""
@@ -150,7 +191,9 @@ def open_engine(settings: Settings) -> AbstractAsyncContextManager[Engine]:
     if settings.queue_url is not None:
         from engine.api.queue_transport import queue_client
 
-        return queue_client(settings.queue_url, close_timeout=FAIL_SECONDS)
+        return queue_client(
+            settings.queue_url, owner=handover_owner(settings), close_timeout=FAIL_SECONDS
+        )
     from engine.api.client import EngineClient
 
     # The engine's variables as the bot checked them (data dir absolute: the engine keeps the
@@ -163,4 +206,5 @@ def create_bot(
 ) -> MotifBot:
     """The bot, not connected. `engine`: an already open engine client to use (and not close);
     `start_engine=False`: no engine at all (for syncing commands)."""
-    return MotifBot(settings, engine=engine, start_engine=start_engine)
+    kind = ShardedMotifBot if settings.sharded else MotifBot
+    return kind(settings, engine=engine, start_engine=start_engine)

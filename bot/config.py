@@ -39,6 +39,9 @@ FINETUNE_AUTO_AFTER = Range(0, 1_000_000)
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 20.0
 SHUTDOWN_GRACE_SECONDS = Range(0.0, 3600.0)
 METRICS_PORT = Range(1, 65535)
+# Discord asks for a shard per 1,000-2,500 servers; a large bot (very large bot sharding)
+# runs tens of thousands of shards at most.
+SHARD_COUNT = Range(1, 65535)
 # The health and metrics endpoint listens on the loopback interface unless told otherwise.
 DEFAULT_METRICS_HOST = "127.0.0.1"
 _API_BASE_RE = re.compile(r"^https?://[^/\s]+(/\S*)?$")
@@ -111,6 +114,10 @@ class Settings:
     # The Redis job queue whose workers run the engine (engine.api.queue_transport); None:
     # the embedded engine subprocess. May hold Redis' password: kept out of repr and logs.
     queue_url: str | None = field(default=None, repr=False)
+    # discord.py's AutoShardedBot: the bot's shards in all (None: not sharded), and those this
+    # process runs ("0,1" or "0-3"; None: all of them).
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | str | None = None
     engine: EngineSettings = field(default_factory=EngineSettings)
 
     def __post_init__(self) -> None:
@@ -142,6 +149,48 @@ class Settings:
             object.__setattr__(self, "discord_api_base", base)
         if self.queue_url is not None:
             object.__setattr__(self, "queue_url", check_queue_url(self.queue_url.strip()))
+        object.__setattr__(self, "shard_ids", self._checked_shard_ids())
+
+    def _checked_shard_ids(self) -> tuple[int, ...] | None:
+        """The shard ids as a sorted tuple; ValueError when they cannot work: ids outside
+        the count, or several processes sharing what only Redis and PostgreSQL can share."""
+        ids = self.shard_ids
+        if ids is None:
+            return None
+        if isinstance(ids, str):
+            ids = parse_shard_ids(ids)
+        count = self.shard_count
+        if count is None:
+            raise ValueError(
+                f"MOTIF_SHARD_IDS needs MOTIF_SHARD_COUNT, the bot's shards in all "
+                f"(received MOTIF_SHARD_IDS={_ids_text(ids)!r})"
+            )
+        outside = [i for i in ids if not 0 <= i < count]
+        if outside:
+            raise ValueError(
+                f"MOTIF_SHARD_IDS must be within 0 and {count - 1} for MOTIF_SHARD_COUNT={count} "
+                f"(received {_ids_text(ids)!r})"
+            )
+        if len(ids) < count:
+            # The other shards run in other processes: the members' cooldowns, the servers'
+            # caps and the jobs in flight must be where every process sees them.
+            shown = f"MOTIF_SHARD_IDS={_ids_text(ids)} of MOTIF_SHARD_COUNT={count}"
+            if self.queue_url is None:
+                raise ValueError(
+                    f"running some of the shards ({shown}) needs MOTIF_QUEUE_URL: the bot "
+                    "processes share the members' cooldowns and the servers' caps in Redis"
+                )
+            if not self.database_url.startswith("postgresql"):
+                raise ValueError(
+                    f"running some of the shards ({shown}) needs DATABASE_URL to be a "
+                    "PostgreSQL URL that every bot process reaches (received "
+                    f"{self.redacted_database_url!r})"
+                )
+        return ids
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count is not None
 
     @property
     def redacted_database_url(self) -> str:
@@ -184,4 +233,27 @@ BOT_VARIABLES = (
     Variable("MOTIF_METRICS_HOST", "metrics_host"),
     Variable("DISCORD_API_BASE", "discord_api_base"),
     Variable("MOTIF_QUEUE_URL", "queue_url"),
+    Variable("MOTIF_SHARD_COUNT", "shard_count", int, SHARD_COUNT),
+    Variable("MOTIF_SHARD_IDS", "shard_ids"),
 )
+
+
+def parse_shard_ids(text: str) -> tuple[int, ...]:
+    """ "0,1" or "0-3,8" as sorted ids; ValueError with the text when it is not that."""
+    ids: set[int] = set()
+    try:
+        for part in text.split(","):
+            low, dash, high = part.strip().partition("-")
+            first, last = int(low), int(high) if dash else int(low)
+            if first < 0 or last < first or last > SHARD_COUNT.high:
+                raise ValueError
+            ids.update(range(first, last + 1))
+    except ValueError:
+        raise ValueError(
+            f"MOTIF_SHARD_IDS must be shard ids like 0,1 or 0-3 (received {text!r})"
+        ) from None
+    return tuple(sorted(ids))
+
+
+def _ids_text(ids: tuple[int, ...]) -> str:
+    return ",".join(map(str, ids))

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+import discord
 from aiohttp import web
 from sqlalchemy import text
 
@@ -85,8 +86,13 @@ class OpsServer:
         return engine
 
     def _gateway_connected(self) -> bool:
-        ws = self._bot.ws
-        return self._bot.is_ready() and not self._bot.is_closed() and ws is not None and ws.open
+        bot = self._bot
+        if not bot.is_ready() or bot.is_closed():
+            return False
+        if isinstance(bot, discord.AutoShardedClient):  # MOTIF_SHARD_COUNT: every shard of ours
+            shards = bot.shards.values()
+            return bool(shards) and not any(shard.is_closed() for shard in shards)
+        return bot.ws is not None and bot.ws.open
 
     async def _database_answers(self) -> bool:
         sessions = getattr(self._bot, "sessions", None)

@@ -50,6 +50,8 @@ BAD = [
     ("DISCORD_API_BASE", "discord.com/api", "'discord.com/api'"),
     ("DATABASE_URL", "mysql://u:pw@h/db", "mysql://u:***@h/db"),
     ("MOTIF_QUEUE_URL", "http://u:pw@h:6379/0", "'http://u:***@h:6379/0'"),
+    ("MOTIF_SHARD_COUNT", "0", "0"),
+    ("MOTIF_SHARD_IDS", "one", "'one'"),
 ]
 ENGINE_BAD = [
     case for case in BAD if case[0] in {v.name for v in (*ENGINE_VARIABLES, *WORK_VARIABLES)}
@@ -72,6 +74,7 @@ def allowed(variable: str) -> str:
         "DISCORD_API_BASE": "an http(s) URL",
         "DATABASE_URL": "URL",
         "MOTIF_QUEUE_URL": "a redis://",
+        "MOTIF_SHARD_IDS": "shard ids like 0,1",
     }[variable]
 
 
@@ -201,3 +204,53 @@ def test_python_m_engine_serve_stops_at_start(tmp_path: Path, variable: str, val
     # Before it even looks at its socket (fd 99 is not one).
     result = run("-m", "engine", "serve", "--fd", "99", cwd=tmp_path, **{variable: value})
     assert_one_line(result, variable, value)
+
+
+PG = "postgresql+asyncpg://u:pw@db/motif"
+REDIS = "redis://queue:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("env", "ids"),
+    [
+        ({"MOTIF_SHARD_COUNT": "4"}, None),  # one process runs every shard
+        ({"MOTIF_SHARD_COUNT": "2", "MOTIF_SHARD_IDS": "1,0"}, (0, 1)),
+        (
+            {
+                "MOTIF_SHARD_COUNT": "8",
+                "MOTIF_SHARD_IDS": "0-2, 6",
+                "MOTIF_QUEUE_URL": REDIS,
+                "DATABASE_URL": PG,
+            },
+            (0, 1, 2, 6),
+        ),
+    ],
+)
+def test_shard_settings_that_can_work(env: dict[str, str], ids: tuple[int, ...] | None):
+    settings = Settings.from_env(env)
+    assert settings.sharded and settings.shard_ids == ids
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MOTIF_SHARD_IDS": "0"}, "MOTIF_SHARD_IDS needs MOTIF_SHARD_COUNT"),
+        (
+            {"MOTIF_SHARD_COUNT": "2", "MOTIF_SHARD_IDS": "1,2"},
+            "MOTIF_SHARD_IDS must be within 0 and 1 for MOTIF_SHARD_COUNT=2 (received '1,2')",
+        ),
+        ({"MOTIF_SHARD_COUNT": "2", "MOTIF_SHARD_IDS": "3-1"}, "(received '3-1')"),
+        (
+            {"MOTIF_SHARD_COUNT": "2", "MOTIF_SHARD_IDS": "0", "DATABASE_URL": PG},
+            "(MOTIF_SHARD_IDS=0 of MOTIF_SHARD_COUNT=2) needs MOTIF_QUEUE_URL",
+        ),
+        (
+            {"MOTIF_SHARD_COUNT": "2", "MOTIF_SHARD_IDS": "1", "MOTIF_QUEUE_URL": REDIS},
+            "needs DATABASE_URL to be a PostgreSQL URL",
+        ),
+    ],
+)
+def test_shard_settings_that_cannot_work_say_why(env: dict[str, str], message: str):
+    with pytest.raises(ValueError) as error:
+        Settings.from_env(env)
+    assert message in str(error.value)

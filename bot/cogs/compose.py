@@ -5,11 +5,17 @@ Every way in gives a job (services.composing); one flow checks the limits, defer
 with the engine's progress on screen, stores and posts. The buttons are DynamicItems:
 discord.py matches a click's custom_id against their templates in any bot process, so
 buttons posted before a restart keep working.
+
+With the job queue, each composition leaves a note for this bot's successor
+(services.handover): a process that dies while its compositions run is followed by one that
+posts them when they arrive (`ComposeCog` adopts them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -20,11 +26,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.db import Composition, get_active_model_version
-from bot.errors import UserFacingError, reporting
-from bot.lifecycle import tracked_composition
+from bot.errors import APOLOGY, UserFacingError, friendly_message, reporting
+from bot.lifecycle import FAIL_SECONDS, NOT_FINISHED, tracked_composition
 from bot.services import composing
 from bot.services.composing import ComposeJob
 from bot.services.engine_port import ComposeResult
+from bot.services.handover import PostingNote
 from bot.services.limits import Work
 from bot.ui import compose_message
 from bot.ui.compose_progress import ProgressMessage
@@ -45,11 +52,13 @@ from bot.ui.views import (
     continue_id,
     reroll_id,
 )
+from engine.api.errors import JobLost
 from engine.api.form import DEFAULT_FORM, FORMS
 from engine.api.limits import DEFAULT_BARS, DEFAULT_CANDIDATES, DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
+    from engine.api.queue_handover import Orphan, QueueHandover
 
 log = logging.getLogger(__name__)
 # discord.py types Item.callback for an interaction of any client, so an override that names
@@ -64,11 +73,93 @@ FORM_NAMES = {
     "ABAB": "ABAB",
 }
 FORM_CHOICES = [app_commands.Choice(name=FORM_NAMES[f], value=f) for f in FORMS]
+# How often a bot looks for compositions a process of its shards left when it died (that
+# process' jobs are free to take 10 s after it went silent: queue_keys.CLIENT_TTL_SECONDS).
+ADOPT_SECONDS = 5.0
+STILL_COMPOSING = "Motif restarted; your composition is still being written..."
+
+Edit = Callable[..., Awaitable[discord.Message]]
 
 
 class ComposeCog(commands.Cog):
     def __init__(self, bot: MotifBot) -> None:
         self.bot = bot
+        self._adopter: asyncio.Task[None] | None = None
+        self._adopted: set[asyncio.Task[None]] = set()
+
+    async def cog_load(self) -> None:
+        if self.bot.handover is not None:
+            self._adopter = asyncio.create_task(
+                self._adopt(self.bot.handover), name="compose-adopt"
+            )
+
+    async def cog_unload(self) -> None:
+        tasks = [t for t in (self._adopter, *self._adopted) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _adopt(self, handover: QueueHandover) -> None:
+        """Post the compositions a dead process of ours left (each taken by one process).
+        A draining bot takes none: its successor will."""
+        while not self.bot.lifecycle.draining:
+            for orphan in await handover.adopt():
+                task = asyncio.create_task(
+                    self._post_adopted(handover, orphan), name=f"compose-adopted-{orphan.job}"
+                )
+                self._adopted.add(task)
+                task.add_done_callback(self._adopted.discard)
+            await asyncio.sleep(ADOPT_SECONDS)
+
+    async def _post_adopted(self, handover: QueueHandover, orphan: Orphan) -> None:
+        bot = self.bot
+        try:
+            note = PostingNote.decode(orphan.note)
+        except ValueError:  # msgspec's errors are ValueErrors
+            log.exception("job %s left a note this bot cannot read", orphan.job)
+            return
+        webhook = discord.Webhook.partial(note.application_id, note.token, client=bot)
+        edit: Edit = functools.partial(webhook.edit_message, "@original")
+        with contextlib.suppress(discord.HTTPException):  # cosmetic, like the progress
+            await edit(content=STILL_COMPOSING)
+        message: discord.Message | None = None
+        try:
+            result = await handover.outcome(orphan)
+            composition = await composing.record(
+                bot.sessions,
+                note.job,
+                result,
+                guild_id=note.guild_id,
+                channel_id=note.channel_id,
+                requester_id=note.user_id,
+                model_version_id=note.model_version_id,
+            )
+            message = await _post(bot, edit, note.upload_limit, composition, note.job, result)
+            await composing.posted(bot.sessions, composition, message.id)
+        except asyncio.CancelledError:
+            # This process stops too (its cogs unload after the drain): say so, as the
+            # drain says it of the compositions it cancels (unless it is up already).
+            if message is not None:
+                raise
+            with contextlib.suppress(discord.HTTPException, TimeoutError):
+                await asyncio.wait_for(
+                    edit(content=NOT_FINISHED, embed=None, attachments=[], view=None),
+                    FAIL_SECONDS,
+                )
+            raise
+        except Exception as error:  # noqa: BLE001 - every outcome is told; bugs are logged
+            text = NOT_FINISHED if isinstance(error, JobLost) else friendly_message(error)
+            if text is None:
+                log.exception("guild %s: an adopted composition failed", note.guild_id)
+            with contextlib.suppress(discord.HTTPException):
+                await edit(content=text or APOLOGY, embed=None, attachments=[], view=None)
+            return
+        log.info(
+            "guild %s: composition #%s posted for a bot process that went away",
+            note.guild_id,
+            composition.id,
+        )
 
     @app_commands.command(name="compose", description="Compose a few continuations to vote on.")
     @app_commands.guild_only()
@@ -218,7 +309,7 @@ async def _compose_and_post(
         await asyncio.to_thread(job.check_work, bot.settings.engine.work)
         return job
 
-    with bot.limits.slot(guild_id, user_id, Work.COMPOSITION) as slot:
+    async with bot.limits.slot(guild_id, user_id, Work.COMPOSITION) as slot:
         job = await check_then_defer(interaction, checked())
         async with bot.sessions() as session:
             version = await get_active_model_version(session, guild_id=guild_id)
@@ -229,9 +320,22 @@ async def _compose_and_post(
             ),
             model=version.engine_id if version is not None else None,
         )
+        # Should this process die before the result comes, its successor posts it.
+        note = PostingNote(
+            application_id=interaction.application_id,
+            token=interaction.token,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            user_id=user_id,
+            upload_limit=interaction.filesize_limit,
+            model_version_id=version.id if version is not None else None,
+            job=job,
+        )
         slot.start()
         async with ProgressMessage(interaction) as progress:
-            result = await bot.engine.compose(request, on_progress=progress.update)
+            result = await bot.engine.compose(
+                request, on_progress=progress.update, handover=note.encode()
+            )
         composition = await composing.record(
             bot.sessions,
             job,
@@ -241,7 +345,14 @@ async def _compose_and_post(
             requester_id=user_id,
             model_version_id=version.id if version is not None else None,
         )
-        message = await _post(bot, interaction, composition, job, result)
+        message = await _post(
+            bot,
+            interaction.edit_original_response,
+            interaction.filesize_limit,
+            composition,
+            job,
+            result,
+        )
         await composing.posted(bot.sessions, composition, message.id)
         log.info(
             "guild %s: composition #%s posted (%d candidates, %.1f s)",
@@ -264,23 +375,25 @@ class NotPosted(UserFacingError):
 
 async def _post(
     bot: MotifBot,
-    interaction: Interaction,
+    edit: Edit,
+    upload_limit: int,
     composition: Composition,
     job: ComposeJob,
     result: ComposeResult,
-) -> discord.InteractionMessage:
-    """Post the stored composition; if that fails, remove it again (a composition nobody can
-    see, vote on or continue must not count anywhere) and tell the member."""
+) -> discord.Message:
+    """Post the stored composition with `edit` (of the interaction's original response); if
+    that fails, remove it again (a composition nobody can see, vote on or continue must not
+    count anywhere) and tell the member."""
     view = composition_view(composition.id, [c.id for c in composition.candidates], {})
     try:
-        return await interaction.edit_original_response(
+        return await edit(
             content=None,
             embed=compose_message.embed(
                 composition.id,
                 job,
                 result,
                 model_version_id=composition.model_version_id,
-                upload_limit=interaction.filesize_limit,
+                upload_limit=upload_limit,
             ),
             attachments=compose_message.files(result),
             view=view,

@@ -182,7 +182,7 @@ class JamCog(commands.GroupCog, group_name="jam", group_description="Write a pie
 
         # The starter's cooldown and the server's cap, as for /compose; later rounds take
         # the server's cap only.
-        with bot.limits.slot(guild_id, interaction.user.id, Work.JAM_ROUND) as slot:
+        async with bot.limits.slot(guild_id, interaction.user.id, Work.JAM_ROUND) as slot:
             jam = await check_then_defer(interaction, checked())
             slot.start()  # the jam is on: the starter's cooldown counts from here
             await interaction.edit_original_response(

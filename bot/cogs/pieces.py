@@ -86,7 +86,7 @@ class PiecesCog(commands.GroupCog, group_name="piece", group_description="Pieces
     ) -> None:
         guild_id = interaction.guild_id
         assert guild_id is not None, "the piece commands are guild-only"
-        with self.bot.limits.slot(guild_id, interaction.user.id, Work.PIECE_EXPORT) as slot:
+        async with self.bot.limits.slot(guild_id, interaction.user.id, Work.PIECE_EXPORT) as slot:
             piece, ending = await check_then_defer(
                 interaction, self._piece(guild_id, composition, candidate)
             )

@@ -102,7 +102,7 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
     @app_commands.describe(name="The seed")
     async def play(self, interaction: Interaction, name: str) -> None:
         guild_id = self._guild(interaction)
-        with self.bot.limits.slot(guild_id, interaction.user.id, Work.SEED_PLAY) as slot:
+        async with self.bot.limits.slot(guild_id, interaction.user.id, Work.SEED_PLAY) as slot:
             seed = await check_then_defer(interaction, self._seed(guild_id, name))
             slot.start()
             try:

@@ -52,9 +52,15 @@ ProgressCallback = Callable[[ProgressEvent], Awaitable[None] | None]
 
 class Engine(Protocol):
     async def compose(
-        self, request: ComposeRequest, *, on_progress: ProgressCallback | None = None
+        self,
+        request: ComposeRequest,
+        *,
+        on_progress: ProgressCallback | None = None,
+        handover: bytes | None = None,
     ) -> ComposeResult:
-        """Candidates for the request; BadSeed/BadRequest carry text for the member."""
+        """Candidates for the request; BadSeed/BadRequest carry text for the member.
+        `handover`: kept with the job for this bot's successor where jobs outlive the
+        process (the job queue: bot.services.handover)."""
         ...
 
     async def render(

@@ -3,18 +3,20 @@
 Every command that costs the engine work (a composition from /compose, Continue or Reroll, a
 seed played, a piece exported) holds a `slot` while it runs: one per-member cooldown between
 starts and one per-server cap on work in flight, whatever the kind, so no command is a way
-around them. In memory on purpose: both protect the engine from bursts, and forgetting them
-on a restart costs nothing. A sharded deployment keeps them per shard, which is per guild.
+around them. In memory for one bot process: both protect the engine from bursts, and
+forgetting them on a restart costs nothing. Several bot processes (MOTIF_SHARD_IDS) share
+them in Redis instead (bot.services.shared_limits), with the same slots and messages.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from bot.errors import UserFacingError
 from engine.api.errors import BadRequest, BadSeed
@@ -65,7 +67,7 @@ class Slot:
         self.started = True
 
 
-def _engine_refused(error: BaseException) -> bool:
+def engine_refused(error: BaseException) -> bool:
     """The engine refused the request before working on it (directly, or as the cause of a
     message the cog worded for the member)."""
     return isinstance(error, BadSeed | BadRequest) or isinstance(
@@ -73,8 +75,18 @@ def _engine_refused(error: BaseException) -> bool:
     )
 
 
+class WorkSlots(Protocol):
+    """What the cogs hold while the engine works (in memory, or shared in Redis)."""
+
+    def slot(
+        self, guild_id: int, user_id: int | None, kind: Work = Work.COMPOSITION
+    ) -> AbstractAsyncContextManager[Slot]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class EngineWorkLimits:
-    """A per-member cooldown and a per-guild cap on engine work in flight."""
+    """A per-member cooldown and a per-guild cap on engine work in flight, in this process."""
 
     def __init__(self, *, cooldown_seconds: float, max_inflight_per_guild: int) -> None:
         self.cooldown_seconds = cooldown_seconds
@@ -93,10 +105,10 @@ class EngineWorkLimits:
         few that may not have been pruned yet)."""
         return len(self._last_start)
 
-    @contextmanager
-    def slot(
+    @asynccontextmanager
+    async def slot(
         self, guild_id: int, user_id: int | None, kind: Work = Work.COMPOSITION
-    ) -> Iterator[Slot]:
+    ) -> AsyncIterator[Slot]:
         """Hold one of the guild's in-flight slots for `kind` of work by `user_id` (None: work
         nobody pressed for just now, a jam's next round: the server's cap only).
 
@@ -124,7 +136,7 @@ class EngineWorkLimits:
         try:
             yield slot
         except BaseException as error:
-            if user_id is not None and (not slot.started or _engine_refused(error)):
+            if user_id is not None and (not slot.started or engine_refused(error)):
                 self._give_back(key, now, previous)
             raise
         else:
@@ -134,6 +146,9 @@ class EngineWorkLimits:
             running[kind] -= 1
             if not +running:
                 self._running.pop(guild_id, None)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the process' memory goes with it."""
 
     def _give_back(
         self, key: tuple[int, int], stamped: float, previous: tuple[float, Work] | None

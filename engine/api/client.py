@@ -116,6 +116,7 @@ class _InFlight(Generic[R]):
     sent_to: int | None = None  # generation of the engine the job was last sent to
     progress: ProgressEvent | None = None
     progress_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    handover: bytes | None = None  # for a successor process (Transport.hand_over)
 
     @property
     def id(self) -> int:
@@ -208,10 +209,18 @@ class EngineClient:
 
     # Public calls.
     async def compose(
-        self, request: ComposeRequest, *, on_progress: ProgressCallback | None = None
+        self,
+        request: ComposeRequest,
+        *,
+        on_progress: ProgressCallback | None = None,
+        handover: bytes | None = None,
     ) -> ComposeResult:
-        """Compose; BadSeed/BadRequest carry a message for the member who asked."""
-        return await self._run(ComposeCommand(next(self._ids), request), ComposeResult, on_progress)
+        """Compose; BadSeed/BadRequest carry a message for the member who asked. `handover`:
+        what the caller's successor needs to deliver the result should this process die
+        first; a backend whose jobs outlive the process (the queue) keeps it for the job."""
+        return await self._run(
+            ComposeCommand(next(self._ids), request), ComposeResult, on_progress, handover
+        )
 
     async def render(
         self,
@@ -250,10 +259,12 @@ class EngineClient:
         message: ComposeCommand | RenderCommand | FinetuneCommand,
         expects: type[R],
         on_progress: ProgressCallback | None,
+        handover: bytes | None = None,
     ) -> R:
         self._check_accepting()
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         job = _InFlight(message, expects, future)
+        job.handover = handover
         self._jobs[job.id] = job
         pump = (
             asyncio.create_task(
@@ -432,6 +443,8 @@ class EngineClient:
     async def _send_job(self, job: _InFlight[Any]) -> None:
         job.sent_to = self._generation
         job.attempts += 1
+        if job.handover is not None and self._transport is not None:
+            self._transport.hand_over(job.id, job.handover)
         await self._send(job.message)
 
     async def _send(self, message: ToEngine) -> None:

@@ -20,3 +20,8 @@ class BadRequest(EngineError):
 
 class EngineUnavailable(EngineError):
     """The engine process died and could not be restarted."""
+
+
+class JobLost(EngineUnavailable):
+    """A job taken over from a client process that died: its reply cannot come any more
+    (that process had read it already, or Redis lost the job)."""

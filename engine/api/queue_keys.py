@@ -12,6 +12,12 @@ engine workers (engine.queue): key names, timings, and the scripts that make eac
     <prefix>:replies:<client> a stream per client: the engine's progress/result/error messages
                               (engine.api.schema's bytes, with the client's job id),
                               expiring when idle
+    <prefix>:client:<client>  set while the client's process lives (renewed every
+                              CLIENT_BEAT_SECONDS, expiring after CLIENT_TTL_SECONDS)
+    <prefix>:note:<job>       what the client's successor needs to deliver the job's result
+                              (engine.api.queue_handover): {client, reply, id, note}
+    <prefix>:notes:<owner>    set of the jobs with a note, per owner (a bot's shards: the
+                              next process of the same owner adopts them)
     <prefix>:workers          sorted set: worker name -> Redis' time of its last heartbeat
     <prefix>:worker:<name>    hash: the worker's pid, host, state and its engine's stats
     <prefix>:dead             dead letters: jobs whose engines died twice while working on them
@@ -45,6 +51,10 @@ MAX_DELIVERIES = 2
 # nobody can be told of a result after that.
 JOB_TTL_SECONDS = 15 * 60
 REPLY_TTL_SECONDS = 15 * 60
+# A client writes that it lives this often; silent this long, its process is gone and its
+# jobs' notes go to the next process of its owner.
+CLIENT_BEAT_SECONDS = 2.0
+CLIENT_TTL_SECONDS = 10.0
 REPLY_MAXLEN = 10_000  # replies a client has not read yet (it reads them within a second)
 DEAD_MAXLEN = 1_000  # dead letters kept for the operator
 
@@ -68,6 +78,15 @@ class QueueKeys:
 
     def replies(self, client: str) -> str:
         return f"{self.prefix}:replies:{client}"
+
+    def client(self, client: str) -> str:
+        return f"{self.prefix}:client:{client}"
+
+    def note(self, job: str) -> str:
+        return f"{self.prefix}:note:{job}"
+
+    def notes(self, owner: str) -> str:
+        return f"{self.prefix}:notes:{owner}"
 
     def worker(self, name: str) -> str:
         return f"{self.prefix}:worker:{name}"
@@ -174,6 +193,15 @@ for i = 3, #ARGV do
   end
 end
 return {lost, gone}
+"""
+
+# KEYS: the owner's notes, the job's note. ARGV: job. The note, for the one process that takes
+# it out of its owner's set (two successors never both adopt a job), or nothing.
+ADOPT = """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return false end
+local note = redis.call('GET', KEYS[2])
+redis.call('DEL', KEYS[2])
+return note
 """
 
 # KEYS: workers, the worker's hash. ARGV: name, hash ttl ms, then field, value, ...

@@ -20,6 +20,10 @@ What a queue adds, handled here:
   for WORKER_TTL_SECONDS, instead of waiting for a time-out.
 - A cancelled job is flagged in Redis: the worker holding it stops it, and a worker that
   claims it later drops it.
+- The client's process dying (a crash, kill -9) while its jobs run: with an `owner`, each job
+  the caller gave a note (EngineClient.compose(handover=...)) keeps it in Redis, and the next
+  process of the same owner takes the job over (engine.api.queue_handover) once this
+  client's liveness key has expired. A client that closes normally removes its notes.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from redis.exceptions import RedisError
 from engine.api.client import EngineClient
 from engine.api.errors import EngineUnavailable
 from engine.api.queue_keys import (
+    CLIENT_BEAT_SECONDS,
+    CLIENT_TTL_SECONDS,
     DEFAULT_PREFIX,
     GROUP,
     JOB_TTL_SECONDS,
@@ -87,10 +93,19 @@ class QueueLink:
     it, and the jobs sent and not yet answered."""
 
     def __init__(
-        self, url: str, *, prefix: str = DEFAULT_PREFIX, worker_ttl: float = WORKER_TTL_SECONDS
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        worker_ttl: float = WORKER_TTL_SECONDS,
+        owner: str | None = None,
     ) -> None:
         self.url = url
         self.keys = QueueKeys(prefix)
+        # Whose jobs these are beyond this process (a bot's shards): its successor adopts them.
+        self.owner = owner
+        self.notes: dict[int, bytes] = {}  # job id -> the caller's note for a successor
+        self.stale_notes: set[str] = set()  # notes of answered jobs, to remove from Redis
         self.client = uuid.uuid4().hex[:16]
         self.replies = self.keys.replies(self.client)
         self.worker_ttl = worker_ttl
@@ -138,6 +153,8 @@ class QueueTransport(Transport):
         )
         self._spawn(self._read_replies(), "queue-replies")
         self._spawn(self._watch_workers(), "queue-workers")
+        if self._link.owner is not None:
+            self._spawn(self._say_alive(), "queue-client-alive")
 
     async def send(self, message: bytes) -> None:
         if self._closed is not None:
@@ -155,11 +172,12 @@ class QueueTransport(Transport):
                 # The reader sends it once Redis answers again.
                 log.warning("could not queue %s job %d yet (Redis: %s)", kind, job_id, exc)
         elif kind == "cancel" and isinstance(job_id, int):
-            job = self._link.jobs.pop(job_id, None)
-            if job is not None:
-                self._link.cancels.add(job.job)
+            cancelled = self._link.jobs.pop(job_id, None)
+            if cancelled is not None:
+                self._link.cancels.add(cancelled.job)
+                self._drop_note(cancelled)
                 await self._flag_cancels()
-        elif kind == "ping":
+        elif kind == "ping" and isinstance(job_id, int):
             self._spawn(self._pong(job_id), f"queue-ping-{job_id}")
         else:
             log.warning("the queue transport cannot send a %r message", kind)
@@ -172,13 +190,19 @@ class QueueTransport(Transport):
         return item
 
     async def close(self, timeout: float) -> None:
-        # The workers are not ours to stop; the jobs in flight were drained by EngineClient.
+        # The workers are not ours to stop; the jobs in flight were drained by EngineClient,
+        # which told their callers: no successor may post them now.
         self._end("the queue transport was closed")
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=timeout)
+        await self._forget_notes()
         await self._link.close()
+
+    def hand_over(self, job_id: int, note: bytes) -> None:
+        if self._link.owner is not None:
+            self._link.notes[job_id] = note
 
     def kill(self) -> None:
         self._end("the queue transport was stopped (Redis did not answer)")
@@ -192,6 +216,68 @@ class QueueTransport(Transport):
             keys=[self._keys.marker(job.job), self._keys.stream(job.kind), self._keys.counters],
             args=[ms(JOB_TTL_SECONDS), job.job, self._link.replies, job.id, job.body],
         )
+        note = self._link.notes.get(job.id)
+        if note is not None and self._link.owner is not None:
+            # What the successor needs: where the reply comes, and the caller's note. The
+            # note dies with the job's marker (nobody can be told after that).
+            record = {"client": self._link.client, "reply": self._link.replies, "id": job.id}
+            notes = self._keys.notes(self._link.owner)
+            async with self._link.redis.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    self._keys.note(job.job),
+                    msgspec.msgpack.encode({**record, "note": note}),
+                    px=ms(JOB_TTL_SECONDS),
+                )
+                pipe.sadd(notes, job.job)
+                pipe.pexpire(notes, ms(JOB_TTL_SECONDS))
+                await pipe.execute()
+
+    def _drop_note(self, job: QueuedJob) -> None:
+        """The job is answered (or given up) here: no successor must post it."""
+        if self._link.notes.pop(job.id, None) is not None and self._link.owner is not None:
+            self._link.stale_notes.add(job.job)
+            self._spawn(self._delete_stale_notes(), f"queue-note-{job.id}")
+
+    async def _delete_stale_notes(self) -> None:
+        link = self._link
+        jobs = list(link.stale_notes)
+        if not jobs or link.owner is None or link.redis is None:
+            return
+        try:
+            async with link.redis.pipeline(transaction=False) as pipe:
+                for job in jobs:
+                    pipe.delete(self._keys.note(job))
+                pipe.srem(self._keys.notes(link.owner), *jobs)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            # Kept for the next try (the next answer, or closing); a note left behind in
+            # Redis expires with its job.
+            log.warning("could not remove %d job notes (Redis: %s)", len(jobs), exc)
+            return
+        link.stale_notes.difference_update(jobs)
+
+    async def _forget_notes(self) -> None:
+        """Closing: this client's jobs have been told their outcome, and it is not alive."""
+        link = self._link
+        if link.owner is None or link.redis is None:
+            return
+        link.stale_notes.update(f"{link.client}:{job_id}" for job_id in link.notes)
+        link.notes.clear()
+        await self._delete_stale_notes()
+        try:
+            await link.redis.delete(self._keys.client(link.client))
+        except (RedisError, OSError) as exc:
+            log.debug("could not remove the client's liveness key: %s", exc)
+
+    async def _say_alive(self) -> None:
+        """Keep this client's liveness key: while it stands, no successor adopts its jobs."""
+        key = self._keys.client(self._link.client)
+        while True:
+            try:
+                await self._link.redis.set(key, 1, px=ms(CLIENT_TTL_SECONDS))
+            except (RedisError, OSError) as exc:
+                log.debug("could not renew the client's liveness key: %s", exc)
+            await asyncio.sleep(CLIENT_BEAT_SECONDS)
 
     async def _flag_cancels(self) -> None:
         redis = self._link.redis
@@ -215,6 +301,7 @@ class QueueTransport(Transport):
 
     def _fail(self, job: QueuedJob, exc: EngineUnavailable) -> None:
         self._link.jobs.pop(job.id, None)
+        self._drop_note(job)
         self._link.cancels.add(job.job)  # a worker that appears later must not run it
         self._inbox.put_nowait(encode(JobFailed.of(job.id, exc)))
 
@@ -279,6 +366,7 @@ class QueueTransport(Transport):
             job = self._link.jobs.pop(message.get("id"), None)  # type: ignore[arg-type]
             if job is None:
                 return  # answered already (failed here, or cancelled)
+            self._drop_note(job)
         elif message.get("id") not in self._link.jobs:
             return  # progress of a job that has ended
         self._inbox.put_nowait(raw)
@@ -407,10 +495,12 @@ def queue_client(
     *,
     prefix: str = DEFAULT_PREFIX,
     worker_ttl: float = WORKER_TTL_SECONDS,
+    owner: str | None = None,
     **options: Any,
 ) -> EngineClient:
-    """An EngineClient whose engine is the workers of the Redis queue at `url`; `options`
-    go to EngineClient (close_timeout, ...)."""
-    link = QueueLink(url, prefix=prefix, worker_ttl=worker_ttl)
+    """An EngineClient whose engine is the workers of the Redis queue at `url`; `owner`: whose
+    jobs they are beyond this process (the next process of the same owner adopts the jobs
+    given a note, engine.api.queue_handover); `options` go to EngineClient (close_timeout, ...)."""
+    link = QueueLink(url, prefix=prefix, worker_ttl=worker_ttl, owner=owner)
     factory: Callable[[], Transport] = lambda: QueueTransport(link)  # noqa: E731
     return EngineClient(factory, **options)

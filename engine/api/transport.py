@@ -103,6 +103,11 @@ class Transport(ABC):
     async def wait_exit(self, timeout: float) -> None:  # noqa: B027 (optional: no-op default)
         """Give an engine whose channel closed a moment to exit, so describe_exit() knows."""
 
+    def hand_over(self, job_id: int, note: bytes) -> None:  # noqa: B027 (optional: no-op)
+        """Keep `note` with job `job_id` (sent next) for the client's successor, should the
+        client's process die before the reply: only a backend whose jobs outlive the
+        process (the queue) can; the subprocess' jobs die with it."""
+
 
 async def open_until_ready(
     transport: Transport, timeout: float, read_hello: Callable[[bytes], T], stop_timeout: float

@@ -37,7 +37,7 @@ async def test_a_member_waits_for_the_cooldown(world) -> None:
 
 async def test_a_server_has_at_most_its_cap_of_compositions_in_flight(world) -> None:
     # A composition of Bob's holds the server's only slot (as while the engine writes it).
-    with world.bot.limits.slot(world.guild.id, world.bob.id):
+    async with world.bot.limits.slot(world.guild.id, world.bob.id):
         refused = await world.alice.slash(world.channel, "compose", **ONE)
         assert refused_privately(refused)
         assert "already has 1 composition under way" in reply(refused).content
@@ -79,7 +79,7 @@ async def test_seed_plays_count_against_the_cooldown_and_the_cap(world) -> None:
     composed = await world.alice.slash(world.channel, "compose", **ONE)
     assert "You started a seed playback a moment ago" in reply(composed).content
     # A second seed play while Bob's first is still being rendered is refused too.
-    with world.bot.limits.slot(world.guild.id, world.bob.id, Work.SEED_PLAY):
+    async with world.bot.limits.slot(world.guild.id, world.bob.id, Work.SEED_PLAY):
         during = await world.bob.slash(world.channel, "seed play", name="intro")
         assert refused_privately(during) and "seed playback" in reply(during).content
     assert raised(world.env) == [OnCooldown, OnCooldown, OnCooldown]
@@ -88,7 +88,7 @@ async def test_seed_plays_count_against_the_cooldown_and_the_cap(world) -> None:
 async def test_a_server_at_its_cap_cannot_export(world) -> None:
     posted = (await world.alice.slash(world.channel, "compose", **ONE)).response
     number = int(posted.embeds[0].title.removeprefix("Composition #"))
-    with world.bot.limits.slot(world.guild.id, world.alice.id, Work.SEED_PLAY):
+    async with world.bot.limits.slot(world.guild.id, world.alice.id, Work.SEED_PLAY):
         refused = await world.bob.slash(world.channel, "piece export", composition=number)
         assert refused_privately(refused)
         assert "already has 1 seed playback under way" in reply(refused).content

@@ -7,9 +7,12 @@
         token = discord_.slash_command("compose", bars=4, candidates=2)
         await discord_.wait_for(lambda: discord_.callbacks(token))
 
-It speaks just enough of both for one guild and one channel: the gateway's JSON ops (HELLO,
-IDENTIFY -> READY + GUILD_CREATE, heartbeat -> ACK, INTERACTION_CREATE pushed by the test,
-and the close code the bot sends), and the REST routes the bot calls: GET /gateway/bot,
+It speaks just enough of both for one guild and one channel per shard (`shard_count`, 1 by
+default; guild ids chosen so that Discord's rule, (guild id >> 22) % shard count, puts one on
+each shard): the gateway's JSON ops (HELLO, IDENTIFY with its shard -> READY + GUILD_CREATE of
+that shard's guild, heartbeat -> ACK, INTERACTION_CREATE pushed by the test to the shard of its
+guild, or to another one on purpose, and the close code the bot sends), and the REST routes
+the bot calls: GET /gateway/bot,
 GET /users/@me, GET /oauth2/applications/@me, interaction callbacks, webhook follow-ups,
 and the @original message (edit, delete). Everything the bot sends is kept in `requests`.
 `hold(token)` makes edits of that interaction's @original wait until `release(token)`, so
@@ -52,6 +55,12 @@ MEMBER_USER = {
     "global_name": "Alice",
     "avatar": None,
 }
+OTHER_MEMBER_USER = {
+    **MEMBER_USER,
+    "id": str(MEMBER_ID + 1),
+    "username": "bob",
+    "global_name": "Bob",
+}
 TIMESTAMP = "2026-01-01T00:00:00+00:00"
 
 
@@ -63,13 +72,32 @@ class Request:
     files: list[str] = field(default_factory=list)
 
 
+def shard_of(guild_id: int, shard_count: int) -> int:
+    """Discord's rule: which shard receives a guild's events."""
+    return (guild_id >> 22) % shard_count
+
+
+def guild_of_shard(shard: int, shard_count: int) -> int:
+    """A guild id on `shard` (GUILD_ID itself when it is there)."""
+    guild = GUILD_ID
+    while shard_of(guild, shard_count) != shard:
+        guild += 1 << 22
+    return guild
+
+
 class DiscordStandIn:
-    def __init__(self) -> None:
+    def __init__(self, shard_count: int = 1) -> None:
         self.requests: list[Request] = []
-        self.ready = asyncio.Event()  # READY and GUILD_CREATE were sent
+        self.shard_count = shard_count
+        # One guild per shard, each with one channel: guild id -> channel id.
+        self.guilds = {
+            guild_of_shard(shard, shard_count): CHANNEL_ID + shard for shard in range(shard_count)
+        }
+        self.ready = asyncio.Event()  # READY and GUILD_CREATE were sent on every shard
+        self.identified: list[int] = []  # the shard of each IDENTIFY, in order
         self.gateway_close_codes: list[int | None] = []
         self.port = free_port()
-        self._sockets: list[web.WebSocketResponse] = []
+        self._sockets: list[tuple[int, web.WebSocketResponse]] = []  # (shard, socket)
         self._sequence = itertools.count(1)
         self._ids = itertools.count(910_000_000_000_000_000)
         self._held: dict[str, asyncio.Event] = {}
@@ -92,13 +120,22 @@ class DiscordStandIn:
     async def __aexit__(self, *exc_info: object) -> None:
         for event in self._held.values():
             event.set()
-        for ws in self._sockets:
+        for _, ws in self._sockets:
             await ws.close()
         await self._runner.cleanup()
 
     # What the test does.
-    def slash_command(self, name: str, **options: Any) -> str:
-        """Dispatch /name with these options as a member in the channel; the token."""
+    def slash_command(
+        self,
+        name: str,
+        *,
+        in_guild: int = GUILD_ID,
+        via_shard: int | None = None,
+        member: dict[str, Any] = MEMBER_USER,
+        **options: Any,
+    ) -> str:
+        """Dispatch /name with these options as `member` in the guild's channel (to the
+        guild's shard, or `via_shard`); the token."""
         kinds = {bool: 5, int: 4, float: 10, str: 3}
         data = {
             "id": str(next(self._ids)),
@@ -108,13 +145,16 @@ class DiscordStandIn:
                 {"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items()
             ],
         }
-        return self._interaction(2, data)
+        return self._interaction(2, data, in_guild, via_shard, member)
 
-    def button(self, custom_id: str) -> str:
-        """Dispatch a click on a button with this custom_id (on a message of the bot)."""
+    def button(
+        self, custom_id: str, *, in_guild: int = GUILD_ID, via_shard: int | None = None
+    ) -> str:
+        """Dispatch a click on a button with this custom_id (on a message of the bot in the
+        guild's channel; to the guild's shard, or `via_shard`)."""
         message = {
             "id": str(next(self._ids)),
-            "channel_id": str(CHANNEL_ID),
+            "channel_id": str(self.guilds[in_guild]),
             "author": BOT_USER,
             "content": "",
             "timestamp": TIMESTAMP,
@@ -137,7 +177,14 @@ class DiscordStandIn:
                 }
             ],
         }
-        return self._interaction(3, {"custom_id": custom_id, "component_type": 2}, message=message)
+        return self._interaction(
+            3,
+            {"custom_id": custom_id, "component_type": 2},
+            in_guild,
+            via_shard,
+            MEMBER_USER,
+            message=message,
+        )
 
     def hold(self, token: str) -> None:
         self._held[token] = asyncio.Event()
@@ -172,7 +219,6 @@ class DiscordStandIn:
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._sockets.append(ws)
         await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41_250}, "s": None, "t": None})
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
@@ -181,20 +227,28 @@ class DiscordStandIn:
             if payload["op"] == 1:
                 await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
             elif payload["op"] == 2:
+                shard = (payload["d"].get("shard") or [0, 1])[0]
+                self._sockets.append((shard, ws))
+                self.identified.append(shard)
+                guilds = [g for g in self.guilds if shard_of(g, self.shard_count) == shard]
                 await self._send(
                     ws,
                     "READY",
                     {
                         "v": 10,
                         "user": BOT_USER,
-                        "guilds": [{"id": str(GUILD_ID), "unavailable": True}],
-                        "session_id": "standin",
+                        "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
+                        "session_id": f"standin-{shard}",
                         "resume_gateway_url": self._gateway_url,
                         "application": {"id": str(BOT_ID), "flags": 0},
+                        "shard": [shard, self.shard_count],
                     },
                 )
-                await self._send(ws, "GUILD_CREATE", _guild())
-                self.ready.set()
+                for guild in guilds:
+                    await self._send(ws, "GUILD_CREATE", _guild(guild, self.guilds[guild]))
+                if set(self.identified) == set(range(self.shard_count)):
+                    self.ready.set()
+                self._notify()
         self.gateway_close_codes.append(ws.close_code)
         self._notify()
         return ws
@@ -206,20 +260,29 @@ class DiscordStandIn:
     async def _send(self, ws: web.WebSocketResponse, event: str, data: Any) -> None:
         await ws.send_json({"op": 0, "t": event, "s": next(self._sequence), "d": data})
 
-    def _interaction(self, kind: int, data: dict[str, Any], **extra: Any) -> str:
+    def _interaction(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        guild: int,
+        via_shard: int | None,
+        member: dict[str, Any],
+        **extra: Any,
+    ) -> str:
         token = f"token-{next(self._ids)}"
+        channel = self.guilds[guild]
         payload = {
             "id": str(next(self._ids)),
             "application_id": str(BOT_ID),
             "type": kind,
             "token": token,
             "version": 1,
-            "guild_id": str(GUILD_ID),
-            "channel_id": str(CHANNEL_ID),
-            "channel": _channel(),
+            "guild_id": str(guild),
+            "channel_id": str(channel),
+            "channel": _channel(guild, channel),
             "data": data,
             "member": {
-                "user": MEMBER_USER,
+                "user": member,
                 "roles": [],
                 "joined_at": TIMESTAMP,
                 "deaf": False,
@@ -231,13 +294,14 @@ class DiscordStandIn:
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],
-            "authorizing_integration_owners": {"0": str(GUILD_ID)},
+            "authorizing_integration_owners": {"0": str(guild)},
             "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
             **extra,
         }
-        live = [ws for ws in self._sockets if not ws.closed]
-        assert live, "the bot is not connected to the gateway"
+        shard = shard_of(guild, self.shard_count) if via_shard is None else via_shard
+        live = [ws for on, ws in self._sockets if on == shard and not ws.closed]
+        assert live, f"the bot is not connected to the gateway on shard {shard}"
         task = asyncio.create_task(self._send(live[-1], "INTERACTION_CREATE", payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -267,7 +331,7 @@ class DiscordStandIn:
             return _json(
                 {
                     "url": self._gateway_url,
-                    "shards": 1,
+                    "shards": self.shard_count,
                     "session_start_limit": {
                         "total": 1000,
                         "remaining": 1000,
@@ -355,12 +419,12 @@ def _json(data: Any, status: int = 200) -> web.Response:
     )
 
 
-def _channel() -> dict[str, Any]:
+def _channel(guild: int = GUILD_ID, channel: int = CHANNEL_ID) -> dict[str, Any]:
     return {
-        "id": str(CHANNEL_ID),
+        "id": str(channel),
         "type": 0,
         "name": "music",
-        "guild_id": str(GUILD_ID),
+        "guild_id": str(guild),
         "position": 0,
         "permission_overwrites": [],
         "nsfw": False,
@@ -368,9 +432,9 @@ def _channel() -> dict[str, Any]:
     }
 
 
-def _guild() -> dict[str, Any]:
+def _guild(guild: int = GUILD_ID, channel: int = CHANNEL_ID) -> dict[str, Any]:
     everyone = {
-        "id": str(GUILD_ID),
+        "id": str(guild),
         "name": "@everyone",
         "permissions": ALL_PERMISSIONS,
         "position": 0,
@@ -381,12 +445,12 @@ def _guild() -> dict[str, Any]:
         "flags": 0,
     }
     return {
-        "id": str(GUILD_ID),
+        "id": str(guild),
         "name": "Band",
         "icon": None,
         "owner_id": str(MEMBER_ID),
         "roles": [everyone],
-        "channels": [_channel()],
+        "channels": [_channel(guild, channel)],
         "emojis": [],
         "stickers": [],
         "features": [],

@@ -19,6 +19,8 @@ if config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+# PostgreSQL's advisory lock key for migrations (any constant the bot uses for nothing else).
+MIGRATION_LOCK = 0x4D6F746966  # "Motif"
 
 
 def database_url() -> str:
@@ -53,6 +55,10 @@ def _run(connection: Connection) -> None:
         compare_type=True,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Bot processes (shards) starting together each upgrade first: one at a time,
+            # so the others find the schema done. Held until this transaction ends.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
         if sqlite:
             # Foreign keys are off while migrating (rebuilding a table must not cascade), so

@@ -40,7 +40,7 @@ from bot.db.queries import ClosedRound
 from bot.services import composing
 from bot.services.engine_port import Engine
 from bot.services.jams.options import round_job
-from bot.services.limits import EngineWorkLimits, TooManyInFlight, Work
+from bot.services.limits import TooManyInFlight, Work, WorkSlots
 from bot.services.midi_concat import concatenate
 from bot.services.piece_assembly import round_seconds
 from bot.ui import compose_message, jam_message
@@ -64,7 +64,7 @@ class JamHost(Protocol):
 
     sessions: async_sessionmaker[AsyncSession]
     engine: Engine
-    limits: EngineWorkLimits
+    limits: WorkSlots
     settings: Settings
 
     def get_channel(self, id: int, /) -> Any: ...
@@ -224,7 +224,7 @@ class JamRunner:
             parent_candidate_id=parent_candidate_id,
         )
         upload_limit = channel.guild.filesize_limit
-        with host.limits.slot(jam.guild_id, None, Work.JAM_ROUND) as slot:
+        async with host.limits.slot(jam.guild_id, None, Work.JAM_ROUND) as slot:
             async with host.sessions() as session:
                 version = await get_active_model_version(session, guild_id=jam.guild_id)
             request = job.request(
