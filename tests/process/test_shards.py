@@ -7,7 +7,10 @@ One scenario, in order (the processes start once: they are what costs time):
 - a member's cooldown, taken on shard 0, holds when their next /compose reaches shard 1;
 - a vote button posted by shard 0 is handled when the click reaches shard 1;
 - shard 0's process killed (-9) while its composition runs on the workers: the process that
-  replaces it posts the composition.
+  replaces it posts the composition;
+- a worker killed (-9) mid-composition: the other takes the job over, posted once;
+- Redis restarted without its data: bots and worker reconnect, and the next one is posted.
+Models on every worker (a version fetched from Redis) are tests/queue/test_shared_models.py.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from tests.process.discord_standin import (
     Request,
     guild_of_shard,
 )
-from tests.queue.processes import RedisServer, WorkerProcess
+from tests.queue.processes import RedisServer, WorkerProcess, holders
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -159,6 +162,34 @@ async def test_two_shards_two_workers_share_limits_buttons_and_a_restart(
             # Taken over once: nothing is left for another process to take.
             assert not inspect.smembers(f"motif:notes:{OWNER_0}")
             assert not [k for k in inspect.scan_iter("motif:note:*")]
+
+            # A worker killed (-9) while it writes shard 1's composition: the other worker
+            # takes the job over, and it is posted once.
+            fourth = discord_.slash_command(
+                "compose", in_guild=guild_1, member=OTHER_MEMBER_USER, bars=16, candidates=2
+            )
+            async with asyncio.timeout(COMPOSE_SECONDS):
+                while not (held := holders(inspect, "motif")):
+                    await asyncio.sleep(0.01)
+            [victim] = [w for w in workers if w.name in held]
+            [survivor] = [w for w in workers if w is not victim]
+            victim.kill()
+            post = await discord_.wait_for(lambda: posted(discord_, fourth), COMPOSE_SECONDS)
+            assert sorted(post.files) == ["candidate-1.ogg", "candidate-2.ogg", "pianoroll.png"]
+            await bot_1.wait_metric("motif_compositions_posted_total", 2)
+            assert len([r for r in discord_.original_edits(fourth) if r.files]) == 1
+            assert b"duplicates" not in inspect.hgetall("motif:counters")
+            assert "took over compose job" in survivor.log_text()
+
+            # Redis restarts without its data: both bots and the last worker reconnect by
+            # themselves, and the next composition is posted (the cooldowns went with the
+            # data, so the first member may compose again).
+            redis_server.stop()
+            await asyncio.sleep(1.0)
+            redis_server.start()
+            fifth = discord_.slash_command("compose", in_guild=guild_0, **TINY)
+            post = await discord_.wait_for(lambda: posted(discord_, fifth), COMPOSE_SECONDS)
+            assert sorted(post.files) == ["candidate-1.ogg", "pianoroll.png"]
         inspect.close()
         # The other shard never took shard 0's job.
         assert not any("went away" in entry.get("message", "") for entry in bot_1.log)

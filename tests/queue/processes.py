@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from engine.api.queue_keys import GROUP
+
 REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None
 )
@@ -224,3 +226,11 @@ class WorkerProcess:
             with contextlib.suppress(OSError):  # gone meanwhile
                 if alive(pid) and b"engine" in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
+
+
+def holders(inspect: redis.Redis, prefix: str, kind: str = "compose") -> dict[str, int]:
+    """Worker name -> how many jobs of `kind` it holds (claimed, not yet answered)."""
+    summary = inspect.xpending(f"{prefix}:jobs:{kind}", GROUP)
+    return {
+        c["name"].decode(): int(c["pending"]) for c in summary["consumers"] if int(c["pending"])
+    }

@@ -10,7 +10,6 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from engine.api.client import (
     BadSeed,
@@ -20,11 +19,10 @@ from engine.api.client import (
     EngineUnavailable,
     Rendering,
 )
-from engine.api.queue_keys import GROUP
 from engine.api.queue_transport import queue_client
 from tests.engine.test_client import check
 from tests.queue.conftest import worker_starter
-from tests.queue.processes import RedisServer, WorkerProcess, alive
+from tests.queue.processes import RedisServer, WorkerProcess, alive, holders
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 
@@ -48,14 +46,6 @@ def pair(
     finally:
         for worker in started:
             worker.stop()
-
-
-def holders(inspect: redis.Redis, prefix: str, kind: str = "compose") -> dict[str, int]:
-    """Worker name -> how many jobs of `kind` it holds (claimed, not yet answered)."""
-    summary = inspect.xpending(f"{prefix}:jobs:{kind}", GROUP)
-    return {
-        c["name"].decode(): int(c["pending"]) for c in summary["consumers"] if int(c["pending"])
-    }
 
 
 async def long_job_decoding(engine, events: list[object]) -> asyncio.Task:
