@@ -29,7 +29,7 @@ from bot.services.limits import EngineWorkLimits, WorkSlots
 from bot.services.tuning.runner import FinetuneRunner
 
 if TYPE_CHECKING:
-    from engine.api.queue_handover import QueueHandover
+    from bot.services.adoption import Adoption
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class MotifBot(commands.Bot):
         self._engine_context: AbstractAsyncContextManager[Engine] | None = None
         # With MOTIF_QUEUE_URL: the jobs a process of ours left when it died (bot.cogs.compose
         # posts their results).
-        self.handover: QueueHandover | None = None
+        self.adoption: Adoption | None = None
         self._db_ready = False
         # Stopping (SIGTERM, Ctrl-C) drains instead of dropping work: see bot.lifecycle.
         self.lifecycle = Lifecycle(self, grace_seconds=settings.shutdown_grace_seconds)
@@ -115,15 +115,19 @@ class MotifBot(commands.Bot):
             self._engine_context = open_engine(self.settings)
             self.engine = await self._engine_context.__aenter__()
             if self.settings.queue_url is not None:
+                from bot.services.adoption import Adoption
                 from engine.api.queue_handover import QueueHandover  # redis-py: queue only
 
                 owner = handover_owner(self.settings)
-                self.handover = QueueHandover(self.settings.queue_url, owner=owner)
+                handover = QueueHandover(self.settings.queue_url, owner=owner)
+                self.adoption = Adoption(handover, draining=lambda: self.lifecycle.draining)
         if self._given_engine is not None or self._start_engine:
             # Only a bot that will run jobs: `sync` must not touch the runs of a running bot.
             await self.tuning.recover()
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+        if self.adoption is not None:  # its cogs have registered what they post
+            self.adoption.start()
 
     async def close(self) -> None:
         try:
@@ -131,13 +135,15 @@ class MotifBot(commands.Bot):
             # compositions in flight get the grace (bot.lifecycle) while fine-tuning runs stop
             # (they take minutes) and are recorded as interrupted. Then our engine stops.
             await asyncio.gather(self.lifecycle.drain(), self._stop_tuning())
+            if self.adoption is not None:
+                await self.adoption.aclose()
             await self._stop_engine()
             await self.lifecycle.finish()
             await super().close()
         finally:
             await self.limits.aclose()
-            if self.handover is not None:
-                await self.handover.aclose()
+            if self.adoption is not None:
+                await self.adoption.handover.aclose()
             if self._db_ready:
                 self._db_ready = False
                 await self.db.dispose()

@@ -8,7 +8,7 @@ buttons posted before a restart keep working.
 
 With the job queue, each composition leaves a note for this bot's successor
 (services.handover): a process that dies while its compositions run is followed by one that
-posts them when they arrive (`ComposeCog` adopts them).
+posts them when they arrive (services.adoption hands them to `ComposeCog`).
 """
 
 from __future__ import annotations
@@ -73,9 +73,6 @@ FORM_NAMES = {
     "ABAB": "ABAB",
 }
 FORM_CHOICES = [app_commands.Choice(name=FORM_NAMES[f], value=f) for f in FORMS]
-# How often a bot looks for compositions a process of its shards left when it died (that
-# process' jobs are free to take 10 s after it went silent: queue_keys.CLIENT_TTL_SECONDS).
-ADOPT_SECONDS = 5.0
 STILL_COMPOSING = "Motif restarted; your composition is still being written..."
 
 Edit = Callable[..., Awaitable[discord.Message]]
@@ -84,48 +81,22 @@ Edit = Callable[..., Awaitable[discord.Message]]
 class ComposeCog(commands.Cog):
     def __init__(self, bot: MotifBot) -> None:
         self.bot = bot
-        self._adopter: asyncio.Task[None] | None = None
-        self._adopted: set[asyncio.Task[None]] = set()
 
     async def cog_load(self) -> None:
-        if self.bot.handover is not None:
-            self._adopter = asyncio.create_task(
-                self._adopt(self.bot.handover), name="compose-adopt"
-            )
+        if self.bot.adoption is not None:
+            self.bot.adoption.register(PostingNote, self._post_adopted)
 
-    async def cog_unload(self) -> None:
-        tasks = [t for t in (self._adopter, *self._adopted) if t is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-
-    async def _adopt(self, handover: QueueHandover) -> None:
-        """Post the compositions a dead process of ours left (each taken by one process).
-        A draining bot takes none: its successor will."""
-        while not self.bot.lifecycle.draining:
-            for orphan in await handover.adopt():
-                task = asyncio.create_task(
-                    self._post_adopted(handover, orphan), name=f"compose-adopted-{orphan.job}"
-                )
-                self._adopted.add(task)
-                task.add_done_callback(self._adopted.discard)
-            await asyncio.sleep(ADOPT_SECONDS)
-
-    async def _post_adopted(self, handover: QueueHandover, orphan: Orphan) -> None:
+    async def _post_adopted(
+        self, handover: QueueHandover, orphan: Orphan, note: PostingNote
+    ) -> None:
         bot = self.bot
-        try:
-            note = PostingNote.decode(orphan.note)
-        except ValueError:  # msgspec's errors are ValueErrors
-            log.exception("job %s left a note this bot cannot read", orphan.job)
-            return
         webhook = discord.Webhook.partial(note.application_id, note.token, client=bot)
         edit: Edit = functools.partial(webhook.edit_message, "@original")
         with contextlib.suppress(discord.HTTPException):  # cosmetic, like the progress
             await edit(content=STILL_COMPOSING)
         message: discord.Message | None = None
         try:
-            result = await handover.outcome(orphan)
+            result = await handover.outcome(orphan, ComposeResult)
             composition = await composing.record(
                 bot.sessions,
                 note.job,

@@ -1,16 +1,26 @@
-"""/seed add|list|play|remove: a server's library of motifs to compose from."""
+"""/seed add|list|play|remove: a server's library of motifs to compose from.
+
+With the job queue, a seed being played leaves a note for this bot's successor
+(services.handover): should this process die first, the next one posts it (`SeedsCog`
+registers with services.adoption)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+import logging
 from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.db import Seed, add_seed, get_seed, list_seeds, remove_seed
-from bot.errors import UserFacingError, defer_privately
+from bot.db import Seed, add_seed, get_seed, get_seed_by_id, list_seeds, remove_seed
+from bot.errors import APOLOGY, UserFacingError, defer_privately, friendly_message
+from bot.lifecycle import FAIL_SECONDS
+from bot.services.engine_port import RenderResult
+from bot.services.handover import SeedPlayNote
 from bot.services.limits import Work
 from bot.services.seed_files import read_midi_attachment
 from bot.ui.audio_text import cut_text
@@ -18,10 +28,14 @@ from bot.ui.deferral import check_then_defer
 from bot.ui.seed_names import saved_seed_names
 from bot.ui.slash_options import SeedName
 from bot.ui.text import escaped
-from engine.api.errors import BadRequest
+from engine.api.errors import BadRequest, JobLost
 
 if TYPE_CHECKING:
     from bot.app import MotifBot
+    from engine.api.queue_handover import Orphan, QueueHandover
+
+log = logging.getLogger(__name__)
+NOT_PLAYED = "Motif restarted before this seed was ready to play. Please try /seed play again."
 
 Interaction = discord.Interaction["MotifBot"]
 
@@ -36,6 +50,25 @@ def _audio_budget(interaction: Interaction) -> int:
     return interaction.filesize_limit - 256 * 1024
 
 
+def _played(
+    seed: Seed, rendered: RenderResult, upload_limit: int
+) -> tuple[str, list[discord.File]]:
+    """The message that plays a seed: its audio and its MIDI."""
+    stem = _file_name(seed.name)
+    files = [
+        discord.File(io.BytesIO(rendered.audio), filename=f"{stem}.ogg"),
+        discord.File(io.BytesIO(seed.midi), filename=f"{stem}.mid"),
+    ]
+    text = f'The seed "{escaped(seed.name)}"'
+    if (cut := cut_text(rendered, upload_limit)) is not None:
+        text += f" ({cut}; the MIDI has all of it)"
+    return text + ":", files
+
+
+def _unplayable(error: BadRequest) -> UserFacingError:
+    return UserFacingError(f"That seed cannot be played: {error}.")
+
+
 def _file_name(name: str) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name).strip("-")
     return safe or "seed"
@@ -46,6 +79,10 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
     def __init__(self, bot: MotifBot) -> None:
         self.bot = bot
         super().__init__()
+
+    async def cog_load(self) -> None:
+        if self.bot.adoption is not None:
+            self.bot.adoption.register(SeedPlayNote, self._post_adopted_play)
 
     @app_commands.command(name="add", description="Save a MIDI motif as a server seed.")
     @app_commands.describe(file="A short MIDI file", name="How members will pick it")
@@ -105,22 +142,54 @@ class SeedsCog(commands.GroupCog, group_name="seed", group_description="This ser
         async with self.bot.limits.slot(guild_id, interaction.user.id, Work.SEED_PLAY) as slot:
             seed = await check_then_defer(interaction, self._seed(guild_id, name))
             slot.start()
+            # Should this process die before the audio comes, its successor posts it.
+            note = SeedPlayNote(
+                application_id=interaction.application_id,
+                token=interaction.token,
+                guild_id=guild_id,
+                seed_id=seed.id,
+                upload_limit=interaction.filesize_limit,
+            )
             try:
                 # The file must fit the upload limit; the engine lowers quality or cuts to fit.
                 rendered = await self.bot.engine.render(
-                    seed.midi, max_audio_bytes=_audio_budget(interaction), guild_id=guild_id
+                    seed.midi,
+                    max_audio_bytes=_audio_budget(interaction),
+                    guild_id=guild_id,
+                    handover=note.encode(),
                 )
             except BadRequest as error:
-                raise UserFacingError(f"That seed cannot be played: {error}.") from error
-        stem = _file_name(seed.name)
-        files = [
-            discord.File(io.BytesIO(rendered.audio), filename=f"{stem}.ogg"),
-            discord.File(io.BytesIO(seed.midi), filename=f"{stem}.mid"),
-        ]
-        text = f'The seed "{escaped(seed.name)}"'
-        if (cut := cut_text(rendered, interaction.filesize_limit)) is not None:
-            text += f" ({cut}; the MIDI has all of it)"
-        await interaction.followup.send(text + ":", files=files)
+                raise _unplayable(error) from error
+        text, files = _played(seed, rendered, interaction.filesize_limit)
+        await interaction.followup.send(text, files=files)
+
+    async def _post_adopted_play(
+        self, handover: QueueHandover, orphan: Orphan, note: SeedPlayNote
+    ) -> None:
+        webhook = discord.Webhook.partial(note.application_id, note.token, client=self.bot)
+        try:
+            async with self.bot.sessions() as session:
+                seed = await get_seed_by_id(session, guild_id=note.guild_id, seed_id=note.seed_id)
+            try:
+                rendered = await handover.outcome(orphan, RenderResult)
+            except BadRequest as error:
+                raise _unplayable(error) from error
+        except asyncio.CancelledError:  # this process stops too: say so, as the drain does
+            with contextlib.suppress(discord.HTTPException, TimeoutError):
+                await asyncio.wait_for(webhook.send(NOT_PLAYED, ephemeral=True), FAIL_SECONDS)
+            raise
+        except Exception as error:  # noqa: BLE001 - every outcome is told; bugs are logged
+            text = NOT_PLAYED if isinstance(error, JobLost) else friendly_message(error)
+            if text is None:
+                log.exception("guild %s: an adopted seed play failed", note.guild_id)
+            with contextlib.suppress(discord.HTTPException):
+                await webhook.send(text or APOLOGY, ephemeral=True)
+            return
+        text, files = _played(seed, rendered, note.upload_limit)
+        await webhook.send(text, files=files)
+        log.info(
+            "guild %s: seed %s played for a bot process that went away", note.guild_id, seed.id
+        )
 
     async def _seed(self, guild_id: int, name: str) -> Seed:
         async with self.bot.sessions() as session:

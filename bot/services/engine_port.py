@@ -71,10 +71,11 @@ class Engine(Protocol):
         max_seconds: float | None = None,
         guild_id: int | None = None,
         pianoroll: bool = False,
+        handover: bytes | None = None,
     ) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
         `max_seconds` (None: the engine's most, MOTIF_MAX_RENDER_SECONDS) of it; the result
-        says what was cut.
+        says what was cut. `handover`: as for compose.
         `guild_id`: whose turn it is among the engine's whole-file renders.
         `pianoroll`: also draw the whole file (`.pianoroll`, PNG)."""
         ...

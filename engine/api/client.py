@@ -230,12 +230,13 @@ class EngineClient:
         max_seconds: float | None = None,
         guild_id: int | None = None,
         pianoroll: bool = False,
+        handover: bytes | None = None,
     ) -> RenderResult:
         """A whole MIDI file as OGG (seed previews, parts of piece exports): at most
         `max_seconds` (None: the engine's most, MOTIF_MAX_RENDER_SECONDS) of it, fitted
         into `max_audio_bytes`; the result says what was cut. BadRequest if the file is unfit.
         `guild_id`: whose turn it is among the engine's whole-file renders. `pianoroll`: also
-        draw the whole file (result.pianoroll, PNG)."""
+        draw the whole file (result.pianoroll, PNG). `handover`: as for compose."""
         request = RenderRequest(
             midi,
             max_audio_bytes=max_audio_bytes,
@@ -243,7 +244,9 @@ class EngineClient:
             guild_id=guild_id,
             pianoroll=pianoroll,
         )
-        return await self._run(RenderCommand(next(self._ids), request), RenderResult, None)
+        return await self._run(
+            RenderCommand(next(self._ids), request), RenderResult, None, handover
+        )
 
     async def finetune(
         self, request: FinetuneRequest, *, on_progress: ProgressCallback | None = None

@@ -2,7 +2,7 @@
 
     handover = QueueHandover(url, owner="shards-0-1")
     for orphan in await handover.adopt():           # jobs whose process is gone
-        result = await handover.outcome(orphan)     # ComposeResult, or the job's error
+        result = await handover.outcome(orphan, ComposeResult)  # or the job's error raised
         ...post it with orphan.note (what the dead process wrote for its successor)...
 
 A queue client with an owner keeps, beside each job given a note, where its reply comes and
@@ -19,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from redis.exceptions import RedisError
 
 from engine.api.errors import EngineError, JobLost
 from engine.api.queue_keys import ADOPT, DEFAULT_PREFIX, QueueKeys, connect
-from engine.api.schema import ComposeResult, JobDone, JobFailed, decode_from_engine
+from engine.api.schema import ComposeResult, JobDone, JobFailed, RenderResult, decode_from_engine
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R", ComposeResult, RenderResult)
 
 READ_BLOCK_MS = 1000  # a reply read waits this long for news, then looks at the job again
 RETRY_SECONDS = 1.0  # pause while Redis is away
@@ -78,8 +80,9 @@ class QueueHandover:
             log.info("took over %d jobs of a bot process that went away", len(orphans))
         return orphans
 
-    async def outcome(self, orphan: Orphan) -> ComposeResult:
-        """The job's result, or its error raised (JobLost when its reply cannot come)."""
+    async def outcome(self, orphan: Orphan, expects: type[R]) -> R:
+        """The job's result (an `expects`), or its error raised (JobLost when its reply
+        cannot come)."""
         last = "0-0"
         while True:
             try:
@@ -97,7 +100,7 @@ class QueueHandover:
                 continue
             if found is None:
                 raise JobLost(f"the reply of job {orphan.job} is gone")
-            return found_result(found)
+            return found_result(found, expects)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -121,14 +124,14 @@ class QueueHandover:
             block = None  # read on to the end without waiting
 
 
-def found_result(raw: bytes) -> ComposeResult:
+def found_result(raw: bytes, expects: type[R]) -> R:
     try:
         message = decode_from_engine(raw)
     except msgspec.MsgspecError as exc:
         raise EngineError(f"the engine sent a broken result ({exc})") from exc
     if isinstance(message, JobFailed):
         raise message.exception()
-    if isinstance(message, JobDone) and isinstance(message.result, ComposeResult):
+    if isinstance(message, JobDone) and isinstance(message.result, expects):
         return message.result
     raise EngineError(f"the engine sent a broken result (a {type(message).__name__})")
 

@@ -135,16 +135,9 @@ class DiscordStandIn:
         **options: Any,
     ) -> str:
         """Dispatch /name with these options as `member` in the guild's channel (to the
-        guild's shard, or `via_shard`); the token."""
-        kinds = {bool: 5, int: 4, float: 10, str: 3}
-        data = {
-            "id": str(next(self._ids)),
-            "name": name,
-            "type": 1,
-            "options": [
-                {"name": k, "type": kinds[type(v)], "value": v} for k, v in options.items()
-            ],
-        }
+        guild's shard, or `via_shard`); the token. An option whose value is a dict is a
+        subcommand with those options (/seed play: `play={"name": "riff"}`)."""
+        data = {"id": str(next(self._ids)), "name": name, "type": 1, "options": _options(options)}
         return self._interaction(2, data, in_guild, via_shard, member)
 
     def button(
@@ -206,6 +199,10 @@ class DiscordStandIn:
             for r in self.requests
             if r.method == "PATCH" and r.path.endswith(f"/{token}/messages/@original")
         ]
+
+    def followups(self, token: str) -> list[Request]:
+        """Messages the bot sent with the interaction's webhook (interaction.followup)."""
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith(f"/{token}")]
 
     async def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
         """Wait until `predicate()` is truthy (re-checked at each request); its value."""
@@ -410,6 +407,16 @@ class DiscordStandIn:
 
     def _notify(self) -> None:
         self._changed.set()
+
+
+def _options(options: dict[str, Any]) -> list[dict[str, Any]]:
+    kinds = {bool: 5, int: 4, float: 10, str: 3}
+    return [
+        {"name": k, "type": 1, "options": _options(v)}
+        if isinstance(v, dict)
+        else {"name": k, "type": kinds[type(v)], "value": v}
+        for k, v in options.items()
+    ]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

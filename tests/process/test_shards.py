@@ -6,8 +6,8 @@ One scenario, in order (the processes start once: they are what costs time):
 - a /compose in each shard's guild is posted by that shard's process;
 - a member's cooldown, taken on shard 0, holds when their next /compose reaches shard 1;
 - a vote button posted by shard 0 is handled when the click reaches shard 1;
-- shard 0's process killed (-9) while its composition runs on the workers: the process that
-  replaces it posts the composition;
+- shard 0's process killed (-9) while its composition and a /seed play run on the workers:
+  the process that replaces it posts both;
 - a worker killed (-9) mid-composition: the other takes the job over, posted once;
 - Redis restarted without its data: bots and worker reconnect, and the next one is posted.
 Models on every worker (a version fetched from Redis) are tests/queue/test_shared_models.py.
@@ -26,10 +26,13 @@ import pytest
 import pytest_asyncio
 import redis
 
+from bot.db import add_seed
+from bot.db.session import create_engine, create_sessionmaker
 from tests.db.conftest import create_postgres_database, drop_postgres_database, postgres_server_url
 from tests.process.bot_process import BotProcess
 from tests.process.discord_standin import (
     EPHEMERAL,
+    MEMBER_ID,
     OTHER_MEMBER_USER,
     DiscordStandIn,
     Request,
@@ -43,6 +46,20 @@ TINY = {"bars": 2, "candidates": 1}
 COMPOSE_SECONDS = 180.0  # seconds alone; the whole suite may share the two cores
 COOLDOWN = "600"  # long enough to hold for the whole test
 OWNER_0 = "shards-0-of-2"  # bot.services.handover.handover_owner for MOTIF_SHARD_IDS=0
+
+
+THIRD_MEMBER = {**OTHER_MEMBER_USER, "id": str(MEMBER_ID + 2), "username": "carol"}
+EXAMPLES = Path(__file__).resolve().parents[2] / "engine" / "examples"
+
+
+async def save_seed(database_url: str, guild_id: int, name: str, midi: bytes) -> None:
+    """A seed in the server's library, as /seed add leaves it."""
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await add_seed(session, guild_id=guild_id, name=name, uploader_id=MEMBER_ID, midi=midi)
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture
@@ -130,8 +147,10 @@ async def test_two_shards_two_workers_share_limits_buttons_and_a_restart(
         labels = [c["label"] for row in answer["data"]["components"] for c in row["components"]]
         assert "Vote 1 · 1" in labels
 
-        # Shard 0's process dies while its composition waits for a worker; its successor
-        # posts it. The workers are paused so the job cannot finish before the kill.
+        # Shard 0's process dies while its composition and a seed being played wait for a
+        # worker; its successor posts both. The workers are paused so the jobs cannot finish
+        # before the kill.
+        await save_seed(database_url, guild_0, "riff", (EXAMPLES / "motif.mid").read_bytes())
         for worker in workers:
             os.kill(worker.pid, signal.SIGSTOP)
         inspect = redis.Redis.from_url(redis_server.url)
@@ -139,8 +158,11 @@ async def test_two_shards_two_workers_share_limits_buttons_and_a_restart(
             third = discord_.slash_command(
                 "compose", in_guild=guild_0, member=OTHER_MEMBER_USER, bars=4, candidates=2
             )
+            play = discord_.slash_command(
+                "seed", in_guild=guild_0, member=THIRD_MEMBER, **{"play": {"name": "riff"}}
+            )
             async with asyncio.timeout(60):
-                while not inspect.smembers(f"motif:notes:{OWNER_0}"):
+                while len(inspect.smembers(f"motif:notes:{OWNER_0}")) < 2:
                     await asyncio.sleep(0.02)
             assert bot_0.process is not None
             bot_0.process.kill()
@@ -155,6 +177,10 @@ async def test_two_shards_two_workers_share_limits_buttons_and_a_restart(
             post = await discord_.wait_for(lambda: posted(discord_, third), COMPOSE_SECONDS)
             assert sorted(post.files) == ["candidate-1.ogg", "candidate-2.ogg", "pianoroll.png"]
             assert any(re.fullmatch(r"motif:vote:\d+:\d+", i) for i in custom_ids(post))
+            played = await discord_.wait_for(
+                lambda: [r for r in discord_.followups(play) if r.files], COMPOSE_SECONDS
+            )
+            assert [sorted(r.files) for r in played] == [["riff.mid", "riff.ogg"]]
             # Recorded and logged just after the post.
             async with asyncio.timeout(30):
                 while not any("went away" in e.get("message", "") for e in successor.log):

@@ -17,7 +17,7 @@ from engine.api.errors import BadSeed, EngineUnavailable, JobLost
 from engine.api.queue_handover import QueueHandover
 from engine.api.queue_keys import FINISH, GROUP, HEARTBEAT, QueueKeys, connect
 from engine.api.queue_transport import queue_client
-from engine.api.schema import JobFailed, JobProgress, Queued, encode
+from engine.api.schema import ComposeResult, JobFailed, JobProgress, Queued, encode
 
 pytestmark = pytest.mark.redis
 
@@ -101,7 +101,7 @@ async def test_a_dead_clients_job_is_adopted_once_and_its_reply_read(
     finally:
         await elsewhere.aclose()
 
-    outcome = asyncio.create_task(handover.outcome(orphan))
+    outcome = asyncio.create_task(handover.outcome(orphan, ComposeResult))
     await asyncio.sleep(0.3)
     assert not outcome.done()  # the job still runs on a worker
     client = connect(redis_url)
@@ -139,4 +139,4 @@ async def test_a_reply_the_dead_client_had_read_is_reported_lost(
     await _dead_clients_job(redis_url, QueueKeys(prefix), "dead:5", b"post me", marker="done")
     [orphan] = await handover.adopt()
     with pytest.raises(JobLost):
-        await asyncio.wait_for(handover.outcome(orphan), 10)
+        await asyncio.wait_for(handover.outcome(orphan, ComposeResult), 10)
