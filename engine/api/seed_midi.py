@@ -68,7 +68,45 @@ def read_seed(data: bytes, *, max_notes: int = MAX_SEED_NOTES) -> ScoreTick:
             f"the seed lasts {_beyond(seconds / 60, limit_minutes)} minutes; seeds may "
             f"last at most {limit_minutes:g} minutes"
         )
-    return score
+    return without_cut_slivers(score)
+
+
+# A note that starts this close before the seed's final bar line and ends by it (or about
+# there) is the next bar's note, played a hair early and cut off where the loop was cut.
+SLIVER_QUARTERS = 1 / 16  # half the tokenizer's finest step: what rounding puts on the line
+
+
+def without_cut_slivers(score: ScoreTick) -> ScoreTick:
+    """The score without the slivers a loop's cut left at its end (see SLIVER_QUARTERS): a
+    2 ms note rounded onto the grid would open a bar of its own, so every continuation would
+    start a bar late, and its clip would run a bar long. The score itself when it has none."""
+    notes = [(n.time, n.end) for t in score.tracks for n in t.notes]
+    end = max(stop for _, stop in notes)
+    sliver = score.ticks_per_quarter * SLIVER_QUARTERS
+    line = _bar_line_near(score, end, sliver)
+    if line is None:
+        return score
+    tail = [stop for start, stop in notes if start >= line - sliver]
+    if not tail or len(tail) == len(notes) or max(tail) > line + sliver:
+        return score  # the music does go on past the line: a real note, not a cut
+    out = score.copy()
+    for track in out.tracks:
+        track.notes.filter(lambda n: n.time < line - sliver, inplace=True)
+    return out
+
+
+def _bar_line_near(score: ScoreTick, tick: int, within: float) -> int | None:
+    """The bar line within `within` ticks of `tick`, by the metre in force there (4/4 when
+    the score has none), or None."""
+    start, numerator, denominator = 0, 4, 4
+    for ts in sorted(score.time_signatures, key=lambda ts: ts.time):
+        if ts.time <= tick + within:
+            start, numerator, denominator = ts.time, ts.numerator, ts.denominator
+    if numerator <= 0 or denominator <= 0:  # a broken file's metre
+        return None
+    bar = score.ticks_per_quarter * 4 * numerator / denominator
+    line = start + round((tick - start) / bar) * bar
+    return round(line) if abs(line - tick) <= within else None
 
 
 def _beyond(value: float, limit: float) -> str:

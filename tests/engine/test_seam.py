@@ -93,6 +93,21 @@ def test_a_short_last_note_makes_no_phantom_bar(composer, tick):
         assert _longest_silence(candidate.audio, 4.0, 6.5) < 0.6
 
 
+def test_a_note_cut_off_by_the_loops_end_makes_no_bar(composer):
+    """The next bar's first note, played 4 ticks early and cut off 4 ticks later where the
+    loop was cut (as a DAW export of a bar range leaves it): rounded onto the grid it made a
+    bar of its own, so the continuation began a bar late and its clip ran long (a pop song's
+    loop lost 1.3 s this way). The seed is two whole bars: the continuation opens a new one."""
+    seed = _seed([(8 * TPQ - 4, 4)]).dumps_midi()
+    composition = composer.compose(
+        seed, ComposeRequest(bars=2, candidates=1, seed=3, include_seed=True)
+    )
+    assert composition.seed_seconds == pytest.approx(4.0)
+    [candidate] = composition.candidates
+    assert candidate.bars == 2
+    assert candidate.seconds == pytest.approx(4 * 2.0 + TAIL_SECONDS, abs=FLUID_BLOCK / SAMPLE_RATE)
+
+
 def test_a_continuation_on_its_own_starts_where_the_seed_stopped(composer):
     """include_seed off: the clip opens with the continuation (not with the seed's part of
     the bar as silence), and its MIDI keeps its bar lines on the music's with a pickup bar."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from symusic import Note, Score, Tempo, Track
+from symusic import Note, Score, Tempo, TimeSignature, Track
 
 from engine.api.errors import BadSeed
 from engine.api.seed_midi import MAX_SEED_BYTES, MAX_SEED_NOTES, read_seed
@@ -110,3 +110,43 @@ def test_refusals_say_precisely_what_is_wrong(data, expected):
     message = str(info.value)
     assert expected in message, message
     assert not {"inf", "nan"} & set(message.replace(";", " ").split()), message
+
+
+def _loop(*extra: tuple[int, int], metre: tuple[int, int] = (4, 4)) -> bytes:
+    """Two bars of `metre` in quarter notes at 480 ticks a quarter, then `extra` (tick,
+    ticks) notes."""
+    score = Score(480)
+    score.time_signatures.append(TimeSignature(0, *metre))
+    track = Track("piano", 0, False)
+    quarters = 2 * metre[0] * 4 // metre[1]
+    for beat in range(quarters):
+        track.notes.append(Note(beat * 480, 460, 60 + beat, 90))
+    for tick, ticks in extra:
+        track.notes.append(Note(tick, ticks, 72, 90))
+    score.tracks.append(track)
+    return score.dumps_midi()
+
+
+@pytest.mark.parametrize(
+    ("metre", "early"), [((4, 4), 3), ((3, 4), 3), ((4, 4), 0)], ids=["4/4", "3/4", "on the line"]
+)
+def test_a_note_cut_off_at_the_loops_end_is_left_out(metre, early):
+    """The next bar's note, begun a hair early (or on the line) and cut 3 ticks later where
+    the loop ends, is not music: read, the seed ends with its two bars' notes."""
+    line = 2 * metre[0] * 4 // metre[1] * 480
+    score = read_seed(_loop((line - early, 3), metre=metre))
+    assert score.note_num() == line // 480
+    assert score.end() == line - 20
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        (3840 - 3, 200),  # played early, but it sounds on into the next bar
+        (3840, 120),  # a sixteenth on the line: a bar of its own, as written
+        (3780, 60),  # a thirty-second note before the line: the bar's last note
+    ],
+)
+def test_notes_at_the_loops_end_that_are_music_stay(extra):
+    score = read_seed(_loop(extra))
+    assert score.note_num() == 9
